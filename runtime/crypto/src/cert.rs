@@ -1,0 +1,222 @@
+//! X.509 certificates: the service identity, node certificates it endorses, and the
+//! self-signed member/user identities that `consort keygen` writes (as CCF's keygenerator.sh).
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SubjectPublicKeyInfo, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
+};
+use x509_parser::oid_registry::OID_SIG_ECDSA_WITH_SHA384;
+use x509_parser::prelude::{parse_x509_certificate, X509Certificate};
+
+use crate::{CryptoError, NodeKey};
+
+/// Curves accepted for member and user identities (SPEC §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    Secp384r1,
+    Secp256r1,
+}
+
+impl std::str::FromStr for Curve {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "secp384r1" => Ok(Curve::Secp384r1),
+            "secp256r1" => Ok(Curve::Secp256r1),
+            other => Err(format!("unsupported curve {other:?}: use secp384r1 or secp256r1")),
+        }
+    }
+}
+
+fn gen_err(e: impl std::fmt::Display) -> CryptoError {
+    CryptoError::Generate(e.to_string())
+}
+
+fn params_with_cn(cn: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    params
+}
+
+/// Makes a fresh key and a self-signed certificate for a member or user called `name`.
+/// Returns `(private key PEM, certificate PEM)`.
+pub fn identity_cert(name: &str, curve: Curve) -> Result<(String, String), CryptoError> {
+    let alg = match curve {
+        Curve::Secp384r1 => &PKCS_ECDSA_P384_SHA384,
+        Curve::Secp256r1 => &PKCS_ECDSA_P256_SHA256,
+    };
+    let key = KeyPair::generate_for(alg).map_err(gen_err)?;
+    let cert = params_with_cn(name).self_signed(&key).map_err(gen_err)?;
+    Ok((key.serialize_pem(), cert.pem()))
+}
+
+/// The service identity: a self-signed P-384 CA certificate (SPEC §1).
+pub fn self_signed_service_cert(key: &NodeKey, cn: &str) -> Result<String, CryptoError> {
+    let kp = KeyPair::from_pem(&key.to_pem()).map_err(gen_err)?;
+    let mut params = params_with_cn(cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    Ok(params.self_signed(&kp).map_err(gen_err)?.pem())
+}
+
+/// A node certificate for `node_public_key_der` (SPKI), signed by the service identity, valid
+/// as a TLS server certificate for `hosts` (DNS names or IP addresses).
+pub fn endorse_node_cert(
+    node_public_key_der: &[u8],
+    cn: &str,
+    hosts: &[String],
+    service_cert_pem: &str,
+    service_key: &NodeKey,
+) -> Result<String, CryptoError> {
+    let service_kp = KeyPair::from_pem(&service_key.to_pem()).map_err(gen_err)?;
+    let issuer = Issuer::from_ca_cert_pem(service_cert_pem, service_kp).map_err(gen_err)?;
+    let mut params = params_with_cn(cn);
+    params.subject_alt_names = hosts
+        .iter()
+        .map(|h| match h.parse::<std::net::IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => h.clone().try_into().map(SanType::DnsName).map_err(gen_err),
+        })
+        .collect::<Result<_, _>>()?;
+    params.use_authority_key_identifier_extension = true;
+    let spki = SubjectPublicKeyInfo::from_der(node_public_key_der).map_err(gen_err)?;
+    Ok(params.signed_by(&spki, &issuer).map_err(gen_err)?.pem())
+}
+
+/// The DER of the first certificate in a PEM text.
+pub fn cert_der_from_pem(pem: &str) -> Result<Vec<u8>, CryptoError> {
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| CryptoError::Pem(e.to_string()))?;
+    if parsed.label != "CERTIFICATE" {
+        return Err(CryptoError::Pem(format!("expected a CERTIFICATE, found {}", parsed.label)));
+    }
+    Ok(parsed.contents)
+}
+
+pub fn cert_pem_from_der(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// A member's or user's id: lowercase hex SHA-256 of the certificate DER (SPEC §1).
+pub fn id_of_cert_der(der: &[u8]) -> String {
+    crate::sha256_hex(der)
+}
+
+/// A node's id: lowercase hex SHA-256 of its public key's SubjectPublicKeyInfo DER (SPEC §1).
+pub fn node_id_of_public_key(spki_der: &[u8]) -> String {
+    crate::sha256_hex(spki_der)
+}
+
+/// The parts of a certificate that Consort looks at.
+#[derive(Debug, Clone)]
+pub struct ParsedCert {
+    pub der: Vec<u8>,
+    pub public_key_der: Vec<u8>,
+    pub subject: String,
+}
+
+impl ParsedCert {
+    pub fn from_der(der: &[u8]) -> Result<Self, CryptoError> {
+        let x509 = parse_strict(der)?;
+        Ok(ParsedCert {
+            der: der.to_vec(),
+            public_key_der: x509.public_key().raw.to_vec(),
+            subject: x509.subject().to_string(),
+        })
+    }
+
+    pub fn from_pem(pem: &str) -> Result<Self, CryptoError> {
+        Self::from_der(&cert_der_from_pem(pem)?)
+    }
+
+    pub fn id(&self) -> String {
+        id_of_cert_der(&self.der)
+    }
+
+    pub fn pem(&self) -> String {
+        cert_pem_from_der(&self.der)
+    }
+}
+
+fn parse_strict(der: &[u8]) -> Result<X509Certificate<'_>, CryptoError> {
+    let (rest, x509) =
+        parse_x509_certificate(der).map_err(|e| CryptoError::Certificate(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(CryptoError::Certificate("trailing bytes after the certificate".into()));
+    }
+    Ok(x509)
+}
+
+/// Checks that `cert_der` was signed by the key of `issuer_der` (ecdsa-with-SHA384, which is how
+/// the service identity signs node certificates).
+pub fn verify_endorsement(cert_der: &[u8], issuer_der: &[u8]) -> Result<(), CryptoError> {
+    let cert = parse_strict(cert_der)?;
+    let issuer = parse_strict(issuer_der)?;
+    if cert.issuer() != issuer.subject() {
+        return Err(CryptoError::Signature(format!(
+            "certificate issued by {} but the service certificate is {}",
+            cert.issuer(),
+            issuer.subject()
+        )));
+    }
+    if cert.signature_algorithm.algorithm != OID_SIG_ECDSA_WITH_SHA384 {
+        return Err(CryptoError::Signature(format!(
+            "unsupported endorsement algorithm {}",
+            cert.signature_algorithm.algorithm
+        )));
+    }
+    let tbs: &[u8] = cert.tbs_certificate.as_ref();
+    crate::verify_p384_signature(issuer.public_key().raw, tbs, &cert.signature_value.data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_endorses_node_and_ids_are_stable() {
+        let service_key = NodeKey::generate();
+        let service_pem = self_signed_service_cert(&service_key, "Consort Service").expect("ca");
+        let node_key = NodeKey::generate();
+        let node_pem = endorse_node_cert(
+            &node_key.public_key_der(),
+            "Consort Node",
+            &["127.0.0.1".into(), "localhost".into()],
+            &service_pem,
+            &service_key,
+        )
+        .expect("node cert");
+        let service_der = cert_der_from_pem(&service_pem).expect("der");
+        let node_der = cert_der_from_pem(&node_pem).expect("der");
+        verify_endorsement(&node_der, &service_der).expect("endorsed");
+        // A certificate from another service identity does not verify.
+        let other_key = NodeKey::generate();
+        let other_pem = self_signed_service_cert(&other_key, "Consort Service").expect("ca");
+        let other_der = cert_der_from_pem(&other_pem).expect("der");
+        assert!(verify_endorsement(&node_der, &other_der).is_err());
+        let parsed = ParsedCert::from_der(&node_der).expect("parse");
+        assert_eq!(parsed.public_key_der, node_key.public_key_der());
+        assert_eq!(parsed.id().len(), 64);
+        assert_eq!(cert_der_from_pem(&parsed.pem()).expect("round trip"), node_der);
+    }
+
+    #[test]
+    fn identities_on_both_curves() {
+        for curve in [Curve::Secp384r1, Curve::Secp256r1] {
+            let (key, cert) = identity_cert("member0", curve).expect("identity");
+            assert!(key.contains("PRIVATE KEY"));
+            ParsedCert::from_pem(&cert).expect("parses");
+        }
+        assert!(ParsedCert::from_pem("not a cert").is_err());
+    }
+}

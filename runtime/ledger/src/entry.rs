@@ -1,0 +1,198 @@
+//! One ledger entry and its byte format (version 1).
+//!
+//! ```text
+//! format:u8=1 kind:u8 view:u64 seqno:u64 commit_evidence_digest:[32] claims_digest:[32]
+//! public_len:u32 public  private_len:u32 private
+//! ```
+//! Integers are little-endian. `public` is the encoded public write set (or, for signature and
+//! membership entries, their JSON record); `private` is `nonce ‖ AES-256-GCM(private write set)
+//! ‖ tag` sealed under the ledger secret with `claims_digest ‖ public` as associated data.
+
+use consort_kv::TxId;
+
+use crate::Digest;
+
+pub const FORMAT_VERSION: u8 = 1;
+pub const ZERO_DIGEST: Digest = [0; 32];
+const HEADER_BYTES: usize = 1 + 1 + 8 + 8 + 32 + 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum EntryKind {
+    /// A transaction's writes.
+    Tx = 1,
+    /// A signature over the Merkle root ([`crate::SignatureRecord`] as JSON in `public`).
+    Signature = 2,
+    /// Written by consensus when a view starts; no writes.
+    Blank = 3,
+    /// A change of the consensus configuration (JSON in `public`).
+    Membership = 4,
+}
+
+impl EntryKind {
+    fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => EntryKind::Tx,
+            2 => EntryKind::Signature,
+            3 => EntryKind::Blank,
+            4 => EntryKind::Membership,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryError {
+    #[error("entry truncated: {0}")]
+    Truncated(&'static str),
+    #[error("unknown ledger format version {0}")]
+    Version(u8),
+    #[error("unknown entry kind {0}")]
+    Kind(u8),
+    #[error("{0} trailing bytes after the entry")]
+    Trailing(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub txid: TxId,
+    pub kind: EntryKind,
+    pub commit_evidence_digest: Digest,
+    pub claims_digest: Digest,
+    pub public: Vec<u8>,
+    pub private: Vec<u8>,
+}
+
+impl LedgerEntry {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_BYTES + 8 + self.public.len() + self.private.len());
+        out.push(FORMAT_VERSION);
+        out.push(self.kind as u8);
+        out.extend_from_slice(&self.txid.view.to_le_bytes());
+        out.extend_from_slice(&self.txid.seqno.to_le_bytes());
+        out.extend_from_slice(&self.commit_evidence_digest);
+        out.extend_from_slice(&self.claims_digest);
+        for part in [&self.public, &self.private] {
+            let len = u32::try_from(part.len()).expect("entry part above 4 GiB");
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(part);
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, EntryError> {
+        if bytes.len() < HEADER_BYTES {
+            return Err(EntryError::Truncated("header"));
+        }
+        if bytes[0] != FORMAT_VERSION {
+            return Err(EntryError::Version(bytes[0]));
+        }
+        let kind = EntryKind::from_u8(bytes[1]).ok_or(EntryError::Kind(bytes[1]))?;
+        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let digest_at = |at: usize| -> Digest { bytes[at..at + 32].try_into().expect("32 bytes") };
+        let txid = TxId::new(u64_at(2), u64_at(10));
+        let mut rest = &bytes[HEADER_BYTES..];
+        let mut part = |what: &'static str| -> Result<Vec<u8>, EntryError> {
+            if rest.len() < 4 {
+                return Err(EntryError::Truncated(what));
+            }
+            let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+            if rest.len() - 4 < len {
+                return Err(EntryError::Truncated(what));
+            }
+            let out = rest[4..4 + len].to_vec();
+            rest = &rest[4 + len..];
+            Ok(out)
+        };
+        let public = part("public part")?;
+        let private = part("private part")?;
+        if !rest.is_empty() {
+            return Err(EntryError::Trailing(rest.len()));
+        }
+        Ok(LedgerEntry { txid, kind, commit_evidence_digest: digest_at(18), claims_digest: digest_at(50), public, private })
+    }
+
+    /// The associated data that private writes are sealed with.
+    pub fn private_aad(claims_digest: &Digest, public: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(32 + public.len());
+        aad.extend_from_slice(claims_digest);
+        aad.extend_from_slice(public);
+        aad
+    }
+
+    /// Digest of everything the entry records except the two digests that the leaf holds
+    /// separately: format, kind, `view.seqno`, public and (sealed) private parts.
+    pub fn write_set_digest(&self) -> Digest {
+        let mut h = blake3::Hasher::new();
+        h.update(&[FORMAT_VERSION, self.kind as u8]);
+        h.update(&self.txid.view.to_le_bytes());
+        h.update(&self.txid.seqno.to_le_bytes());
+        for part in [&self.public, &self.private] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        *h.finalize().as_bytes()
+    }
+
+    /// `BLAKE3(write_set_digest ‖ BLAKE3(commit_evidence) ‖ claims_digest)` (SPEC §7).
+    pub fn leaf(&self) -> Digest {
+        leaf_of(&self.write_set_digest(), &self.commit_evidence_digest, &self.claims_digest)
+    }
+}
+
+pub fn leaf_of(write_set_digest: &Digest, commit_evidence_digest: &Digest, claims_digest: &Digest) -> Digest {
+    let mut h = blake3::Hasher::new();
+    h.update(write_set_digest);
+    h.update(commit_evidence_digest);
+    h.update(claims_digest);
+    *h.finalize().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trip(view in any::<u64>(), seqno in any::<u64>(), kind in 1u8..=4,
+                      public in proptest::collection::vec(any::<u8>(), 0..64),
+                      private in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let e = LedgerEntry {
+                txid: TxId::new(view, seqno),
+                kind: EntryKind::from_u8(kind).expect("kind"),
+                commit_evidence_digest: [7; 32],
+                claims_digest: [9; 32],
+                public, private,
+            };
+            let bytes = e.encode();
+            prop_assert_eq!(LedgerEntry::decode(&bytes).expect("decodes"), e.clone());
+            for cut in 1..bytes.len().min(16) {
+                prop_assert!(LedgerEntry::decode(&bytes[..bytes.len() - cut]).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn every_field_changes_the_leaf() {
+        let e = LedgerEntry {
+            txid: TxId::new(2, 17),
+            kind: EntryKind::Tx,
+            commit_evidence_digest: [1; 32],
+            claims_digest: ZERO_DIGEST,
+            public: b"pub".to_vec(),
+            private: b"priv".to_vec(),
+        };
+        let leaf = e.leaf();
+        let mut variants = vec![e.clone(); 6];
+        variants[0].txid.seqno = 18;
+        variants[1].kind = EntryKind::Signature;
+        variants[2].commit_evidence_digest[0] = 2;
+        variants[3].claims_digest[31] = 1;
+        variants[4].public.push(0);
+        variants[5].private[0] ^= 1;
+        for v in variants {
+            assert_ne!(v.leaf(), leaf, "{v:?}");
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! Ledger chunk files (SPEC §7).
+//!
+//! Entries are appended to `ledger_<from>` (the open chunk). A chunk closes after a signature
+//! entry once it holds `chunk_bytes_target` bytes, and is renamed `ledger_<from>-<to>`; once
+//! every entry in it is committed it becomes `ledger_<from>-<to>.committed` and never changes.
+//!
+//! Each record is framed as `len:u32 LE ‖ BLAKE3(record):[32] ‖ record`, so a changed byte is
+//! pinned to its entry, and a write torn by a crash is recognised at the tail of the open chunk
+//! and cut off (it was never acknowledged: appends are acknowledged only after `sync`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::entry::{EntryError, LedgerEntry};
+
+const FRAME_HEADER_BYTES: u64 = 4 + 32;
+/// No entry may be larger: bounds what a corrupt length field can make us allocate.
+pub const ENTRY_BYTES_MAX: u32 = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerFilesError {
+    #[error("ledger IO on {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A record is damaged: the frame or the entry inside it does not check out.
+    #[error("{file}: bad entry at byte {offset} (after seqno {after_seqno}): {reason}")]
+    Corrupt { file: String, offset: u64, after_seqno: u64, reason: String },
+    #[error("ledger seqno {0} is not present")]
+    Missing(u64),
+    #[error("cannot truncate committed entry {0}")]
+    TruncateCommitted(u64),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerFilesError + '_ {
+    move |source| LedgerFilesError::Io { path: path.to_owned(), source }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkName {
+    pub first: u64,
+    pub last: Option<u64>,
+    pub committed: bool,
+}
+
+impl ChunkName {
+    pub fn parse(name: &str) -> Option<ChunkName> {
+        let rest = name.strip_prefix("ledger_")?;
+        let (range, committed) = match rest.strip_suffix(".committed") {
+            Some(r) => (r, true),
+            None => (rest, false),
+        };
+        let num = |s: &str| (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten();
+        let (first, last) = match range.split_once('-') {
+            Some((a, b)) => (num(a)?, Some(num(b)?)),
+            None => (num(range)?, None),
+        };
+        if committed && last.is_none() {
+            return None;
+        }
+        Some(ChunkName { first, last, committed })
+    }
+
+    pub fn file_name(&self) -> String {
+        match (self.last, self.committed) {
+            (None, _) => format!("ledger_{}", self.first),
+            (Some(l), false) => format!("ledger_{}-{l}", self.first),
+            (Some(l), true) => format!("ledger_{}-{l}.committed", self.first),
+        }
+    }
+}
+
+/// Chunk files in `dir`, ordered by first seqno.
+pub fn list_chunks(dir: &Path) -> Result<Vec<ChunkName>, LedgerFilesError> {
+    let mut out = Vec::new();
+    for item in fs::read_dir(dir).map_err(io_err(dir))? {
+        let item = item.map_err(io_err(dir))?;
+        if let Some(name) = item.file_name().to_str().and_then(ChunkName::parse) {
+            out.push(name);
+        }
+    }
+    out.sort_by_key(|c| c.first);
+    Ok(out)
+}
+
+/// One record read back from a chunk.
+pub struct Record {
+    pub offset: u64,
+    pub frame_bytes: u64,
+    pub entry: LedgerEntry,
+}
+
+/// Reads every record of one chunk file. Returns the good records and, if the file does not
+/// end cleanly, where and why it stopped.
+pub fn read_chunk(path: &Path) -> Result<(Vec<Record>, Option<(u64, String)>), LedgerFilesError> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    let mut records = Vec::new();
+    let mut at = 0u64;
+    while (at as usize) < bytes.len() {
+        let rest = &bytes[at as usize..];
+        if (rest.len() as u64) < FRAME_HEADER_BYTES {
+            return Ok((records, Some((at, "incomplete frame header".into()))));
+        }
+        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
+        if len > ENTRY_BYTES_MAX {
+            return Ok((records, Some((at, format!("frame length {len} exceeds the {ENTRY_BYTES_MAX}-byte limit")))));
+        }
+        let end = FRAME_HEADER_BYTES as usize + len as usize;
+        if rest.len() < end {
+            return Ok((records, Some((at, "incomplete record".into()))));
+        }
+        let body = &rest[FRAME_HEADER_BYTES as usize..end];
+        if blake3::hash(body).as_bytes() != &rest[4..36] {
+            return Ok((records, Some((at, "record digest mismatch: the entry's bytes were changed".into()))));
+        }
+        match LedgerEntry::decode(body) {
+            Ok(entry) => records.push(Record { offset: at, frame_bytes: end as u64, entry }),
+            Err(e) => return Ok((records, Some((at, format!("entry does not decode: {e}"))))),
+        }
+        at += end as u64;
+    }
+    Ok((records, None))
+}
+
+pub fn frame(entry: &LedgerEntry) -> Vec<u8> {
+    let body = entry.encode();
+    let mut out = Vec::with_capacity(FRAME_HEADER_BYTES as usize + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(blake3::hash(&body).as_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+#[derive(Debug)]
+struct Chunk {
+    name: ChunkName,
+    bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    chunk: usize,
+    offset: u64,
+}
+
+/// The ledger directory of a running node.
+#[derive(Debug)]
+pub struct LedgerFiles {
+    dir: PathBuf,
+    chunk_bytes_target: u64,
+    chunks: Vec<Chunk>,
+    /// `index[i]` locates seqno `i + 1`.
+    index: Vec<Loc>,
+    writer: Option<File>,
+    committed: u64,
+}
+
+impl LedgerFiles {
+    /// Opens (or creates) the ledger in `dir`, cutting off a torn write at the tail of the open
+    /// chunk. Any other damage is an error: the node must not run on a corrupt ledger.
+    pub fn open(dir: &Path, chunk_bytes_target: u64) -> Result<(LedgerFiles, Vec<LedgerEntry>), LedgerFilesError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let names = list_chunks(dir)?;
+        let mut files = LedgerFiles { dir: dir.to_owned(), chunk_bytes_target, chunks: Vec::new(), index: Vec::new(), writer: None, committed: 0 };
+        let mut entries = Vec::new();
+        let count = names.len();
+        for (i, name) in names.into_iter().enumerate() {
+            let path = dir.join(name.file_name());
+            let (records, damage) = read_chunk(&path)?;
+            let is_tail = i + 1 == count && name.last.is_none();
+            let mut bytes = records.last().map_or(0, |r| r.offset + r.frame_bytes);
+            if let Some((offset, reason)) = damage {
+                if !is_tail {
+                    return Err(LedgerFilesError::Corrupt { file: name.file_name(), offset, after_seqno: files.index.len() as u64, reason });
+                }
+                tracing_free_warn(&format!("cutting a torn write off {} at byte {offset}: {reason}", path.display()));
+                let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+                f.set_len(offset).map_err(io_err(&path))?;
+                f.sync_all().map_err(io_err(&path))?;
+                bytes = offset;
+            }
+            for r in records {
+                let expected = files.index.len() as u64 + 1;
+                if r.entry.txid.seqno != expected {
+                    return Err(LedgerFilesError::Corrupt {
+                        file: name.file_name(),
+                        offset: r.offset,
+                        after_seqno: expected - 1,
+                        reason: format!("expected seqno {expected}, found {}", r.entry.txid.seqno),
+                    });
+                }
+                files.index.push(Loc { chunk: files.chunks.len(), offset: r.offset });
+                entries.push(r.entry);
+            }
+            if name.committed {
+                files.committed = files.committed.max(name.last.unwrap_or(0));
+            }
+            files.chunks.push(Chunk { name, bytes });
+        }
+        Ok((files, entries))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn last_seqno(&self) -> u64 {
+        self.index.len() as u64
+    }
+
+    fn path_of(&self, chunk: usize) -> PathBuf {
+        self.dir.join(self.chunks[chunk].name.file_name())
+    }
+
+    fn open_chunk(&mut self) -> Result<usize, LedgerFilesError> {
+        if let Some(last) = self.chunks.last() {
+            if last.name.last.is_none() {
+                return Ok(self.chunks.len() - 1);
+            }
+        }
+        let first = self.last_seqno() + 1;
+        self.chunks.push(Chunk { name: ChunkName { first, last: None, committed: false }, bytes: 0 });
+        self.writer = None;
+        Ok(self.chunks.len() - 1)
+    }
+
+    /// Appends one entry (not yet durable: call [`LedgerFiles::sync`]).
+    pub fn append(&mut self, entry: &LedgerEntry) -> Result<(), LedgerFilesError> {
+        assert_eq!(entry.txid.seqno, self.last_seqno() + 1, "ledger append out of order");
+        let chunk = self.open_chunk()?;
+        let path = self.path_of(chunk);
+        if self.writer.is_none() {
+            let f = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+            self.writer = Some(f);
+        }
+        let framed = frame(entry);
+        let w = self.writer.as_mut().expect("writer opened above");
+        w.write_all(&framed).map_err(io_err(&path))?;
+        let offset = self.chunks[chunk].bytes;
+        self.chunks[chunk].bytes += framed.len() as u64;
+        self.index.push(Loc { chunk, offset });
+        if entry.kind == crate::EntryKind::Signature && self.chunks[chunk].bytes >= self.chunk_bytes_target {
+            self.close_open_chunk()?;
+        }
+        Ok(())
+    }
+
+    fn close_open_chunk(&mut self) -> Result<(), LedgerFilesError> {
+        let chunk = self.chunks.len() - 1;
+        if let Some(w) = self.writer.take() {
+            let path = self.path_of(chunk);
+            w.sync_data().map_err(io_err(&path))?;
+        }
+        let from = self.path_of(chunk);
+        self.chunks[chunk].name.last = Some(self.last_seqno());
+        let to = self.path_of(chunk);
+        fs::rename(&from, &to).map_err(io_err(&to))?;
+        self.commit(self.committed)
+    }
+
+    /// Makes every appended entry durable.
+    pub fn sync(&mut self) -> Result<(), LedgerFilesError> {
+        if let Some(w) = self.writer.as_mut() {
+            w.sync_data().map_err(|source| LedgerFilesError::Io { path: self.dir.clone(), source })?;
+        }
+        Ok(())
+    }
+
+    pub fn read(&self, seqno: u64) -> Result<LedgerEntry, LedgerFilesError> {
+        let loc = *seqno.checked_sub(1).and_then(|i| self.index.get(i as usize)).ok_or(LedgerFilesError::Missing(seqno))?;
+        let path = self.path_of(loc.chunk);
+        let mut f = File::open(&path).map_err(io_err(&path))?;
+        f.seek(SeekFrom::Start(loc.offset)).map_err(io_err(&path))?;
+        let mut header = [0u8; FRAME_HEADER_BYTES as usize];
+        f.read_exact(&mut header).map_err(io_err(&path))?;
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+        let corrupt = |reason: String| LedgerFilesError::Corrupt { file: self.chunks[loc.chunk].name.file_name(), offset: loc.offset, after_seqno: seqno - 1, reason };
+        if len > ENTRY_BYTES_MAX {
+            return Err(corrupt(format!("frame length {len} too large")));
+        }
+        let mut body = vec![0u8; len as usize];
+        f.read_exact(&mut body).map_err(io_err(&path))?;
+        if blake3::hash(&body).as_bytes() != &header[4..] {
+            return Err(corrupt("record digest mismatch".into()));
+        }
+        LedgerEntry::decode(&body).map_err(|e: EntryError| corrupt(e.to_string()))
+    }
+
+    /// Removes entries `from..` (consensus overwrites an uncommitted suffix).
+    pub fn truncate(&mut self, from: u64) -> Result<(), LedgerFilesError> {
+        if from > self.last_seqno() {
+            return Ok(());
+        }
+        if from <= self.committed {
+            return Err(LedgerFilesError::TruncateCommitted(from));
+        }
+        let loc = self.index[(from - 1) as usize];
+        self.writer = None;
+        for chunk in self.chunks.drain(loc.chunk + 1..).collect::<Vec<_>>() {
+            let path = self.dir.join(chunk.name.file_name());
+            fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+        let old = self.path_of(loc.chunk);
+        self.chunks[loc.chunk].name.last = None;
+        let new = self.path_of(loc.chunk);
+        if old != new {
+            fs::rename(&old, &new).map_err(io_err(&new))?;
+        }
+        let f = OpenOptions::new().write(true).open(&new).map_err(io_err(&new))?;
+        f.set_len(loc.offset).map_err(io_err(&new))?;
+        f.sync_all().map_err(io_err(&new))?;
+        self.chunks[loc.chunk].bytes = loc.offset;
+        self.index.truncate((from - 1) as usize);
+        if loc.offset == 0 {
+            fs::remove_file(&new).map_err(io_err(&new))?;
+            self.chunks.pop();
+        }
+        Ok(())
+    }
+
+    /// Records that entries up to `seqno` are committed: closed chunks wholly below it are
+    /// renamed `.committed`.
+    pub fn commit(&mut self, seqno: u64) -> Result<(), LedgerFilesError> {
+        self.committed = self.committed.max(seqno.min(self.last_seqno()));
+        for i in 0..self.chunks.len() {
+            let name = &self.chunks[i].name;
+            if let Some(last) = name.last {
+                if !name.committed && last <= self.committed {
+                    let from = self.path_of(i);
+                    self.chunks[i].name.committed = true;
+                    let to = self.path_of(i);
+                    fs::rename(&from, &to).map_err(io_err(&to))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The ledger crate does not depend on a logging framework; torn tails are rare and reported
+/// on standard error so an operator sees them.
+fn tracing_free_warn(msg: &str) {
+    eprintln!("consort ledger: {msg}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EntryKind;
+    use consort_kv::TxId;
+
+    fn entry(seqno: u64, kind: EntryKind) -> LedgerEntry {
+        LedgerEntry { txid: TxId::new(1, seqno), kind, commit_evidence_digest: [0; 32], claims_digest: [0; 32], public: vec![seqno as u8; 100], private: vec![] }
+    }
+
+    fn tempdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("consort-ledger-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn chunks_rotate_commit_reopen_and_truncate() {
+        let dir = tempdir("rotate");
+        let (mut files, entries) = LedgerFiles::open(&dir, 300).expect("open");
+        assert!(entries.is_empty());
+        for s in 1..=10 {
+            let kind = if s % 4 == 0 { EntryKind::Signature } else { EntryKind::Tx };
+            files.append(&entry(s, kind)).expect("append");
+        }
+        files.sync().expect("sync");
+        files.commit(8).expect("commit");
+        let names: Vec<String> = list_chunks(&dir).expect("list").iter().map(|c| c.file_name()).collect();
+        assert_eq!(names, ["ledger_1-4.committed", "ledger_5-8.committed", "ledger_9"]);
+        assert_eq!(files.read(6).expect("read"), entry(6, EntryKind::Tx));
+        drop(files);
+        let (mut files, entries) = LedgerFiles::open(&dir, 300).expect("reopen");
+        assert_eq!(entries.len(), 10);
+        assert!(files.truncate(8).is_err(), "committed entries stay");
+        files.truncate(10).expect("truncate");
+        files.append(&entry(10, EntryKind::Tx)).expect("append after truncate");
+        assert_eq!(files.last_seqno(), 10);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn torn_tail_is_cut_and_damage_elsewhere_is_an_error() {
+        let dir = tempdir("torn");
+        let (mut files, _) = LedgerFiles::open(&dir, 250).expect("open");
+        for s in 1..=5 {
+            let kind = if s == 2 { EntryKind::Signature } else { EntryKind::Tx };
+            files.append(&entry(s, kind)).expect("append");
+        }
+        files.sync().expect("sync");
+        drop(files);
+        let open_chunk = dir.join("ledger_3");
+        let len = fs::metadata(&open_chunk).expect("meta").len();
+        OpenOptions::new().write(true).open(&open_chunk).expect("open").set_len(len - 10).expect("tear");
+        let (files, entries) = LedgerFiles::open(&dir, 250).expect("torn tail tolerated");
+        assert_eq!(entries.len(), 4);
+        assert_eq!(files.last_seqno(), 4);
+        drop(files);
+        let closed = dir.join("ledger_1-2");
+        let mut bytes = fs::read(&closed).expect("read");
+        bytes[60] ^= 0x01;
+        fs::write(&closed, bytes).expect("write");
+        let err = LedgerFiles::open(&dir, 250).expect_err("corruption refused");
+        assert!(err.to_string().contains("ledger_1-2"), "{err}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,22 @@
+//! The ledger: entries, the BLAKE3 Merkle tree over them, signature transactions, receipts,
+//! chunk files on disk and offline verification (SPEC §7).
+//!
+//! Everything but [`files`] and [`verify::verify_dir`] is pure: bytes in, bytes out.
+
+pub mod entry;
+pub mod evidence;
+pub mod files;
+pub mod merkle;
+pub mod receipt;
+pub mod signature;
+pub mod verify;
+
+pub use entry::{EntryError, EntryKind, LedgerEntry, ZERO_DIGEST};
+pub use evidence::CommitSecret;
+pub use files::{LedgerFiles, LedgerFilesError};
+pub use merkle::{MerkleTree, ProofStep};
+pub use receipt::{Receipt, ReceiptError};
+pub use signature::SignatureRecord;
+
+/// A 32-byte BLAKE3 digest.
+pub type Digest = [u8; 32];

@@ -1,0 +1,121 @@
+//! Offline verification of a ledger directory (`consort ledger verify DIR`).
+//!
+//! Checks every record's frame digest and encoding, seqno continuity across chunk files, that
+//! every signature entry's root equals the root recomputed from the entries before it, and that
+//! every signature verifies under a node certificate endorsed by the service identity. The
+//! first problem is reported with its file, seqno and reason.
+
+use std::path::Path;
+
+use consort_kv::{WriteSet, SINGLETON_KEY};
+
+use crate::files::{list_chunks, read_chunk};
+use crate::{EntryKind, MerkleTree, SignatureRecord};
+
+/// What a successful verification saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub chunks: usize,
+    pub entries: u64,
+    pub signatures: u64,
+    /// The last seqno covered by a verified signature.
+    pub last_signed_seqno: u64,
+    /// Entries after `last_signed_seqno`: intact, but not yet covered by a signature.
+    pub unsigned_entries: u64,
+    /// A torn, unacknowledged write at the end of the open chunk (a node cuts it on restart).
+    pub torn_tail: Option<String>,
+}
+
+/// The first bad entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: seqno {seqno}: {reason}")]
+pub struct VerifyFailure {
+    pub file: String,
+    pub seqno: u64,
+    pub reason: String,
+}
+
+/// The table whose singleton value names the service certificate (written at genesis).
+pub const SERVICE_INFO_TABLE: &str = "public:ccf.gov.service.info";
+
+fn service_cert_in(public: &[u8]) -> Option<Vec<u8>> {
+    let ws = WriteSet::decode(public).ok()?;
+    let value = ws.maps.get(SERVICE_INFO_TABLE)?.get(&SINGLETON_KEY[..])?.as_ref()?;
+    let info: serde_json::Value = serde_json::from_slice(value).ok()?;
+    consort_crypto::cert_der_from_pem(info.get("cert")?.as_str()?).ok()
+}
+
+pub fn verify_dir(dir: &Path, pinned_service_cert_pem: Option<&str>) -> Result<VerifyReport, VerifyFailure> {
+    let fail = |file: &str, seqno: u64, reason: String| VerifyFailure { file: file.to_owned(), seqno, reason };
+    let mut service_cert = match pinned_service_cert_pem {
+        Some(pem) => Some(consort_crypto::cert_der_from_pem(pem).map_err(|e| fail("--service-cert", 0, e.to_string()))?),
+        None => None,
+    };
+    let chunks = list_chunks(dir).map_err(|e| fail(&dir.display().to_string(), 0, e.to_string()))?;
+    if chunks.is_empty() {
+        return Err(fail(&dir.display().to_string(), 0, "no ledger chunk files (ledger_*) in this directory".into()));
+    }
+    let mut tree = MerkleTree::default();
+    let mut report = VerifyReport { chunks: chunks.len(), entries: 0, signatures: 0, last_signed_seqno: 0, unsigned_entries: 0, torn_tail: None };
+    let mut last_view = 0;
+    let mut last_non_signature = 0;
+    for (i, chunk) in chunks.iter().enumerate() {
+        let file = chunk.file_name();
+        if chunk.first != report.entries + 1 {
+            return Err(fail(&file, report.entries + 1, format!("chunk starts at seqno {} but seqno {} was expected (missing or overlapping file)", chunk.first, report.entries + 1)));
+        }
+        let (records, damage) = read_chunk(&dir.join(&file)).map_err(|e| fail(&file, report.entries + 1, e.to_string()))?;
+        for record in records {
+            let e = record.entry;
+            let seqno = report.entries + 1;
+            if e.txid.seqno != seqno {
+                return Err(fail(&file, seqno, format!("entry at byte {} claims seqno {}", record.offset, e.txid.seqno)));
+            }
+            if e.txid.view < last_view {
+                return Err(fail(&file, seqno, format!("view went back from {last_view} to {}", e.txid.view)));
+            }
+            last_view = e.txid.view;
+            match e.kind {
+                EntryKind::Tx => {
+                    if service_cert.is_none() {
+                        service_cert = service_cert_in(&e.public);
+                    }
+                    last_non_signature = seqno;
+                }
+                EntryKind::Signature => {
+                    let sig: SignatureRecord = serde_json::from_slice(&e.public)
+                        .map_err(|err| fail(&file, seqno, format!("signature record does not parse: {err}")))?;
+                    if sig.seqno >= seqno {
+                        return Err(fail(&file, seqno, format!("signature claims to cover seqno {} at or after itself", sig.seqno)));
+                    }
+                    let expected = tree.root_at(sig.seqno).map(hex::encode);
+                    if expected.as_deref() != Some(sig.root.as_str()) {
+                        return Err(fail(&file, seqno, format!("signed root does not match the entries 1..={}: an earlier entry was changed", sig.seqno)));
+                    }
+                    let cert = service_cert.as_deref().ok_or_else(|| fail(&file, seqno, "no service certificate: none pinned and none written before this signature".into()))?;
+                    sig.verify(cert).map_err(|err| fail(&file, seqno, format!("signature does not verify: {err}")))?;
+                    report.signatures += 1;
+                    report.last_signed_seqno = report.last_signed_seqno.max(sig.seqno);
+                }
+                EntryKind::Blank | EntryKind::Membership => last_non_signature = seqno,
+            }
+            tree.append(e.leaf());
+            report.entries = seqno;
+        }
+        if let Some((offset, reason)) = damage {
+            let is_open_tail = i + 1 == chunks.len() && chunk.last.is_none();
+            if is_open_tail && reason.starts_with("incomplete") {
+                report.torn_tail = Some(format!("{file} at byte {offset}: {reason}"));
+            } else {
+                return Err(fail(&file, report.entries + 1, format!("at byte {offset}: {reason}")));
+            }
+        }
+        if let Some(last) = chunk.last {
+            if last != report.entries {
+                return Err(fail(&file, report.entries + 1, format!("file name says it ends at seqno {last} but it ends at {}", report.entries)));
+            }
+        }
+    }
+    report.unsigned_entries = last_non_signature.saturating_sub(report.last_signed_seqno);
+    Ok(report)
+}

@@ -1,1 +1,28 @@
-//! placeholder
+//! Consensus: openraft glue around the ledger and the KV store.
+//!
+//! - [`log_store`]: the Raft log *is* the ledger — entries go to the ledger's chunk files;
+//!   Raft's vote and committed mark go to sled.
+//! - [`state_machine`]: applies committed entries in order to the KV [`consort_kv::Store`] and
+//!   the Merkle tree, and checks every signature entry's root against its own tree.
+//! - [`Consensus`]: the handle the node uses — submit transactions (in reservation order),
+//!   ask for transaction status and receipts; it also runs the signature task.
+//!
+//! The Raft term is the view and the log index the seqno, so a transaction id is `term.index`.
+
+mod convert;
+mod handle;
+mod log_store;
+mod network;
+mod signer;
+mod state_machine;
+mod types;
+
+pub use handle::{CommitError, Consensus, ConsensusConfig, ReceiptError, TxStatus};
+pub use state_machine::AppliedLedger;
+pub use types::{Proposal, ProposalKind, TypeConfig};
+
+/// Raft's node id for a Consort node id (hex SHA-256): its first 64 bits.
+pub fn raft_node_id(node_id_hex: &str) -> u64 {
+    let prefix = node_id_hex.get(..16).unwrap_or("0");
+    u64::from_str_radix(prefix, 16).unwrap_or(0)
+}

@@ -24,8 +24,8 @@ pub enum LedgerFilesError {
     #[error("ledger IO on {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     /// A record is damaged: the frame or the entry inside it does not check out.
-    #[error("{file}: bad entry at byte {offset} (after seqno {after_seqno}): {reason}")]
-    Corrupt { file: String, offset: u64, after_seqno: u64, reason: String },
+    #[error("{file}: bad entry at byte {offset} (seqno {seqno}): {reason}")]
+    Corrupt { file: String, offset: u64, seqno: u64, reason: String },
     #[error("ledger seqno {0} is not present")]
     Missing(u64),
     #[error("cannot truncate committed entry {0}")]
@@ -149,10 +149,11 @@ pub struct LedgerFiles {
     dir: PathBuf,
     chunk_bytes_target: u64,
     chunks: Vec<Chunk>,
-    /// `index[i]` locates seqno `i + 1`.
+    /// `index[s]` locates seqno `s` (the ledger starts at seqno 0).
     index: Vec<Loc>,
     writer: Option<File>,
-    committed: u64,
+    /// Entries below this seqno are committed.
+    committed_end: u64,
 }
 
 impl LedgerFiles {
@@ -161,7 +162,7 @@ impl LedgerFiles {
     pub fn open(dir: &Path, chunk_bytes_target: u64) -> Result<(LedgerFiles, Vec<LedgerEntry>), LedgerFilesError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let names = list_chunks(dir)?;
-        let mut files = LedgerFiles { dir: dir.to_owned(), chunk_bytes_target, chunks: Vec::new(), index: Vec::new(), writer: None, committed: 0 };
+        let mut files = LedgerFiles { dir: dir.to_owned(), chunk_bytes_target, chunks: Vec::new(), index: Vec::new(), writer: None, committed_end: 0 };
         let mut entries = Vec::new();
         let count = names.len();
         for (i, name) in names.into_iter().enumerate() {
@@ -171,7 +172,7 @@ impl LedgerFiles {
             let mut bytes = records.last().map_or(0, |r| r.offset + r.frame_bytes);
             if let Some((offset, reason)) = damage {
                 if !is_tail {
-                    return Err(LedgerFilesError::Corrupt { file: name.file_name(), offset, after_seqno: files.index.len() as u64, reason });
+                    return Err(LedgerFilesError::Corrupt { file: name.file_name(), offset, seqno: files.index.len() as u64, reason });
                 }
                 tracing_free_warn(&format!("cutting a torn write off {} at byte {offset}: {reason}", path.display()));
                 let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
@@ -180,12 +181,12 @@ impl LedgerFiles {
                 bytes = offset;
             }
             for r in records {
-                let expected = files.index.len() as u64 + 1;
+                let expected = files.index.len() as u64;
                 if r.entry.txid.seqno != expected {
                     return Err(LedgerFilesError::Corrupt {
                         file: name.file_name(),
                         offset: r.offset,
-                        after_seqno: expected - 1,
+                        seqno: expected,
                         reason: format!("expected seqno {expected}, found {}", r.entry.txid.seqno),
                     });
                 }
@@ -193,7 +194,7 @@ impl LedgerFiles {
                 entries.push(r.entry);
             }
             if name.committed {
-                files.committed = files.committed.max(name.last.unwrap_or(0));
+                files.committed_end = files.committed_end.max(name.last.map_or(0, |l| l + 1));
             }
             files.chunks.push(Chunk { name, bytes });
         }
@@ -204,8 +205,13 @@ impl LedgerFiles {
         &self.dir
     }
 
-    pub fn last_seqno(&self) -> u64 {
+    /// The number of entries, which is also the next seqno.
+    pub fn len(&self) -> u64 {
         self.index.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
     }
 
     fn path_of(&self, chunk: usize) -> PathBuf {
@@ -218,7 +224,7 @@ impl LedgerFiles {
                 return Ok(self.chunks.len() - 1);
             }
         }
-        let first = self.last_seqno() + 1;
+        let first = self.len();
         self.chunks.push(Chunk { name: ChunkName { first, last: None, committed: false }, bytes: 0 });
         self.writer = None;
         Ok(self.chunks.len() - 1)
@@ -226,7 +232,7 @@ impl LedgerFiles {
 
     /// Appends one entry (not yet durable: call [`LedgerFiles::sync`]).
     pub fn append(&mut self, entry: &LedgerEntry) -> Result<(), LedgerFilesError> {
-        assert_eq!(entry.txid.seqno, self.last_seqno() + 1, "ledger append out of order");
+        assert_eq!(entry.txid.seqno, self.len(), "ledger append out of order");
         let chunk = self.open_chunk()?;
         let path = self.path_of(chunk);
         if self.writer.is_none() {
@@ -252,10 +258,10 @@ impl LedgerFiles {
             w.sync_data().map_err(io_err(&path))?;
         }
         let from = self.path_of(chunk);
-        self.chunks[chunk].name.last = Some(self.last_seqno());
+        self.chunks[chunk].name.last = Some(self.len() - 1);
         let to = self.path_of(chunk);
         fs::rename(&from, &to).map_err(io_err(&to))?;
-        self.commit(self.committed)
+        self.mark_committed_chunks()
     }
 
     /// Makes every appended entry durable.
@@ -267,14 +273,14 @@ impl LedgerFiles {
     }
 
     pub fn read(&self, seqno: u64) -> Result<LedgerEntry, LedgerFilesError> {
-        let loc = *seqno.checked_sub(1).and_then(|i| self.index.get(i as usize)).ok_or(LedgerFilesError::Missing(seqno))?;
+        let loc = *self.index.get(seqno as usize).ok_or(LedgerFilesError::Missing(seqno))?;
         let path = self.path_of(loc.chunk);
         let mut f = File::open(&path).map_err(io_err(&path))?;
         f.seek(SeekFrom::Start(loc.offset)).map_err(io_err(&path))?;
         let mut header = [0u8; FRAME_HEADER_BYTES as usize];
         f.read_exact(&mut header).map_err(io_err(&path))?;
         let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
-        let corrupt = |reason: String| LedgerFilesError::Corrupt { file: self.chunks[loc.chunk].name.file_name(), offset: loc.offset, after_seqno: seqno - 1, reason };
+        let corrupt = |reason: String| LedgerFilesError::Corrupt { file: self.chunks[loc.chunk].name.file_name(), offset: loc.offset, seqno, reason };
         if len > ENTRY_BYTES_MAX {
             return Err(corrupt(format!("frame length {len} too large")));
         }
@@ -288,13 +294,13 @@ impl LedgerFiles {
 
     /// Removes entries `from..` (consensus overwrites an uncommitted suffix).
     pub fn truncate(&mut self, from: u64) -> Result<(), LedgerFilesError> {
-        if from > self.last_seqno() {
+        if from >= self.len() {
             return Ok(());
         }
-        if from <= self.committed {
+        if from < self.committed_end {
             return Err(LedgerFilesError::TruncateCommitted(from));
         }
-        let loc = self.index[(from - 1) as usize];
+        let loc = self.index[from as usize];
         self.writer = None;
         for chunk in self.chunks.drain(loc.chunk + 1..).collect::<Vec<_>>() {
             let path = self.dir.join(chunk.name.file_name());
@@ -310,7 +316,7 @@ impl LedgerFiles {
         f.set_len(loc.offset).map_err(io_err(&new))?;
         f.sync_all().map_err(io_err(&new))?;
         self.chunks[loc.chunk].bytes = loc.offset;
-        self.index.truncate((from - 1) as usize);
+        self.index.truncate(from as usize);
         if loc.offset == 0 {
             fs::remove_file(&new).map_err(io_err(&new))?;
             self.chunks.pop();
@@ -321,11 +327,15 @@ impl LedgerFiles {
     /// Records that entries up to `seqno` are committed: closed chunks wholly below it are
     /// renamed `.committed`.
     pub fn commit(&mut self, seqno: u64) -> Result<(), LedgerFilesError> {
-        self.committed = self.committed.max(seqno.min(self.last_seqno()));
+        self.committed_end = self.committed_end.max((seqno + 1).min(self.len()));
+        self.mark_committed_chunks()
+    }
+
+    fn mark_committed_chunks(&mut self) -> Result<(), LedgerFilesError> {
         for i in 0..self.chunks.len() {
             let name = &self.chunks[i].name;
             if let Some(last) = name.last {
-                if !name.committed && last <= self.committed {
+                if !name.committed && last < self.committed_end {
                     let from = self.path_of(i);
                     self.chunks[i].name.committed = true;
                     let to = self.path_of(i);
@@ -364,22 +374,22 @@ mod tests {
         let dir = tempdir("rotate");
         let (mut files, entries) = LedgerFiles::open(&dir, 300).expect("open");
         assert!(entries.is_empty());
-        for s in 1..=10 {
-            let kind = if s % 4 == 0 { EntryKind::Signature } else { EntryKind::Tx };
+        for s in 0..10 {
+            let kind = if s % 4 == 3 { EntryKind::Signature } else { EntryKind::Tx };
             files.append(&entry(s, kind)).expect("append");
         }
         files.sync().expect("sync");
-        files.commit(8).expect("commit");
+        files.commit(7).expect("commit");
         let names: Vec<String> = list_chunks(&dir).expect("list").iter().map(|c| c.file_name()).collect();
-        assert_eq!(names, ["ledger_1-4.committed", "ledger_5-8.committed", "ledger_9"]);
+        assert_eq!(names, ["ledger_0-3.committed", "ledger_4-7.committed", "ledger_8"]);
         assert_eq!(files.read(6).expect("read"), entry(6, EntryKind::Tx));
         drop(files);
         let (mut files, entries) = LedgerFiles::open(&dir, 300).expect("reopen");
         assert_eq!(entries.len(), 10);
-        assert!(files.truncate(8).is_err(), "committed entries stay");
-        files.truncate(10).expect("truncate");
-        files.append(&entry(10, EntryKind::Tx)).expect("append after truncate");
-        assert_eq!(files.last_seqno(), 10);
+        assert!(files.truncate(7).is_err(), "committed entries stay");
+        files.truncate(9).expect("truncate");
+        files.append(&entry(9, EntryKind::Tx)).expect("append after truncate");
+        assert_eq!(files.len(), 10);
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -387,25 +397,25 @@ mod tests {
     fn torn_tail_is_cut_and_damage_elsewhere_is_an_error() {
         let dir = tempdir("torn");
         let (mut files, _) = LedgerFiles::open(&dir, 250).expect("open");
-        for s in 1..=5 {
-            let kind = if s == 2 { EntryKind::Signature } else { EntryKind::Tx };
+        for s in 0..5 {
+            let kind = if s == 1 { EntryKind::Signature } else { EntryKind::Tx };
             files.append(&entry(s, kind)).expect("append");
         }
         files.sync().expect("sync");
         drop(files);
-        let open_chunk = dir.join("ledger_3");
+        let open_chunk = dir.join("ledger_2");
         let len = fs::metadata(&open_chunk).expect("meta").len();
         OpenOptions::new().write(true).open(&open_chunk).expect("open").set_len(len - 10).expect("tear");
         let (files, entries) = LedgerFiles::open(&dir, 250).expect("torn tail tolerated");
         assert_eq!(entries.len(), 4);
-        assert_eq!(files.last_seqno(), 4);
+        assert_eq!(files.len(), 4);
         drop(files);
-        let closed = dir.join("ledger_1-2");
+        let closed = dir.join("ledger_0-1");
         let mut bytes = fs::read(&closed).expect("read");
         bytes[60] ^= 0x01;
         fs::write(&closed, bytes).expect("write");
         let err = LedgerFiles::open(&dir, 250).expect_err("corruption refused");
-        assert!(err.to_string().contains("ledger_1-2"), "{err}");
+        assert!(err.to_string().contains("ledger_0-1"), "{err}");
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -20,7 +20,7 @@ pub struct SignatureRecord {
     pub node: String,
     pub view: u64,
     pub seqno: u64,
-    /// Hex Merkle root of entries `1..=seqno`.
+    /// Hex Merkle root of entries `0..=seqno`.
     pub root: String,
     /// PEM certificate of the signing node, endorsed by the service identity.
     pub cert: String,

@@ -19,7 +19,7 @@ pub struct VerifyReport {
     pub entries: u64,
     pub signatures: u64,
     /// The last seqno covered by a verified signature.
-    pub last_signed_seqno: u64,
+    pub last_signed_seqno: Option<u64>,
     /// Entries after `last_signed_seqno`: intact, but not yet covered by a signature.
     pub unsigned_entries: u64,
     /// A torn, unacknowledged write at the end of the open chunk (a node cuts it on restart).
@@ -56,18 +56,18 @@ pub fn verify_dir(dir: &Path, pinned_service_cert_pem: Option<&str>) -> Result<V
         return Err(fail(&dir.display().to_string(), 0, "no ledger chunk files (ledger_*) in this directory".into()));
     }
     let mut tree = MerkleTree::default();
-    let mut report = VerifyReport { chunks: chunks.len(), entries: 0, signatures: 0, last_signed_seqno: 0, unsigned_entries: 0, torn_tail: None };
+    let mut report = VerifyReport { chunks: chunks.len(), entries: 0, signatures: 0, last_signed_seqno: None, unsigned_entries: 0, torn_tail: None };
     let mut last_view = 0;
-    let mut last_non_signature = 0;
+    let mut last_non_signature: Option<u64> = None;
     for (i, chunk) in chunks.iter().enumerate() {
         let file = chunk.file_name();
-        if chunk.first != report.entries + 1 {
-            return Err(fail(&file, report.entries + 1, format!("chunk starts at seqno {} but seqno {} was expected (missing or overlapping file)", chunk.first, report.entries + 1)));
+        if chunk.first != report.entries {
+            return Err(fail(&file, report.entries, format!("chunk starts at seqno {} but seqno {} was expected (missing or overlapping file)", chunk.first, report.entries)));
         }
-        let (records, damage) = read_chunk(&dir.join(&file)).map_err(|e| fail(&file, report.entries + 1, e.to_string()))?;
+        let (records, damage) = read_chunk(&dir.join(&file)).map_err(|e| fail(&file, report.entries, e.to_string()))?;
         for record in records {
             let e = record.entry;
-            let seqno = report.entries + 1;
+            let seqno = report.entries;
             if e.txid.seqno != seqno {
                 return Err(fail(&file, seqno, format!("entry at byte {} claims seqno {}", record.offset, e.txid.seqno)));
             }
@@ -80,7 +80,7 @@ pub fn verify_dir(dir: &Path, pinned_service_cert_pem: Option<&str>) -> Result<V
                     if service_cert.is_none() {
                         service_cert = service_cert_in(&e.public);
                     }
-                    last_non_signature = seqno;
+                    last_non_signature = Some(seqno);
                 }
                 EntryKind::Signature => {
                     let sig: SignatureRecord = serde_json::from_slice(&e.public)
@@ -88,34 +88,44 @@ pub fn verify_dir(dir: &Path, pinned_service_cert_pem: Option<&str>) -> Result<V
                     if sig.seqno >= seqno {
                         return Err(fail(&file, seqno, format!("signature claims to cover seqno {} at or after itself", sig.seqno)));
                     }
-                    let expected = tree.root_at(sig.seqno).map(hex::encode);
+                    let expected = tree.root_at(sig.seqno + 1).map(hex::encode);
                     if expected.as_deref() != Some(sig.root.as_str()) {
-                        return Err(fail(&file, seqno, format!("signed root does not match the entries 1..={}: an earlier entry was changed", sig.seqno)));
+                        return Err(fail(&file, seqno, format!("signed root does not match the entries 0..={}: an earlier entry was changed", sig.seqno)));
                     }
                     let cert = service_cert.as_deref().ok_or_else(|| fail(&file, seqno, "no service certificate: none pinned and none written before this signature".into()))?;
                     sig.verify(cert).map_err(|err| fail(&file, seqno, format!("signature does not verify: {err}")))?;
                     report.signatures += 1;
-                    report.last_signed_seqno = report.last_signed_seqno.max(sig.seqno);
+                    report.last_signed_seqno = report.last_signed_seqno.max(Some(sig.seqno));
                 }
-                EntryKind::Blank | EntryKind::Membership => last_non_signature = seqno,
+                EntryKind::Blank | EntryKind::Membership => last_non_signature = Some(seqno),
             }
             tree.append(e.leaf());
-            report.entries = seqno;
+            report.entries = seqno + 1;
         }
         if let Some((offset, reason)) = damage {
             let is_open_tail = i + 1 == chunks.len() && chunk.last.is_none();
             if is_open_tail && reason.starts_with("incomplete") {
                 report.torn_tail = Some(format!("{file} at byte {offset}: {reason}"));
             } else {
-                return Err(fail(&file, report.entries + 1, format!("at byte {offset}: {reason}")));
+                return Err(fail(&file, report.entries, format!("at byte {offset}: {reason}")));
             }
         }
         if let Some(last) = chunk.last {
-            if last != report.entries {
-                return Err(fail(&file, report.entries + 1, format!("file name says it ends at seqno {last} but it ends at {}", report.entries)));
+            if last + 1 != report.entries {
+                return Err(fail(&file, report.entries, format!("file name says it ends at seqno {last} but it holds entries up to {}", report.entries as i128 - 1)));
             }
         }
     }
-    report.unsigned_entries = last_non_signature.saturating_sub(report.last_signed_seqno);
+    report.unsigned_entries = unsigned(last_non_signature, report.last_signed_seqno);
     Ok(report)
+}
+
+/// How many entries after the last signed seqno are not themselves signatures (approximately:
+/// signatures in between are counted too).
+pub fn unsigned(last_non_signature: Option<u64>, last_signed: Option<u64>) -> u64 {
+    match (last_non_signature, last_signed) {
+        (Some(n), Some(s)) => n.saturating_sub(s),
+        (Some(n), None) => n + 1,
+        (None, _) => 0,
+    }
 }

@@ -1,0 +1,245 @@
+//! The node's handle on consensus.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use consort_crypto::{LedgerSecret, NodeKey};
+use consort_kv::{Store, Tx, TxId};
+use consort_ledger::{CommitSecret, Receipt};
+use openraft::error::ClientWriteError;
+use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
+
+use crate::convert::txid_of;
+use crate::log_store::LogStore;
+use crate::network::NoPeers;
+use crate::state_machine::{AppliedLedger, Shared, StateMachine};
+use crate::types::{Proposal, TypeConfig};
+
+#[derive(Debug, Clone)]
+pub struct ConsensusConfig {
+    pub ledger_dir: PathBuf,
+    /// Where Raft's own state (vote, committed mark) lives, in sled.
+    pub raft_dir: PathBuf,
+    pub ledger_chunk_bytes: u64,
+    /// This node's id (hex SHA-256 of its public key) and node-to-node address.
+    pub node_id: String,
+    pub node_address: String,
+    pub node_key: NodeKey,
+    pub node_cert_pem: String,
+    pub ledger_secret: LedgerSecret,
+    /// A signature transaction every `signature_tx_count` transactions or `signature_delay_ms`.
+    pub signature_tx_count: u64,
+    pub signature_delay_ms: u64,
+}
+
+/// Why a transaction did not commit.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommitError {
+    /// Something it read changed or is about to; execute it again on a fresh snapshot.
+    #[error("{0}")]
+    Conflict(#[from] consort_kv::Conflict),
+    /// This node is not the primary, or consensus is not running.
+    #[error("consensus unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxStatus {
+    Unknown,
+    Pending,
+    Committed,
+    Invalid,
+}
+
+impl TxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxStatus::Unknown => "Unknown",
+            TxStatus::Pending => "Pending",
+            TxStatus::Committed => "Committed",
+            TxStatus::Invalid => "Invalid",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReceiptError {
+    #[error("transaction {0} is pending or unknown; a receipt exists once it is committed")]
+    NotCommitted(TxId),
+    #[error("transaction {0} is invalid: it was replaced by another view")]
+    Invalid(TxId),
+}
+
+pub struct Consensus {
+    raft: Raft<TypeConfig>,
+    raft_id: u64,
+    shared: Arc<Shared>,
+    secret: LedgerSecret,
+    commit_secret: CommitSecret,
+    /// Held from reservation until the proposal is queued in Raft, so that log order equals
+    /// reservation order (the KV gate's serialisability argument depends on it).
+    sequencer: tokio::sync::Mutex<()>,
+    pub(crate) config: ConsensusConfig,
+}
+
+impl Consensus {
+    /// Opens the ledger and Raft state in the configured directories and starts Raft. A fresh
+    /// directory becomes a one-voter network; an existing one replays its committed ledger.
+    pub async fn start(config: ConsensusConfig) -> Result<Arc<Consensus>, String> {
+        let commit_secret = CommitSecret::from_ledger_secret(config.ledger_secret.as_bytes());
+        let log = LogStore::open(&config.ledger_dir, &config.raft_dir, config.ledger_chunk_bytes, commit_secret.clone())?;
+        let (applied, _) = tokio::sync::watch::channel(TxId::default());
+        let shared = Arc::new(Shared { store: Arc::new(Store::default()), ledger: RwLock::new(AppliedLedger::default()), applied });
+        let sm = StateMachine::new(shared.clone(), config.ledger_secret.clone());
+        let raft_config = openraft::Config {
+            cluster_name: "consort".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 300,
+            election_timeout_max: 600,
+            snapshot_policy: SnapshotPolicy::Never,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| format!("raft configuration: {e}"))?;
+        let raft_id = crate::raft_node_id(&config.node_id);
+        let raft = Raft::new(raft_id, Arc::new(raft_config), NoPeers, log, sm).await.map_err(|e| format!("starting raft: {e}"))?;
+        if !raft.is_initialized().await.map_err(|e| e.to_string())? {
+            let members = BTreeMap::from([(raft_id, BasicNode::new(&config.node_address))]);
+            raft.initialize(members).await.map_err(|e| format!("initialising the network: {e}"))?;
+        }
+        let consensus = Arc::new(Consensus {
+            raft,
+            raft_id,
+            shared,
+            secret: config.ledger_secret.clone(),
+            commit_secret,
+            sequencer: tokio::sync::Mutex::new(()),
+            config,
+        });
+        tokio::spawn(crate::signer::run(Arc::downgrade(&consensus)));
+        Ok(consensus)
+    }
+
+    /// Waits until this node leads and has applied everything in its ledger.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
+        self.raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| m.state == ServerState::Leader && m.last_applied.map(|l| l.index) >= m.last_log_index,
+                "primary with the whole ledger applied",
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("node did not become ready: {e}"))
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.shared.store
+    }
+
+    pub fn ledger(&self) -> std::sync::RwLockReadGuard<'_, AppliedLedger> {
+        self.shared.ledger()
+    }
+
+    pub fn is_primary(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.raft_id)
+    }
+
+    pub fn current_view(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    /// The newest applied transaction id (applied entries are committed).
+    pub fn last_committed(&self) -> TxId {
+        self.shared.ledger().last_applied
+    }
+
+    /// Commits a transaction's writes: reserve (may conflict), seal, order, replicate, apply.
+    pub async fn commit(&self, tx: &Tx, claims_digest: Option<[u8; 32]>) -> Result<TxId, CommitError> {
+        let proposal = Proposal::transaction(tx.write_set().clone(), claims_digest, &self.secret);
+        let guard = self.sequencer.lock().await;
+        let reservation = self.shared.store.reserve(tx)?;
+        let queued = self.raft.client_write_ff(proposal).await;
+        drop(guard);
+        let outcome = match queued {
+            Ok(rx) => match rx.await {
+                Ok(Ok(response)) => Ok(txid_of(&response.log_id)),
+                Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(CommitError::Unavailable(format!("not the primary (primary is {:?})", f.leader_id))),
+                Ok(Err(e)) => Err(CommitError::Unavailable(e.to_string())),
+                Err(_) => Err(CommitError::Unavailable("consensus stopped before the write was applied".into())),
+            },
+            Err(fatal) => Err(CommitError::Unavailable(fatal.to_string())),
+        };
+        match outcome {
+            // Applying the entry retired the reservation's in-flight marks.
+            Ok(txid) => {
+                drop(reservation);
+                Ok(txid)
+            }
+            Err(e) => {
+                self.shared.store.release(reservation);
+                Err(e)
+            }
+        }
+    }
+
+    /// Proposes a signature entry (used by the signer task).
+    pub(crate) async fn submit(&self, proposal: Proposal) -> Result<TxId, CommitError> {
+        let rx = {
+            let _guard = self.sequencer.lock().await;
+            self.raft.client_write_ff(proposal).await.map_err(|e| CommitError::Unavailable(e.to_string()))?
+        };
+        match rx.await {
+            Ok(Ok(response)) => Ok(txid_of(&response.log_id)),
+            Ok(Err(e)) => Err(CommitError::Unavailable(e.to_string())),
+            Err(_) => Err(CommitError::Unavailable("consensus stopped".into())),
+        }
+    }
+
+    pub(crate) fn applied_watch(&self) -> tokio::sync::watch::Receiver<TxId> {
+        self.shared.applied.subscribe()
+    }
+
+    pub fn status(&self, txid: TxId) -> TxStatus {
+        let ledger = self.shared.ledger();
+        match ledger.view_of(txid.seqno) {
+            Some(view) if view != txid.view => TxStatus::Invalid,
+            Some(_) if ledger.is_signed(txid.seqno) => TxStatus::Committed,
+            Some(_) => TxStatus::Pending,
+            None => {
+                let m = self.raft.metrics().borrow().clone();
+                if txid.view == m.current_term && Some(txid.seqno) <= m.last_log_index {
+                    TxStatus::Pending
+                } else {
+                    TxStatus::Unknown
+                }
+            }
+        }
+    }
+
+    pub fn receipt(&self, txid: TxId) -> Result<Receipt, ReceiptError> {
+        match self.status(txid) {
+            TxStatus::Committed => {}
+            TxStatus::Invalid => return Err(ReceiptError::Invalid(txid)),
+            _ => return Err(ReceiptError::NotCommitted(txid)),
+        }
+        let ledger = self.shared.ledger();
+        let at = ledger.signatures.partition_point(|(_, s)| s.seqno < txid.seqno);
+        let (_, sig) = ledger.signatures.get(at).ok_or(ReceiptError::NotCommitted(txid))?;
+        let proof = ledger.tree.proof(txid.seqno, sig.seqno + 1).ok_or(ReceiptError::NotCommitted(txid))?;
+        let meta = ledger.entries[txid.seqno as usize];
+        Ok(Receipt::new(sig, &proof, &meta.write_set_digest, self.commit_secret.evidence(txid), &meta.claims_digest))
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}

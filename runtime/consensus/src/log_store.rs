@@ -1,0 +1,166 @@
+//! Raft log storage on the ledger's chunk files; vote and committed mark in sled.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use consort_ledger::{CommitSecret, LedgerFiles};
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError, Vote};
+
+use crate::convert::{from_ledger, to_ledger};
+use crate::types::{Entry, LogId, StorageError, TypeConfig};
+
+/// Recent entries kept decoded in memory; older ones are read back from the chunk files.
+/// Large enough to cover Raft's apply and replication lag under normal load.
+const CACHE_ENTRIES_MAX: usize = 8192;
+
+struct Inner {
+    files: LedgerFiles,
+    cache: BTreeMap<u64, Entry>,
+    db: sled::Db,
+    commit: CommitSecret,
+    last_purged: Option<LogId>,
+}
+
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+fn sled_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write(&e).into()
+}
+
+impl LogStore {
+    pub fn open(ledger_dir: &Path, raft_dir: &Path, chunk_bytes: u64, commit: CommitSecret) -> Result<LogStore, String> {
+        let (files, entries) = LedgerFiles::open(ledger_dir, chunk_bytes).map_err(|e| e.to_string())?;
+        let db = sled::open(raft_dir).map_err(|e| format!("opening Raft state in {}: {e}", raft_dir.display()))?;
+        let mut cache = BTreeMap::new();
+        let skip = entries.len().saturating_sub(CACHE_ENTRIES_MAX);
+        for e in entries.into_iter().skip(skip) {
+            let entry = from_ledger(e)?;
+            cache.insert(entry.log_id.index, entry);
+        }
+        Ok(LogStore { inner: Arc::new(Mutex::new(Inner { files, cache, db, commit, last_purged: None })) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn entry_at(inner: &Inner, index: u64) -> Result<Entry, StorageError> {
+        if let Some(e) = inner.cache.get(&index) {
+            return Ok(e.clone());
+        }
+        let le = inner.files.read(index).map_err(|e| StorageIOError::read_log_at_index(index, &e))?;
+        from_ledger(le).map_err(|e| StorageIOError::read_log_at_index(index, &std::io::Error::other(e)).into())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(&mut self, range: RB) -> Result<Vec<Entry>, StorageError> {
+        let inner = self.lock();
+        let start = match range.start_bound() {
+            Bound::Included(s) => *s,
+            Bound::Excluded(s) => s + 1,
+            Bound::Unbounded => 0,
+        }
+        ;
+        let end = match range.end_bound() {
+            Bound::Included(e) => e + 1,
+            Bound::Excluded(e) => *e,
+            Bound::Unbounded => u64::MAX,
+        }
+        .min(inner.files.len());
+        (start..end).map(|i| Self::entry_at(&inner, i)).collect()
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let inner = self.lock();
+        let len = inner.files.len();
+        let last_log_id = if len == 0 { inner.last_purged } else { Some(Self::entry_at(&inner, len - 1)?.log_id) };
+        Ok(LogState { last_purged_log_id: inner.last_purged, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError> {
+        let inner = self.lock();
+        let bytes = serde_json::to_vec(vote).map_err(sled_err)?;
+        inner.db.insert("vote", bytes).map_err(sled_err)?;
+        // A vote must be durable before it is acted on (Raft safety).
+        inner.db.flush().map_err(sled_err)?;
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
+        let inner = self.lock();
+        match inner.db.get("vote").map_err(sled_err)? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(sled_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        let bytes = serde_json::to_vec(&committed).map_err(sled_err)?;
+        inner.db.insert("committed", bytes).map_err(sled_err)?;
+        if let Some(c) = committed {
+            inner.files.commit(c.index).map_err(|e| StorageIOError::write_logs(&e))?;
+        }
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        let inner = self.lock();
+        match inner.db.get("committed").map_err(sled_err)? {
+            Some(v) => Ok(serde_json::from_slice(&v).map_err(sled_err)?),
+            None => Ok(None),
+        }
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut inner = self.lock();
+        for entry in entries {
+            let le = to_ledger(&entry, &inner.commit);
+            inner.files.append(&le).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
+            inner.cache.insert(entry.log_id.index, entry);
+        }
+        while inner.cache.len() > CACHE_ENTRIES_MAX {
+            inner.cache.pop_first();
+        }
+        // Acknowledge only once the whole batch is on disk: one fsync per batch.
+        let synced = inner.files.sync().map_err(|e| std::io::Error::other(e.to_string()));
+        drop(inner);
+        callback.log_io_completed(synced);
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        inner.files.truncate(log_id.index).map_err(|e| StorageIOError::write_logs(&e))?;
+        inner.cache.split_off(&log_id.index);
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // The ledger keeps every entry (it is the audit record); purging only drops the cache.
+        let mut inner = self.lock();
+        inner.last_purged = Some(log_id);
+        inner.cache = inner.cache.split_off(&(log_id.index + 1));
+        Ok(())
+    }
+}

@@ -1,0 +1,184 @@
+//! Applies committed entries, in order, to the KV store and the Merkle tree.
+
+use std::io::Cursor;
+use std::sync::{Arc, RwLock};
+
+use consort_crypto::LedgerSecret;
+use consort_kv::{Store, TxId, WriteSet};
+use consort_ledger::{CommitSecret, EntryKind, LedgerEntry, MerkleTree, SignatureRecord};
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError, StoredMembership};
+
+use crate::convert::{to_ledger, txid_of};
+use crate::types::{Entry, LogId, StorageError, TypeConfig};
+
+/// Per-entry facts that receipts and status queries need.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryMeta {
+    pub view: u64,
+    pub kind: EntryKind,
+    pub write_set_digest: [u8; 32],
+    pub claims_digest: [u8; 32],
+}
+
+/// The applied ledger as the node sees it: the tree, each entry's facts, the signatures.
+#[derive(Debug, Default)]
+pub struct AppliedLedger {
+    pub tree: MerkleTree,
+    /// `entries[s]` describes seqno `s`.
+    pub entries: Vec<EntryMeta>,
+    /// Applied signature entries as `(seqno of the signature entry, record)`, in order.
+    pub signatures: Vec<(u64, SignatureRecord)>,
+    pub last_applied: TxId,
+    /// The last applied entry that is not a signature: what the next signature must cover.
+    pub last_non_signature: Option<u64>,
+}
+
+impl AppliedLedger {
+    /// The highest seqno covered by an applied (hence committed) signature.
+    pub fn last_signed(&self) -> Option<u64> {
+        self.signatures.last().map(|(_, s)| s.seqno)
+    }
+
+    pub fn is_signed(&self, seqno: u64) -> bool {
+        self.last_signed().is_some_and(|s| seqno <= s)
+    }
+
+    /// Entries that the next signature must cover.
+    pub fn unsigned(&self) -> u64 {
+        consort_ledger::verify::unsigned(self.last_non_signature, self.last_signed())
+    }
+
+    pub fn view_of(&self, seqno: u64) -> Option<u64> {
+        self.entries.get(seqno as usize).map(|m| m.view)
+    }
+
+    fn push(&mut self, le: &LedgerEntry) {
+        self.tree.append(le.leaf());
+        self.entries.push(EntryMeta { view: le.txid.view, kind: le.kind, write_set_digest: le.write_set_digest(), claims_digest: le.claims_digest });
+        self.last_applied = le.txid;
+        if le.kind != EntryKind::Signature {
+            self.last_non_signature = Some(le.txid.seqno);
+        }
+    }
+}
+
+/// What the state machine shares with the node.
+pub struct Shared {
+    pub store: Arc<Store>,
+    pub ledger: RwLock<AppliedLedger>,
+    /// Bumped after every applied batch; the signer and readiness checks wait on it.
+    pub applied: tokio::sync::watch::Sender<TxId>,
+}
+
+impl Shared {
+    pub fn ledger(&self) -> std::sync::RwLockReadGuard<'_, AppliedLedger> {
+        self.ledger.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct StateMachine {
+    shared: Arc<Shared>,
+    secret: LedgerSecret,
+    commit: CommitSecret,
+    last_applied: Option<LogId>,
+    membership: StoredMembership<u64, openraft::BasicNode>,
+}
+
+impl StateMachine {
+    pub fn new(shared: Arc<Shared>, secret: LedgerSecret) -> Self {
+        let commit = CommitSecret::from_ledger_secret(secret.as_bytes());
+        StateMachine { shared, secret, commit, last_applied: None, membership: StoredMembership::default() }
+    }
+
+    fn apply_one(&mut self, entry: &Entry) -> Result<(), StorageError> {
+        let le = to_ledger(entry, &self.commit);
+        let fail = |msg: String| -> StorageError { StorageIOError::apply(entry.log_id, &std::io::Error::other(msg)).into() };
+        match (&entry.payload, le.kind) {
+            (EntryPayload::Normal(_), EntryKind::Tx) => {
+                let public = WriteSet::decode(&le.public).map_err(|e| fail(format!("public writes of {}: {e}", le.txid)))?;
+                let private = if le.private.is_empty() {
+                    WriteSet::default()
+                } else {
+                    let aad = LedgerEntry::private_aad(&le.claims_digest, &le.public);
+                    let plain = self.secret.open(&aad, &le.private).map_err(|e| fail(format!("private writes of {}: {e}", le.txid)))?;
+                    WriteSet::decode(&plain).map_err(|e| fail(format!("private writes of {}: {e}", le.txid)))?
+                };
+                self.shared.store.apply(le.txid, &public.merge(private));
+            }
+            (EntryPayload::Normal(_), EntryKind::Signature) => {
+                let record: SignatureRecord = serde_json::from_slice(&le.public).map_err(|e| fail(format!("signature {}: {e}", le.txid)))?;
+                let ours = self.shared.ledger().tree.root_at(record.seqno + 1).map(hex::encode);
+                if ours.as_deref() != Some(record.root.as_str()) {
+                    // Replicas disagree about the ledger: never serve from a divergent state.
+                    return Err(fail(format!("signature at {} signs a root that differs from this node's ledger at seqno {}", le.txid, record.seqno)));
+                }
+                self.shared.store.advance(le.txid);
+                let mut ledger = self.shared.ledger.write().unwrap_or_else(|p| p.into_inner());
+                ledger.signatures.push((le.txid.seqno, record));
+            }
+            (EntryPayload::Membership(m), _) => {
+                self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                self.shared.store.advance(le.txid);
+            }
+            _ => self.shared.store.advance(le.txid),
+        }
+        self.shared.ledger.write().unwrap_or_else(|p| p.into_inner()).push(&le);
+        self.last_applied = Some(entry.log_id);
+        Ok(())
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = NoSnapshots;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership<u64, openraft::BasicNode>), StorageError> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut out = Vec::new();
+        for entry in entries {
+            self.apply_one(&entry)?;
+            out.push(());
+        }
+        if let Some(l) = self.last_applied {
+            self.shared.applied.send_replace(txid_of(&l));
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        NoSnapshots
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Err(no_snapshots())
+    }
+
+    async fn install_snapshot(&mut self, _meta: &SnapshotMeta<u64, openraft::BasicNode>, _snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+        Err(no_snapshots())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        Ok(None)
+    }
+}
+
+/// KV snapshots belong to the replication work (a joining node catching up); a one-node
+/// network never needs one, and Raft is configured never to build one (`SnapshotPolicy::Never`).
+pub struct NoSnapshots;
+
+fn no_snapshots() -> StorageError {
+    StorageIOError::write_snapshot(None, &std::io::Error::other("this node does not build or install KV snapshots; peers catch up from the ledger")).into()
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for NoSnapshots {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        Err(no_snapshots())
+    }
+}

@@ -1,0 +1,113 @@
+//! One-voter consensus over real files: commits, conflicts, signatures, receipts, restart.
+
+use std::path::Path;
+use std::time::Duration;
+
+use consort_consensus::{CommitError, Consensus, ConsensusConfig, TxStatus};
+use consort_crypto::{cert_der_from_pem, endorse_node_cert, node_id_of_public_key, self_signed_service_cert, LedgerSecret, NodeKey};
+use consort_kv::TxId;
+
+struct Identity {
+    service_pem: String,
+    node_key: NodeKey,
+    node_pem: String,
+    secret: LedgerSecret,
+}
+
+fn identity() -> Identity {
+    let service_key = NodeKey::generate();
+    let service_pem = self_signed_service_cert(&service_key, "test service").expect("service cert");
+    let node_key = NodeKey::generate();
+    let node_pem = endorse_node_cert(&node_key.public_key_der(), "node", &["127.0.0.1".into()], &service_pem, &service_key).expect("node cert");
+    Identity { service_pem, node_key, node_pem, secret: LedgerSecret::generate() }
+}
+
+fn config(dir: &Path, id: &Identity) -> ConsensusConfig {
+    ConsensusConfig {
+        ledger_dir: dir.join("ledger"),
+        raft_dir: dir.join("raft"),
+        ledger_chunk_bytes: 4096,
+        node_id: node_id_of_public_key(&id.node_key.public_key_der()),
+        node_address: "127.0.0.1:0".into(),
+        node_key: id.node_key.clone(),
+        node_cert_pem: id.node_pem.clone(),
+        ledger_secret: id.secret.clone(),
+        signature_tx_count: 10,
+        signature_delay_ms: 50,
+    }
+}
+
+async fn put(c: &Consensus, key: &str, value: &str) -> TxId {
+    let mut tx = c.store().begin();
+    tx.put("records", key.as_bytes().to_vec(), value.as_bytes().to_vec());
+    tx.put("public:records", key.as_bytes().to_vec(), value.as_bytes().to_vec());
+    c.commit(&tx, None).await.expect("commit")
+}
+
+async fn wait_committed(c: &Consensus, txid: TxId) {
+    for _ in 0..200 {
+        if c.status(txid) == TxStatus::Committed {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{txid} never committed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_signs_receipts_and_recovers() {
+    let dir = std::env::temp_dir().join(format!("consort-consensus-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let id = identity();
+    let c = Consensus::start(config(&dir, &id)).await.expect("start");
+    c.wait_ready(Duration::from_secs(10)).await.expect("ready");
+
+    let mut last = TxId::default();
+    for i in 0..25 {
+        last = put(&c, &format!("k{i}"), &format!("secret-value-{i}")).await;
+    }
+    assert!(last.seqno > 25, "blank + membership entries come first: {last}");
+
+    // A transaction that read a key overwritten after its snapshot is refused.
+    let mut stale = c.store().begin();
+    stale.get("records", b"k0");
+    stale.put("records", b"k0".to_vec(), b"lost".to_vec());
+    put(&c, "k0", "newer").await;
+    assert!(matches!(c.commit(&stale, None).await, Err(CommitError::Conflict(_))));
+
+    wait_committed(&c, last).await;
+    let receipt = c.receipt(last).expect("receipt");
+    let service_der = cert_der_from_pem(&id.service_pem).expect("der");
+    assert_eq!(receipt.verify(&service_der).expect("verifies"), last);
+    let mut tampered = receipt.clone();
+    tampered.leaf_components.write_set_digest.replace_range(0..1, if tampered.leaf_components.write_set_digest.starts_with('0') { "1" } else { "0" });
+    assert!(tampered.verify(&service_der).is_err());
+    assert_eq!(c.status(TxId::new(last.view + 1, last.seqno)), TxStatus::Invalid);
+    assert_eq!(c.status(TxId::new(last.view, last.seqno + 1000)), TxStatus::Unknown);
+
+    let report = consort_ledger::verify::verify_dir(&dir.join("ledger"), Some(&id.service_pem)).expect("ledger verifies");
+    assert!(report.signatures >= 1 && report.entries >= last.seqno, "{report:?}");
+    let ledger_bytes: Vec<u8> = std::fs::read_dir(dir.join("ledger")).expect("dir").flat_map(|f| std::fs::read(f.expect("entry").path()).expect("read")).collect();
+    let contains = |needle: &[u8]| ledger_bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(b"secret-value-3"), "public copy is in the clear");
+    let private_only = b"private-only-text";
+    let mut tx = c.store().begin();
+    tx.put("records", b"p".to_vec(), private_only.to_vec());
+    c.commit(&tx, None).await.expect("commit");
+
+    c.shutdown().await;
+    drop(c);
+
+    let c = Consensus::start(config(&dir, &id)).await.expect("restart");
+    c.wait_ready(Duration::from_secs(10)).await.expect("ready again");
+    let mut tx = c.store().begin();
+    assert_eq!(tx.get("records", b"k0"), Some(b"newer".to_vec()));
+    assert_eq!(tx.get("records", b"p"), Some(private_only.to_vec()));
+    assert_eq!(tx.size("records"), 26);
+    let after = put(&c, "k-after", "v").await;
+    assert!(after.seqno > last.seqno + 2 && after.view >= last.view, "{after} after {last}");
+    c.shutdown().await;
+    let ledger_bytes: Vec<u8> = std::fs::read_dir(dir.join("ledger")).expect("dir").flat_map(|f| std::fs::read(f.expect("entry").path()).expect("read")).collect();
+    assert!(!ledger_bytes.windows(private_only.len()).any(|w| w == private_only), "private writes are sealed");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,1 +1,13 @@
-//! placeholder
+//! The JavaScript host: bundles (SPEC §4), the Boa runtime with the `ccf` global, and a pool of
+//! worker threads (a Boa `Context` is `!Send`, so each lives on one thread).
+//!
+//! No sockets and no files: a request comes in as a [`JsRequest`] with a KV [`consort_kv::Tx`],
+//! and leaves as a [`JsResponse`] with the same transaction carrying its writes.
+
+mod bundle;
+mod pool;
+mod runtime;
+
+pub use bundle::{AppMetadata, Bundle, BundleError, EndpointDef, EndpointMatch, Mode};
+pub use pool::{Execution, JsPool, PoolError};
+pub use runtime::{validate_bundle, JsRequest, JsResponse, KvAccess, ScriptError};

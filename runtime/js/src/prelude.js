@@ -1,0 +1,106 @@
+// The JS half of the `ccf` global (SPEC §4, global.d.ts of @microsoft/ccf-app 6.x). Natives
+// come in as `__consort` and are hidden from the app before its modules run.
+(function () {
+  "use strict";
+  const N = globalThis.__consort;
+  delete globalThis.__consort;
+
+  function buf(x, what) {
+    if (!(x instanceof ArrayBuffer)) {
+      throw new TypeError(what + " must be an ArrayBuffer, got " + (x === null ? "null" : typeof x));
+    }
+    return x;
+  }
+
+  class KvMap {
+    constructor(name) { this._name = name; }
+    has(key) { return N.kvHas(this._name, buf(key, "key")); }
+    get(key) { return N.kvGet(this._name, buf(key, "key")); }
+    getVersionOfPreviousWrite(key) { return N.kvVersion(this._name, buf(key, "key")); }
+    set(key, value) { N.kvSet(this._name, buf(key, "key"), buf(value, "value")); return this; }
+    delete(key) { return N.kvDelete(this._name, buf(key, "key")); }
+    clear() { N.kvClear(this._name); }
+    forEach(callback) {
+      if (typeof callback !== "function") throw new TypeError("forEach callback must be a function");
+      for (const [k, v] of N.kvEntries(this._name)) callback(v, k, this);
+    }
+    get size() { return N.kvSize(this._name); }
+  }
+
+  const handles = new Map();
+  const kv = new Proxy({}, {
+    get(_target, name) {
+      if (typeof name !== "string") return undefined;
+      let h = handles.get(name);
+      if (h === undefined) { h = new KvMap(name); handles.set(name, h); }
+      return h;
+    },
+    set() { throw new TypeError("ccf.kv is read-only: use ccf.kv[name].set(key, value)"); },
+  });
+
+  function unsupported(name) {
+    return function () { throw new Error(name + " is not supported by this version of Consort"); };
+  }
+
+  const strToBuf = (s) => N.strToBuf(String(s));
+  const bufToStr = (b) => N.bufToStr(buf(b, "argument"));
+  globalThis.ccf = {
+    kv,
+    strToBuf,
+    bufToStr,
+    jsonCompatibleToBuf: (v) => N.strToBuf(JSON.stringify(v)),
+    bufToJsonCompatible: (b) => JSON.parse(bufToStr(b)),
+    rpc: {
+      setApplyWrites: (v) => N.setApplyWrites(!!v),
+      setClaimsDigest: (b) => N.setClaimsDigest(buf(b, "claims digest")),
+    },
+    crypto: new Proxy({}, { get: (_t, name) => typeof name === "string" ? unsupported("ccf.crypto." + name) : undefined }),
+  };
+
+  function fmt(a) {
+    if (typeof a === "string") return a;
+    if (a instanceof Error) return String(a) + (a.stack ? "\n" + a.stack : "");
+    try { const j = JSON.stringify(a); return j === undefined ? String(a) : j; } catch (_) { return String(a); }
+  }
+  const log = (level) => (...args) => N.log(level, args.map(fmt).join(" "));
+  globalThis.console = { log: log("info"), info: log("info"), warn: log("warn"), error: log("error"), debug: log("debug") };
+
+  // Calls a handler and turns its answer into [metaJson, bodyArrayBuffer] (SPEC §4 body rules).
+  globalThis.__consort_invoke = function (handler, requestJson, body) {
+    const request = JSON.parse(requestJson);
+    request.body = {
+      text: () => N.bufToStr(body),
+      json: () => JSON.parse(N.bufToStr(body)),
+      arrayBuffer: () => body,
+    };
+    const r = handler(request);
+    if (r === null || typeof r !== "object" || Array.isArray(r)) {
+      throw new TypeError("handler must return an object {statusCode?, headers?, body?}, got " + (r === null ? "null" : Array.isArray(r) ? "an array" : typeof r));
+    }
+    let status = r.statusCode === undefined ? 200 : r.statusCode;
+    if (typeof status !== "number" || !Number.isInteger(status) || status < 100 || status > 599) {
+      throw new TypeError("statusCode must be an integer from 100 to 599, got " + JSON.stringify(status));
+    }
+    const headers = [];
+    if (r.headers !== undefined && r.headers !== null) {
+      if (typeof r.headers !== "object") throw new TypeError("headers must be an object of strings");
+      for (const [k, v] of Object.entries(r.headers)) headers.push([String(k), String(v)]);
+    }
+    let contentType = null;
+    let out;
+    const b = r.body;
+    if (b === undefined || b === null) {
+      out = new ArrayBuffer(0);
+    } else if (b instanceof ArrayBuffer) {
+      out = b; contentType = "application/octet-stream";
+    } else if (ArrayBuffer.isView(b)) {
+      out = b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength); contentType = "application/octet-stream";
+    } else if (typeof b === "string") {
+      out = N.strToBuf(b); contentType = "text/plain";
+    } else {
+      const j = JSON.stringify(b);
+      out = N.strToBuf(j === undefined ? "null" : j); contentType = "application/json";
+    }
+    return [JSON.stringify({ status, headers, contentType }), out];
+  };
+})();

@@ -1,0 +1,426 @@
+//! One request in one Boa context: load the bundle's modules, install the `ccf` global bound
+//! to the request's transaction, call the handler, and read back its response.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::rc::Rc;
+
+use boa_engine::builtins::promise::PromiseState;
+use boa_engine::module::{ModuleLoader, Referrer};
+use boa_engine::object::builtins::{AlignedVec, JsArray, JsArrayBuffer};
+use boa_engine::object::ObjectInitializer;
+use boa_engine::property::Attribute;
+use boa_engine::{js_string, Context, JsError, JsNativeError, JsResult, JsString, JsValue, Module, NativeFunction, Source};
+use consort_kv::{MapKind, Tx};
+
+use crate::bundle::{normalise_module_name, Bundle, EndpointDef};
+
+const PRELUDE: &str = include_str!("prelude.js");
+
+/// The authentication policies this node can check.
+const KNOWN_POLICIES: [&str; 4] = ["user_cert", "member_cert", "any_cert", "no_auth"];
+
+pub(crate) fn check_policy(policy: &serde_json::Value) -> Result<(), String> {
+    match policy {
+        serde_json::Value::String(name) if KNOWN_POLICIES.contains(&name.as_str()) => Ok(()),
+        serde_json::Value::String(name) => Err(format!("authn policy {name:?} is not supported by this version of Consort (supported: {})", KNOWN_POLICIES.join(", "))),
+        serde_json::Value::Object(o) if o.len() == 1 && o.get("all_of").is_some_and(|v| v.is_array()) => {
+            o["all_of"].as_array().into_iter().flatten().try_for_each(check_policy)
+        }
+        other => Err(format!("authn policy {other} is neither a policy name nor {{\"all_of\": [...]}}")),
+    }
+}
+
+/// The request as the handler sees it (SPEC §4).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct JsRequest {
+    pub method: String,
+    pub path: String,
+    pub url: String,
+    pub route: String,
+    pub query: String,
+    pub hostname: String,
+    /// Names lowercased.
+    pub headers: BTreeMap<String, String>,
+    pub params: BTreeMap<String, String>,
+    pub caller: Option<serde_json::Value>,
+    #[serde(skip)]
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// From the body's type; a `content-type` header set by the handler wins.
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// Why a script did not produce a response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScriptError {
+    /// The handler threw (or returned something that is not a response).
+    #[error("{0}")]
+    Exception(String),
+    /// The bundle's modules could not be loaded or the function is missing.
+    #[error("{0}")]
+    Load(String),
+}
+
+/// Which maps the running script may touch (SPEC §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvAccess {
+    /// An app endpoint in `readwrite` mode.
+    AppReadWrite,
+    /// An app endpoint in `readonly` (or `historical`) mode.
+    AppReadOnly,
+}
+
+struct Session {
+    tx: RefCell<Option<Tx>>,
+    access: KvAccess,
+    apply_writes: Cell<Option<bool>>,
+    claims_digest: Cell<Option<[u8; 32]>>,
+}
+
+/// What one run produced.
+pub(crate) struct RunOutcome {
+    pub response: Result<JsResponse, ScriptError>,
+    pub tx: Tx,
+    pub apply_writes: Option<bool>,
+    pub claims_digest: Option<[u8; 32]>,
+}
+
+struct BundleLoader {
+    modules: BTreeMap<String, String>,
+    cache: RefCell<HashMap<String, Module>>,
+}
+
+impl BundleLoader {
+    fn load(&self, name: &str, ctx: &mut Context) -> JsResult<Module> {
+        if let Some(m) = self.cache.borrow().get(name) {
+            return Ok(m.clone());
+        }
+        let src = self.modules.get(name).ok_or_else(|| JsNativeError::typ().with_message(format!("module {name:?} is not in the bundle")))?;
+        let module = Module::parse(Source::from_bytes(src.as_bytes()).with_path(Path::new(name)), None, ctx)?;
+        self.cache.borrow_mut().insert(name.to_owned(), module.clone());
+        Ok(module)
+    }
+
+    /// Resolves an import specifier against the importing module's name.
+    fn resolve(&self, base: Option<&str>, specifier: &str) -> JsResult<String> {
+        let joined = if specifier.starts_with("./") || specifier.starts_with("../") {
+            let dir = base.and_then(|b| b.rsplit_once('/').map(|(d, _)| d)).unwrap_or("");
+            format!("{dir}/{specifier}")
+        } else if specifier.starts_with('/') {
+            specifier.to_owned()
+        } else {
+            return Err(JsNativeError::typ()
+                .with_message(format!("cannot import {specifier:?}: a bundle imports only its own modules (bundle your dependencies)"))
+                .into());
+        };
+        let mut parts: Vec<&str> = Vec::new();
+        for seg in joined.split('/') {
+            match seg {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                s => parts.push(s),
+            }
+        }
+        let name = parts.join("/");
+        for candidate in [name.clone(), format!("{name}.js"), format!("{name}/index.js")] {
+            if self.modules.contains_key(&candidate) {
+                return Ok(candidate);
+            }
+        }
+        Err(JsNativeError::typ().with_message(format!("cannot import {specifier:?}: no module {name:?} in the bundle")).into())
+    }
+}
+
+impl ModuleLoader for BundleLoader {
+    async fn load_imported_module(
+        self: Rc<Self>,
+        referrer: Referrer,
+        request: boa_engine::module::ModuleRequest,
+        context: &RefCell<&mut Context>,
+    ) -> JsResult<Module> {
+        let base = match &referrer {
+            Referrer::Module(m) => m.path().map(|p| p.to_string_lossy().into_owned()),
+            _ => None,
+        };
+        let name = self.resolve(base.as_deref(), &request.specifier().to_std_string_escaped())?;
+        self.load(&name, &mut context.borrow_mut())
+    }
+}
+
+fn js_err(msg: impl Into<String>) -> JsError {
+    JsNativeError::error().with_message(msg.into()).into()
+}
+
+fn type_err(msg: impl Into<String>) -> JsError {
+    JsNativeError::typ().with_message(msg.into()).into()
+}
+
+fn arg_string(args: &[JsValue], i: usize, what: &str) -> JsResult<String> {
+    args.get(i).and_then(JsValue::as_string).map(|s| s.to_std_string_escaped()).ok_or_else(|| type_err(format!("{what} must be a string")))
+}
+
+fn arg_bytes(args: &[JsValue], i: usize, what: &str) -> JsResult<Vec<u8>> {
+    let obj = args.get(i).and_then(JsValue::as_object).ok_or_else(|| type_err(format!("{what} must be an ArrayBuffer")))?;
+    let buf = JsArrayBuffer::from_object(obj).map_err(|_| type_err(format!("{what} must be an ArrayBuffer")))?;
+    Ok(buf.to_vec().unwrap_or_default())
+}
+
+fn new_buffer(bytes: &[u8], ctx: &mut Context) -> JsResult<JsValue> {
+    Ok(JsArrayBuffer::from_byte_block(AlignedVec::from_slice(0, bytes), ctx)?.into())
+}
+
+/// Runs `f` on the request's transaction after checking that the script may touch `map`.
+fn with_tx<T>(ctx: &Context, map: &str, write: bool, f: impl FnOnce(&mut Tx) -> T) -> JsResult<T> {
+    let session = ctx.get_data::<Session>().ok_or_else(|| js_err("ccf.kv is only available while a request runs"))?;
+    match MapKind::of(map) {
+        MapKind::Reserved => return Err(js_err(format!("map {map:?}: names beginning \"ccf.\" or \"public:ccf.\" are reserved for the framework"))),
+        MapKind::Internal if write => return Err(js_err(format!("map {map:?} belongs to the framework: app endpoints may read it, never write it"))),
+        MapKind::Governance if write => return Err(js_err(format!("map {map:?} belongs to governance: app endpoints may read it, never write it"))),
+        _ => {}
+    }
+    if write && session.access == KvAccess::AppReadOnly {
+        return Err(js_err(format!("map {map:?}: this endpoint is readonly and may not write")));
+    }
+    let mut tx = session.tx.borrow_mut();
+    let tx = tx.as_mut().ok_or_else(|| js_err("the transaction has ended"))?;
+    Ok(f(tx))
+}
+
+fn kv_has(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let map = arg_string(args, 0, "map name")?;
+    let key = arg_bytes(args, 1, "key")?;
+    Ok(with_tx(ctx, &map, false, |tx| tx.has(&map, &key))?.into())
+}
+
+fn kv_get(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let map = arg_string(args, 0, "map name")?;
+    let key = arg_bytes(args, 1, "key")?;
+    match with_tx(ctx, &map, false, |tx| tx.get(&map, &key))? {
+        Some(v) => new_buffer(&v, ctx),
+        None => Ok(JsValue::undefined()),
+    }
+}
+
+fn kv_version(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let map = arg_string(args, 0, "map name")?;
+    let key = arg_bytes(args, 1, "key")?;
+    Ok(match with_tx(ctx, &map, false, |tx| tx.version_of_previous_write(&map, &key))? {
+        Some(v) => JsValue::from(v as f64),
+        None => JsValue::undefined(),
+    })
+}
+
+fn kv_set(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let map = arg_string(args, 0, "map name")?;
+    let key = arg_bytes(args, 1, "key")?;
+    let value = arg_bytes(args, 2, "value")?;
+    with_tx(ctx, &map, true, |tx| tx.put(&map, key, value))?;
+    Ok(JsValue::undefined())
+}
+
+fn kv_delete(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let map = arg_string(args, 0, "map name")?;
+    let key = arg_bytes(args, 1, "key")?;
+    Ok(with_tx(ctx, &map, true, |tx| tx.remove(&map, key))?.into())
+}
+
+fn kv_clear(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let map = arg_string(args, 0, "map name")?;
+    with_tx(ctx, &map, true, |tx| tx.clear(&map))?;
+    Ok(JsValue::undefined())
+}
+
+fn kv_size(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let map = arg_string(args, 0, "map name")?;
+    Ok(JsValue::from(with_tx(ctx, &map, false, |tx| tx.size(&map))? as f64))
+}
+
+fn kv_entries(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let map = arg_string(args, 0, "map name")?;
+    let entries = with_tx(ctx, &map, false, |tx| tx.entries(&map))?;
+    let mut pairs = Vec::with_capacity(entries.len());
+    for (k, v) in entries {
+        let pair = [new_buffer(&k, ctx)?, new_buffer(&v, ctx)?];
+        pairs.push(JsArray::from_iter(pair, ctx).into());
+    }
+    Ok(JsArray::from_iter(pairs, ctx).into())
+}
+
+fn str_to_buf(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let s = arg_string(args, 0, "argument")?;
+    new_buffer(s.as_bytes(), ctx)
+}
+
+fn buf_to_str(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
+    let b = arg_bytes(args, 0, "argument")?;
+    Ok(JsString::from(String::from_utf8_lossy(&b).as_ref()).into())
+}
+
+fn set_apply_writes(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let v = args.first().and_then(JsValue::as_boolean).unwrap_or(false);
+    let session = ctx.get_data::<Session>().ok_or_else(|| js_err("no request is running"))?;
+    session.apply_writes.set(Some(v));
+    Ok(JsValue::undefined())
+}
+
+fn set_claims_digest(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let b = arg_bytes(args, 0, "claims digest")?;
+    let digest: [u8; 32] = b.try_into().map_err(|b: Vec<u8>| type_err(format!("claims digest must be 32 bytes, got {}", b.len())))?;
+    let session = ctx.get_data::<Session>().ok_or_else(|| js_err("no request is running"))?;
+    session.claims_digest.set(Some(digest));
+    Ok(JsValue::undefined())
+}
+
+fn log(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
+    let level = arg_string(args, 0, "level")?;
+    let msg = arg_string(args, 1, "message")?;
+    match level.as_str() {
+        "error" => tracing::error!(target: "consort::app", "{msg}"),
+        "warn" => tracing::warn!(target: "consort::app", "{msg}"),
+        "debug" => tracing::debug!(target: "consort::app", "{msg}"),
+        _ => tracing::info!(target: "consort::app", "{msg}"),
+    }
+    Ok(JsValue::undefined())
+}
+
+type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
+
+fn install_globals(ctx: &mut Context) -> JsResult<()> {
+    let natives: [(&str, Native, usize); 13] = [
+        ("kvHas", kv_has, 2),
+        ("kvGet", kv_get, 2),
+        ("kvVersion", kv_version, 2),
+        ("kvSet", kv_set, 3),
+        ("kvDelete", kv_delete, 2),
+        ("kvClear", kv_clear, 1),
+        ("kvSize", kv_size, 1),
+        ("kvEntries", kv_entries, 1),
+        ("strToBuf", str_to_buf, 1),
+        ("bufToStr", buf_to_str, 1),
+        ("setApplyWrites", set_apply_writes, 1),
+        ("setClaimsDigest", set_claims_digest, 1),
+        ("log", log, 2),
+    ];
+    let mut init = ObjectInitializer::new(ctx);
+    for (name, f, len) in natives {
+        init.function(NativeFunction::from_fn_ptr(f), JsString::from(name), len);
+    }
+    let natives = init.build();
+    ctx.register_global_property(js_string!("__consort"), natives, Attribute::all())?;
+    ctx.eval(Source::from_bytes(PRELUDE))?;
+    Ok(())
+}
+
+fn describe(err: &JsError, ctx: &mut Context) -> String {
+    match err.try_native(ctx) {
+        Ok(native) => format!("{}: {}", native.kind(), native.message()),
+        Err(_) => err.to_string(),
+    }
+}
+
+/// Loads, links and evaluates the endpoint's module; returns the exported handler.
+fn load_handler(ctx: &mut Context, loader: &BundleLoader, endpoint: &EndpointDef) -> Result<JsValue, ScriptError> {
+    let name = normalise_module_name(&endpoint.js_module);
+    let module = loader.load(&name, ctx).map_err(|e| ScriptError::Load(format!("module {name:?} does not compile: {}", describe(&e, ctx))))?;
+    let promise = module.load_link_evaluate(ctx);
+    ctx.run_jobs().map_err(|e| ScriptError::Load(describe(&e, ctx)))?;
+    match promise.state() {
+        PromiseState::Fulfilled(_) => {}
+        PromiseState::Rejected(v) => {
+            let e = JsError::from_opaque(v);
+            return Err(ScriptError::Load(format!("module {name:?} failed to load: {}", describe(&e, ctx))));
+        }
+        PromiseState::Pending => return Err(ScriptError::Load(format!("module {name:?} did not finish loading (top-level await is not supported)"))),
+    }
+    let f = module
+        .namespace(ctx)
+        .get(JsString::from(endpoint.js_function.as_str()), ctx)
+        .map_err(|e| ScriptError::Load(describe(&e, ctx)))?;
+    if !f.is_callable() {
+        return Err(ScriptError::Load(format!("module {name:?} does not export a function {:?}", endpoint.js_function)));
+    }
+    Ok(f)
+}
+
+fn new_context(bundle: &Bundle) -> Result<(Context, Rc<BundleLoader>), ScriptError> {
+    let loader = Rc::new(BundleLoader { modules: bundle.modules.clone(), cache: RefCell::new(HashMap::new()) });
+    let mut ctx = Context::builder().module_loader(loader.clone()).build().map_err(|e| ScriptError::Load(e.to_string()))?;
+    install_globals(&mut ctx).map_err(|e| ScriptError::Load(format!("installing the ccf global: {e}")))?;
+    Ok((ctx, loader))
+}
+
+/// Checks at deploy time that every endpoint's module compiles and exports its function.
+pub fn validate_bundle(bundle: &Bundle) -> Result<(), crate::BundleError> {
+    for (path, methods) in &bundle.metadata.endpoints {
+        for (method, def) in methods {
+            let (mut ctx, loader) = new_context(bundle).map_err(|e| crate::BundleError::Invalid(e.to_string()))?;
+            load_handler(&mut ctx, &loader, def).map_err(|e| crate::BundleError::Endpoint { endpoint: format!("{} {path}", method.to_uppercase()), message: e.to_string() })?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs one request. The transaction always comes back, whatever the script did.
+pub(crate) fn run(bundle: &Bundle, endpoint: &EndpointDef, request: &JsRequest, tx: Tx, access: KvAccess) -> RunOutcome {
+    let session = Session { tx: RefCell::new(Some(tx)), access, apply_writes: Cell::new(None), claims_digest: Cell::new(None) };
+    let (response, session) = match new_context(bundle) {
+        Ok((mut ctx, loader)) => {
+            ctx.insert_data(session);
+            let response = invoke(&mut ctx, &loader, endpoint, request);
+            let session = *ctx.remove_data::<Session>().expect("session inserted above");
+            (response, session)
+        }
+        Err(e) => (Err(e), session),
+    };
+    let tx = session.tx.into_inner().expect("the transaction is only taken here");
+    RunOutcome { response, tx, apply_writes: session.apply_writes.get(), claims_digest: session.claims_digest.get() }
+}
+
+fn invoke(ctx: &mut Context, loader: &BundleLoader, endpoint: &EndpointDef, request: &JsRequest) -> Result<JsResponse, ScriptError> {
+    let handler = load_handler(ctx, loader, endpoint)?;
+    let request_json = serde_json::to_string(request).map_err(|e| ScriptError::Exception(e.to_string()))?;
+    let body = new_buffer(&request.body, ctx).map_err(|e| ScriptError::Exception(describe(&e, ctx)))?;
+    let invoke = ctx
+        .global_object()
+        .get(js_string!("__consort_invoke"), ctx)
+        .ok()
+        .and_then(|v| v.as_callable())
+        .ok_or_else(|| ScriptError::Load("the ccf prelude is missing".into()))?;
+    let result = invoke
+        .call(&JsValue::undefined(), &[handler, JsString::from(request_json.as_str()).into(), body], ctx)
+        .and_then(|v| {
+            ctx.run_jobs()?;
+            Ok(v)
+        })
+        .map_err(|e| ScriptError::Exception(describe(&e, ctx)))?;
+    read_response(&result, ctx)
+}
+
+#[derive(serde::Deserialize)]
+struct ResponseMeta {
+    status: u16,
+    headers: Vec<(String, String)>,
+    #[serde(rename = "contentType")]
+    content_type: Option<String>,
+}
+
+fn read_response(result: &JsValue, ctx: &mut Context) -> Result<JsResponse, ScriptError> {
+    let bad = |what: &str| ScriptError::Exception(format!("internal: malformed handler result ({what})"));
+    let arr = result.as_object().ok_or_else(|| bad("not an array"))?;
+    let meta = arr.get(0, ctx).map_err(|_| bad("meta"))?.as_string().ok_or_else(|| bad("meta"))?.to_std_string_escaped();
+    let meta: ResponseMeta = serde_json::from_str(&meta).map_err(|_| bad("meta json"))?;
+    let body = arr.get(1, ctx).map_err(|_| bad("body"))?;
+    let body = body.as_object().and_then(|o| JsArrayBuffer::from_object(o).ok()).and_then(|b| b.to_vec()).unwrap_or_default();
+    Ok(JsResponse { status: meta.status, headers: meta.headers, content_type: meta.content_type, body })
+}

@@ -1,0 +1,154 @@
+//! JS endpoint behaviour, one `check` per case: module source in, response and writes out.
+
+use std::sync::Arc;
+
+use consort_js::{Bundle, JsPool, JsRequest, KvAccess};
+use consort_kv::{Store, TxId};
+
+const LIB: &str = r#"
+export function key(s) { return ccf.strToBuf(s); }
+"#;
+
+const APP: &str = r#"
+import { key } from "./lib/util.js";
+const records = ccf.kv["records"];
+export function put(request) {
+  const body = request.body.json();
+  records.set(key(body.id), ccf.jsonCompatibleToBuf(body));
+  return { statusCode: 201, body: { stored: body.id } };
+}
+export function get(request) {
+  const v = records.get(key(request.params.id));
+  if (v === undefined) return { statusCode: 404, body: { error: { code: "ResourceNotFound", message: "no " + request.params.id } } };
+  return { body: ccf.bufToJsonCompatible(v) };
+}
+export function count() { let n = 0; records.forEach(() => n++); return { body: String(n) + "/" + records.size }; }
+export function bytes() { return { body: new Uint8Array([1, 2, 3]) }; }
+export function echo(request) { return { headers: { "content-type": "text/x-echo" }, body: request.method + " " + request.query + " " + request.headers["x-test"] }; }
+export function throws() { records.set(key("ghost"), key("x")); throw new Error("boom"); }
+export function throwsString() { throw "plain"; }
+export function notObject() { return 42; }
+export function badStatus() { return { statusCode: "200" }; }
+export function failsButApplies() { ccf.rpc.setApplyWrites(true); records.set(key("kept"), key("1")); return { statusCode: 400 }; }
+export function failsQuietly() { records.set(key("dropped"), key("1")); return { statusCode: 409 }; }
+export function writeGov() { ccf.kv["public:ccf.gov.users.certs"].set(key("a"), key("b")); return {}; }
+export function readGov() { return { body: String(ccf.kv["public:ccf.gov.users.certs"].has(key("a"))) }; }
+export function reserved() { ccf.kv["public:ccf.mine"].get(key("a")); return {}; }
+export function badKey() { records.get("not a buffer"); return {}; }
+export function version(request) { return { body: String(records.getVersionOfPreviousWrite(key(request.params.id))) }; }
+export function crypto() { ccf.crypto.sign(); return {}; }
+"#;
+
+fn bundle() -> Arc<Bundle> {
+    let endpoints: serde_json::Map<String, serde_json::Value> = [
+        ("/put", "post", "put", "readwrite"), ("/get/{id}", "get", "get", "readonly"), ("/count", "get", "count", "readonly"),
+        ("/bytes", "get", "bytes", "readonly"), ("/echo", "get", "echo", "readonly"), ("/throws", "post", "throws", "readwrite"),
+        ("/throws-string", "post", "throwsString", "readwrite"), ("/not-object", "get", "notObject", "readonly"),
+        ("/bad-status", "get", "badStatus", "readonly"), ("/fails-applies", "post", "failsButApplies", "readwrite"),
+        ("/fails-quietly", "post", "failsQuietly", "readwrite"), ("/write-gov", "post", "writeGov", "readwrite"),
+        ("/read-gov", "get", "readGov", "readonly"), ("/reserved", "get", "reserved", "readonly"), ("/bad-key", "get", "badKey", "readonly"),
+        ("/ro-write", "get", "put", "readonly"), ("/version/{id}", "get", "version", "readonly"), ("/crypto", "get", "crypto", "readonly"),
+    ]
+    .iter()
+    .map(|(path, method, f, mode)| {
+        (path.to_string(), serde_json::json!({ *method: {"js_module": "app.js", "js_function": f, "authn_policies": [], "mode": mode} }))
+    })
+    .collect();
+    let json = serde_json::json!({
+        "metadata": {"endpoints": endpoints},
+        "modules": [{"name": "app.js", "module": APP}, {"name": "lib/util.js", "module": LIB}]
+    });
+    let b = Bundle::from_json(json.to_string().as_bytes()).expect("bundle");
+    consort_js::validate_bundle(&b).expect("valid");
+    Arc::new(b)
+}
+
+struct Case<'a> {
+    method: &'a str,
+    path: &'a str,
+    body: &'a str,
+    status: u16,
+    content_type: Option<&'a str>,
+    body_contains: &'a str,
+    /// Whether the handler's writes would be applied.
+    applies: bool,
+}
+
+async fn check(pool: &JsPool, store: &Store, bundle: &Arc<Bundle>, c: Case<'_>) {
+    let m = bundle.route(c.method, c.path).unwrap_or_else(|_| panic!("route {} {}", c.method, c.path));
+    let access = if m.endpoint.mode == consort_js::Mode::Readwrite { KvAccess::AppReadWrite } else { KvAccess::AppReadOnly };
+    let mut headers = std::collections::BTreeMap::new();
+    headers.insert("x-test".to_string(), "hdr".to_string());
+    let request = JsRequest {
+        method: c.method.into(), path: c.path.into(), url: c.path.into(), route: m.route.into(), query: "a=1".into(),
+        hostname: "localhost".into(), headers, params: m.params.clone(), caller: None, body: c.body.as_bytes().to_vec(),
+    };
+    let ex = pool.execute(bundle.clone(), m.endpoint.clone(), request, store.begin(), access).await.expect("pool");
+    let (status, ct, body) = match &ex.response {
+        Ok(r) => (r.status, r.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.clone()).or(r.content_type.clone()), String::from_utf8_lossy(&r.body).into_owned()),
+        Err(e) => (500, None, e.to_string()),
+    };
+    assert_eq!(status, c.status, "{} {}: {body}", c.method, c.path);
+    assert_eq!(ct.as_deref(), c.content_type, "{} {}", c.method, c.path);
+    assert!(body.contains(c.body_contains), "{} {}: {body:?} should contain {:?}", c.method, c.path, c.body_contains);
+    let applies = ex.response.is_ok() && ex.apply_writes.unwrap_or((200..300).contains(&status));
+    assert_eq!(applies, c.applies, "{} {}", c.method, c.path);
+    if applies && !ex.tx.write_set().is_empty() {
+        let r = store.reserve(&ex.tx).expect("no conflict");
+        let seqno = store.snapshot().txid().seqno + 1;
+        store.apply(TxId::new(1, seqno), ex.tx.write_set());
+        drop(r);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_cases() {
+    let pool = JsPool::new(2, 16);
+    let store = Store::default();
+    let b = bundle();
+    let case = |method, path, body, status, content_type, body_contains, applies| Case { method, path, body, status, content_type, body_contains, applies };
+    let cases = [
+        case("POST", "/put", r#"{"id": "a", "msg": "hello"}"#, 201, Some("application/json"), r#"{"stored":"a"}"#, true),
+        case("POST", "/put", r#"{"id": "b", "msg": "bye"}"#, 201, Some("application/json"), "", true),
+        case("GET", "/get/a", "", 200, Some("application/json"), r#""msg":"hello""#, true),
+        case("GET", "/get/zz", "", 404, Some("application/json"), "ResourceNotFound", false),
+        case("GET", "/count", "", 200, Some("text/plain"), "2/2", true),
+        case("GET", "/bytes", "", 200, Some("application/octet-stream"), "\u{1}\u{2}\u{3}", true),
+        case("GET", "/echo", "", 200, Some("text/x-echo"), "GET a=1 hdr", true),
+        case("POST", "/throws", "", 500, None, "Error: boom", false),
+        case("POST", "/throws-string", "", 500, None, "plain", false),
+        case("GET", "/not-object", "", 500, None, "handler must return an object", false),
+        case("GET", "/bad-status", "", 500, None, "statusCode must be an integer", false),
+        case("POST", "/fails-applies", "", 400, None, "", true),
+        case("POST", "/fails-quietly", "", 409, None, "", false),
+        case("POST", "/write-gov", "", 500, None, "belongs to governance", false),
+        case("GET", "/read-gov", "", 200, Some("text/plain"), "false", true),
+        case("GET", "/reserved", "", 500, None, "reserved for the framework", false),
+        case("GET", "/bad-key", "", 500, None, "key must be an ArrayBuffer", false),
+        case("GET", "/ro-write", r#"{"id": "c"}"#, 500, None, "readonly and may not write", false),
+        case("GET", "/version/a", "", 200, Some("text/plain"), "1", true),
+        case("GET", "/version/none", "", 200, Some("text/plain"), "undefined", true),
+        case("GET", "/crypto", "", 500, None, "ccf.crypto.sign is not supported", false),
+    ];
+    for c in cases {
+        check(&pool, &store, &b, c).await;
+    }
+    let mut tx = store.begin();
+    assert!(tx.get("records", b"kept").is_some(), "setApplyWrites(true) kept the write of a 400");
+    assert!(tx.get("records", b"dropped").is_none() && tx.get("records", b"ghost").is_none());
+}
+
+#[test]
+fn deploy_refuses_missing_functions_and_bad_modules() {
+    let mk = |module: &str, f: &str| {
+        let json = serde_json::json!({"metadata": {"endpoints": {"/x": {"get": {"js_module": "m.js", "js_function": f}}}}, "modules": [{"name": "m.js", "module": module}]});
+        Bundle::from_json(json.to_string().as_bytes()).expect("parses")
+    };
+    let err = consort_js::validate_bundle(&mk("export function g() {}", "f")).expect_err("missing function").to_string();
+    assert!(err.contains("does not export a function \"f\""), "{err}");
+    let err = consort_js::validate_bundle(&mk("export function f( {", "f")).expect_err("syntax").to_string();
+    assert!(err.contains("does not compile"), "{err}");
+    let err = consort_js::validate_bundle(&mk("import x from 'lodash'; export function f() {}", "f")).expect_err("bare import").to_string();
+    assert!(err.contains("bundle your dependencies"), "{err}");
+    consort_js::validate_bundle(&mk("export function f() {}", "f")).expect("ok");
+}

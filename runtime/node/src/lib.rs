@@ -1,1 +1,21 @@
-//! placeholder
+//! The node: the only crate that wires everything together and does IO — configuration,
+//! identity files, the HTTPS server, routing, authentication, and the start of a network.
+
+mod app;
+mod auth;
+mod bundle_dir;
+pub mod config;
+mod genesis;
+mod identity;
+mod node;
+mod reply;
+mod routes;
+mod server;
+mod tables;
+
+pub use bundle_dir::load_app;
+pub use config::NodeConfig;
+pub use node::Node;
+
+/// Version reported by `/node/version` and `consort --version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

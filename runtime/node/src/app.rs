@@ -1,0 +1,101 @@
+//! Calling the app's JS endpoints: route, authenticate, execute in the pool, commit (re-running
+//! the handler when its reads conflicted), and answer with the transaction id.
+
+use std::sync::Arc;
+
+use consort_consensus::CommitError;
+use consort_js::{JsRequest, KvAccess, Mode};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+
+use crate::node::Node;
+use crate::reply::{self, Reply};
+use crate::routes::Call;
+
+pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
+    let app = match node.app() {
+        Ok(Some(app)) => app,
+        Ok(None) => return reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", "no application is deployed"),
+        Err(e) => return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", format!("the deployed application cannot be read: {e}")),
+    };
+    let app_path = call.path.strip_prefix("/app").unwrap_or("/");
+    let app_path = if app_path.is_empty() { "/" } else { app_path };
+    let m = match app.route(call.method.as_str(), app_path) {
+        Ok(m) => m,
+        Err(true) => return reply::error(StatusCode::METHOD_NOT_ALLOWED, "UnsupportedHttpVerb", format!("{} is not allowed on {}", call.method, call.path)),
+        Err(false) => return reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Unknown path: {}", call.path)),
+    };
+    let state = node.consensus.store().snapshot();
+    let caller = match crate::auth::authenticate(&state, &m.endpoint.authn_policies, call.peer_cert) {
+        Ok(c) => c,
+        Err(why) => return reply::error(StatusCode::UNAUTHORIZED, "Unauthorized", why),
+    };
+    let headers = call
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let hostname = call.headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("").to_owned();
+    let request = JsRequest {
+        method: call.method.as_str().to_owned(),
+        path: call.path.clone(),
+        url: if call.query.is_empty() { call.path.clone() } else { format!("{}?{}", call.path, call.query) },
+        route: m.route.to_owned(),
+        query: call.query.clone(),
+        hostname,
+        headers,
+        params: m.params.clone(),
+        caller,
+        body: call.body.clone(),
+    };
+    let access = if m.endpoint.mode == Mode::Readwrite { KvAccess::AppReadWrite } else { KvAccess::AppReadOnly };
+    let endpoint = m.endpoint.clone();
+    let retries = node.config.js.conflict_retries_max;
+    for _ in 0..=retries {
+        let tx = node.consensus.store().begin();
+        let ex = match node.pool.execute(Arc::clone(&app), endpoint.clone(), request.clone(), tx, access).await {
+            Ok(ex) => ex,
+            Err(e) => return reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string()),
+        };
+        let response = match ex.response {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("{} {}: {e}", call.method, call.path);
+                let message = if node.config.js.return_exception_details { e.to_string() } else { "Exception thrown while executing.".to_owned() };
+                return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message);
+            }
+        };
+        let apply = ex.apply_writes.unwrap_or((200..300).contains(&response.status));
+        let txid = if apply && !ex.tx.write_set().is_empty() {
+            match node.consensus.commit(&ex.tx, ex.claims_digest).await {
+                Ok(txid) => txid,
+                Err(CommitError::Conflict(_)) => continue,
+                Err(e) => return reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string()),
+            }
+        } else {
+            ex.tx.read_txid()
+        };
+        return reply::with_txid(build(response), txid);
+    }
+    reply::error(StatusCode::SERVICE_UNAVAILABLE, "TransactionConflict", format!("the transaction conflicted with concurrent writes {} times; retry", retries + 1))
+}
+
+fn build(r: consort_js::JsResponse) -> Reply {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut out = Response::new(http_body_util::Full::new(hyper::body::Bytes::from(r.body)));
+    *out.status_mut() = status;
+    for (k, v) in r.headers {
+        match (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+            (Ok(k), Ok(v)) => {
+                out.headers_mut().append(k, v);
+            }
+            _ => return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", format!("handler set an invalid header {k:?}")),
+        }
+    }
+    if !out.headers().contains_key(CONTENT_TYPE) {
+        if let Some(ct) = r.content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            out.headers_mut().insert(CONTENT_TYPE, ct);
+        }
+    }
+    out
+}

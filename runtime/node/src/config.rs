@@ -1,0 +1,198 @@
+//! The node's configuration file (JSON or TOML, SPEC §8). Every field has a default, so
+//! `consort start` with no file runs a one-node sandbox.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Where clients connect (HTTPS).
+    pub rpc_address: String,
+    /// Where other nodes connect (node-to-node).
+    pub node_address: String,
+    /// Names and addresses put in the node certificate, for clients to check.
+    pub hostnames: Vec<String>,
+    /// The node's own state: keys, Raft state, and (by default) the ledger.
+    pub directory: PathBuf,
+    pub ledger: LedgerConfig,
+    pub ledger_signatures: SignatureConfig,
+    pub limits: Limits,
+    pub js: JsConfig,
+    pub command: Command,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            rpc_address: "127.0.0.1:8000".into(),
+            node_address: "127.0.0.1:8001".into(),
+            hostnames: vec!["localhost".into(), "127.0.0.1".into()],
+            directory: PathBuf::from("workspace/node0"),
+            ledger: LedgerConfig::default(),
+            ledger_signatures: SignatureConfig::default(),
+            limits: Limits::default(),
+            js: JsConfig::default(),
+            command: Command::Start(StartConfig::default()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// Defaults to `<directory>/ledger`.
+    pub directory: Option<PathBuf>,
+    /// A chunk file closes at the first signature after it reaches this size.
+    pub chunk_bytes: u64,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig { directory: None, chunk_bytes: 5 * 1024 * 1024 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignatureConfig {
+    pub tx_count: u64,
+    pub delay_ms: u64,
+}
+
+impl Default for SignatureConfig {
+    fn default() -> Self {
+        // CCF's defaults: receipts are available within a second of a write.
+        SignatureConfig { tx_count: 5000, delay_ms: 1000 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Larger request bodies are refused with 413 before they are read whole.
+    pub request_body_bytes_max: usize,
+    /// More headers than this and the request is refused with 431.
+    pub request_headers_max: usize,
+    /// Further connections wait in the accept queue.
+    pub connections_max: usize,
+    /// A client that does not finish sending its headers in this time is disconnected.
+    pub header_read_timeout_ms: u64,
+    /// A TLS handshake that takes longer is abandoned.
+    pub tls_handshake_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            request_body_bytes_max: 1024 * 1024,
+            request_headers_max: 100,
+            connections_max: 1024,
+            header_read_timeout_ms: 10_000,
+            tls_handshake_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JsConfig {
+    /// JS worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Requests that may wait for a worker before new ones get 503.
+    pub queue_depth: usize,
+    /// Put the exception message in 500 answers (otherwise only in the node's log).
+    pub return_exception_details: bool,
+    /// A transaction that keeps conflicting is re-executed at most this many times.
+    pub conflict_retries_max: u32,
+}
+
+impl Default for JsConfig {
+    fn default() -> Self {
+        JsConfig { workers: 0, queue_depth: 1024, return_exception_details: false, conflict_retries_max: 30 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Command {
+    /// Start a new network, or resume this node's network from its directory.
+    Start(StartConfig),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StartConfig {
+    pub members: Vec<IdentityConfig>,
+    pub users: Vec<IdentityConfig>,
+    /// A bundle.json, or an app directory with app.json and src/ (as ccf-build-bundle reads).
+    pub app: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// PEM certificate file.
+    pub certificate: PathBuf,
+    /// `member_data` / `user_data`.
+    #[serde(default)]
+    pub data: Option<serde_json::Value>,
+    /// Members only: PEM RSA public key for recovery shares.
+    #[serde(default)]
+    pub encryption_public_key: Option<PathBuf>,
+}
+
+impl NodeConfig {
+    /// Reads a `.toml` file as TOML and anything else as JSON.
+    pub fn from_file(path: &Path) -> Result<NodeConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let is_toml = path.extension().is_some_and(|e| e == "toml");
+        let config: NodeConfig = if is_toml {
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        } else {
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        if self.limits.request_body_bytes_max == 0 || self.limits.connections_max == 0 || self.limits.request_headers_max == 0 {
+            return Err("limits must be above zero".into());
+        }
+        if self.ledger_signatures.tx_count == 0 || self.ledger_signatures.delay_ms == 0 {
+            return Err("ledger_signatures.tx_count and delay_ms must be above zero".into());
+        }
+        Ok(())
+    }
+
+    pub fn ledger_dir(&self) -> PathBuf {
+        self.ledger.directory.clone().unwrap_or_else(|| self.directory.join("ledger"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_and_toml_with_defaults_and_unknown_fields_refused() {
+        let dir = std::env::temp_dir().join(format!("consort-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let json = dir.join("c.json");
+        std::fs::write(&json, r#"{"rpc_address": "127.0.0.1:9000", "command": {"type": "start", "users": [{"certificate": "u.pem"}]}}"#).expect("write");
+        let c = NodeConfig::from_file(&json).expect("json");
+        assert_eq!(c.rpc_address, "127.0.0.1:9000");
+        assert_eq!(c.ledger_signatures.tx_count, 5000);
+        let Command::Start(s) = &c.command;
+        assert_eq!(s.users.len(), 1);
+        let toml = dir.join("c.toml");
+        std::fs::write(&toml, "directory = \"n\"\n[ledger_signatures]\ntx_count = 10\ndelay_ms = 50\n").expect("write");
+        let c = NodeConfig::from_file(&toml).expect("toml");
+        assert_eq!((c.ledger_signatures.tx_count, c.ledger_dir()), (10, PathBuf::from("n/ledger")));
+        std::fs::write(&json, r#"{"rpc_adress": "x"}"#).expect("write");
+        assert!(NodeConfig::from_file(&json).expect_err("typo").contains("rpc_adress"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,81 @@
+//! The service's first transaction: service identity, this node, initial members and users,
+//! and the initial app, so that all of them are in the ledger from the start.
+
+use consort_crypto::ParsedCert;
+use consort_js::Bundle;
+use consort_kv::{State, Tx, SINGLETON_KEY};
+
+use crate::config::{IdentityConfig, StartConfig};
+use crate::identity::NodeIdentity;
+use crate::tables::*;
+
+fn put_json(tx: &mut Tx, map: &str, key: &[u8], value: &serde_json::Value) {
+    tx.put(map, key.to_vec(), serde_json::to_vec(value).expect("JSON value serialises"));
+}
+
+fn read_identity(c: &IdentityConfig, what: &str) -> Result<(String, String), String> {
+    let pem = std::fs::read_to_string(&c.certificate).map_err(|e| format!("{what} certificate {}: {e}", c.certificate.display()))?;
+    let cert = ParsedCert::from_pem(&pem).map_err(|e| format!("{what} certificate {}: {e}", c.certificate.display()))?;
+    Ok((cert.id(), cert.pem()))
+}
+
+pub fn write_genesis(tx: &mut Tx, id: &NodeIdentity, start: &StartConfig, rpc_address: &str, node_address: &str, app: Option<&Bundle>) -> Result<(), String> {
+    // Until governance opens the service by vote, a network started from configuration is open.
+    put_json(tx, SERVICE_INFO, &SINGLETON_KEY, &serde_json::json!({"status": "Open", "cert": id.service_cert_pem}));
+    put_json(
+        tx,
+        NODES_INFO,
+        id.node_id.as_bytes(),
+        &serde_json::json!({"status": "Trusted", "cert": id.node_cert_pem, "rpc_address": rpc_address, "node_address": node_address}),
+    );
+    for m in &start.members {
+        let (member_id, pem) = read_identity(m, "member")?;
+        put_json(tx, MEMBERS_CERTS, member_id.as_bytes(), &serde_json::Value::String(pem));
+        let role = if m.encryption_public_key.is_some() { "Participant" } else { "NonParticipant" };
+        put_json(tx, MEMBERS_INFO, member_id.as_bytes(), &serde_json::json!({"status": "Accepted", "member_data": m.data, "recovery_role": role}));
+        if let Some(path) = &m.encryption_public_key {
+            let key = std::fs::read_to_string(path).map_err(|e| format!("member encryption key {}: {e}", path.display()))?;
+            put_json(tx, MEMBERS_ENCRYPTION_KEYS, member_id.as_bytes(), &serde_json::Value::String(key));
+        }
+    }
+    for u in &start.users {
+        let (user_id, pem) = read_identity(u, "user")?;
+        put_json(tx, USERS_CERTS, user_id.as_bytes(), &serde_json::Value::String(pem));
+        put_json(tx, USERS_INFO, user_id.as_bytes(), &serde_json::json!({"user_data": u.data}));
+    }
+    if let Some(bundle) = app {
+        write_app(tx, bundle);
+    }
+    Ok(())
+}
+
+/// Replaces the app: every module and endpoint of `bundle`, nothing of the previous one.
+pub fn write_app(tx: &mut Tx, bundle: &Bundle) {
+    tx.clear(MODULES);
+    tx.clear(ENDPOINTS);
+    for (name, source) in &bundle.modules {
+        put_json(tx, MODULES, name.as_bytes(), &serde_json::Value::String(source.clone()));
+    }
+    for (path, methods) in &bundle.metadata.endpoints {
+        for (method, def) in methods {
+            let value = serde_json::to_value(def).expect("endpoint serialises");
+            put_json(tx, ENDPOINTS, endpoint_key(method, path).as_bytes(), &value);
+        }
+    }
+}
+
+/// Reads the deployed app back from the store; `None` if no app is deployed.
+pub fn read_app(state: &State) -> Result<Option<Bundle>, String> {
+    let mut bundle = Bundle::default();
+    for (key, value) in state.iter(ENDPOINTS) {
+        let key = String::from_utf8_lossy(key);
+        let (method, path) = key.split_once(' ').ok_or_else(|| format!("bad endpoint key {key:?}"))?;
+        let def = serde_json::from_slice(value).map_err(|e| format!("endpoint {key}: {e}"))?;
+        bundle.metadata.endpoints.entry(path.to_owned()).or_default().insert(method.to_ascii_lowercase(), def);
+    }
+    for (key, value) in state.iter(MODULES) {
+        let source: String = serde_json::from_slice(value).map_err(|e| format!("module {}: {e}", String::from_utf8_lossy(key)))?;
+        bundle.modules.insert(String::from_utf8_lossy(key).into_owned(), source);
+    }
+    Ok((!bundle.metadata.endpoints.is_empty()).then_some(bundle))
+}

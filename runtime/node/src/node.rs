@@ -1,0 +1,108 @@
+//! A running node: identity, consensus, the JS pool, and the deployed app.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use consort_consensus::{Consensus, ConsensusConfig};
+use consort_js::{Bundle, JsPool};
+use consort_kv::SINGLETON_KEY;
+use tokio::net::TcpListener;
+
+use crate::config::{Command, NodeConfig};
+use crate::genesis::{read_app, write_genesis};
+use crate::identity::NodeIdentity;
+use crate::tables::{ENDPOINTS, MODULES, SERVICE_INFO};
+
+/// How long a node may take to elect itself and replay its ledger before it gives up.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct Node {
+    pub(crate) config: NodeConfig,
+    pub(crate) identity: NodeIdentity,
+    pub(crate) consensus: Arc<Consensus>,
+    pub(crate) pool: JsPool,
+    /// The app as last read from the store, keyed by the versions of its two tables.
+    app: RwLock<Option<((u64, u64), Option<Arc<Bundle>>)>>,
+    listener: std::sync::Mutex<Option<TcpListener>>,
+    pub(crate) local_addr: SocketAddr,
+}
+
+impl Node {
+    /// Starts (or resumes, if its directory holds a node) and becomes ready to serve.
+    pub async fn start(config: NodeConfig) -> Result<Arc<Node>, String> {
+        config.check()?;
+        let Command::Start(start) = &config.command;
+        // Read and check the app before anything is created, so a bad bundle changes nothing.
+        let app = match &start.app {
+            Some(path) => Some(crate::load_app(path)?),
+            None => None,
+        };
+        let listener = TcpListener::bind(&config.rpc_address).await.map_err(|e| format!("binding {}: {e}", config.rpc_address))?;
+        let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let identity = if NodeIdentity::exists(&config.directory) {
+            NodeIdentity::load(&config.directory)?
+        } else {
+            NodeIdentity::create(&config.directory, &config.hostnames)?
+        };
+        let consensus = Consensus::start(ConsensusConfig {
+            ledger_dir: config.ledger_dir(),
+            raft_dir: config.directory.join("raft"),
+            ledger_chunk_bytes: config.ledger.chunk_bytes,
+            node_id: identity.node_id.clone(),
+            node_address: config.node_address.clone(),
+            node_key: identity.node_key.clone(),
+            node_cert_pem: identity.node_cert_pem.clone(),
+            ledger_secret: identity.ledger_secret.clone(),
+            signature_tx_count: config.ledger_signatures.tx_count,
+            signature_delay_ms: config.ledger_signatures.delay_ms,
+        })
+        .await?;
+        consensus.wait_ready(READY_TIMEOUT).await?;
+        if consensus.store().snapshot().get(SERVICE_INFO, &SINGLETON_KEY).is_none() {
+            let mut tx = consensus.store().begin();
+            write_genesis(&mut tx, &identity, start, &local_addr.to_string(), &config.node_address, app.as_ref())?;
+            let txid = consensus.commit(&tx, None).await.map_err(|e| format!("genesis transaction: {e}"))?;
+            tracing::info!("started a new service; genesis transaction {txid}");
+        } else {
+            tracing::info!("resumed the service at {}", consensus.last_committed());
+        }
+        let workers = if config.js.workers == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { config.js.workers };
+        let pool = JsPool::new(workers, config.js.queue_depth);
+        Ok(Arc::new(Node { config, identity, consensus, pool, app: RwLock::new(None), listener: std::sync::Mutex::new(Some(listener)), local_addr }))
+    }
+
+    pub fn rpc_address(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn service_cert_pem(&self) -> &str {
+        &self.identity.service_cert_pem
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.identity.node_id
+    }
+
+    /// Serves clients until `shutdown` resolves, then stops consensus cleanly.
+    pub async fn serve(self: &Arc<Self>, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
+        let listener = self.listener.lock().unwrap_or_else(|p| p.into_inner()).take().ok_or("serve called twice")?;
+        crate::server::serve(self.clone(), listener, shutdown).await?;
+        self.consensus.shutdown().await;
+        Ok(())
+    }
+
+    /// The deployed app, re-read from the store only when its tables changed.
+    pub(crate) fn app(&self) -> Result<Option<Arc<Bundle>>, String> {
+        let state = self.consensus.store().snapshot();
+        let versions = (state.map_version(ENDPOINTS), state.map_version(MODULES));
+        if let Some((v, app)) = self.app.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if *v == versions {
+                return Ok(app.clone());
+            }
+        }
+        let app = read_app(&state)?.map(Arc::new);
+        *self.app.write().unwrap_or_else(|p| p.into_inner()) = Some((versions, app.clone()));
+        Ok(app)
+    }
+}

@@ -1,0 +1,38 @@
+//! Building HTTP answers: JSON bodies, errors as `{"error": {"code", "message"}}` (SPEC §4).
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+
+pub type Reply = Response<Full<Bytes>>;
+
+pub const TXID_HEADER: &str = "x-ms-ccf-transaction-id";
+
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec(value).expect("JSON value serialises"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+pub fn ok(value: &serde_json::Value) -> Reply {
+    json(StatusCode::OK, value)
+}
+
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Reply {
+    json(status, &serde_json::json!({"error": {"code": code, "message": message.into()}}))
+}
+
+pub fn empty(status: StatusCode) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
+
+pub fn with_txid(mut r: Reply, txid: consort_kv::TxId) -> Reply {
+    if let Ok(v) = HeaderValue::from_str(&txid.to_string()) {
+        r.headers_mut().insert(TXID_HEADER, v);
+    }
+    r
+}

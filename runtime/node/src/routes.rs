@@ -1,0 +1,235 @@
+//! Request routing: `/node/*` and the built-in `/app/*` endpoints here, the app's own
+//! endpoints in [`crate::app`].
+
+use consort_kv::{TxId, SINGLETON_KEY};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use serde_json::{json, Value};
+
+use crate::node::Node;
+use crate::reply::{self, Reply};
+use crate::tables::{NODES_INFO, SERVICE_INFO};
+
+/// Parsed request line and body, as the handlers need them.
+pub struct Call<'a> {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub headers: &'a hyper::HeaderMap,
+    pub body: Vec<u8>,
+    pub peer_cert: Option<&'a [u8]>,
+}
+
+impl Call<'_> {
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| url_decode(v))
+    }
+}
+
+fn url_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => match s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                None => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub async fn handle(node: &Node, req: Request<Incoming>, peer_cert: Option<&[u8]>) -> Reply {
+    let limit = node.config.limits.request_body_bytes_max;
+    let declared = req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return reply::error(StatusCode::PAYLOAD_TOO_LARGE, "RequestBodyTooLarge", format!("request body of {} bytes is above the {limit}-byte limit", declared.unwrap_or(0)));
+    }
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(b) => b.to_bytes().to_vec(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return reply::error(StatusCode::PAYLOAD_TOO_LARGE, "RequestBodyTooLarge", format!("request body is above the {limit}-byte limit"));
+        }
+        Err(e) => return reply::error(StatusCode::BAD_REQUEST, "InvalidInput", format!("reading the request body: {e}")),
+    };
+    let call = Call {
+        method: parts.method.clone(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        headers: &parts.headers,
+        body,
+        peer_cert,
+    };
+    let path = call.path.clone();
+    match path.as_str() {
+        p if p.starts_with("/node/") => only_get(&call, |c| node_endpoint(node, c)),
+        "/app/commit" => only_get(&call, |_| commit(node)),
+        "/app/tx" => only_get(&call, |c| tx_status(node, c)),
+        "/app/receipt" => only_get(&call, |c| receipt(node, c)),
+        "/app/api" => only_get(&call, |_| openapi(node)),
+        p if p.starts_with("/app/") || p == "/app" => crate::app::call(node, &call).await,
+        _ => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Unknown path: {path}")),
+    }
+}
+
+fn only_get(call: &Call<'_>, f: impl FnOnce(&Call<'_>) -> Reply) -> Reply {
+    if call.method != Method::GET && call.method != Method::HEAD {
+        return reply::error(StatusCode::METHOD_NOT_ALLOWED, "UnsupportedHttpVerb", format!("{} is not allowed on {}", call.method, call.path));
+    }
+    f(call)
+}
+
+fn node_endpoint(node: &Node, call: &Call<'_>) -> Reply {
+    let c = &node.consensus;
+    match call.path.as_str() {
+        "/node/state" => {
+            let ledger = c.ledger();
+            reply::ok(&json!({
+                "node_id": node.node_id(),
+                "state": "PartOfNetwork",
+                "last_signed_seqno": ledger.last_signed().unwrap_or(0),
+                "startup_seqno": 0,
+            }))
+        }
+        "/node/network" => {
+            let info = service_info(node);
+            reply::ok(&json!({
+                "service_status": info.get("status").cloned().unwrap_or(Value::Null),
+                "service_certificate": node.service_cert_pem(),
+                "current_view": c.current_view(),
+                "primary_id": if c.is_primary() { Value::String(node.node_id().to_owned()) } else { Value::Null },
+                "recovery_count": 0,
+            }))
+        }
+        "/node/network/nodes" => reply::ok(&json!({"nodes": nodes(node)})),
+        "/node/network/nodes/self" => node_info(node, node.node_id()),
+        "/node/network/nodes/primary" => match c.is_primary() {
+            true => node_info(node, node.node_id()),
+            false => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", "no primary is known"),
+        },
+        p if p.starts_with("/node/network/nodes/") => node_info(node, &p["/node/network/nodes/".len()..]),
+        "/node/commit" => commit(node),
+        "/node/tx" => tx_status(node, call),
+        "/node/version" => reply::ok(&json!({"ccf_version": format!("consort-{}", crate::VERSION), "js_engine": "boa 0.22", "unsafe": false})),
+        "/node/primary" => match c.is_primary() {
+            true => reply::ok(&json!({"primary": true})),
+            false => reply::error(StatusCode::NOT_FOUND, "NotPrimary", "this node is not the primary"),
+        },
+        "/node/ready/app" | "/node/ready/gov" => match c.is_primary() {
+            true => reply::empty(StatusCode::NO_CONTENT),
+            false => reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "this node is not ready"),
+        },
+        _ => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Unknown path: {}", call.path)),
+    }
+}
+
+fn service_info(node: &Node) -> Value {
+    let state = node.consensus.store().snapshot();
+    state.get(SERVICE_INFO, &SINGLETON_KEY).and_then(|v| serde_json::from_slice(v).ok()).unwrap_or(Value::Null)
+}
+
+fn nodes(node: &Node) -> Vec<Value> {
+    let state = node.consensus.store().snapshot();
+    state
+        .iter(NODES_INFO)
+        .filter_map(|(id, v)| {
+            let mut info: Value = serde_json::from_slice(v).ok()?;
+            let id = String::from_utf8_lossy(id).into_owned();
+            let primary = id == node.node_id() && node.consensus.is_primary();
+            info.as_object_mut()?.insert("node_id".into(), Value::String(id));
+            info.as_object_mut()?.insert("primary".into(), Value::Bool(primary));
+            Some(info)
+        })
+        .collect()
+}
+
+fn node_info(node: &Node, id: &str) -> Reply {
+    match nodes(node).into_iter().find(|n| n["node_id"] == id) {
+        Some(n) => reply::ok(&n),
+        None => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("no node with id {id}")),
+    }
+}
+
+/// The newest committed transaction: the last seqno covered by a committed signature.
+fn committed_txid(node: &Node) -> TxId {
+    let ledger = node.consensus.ledger();
+    match ledger.last_signed() {
+        Some(s) => TxId::new(ledger.view_of(s).unwrap_or(0), s),
+        None => TxId::default(),
+    }
+}
+
+fn commit(node: &Node) -> Reply {
+    let txid = committed_txid(node);
+    reply::with_txid(reply::ok(&json!({"transaction_id": txid.to_string()})), txid)
+}
+
+fn txid_param(call: &Call<'_>) -> Result<TxId, Reply> {
+    let raw = call.query_param("transaction_id").ok_or_else(|| reply::error(StatusCode::BAD_REQUEST, "InvalidQueryParameterValue", "missing query parameter transaction_id=<view>.<seqno>"))?;
+    raw.parse().map_err(|e: consort_kv::TxIdParseError| reply::error(StatusCode::BAD_REQUEST, "InvalidQueryParameterValue", e.to_string()))
+}
+
+fn tx_status(node: &Node, call: &Call<'_>) -> Reply {
+    let txid = match txid_param(call) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let status = node.consensus.status(txid);
+    reply::ok(&json!({"transaction_id": txid.to_string(), "status": status.as_str()}))
+}
+
+fn receipt(node: &Node, call: &Call<'_>) -> Reply {
+    let txid = match txid_param(call) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match node.consensus.receipt(txid) {
+        Ok(r) => reply::with_txid(reply::ok(&serde_json::to_value(r).expect("receipt serialises")), txid),
+        Err(e @ consort_consensus::ReceiptError::Invalid(_)) => reply::error(StatusCode::NOT_FOUND, "TransactionInvalid", e.to_string()),
+        Err(e) => reply::error(StatusCode::NOT_FOUND, "TransactionPendingOrUnknown", e.to_string()),
+    }
+}
+
+/// OpenAPI 3 of the app: every endpoint under `/app`, with its `openapi` object when given.
+fn openapi(node: &Node) -> Reply {
+    let app = match node.app() {
+        Ok(app) => app,
+        Err(e) => return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e),
+    };
+    let mut paths = serde_json::Map::new();
+    for (path, methods) in app.iter().flat_map(|b| b.metadata.endpoints.iter()) {
+        let mut ops = serde_json::Map::new();
+        for (method, def) in methods {
+            let mut op = def.openapi.clone().filter(Value::is_object).unwrap_or_else(|| json!({}));
+            let o = op.as_object_mut().expect("checked to be an object");
+            o.entry("responses").or_insert_with(|| json!({"default": {"description": "Default response"}}));
+            let params: Vec<Value> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+                .collect();
+            if !params.is_empty() {
+                o.entry("parameters").or_insert(Value::Array(params));
+            }
+            ops.insert(method.clone(), op);
+        }
+        paths.insert(format!("/app{path}"), Value::Object(ops));
+    }
+    reply::ok(&json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Consort application", "version": "1.0.0", "description": "Endpoints of the deployed JS application"},
+        "servers": [],
+        "paths": paths,
+    }))
+}

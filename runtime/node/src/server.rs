@@ -1,0 +1,124 @@
+//! HTTPS: rustls with optional client certificates (they identify callers; the service
+//! certificate is what clients trust), hyper HTTP/1.1 with keep-alive, and connection limits.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::node::Node;
+
+/// Accepts any well-formed client certificate: TLS proves the client holds its key; which
+/// certificates mean something (users, members) is decided per endpoint by its policies.
+#[derive(Debug)]
+struct CallerCertificates {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClientCertVerifier for CallerCertificates {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(&self, end_entity: &CertificateDer<'_>, _intermediates: &[CertificateDer<'_>], _now: UnixTime) -> Result<ClientCertVerified, rustls::Error> {
+        consort_crypto::ParsedCert::from_der(end_entity).map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_acceptor(node: &Node) -> Result<TlsAcceptor, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cert = CertificateDer::from_pem_slice(node.identity.node_cert_pem.as_bytes()).map_err(|e| format!("node certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(node.identity.node_key.to_pem().as_bytes()).map_err(|e| format!("node key: {e}"))?;
+    let config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(Arc::new(CallerCertificates { provider }))
+        .with_single_cert(vec![cert], key)
+        .map_err(|e| format!("TLS configuration: {e}"))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
+    let acceptor = tls_acceptor(&node)?;
+    let limits = node.config.limits.clone();
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections_max));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            p = connections.clone().acquire_owned() => p.map_err(|e| e.to_string())?,
+        };
+        let (tcp, _peer) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let node = node.clone();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let handshake = tokio::time::timeout(Duration::from_millis(limits.tls_handshake_timeout_ms), acceptor.accept(tcp)).await;
+            let tls = match handshake {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
+                Err(_) => return tracing::debug!("TLS handshake timed out"),
+            };
+            let peer_cert: Option<Arc<Vec<u8>>> = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| Arc::new(c.to_vec()));
+            let service = service_fn(move |req| {
+                let node = node.clone();
+                let peer_cert = peer_cert.clone();
+                async move { Ok::<_, Infallible>(crate::routes::handle(&node, req, peer_cert.as_deref().map(|v| v.as_slice())).await) }
+            });
+            let result = http1::Builder::new()
+                .keep_alive(true)
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
+                .max_headers(limits.request_headers_max)
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+            if let Err(e) = result {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+    }
+}

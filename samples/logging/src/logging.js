@@ -1,0 +1,63 @@
+// The logging sample, in the shape of CCF's JS logging app: records in a private map (sealed
+// in the ledger) and a public map (in the clear), addressed by id.
+import { parseQuery, notFound, badRequest } from "./util.js";
+
+const privateRecords = ccf.kv["records"];
+const publicRecords = ccf.kv["public:records"];
+
+function key(id) {
+  return ccf.strToBuf(String(id));
+}
+
+function idFrom(request) {
+  const id = parseQuery(request.query).id;
+  return id === undefined || id === "" ? undefined : id;
+}
+
+function record(map, request) {
+  let body;
+  try {
+    body = request.body.json();
+  } catch (e) {
+    return badRequest("body must be JSON: {\"id\": ..., \"msg\": \"...\"}");
+  }
+  if (body === null || typeof body !== "object" || body.id === undefined || typeof body.msg !== "string") {
+    return badRequest("body must be {\"id\": <number or string>, \"msg\": <string>}");
+  }
+  map.set(key(body.id), ccf.strToBuf(body.msg));
+  return { body: true };
+}
+
+function fetch(map, request) {
+  const id = idFrom(request);
+  if (id === undefined) return badRequest("missing query parameter id");
+  const msg = map.get(key(id));
+  if (msg === undefined) return notFound(`No such record: ${id}.`);
+  return { body: { msg: ccf.bufToStr(msg) } };
+}
+
+function remove(map, request) {
+  const id = idFrom(request);
+  if (id === undefined) return badRequest("missing query parameter id");
+  if (!map.has(key(id))) return notFound(`No such record: ${id}.`);
+  map.delete(key(id));
+  return { body: true };
+}
+
+function count(map) {
+  return { body: map.size };
+}
+
+export const recordPrivate = (r) => record(privateRecords, r);
+export const getPrivate = (r) => fetch(privateRecords, r);
+export const deletePrivate = (r) => remove(privateRecords, r);
+export const countPrivate = () => count(privateRecords);
+export const recordPublic = (r) => record(publicRecords, r);
+export const getPublic = (r) => fetch(publicRecords, r);
+export const deletePublic = (r) => remove(publicRecords, r);
+export const countPublic = () => count(publicRecords);
+
+// Who is calling, as the authentication policy saw it.
+export function whoAmI(request) {
+  return { body: request.caller };
+}

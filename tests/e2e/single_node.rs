@@ -1,1 +1,263 @@
+//! Issue 2, end to end: the logging sample over mutual TLS, receipts, restarts, the ledger.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use consort_tests::{consort, repo_root, temp_workspace, Sandbox};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+fn logging_app() -> PathBuf {
+    repo_root().join("samples/logging")
+}
+
+async fn post(c: &Client, url: &str, body: Value) -> (StatusCode, Option<String>, String) {
+    let r = c.post(url).json(&body).send().await.expect("request");
+    let txid = r.headers().get("x-ms-ccf-transaction-id").map(|v| v.to_str().expect("ascii").to_owned());
+    (r.status(), txid, r.text().await.expect("body"))
+}
+
+async fn get(c: &Client, url: &str) -> (StatusCode, Value) {
+    let r = c.get(url).send().await.expect("request");
+    let status = r.status();
+    let text = r.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn wait_committed(s: &Sandbox, c: &Client, txid: &str) {
+    for _ in 0..200 {
+        let (_, v) = get(c, &s.url(&format!("/node/tx?transaction_id={txid}"))).await;
+        if v["status"] == "Committed" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{txid} did not commit");
+}
+
+fn seqno(txid: &str) -> u64 {
+    txid.split_once('.').expect("view.seqno").1.parse().expect("seqno")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_sample_over_mutual_tls() {
+    let ws = temp_workspace("logging");
+    let s = Sandbox::start(&ws, Some(&logging_app()));
+    let user = s.client(Some("user0"));
+    let member = s.client(Some("member0"));
+    let anonymous = s.client(None);
+    let (ok, _) = consort(&["keygen", "--name", "stranger", "--dir", ws.to_str().expect("utf8")]);
+    assert!(ok);
+    let stranger = s.client(Some(ws.join("stranger").to_str().expect("utf8")));
+
+    let (status, txid, body) = post(&user, &s.url("/app/log/private"), json!({"id": 1, "msg": "private hello"})).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "true"));
+    assert!(txid.is_some(), "writes answer their transaction id");
+    let (status, _, _) = post(&user, &s.url("/app/log/public"), json!({"id": "a", "msg": "public hello"})).await;
+    assert_eq!(status, StatusCode::OK);
+
+    assert_eq!(get(&user, &s.url("/app/log/private?id=1")).await, (StatusCode::OK, json!({"msg": "private hello"})));
+    assert_eq!(get(&user, &s.url("/app/log/public?id=a")).await, (StatusCode::OK, json!({"msg": "public hello"})));
+    assert_eq!(get(&user, &s.url("/app/log/private/count")).await, (StatusCode::OK, json!(1)));
+    let (status, err) = get(&user, &s.url("/app/log/private?id=404")).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("ResourceNotFound")));
+    let r = user.delete(s.url("/app/log/private?id=1")).send().await.expect("delete");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(get(&user, &s.url("/app/log/private/count")).await, (StatusCode::OK, json!(0)));
+
+    // Reads answer the id of the last write they could see.
+    let r = user.get(s.url("/app/log/public?id=a")).send().await.expect("get");
+    assert!(r.headers().contains_key("x-ms-ccf-transaction-id"));
+
+    // Authentication: no certificate, an unknown one, and a member's, on a user_cert endpoint.
+    for (who, client) in [("no certificate", &anonymous), ("unknown certificate", &stranger), ("member", &member)] {
+        let (status, err) = get(client, &s.url("/app/log/public?id=a")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{who}: {err}");
+        assert_eq!(err["error"]["code"], "Unauthorized", "{who}");
+    }
+    let (status, err) = get(&anonymous, &s.url("/app/log/public?id=a")).await;
+    assert!(err["error"]["message"].as_str().expect("message").contains("no client certificate"), "{status} {err}");
+    assert_eq!(get(&anonymous, &s.url("/app/log/public/anonymous?id=a")).await, (StatusCode::OK, json!({"msg": "public hello"})));
+    let (_, who) = get(&user, &s.url("/app/whoami")).await;
+    assert_eq!(who["policy"], "user_cert");
+    assert_eq!(who["id"].as_str().map(str::len), Some(64));
+    assert!(who["cert"].as_str().expect("cert").starts_with("-----BEGIN CERTIFICATE-----"));
+    let (_, who) = get(&member, &s.url("/app/whoami")).await;
+    assert_eq!(who["policy"], "member_cert");
+    let (_, who) = get(&stranger, &s.url("/app/whoami")).await;
+    assert_eq!(who, json!({"policy": "any_cert", "cert": who["cert"]}));
+
+    // Bad input gets a clear error with a fitting status, and nothing is written.
+    let r = user.post(s.url("/app/log/private")).header("content-type", "application/json").body("{not json").send().await.expect("post");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = user.post(s.url("/app/log/private")).body(vec![b'x'; 2 * 1024 * 1024]).send().await.expect("post");
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.json::<Value>().await.expect("json")["error"]["code"], "RequestBodyTooLarge");
+    assert_eq!(get(&user, &s.url("/app/nope")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(user.put(s.url("/app/log/private")).send().await.expect("put").status(), StatusCode::METHOD_NOT_ALLOWED);
+    let (status, err) = get(&user, &s.url("/app/tx?transaction_id=banana")).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("InvalidQueryParameterValue")));
+    assert_eq!(get(&user, &s.url("/app/log/private/count")).await, (StatusCode::OK, json!(0)));
+
+    // Node endpoints.
+    let (status, net) = get(&anonymous, &s.url("/node/network")).await;
+    assert_eq!((status, net["service_status"].as_str()), (StatusCode::OK, Some("Open")));
+    assert_eq!(net["service_certificate"].as_str(), Some(std::fs::read_to_string(s.common().join("service_cert.pem")).expect("pem").as_str()));
+    let (_, state) = get(&anonymous, &s.url("/node/state")).await;
+    assert_eq!(state["state"], "PartOfNetwork");
+    assert_eq!(state["node_id"], net["primary_id"]);
+    let (_, version) = get(&anonymous, &s.url("/node/version")).await;
+    assert!(version["ccf_version"].as_str().expect("version").starts_with("consort-"));
+    assert_eq!(anonymous.get(s.url("/node/ready/app")).send().await.expect("ready").status(), StatusCode::NO_CONTENT);
+    let (_, commit) = get(&anonymous, &s.url("/node/commit")).await;
+    assert!(commit["transaction_id"].as_str().expect("txid").contains('.'));
+    let (_, api) = get(&anonymous, &s.url("/app/api")).await;
+    assert_eq!(api["openapi"], "3.0.0");
+    assert_eq!(api["paths"]["/app/log/private"]["post"]["summary"], "Record a private message");
+    assert!(api["paths"]["/app/log/public/count"]["get"].is_object());
+    drop(s);
+    let _ = std::fs::remove_dir_all(&ws);
+}
+
+/// Every hex digit of the receipt's digests, proof and node id is bound by the signature.
+fn hex_positions(receipt: &Value) -> Vec<(Vec<String>, usize)> {
+    let mut out = Vec::new();
+    let mut add = |path: Vec<&str>, s: &str| {
+        for (i, c) in s.char_indices() {
+            if c.is_ascii_hexdigit() {
+                out.push((path.iter().map(|p| p.to_string()).collect(), i));
+            }
+        }
+    };
+    let lc = &receipt["leaf_components"];
+    for f in ["write_set_digest", "claims_digest", "commit_evidence"] {
+        add(vec!["leaf_components", f], lc[f].as_str().expect("string"));
+    }
+    add(vec!["node_id"], receipt["node_id"].as_str().expect("node_id"));
+    for (i, p) in receipt["proof"].as_array().expect("proof").iter().enumerate() {
+        let side = if p.get("left").is_some() { "left" } else { "right" };
+        let idx = i.to_string();
+        add(vec!["proof", Box::leak(idx.into_boxed_str()), side], p[side].as_str().expect("hex"));
+    }
+    out
+}
+
+fn flip_hex(receipt: &Value, path: &[String], at: usize) -> Value {
+    let mut r = receipt.clone();
+    let mut v = &mut r;
+    for p in path {
+        v = match p.parse::<usize>() {
+            Ok(i) => &mut v[i],
+            Err(_) => &mut v[p.as_str()],
+        };
+    }
+    let mut s = v.as_str().expect("string").to_owned();
+    let c = s.as_bytes()[at] as char;
+    let flipped = if c == '0' { '1' } else { '0' };
+    s.replace_range(at..at + 1, &flipped.to_string());
+    *v = Value::String(s);
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_restarts_and_the_ledger() {
+    let ws = temp_workspace("durability");
+    let mut s = Sandbox::start(&ws, Some(&logging_app()));
+    let user = s.client(Some("user0"));
+    let private_text = "the-private-needle-5f1c";
+    let public_text = "the-public-needle-93ab";
+    let (status, txid, _) = post(&user, &s.url("/app/log/private"), json!({"id": 1, "msg": private_text})).await;
+    assert_eq!(status, StatusCode::OK);
+    let txid = txid.expect("txid");
+    post(&user, &s.url("/app/log/public"), json!({"id": 1, "msg": public_text})).await;
+
+    // A receipt, verified offline by the CLI, and refused after any hex digit changes.
+    wait_committed(&s, &user, &txid).await;
+    let (status, receipt) = get(&user, &s.url(&format!("/app/receipt?transaction_id={txid}"))).await;
+    assert_eq!(status, StatusCode::OK, "{receipt}");
+    let service_cert = s.common().join("service_cert.pem");
+    let receipt_file = ws.join("receipt.json");
+    std::fs::write(&receipt_file, receipt.to_string()).expect("write receipt");
+    let (ok, out) = consort(&["receipt", "verify", "--service-cert", service_cert.to_str().expect("utf8"), receipt_file.to_str().expect("utf8")]);
+    assert!(ok && out.contains(&format!("transaction {txid}")), "{out}");
+    let service_der = consort_crypto::cert_der_from_pem(&std::fs::read_to_string(&service_cert).expect("pem")).expect("der");
+    let positions = hex_positions(&receipt);
+    assert!(positions.len() > 200, "{}", positions.len());
+    for (path, at) in &positions {
+        let tampered: consort_ledger::Receipt = serde_json::from_value(flip_hex(&receipt, path, *at)).expect("still a receipt");
+        assert!(tampered.verify(&service_der).is_err(), "changing {path:?}[{at}] was not detected");
+    }
+    let (path, at) = &positions[positions.len() / 2];
+    std::fs::write(&receipt_file, flip_hex(&receipt, path, *at).to_string()).expect("write");
+    let (ok, out) = consort(&["receipt", "verify", "--service-cert", service_cert.to_str().expect("utf8"), receipt_file.to_str().expect("utf8")]);
+    assert!(!ok && out.contains("REJECTED"), "{out}");
+    let (status, err) = get(&user, &s.url("/app/receipt?transaction_id=1.999999")).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("TransactionPendingOrUnknown")));
+
+    // SIGTERM, restart: records are there and new writes go on with higher seqnos.
+    s.stop();
+    let port = s.port;
+    let s2 = Sandbox::start_on(&ws, None, port);
+    assert_eq!(get(&user, &s2.url("/app/log/private?id=1")).await, (StatusCode::OK, json!({"msg": private_text})));
+    let (_, after, _) = post(&user, &s2.url("/app/log/private"), json!({"id": 2, "msg": "after restart"})).await;
+    assert!(seqno(&after.expect("txid")) > seqno(&txid));
+
+    // kill -9 while a client writes: every write that was acknowledged survives.
+    let writer = {
+        let user = user.clone();
+        let url = s2.url("/app/log/private");
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 100..400 {
+                match user.post(&url).json(&json!({"id": i, "msg": format!("m{i}")})).send().await {
+                    Ok(r) if r.status() == StatusCode::OK => acked.push(i),
+                    _ => break,
+                }
+            }
+            acked
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut s2 = s2;
+    s2.kill9();
+    let acked = writer.await.expect("writer");
+    assert!(!acked.is_empty(), "some writes were acknowledged before the kill");
+    let mut s3 = Sandbox::start_on(&ws, None, port);
+    let user3 = s3.client(Some("user0"));
+    for i in &acked {
+        let (status, v) = get(&user3, &s3.url(&format!("/app/log/private?id={i}"))).await;
+        assert_eq!((status, &v["msg"]), (StatusCode::OK, &json!(format!("m{i}"))), "acknowledged write {i} was lost");
+    }
+    let (_, last, _) = post(&user3, &s3.url("/app/log/private"), json!({"id": 3, "msg": "after kill"})).await;
+    wait_committed(&s3, &user3, &last.expect("txid")).await;
+    s3.stop();
+
+    // The ledger verifies offline; the private text is sealed, the public one is in the clear.
+    let ledger = ws.join("node0/ledger");
+    let (ok, out) = consort(&["ledger", "verify", ledger.to_str().expect("utf8")]);
+    assert!(ok, "{out}");
+    let (ok, out) = consort(&["ledger", "verify", ledger.to_str().expect("utf8"), "--service-cert", service_cert.to_str().expect("utf8")]);
+    assert!(ok, "{out}");
+    let files = ledger_files(&ledger);
+    let all: Vec<u8> = files.iter().flat_map(|f| std::fs::read(f).expect("read")).collect();
+    let has = |needle: &str| all.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(has(public_text), "public writes are in the clear");
+    assert!(!has(private_text) && !has("after restart"), "private writes are encrypted");
+
+    // One flipped byte is found and named.
+    let victim = &files[0];
+    let mut bytes = std::fs::read(victim).expect("read");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(victim, &bytes).expect("write");
+    let (ok, out) = consort(&["ledger", "verify", ledger.to_str().expect("utf8")]);
+    assert!(!ok, "a flipped byte must fail verification");
+    assert!(out.contains("seqno") && out.contains(victim.file_name().expect("name").to_str().expect("utf8")), "{out}");
+    let _ = std::fs::remove_dir_all(&ws);
+}
+
+fn ledger_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).expect("ledger dir").map(|e| e.expect("entry").path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ledger_"))).collect();
+    files.sort();
+    files
+}

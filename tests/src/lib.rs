@@ -1,1 +1,144 @@
-//! placeholder
+//! The end-to-end harness: starts real `consort` processes on loopback ports and talks to them
+//! over HTTPS with client certificates, as users do. Every process it starts is stopped when
+//! its [`Sandbox`] is dropped.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `consort` binary that `make test` builds before running the tests.
+pub fn consort_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("CONSORT_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/consort");
+    assert!(bin.exists(), "{} is missing: run `cargo build --bin consort` first (`make test` does)", bin.display());
+    bin
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A fresh directory under the system temp dir, removed first if it exists.
+pub fn temp_workspace(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("consort-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create workspace");
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A one-node network started with `consort sandbox`.
+pub struct Sandbox {
+    child: Option<Child>,
+    pub workspace: PathBuf,
+    pub port: u16,
+    stderr_log: PathBuf,
+}
+
+impl Sandbox {
+    /// Starts (or restarts, on an existing workspace) a sandbox and waits until it serves.
+    pub fn start(workspace: &Path, app: Option<&Path>) -> Sandbox {
+        Self::start_on(workspace, app, free_port())
+    }
+
+    pub fn start_on(workspace: &Path, app: Option<&Path>, port: u16) -> Sandbox {
+        let stderr_log = workspace.join(format!("node-{port}.log"));
+        let mut cmd = Command::new(consort_bin());
+        cmd.args(["sandbox", "--workspace"]).arg(workspace).args(["--rpc-port", &port.to_string(), "--signature-delay-ms", "100"]);
+        if let Some(app) = app {
+            cmd.arg("--app").arg(app);
+        }
+        let log = std::fs::File::create(&stderr_log).expect("log file");
+        let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().expect("spawn consort");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("READY ") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let mut sandbox = Sandbox { child: Some(child), workspace: workspace.to_owned(), port, stderr_log };
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let log = std::fs::read_to_string(&sandbox.stderr_log).unwrap_or_default();
+            sandbox.kill9();
+            panic!("sandbox did not become ready within 60 s; its log:\n{log}");
+        }
+        sandbox
+    }
+
+    pub fn common(&self) -> PathBuf {
+        self.workspace.join("sandbox_common")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// A client trusting only the service certificate, presenting `identity`'s certificate
+    /// (a name in sandbox_common, or a path prefix) if given.
+    pub fn client(&self, identity: Option<&str>) -> reqwest::Client {
+        let ca = std::fs::read(self.common().join("service_cert.pem")).expect("service cert");
+        let mut b = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("ca")])
+            .timeout(Duration::from_secs(30));
+        if let Some(name) = identity {
+            let prefix = if name.contains('/') { PathBuf::from(name) } else { self.common().join(name) };
+            let mut pem = std::fs::read(format!("{}_cert.pem", prefix.display())).expect("cert");
+            pem.extend(std::fs::read(format!("{}_privk.pem", prefix.display())).expect("key"));
+            b = b.identity(reqwest::Identity::from_pem(&pem).expect("identity"));
+        }
+        b.build().expect("client")
+    }
+
+    /// Stops the node with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("node did not stop within 20 s of SIGTERM");
+        }
+    }
+
+    /// Kills the node with SIGKILL: no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs the `consort` binary with `args`; returns (success, stdout + stderr).
+pub fn consort(args: &[&str]) -> (bool, String) {
+    let out = Command::new(consort_bin()).args(args).output().expect("run consort");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}

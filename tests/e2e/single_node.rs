@@ -102,7 +102,10 @@ async fn logging_sample_over_mutual_tls() {
     // Node endpoints.
     let (status, net) = get(&anonymous, &s.url("/node/network")).await;
     assert_eq!((status, net["service_status"].as_str()), (StatusCode::OK, Some("Open")));
-    assert_eq!(net["service_certificate"].as_str(), Some(std::fs::read_to_string(s.common().join("service_cert.pem")).expect("pem").as_str()));
+    assert_eq!(
+        net["service_certificate"].as_str(),
+        Some(std::fs::read_to_string(s.common().join("service_cert.pem")).expect("pem").as_str())
+    );
     let (_, state) = get(&anonymous, &s.url("/node/state")).await;
     assert_eq!(state["state"], "PartOfNetwork");
     assert_eq!(state["node_id"], net["primary_id"]);
@@ -162,7 +165,16 @@ fn flip_hex(receipt: &Value, path: &[String], at: usize) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_restarts_and_the_ledger() {
     let ws = temp_workspace("durability");
-    let mut s = Sandbox::start(&ws, Some(&logging_app()));
+    // This network deploys the bundle.json that js-sdk/build_bundle.mjs makes (as ccf-build-bundle).
+    let out = std::process::Command::new("node")
+        .arg(repo_root().join("js-sdk/build_bundle.mjs"))
+        .arg(logging_app())
+        .output()
+        .expect("node is installed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bundle = ws.join("bundle.json");
+    std::fs::write(&bundle, &out.stdout).expect("write bundle");
+    let mut s = Sandbox::start(&ws, Some(&bundle));
     let user = s.client(Some("user0"));
     let private_text = "the-private-needle-5f1c";
     let public_text = "the-public-needle-93ab";
@@ -178,7 +190,8 @@ async fn receipts_restarts_and_the_ledger() {
     let service_cert = s.common().join("service_cert.pem");
     let receipt_file = ws.join("receipt.json");
     std::fs::write(&receipt_file, receipt.to_string()).expect("write receipt");
-    let (ok, out) = consort(&["receipt", "verify", "--service-cert", service_cert.to_str().expect("utf8"), receipt_file.to_str().expect("utf8")]);
+    let (ok, out) =
+        consort(&["receipt", "verify", "--service-cert", service_cert.to_str().expect("utf8"), receipt_file.to_str().expect("utf8")]);
     assert!(ok && out.contains(&format!("transaction {txid}")), "{out}");
     let service_der = consort_crypto::cert_der_from_pem(&std::fs::read_to_string(&service_cert).expect("pem")).expect("der");
     let positions = hex_positions(&receipt);
@@ -189,7 +202,8 @@ async fn receipts_restarts_and_the_ledger() {
     }
     let (path, at) = &positions[positions.len() / 2];
     std::fs::write(&receipt_file, flip_hex(&receipt, path, *at).to_string()).expect("write");
-    let (ok, out) = consort(&["receipt", "verify", "--service-cert", service_cert.to_str().expect("utf8"), receipt_file.to_str().expect("utf8")]);
+    let (ok, out) =
+        consort(&["receipt", "verify", "--service-cert", service_cert.to_str().expect("utf8"), receipt_file.to_str().expect("utf8")]);
     assert!(!ok && out.contains("REJECTED"), "{out}");
     let (status, err) = get(&user, &s.url("/app/receipt?transaction_id=1.999999")).await;
     assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("TransactionPendingOrUnknown")));
@@ -257,7 +271,11 @@ async fn receipts_restarts_and_the_ledger() {
 }
 
 fn ledger_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).expect("ledger dir").map(|e| e.expect("entry").path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ledger_"))).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("ledger dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ledger_")))
+        .collect();
     files.sort();
     files
 }

@@ -13,7 +13,8 @@ pub fn consort_bin() -> PathBuf {
     if let Ok(p) = std::env::var("CONSORT_BIN") {
         return PathBuf::from(p);
     }
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let target =
+        std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let bin = target.join("debug/consort");
     assert!(bin.exists(), "{} is missing: run `cargo build --bin consort` first (`make test` does)", bin.display());
     bin
@@ -88,9 +89,8 @@ impl Sandbox {
     /// (a name in sandbox_common, or a path prefix) if given.
     pub fn client(&self, identity: Option<&str>) -> reqwest::Client {
         let ca = std::fs::read(self.common().join("service_cert.pem")).expect("service cert");
-        let mut b = reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("ca")])
-            .timeout(Duration::from_secs(30));
+        let mut b =
+            reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("ca")]).timeout(Duration::from_secs(30));
         if let Some(name) = identity {
             let prefix = if name.contains('/') { PathBuf::from(name) } else { self.common().join(name) };
             let mut pem = std::fs::read(format!("{}_cert.pem", prefix.display())).expect("cert");

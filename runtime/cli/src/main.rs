@@ -31,7 +31,7 @@ enum Command {
         /// An app directory (app.json and src/) or a bundle.json.
         #[arg(long)]
         app: Option<PathBuf>,
-        /// Seconds between signature transactions (receipts are available after the next one).
+        /// Milliseconds between signature transactions (a receipt is available after the next one).
         #[arg(long, default_value_t = 1000)]
         signature_delay_ms: u64,
     },
@@ -82,7 +82,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Start { config } => run_node(config),
         Command::Sandbox { workspace, rpc_port, app, signature_delay_ms } => sandbox(&workspace, rpc_port, app, signature_delay_ms),
-        Command::Keygen { name, curve, dir } => keygen(&dir, &name, curve).map(|(k, c)| println!("wrote {} and {}", k.display(), c.display())),
+        Command::Keygen { name, curve, dir } => {
+            keygen(&dir, &name, curve).map(|(k, c)| println!("wrote {} and {}", k.display(), c.display()))
+        }
         Command::Ledger { command: LedgerCommand::Verify { dir, service_cert } } => ledger_verify(&dir, service_cert.as_deref()),
         Command::Receipt { command: ReceiptCommand::Verify { service_cert, receipt } } => receipt_verify(&service_cert, &receipt),
     };
@@ -96,7 +98,8 @@ fn main() -> ExitCode {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CONSORT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CONSORT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
@@ -150,7 +153,8 @@ fn sandbox(workspace: &Path, rpc_port: u16, app: Option<PathBuf>, signature_dela
             keygen(&common, name, consort_crypto::Curve::Secp384r1)?;
         }
     }
-    let identity = |name: &str| IdentityConfig { certificate: common.join(format!("{name}_cert.pem")), data: None, encryption_public_key: None };
+    let identity =
+        |name: &str| IdentityConfig { certificate: common.join(format!("{name}_cert.pem")), data: None, encryption_public_key: None };
     let mut config = NodeConfig {
         rpc_address: format!("127.0.0.1:{rpc_port}"),
         node_address: format!("127.0.0.1:{}", rpc_port.wrapping_add(1)),
@@ -175,8 +179,12 @@ fn print_instructions(common: &Path, addr: std::net::SocketAddr) {
     let url = format!("https://{addr}");
     println!("Consort sandbox is running at {url} (Ctrl-C to stop). Identities and the service certificate are in {c}/");
     println!("Try the logging sample:");
-    println!("  {curl} -X POST {url}/app/log/private -H 'content-type: application/json' --data '{{\"id\": 1, \"msg\": \"a private message\"}}'");
-    println!("  {curl} -X POST {url}/app/log/public -H 'content-type: application/json' --data '{{\"id\": 1, \"msg\": \"a public message\"}}'");
+    println!(
+        "  {curl} -X POST {url}/app/log/private -H 'content-type: application/json' --data '{{\"id\": 1, \"msg\": \"a private message\"}}'"
+    );
+    println!(
+        "  {curl} -X POST {url}/app/log/public -H 'content-type: application/json' --data '{{\"id\": 1, \"msg\": \"a public message\"}}'"
+    );
     println!("  {curl} '{url}/app/log/private?id=1'");
     println!("  {curl} '{url}/app/log/public?id=1'");
     println!("  {curl} {url}/app/log/private/count");

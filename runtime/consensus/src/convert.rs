@@ -40,9 +40,9 @@ pub fn from_ledger(e: LedgerEntry) -> Result<Entry, String> {
             public: e.public,
             private: e.private,
         }),
-        EntryKind::Membership => EntryPayload::Membership(
-            serde_json::from_slice(&e.public).map_err(|err| format!("membership entry {}: {err}", e.txid))?,
-        ),
+        EntryKind::Membership => {
+            EntryPayload::Membership(serde_json::from_slice(&e.public).map_err(|err| format!("membership entry {}: {err}", e.txid))?)
+        }
     };
     Ok(Entry { log_id, payload })
 }

@@ -172,7 +172,9 @@ impl Consensus {
         let outcome = match queued {
             Ok(rx) => match rx.await {
                 Ok(Ok(response)) => Ok(txid_of(&response.log_id)),
-                Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(CommitError::Unavailable(format!("not the primary (primary is {:?})", f.leader_id))),
+                Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
+                    Err(CommitError::Unavailable(format!("not the primary (primary is {:?})", f.leader_id)))
+                }
                 Ok(Err(e)) => Err(CommitError::Unavailable(e.to_string())),
                 Err(_) => Err(CommitError::Unavailable("consensus stopped before the write was applied".into())),
             },

@@ -9,6 +9,9 @@
 //!
 //! The Raft term is the view and the log index the seqno, so a transaction id is `term.index`.
 
+// openraft's `StorageError` is large, and every storage trait method must return it.
+#![allow(clippy::result_large_err)]
+
 mod convert;
 mod handle;
 mod log_store;

@@ -61,14 +61,16 @@ impl LogStore {
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(&mut self, range: RB) -> Result<Vec<Entry>, StorageError> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
         let inner = self.lock();
         let start = match range.start_bound() {
             Bound::Included(s) => *s,
             Bound::Excluded(s) => s + 1,
             Bound::Unbounded => 0,
-        }
-        ;
+        };
         let end = match range.end_bound() {
             Bound::Included(e) => e + 1,
             Bound::Excluded(e) => *e,

@@ -3,7 +3,9 @@
 
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse,
+};
 use openraft::BasicNode;
 
 use crate::types::TypeConfig;
@@ -16,7 +18,8 @@ pub struct NoPeer {
 
 impl NoPeer {
     fn unreachable<E: std::error::Error>(&self) -> RPCError<u64, BasicNode, E> {
-        let why = std::io::Error::other(format!("node {:016x} is not reachable: this node runs without a node-to-node transport", self.target));
+        let why =
+            std::io::Error::other(format!("node {:016x} is not reachable: this node runs without a node-to-node transport", self.target));
         RPCError::Unreachable(Unreachable::new(&why))
     }
 }
@@ -29,7 +32,11 @@ impl RaftNetworkFactory<TypeConfig> for NoPeers {
 }
 
 impl RaftNetwork<TypeConfig> for NoPeer {
-    async fn append_entries(&mut self, _rpc: AppendEntriesRequest<TypeConfig>, _o: RPCOption) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+    async fn append_entries(
+        &mut self,
+        _rpc: AppendEntriesRequest<TypeConfig>,
+        _o: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
         Err(self.unreachable())
     }
 

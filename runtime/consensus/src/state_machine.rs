@@ -55,7 +55,12 @@ impl AppliedLedger {
 
     fn push(&mut self, le: &LedgerEntry) {
         self.tree.append(le.leaf());
-        self.entries.push(EntryMeta { view: le.txid.view, kind: le.kind, write_set_digest: le.write_set_digest(), claims_digest: le.claims_digest });
+        self.entries.push(EntryMeta {
+            view: le.txid.view,
+            kind: le.kind,
+            write_set_digest: le.write_set_digest(),
+            claims_digest: le.claims_digest,
+        });
         self.last_applied = le.txid;
         if le.kind != EntryKind::Signature {
             self.last_non_signature = Some(le.txid.seqno);
@@ -107,11 +112,15 @@ impl StateMachine {
                 self.shared.store.apply(le.txid, &public.merge(private));
             }
             (EntryPayload::Normal(_), EntryKind::Signature) => {
-                let record: SignatureRecord = serde_json::from_slice(&le.public).map_err(|e| fail(format!("signature {}: {e}", le.txid)))?;
+                let record: SignatureRecord =
+                    serde_json::from_slice(&le.public).map_err(|e| fail(format!("signature {}: {e}", le.txid)))?;
                 let ours = self.shared.ledger().tree.root_at(record.seqno + 1).map(hex::encode);
                 if ours.as_deref() != Some(record.root.as_str()) {
                     // Replicas disagree about the ledger: never serve from a divergent state.
-                    return Err(fail(format!("signature at {} signs a root that differs from this node's ledger at seqno {}", le.txid, record.seqno)));
+                    return Err(fail(format!(
+                        "signature at {} signs a root that differs from this node's ledger at seqno {}",
+                        le.txid, record.seqno
+                    )));
                 }
                 self.shared.store.advance(le.txid);
                 let mut ledger = self.shared.ledger.write().unwrap_or_else(|p| p.into_inner());
@@ -160,7 +169,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Err(no_snapshots())
     }
 
-    async fn install_snapshot(&mut self, _meta: &SnapshotMeta<u64, openraft::BasicNode>, _snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        _meta: &SnapshotMeta<u64, openraft::BasicNode>,
+        _snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
         Err(no_snapshots())
     }
 
@@ -174,7 +187,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 pub struct NoSnapshots;
 
 fn no_snapshots() -> StorageError {
-    StorageIOError::write_snapshot(None, &std::io::Error::other("this node does not build or install KV snapshots; peers catch up from the ledger")).into()
+    StorageIOError::write_snapshot(
+        None,
+        &std::io::Error::other("this node does not build or install KV snapshots; peers catch up from the ledger"),
+    )
+    .into()
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for NoSnapshots {

@@ -18,7 +18,8 @@ fn identity() -> Identity {
     let service_key = NodeKey::generate();
     let service_pem = self_signed_service_cert(&service_key, "test service").expect("service cert");
     let node_key = NodeKey::generate();
-    let node_pem = endorse_node_cert(&node_key.public_key_der(), "node", &["127.0.0.1".into()], &service_pem, &service_key).expect("node cert");
+    let node_pem =
+        endorse_node_cert(&node_key.public_key_der(), "node", &["127.0.0.1".into()], &service_pem, &service_key).expect("node cert");
     Identity { service_pem, node_key, node_pem, secret: LedgerSecret::generate() }
 }
 
@@ -80,14 +81,18 @@ async fn commits_signs_receipts_and_recovers() {
     let service_der = cert_der_from_pem(&id.service_pem).expect("der");
     assert_eq!(receipt.verify(&service_der).expect("verifies"), last);
     let mut tampered = receipt.clone();
-    tampered.leaf_components.write_set_digest.replace_range(0..1, if tampered.leaf_components.write_set_digest.starts_with('0') { "1" } else { "0" });
+    tampered
+        .leaf_components
+        .write_set_digest
+        .replace_range(0..1, if tampered.leaf_components.write_set_digest.starts_with('0') { "1" } else { "0" });
     assert!(tampered.verify(&service_der).is_err());
     assert_eq!(c.status(TxId::new(last.view + 1, last.seqno)), TxStatus::Invalid);
     assert_eq!(c.status(TxId::new(last.view, last.seqno + 1000)), TxStatus::Unknown);
 
     let report = consort_ledger::verify::verify_dir(&dir.join("ledger"), Some(&id.service_pem)).expect("ledger verifies");
     assert!(report.signatures >= 1 && report.entries >= last.seqno, "{report:?}");
-    let ledger_bytes: Vec<u8> = std::fs::read_dir(dir.join("ledger")).expect("dir").flat_map(|f| std::fs::read(f.expect("entry").path()).expect("read")).collect();
+    let ledger_bytes: Vec<u8> =
+        std::fs::read_dir(dir.join("ledger")).expect("dir").flat_map(|f| std::fs::read(f.expect("entry").path()).expect("read")).collect();
     let contains = |needle: &[u8]| ledger_bytes.windows(needle.len()).any(|w| w == needle);
     assert!(contains(b"secret-value-3"), "public copy is in the clear");
     let private_only = b"private-only-text";
@@ -107,7 +112,8 @@ async fn commits_signs_receipts_and_recovers() {
     let after = put(&c, "k-after", "v").await;
     assert!(after.seqno > last.seqno + 2 && after.view >= last.view, "{after} after {last}");
     c.shutdown().await;
-    let ledger_bytes: Vec<u8> = std::fs::read_dir(dir.join("ledger")).expect("dir").flat_map(|f| std::fs::read(f.expect("entry").path()).expect("read")).collect();
+    let ledger_bytes: Vec<u8> =
+        std::fs::read_dir(dir.join("ledger")).expect("dir").flat_map(|f| std::fs::read(f.expect("entry").path()).expect("read")).collect();
     assert!(!ledger_bytes.windows(private_only.len()).any(|w| w == private_only), "private writes are sealed");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -38,9 +38,7 @@ impl LedgerSecret {
         let cipher = Aes256Gcm::new((&self.raw).into());
         let nonce_bytes: [u8; AEAD_NONCE_BYTES] = crate::random_bytes();
         let nonce = Nonce::from(nonce_bytes);
-        let sealed = cipher
-            .encrypt(&nonce, Payload { msg: plaintext, aad })
-            .expect("AES-GCM encryption of an in-memory buffer");
+        let sealed = cipher.encrypt(&nonce, Payload { msg: plaintext, aad }).expect("AES-GCM encryption of an in-memory buffer");
         let mut out = Vec::with_capacity(AEAD_NONCE_BYTES + sealed.len());
         out.extend_from_slice(&nonce_bytes);
         out.extend_from_slice(&sealed);
@@ -54,9 +52,7 @@ impl LedgerSecret {
         let (nonce, body) = sealed.split_at(AEAD_NONCE_BYTES);
         let nonce: [u8; AEAD_NONCE_BYTES] = nonce.try_into().map_err(|_| CryptoError::Decrypt)?;
         let cipher = Aes256Gcm::new((&self.raw).into());
-        cipher
-            .decrypt(&Nonce::from(nonce), Payload { msg: body, aad })
-            .map_err(|_| CryptoError::Decrypt)
+        cipher.decrypt(&Nonce::from(nonce), Payload { msg: body, aad }).map_err(|_| CryptoError::Decrypt)
     }
 }
 

@@ -2,8 +2,8 @@
 //! self-signed member/user identities that `consort keygen` writes (as CCF's keygenerator.sh).
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType, SubjectPublicKeyInfo, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SubjectPublicKeyInfo,
+    PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
 };
 use x509_parser::oid_registry::OID_SIG_ECDSA_WITH_SHA384;
 use x509_parser::prelude::{parse_x509_certificate, X509Certificate};
@@ -87,8 +87,7 @@ pub fn endorse_node_cert(
 
 /// The DER of the first certificate in a PEM text.
 pub fn cert_der_from_pem(pem: &str) -> Result<Vec<u8>, CryptoError> {
-    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
-        .map_err(|e| CryptoError::Pem(e.to_string()))?;
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| CryptoError::Pem(e.to_string()))?;
     if parsed.label != "CERTIFICATE" {
         return Err(CryptoError::Pem(format!("expected a CERTIFICATE, found {}", parsed.label)));
     }
@@ -128,11 +127,7 @@ pub struct ParsedCert {
 impl ParsedCert {
     pub fn from_der(der: &[u8]) -> Result<Self, CryptoError> {
         let x509 = parse_strict(der)?;
-        Ok(ParsedCert {
-            der: der.to_vec(),
-            public_key_der: x509.public_key().raw.to_vec(),
-            subject: x509.subject().to_string(),
-        })
+        Ok(ParsedCert { der: der.to_vec(), public_key_der: x509.public_key().raw.to_vec(), subject: x509.subject().to_string() })
     }
 
     pub fn from_pem(pem: &str) -> Result<Self, CryptoError> {
@@ -149,8 +144,7 @@ impl ParsedCert {
 }
 
 fn parse_strict(der: &[u8]) -> Result<X509Certificate<'_>, CryptoError> {
-    let (rest, x509) =
-        parse_x509_certificate(der).map_err(|e| CryptoError::Certificate(e.to_string()))?;
+    let (rest, x509) = parse_x509_certificate(der).map_err(|e| CryptoError::Certificate(e.to_string()))?;
     if !rest.is_empty() {
         return Err(CryptoError::Certificate("trailing bytes after the certificate".into()));
     }
@@ -170,10 +164,7 @@ pub fn verify_endorsement(cert_der: &[u8], issuer_der: &[u8]) -> Result<(), Cryp
         )));
     }
     if cert.signature_algorithm.algorithm != OID_SIG_ECDSA_WITH_SHA384 {
-        return Err(CryptoError::Signature(format!(
-            "unsupported endorsement algorithm {}",
-            cert.signature_algorithm.algorithm
-        )));
+        return Err(CryptoError::Signature(format!("unsupported endorsement algorithm {}", cert.signature_algorithm.algorithm)));
     }
     let tbs: &[u8] = cert.tbs_certificate.as_ref();
     crate::verify_p384_signature(issuer.public_key().raw, tbs, &cert.signature_value.data)

@@ -37,11 +37,7 @@ impl NodeKey {
 
     /// SubjectPublicKeyInfo DER of the public key: hashed into the node id (SPEC §1).
     pub fn public_key_der(&self) -> Vec<u8> {
-        self.key
-            .verifying_key()
-            .to_public_key_der()
-            .expect("encode P-384 public key")
-            .into_vec()
+        self.key.verifying_key().to_public_key_der().expect("encode P-384 public key").into_vec()
     }
 
     /// ECDSA P-384 / SHA-384 signature over `message`, DER encoded.
@@ -54,8 +50,7 @@ impl NodeKey {
 
 /// Verifies a DER ECDSA P-384/SHA-384 signature with a SubjectPublicKeyInfo DER public key.
 pub fn verify_p384_signature(spki_der: &[u8], message: &[u8], sig_der: &[u8]) -> Result<(), CryptoError> {
-    let key = VerifyingKey::from_public_key_der(spki_der)
-        .map_err(|e| CryptoError::Key(format!("not a P-384 public key: {e}")))?;
+    let key = VerifyingKey::from_public_key_der(spki_der).map_err(|e| CryptoError::Key(format!("not a P-384 public key: {e}")))?;
     let sig = Signature::from_der(sig_der).map_err(|e| CryptoError::Signature(e.to_string()))?;
     key.verify(message, &sig).map_err(|_| CryptoError::Signature("does not verify".into()))
 }

@@ -171,7 +171,9 @@ impl Bundle {
             path_found = true;
         }
         for (template, methods) in &self.metadata.endpoints {
-            let Some(params) = match_template(template, path) else { continue };
+            let Some(params) = match_template(template, path) else {
+                continue;
+            };
             match methods.get(&method) {
                 Some(endpoint) => return Ok(EndpointMatch { route: template, method, endpoint, params }),
                 None => path_found = true,
@@ -260,9 +262,18 @@ mod tests {
     fn refuses_bad_bundles_with_reasons() {
         let cases = [
             (r#"{"metadata": {"endpoints": {}}}"#, "missing field `modules`"),
-            (r#"{"metadata": {"endpoints": {"/a": {"get": {"js_module": "x.js", "js_function": "f"}}}}, "modules": []}"#, "not in the bundle"),
-            (r#"{"metadata": {"endpoints": {"/a": {"fetch": {"js_module": "x.js", "js_function": "f"}}}}, "modules": [{"name": "x.js", "module": ""}]}"#, "unknown HTTP method"),
-            (r#"{"metadata": {"endpoints": {"/a": {"get": {"js_module": "x.js", "js_function": "f", "authn_policies": ["magic"]}}}}, "modules": [{"name": "x.js", "module": ""}]}"#, "magic"),
+            (
+                r#"{"metadata": {"endpoints": {"/a": {"get": {"js_module": "x.js", "js_function": "f"}}}}, "modules": []}"#,
+                "not in the bundle",
+            ),
+            (
+                r#"{"metadata": {"endpoints": {"/a": {"fetch": {"js_module": "x.js", "js_function": "f"}}}}, "modules": [{"name": "x.js", "module": ""}]}"#,
+                "unknown HTTP method",
+            ),
+            (
+                r#"{"metadata": {"endpoints": {"/a": {"get": {"js_module": "x.js", "js_function": "f", "authn_policies": ["magic"]}}}}, "modules": [{"name": "x.js", "module": ""}]}"#,
+                "magic",
+            ),
             ("not json", "not valid JSON"),
         ];
         for (json, why) in cases {

@@ -58,7 +58,14 @@ impl JsPool {
         JsPool { queue, queue_depth }
     }
 
-    pub async fn execute(&self, bundle: Arc<Bundle>, endpoint: EndpointDef, request: JsRequest, tx: Tx, access: KvAccess) -> Result<Execution, PoolError> {
+    pub async fn execute(
+        &self,
+        bundle: Arc<Bundle>,
+        endpoint: EndpointDef,
+        request: JsRequest,
+        tx: Tx,
+        access: KvAccess,
+    ) -> Result<Execution, PoolError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let job = Job { bundle, endpoint, request, tx, access, reply };
         match self.queue.try_send(job) {
@@ -81,6 +88,11 @@ fn worker(rx: Arc<Mutex<Receiver<Job>>>) {
         };
         let Job { bundle, endpoint, request, tx, access, reply } = job;
         let outcome = run(&bundle, &endpoint, &request, tx, access);
-        let _ = reply.send(Execution { response: outcome.response, tx: outcome.tx, apply_writes: outcome.apply_writes, claims_digest: outcome.claims_digest });
+        let _ = reply.send(Execution {
+            response: outcome.response,
+            tx: outcome.tx,
+            apply_writes: outcome.apply_writes,
+            claims_digest: outcome.claims_digest,
+        });
     }
 }

@@ -24,7 +24,9 @@ const KNOWN_POLICIES: [&str; 4] = ["user_cert", "member_cert", "any_cert", "no_a
 pub(crate) fn check_policy(policy: &serde_json::Value) -> Result<(), String> {
     match policy {
         serde_json::Value::String(name) if KNOWN_POLICIES.contains(&name.as_str()) => Ok(()),
-        serde_json::Value::String(name) => Err(format!("authn policy {name:?} is not supported by this version of Consort (supported: {})", KNOWN_POLICIES.join(", "))),
+        serde_json::Value::String(name) => {
+            Err(format!("authn policy {name:?} is not supported by this version of Consort (supported: {})", KNOWN_POLICIES.join(", ")))
+        }
         serde_json::Value::Object(o) if o.len() == 1 && o.get("all_of").is_some_and(|v| v.is_array()) => {
             o["all_of"].as_array().into_iter().flatten().try_for_each(check_policy)
         }
@@ -104,7 +106,8 @@ impl BundleLoader {
         if let Some(m) = self.cache.borrow().get(name) {
             return Ok(m.clone());
         }
-        let src = self.modules.get(name).ok_or_else(|| JsNativeError::typ().with_message(format!("module {name:?} is not in the bundle")))?;
+        let src =
+            self.modules.get(name).ok_or_else(|| JsNativeError::typ().with_message(format!("module {name:?} is not in the bundle")))?;
         let module = Module::parse(Source::from_bytes(src.as_bytes()).with_path(Path::new(name)), None, ctx)?;
         self.cache.borrow_mut().insert(name.to_owned(), module.clone());
         Ok(module)
@@ -184,9 +187,15 @@ fn new_buffer(bytes: &[u8], ctx: &mut Context) -> JsResult<JsValue> {
 fn with_tx<T>(ctx: &Context, map: &str, write: bool, f: impl FnOnce(&mut Tx) -> T) -> JsResult<T> {
     let session = ctx.get_data::<Session>().ok_or_else(|| js_err("ccf.kv is only available while a request runs"))?;
     match MapKind::of(map) {
-        MapKind::Reserved => return Err(js_err(format!("map {map:?}: names beginning \"ccf.\" or \"public:ccf.\" are reserved for the framework"))),
-        MapKind::Internal if write => return Err(js_err(format!("map {map:?} belongs to the framework: app endpoints may read it, never write it"))),
-        MapKind::Governance if write => return Err(js_err(format!("map {map:?} belongs to governance: app endpoints may read it, never write it"))),
+        MapKind::Reserved => {
+            return Err(js_err(format!("map {map:?}: names beginning \"ccf.\" or \"public:ccf.\" are reserved for the framework")))
+        }
+        MapKind::Internal if write => {
+            return Err(js_err(format!("map {map:?} belongs to the framework: app endpoints may read it, never write it")))
+        }
+        MapKind::Governance if write => {
+            return Err(js_err(format!("map {map:?} belongs to governance: app endpoints may read it, never write it")))
+        }
         _ => {}
     }
     if write && session.access == KvAccess::AppReadOnly {
@@ -332,7 +341,8 @@ fn describe(err: &JsError, ctx: &mut Context) -> String {
 /// Loads, links and evaluates the endpoint's module; returns the exported handler.
 fn load_handler(ctx: &mut Context, loader: &BundleLoader, endpoint: &EndpointDef) -> Result<JsValue, ScriptError> {
     let name = normalise_module_name(&endpoint.js_module);
-    let module = loader.load(&name, ctx).map_err(|e| ScriptError::Load(format!("module {name:?} does not compile: {}", describe(&e, ctx))))?;
+    let module =
+        loader.load(&name, ctx).map_err(|e| ScriptError::Load(format!("module {name:?} does not compile: {}", describe(&e, ctx))))?;
     let promise = module.load_link_evaluate(ctx);
     ctx.run_jobs().map_err(|e| ScriptError::Load(describe(&e, ctx)))?;
     match promise.state() {
@@ -341,12 +351,12 @@ fn load_handler(ctx: &mut Context, loader: &BundleLoader, endpoint: &EndpointDef
             let e = JsError::from_opaque(v);
             return Err(ScriptError::Load(format!("module {name:?} failed to load: {}", describe(&e, ctx))));
         }
-        PromiseState::Pending => return Err(ScriptError::Load(format!("module {name:?} did not finish loading (top-level await is not supported)"))),
+        PromiseState::Pending => {
+            return Err(ScriptError::Load(format!("module {name:?} did not finish loading (top-level await is not supported)")))
+        }
     }
-    let f = module
-        .namespace(ctx)
-        .get(JsString::from(endpoint.js_function.as_str()), ctx)
-        .map_err(|e| ScriptError::Load(describe(&e, ctx)))?;
+    let f =
+        module.namespace(ctx).get(JsString::from(endpoint.js_function.as_str()), ctx).map_err(|e| ScriptError::Load(describe(&e, ctx)))?;
     if !f.is_callable() {
         return Err(ScriptError::Load(format!("module {name:?} does not export a function {:?}", endpoint.js_function)));
     }
@@ -365,7 +375,10 @@ pub fn validate_bundle(bundle: &Bundle) -> Result<(), crate::BundleError> {
     for (path, methods) in &bundle.metadata.endpoints {
         for (method, def) in methods {
             let (mut ctx, loader) = new_context(bundle).map_err(|e| crate::BundleError::Invalid(e.to_string()))?;
-            load_handler(&mut ctx, &loader, def).map_err(|e| crate::BundleError::Endpoint { endpoint: format!("{} {path}", method.to_uppercase()), message: e.to_string() })?;
+            load_handler(&mut ctx, &loader, def).map_err(|e| crate::BundleError::Endpoint {
+                endpoint: format!("{} {path}", method.to_uppercase()),
+                message: e.to_string(),
+            })?;
         }
     }
     Ok(())

@@ -41,13 +41,24 @@ export function crypto() { ccf.crypto.sign(); return {}; }
 
 fn bundle() -> Arc<Bundle> {
     let endpoints: serde_json::Map<String, serde_json::Value> = [
-        ("/put", "post", "put", "readwrite"), ("/get/{id}", "get", "get", "readonly"), ("/count", "get", "count", "readonly"),
-        ("/bytes", "get", "bytes", "readonly"), ("/echo", "get", "echo", "readonly"), ("/throws", "post", "throws", "readwrite"),
-        ("/throws-string", "post", "throwsString", "readwrite"), ("/not-object", "get", "notObject", "readonly"),
-        ("/bad-status", "get", "badStatus", "readonly"), ("/fails-applies", "post", "failsButApplies", "readwrite"),
-        ("/fails-quietly", "post", "failsQuietly", "readwrite"), ("/write-gov", "post", "writeGov", "readwrite"),
-        ("/read-gov", "get", "readGov", "readonly"), ("/reserved", "get", "reserved", "readonly"), ("/bad-key", "get", "badKey", "readonly"),
-        ("/ro-write", "get", "put", "readonly"), ("/version/{id}", "get", "version", "readonly"), ("/crypto", "get", "crypto", "readonly"),
+        ("/put", "post", "put", "readwrite"),
+        ("/get/{id}", "get", "get", "readonly"),
+        ("/count", "get", "count", "readonly"),
+        ("/bytes", "get", "bytes", "readonly"),
+        ("/echo", "get", "echo", "readonly"),
+        ("/throws", "post", "throws", "readwrite"),
+        ("/throws-string", "post", "throwsString", "readwrite"),
+        ("/not-object", "get", "notObject", "readonly"),
+        ("/bad-status", "get", "badStatus", "readonly"),
+        ("/fails-applies", "post", "failsButApplies", "readwrite"),
+        ("/fails-quietly", "post", "failsQuietly", "readwrite"),
+        ("/write-gov", "post", "writeGov", "readwrite"),
+        ("/read-gov", "get", "readGov", "readonly"),
+        ("/reserved", "get", "reserved", "readonly"),
+        ("/bad-key", "get", "badKey", "readonly"),
+        ("/ro-write", "get", "put", "readonly"),
+        ("/version/{id}", "get", "version", "readonly"),
+        ("/crypto", "get", "crypto", "readonly"),
     ]
     .iter()
     .map(|(path, method, f, mode)| {
@@ -80,12 +91,24 @@ async fn check(pool: &JsPool, store: &Store, bundle: &Arc<Bundle>, c: Case<'_>) 
     let mut headers = std::collections::BTreeMap::new();
     headers.insert("x-test".to_string(), "hdr".to_string());
     let request = JsRequest {
-        method: c.method.into(), path: c.path.into(), url: c.path.into(), route: m.route.into(), query: "a=1".into(),
-        hostname: "localhost".into(), headers, params: m.params.clone(), caller: None, body: c.body.as_bytes().to_vec(),
+        method: c.method.into(),
+        path: c.path.into(),
+        url: c.path.into(),
+        route: m.route.into(),
+        query: "a=1".into(),
+        hostname: "localhost".into(),
+        headers,
+        params: m.params.clone(),
+        caller: None,
+        body: c.body.as_bytes().to_vec(),
     };
     let ex = pool.execute(bundle.clone(), m.endpoint.clone(), request, store.begin(), access).await.expect("pool");
     let (status, ct, body) = match &ex.response {
-        Ok(r) => (r.status, r.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.clone()).or(r.content_type.clone()), String::from_utf8_lossy(&r.body).into_owned()),
+        Ok(r) => (
+            r.status,
+            r.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.clone()).or(r.content_type.clone()),
+            String::from_utf8_lossy(&r.body).into_owned(),
+        ),
         Err(e) => (500, None, e.to_string()),
     };
     assert_eq!(status, c.status, "{} {}: {body}", c.method, c.path);
@@ -106,7 +129,15 @@ async fn endpoint_cases() {
     let pool = JsPool::new(2, 16);
     let store = Store::default();
     let b = bundle();
-    let case = |method, path, body, status, content_type, body_contains, applies| Case { method, path, body, status, content_type, body_contains, applies };
+    let case = |method, path, body, status, content_type, body_contains, applies| Case {
+        method,
+        path,
+        body,
+        status,
+        content_type,
+        body_contains,
+        applies,
+    };
     let cases = [
         case("POST", "/put", r#"{"id": "a", "msg": "hello"}"#, 201, Some("application/json"), r#"{"stored":"a"}"#, true),
         case("POST", "/put", r#"{"id": "b", "msg": "bye"}"#, 201, Some("application/json"), "", true),

@@ -64,10 +64,7 @@ impl State {
 
     /// Live `(key, value)` pairs of one map in key order.
     pub fn iter<'a>(&'a self, map: &str) -> impl Iterator<Item = (&'a Bytes, &'a Arc<[u8]>)> + 'a {
-        self.maps
-            .get(map)
-            .into_iter()
-            .flat_map(|m| m.entries.iter().filter_map(|(k, e)| e.value.as_ref().map(|v| (k, v))))
+        self.maps.get(map).into_iter().flat_map(|m| m.entries.iter().filter_map(|(k, e)| e.value.as_ref().map(|v| (k, v))))
     }
 
     /// Applies a write set as transaction `txid`: every key it writes gets version `txid.seqno`.
@@ -186,9 +183,7 @@ impl Store {
     pub fn reserve(&self, tx: &Tx) -> Result<Reservation, Conflict> {
         let mut inner = self.lock();
         for ((map, key), seen) in tx.key_reads() {
-            if inner.state.version_of(map, key) != *seen
-                || inner.in_flight.keys.contains_key(&(map.clone(), key.clone()))
-            {
+            if inner.state.version_of(map, key) != *seen || inner.in_flight.keys.contains_key(&(map.clone(), key.clone())) {
                 return Err(Conflict { map: map.clone() });
             }
         }

@@ -92,8 +92,7 @@ impl Tx {
     /// Every live `(key, value)` of `map` as this transaction sees it, in key order.
     pub fn entries(&mut self, map: &str) -> Vec<(Bytes, Bytes)> {
         self.map_reads.entry(map.to_owned()).or_insert(self.snapshot.map_version(map));
-        let mut merged: BTreeMap<Bytes, Option<Bytes>> =
-            self.snapshot.iter(map).map(|(k, v)| (k.clone(), Some(v.to_vec()))).collect();
+        let mut merged: BTreeMap<Bytes, Option<Bytes>> = self.snapshot.iter(map).map(|(k, v)| (k.clone(), Some(v.to_vec()))).collect();
         if let Some(own) = self.writes.maps.get(map) {
             merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
@@ -104,7 +103,9 @@ impl Tx {
     pub fn size(&mut self, map: &str) -> usize {
         self.map_reads.entry(map.to_owned()).or_insert(self.snapshot.map_version(map));
         let base = self.snapshot.map(map).map_or(0, |m| m.live);
-        let Some(own) = self.writes.maps.get(map) else { return base };
+        let Some(own) = self.writes.maps.get(map) else {
+            return base;
+        };
         own.iter().fold(base, |n, (key, value)| {
             let before = self.snapshot.get(map, key).is_some();
             match (before, value.is_some()) {

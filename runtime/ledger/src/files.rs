@@ -90,9 +90,12 @@ pub struct Record {
     pub entry: LedgerEntry,
 }
 
+/// Where a chunk file stopped making sense: byte offset and reason.
+pub type Damage = Option<(u64, String)>;
+
 /// Reads every record of one chunk file. Returns the good records and, if the file does not
 /// end cleanly, where and why it stopped.
-pub fn read_chunk(path: &Path) -> Result<(Vec<Record>, Option<(u64, String)>), LedgerFilesError> {
+pub fn read_chunk(path: &Path) -> Result<(Vec<Record>, Damage), LedgerFilesError> {
     let bytes = fs::read(path).map_err(io_err(path))?;
     let mut records = Vec::new();
     let mut at = 0u64;
@@ -162,7 +165,8 @@ impl LedgerFiles {
     pub fn open(dir: &Path, chunk_bytes_target: u64) -> Result<(LedgerFiles, Vec<LedgerEntry>), LedgerFilesError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let names = list_chunks(dir)?;
-        let mut files = LedgerFiles { dir: dir.to_owned(), chunk_bytes_target, chunks: Vec::new(), index: Vec::new(), writer: None, committed_end: 0 };
+        let mut files =
+            LedgerFiles { dir: dir.to_owned(), chunk_bytes_target, chunks: Vec::new(), index: Vec::new(), writer: None, committed_end: 0 };
         let mut entries = Vec::new();
         let count = names.len();
         for (i, name) in names.into_iter().enumerate() {
@@ -280,7 +284,8 @@ impl LedgerFiles {
         let mut header = [0u8; FRAME_HEADER_BYTES as usize];
         f.read_exact(&mut header).map_err(io_err(&path))?;
         let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
-        let corrupt = |reason: String| LedgerFilesError::Corrupt { file: self.chunks[loc.chunk].name.file_name(), offset: loc.offset, seqno, reason };
+        let corrupt =
+            |reason: String| LedgerFilesError::Corrupt { file: self.chunks[loc.chunk].name.file_name(), offset: loc.offset, seqno, reason };
         if len > ENTRY_BYTES_MAX {
             return Err(corrupt(format!("frame length {len} too large")));
         }
@@ -360,7 +365,14 @@ mod tests {
     use consort_kv::TxId;
 
     fn entry(seqno: u64, kind: EntryKind) -> LedgerEntry {
-        LedgerEntry { txid: TxId::new(1, seqno), kind, commit_evidence_digest: [0; 32], claims_digest: [0; 32], public: vec![seqno as u8; 100], private: vec![] }
+        LedgerEntry {
+            txid: TxId::new(1, seqno),
+            kind,
+            commit_evidence_digest: [0; 32],
+            claims_digest: [0; 32],
+            public: vec![seqno as u8; 100],
+            private: vec![],
+        }
     }
 
     fn tempdir(name: &str) -> PathBuf {

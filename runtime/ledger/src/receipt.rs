@@ -53,14 +53,17 @@ fn digest_from_hex(what: &str, s: &str) -> Result<Digest, ReceiptError> {
     if s.len() != 64 || s.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(ReceiptError::Malformed(format!("{what} must be 64 lowercase hex digits")));
     }
-    hex::decode(s)
-        .ok()
-        .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| ReceiptError::Malformed(format!("{what} is not hex")))
+    hex::decode(s).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| ReceiptError::Malformed(format!("{what} is not hex")))
 }
 
 impl Receipt {
-    pub fn new(sig: &SignatureRecord, proof: &[ProofStep], write_set_digest: &Digest, commit_evidence: String, claims_digest: &Digest) -> Self {
+    pub fn new(
+        sig: &SignatureRecord,
+        proof: &[ProofStep],
+        write_set_digest: &Digest,
+        commit_evidence: String,
+        claims_digest: &Digest,
+    ) -> Self {
         Receipt {
             cert: sig.cert.clone(),
             node_id: sig.node.clone(),

@@ -56,13 +56,18 @@ pub fn verify_dir(dir: &Path, pinned_service_cert_pem: Option<&str>) -> Result<V
         return Err(fail(&dir.display().to_string(), 0, "no ledger chunk files (ledger_*) in this directory".into()));
     }
     let mut tree = MerkleTree::default();
-    let mut report = VerifyReport { chunks: chunks.len(), entries: 0, signatures: 0, last_signed_seqno: None, unsigned_entries: 0, torn_tail: None };
+    let mut report =
+        VerifyReport { chunks: chunks.len(), entries: 0, signatures: 0, last_signed_seqno: None, unsigned_entries: 0, torn_tail: None };
     let mut last_view = 0;
     let mut last_non_signature: Option<u64> = None;
     for (i, chunk) in chunks.iter().enumerate() {
         let file = chunk.file_name();
         if chunk.first != report.entries {
-            return Err(fail(&file, report.entries, format!("chunk starts at seqno {} but seqno {} was expected (missing or overlapping file)", chunk.first, report.entries)));
+            return Err(fail(
+                &file,
+                report.entries,
+                format!("chunk starts at seqno {} but seqno {} was expected (missing or overlapping file)", chunk.first, report.entries),
+            ));
         }
         let (records, damage) = read_chunk(&dir.join(&file)).map_err(|e| fail(&file, report.entries, e.to_string()))?;
         for record in records {
@@ -90,9 +95,15 @@ pub fn verify_dir(dir: &Path, pinned_service_cert_pem: Option<&str>) -> Result<V
                     }
                     let expected = tree.root_at(sig.seqno + 1).map(hex::encode);
                     if expected.as_deref() != Some(sig.root.as_str()) {
-                        return Err(fail(&file, seqno, format!("signed root does not match the entries 0..={}: an earlier entry was changed", sig.seqno)));
+                        return Err(fail(
+                            &file,
+                            seqno,
+                            format!("signed root does not match the entries 0..={}: an earlier entry was changed", sig.seqno),
+                        ));
                     }
-                    let cert = service_cert.as_deref().ok_or_else(|| fail(&file, seqno, "no service certificate: none pinned and none written before this signature".into()))?;
+                    let cert = service_cert.as_deref().ok_or_else(|| {
+                        fail(&file, seqno, "no service certificate: none pinned and none written before this signature".into())
+                    })?;
                     sig.verify(cert).map_err(|err| fail(&file, seqno, format!("signature does not verify: {err}")))?;
                     report.signatures += 1;
                     report.last_signed_seqno = report.last_signed_seqno.max(Some(sig.seqno));
@@ -112,7 +123,11 @@ pub fn verify_dir(dir: &Path, pinned_service_cert_pem: Option<&str>) -> Result<V
         }
         if let Some(last) = chunk.last {
             if last + 1 != report.entries {
-                return Err(fail(&file, report.entries, format!("file name says it ends at seqno {last} but it holds entries up to {}", report.entries as i128 - 1)));
+                return Err(fail(
+                    &file,
+                    report.entries,
+                    format!("file name says it ends at seqno {last} but it holds entries up to {}", report.entries as i128 - 1),
+                ));
             }
         }
     }

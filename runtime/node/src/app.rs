@@ -16,13 +16,25 @@ pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
     let app = match node.app() {
         Ok(Some(app)) => app,
         Ok(None) => return reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", "no application is deployed"),
-        Err(e) => return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", format!("the deployed application cannot be read: {e}")),
+        Err(e) => {
+            return reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!("the deployed application cannot be read: {e}"),
+            )
+        }
     };
     let app_path = call.path.strip_prefix("/app").unwrap_or("/");
     let app_path = if app_path.is_empty() { "/" } else { app_path };
     let m = match app.route(call.method.as_str(), app_path) {
         Ok(m) => m,
-        Err(true) => return reply::error(StatusCode::METHOD_NOT_ALLOWED, "UnsupportedHttpVerb", format!("{} is not allowed on {}", call.method, call.path)),
+        Err(true) => {
+            return reply::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UnsupportedHttpVerb",
+                format!("{} is not allowed on {}", call.method, call.path),
+            )
+        }
         Err(false) => return reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Unknown path: {}", call.path)),
     };
     let state = node.consensus.store().snapshot();
@@ -30,11 +42,7 @@ pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
         Ok(c) => c,
         Err(why) => return reply::error(StatusCode::UNAUTHORIZED, "Unauthorized", why),
     };
-    let headers = call
-        .headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned())))
-        .collect();
+    let headers = call.headers.iter().filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned()))).collect();
     let hostname = call.headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("").to_owned();
     let request = JsRequest {
         method: call.method.as_str().to_owned(),
@@ -61,7 +69,8 @@ pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!("{} {}: {e}", call.method, call.path);
-                let message = if node.config.js.return_exception_details { e.to_string() } else { "Exception thrown while executing.".to_owned() };
+                let message =
+                    if node.config.js.return_exception_details { e.to_string() } else { "Exception thrown while executing.".to_owned() };
                 return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message);
             }
         };
@@ -77,7 +86,11 @@ pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
         };
         return reply::with_txid(build(response), txid);
     }
-    reply::error(StatusCode::SERVICE_UNAVAILABLE, "TransactionConflict", format!("the transaction conflicted with concurrent writes {} times; retry", retries + 1))
+    reply::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "TransactionConflict",
+        format!("the transaction conflicted with concurrent writes {} times; retry", retries + 1),
+    )
 }
 
 fn build(r: consort_js::JsResponse) -> Reply {

@@ -49,7 +49,11 @@ fn named(state: &State, name: &str, cert_der: Option<&[u8]>) -> Result<Value, St
         "user_cert" | "member_cert" => {
             let der = need_cert()?;
             let id = id_of_cert_der(der);
-            let (certs, info, field, who) = if name == "user_cert" { (USERS_CERTS, USERS_INFO, "user_data", "user") } else { (MEMBERS_CERTS, MEMBERS_INFO, "member_data", "member") };
+            let (certs, info, field, who) = if name == "user_cert" {
+                (USERS_CERTS, USERS_INFO, "user_data", "user")
+            } else {
+                (MEMBERS_CERTS, MEMBERS_INFO, "member_data", "member")
+            };
             if state.get(certs, id.as_bytes()).is_none() {
                 return Err(format!("{name}: the client certificate (id {id}) is not a registered {who}"));
             }

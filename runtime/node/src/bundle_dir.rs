@@ -19,7 +19,8 @@ pub fn load_app(path: &Path) -> Result<Bundle, String> {
         Bundle::from_json(&bytes).map_err(|e| format!("{}: {e}", bundle_json.display()))?
     } else {
         let app_json = path.join("app.json");
-        let metadata = std::fs::read_to_string(&app_json).map_err(|e| format!("reading {}: {e} (an app directory needs app.json and src/)", app_json.display()))?;
+        let metadata = std::fs::read_to_string(&app_json)
+            .map_err(|e| format!("reading {}: {e} (an app directory needs app.json and src/)", app_json.display()))?;
         let metadata: serde_json::Value = serde_json::from_str(&metadata).map_err(|e| format!("{}: {e}", app_json.display()))?;
         let src = path.join("src");
         let mut modules = Vec::new();

@@ -181,7 +181,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("consort-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let json = dir.join("c.json");
-        std::fs::write(&json, r#"{"rpc_address": "127.0.0.1:9000", "command": {"type": "start", "users": [{"certificate": "u.pem"}]}}"#).expect("write");
+        std::fs::write(&json, r#"{"rpc_address": "127.0.0.1:9000", "command": {"type": "start", "users": [{"certificate": "u.pem"}]}}"#)
+            .expect("write");
         let c = NodeConfig::from_file(&json).expect("json");
         assert_eq!(c.rpc_address, "127.0.0.1:9000");
         assert_eq!(c.ledger_signatures.tx_count, 5000);

@@ -19,7 +19,14 @@ fn read_identity(c: &IdentityConfig, what: &str) -> Result<(String, String), Str
     Ok((cert.id(), cert.pem()))
 }
 
-pub fn write_genesis(tx: &mut Tx, id: &NodeIdentity, start: &StartConfig, rpc_address: &str, node_address: &str, app: Option<&Bundle>) -> Result<(), String> {
+pub fn write_genesis(
+    tx: &mut Tx,
+    id: &NodeIdentity,
+    start: &StartConfig,
+    rpc_address: &str,
+    node_address: &str,
+    app: Option<&Bundle>,
+) -> Result<(), String> {
     // Until governance opens the service by vote, a network started from configuration is open.
     put_json(tx, SERVICE_INFO, &SINGLETON_KEY, &serde_json::json!({"status": "Open", "cert": id.service_cert_pem}));
     put_json(
@@ -32,7 +39,12 @@ pub fn write_genesis(tx: &mut Tx, id: &NodeIdentity, start: &StartConfig, rpc_ad
         let (member_id, pem) = read_identity(m, "member")?;
         put_json(tx, MEMBERS_CERTS, member_id.as_bytes(), &serde_json::Value::String(pem));
         let role = if m.encryption_public_key.is_some() { "Participant" } else { "NonParticipant" };
-        put_json(tx, MEMBERS_INFO, member_id.as_bytes(), &serde_json::json!({"status": "Accepted", "member_data": m.data, "recovery_role": role}));
+        put_json(
+            tx,
+            MEMBERS_INFO,
+            member_id.as_bytes(),
+            &serde_json::json!({"status": "Accepted", "member_data": m.data, "recovery_role": role}),
+        );
         if let Some(path) = &m.encryption_public_key {
             let key = std::fs::read_to_string(path).map_err(|e| format!("member encryption key {}: {e}", path.display()))?;
             put_json(tx, MEMBERS_ENCRYPTION_KEYS, member_id.as_bytes(), &serde_json::Value::String(key));

@@ -46,7 +46,8 @@ impl NodeIdentity {
         let service_key = NodeKey::generate();
         let service_cert_pem = self_signed_service_cert(&service_key, "Consort Service").map_err(|e| e.to_string())?;
         let node_key = NodeKey::generate();
-        let node_cert_pem = endorse_node_cert(&node_key.public_key_der(), "Consort Node", hostnames, &service_cert_pem, &service_key).map_err(|e| e.to_string())?;
+        let node_cert_pem = endorse_node_cert(&node_key.public_key_der(), "Consort Node", hostnames, &service_cert_pem, &service_key)
+            .map_err(|e| e.to_string())?;
         let ledger_secret = LedgerSecret::generate();
         write_private(&dir.join(SERVICE_KEY), service_key.to_pem().as_bytes())?;
         write_private(&dir.join(SERVICE_CERT), service_cert_pem.as_bytes())?;
@@ -61,7 +62,10 @@ impl NodeIdentity {
     pub fn load(dir: &Path) -> Result<NodeIdentity, String> {
         let node_key = NodeKey::from_pem(&read(dir, NODE_KEY)?).map_err(|e| format!("{NODE_KEY}: {e}"))?;
         let secret_hex = read(dir, LEDGER_SECRET)?;
-        let secret: [u8; 32] = hex::decode(secret_hex.trim()).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| format!("{LEDGER_SECRET}: not 32 hex bytes"))?;
+        let secret: [u8; 32] = hex::decode(secret_hex.trim())
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| format!("{LEDGER_SECRET}: not 32 hex bytes"))?;
         let node_id = node_id_of_public_key(&node_key.public_key_der());
         Ok(NodeIdentity {
             node_key,

@@ -17,13 +17,15 @@ use crate::tables::{ENDPOINTS, MODULES, SERVICE_INFO};
 /// How long a node may take to elect itself and replay its ledger before it gives up.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The app as last read, keyed by the versions of the endpoints and modules tables.
+type CachedApp = ((u64, u64), Option<Arc<Bundle>>);
+
 pub struct Node {
     pub(crate) config: NodeConfig,
     pub(crate) identity: NodeIdentity,
     pub(crate) consensus: Arc<Consensus>,
     pub(crate) pool: JsPool,
-    /// The app as last read from the store, keyed by the versions of its two tables.
-    app: RwLock<Option<((u64, u64), Option<Arc<Bundle>>)>>,
+    app: RwLock<Option<CachedApp>>,
     listener: std::sync::Mutex<Option<TcpListener>>,
     pub(crate) local_addr: SocketAddr,
 }
@@ -69,7 +71,15 @@ impl Node {
         }
         let workers = if config.js.workers == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { config.js.workers };
         let pool = JsPool::new(workers, config.js.queue_depth);
-        Ok(Arc::new(Node { config, identity, consensus, pool, app: RwLock::new(None), listener: std::sync::Mutex::new(Some(listener)), local_addr }))
+        Ok(Arc::new(Node {
+            config,
+            identity,
+            consensus,
+            pool,
+            app: RwLock::new(None),
+            listener: std::sync::Mutex::new(Some(listener)),
+            local_addr,
+        }))
     }
 
     pub fn rpc_address(&self) -> SocketAddr {

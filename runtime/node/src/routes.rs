@@ -2,7 +2,7 @@
 //! endpoints in [`crate::app`].
 
 use consort_kv::{TxId, SINGLETON_KEY};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use serde_json::{json, Value};
@@ -49,19 +49,69 @@ fn url_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// After the body limit is passed, up to this many more bytes are read and discarded so the
+/// client can finish sending and read the 413 (closing on unread data makes TCP reset the
+/// connection, and the client may never see the answer); beyond it the connection is dropped.
+const OVERSIZED_BODY_DRAIN_BYTES_MAX: usize = 16 * 1024 * 1024;
+const OVERSIZED_BODY_DRAIN_MS: u64 = 5_000;
+
+enum Body {
+    Complete(Vec<u8>),
+    TooLarge,
+    Broken(String),
+}
+
+async fn read_body(mut body: Incoming, limit: usize) -> Body {
+    let mut buf = Vec::new();
+    let mut total = 0usize;
+    let drain_deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(OVERSIZED_BODY_DRAIN_MS);
+    loop {
+        let frame = if total > limit {
+            match tokio::time::timeout_at(drain_deadline, body.frame()).await {
+                Ok(f) => f,
+                Err(_) => return Body::TooLarge,
+            }
+        } else {
+            body.frame().await
+        };
+        let Some(frame) = frame else { break };
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) if total > limit => {
+                tracing::debug!("while discarding an oversized body: {e}");
+                return Body::TooLarge;
+            }
+            Err(e) => return Body::Broken(e.to_string()),
+        };
+        if let Some(data) = frame.data_ref() {
+            total = total.saturating_add(data.len());
+            if total <= limit {
+                buf.extend_from_slice(data);
+            } else if total > limit.saturating_add(OVERSIZED_BODY_DRAIN_BYTES_MAX) {
+                return Body::TooLarge;
+            }
+        }
+    }
+    if total > limit {
+        Body::TooLarge
+    } else {
+        Body::Complete(buf)
+    }
+}
+
+fn too_large(limit: usize) -> Reply {
+    let mut r = reply::error(StatusCode::PAYLOAD_TOO_LARGE, "RequestBodyTooLarge", format!("request body is above the {limit}-byte limit"));
+    r.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+    r
+}
+
 pub async fn handle(node: &Node, req: Request<Incoming>, peer_cert: Option<&[u8]>) -> Reply {
     let limit = node.config.limits.request_body_bytes_max;
-    let declared = req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return reply::error(StatusCode::PAYLOAD_TOO_LARGE, "RequestBodyTooLarge", format!("request body of {} bytes is above the {limit}-byte limit", declared.unwrap_or(0)));
-    }
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(b) => b.to_bytes().to_vec(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return reply::error(StatusCode::PAYLOAD_TOO_LARGE, "RequestBodyTooLarge", format!("request body is above the {limit}-byte limit"));
-        }
-        Err(e) => return reply::error(StatusCode::BAD_REQUEST, "InvalidInput", format!("reading the request body: {e}")),
+    let body = match read_body(body, limit).await {
+        Body::Complete(b) => b,
+        Body::TooLarge => return too_large(limit),
+        Body::Broken(e) => return reply::error(StatusCode::BAD_REQUEST, "InvalidInput", format!("reading the request body: {e}")),
     };
     let call = Call {
         method: parts.method.clone(),
@@ -85,7 +135,11 @@ pub async fn handle(node: &Node, req: Request<Incoming>, peer_cert: Option<&[u8]
 
 fn only_get(call: &Call<'_>, f: impl FnOnce(&Call<'_>) -> Reply) -> Reply {
     if call.method != Method::GET && call.method != Method::HEAD {
-        return reply::error(StatusCode::METHOD_NOT_ALLOWED, "UnsupportedHttpVerb", format!("{} is not allowed on {}", call.method, call.path));
+        return reply::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UnsupportedHttpVerb",
+            format!("{} is not allowed on {}", call.method, call.path),
+        );
     }
     f(call)
 }
@@ -121,7 +175,9 @@ fn node_endpoint(node: &Node, call: &Call<'_>) -> Reply {
         p if p.starts_with("/node/network/nodes/") => node_info(node, &p["/node/network/nodes/".len()..]),
         "/node/commit" => commit(node),
         "/node/tx" => tx_status(node, call),
-        "/node/version" => reply::ok(&json!({"ccf_version": format!("consort-{}", crate::VERSION), "js_engine": "boa 0.22", "unsafe": false})),
+        "/node/version" => {
+            reply::ok(&json!({"ccf_version": format!("consort-{}", crate::VERSION), "js_engine": "boa 0.22", "unsafe": false}))
+        }
         "/node/primary" => match c.is_primary() {
             true => reply::ok(&json!({"primary": true})),
             false => reply::error(StatusCode::NOT_FOUND, "NotPrimary", "this node is not the primary"),
@@ -175,15 +231,19 @@ fn commit(node: &Node) -> Reply {
     reply::with_txid(reply::ok(&json!({"transaction_id": txid.to_string()})), txid)
 }
 
-fn txid_param(call: &Call<'_>) -> Result<TxId, Reply> {
-    let raw = call.query_param("transaction_id").ok_or_else(|| reply::error(StatusCode::BAD_REQUEST, "InvalidQueryParameterValue", "missing query parameter transaction_id=<view>.<seqno>"))?;
-    raw.parse().map_err(|e: consort_kv::TxIdParseError| reply::error(StatusCode::BAD_REQUEST, "InvalidQueryParameterValue", e.to_string()))
+fn txid_param(call: &Call<'_>) -> Result<TxId, String> {
+    let raw = call.query_param("transaction_id").ok_or("missing query parameter transaction_id=<view>.<seqno>")?;
+    raw.parse().map_err(|e: consort_kv::TxIdParseError| e.to_string())
+}
+
+fn bad_query(message: String) -> Reply {
+    reply::error(StatusCode::BAD_REQUEST, "InvalidQueryParameterValue", message)
 }
 
 fn tx_status(node: &Node, call: &Call<'_>) -> Reply {
     let txid = match txid_param(call) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(e) => return bad_query(e),
     };
     let status = node.consensus.status(txid);
     reply::ok(&json!({"transaction_id": txid.to_string(), "status": status.as_str()}))
@@ -192,7 +252,7 @@ fn tx_status(node: &Node, call: &Call<'_>) -> Reply {
 fn receipt(node: &Node, call: &Call<'_>) -> Reply {
     let txid = match txid_param(call) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(e) => return bad_query(e),
     };
     match node.consensus.receipt(txid) {
         Ok(r) => reply::with_txid(reply::ok(&serde_json::to_value(r).expect("receipt serialises")), txid),

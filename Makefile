@@ -1,6 +1,7 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 # Everything else here is what those two are made of.
 
+SHELL := /bin/bash
 CARGO ?= cargo
 WORKSPACE ?= workspace
 RPC_PORT ?= 8000
@@ -18,8 +19,12 @@ run: build
 
 # Unit, property, integration and end-to-end tests (the end-to-end tests start real
 # `consort` processes on loopback ports, so the binary is built first).
+# Ends with one totals line ("tests: N passed, N failed") and cargo's exit status.
 test: build
-	$(CARGO) test --workspace
+	@mkdir -p target; status=0; \
+	set -o pipefail; $(CARGO) test --workspace --lib --bins --tests 2>&1 | tee target/test.log || status=$$?; \
+	awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log; \
+	exit $$status
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -8,6 +8,10 @@ use clap::{Parser, Subcommand};
 use consort_node::config::{Command as NodeCommand, IdentityConfig, StartConfig};
 use consort_node::{Node, NodeConfig};
 
+/// Counts each thread's live bytes so JS workers can enforce `max_heap_bytes`.
+#[global_allocator]
+static ALLOC: consort_alloc::CountingAllocator = consort_alloc::CountingAllocator;
+
 #[derive(Parser)]
 #[command(name = "consort", version, about = "A replicated, governed host for JavaScript applications")]
 struct Cli {
@@ -163,7 +167,8 @@ fn sandbox(workspace: &Path, rpc_port: u16, app: Option<PathBuf>, signature_dela
         ..NodeConfig::default()
     };
     config.ledger_signatures.delay_ms = signature_delay_ms;
-    config.js.return_exception_details = true;
+    config.js.runtime_options.return_exception_details = true;
+    config.js.runtime_options.log_exception_details = true;
     runtime()?.block_on(async {
         let node = Node::start(config).await?;
         let cert_path = common.join("service_cert.pem");

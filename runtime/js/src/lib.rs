@@ -5,9 +5,11 @@
 //! and leaves as a [`JsResponse`] with the same transaction carrying its writes.
 
 mod bundle;
+mod limits;
 mod pool;
 mod runtime;
 
 pub use bundle::{AppMetadata, Bundle, BundleError, EndpointDef, EndpointMatch, Mode};
+pub use limits::{instructions_per_ms, Limit, RuntimeOptions};
 pub use pool::{Execution, JsPool, PoolError};
 pub use runtime::{validate_bundle, JsRequest, JsResponse, KvAccess, ScriptError};

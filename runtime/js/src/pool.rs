@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use consort_kv::Tx;
 
 use crate::bundle::{Bundle, EndpointDef};
+use crate::limits::RuntimeOptions;
 use crate::runtime::{run, JsRequest, JsResponse, KvAccess, ScriptError};
 
 /// The result of running a handler: its response (or error), and its transaction.
@@ -34,6 +35,7 @@ struct Job {
     request: JsRequest,
     tx: Tx,
     access: KvAccess,
+    options: Arc<RuntimeOptions>,
     reply: tokio::sync::oneshot::Sender<Execution>,
 }
 
@@ -58,6 +60,7 @@ impl JsPool {
         JsPool { queue, queue_depth }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub async fn execute(
         &self,
         bundle: Arc<Bundle>,
@@ -65,9 +68,10 @@ impl JsPool {
         request: JsRequest,
         tx: Tx,
         access: KvAccess,
+        options: Arc<RuntimeOptions>,
     ) -> Result<Execution, PoolError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        let job = Job { bundle, endpoint, request, tx, access, reply };
+        let job = Job { bundle, endpoint, request, tx, access, options, reply };
         match self.queue.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(PoolError::Busy(self.queue_depth)),
@@ -86,8 +90,8 @@ fn worker(rx: Arc<Mutex<Receiver<Job>>>) {
                 Err(_) => return,
             }
         };
-        let Job { bundle, endpoint, request, tx, access, reply } = job;
-        let outcome = run(&bundle, &endpoint, &request, tx, access);
+        let Job { bundle, endpoint, request, tx, access, options, reply } = job;
+        let outcome = run(&bundle, &endpoint, &request, tx, access, &options);
         let _ = reply.send(Execution {
             response: outcome.response,
             tx: outcome.tx,

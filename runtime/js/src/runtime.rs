@@ -7,14 +7,16 @@ use std::path::Path;
 use std::rc::Rc;
 
 use boa_engine::builtins::promise::PromiseState;
+use boa_engine::error::{EngineError, RuntimeLimitError, TryNativeError};
 use boa_engine::module::{ModuleLoader, Referrer};
 use boa_engine::object::builtins::{AlignedVec, JsArray, JsArrayBuffer};
 use boa_engine::object::ObjectInitializer;
 use boa_engine::property::Attribute;
-use boa_engine::{js_string, Context, JsError, JsNativeError, JsResult, JsString, JsValue, Module, NativeFunction, Source};
+use boa_engine::{js_string, Context, JsError, JsNativeError, JsResult, JsString, JsValue, Module, NativeFunction, Script, Source};
 use consort_kv::{MapKind, Tx};
 
 use crate::bundle::{normalise_module_name, Bundle, EndpointDef};
+use crate::limits::{Limit, RuntimeOptions, Watch};
 
 const PRELUDE: &str = include_str!("prelude.js");
 
@@ -70,6 +72,9 @@ pub enum ScriptError {
     /// The bundle's modules could not be loaded or the function is missing.
     #[error("{0}")]
     Load(String),
+    /// A runtime limit stopped the script; the message names the limit.
+    #[error("{0}")]
+    Limit(String),
 }
 
 /// Which maps the running script may touch (SPEC §3).
@@ -338,17 +343,44 @@ fn describe(err: &JsError, ctx: &mut Context) -> String {
     }
 }
 
+/// Which runtime limit, if any, an uncatchable engine error stands for.
+fn limit_of(err: &JsError, ctx: &mut Context) -> Option<Limit> {
+    match err.try_native(ctx) {
+        Err(TryNativeError::EngineError { source: EngineError::NoInstructionsRemain }) => Some(Limit::Time),
+        Err(TryNativeError::EngineError { source: EngineError::RuntimeLimit(RuntimeLimitError::LoopIteration) }) => Some(Limit::Time),
+        Err(TryNativeError::EngineError { source: EngineError::RuntimeLimit(_) }) => Some(Limit::Stack),
+        _ => None,
+    }
+}
+
+/// An error from running script code: the limit if it was one, else the exception.
+fn script_error(err: &JsError, ctx: &mut Context, options: &RuntimeOptions, loading: bool) -> ScriptError {
+    match limit_of(err, ctx) {
+        Some(limit) => ScriptError::Limit(limit.describe(options)),
+        None if loading => ScriptError::Load(describe(err, ctx)),
+        None => ScriptError::Exception(describe(err, ctx)),
+    }
+}
+
 /// Loads, links and evaluates the endpoint's module; returns the exported handler.
-fn load_handler(ctx: &mut Context, loader: &BundleLoader, endpoint: &EndpointDef) -> Result<JsValue, ScriptError> {
+fn load_handler(
+    ctx: &mut Context,
+    loader: &BundleLoader,
+    endpoint: &EndpointDef,
+    options: &RuntimeOptions,
+) -> Result<JsValue, ScriptError> {
     let name = normalise_module_name(&endpoint.js_module);
     let module =
         loader.load(&name, ctx).map_err(|e| ScriptError::Load(format!("module {name:?} does not compile: {}", describe(&e, ctx))))?;
     let promise = module.load_link_evaluate(ctx);
-    ctx.run_jobs().map_err(|e| ScriptError::Load(describe(&e, ctx)))?;
+    ctx.run_jobs().map_err(|e| script_error(&e, ctx, options, true))?;
     match promise.state() {
         PromiseState::Fulfilled(_) => {}
         PromiseState::Rejected(v) => {
             let e = JsError::from_opaque(v);
+            if let Some(limit) = limit_of(&e, ctx) {
+                return Err(ScriptError::Limit(limit.describe(options)));
+            }
             return Err(ScriptError::Load(format!("module {name:?} failed to load: {}", describe(&e, ctx))));
         }
         PromiseState::Pending => {
@@ -363,19 +395,26 @@ fn load_handler(ctx: &mut Context, loader: &BundleLoader, endpoint: &EndpointDef
     Ok(f)
 }
 
-fn new_context(bundle: &Bundle) -> Result<(Context, Rc<BundleLoader>), ScriptError> {
+fn new_context(bundle: &Bundle, options: &RuntimeOptions) -> Result<(Context, Rc<BundleLoader>), ScriptError> {
     let loader = Rc::new(BundleLoader { modules: bundle.modules.clone(), cache: RefCell::new(HashMap::new()) });
-    let mut ctx = Context::builder().module_loader(loader.clone()).build().map_err(|e| ScriptError::Load(e.to_string()))?;
+    let mut ctx = Context::builder()
+        .module_loader(loader.clone())
+        .instructions_remaining(options.instruction_budget())
+        .build()
+        .map_err(|e| ScriptError::Load(e.to_string()))?;
+    ctx.runtime_limits_mut().set_recursion_limit(options.recursion_limit());
+    ctx.runtime_limits_mut().set_stack_size_limit(options.vm_stack_values());
     install_globals(&mut ctx).map_err(|e| ScriptError::Load(format!("installing the ccf global: {e}")))?;
     Ok((ctx, loader))
 }
 
 /// Checks at deploy time that every endpoint's module compiles and exports its function.
 pub fn validate_bundle(bundle: &Bundle) -> Result<(), crate::BundleError> {
+    let options = RuntimeOptions::default();
     for (path, methods) in &bundle.metadata.endpoints {
         for (method, def) in methods {
-            let (mut ctx, loader) = new_context(bundle).map_err(|e| crate::BundleError::Invalid(e.to_string()))?;
-            load_handler(&mut ctx, &loader, def).map_err(|e| crate::BundleError::Endpoint {
+            let (mut ctx, loader) = new_context(bundle, &options).map_err(|e| crate::BundleError::Invalid(e.to_string()))?;
+            load_handler(&mut ctx, &loader, def, &options).map_err(|e| crate::BundleError::Endpoint {
                 endpoint: format!("{} {path}", method.to_uppercase()),
                 message: e.to_string(),
             })?;
@@ -384,13 +423,22 @@ pub fn validate_bundle(bundle: &Bundle) -> Result<(), crate::BundleError> {
     Ok(())
 }
 
-/// Runs one request. The transaction always comes back, whatever the script did.
-pub(crate) fn run(bundle: &Bundle, endpoint: &EndpointDef, request: &JsRequest, tx: Tx, access: KvAccess) -> RunOutcome {
+/// Runs one request under `options`' limits. The transaction always comes back, whatever the
+/// script did.
+pub(crate) fn run(
+    bundle: &Bundle,
+    endpoint: &EndpointDef,
+    request: &JsRequest,
+    tx: Tx,
+    access: KvAccess,
+    options: &RuntimeOptions,
+) -> RunOutcome {
+    let watch = Watch::start(options);
     let session = Session { tx: RefCell::new(Some(tx)), access, apply_writes: Cell::new(None), claims_digest: Cell::new(None) };
-    let (response, session) = match new_context(bundle) {
+    let (response, session) = match new_context(bundle, options) {
         Ok((mut ctx, loader)) => {
             ctx.insert_data(session);
-            let response = invoke(&mut ctx, &loader, endpoint, request);
+            let response = invoke(&mut ctx, &loader, endpoint, request, options, &watch);
             let session = *ctx.remove_data::<Session>().expect("session inserted above");
             (response, session)
         }
@@ -400,23 +448,30 @@ pub(crate) fn run(bundle: &Bundle, endpoint: &EndpointDef, request: &JsRequest, 
     RunOutcome { response, tx, apply_writes: session.apply_writes.get(), claims_digest: session.claims_digest.get() }
 }
 
-fn invoke(ctx: &mut Context, loader: &BundleLoader, endpoint: &EndpointDef, request: &JsRequest) -> Result<JsResponse, ScriptError> {
-    let handler = load_handler(ctx, loader, endpoint)?;
+fn invoke(
+    ctx: &mut Context,
+    loader: &BundleLoader,
+    endpoint: &EndpointDef,
+    request: &JsRequest,
+    options: &RuntimeOptions,
+    watch: &Watch,
+) -> Result<JsResponse, ScriptError> {
+    let handler = load_handler(ctx, loader, endpoint, options)?;
+    if let Some(limit) = watch.exceeded() {
+        return Err(ScriptError::Limit(limit.describe(options)));
+    }
     let request_json = serde_json::to_string(request).map_err(|e| ScriptError::Exception(e.to_string()))?;
     let body = new_buffer(&request.body, ctx).map_err(|e| ScriptError::Exception(describe(&e, ctx)))?;
-    let invoke = ctx
-        .global_object()
-        .get(js_string!("__consort_invoke"), ctx)
-        .ok()
-        .and_then(|v| v.as_callable())
-        .ok_or_else(|| ScriptError::Load("the ccf prelude is missing".into()))?;
-    let result = invoke
-        .call(&JsValue::undefined(), &[handler, JsString::from(request_json.as_str()).into(), body], ctx)
-        .and_then(|v| {
-            ctx.run_jobs()?;
-            Ok(v)
-        })
-        .map_err(|e| ScriptError::Exception(describe(&e, ctx)))?;
+    // The handler runs as an async script so that it yields to `watch` (see `limits`).
+    let args = JsArray::from_iter([handler, JsString::from(request_json.as_str()).into(), body], ctx);
+    ctx.register_global_property(js_string!("__consort_args"), args, Attribute::all()).map_err(|e| ScriptError::Load(e.to_string()))?;
+    let script = Script::parse(Source::from_bytes("__consort_invoke(...__consort_args)"), None, ctx)
+        .map_err(|e| ScriptError::Load(e.to_string()))?;
+    let result = match watch.drive(script.evaluate_async_with_budget(ctx, crate::limits::YIELD_BUDGET)) {
+        Err(limit) => return Err(ScriptError::Limit(limit.describe(options))),
+        Ok(r) => r.and_then(|v| ctx.run_jobs().map(|()| v)),
+    };
+    let result = result.map_err(|e| script_error(&e, ctx, options, false))?;
     read_response(&result, ctx)
 }
 

@@ -102,7 +102,7 @@ async fn check(pool: &JsPool, store: &Store, bundle: &Arc<Bundle>, c: Case<'_>) 
         caller: None,
         body: c.body.as_bytes().to_vec(),
     };
-    let ex = pool.execute(bundle.clone(), m.endpoint.clone(), request, store.begin(), access).await.expect("pool");
+    let ex = pool.execute(bundle.clone(), m.endpoint.clone(), request, store.begin(), access, Default::default()).await.expect("pool");
     let (status, ct, body) = match &ex.response {
         Ok(r) => (
             r.status,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use consort_consensus::CommitError;
-use consort_js::{JsRequest, KvAccess, Mode};
+use consort_js::{JsRequest, KvAccess, Mode, ScriptError};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
@@ -59,18 +59,24 @@ pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
     let access = if m.endpoint.mode == Mode::Readwrite { KvAccess::AppReadWrite } else { KvAccess::AppReadOnly };
     let endpoint = m.endpoint.clone();
     let retries = node.config.js.conflict_retries_max;
+    let options = node.js_options();
     for _ in 0..=retries {
         let tx = node.consensus.store().begin();
-        let ex = match node.pool.execute(Arc::clone(&app), endpoint.clone(), request.clone(), tx, access).await {
+        let ex = match node.pool.execute(Arc::clone(&app), endpoint.clone(), request.clone(), tx, access, options.clone()).await {
             Ok(ex) => ex,
             Err(e) => return reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string()),
         };
         let response = match ex.response {
             Ok(r) => r,
+            Err(ScriptError::Limit(message)) => {
+                tracing::warn!("{} {}: {message}", call.method, call.path);
+                return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message);
+            }
             Err(e) => {
-                tracing::warn!("{} {}: {e}", call.method, call.path);
-                let message =
-                    if node.config.js.return_exception_details { e.to_string() } else { "Exception thrown while executing.".to_owned() };
+                if options.log_exception_details {
+                    tracing::warn!("{} {}: {e}", call.method, call.path);
+                }
+                let message = if options.return_exception_details { e.to_string() } else { "Exception thrown while executing.".to_owned() };
                 return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message);
             }
         };

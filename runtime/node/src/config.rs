@@ -102,15 +102,16 @@ pub struct JsConfig {
     pub workers: usize,
     /// Requests that may wait for a worker before new ones get 503.
     pub queue_depth: usize,
-    /// Put the exception message in 500 answers (otherwise only in the node's log).
-    pub return_exception_details: bool,
     /// A transaction that keeps conflicting is re-executed at most this many times.
     pub conflict_retries_max: u32,
+    /// The service's initial JS limits, written at genesis to `public:ccf.gov.js_runtime_options`
+    /// (governance changes them there afterwards).
+    pub runtime_options: consort_js::RuntimeOptions,
 }
 
 impl Default for JsConfig {
     fn default() -> Self {
-        JsConfig { workers: 0, queue_depth: 1024, return_exception_details: false, conflict_retries_max: 30 }
+        JsConfig { workers: 0, queue_depth: 1024, conflict_retries_max: 30, runtime_options: consort_js::RuntimeOptions::default() }
     }
 }
 
@@ -164,7 +165,7 @@ impl NodeConfig {
         if self.ledger_signatures.tx_count == 0 || self.ledger_signatures.delay_ms == 0 {
             return Err("ledger_signatures.tx_count and delay_ms must be above zero".into());
         }
-        Ok(())
+        self.js.runtime_options.check()
     }
 
     pub fn ledger_dir(&self) -> PathBuf {

@@ -23,10 +23,11 @@ pub fn write_genesis(
     tx: &mut Tx,
     id: &NodeIdentity,
     start: &StartConfig,
-    rpc_address: &str,
-    node_address: &str,
+    (rpc_address, node_address): (&str, &str),
+    js_options: &consort_js::RuntimeOptions,
     app: Option<&Bundle>,
 ) -> Result<(), String> {
+    put_json(tx, JS_RUNTIME_OPTIONS, &SINGLETON_KEY, &serde_json::to_value(js_options).expect("options serialise"));
     // Until governance opens the service by vote, a network started from configuration is open.
     put_json(tx, SERVICE_INFO, &SINGLETON_KEY, &serde_json::json!({"status": "Open", "cert": id.service_cert_pem}));
     put_json(

@@ -5,14 +5,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use consort_consensus::{Consensus, ConsensusConfig};
-use consort_js::{Bundle, JsPool};
+use consort_js::{Bundle, JsPool, RuntimeOptions};
 use consort_kv::SINGLETON_KEY;
 use tokio::net::TcpListener;
 
 use crate::config::{Command, NodeConfig};
 use crate::genesis::{read_app, write_genesis};
 use crate::identity::NodeIdentity;
-use crate::tables::{ENDPOINTS, MODULES, SERVICE_INFO};
+use crate::tables::{ENDPOINTS, JS_RUNTIME_OPTIONS, MODULES, SERVICE_INFO};
 
 /// How long a node may take to elect itself and replay its ledger before it gives up.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -26,6 +26,8 @@ pub struct Node {
     pub(crate) consensus: Arc<Consensus>,
     pub(crate) pool: JsPool,
     app: RwLock<Option<CachedApp>>,
+    /// The JS limits as last read, keyed by the version of their table.
+    js_options: RwLock<(u64, Arc<RuntimeOptions>)>,
     listener: std::sync::Mutex<Option<TcpListener>>,
     pub(crate) local_addr: SocketAddr,
 }
@@ -63,7 +65,14 @@ impl Node {
         consensus.wait_ready(READY_TIMEOUT).await?;
         if consensus.store().snapshot().get(SERVICE_INFO, &SINGLETON_KEY).is_none() {
             let mut tx = consensus.store().begin();
-            write_genesis(&mut tx, &identity, start, &local_addr.to_string(), &config.node_address, app.as_ref())?;
+            write_genesis(
+                &mut tx,
+                &identity,
+                start,
+                (&local_addr.to_string(), &config.node_address),
+                &config.js.runtime_options,
+                app.as_ref(),
+            )?;
             let txid = consensus.commit(&tx, None).await.map_err(|e| format!("genesis transaction: {e}"))?;
             tracing::info!("started a new service; genesis transaction {txid}");
         } else {
@@ -77,6 +86,7 @@ impl Node {
             consensus,
             pool,
             app: RwLock::new(None),
+            js_options: RwLock::new((u64::MAX, Arc::default())),
             listener: std::sync::Mutex::new(Some(listener)),
             local_addr,
         }))
@@ -114,5 +124,29 @@ impl Node {
         let app = read_app(&state)?.map(Arc::new);
         *self.app.write().unwrap_or_else(|p| p.into_inner()) = Some((versions, app.clone()));
         Ok(app)
+    }
+
+    /// The service's JS limits, re-read only when their table changed. A missing or invalid
+    /// value falls back to the defaults (and says so in the log).
+    pub(crate) fn js_options(&self) -> Arc<RuntimeOptions> {
+        let state = self.consensus.store().snapshot();
+        let version = state.map_version(JS_RUNTIME_OPTIONS);
+        {
+            let cached = self.js_options.read().unwrap_or_else(|p| p.into_inner());
+            if cached.0 == version {
+                return cached.1.clone();
+            }
+        }
+        let options = match state.get(JS_RUNTIME_OPTIONS, &SINGLETON_KEY).map(|v| serde_json::from_slice::<RuntimeOptions>(v)) {
+            Some(Ok(o)) if o.check().is_ok() => o,
+            Some(_) => {
+                tracing::warn!("{JS_RUNTIME_OPTIONS} holds an invalid value; using the defaults");
+                RuntimeOptions::default()
+            }
+            None => RuntimeOptions::default(),
+        };
+        let options = Arc::new(options);
+        *self.js_options.write().unwrap_or_else(|p| p.into_inner()) = (version, options.clone());
+        options
     }
 }

@@ -9,6 +9,8 @@ pub const NODES_INFO: &str = "public:ccf.gov.nodes.info";
 pub const SERVICE_INFO: &str = consort_ledger::verify::SERVICE_INFO_TABLE;
 pub const MODULES: &str = "public:ccf.gov.modules";
 pub const ENDPOINTS: &str = "public:ccf.gov.endpoints";
+/// Singleton: the JS runtime limits (`consort_js::RuntimeOptions` as JSON).
+pub const JS_RUNTIME_OPTIONS: &str = "public:ccf.gov.js_runtime_options";
 
 /// The key of an endpoint in [`ENDPOINTS`]: `"<METHOD> <path>"`, e.g. `"POST /log/private"`.
 pub fn endpoint_key(method: &str, path: &str) -> String {

@@ -58,6 +58,9 @@ enum Command {
         #[command(subcommand)]
         command: ReceiptCommand,
     },
+    /// A JS worker process; the node starts these itself.
+    #[command(hide = true)]
+    JsWorker,
 }
 
 #[derive(Subcommand)]
@@ -84,6 +87,7 @@ enum ReceiptCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::JsWorker => return consort_js::worker_main(),
         Command::Start { config } => run_node(config),
         Command::Sandbox { workspace, rpc_port, app, signature_delay_ms } => sandbox(&workspace, rpc_port, app, signature_delay_ms),
         Command::Keygen { name, curve, dir } => {

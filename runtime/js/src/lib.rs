@@ -7,9 +7,12 @@
 mod bundle;
 mod limits;
 mod pool;
+mod protocol;
 mod runtime;
+mod worker;
 
 pub use bundle::{AppMetadata, Bundle, BundleError, EndpointDef, EndpointMatch, Mode};
 pub use limits::{instructions_per_ms, Limit, RuntimeOptions};
-pub use pool::{Execution, JsPool, PoolError};
+pub use pool::{Execution, JsPool, PoolError, WorkerCommand};
 pub use runtime::{validate_bundle, JsRequest, JsResponse, KvAccess, ScriptError};
+pub use worker::worker_main;

@@ -1,14 +1,49 @@
-//! A pool of JS worker threads. Each request runs on one worker in a fresh `Context`, so no
-//! module state leaks between requests.
+//! The pool of JS worker processes.
+//!
+//! Each slot is a thread of the node driving one worker process (`consort js-worker`): it
+//! sends a job, answers the worker's `ccf.kv` operations from the request's transaction, and
+//! takes the outcome. A watchdog kills a worker that runs past a hard deadline or grows past a
+//! hard memory cap, backstops for the worker's own limits; a worker that dies (a script can
+//! crash Boa, for example through a built-in that recurses without a stack check) is answered
+//! with a clear 500 and replaced, and the node goes on serving.
 
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::io::{BufReader, BufWriter};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use consort_kv::Tx;
 
 use crate::bundle::{Bundle, EndpointDef};
-use crate::limits::RuntimeOptions;
-use crate::runtime::{run, JsRequest, JsResponse, KvAccess, ScriptError};
+use crate::limits::{Limit, RuntimeOptions};
+use crate::protocol::{read_frame, write_frame, FromWorker, ToWorker};
+use crate::runtime::{JsRequest, JsResponse, KvAccess, ScriptError};
+
+/// How far past `max_execution_time_ms` a worker may run before the watchdog kills it. The
+/// worker stops scripts itself at the limit; this covers what it cannot interrupt.
+const HARD_DEADLINE_GRACE: Duration = Duration::from_secs(2);
+/// How often the watchdog looks at running workers.
+const WATCHDOG_PERIOD: Duration = Duration::from_millis(25);
+/// Resident memory a worker may reach beyond four times `max_heap_bytes` (Boa itself, the
+/// compiled app, allocator slack) before the watchdog kills it.
+const RSS_SLACK_BYTES: u64 = 512 * 1024 * 1024;
+
+/// How to start a worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl WorkerCommand {
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        WorkerCommand { program: program.into(), args: Vec::new() }
+    }
+}
 
 /// The result of running a handler: its response (or error), and its transaction.
 pub struct Execution {
@@ -39,24 +74,44 @@ struct Job {
     reply: tokio::sync::oneshot::Sender<Execution>,
 }
 
+/// What the watchdog sees of a slot.
+#[derive(Default)]
+struct Watched {
+    child: Option<Child>,
+    deadline: Option<Instant>,
+    rss_cap: u64,
+    killed_for: Option<Limit>,
+}
+
+struct Process {
+    input: BufWriter<ChildStdin>,
+    output: BufReader<ChildStdout>,
+    bundle_id: Option<u64>,
+}
+
 pub struct JsPool {
     queue: SyncSender<Job>,
     queue_depth: usize,
 }
 
 impl JsPool {
-    /// Starts `threads` workers behind a queue of `queue_depth` waiting requests.
-    pub fn new(threads: usize, queue_depth: usize) -> JsPool {
+    /// Starts `workers` slots behind a queue of `queue_depth` waiting requests. Worker
+    /// processes start on first use and are replaced when they die.
+    pub fn new(command: WorkerCommand, workers: usize, queue_depth: usize) -> JsPool {
         let (queue, rx) = sync_channel::<Job>(queue_depth);
         let rx = Arc::new(Mutex::new(rx));
-        for i in 0..threads.max(1) {
-            let rx = rx.clone();
+        let bundle_ids = Arc::new(Mutex::new(None));
+        let mut watched = Vec::new();
+        for i in 0..workers.max(1) {
+            let slot = Arc::new(Mutex::new(Watched::default()));
+            watched.push(slot.clone());
+            let (rx, command, bundle_ids) = (rx.clone(), command.clone(), bundle_ids.clone());
             std::thread::Builder::new()
-                .name(format!("consort-js-{i}"))
-                .stack_size(16 * 1024 * 1024)
-                .spawn(move || worker(rx))
-                .expect("spawning a JS worker thread");
+                .name(format!("consort-js-slot-{i}"))
+                .spawn(move || slot_loop(rx, command, slot, bundle_ids))
+                .expect("spawning a JS slot thread");
         }
+        std::thread::Builder::new().name("consort-js-watchdog".into()).spawn(move || watchdog(watched)).expect("spawning the JS watchdog");
         JsPool { queue, queue_depth }
     }
 
@@ -81,22 +136,161 @@ impl JsPool {
     }
 }
 
-fn worker(rx: Arc<Mutex<Receiver<Job>>>) {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A bundle's id: a hash of its JSON, computed once per deployed version (the `Arc` is held
+/// so that its address cannot be reused by another bundle while it is cached).
+fn bundle_id(cache: &Mutex<Option<(Arc<Bundle>, u64, String)>>, bundle: &Arc<Bundle>) -> (u64, String) {
+    let mut cache = lock(cache);
+    if let Some((b, id, json)) = cache.as_ref() {
+        if Arc::ptr_eq(b, bundle) {
+            return (*id, json.clone());
+        }
+    }
+    let json = bundle.to_json().to_string();
+    let mut h = DefaultHasher::new();
+    json.hash(&mut h);
+    let id = h.finish();
+    *cache = Some((bundle.clone(), id, json.clone()));
+    (id, json)
+}
+
+type BundleCache = Arc<Mutex<Option<(Arc<Bundle>, u64, String)>>>;
+
+fn slot_loop(rx: Arc<Mutex<Receiver<Job>>>, command: WorkerCommand, watched: Arc<Mutex<Watched>>, bundles: BundleCache) {
+    let mut process: Option<Process> = None;
     loop {
-        let job = {
-            let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
-            match guard.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            }
+        let job = match lock(&rx).recv() {
+            Ok(job) => job,
+            Err(_) => break,
         };
-        let Job { bundle, endpoint, request, tx, access, options, reply } = job;
-        let outcome = run(&bundle, &endpoint, &request, tx, access, &options);
-        let _ = reply.send(Execution {
-            response: outcome.response,
-            tx: outcome.tx,
-            apply_writes: outcome.apply_writes,
-            claims_digest: outcome.claims_digest,
-        });
+        let Job { bundle, endpoint, request, mut tx, access, options, reply } = job;
+        let (id, json) = bundle_id(&bundles, &bundle);
+        let (response, apply_writes, claims_digest) =
+            match run_job(&mut process, &command, &watched, (id, &json), endpoint, &request, &mut tx, access, &options) {
+                Ok(done) => done,
+                Err(e) => (Err(e), None, None),
+            };
+        let _ = reply.send(Execution { response, tx, apply_writes, claims_digest });
+    }
+    if let Some(mut child) = lock(&watched).child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+fn spawn(command: &WorkerCommand, watched: &Mutex<Watched>) -> Result<Process, ScriptError> {
+    let mut child = Command::new(&command.program)
+        .args(&command.args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| ScriptError::Crashed(format!("cannot start a JS worker process ({}): {e}", command.program.display())))?;
+    let input = BufWriter::new(child.stdin.take().expect("piped stdin"));
+    let output = BufReader::new(child.stdout.take().expect("piped stdout"));
+    lock(watched).child = Some(child);
+    Ok(Process { input, output, bundle_id: None })
+}
+
+type Done = (Result<JsResponse, ScriptError>, Option<bool>, Option<[u8; 32]>);
+
+#[allow(clippy::too_many_arguments)]
+fn run_job(
+    process: &mut Option<Process>,
+    command: &WorkerCommand,
+    watched: &Mutex<Watched>,
+    (bundle_id, bundle_json): (u64, &str),
+    endpoint: EndpointDef,
+    request: &JsRequest,
+    tx: &mut Tx,
+    access: KvAccess,
+    options: &RuntimeOptions,
+) -> Result<Done, ScriptError> {
+    if process.is_none() {
+        *process = Some(spawn(command, watched)?);
+    }
+    let p = process.as_mut().expect("spawned above");
+    let request_json = serde_json::to_string(request).map_err(|e| ScriptError::Exception(e.to_string()))?;
+    let job = ToWorker::Job {
+        bundle_id,
+        bundle: (p.bundle_id != Some(bundle_id)).then(|| bundle_json.to_owned()),
+        endpoint,
+        request_json,
+        body: request.body.clone(),
+        access,
+        options: options.clone(),
+    };
+    {
+        let mut w = lock(watched);
+        w.deadline = Some(Instant::now() + Duration::from_millis(options.max_execution_time_ms) + HARD_DEADLINE_GRACE);
+        w.rss_cap = options.max_heap_bytes.saturating_mul(4).saturating_add(RSS_SLACK_BYTES);
+        w.killed_for = None;
+    }
+    let outcome = exchange(p, job, tx);
+    let killed_for = {
+        let mut w = lock(watched);
+        w.deadline = None;
+        w.killed_for.take()
+    };
+    match outcome {
+        Ok(done) => {
+            p.bundle_id = Some(bundle_id);
+            Ok(done)
+        }
+        Err(io) => {
+            // The worker is gone or unusable: reap it and start afresh next time.
+            *process = None;
+            let status = lock(watched).child.take().map(|mut c| {
+                let _ = c.kill();
+                c.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())
+            });
+            Err(match killed_for {
+                Some(limit) => ScriptError::Limit(limit.describe(options)),
+                None => ScriptError::Crashed(format!(
+                    "the script crashed its JS worker process ({}; {io}), for example by nesting a structure so deep that a built-in overflowed the stack; the node started a new worker",
+                    status.unwrap_or_else(|| "no status".into())
+                )),
+            })
+        }
+    }
+}
+
+/// Sends the job and serves the worker's `ccf.kv` operations until it is done.
+fn exchange(p: &mut Process, job: ToWorker, tx: &mut Tx) -> std::io::Result<Done> {
+    write_frame(&mut p.input, &job)?;
+    loop {
+        match read_frame::<FromWorker>(&mut p.output)? {
+            FromWorker::Kv(op) => write_frame(&mut p.input, &ToWorker::Kv(op.apply(tx)))?,
+            FromWorker::Done { response, apply_writes, claims_digest } => return Ok((response, apply_writes, claims_digest)),
+        }
+    }
+}
+
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+fn watchdog(slots: Vec<Arc<Mutex<Watched>>>) {
+    loop {
+        std::thread::sleep(WATCHDOG_PERIOD);
+        for slot in &slots {
+            let mut w = lock(slot);
+            let Some(deadline) = w.deadline else { continue };
+            let pid = w.child.as_ref().map(Child::id);
+            let over_time = Instant::now() >= deadline;
+            let over_memory = pid.and_then(resident_bytes).is_some_and(|rss| rss > w.rss_cap);
+            if over_time || over_memory {
+                w.killed_for = Some(if over_time { Limit::Time } else { Limit::Heap });
+                w.deadline = None;
+                if let Some(child) = w.child.as_mut() {
+                    let _ = child.kill();
+                }
+            }
+        }
     }
 }

@@ -13,10 +13,11 @@ use boa_engine::object::builtins::{AlignedVec, JsArray, JsArrayBuffer};
 use boa_engine::object::ObjectInitializer;
 use boa_engine::property::Attribute;
 use boa_engine::{js_string, Context, JsError, JsNativeError, JsResult, JsString, JsValue, Module, NativeFunction, Script, Source};
-use consort_kv::{MapKind, Tx};
+use consort_kv::MapKind;
 
 use crate::bundle::{normalise_module_name, Bundle, EndpointDef};
 use crate::limits::{Limit, RuntimeOptions, Watch};
+use crate::protocol::{KvOp, KvReply};
 
 const PRELUDE: &str = include_str!("prelude.js");
 
@@ -53,7 +54,7 @@ pub struct JsRequest {
     pub body: Vec<u8>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JsResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -63,7 +64,7 @@ pub struct JsResponse {
 }
 
 /// Why a script did not produce a response.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum ScriptError {
     /// The handler threw (or returned something that is not a response).
@@ -75,10 +76,14 @@ pub enum ScriptError {
     /// A runtime limit stopped the script; the message names the limit.
     #[error("{0}")]
     Limit(String),
+    /// The worker process running the script died (the script crashed it, for example by
+    /// nesting a structure so deep that a built-in overflowed the stack).
+    #[error("{0}")]
+    Crashed(String),
 }
 
 /// Which maps the running script may touch (SPEC §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum KvAccess {
     /// An app endpoint in `readwrite` mode.
     AppReadWrite,
@@ -86,8 +91,13 @@ pub enum KvAccess {
     AppReadOnly,
 }
 
+/// Where `ccf.kv` operations go: the request's transaction, which lives in the node.
+pub trait KvBackend {
+    fn call(&self, op: KvOp) -> Result<KvReply, String>;
+}
+
 struct Session {
-    tx: RefCell<Option<Tx>>,
+    kv: Box<dyn KvBackend>,
     access: KvAccess,
     apply_writes: Cell<Option<bool>>,
     claims_digest: Cell<Option<[u8; 32]>>,
@@ -96,7 +106,6 @@ struct Session {
 /// What one run produced.
 pub(crate) struct RunOutcome {
     pub response: Result<JsResponse, ScriptError>,
-    pub tx: Tx,
     pub apply_writes: Option<bool>,
     pub claims_digest: Option<[u8; 32]>,
 }
@@ -188,8 +197,8 @@ fn new_buffer(bytes: &[u8], ctx: &mut Context) -> JsResult<JsValue> {
     Ok(JsArrayBuffer::from_byte_block(AlignedVec::from_slice(0, bytes), ctx)?.into())
 }
 
-/// Runs `f` on the request's transaction after checking that the script may touch `map`.
-fn with_tx<T>(ctx: &Context, map: &str, write: bool, f: impl FnOnce(&mut Tx) -> T) -> JsResult<T> {
+/// Sends `op` to the request's transaction after checking that the script may touch `map`.
+fn kv_call(ctx: &Context, map: &str, write: bool, op: KvOp) -> JsResult<KvReply> {
     let session = ctx.get_data::<Session>().ok_or_else(|| js_err("ccf.kv is only available while a request runs"))?;
     match MapKind::of(map) {
         MapKind::Reserved => {
@@ -206,63 +215,78 @@ fn with_tx<T>(ctx: &Context, map: &str, write: bool, f: impl FnOnce(&mut Tx) -> 
     if write && session.access == KvAccess::AppReadOnly {
         return Err(js_err(format!("map {map:?}: this endpoint is readonly and may not write")));
     }
-    let mut tx = session.tx.borrow_mut();
-    let tx = tx.as_mut().ok_or_else(|| js_err("the transaction has ended"))?;
-    Ok(f(tx))
+    session.kv.call(op).map_err(|e| js_err(format!("ccf.kv: {e}")))
+}
+
+fn unexpected(reply: KvReply) -> JsError {
+    js_err(format!("ccf.kv: unexpected reply {reply:?}"))
+}
+
+fn map_key(args: &[JsValue]) -> JsResult<(String, Vec<u8>)> {
+    Ok((arg_string(args, 0, "map name")?, arg_bytes(args, 1, "key")?))
 }
 
 fn kv_has(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    let map = arg_string(args, 0, "map name")?;
-    let key = arg_bytes(args, 1, "key")?;
-    Ok(with_tx(ctx, &map, false, |tx| tx.has(&map, &key))?.into())
+    let (map, key) = map_key(args)?;
+    match kv_call(ctx, &map, false, KvOp::Has { map: map.clone(), key })? {
+        KvReply::Bool(b) => Ok(b.into()),
+        other => Err(unexpected(other)),
+    }
 }
 
 fn kv_get(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    let map = arg_string(args, 0, "map name")?;
-    let key = arg_bytes(args, 1, "key")?;
-    match with_tx(ctx, &map, false, |tx| tx.get(&map, &key))? {
-        Some(v) => new_buffer(&v, ctx),
-        None => Ok(JsValue::undefined()),
+    let (map, key) = map_key(args)?;
+    match kv_call(ctx, &map, false, KvOp::Get { map: map.clone(), key })? {
+        KvReply::Value(Some(v)) => new_buffer(&v, ctx),
+        KvReply::Value(None) => Ok(JsValue::undefined()),
+        other => Err(unexpected(other)),
     }
 }
 
 fn kv_version(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    let map = arg_string(args, 0, "map name")?;
-    let key = arg_bytes(args, 1, "key")?;
-    Ok(match with_tx(ctx, &map, false, |tx| tx.version_of_previous_write(&map, &key))? {
-        Some(v) => JsValue::from(v as f64),
-        None => JsValue::undefined(),
-    })
+    let (map, key) = map_key(args)?;
+    match kv_call(ctx, &map, false, KvOp::Version { map: map.clone(), key })? {
+        KvReply::Version(Some(v)) => Ok(JsValue::from(v as f64)),
+        KvReply::Version(None) => Ok(JsValue::undefined()),
+        other => Err(unexpected(other)),
+    }
 }
 
 fn kv_set(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    let map = arg_string(args, 0, "map name")?;
-    let key = arg_bytes(args, 1, "key")?;
+    let (map, key) = map_key(args)?;
     let value = arg_bytes(args, 2, "value")?;
-    with_tx(ctx, &map, true, |tx| tx.put(&map, key, value))?;
+    kv_call(ctx, &map, true, KvOp::Put { map: map.clone(), key, value })?;
     Ok(JsValue::undefined())
 }
 
 fn kv_delete(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    let map = arg_string(args, 0, "map name")?;
-    let key = arg_bytes(args, 1, "key")?;
-    Ok(with_tx(ctx, &map, true, |tx| tx.remove(&map, key))?.into())
+    let (map, key) = map_key(args)?;
+    match kv_call(ctx, &map, true, KvOp::Remove { map: map.clone(), key })? {
+        KvReply::Bool(b) => Ok(b.into()),
+        other => Err(unexpected(other)),
+    }
 }
 
 fn kv_clear(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let map = arg_string(args, 0, "map name")?;
-    with_tx(ctx, &map, true, |tx| tx.clear(&map))?;
+    kv_call(ctx, &map, true, KvOp::Clear { map: map.clone() })?;
     Ok(JsValue::undefined())
 }
 
 fn kv_size(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let map = arg_string(args, 0, "map name")?;
-    Ok(JsValue::from(with_tx(ctx, &map, false, |tx| tx.size(&map))? as f64))
+    match kv_call(ctx, &map, false, KvOp::Size { map: map.clone() })? {
+        KvReply::Size(n) => Ok(JsValue::from(n as f64)),
+        other => Err(unexpected(other)),
+    }
 }
 
 fn kv_entries(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let map = arg_string(args, 0, "map name")?;
-    let entries = with_tx(ctx, &map, false, |tx| tx.entries(&map))?;
+    let entries = match kv_call(ctx, &map, false, KvOp::Entries { map: map.clone() })? {
+        KvReply::Entries(e) => e,
+        other => return Err(unexpected(other)),
+    };
     let mut pairs = Vec::with_capacity(entries.len());
     for (k, v) in entries {
         let pair = [new_buffer(&k, ctx)?, new_buffer(&v, ctx)?];
@@ -423,36 +447,35 @@ pub fn validate_bundle(bundle: &Bundle) -> Result<(), crate::BundleError> {
     Ok(())
 }
 
-/// Runs one request under `options`' limits. The transaction always comes back, whatever the
-/// script did.
+/// Runs one request under `options`' limits, with `ccf.kv` going to `kv`.
 pub(crate) fn run(
     bundle: &Bundle,
     endpoint: &EndpointDef,
-    request: &JsRequest,
-    tx: Tx,
+    request_json: &str,
+    body: &[u8],
     access: KvAccess,
     options: &RuntimeOptions,
+    kv: Box<dyn KvBackend>,
 ) -> RunOutcome {
     let watch = Watch::start(options);
-    let session = Session { tx: RefCell::new(Some(tx)), access, apply_writes: Cell::new(None), claims_digest: Cell::new(None) };
-    let (response, session) = match new_context(bundle, options) {
+    let session = Session { kv, access, apply_writes: Cell::new(None), claims_digest: Cell::new(None) };
+    match new_context(bundle, options) {
         Ok((mut ctx, loader)) => {
             ctx.insert_data(session);
-            let response = invoke(&mut ctx, &loader, endpoint, request, options, &watch);
-            let session = *ctx.remove_data::<Session>().expect("session inserted above");
-            (response, session)
+            let response = invoke(&mut ctx, &loader, endpoint, request_json, body, options, &watch);
+            let session = ctx.remove_data::<Session>().expect("session inserted above");
+            RunOutcome { response, apply_writes: session.apply_writes.get(), claims_digest: session.claims_digest.get() }
         }
-        Err(e) => (Err(e), session),
-    };
-    let tx = session.tx.into_inner().expect("the transaction is only taken here");
-    RunOutcome { response, tx, apply_writes: session.apply_writes.get(), claims_digest: session.claims_digest.get() }
+        Err(e) => RunOutcome { response: Err(e), apply_writes: None, claims_digest: None },
+    }
 }
 
 fn invoke(
     ctx: &mut Context,
     loader: &BundleLoader,
     endpoint: &EndpointDef,
-    request: &JsRequest,
+    request_json: &str,
+    body: &[u8],
     options: &RuntimeOptions,
     watch: &Watch,
 ) -> Result<JsResponse, ScriptError> {
@@ -460,10 +483,9 @@ fn invoke(
     if let Some(limit) = watch.exceeded() {
         return Err(ScriptError::Limit(limit.describe(options)));
     }
-    let request_json = serde_json::to_string(request).map_err(|e| ScriptError::Exception(e.to_string()))?;
-    let body = new_buffer(&request.body, ctx).map_err(|e| ScriptError::Exception(describe(&e, ctx)))?;
+    let body = new_buffer(body, ctx).map_err(|e| ScriptError::Exception(describe(&e, ctx)))?;
     // The handler runs as an async script so that it yields to `watch` (see `limits`).
-    let args = JsArray::from_iter([handler, JsString::from(request_json.as_str()).into(), body], ctx);
+    let args = JsArray::from_iter([handler, JsString::from(request_json).into(), body], ctx);
     ctx.register_global_property(js_string!("__consort_args"), args, Attribute::all()).map_err(|e| ScriptError::Load(e.to_string()))?;
     let script = Script::parse(Source::from_bytes("__consort_invoke(...__consort_args)"), None, ctx)
         .map_err(|e| ScriptError::Load(e.to_string()))?;

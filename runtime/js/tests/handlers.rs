@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use consort_js::{Bundle, JsPool, JsRequest, KvAccess};
+use consort_js::{Bundle, JsPool, JsRequest, KvAccess, WorkerCommand};
 use consort_kv::{Store, TxId};
 
 const LIB: &str = r#"
@@ -126,7 +126,7 @@ async fn check(pool: &JsPool, store: &Store, bundle: &Arc<Bundle>, c: Case<'_>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_cases() {
-    let pool = JsPool::new(2, 16);
+    let pool = JsPool::new(WorkerCommand::new(env!("CARGO_BIN_EXE_consort-js-worker")), 2, 16);
     let store = Store::default();
     let b = bundle();
     let case = |method, path, body, status, content_type, body_contains, applies| Case {

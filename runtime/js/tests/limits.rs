@@ -1,14 +1,15 @@
-//! Hostile scripts: each is stopped by the limit it hits, with a message naming it, while
-//! other requests keep being served.
+//! Hostile scripts, run in real worker processes: each is stopped by the limit it hits, with a
+//! message naming it, or crashes only its worker, while other requests keep being served.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use consort_js::{Bundle, JsPool, JsRequest, KvAccess, RuntimeOptions, ScriptError};
+use consort_js::{Bundle, JsPool, JsRequest, KvAccess, RuntimeOptions, ScriptError, WorkerCommand};
 use consort_kv::Store;
 
-#[global_allocator]
-static ALLOC: consort_alloc::CountingAllocator = consort_alloc::CountingAllocator;
+fn pool(workers: usize) -> JsPool {
+    JsPool::new(WorkerCommand::new(env!("CARGO_BIN_EXE_consort-js-worker")), workers, 256)
+}
 
 const TIME_MS: u64 = 300;
 
@@ -72,7 +73,7 @@ const HOSTILE: &[(&str, &str, &str)] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_hostile_script_is_stopped_by_its_limit() {
-    let pool = JsPool::new(2, 64);
+    let pool = pool(2);
     let store = Store::default();
     let cases: Vec<(&str, &str)> = HOSTILE.iter().map(|(n, b, _)| (*n, *b)).collect();
     let b = bundle(&cases);
@@ -90,7 +91,7 @@ async fn each_hostile_script_is_stopped_by_its_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thrown_values_of_any_kind_are_500s_with_their_text() {
-    let pool = JsPool::new(1, 8);
+    let pool = pool(1);
     let store = Store::default();
     let cases = [
         ("obj", "throw { code: 7 };"),
@@ -110,7 +111,7 @@ async fn thrown_values_of_any_kind_are_500s_with_their_text() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_requests_are_served_while_hostile_ones_run() {
-    let pool = Arc::new(JsPool::new(2, 256));
+    let pool = Arc::new(pool(2));
     let store = Arc::new(Store::default());
     let b = bundle(&[("endless", "while (true) {}"), ("bomb", "let s = 'x'; while (true) s += s;"), ("ok", "return { body: 'fine' };")]);
     let mut hostile = Vec::new();
@@ -129,4 +130,28 @@ async fn other_requests_are_served_while_hostile_ones_run() {
         assert!(matches!(h.await.expect("join"), Err(ScriptError::Limit(_))));
     }
     assert!(served > 1);
+}
+
+/// Built-ins that Boa runs recursively without a stack check: the script crashes its worker
+/// process, the request gets a clear error, and the next request is served by a new worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashing_the_worker_costs_only_that_request() {
+    let pool = pool(1);
+    let store = Store::default();
+    let cases = [
+        ("deep_json", "let o = {}; for (let i = 0; i < 300000; i++) o = { o }; return { body: JSON.stringify(o).length };"),
+        ("deep_join", "let a = []; for (let i = 0; i < 300000; i++) a = [a]; return { body: String(a) };"),
+        ("deep_eval", "return { body: String(eval('('.repeat(200000) + '1' + ')'.repeat(200000))) };"),
+        ("ok", "return { body: 'still here' };"),
+    ];
+    let b = bundle(&cases);
+    for (name, _) in &cases[..3] {
+        let options = Arc::new(RuntimeOptions { max_execution_time_ms: 20_000, max_heap_bytes: 512 * 1024 * 1024, ..Default::default() });
+        match call_with(&pool, &store, &b, name, options).await.0 {
+            Err(ScriptError::Crashed(m)) => assert!(m.contains("crashed its JS worker"), "{name}: {m}"),
+            Err(ScriptError::Limit(m)) => assert!(m.contains("max_"), "{name}: {m}"),
+            other => panic!("{name}: expected a crash or a limit, got {other:?}"),
+        }
+        assert_eq!(call(&pool, &store, &b, "ok").await.0.expect("served after a crash").body, b"still here");
+    }
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use consort_consensus::{Consensus, ConsensusConfig};
-use consort_js::{Bundle, JsPool, RuntimeOptions};
+use consort_js::{Bundle, JsPool, RuntimeOptions, WorkerCommand};
 use consort_kv::SINGLETON_KEY;
 use tokio::net::TcpListener;
 
@@ -79,7 +79,10 @@ impl Node {
             tracing::info!("resumed the service at {}", consensus.last_committed());
         }
         let workers = if config.js.workers == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { config.js.workers };
-        let pool = JsPool::new(workers, config.js.queue_depth);
+        // JS runs in worker processes started from this same binary (`consort js-worker`), so a
+        // script that crashes Boa takes down only its worker.
+        let program = std::env::current_exe().map_err(|e| format!("locating the consort binary for JS workers: {e}"))?;
+        let pool = JsPool::new(WorkerCommand { program, args: vec!["js-worker".into()] }, workers, config.js.queue_depth);
         Ok(Arc::new(Node {
             config,
             identity,

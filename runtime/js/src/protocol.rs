@@ -1,0 +1,137 @@
+//! Messages between the node and a JS worker process: `len:u32 LE ‖ CBOR`, over the worker's
+//! stdin (node → worker) and stdout (worker → node).
+
+use std::io::{Read, Write};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::EndpointDef;
+use crate::limits::RuntimeOptions;
+use crate::runtime::{JsResponse, KvAccess, ScriptError};
+
+/// Bounds what a corrupt or hostile length prefix can make either side allocate.
+pub const FRAME_BYTES_MAX: usize = 512 * 1024 * 1024;
+
+/// One operation of `ccf.kv` on the request's transaction, which lives in the node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum KvOp {
+    Has {
+        map: String,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
+    Get {
+        map: String,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
+    Version {
+        map: String,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
+    Put {
+        map: String,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
+    Remove {
+        map: String,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
+    Clear {
+        map: String,
+    },
+    Size {
+        map: String,
+    },
+    Entries {
+        map: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum KvReply {
+    Bool(bool),
+    Value(Option<serde_bytes::ByteBuf>),
+    Version(Option<u64>),
+    Size(u64),
+    Entries(Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>),
+    Done,
+}
+
+impl KvOp {
+    /// Runs the operation on the node's transaction.
+    pub fn apply(self, tx: &mut consort_kv::Tx) -> KvReply {
+        use serde_bytes::ByteBuf;
+        match self {
+            KvOp::Has { map, key } => KvReply::Bool(tx.has(&map, &key)),
+            KvOp::Get { map, key } => KvReply::Value(tx.get(&map, &key).map(ByteBuf::from)),
+            KvOp::Version { map, key } => KvReply::Version(tx.version_of_previous_write(&map, &key)),
+            KvOp::Put { map, key, value } => {
+                tx.put(&map, key, value);
+                KvReply::Done
+            }
+            KvOp::Remove { map, key } => KvReply::Bool(tx.remove(&map, key)),
+            KvOp::Clear { map } => {
+                tx.clear(&map);
+                KvReply::Done
+            }
+            KvOp::Size { map } => KvReply::Size(tx.size(&map) as u64),
+            KvOp::Entries { map } => {
+                KvReply::Entries(tx.entries(&map).into_iter().map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v))).collect())
+            }
+        }
+    }
+}
+
+// Messages are built once and serialised at once; boxing the large variant buys nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToWorker {
+    /// Run one request. `bundle` is sent when the worker does not have `bundle_id` yet.
+    Job {
+        bundle_id: u64,
+        bundle: Option<String>,
+        endpoint: EndpointDef,
+        request_json: String,
+        #[serde(with = "serde_bytes")]
+        body: Vec<u8>,
+        access: KvAccess,
+        options: RuntimeOptions,
+    },
+    Kv(KvReply),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FromWorker {
+    Kv(KvOp),
+    Done { response: Result<JsResponse, ScriptError>, apply_writes: Option<bool>, claims_digest: Option<[u8; 32]> },
+}
+
+pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    ciborium::into_writer(msg, &mut buf).map_err(|e| std::io::Error::other(e.to_string()))?;
+    if buf.len() > FRAME_BYTES_MAX {
+        return Err(std::io::Error::other(format!("message of {} bytes is above the {FRAME_BYTES_MAX}-byte frame limit", buf.len())));
+    }
+    w.write_all(&(buf.len() as u32).to_le_bytes())?;
+    w.write_all(&buf)?;
+    w.flush()
+}
+
+pub fn read_frame<T: DeserializeOwned>(r: &mut impl Read) -> std::io::Result<T> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > FRAME_BYTES_MAX {
+        return Err(std::io::Error::other(format!("frame of {len} bytes is above the limit")));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    ciborium::from_reader(buf.as_slice()).map_err(|e| std::io::Error::other(e.to_string()))
+}

@@ -1,0 +1,98 @@
+//! The JS worker process. It reads jobs from stdin, runs each in a fresh Boa context under the
+//! runtime limits, sends every `ccf.kv` operation to the node (which holds the transaction) and
+//! waits for the answer, and writes the outcome to stdout. The node starts it as
+//! `consort js-worker`; if a script crashes it, only this process dies.
+
+use std::cell::RefCell;
+use std::io::{BufReader, BufWriter, Stdin, Stdout};
+use std::process::ExitCode;
+use std::rc::Rc;
+
+use crate::bundle::Bundle;
+use crate::protocol::{read_frame, write_frame, FromWorker, KvOp, KvReply, ToWorker};
+use crate::runtime::{run, KvBackend, ScriptError};
+
+/// Native stack of the thread that runs scripts. Large, so that legitimate deep structures
+/// work; a hostile one that still overflows it kills only this process.
+const SCRIPT_THREAD_STACK_BYTES: usize = 256 * 1024 * 1024;
+
+struct Pipe {
+    input: BufReader<Stdin>,
+    output: BufWriter<Stdout>,
+}
+
+/// `ccf.kv` over the pipe: one round trip per operation.
+struct RemoteKv(Rc<RefCell<Pipe>>);
+
+impl KvBackend for RemoteKv {
+    fn call(&self, op: KvOp) -> Result<KvReply, String> {
+        let mut pipe = self.0.borrow_mut();
+        write_frame(&mut pipe.output, &FromWorker::Kv(op)).map_err(|e| format!("node unreachable: {e}"))?;
+        match read_frame::<ToWorker>(&mut pipe.input) {
+            Ok(ToWorker::Kv(reply)) => Ok(reply),
+            Ok(other) => Err(format!("protocol error: expected a kv reply, got {other:?}")),
+            Err(e) => Err(format!("node unreachable: {e}")),
+        }
+    }
+}
+
+/// Runs the worker until the node closes its stdin.
+pub fn worker_main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CONSORT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let thread = std::thread::Builder::new().name("consort-js".into()).stack_size(SCRIPT_THREAD_STACK_BYTES).spawn(serve);
+    match thread.map(|t| t.join()) {
+        Ok(Ok(code)) => code,
+        _ => ExitCode::FAILURE,
+    }
+}
+
+fn serve() -> ExitCode {
+    let pipe = Rc::new(RefCell::new(Pipe { input: BufReader::new(std::io::stdin()), output: BufWriter::new(std::io::stdout()) }));
+    let mut current: Option<(u64, Bundle)> = None;
+    loop {
+        let msg = read_frame::<ToWorker>(&mut pipe.borrow_mut().input);
+        let (bundle_id, bundle_json, endpoint, request_json, body, access, options) = match msg {
+            Ok(ToWorker::Job { bundle_id, bundle, endpoint, request_json, body, access, options }) => {
+                (bundle_id, bundle, endpoint, request_json, body, access, options)
+            }
+            Ok(other) => {
+                tracing::error!("JS worker: protocol error, expected a job, got {other:?}");
+                return ExitCode::FAILURE;
+            }
+            // The node closed the pipe: it is stopping or replacing this worker.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("JS worker: reading a job: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Some(json) = bundle_json {
+            match Bundle::from_json(json.as_bytes()) {
+                Ok(b) => current = Some((bundle_id, b)),
+                Err(e) => {
+                    let done =
+                        FromWorker::Done { response: Err(ScriptError::Load(e.to_string())), apply_writes: None, claims_digest: None };
+                    if write_frame(&mut pipe.borrow_mut().output, &done).is_err() {
+                        return ExitCode::FAILURE;
+                    }
+                    continue;
+                }
+            }
+        }
+        let done = match &current {
+            Some((id, bundle)) if *id == bundle_id => {
+                let outcome = run(bundle, &endpoint, &request_json, &body, access, &options, Box::new(RemoteKv(pipe.clone())));
+                FromWorker::Done { response: outcome.response, apply_writes: outcome.apply_writes, claims_digest: outcome.claims_digest }
+            }
+            _ => FromWorker::Done {
+                response: Err(ScriptError::Load("the worker was not sent this app".into())),
+                apply_writes: None,
+                claims_digest: None,
+            },
+        };
+        if write_frame(&mut pipe.borrow_mut().output, &done).is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
+}

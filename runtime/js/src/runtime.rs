@@ -419,11 +419,11 @@ fn load_handler(
     Ok(f)
 }
 
-fn new_context(bundle: &Bundle, options: &RuntimeOptions) -> Result<(Context, Rc<BundleLoader>), ScriptError> {
+fn new_context(bundle: &Bundle, options: &RuntimeOptions, instruction_budget: usize) -> Result<(Context, Rc<BundleLoader>), ScriptError> {
     let loader = Rc::new(BundleLoader { modules: bundle.modules.clone(), cache: RefCell::new(HashMap::new()) });
     let mut ctx = Context::builder()
         .module_loader(loader.clone())
-        .instructions_remaining(options.instruction_budget())
+        .instructions_remaining(instruction_budget)
         .build()
         .map_err(|e| ScriptError::Load(e.to_string()))?;
     ctx.runtime_limits_mut().set_recursion_limit(options.recursion_limit());
@@ -432,12 +432,91 @@ fn new_context(bundle: &Bundle, options: &RuntimeOptions) -> Result<(Context, Rc
     Ok((ctx, loader))
 }
 
+/// A reused interpreter may run this many requests' worth of instructions before it is
+/// replaced (each request is still held to its own time limit by the yields and by the
+/// node's watchdog; this only bounds the backstop).
+const REUSE_BUDGET_FACTOR: usize = 256;
+
+/// A Boa context with the app's modules loaded: fresh for one request, or kept across requests
+/// that share an `interpreter_reuse` key (their module state persists, as in CCF).
+pub(crate) struct Interpreter {
+    ctx: Context,
+    loader: Rc<BundleLoader>,
+    /// `__consort_invoke(...__consort_args)`, compiled once.
+    invoke: Script,
+    handlers: HashMap<(String, String), JsValue>,
+    options: RuntimeOptions,
+}
+
+impl Interpreter {
+    pub fn new(bundle: &Bundle, options: &RuntimeOptions, reused: bool) -> Result<Interpreter, ScriptError> {
+        let budget = if reused { options.instruction_budget().saturating_mul(REUSE_BUDGET_FACTOR) } else { options.instruction_budget() };
+        let (mut ctx, loader) = new_context(bundle, options, budget)?;
+        let invoke = Script::parse(Source::from_bytes("__consort_invoke(...__consort_args)"), None, &mut ctx)
+            .map_err(|e| ScriptError::Load(e.to_string()))?;
+        Ok(Interpreter { ctx, loader, invoke, handlers: HashMap::new(), options: options.clone() })
+    }
+
+    /// Whether this interpreter can take another request under `options`.
+    pub fn usable_for(&self, options: &RuntimeOptions) -> bool {
+        self.options == *options && self.ctx.instructions_remaining() >= options.instruction_budget()
+    }
+
+    /// Runs one request with `ccf.kv` going to `kv`. The second value says whether the
+    /// interpreter is still sound (a script stopped by a limit leaves it mid-execution).
+    pub fn run(
+        &mut self,
+        endpoint: &EndpointDef,
+        request_json: &str,
+        body: &[u8],
+        access: KvAccess,
+        kv: Box<dyn KvBackend>,
+    ) -> (RunOutcome, bool) {
+        let watch = Watch::start(&self.options);
+        self.ctx.insert_data(Session { kv, access, apply_writes: Cell::new(None), claims_digest: Cell::new(None) });
+        let response = self.invoke(endpoint, request_json, body, &watch);
+        let session = self.ctx.remove_data::<Session>().expect("session inserted above");
+        let sound = !matches!(response, Err(ScriptError::Limit(_)));
+        (RunOutcome { response, apply_writes: session.apply_writes.get(), claims_digest: session.claims_digest.get() }, sound)
+    }
+
+    fn handler(&mut self, endpoint: &EndpointDef) -> Result<JsValue, ScriptError> {
+        let key = (endpoint.js_module.clone(), endpoint.js_function.clone());
+        if let Some(h) = self.handlers.get(&key) {
+            return Ok(h.clone());
+        }
+        let h = load_handler(&mut self.ctx, &self.loader, endpoint, &self.options)?;
+        self.handlers.insert(key, h.clone());
+        Ok(h)
+    }
+
+    fn invoke(&mut self, endpoint: &EndpointDef, request_json: &str, body: &[u8], watch: &Watch) -> Result<JsResponse, ScriptError> {
+        let handler = self.handler(endpoint)?;
+        let options = &self.options;
+        if let Some(limit) = watch.exceeded() {
+            return Err(ScriptError::Limit(limit.describe(options)));
+        }
+        let ctx = &mut self.ctx;
+        let body = new_buffer(body, ctx).map_err(|e| ScriptError::Exception(describe(&e, ctx)))?;
+        // The handler runs as an async script so that it yields to `watch` (see `limits`).
+        let args = JsArray::from_iter([handler, JsString::from(request_json).into(), body], ctx);
+        ctx.global_object().set(js_string!("__consort_args"), args, false, ctx).map_err(|e| ScriptError::Load(e.to_string()))?;
+        let result = match watch.drive(self.invoke.evaluate_async_with_budget(ctx, crate::limits::YIELD_BUDGET)) {
+            Err(limit) => return Err(ScriptError::Limit(limit.describe(options))),
+            Ok(r) => r.and_then(|v| ctx.run_jobs().map(|()| v)),
+        };
+        let result = result.map_err(|e| script_error(&e, ctx, options, false))?;
+        read_response(&result, ctx)
+    }
+}
+
 /// Checks at deploy time that every endpoint's module compiles and exports its function.
 pub fn validate_bundle(bundle: &Bundle) -> Result<(), crate::BundleError> {
     let options = RuntimeOptions::default();
     for (path, methods) in &bundle.metadata.endpoints {
         for (method, def) in methods {
-            let (mut ctx, loader) = new_context(bundle, &options).map_err(|e| crate::BundleError::Invalid(e.to_string()))?;
+            let (mut ctx, loader) =
+                new_context(bundle, &options, options.instruction_budget()).map_err(|e| crate::BundleError::Invalid(e.to_string()))?;
             load_handler(&mut ctx, &loader, def, &options).map_err(|e| crate::BundleError::Endpoint {
                 endpoint: format!("{} {path}", method.to_uppercase()),
                 message: e.to_string(),
@@ -445,56 +524,6 @@ pub fn validate_bundle(bundle: &Bundle) -> Result<(), crate::BundleError> {
         }
     }
     Ok(())
-}
-
-/// Runs one request under `options`' limits, with `ccf.kv` going to `kv`.
-pub(crate) fn run(
-    bundle: &Bundle,
-    endpoint: &EndpointDef,
-    request_json: &str,
-    body: &[u8],
-    access: KvAccess,
-    options: &RuntimeOptions,
-    kv: Box<dyn KvBackend>,
-) -> RunOutcome {
-    let watch = Watch::start(options);
-    let session = Session { kv, access, apply_writes: Cell::new(None), claims_digest: Cell::new(None) };
-    match new_context(bundle, options) {
-        Ok((mut ctx, loader)) => {
-            ctx.insert_data(session);
-            let response = invoke(&mut ctx, &loader, endpoint, request_json, body, options, &watch);
-            let session = ctx.remove_data::<Session>().expect("session inserted above");
-            RunOutcome { response, apply_writes: session.apply_writes.get(), claims_digest: session.claims_digest.get() }
-        }
-        Err(e) => RunOutcome { response: Err(e), apply_writes: None, claims_digest: None },
-    }
-}
-
-fn invoke(
-    ctx: &mut Context,
-    loader: &BundleLoader,
-    endpoint: &EndpointDef,
-    request_json: &str,
-    body: &[u8],
-    options: &RuntimeOptions,
-    watch: &Watch,
-) -> Result<JsResponse, ScriptError> {
-    let handler = load_handler(ctx, loader, endpoint, options)?;
-    if let Some(limit) = watch.exceeded() {
-        return Err(ScriptError::Limit(limit.describe(options)));
-    }
-    let body = new_buffer(body, ctx).map_err(|e| ScriptError::Exception(describe(&e, ctx)))?;
-    // The handler runs as an async script so that it yields to `watch` (see `limits`).
-    let args = JsArray::from_iter([handler, JsString::from(request_json).into(), body], ctx);
-    ctx.register_global_property(js_string!("__consort_args"), args, Attribute::all()).map_err(|e| ScriptError::Load(e.to_string()))?;
-    let script = Script::parse(Source::from_bytes("__consort_invoke(...__consort_args)"), None, ctx)
-        .map_err(|e| ScriptError::Load(e.to_string()))?;
-    let result = match watch.drive(script.evaluate_async_with_budget(ctx, crate::limits::YIELD_BUDGET)) {
-        Err(limit) => return Err(ScriptError::Limit(limit.describe(options))),
-        Ok(r) => r.and_then(|v| ctx.run_jobs().map(|()| v)),
-    };
-    let result = result.map_err(|e| script_error(&e, ctx, options, false))?;
-    read_response(&result, ctx)
 }
 
 #[derive(serde::Deserialize)]

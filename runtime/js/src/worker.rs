@@ -10,7 +10,8 @@ use std::rc::Rc;
 
 use crate::bundle::Bundle;
 use crate::protocol::{read_frame, write_frame, FromWorker, KvOp, KvReply, ToWorker};
-use crate::runtime::{run, KvBackend, ScriptError};
+use crate::runtime::{Interpreter, KvBackend, ScriptError};
+use std::collections::HashMap;
 
 /// Native stack of the thread that runs scripts. Large, so that legitimate deep structures
 /// work; a hostile one that still overflows it kills only this process.
@@ -47,9 +48,24 @@ pub fn worker_main() -> ExitCode {
     }
 }
 
+/// The interpreter for one request: the one kept for its `interpreter_reuse` key if there is
+/// one still usable, else a new one.
+fn interpreter_for(
+    kept: &mut HashMap<String, Interpreter>,
+    key: Option<&str>,
+    bundle: &Bundle,
+    options: &crate::RuntimeOptions,
+) -> Result<Interpreter, ScriptError> {
+    if let Some(i) = key.and_then(|k| kept.remove(k)).filter(|i| i.usable_for(options)) {
+        return Ok(i);
+    }
+    Interpreter::new(bundle, options, key.is_some())
+}
+
 fn serve() -> ExitCode {
     let pipe = Rc::new(RefCell::new(Pipe { input: BufReader::new(std::io::stdin()), output: BufWriter::new(std::io::stdout()) }));
     let mut current: Option<(u64, Bundle)> = None;
+    let mut kept: HashMap<String, Interpreter> = HashMap::new();
     loop {
         let msg = read_frame::<ToWorker>(&mut pipe.borrow_mut().input);
         let (bundle_id, bundle_json, endpoint, request_json, body, access, options) = match msg {
@@ -68,6 +84,7 @@ fn serve() -> ExitCode {
             }
         };
         if let Some(json) = bundle_json {
+            kept.clear();
             match Bundle::from_json(json.as_bytes()) {
                 Ok(b) => current = Some((bundle_id, b)),
                 Err(e) => {
@@ -82,8 +99,27 @@ fn serve() -> ExitCode {
         }
         let done = match &current {
             Some((id, bundle)) if *id == bundle_id => {
-                let outcome = run(bundle, &endpoint, &request_json, &body, access, &options, Box::new(RemoteKv(pipe.clone())));
-                FromWorker::Done { response: outcome.response, apply_writes: outcome.apply_writes, claims_digest: outcome.claims_digest }
+                let key = endpoint.interpreter_reuse.as_ref().and_then(|r| r.get("key")).and_then(|k| k.as_str()).map(str::to_owned);
+                match interpreter_for(&mut kept, key.as_deref(), bundle, &options) {
+                    Ok(mut interpreter) => {
+                        let (outcome, sound) = interpreter.run(&endpoint, &request_json, &body, access, Box::new(RemoteKv(pipe.clone())));
+                        if let (Some(key), true) = (key, sound) {
+                            if kept.len() >= options.max_cached_interpreters.max(1) as usize {
+                                // Keep the cache bounded: drop some other interpreter.
+                                if let Some(victim) = kept.keys().next().cloned() {
+                                    kept.remove(&victim);
+                                }
+                            }
+                            kept.insert(key, interpreter);
+                        }
+                        FromWorker::Done {
+                            response: outcome.response,
+                            apply_writes: outcome.apply_writes,
+                            claims_digest: outcome.claims_digest,
+                        }
+                    }
+                    Err(e) => FromWorker::Done { response: Err(e), apply_writes: None, claims_digest: None },
+                }
             }
             _ => FromWorker::Done {
                 response: Err(ScriptError::Load("the worker was not sent this app".into())),

@@ -183,3 +183,36 @@ fn deploy_refuses_missing_functions_and_bad_modules() {
     assert!(err.contains("bundle your dependencies"), "{err}");
     consort_js::validate_bundle(&mk("export function f() {}", "f")).expect("ok");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn module_state_persists_only_under_interpreter_reuse() {
+    let module = "let calls = 0; export function count() { calls += 1; return { body: String(calls) }; }";
+    let ep = |reuse: Option<&str>| {
+        let mut e = serde_json::json!({"js_module": "m.js", "js_function": "count", "authn_policies": []});
+        if let Some(k) = reuse {
+            e["interpreter_reuse"] = serde_json::json!({"key": k});
+        }
+        e
+    };
+    let json = serde_json::json!({
+        "metadata": {"endpoints": {"/fresh": {"get": ep(None)}, "/reused": {"get": ep(Some("a"))}, "/other": {"get": ep(Some("b"))}}},
+        "modules": [{"name": "m.js", "module": module}]
+    });
+    let b = Arc::new(Bundle::from_json(json.to_string().as_bytes()).expect("bundle"));
+    let pool = JsPool::new(WorkerCommand::new(env!("CARGO_BIN_EXE_consort-js-worker")), 1, 16);
+    let store = Store::default();
+    let get = async |path: &str| {
+        let m = b.route("GET", path).expect("route");
+        let request = JsRequest { method: "GET".into(), path: path.into(), ..Default::default() };
+        let ex = pool
+            .execute(b.clone(), m.endpoint.clone(), request, store.begin(), KvAccess::AppReadOnly, Default::default())
+            .await
+            .expect("pool");
+        String::from_utf8(ex.response.expect("ok").body).expect("utf8")
+    };
+    assert_eq!([get("/fresh").await, get("/fresh").await], ["1", "1"], "no reuse: fresh module state every time");
+    assert_eq!([get("/reused").await, get("/reused").await, get("/reused").await], ["1", "2", "3"], "same key: state persists");
+    assert_eq!(get("/other").await, "1", "another key: another interpreter");
+    assert_eq!(get("/reused").await, "4");
+    assert_eq!(get("/fresh").await, "1");
+}

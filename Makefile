@@ -6,7 +6,7 @@ CARGO ?= cargo
 WORKSPACE ?= workspace
 RPC_PORT ?= 8000
 
-.PHONY: build run test lint fmt clean
+.PHONY: build run test lint fmt clean bench
 
 # One debug build (dependencies optimised, see Cargo.toml) serves `make run` and every test.
 build:
@@ -25,6 +25,12 @@ test: build
 	set -o pipefail; $(CARGO) test --workspace --lib --bins --tests 2>&1 | tee target/test.log || status=$$?; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log; \
 	exit $$status
+
+# Load and latency of the logging sample on a release build, and the bare-engine baseline.
+# Prints a Markdown table; docs/perf.md keeps the latest figures.
+bench:
+	$(CARGO) build --release --workspace --bins
+	CONSORT_BIN=$(CURDIR)/target/release/consort ./target/release/consort-bench
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -543,3 +543,37 @@ fn read_response(result: &JsValue, ctx: &mut Context) -> Result<JsResponse, Scri
     let body = body.as_object().and_then(|o| JsArrayBuffer::from_object(o).ok()).and_then(|b| b.to_vec()).unwrap_or_default();
     Ok(JsResponse { status: meta.status, headers: meta.headers, content_type: meta.content_type, body })
 }
+
+/// `ccf.kv` straight on a transaction in this process (no worker, no pipe).
+struct LocalKv(RefCell<consort_kv::Tx>);
+
+impl KvBackend for LocalKv {
+    fn call(&self, op: KvOp) -> Result<KvReply, String> {
+        Ok(op.apply(&mut self.0.borrow_mut()))
+    }
+}
+
+/// The bare-engine baseline of `make bench`: calls one endpoint `iterations` times on one
+/// reused interpreter in this thread, each call on a fresh transaction of `store`, with no
+/// worker process, no pipe and no HTTP. Returns the time taken.
+pub fn bench_direct_calls(
+    bundle: &Bundle,
+    endpoint: &EndpointDef,
+    request: &JsRequest,
+    store: &consort_kv::Store,
+    iterations: usize,
+) -> Result<std::time::Duration, ScriptError> {
+    let options = RuntimeOptions::default();
+    let mut interpreter = Interpreter::new(bundle, &options, true)?;
+    let request_json = serde_json::to_string(request).map_err(|e| ScriptError::Exception(e.to_string()))?;
+    let started = std::time::Instant::now();
+    for _ in 0..iterations {
+        if !interpreter.usable_for(&options) {
+            interpreter = Interpreter::new(bundle, &options, true)?;
+        }
+        let kv = Box::new(LocalKv(RefCell::new(store.begin())));
+        let (outcome, _) = interpreter.run(endpoint, &request_json, &request.body, KvAccess::AppReadOnly, kv);
+        outcome.response?;
+    }
+    Ok(started.elapsed())
+}

@@ -1,0 +1,137 @@
+//! `make bench`: the logging sample under load over keep-alive mutual TLS, and the same GET
+//! handler called directly on a bare interpreter, so that the framework's overhead is a ratio
+//! measured in the same run. Prints a Markdown table (docs/perf.md keeps the latest).
+//!
+//! Uses the binary named by `CONSORT_BIN` (make bench builds and names the release one).
+//! `BENCH_SECONDS` sets the length of each measurement (default 5).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use consort_tests::{repo_root, temp_workspace, Sandbox};
+
+struct Row {
+    op: &'static str,
+    clients: usize,
+    requests: usize,
+    failures: usize,
+    seconds: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+async fn load(s: &Sandbox, op: &'static str, clients: usize, seconds: f64) -> Row {
+    let client = s.client(Some("user0"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let failures = Arc::new(Mutex::new(0usize));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (client, stop, latencies, failures) = (client.clone(), stop.clone(), latencies.clone(), failures.clone());
+        let url = s.url("/app/log/private");
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            let mut failed = 0;
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let result = if op == "GET" {
+                    client.get(format!("{url}?id={}", i % 100)).send().await
+                } else {
+                    client.post(&url).json(&serde_json::json!({"id": format!("{c}-{i}"), "msg": "benchmark message"})).send().await
+                };
+                match result {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        mine.push(started.elapsed());
+                    }
+                    _ => failed += 1,
+                }
+                i += 1;
+            }
+            latencies.lock().expect("lock").extend(mine);
+            *failures.lock().expect("lock") += failed;
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut l = latencies.lock().expect("lock").clone();
+    l.sort();
+    let failures = *failures.lock().expect("lock");
+    Row { op, clients, requests: l.len(), failures, seconds: elapsed, p50_ms: percentile(&l, 0.5), p99_ms: percentile(&l, 0.99) }
+}
+
+fn bare_engine_get_per_second() -> f64 {
+    let app = repo_root().join("samples/logging");
+    let read = |p: &str| std::fs::read_to_string(app.join(p)).expect("sample file");
+    let json = serde_json::json!({
+        "metadata": serde_json::from_str::<serde_json::Value>(&read("app.json")).expect("app.json"),
+        "modules": [{"name": "logging.js", "module": read("src/logging.js")}, {"name": "util.js", "module": read("src/util.js")}],
+    });
+    let bundle = consort_js::Bundle::from_json(json.to_string().as_bytes()).expect("bundle");
+    let endpoint = bundle.route("GET", "/log/private").expect("route").endpoint.clone();
+    let store = consort_kv::Store::default();
+    let mut tx = store.begin();
+    tx.put("records", b"1".to_vec(), b"benchmark message".to_vec());
+    let r = store.reserve(&tx).expect("reserve");
+    store.apply(consort_kv::TxId::new(1, 1), tx.write_set());
+    drop(r);
+    let request = consort_js::JsRequest { method: "GET".into(), path: "/app/log/private".into(), query: "id=1".into(), ..Default::default() };
+    let n = 20_000;
+    let _ = consort_js::bench_direct_calls(&bundle, &endpoint, &request, &store, 1000).expect("warm-up");
+    let took = consort_js::bench_direct_calls(&bundle, &endpoint, &request, &store, n).expect("bare calls");
+    n as f64 / took.as_secs_f64()
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let seconds: f64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ws = temp_workspace("bench");
+    let s = Sandbox::start(&ws, Some(&repo_root().join("samples/logging")));
+    let seed = s.client(Some("user0"));
+    for i in 0..100 {
+        let r = seed.post(s.url("/app/log/private")).json(&serde_json::json!({"id": i, "msg": "benchmark message"})).send().await.expect("seed");
+        assert!(r.status().is_success());
+    }
+    let _ = load(&s, "GET", 16, 1.0).await; // warm-up: connections, workers, interpreters
+    let mut rows = Vec::new();
+    for op in ["POST", "GET"] {
+        for clients in [1, 16, 64] {
+            let row = load(&s, op, clients, seconds).await;
+            eprintln!("{op} x{clients}: {:.0} req/s", row.requests as f64 / row.seconds);
+            rows.push(row);
+        }
+    }
+    drop(s);
+    let bare = bare_engine_get_per_second();
+    println!("| operation | clients | requests/s | p50 ms | p99 ms | failed |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!("| {} /app/log/private | {} | {:.0} | {:.2} | {:.2} | {} |", r.op, r.clients, r.requests as f64 / r.seconds, r.p50_ms, r.p99_ms, r.failures);
+    }
+    let get64 = rows.iter().find(|r| r.op == "GET" && r.clients == 64).map_or(0.0, |r| r.requests as f64 / r.seconds);
+    println!();
+    println!("Bare engine: the GET handler called directly on one reused interpreter, one thread: {bare:.0} calls/s.");
+    println!(
+        "Framework over the engine on GET at 64 clients: {:.0} req/s on {cores} cores = {:.0} req/s per core, {:.2}x the time of a bare call.",
+        get64,
+        get64 / cores as f64,
+        if get64 > 0.0 { bare / (get64 / cores as f64) } else { f64::INFINITY }
+    );
+    let _ = std::fs::remove_dir_all(&ws);
+}

@@ -90,7 +90,8 @@ fn bare_engine_get_per_second() -> f64 {
     let r = store.reserve(&tx).expect("reserve");
     store.apply(consort_kv::TxId::new(1, 1), tx.write_set());
     drop(r);
-    let request = consort_js::JsRequest { method: "GET".into(), path: "/app/log/private".into(), query: "id=1".into(), ..Default::default() };
+    let request =
+        consort_js::JsRequest { method: "GET".into(), path: "/app/log/private".into(), query: "id=1".into(), ..Default::default() };
     let n = 20_000;
     let _ = consort_js::bench_direct_calls(&bundle, &endpoint, &request, &store, 1000).expect("warm-up");
     let took = consort_js::bench_direct_calls(&bundle, &endpoint, &request, &store, n).expect("bare calls");
@@ -105,7 +106,12 @@ async fn main() {
     let s = Sandbox::start(&ws, Some(&repo_root().join("samples/logging")));
     let seed = s.client(Some("user0"));
     for i in 0..100 {
-        let r = seed.post(s.url("/app/log/private")).json(&serde_json::json!({"id": i, "msg": "benchmark message"})).send().await.expect("seed");
+        let r = seed
+            .post(s.url("/app/log/private"))
+            .json(&serde_json::json!({"id": i, "msg": "benchmark message"}))
+            .send()
+            .await
+            .expect("seed");
         assert!(r.status().is_success());
     }
     let _ = load(&s, "GET", 16, 1.0).await; // warm-up: connections, workers, interpreters
@@ -122,7 +128,15 @@ async fn main() {
     println!("| operation | clients | requests/s | p50 ms | p99 ms | failed |");
     println!("|---|---:|---:|---:|---:|---:|");
     for r in &rows {
-        println!("| {} /app/log/private | {} | {:.0} | {:.2} | {:.2} | {} |", r.op, r.clients, r.requests as f64 / r.seconds, r.p50_ms, r.p99_ms, r.failures);
+        println!(
+            "| {} /app/log/private | {} | {:.0} | {:.2} | {:.2} | {} |",
+            r.op,
+            r.clients,
+            r.requests as f64 / r.seconds,
+            r.p50_ms,
+            r.p99_ms,
+            r.failures
+        );
     }
     let get64 = rows.iter().find(|r| r.op == "GET" && r.clients == 64).map_or(0.0, |r| r.requests as f64 / r.seconds);
     println!();

@@ -36,12 +36,14 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-/// A one-node network started with `consort sandbox`.
+/// A one-node network started with `consort sandbox` (or `consort start --config`).
 pub struct Sandbox {
     child: Option<Child>,
     pub workspace: PathBuf,
     pub port: u16,
     stderr_log: PathBuf,
+    /// Where the service certificate and the identities are.
+    certs: PathBuf,
 }
 
 impl Sandbox {
@@ -68,7 +70,8 @@ impl Sandbox {
                 }
             }
         });
-        let mut sandbox = Sandbox { child: Some(child), workspace: workspace.to_owned(), port, stderr_log };
+        let mut sandbox =
+            Sandbox { child: Some(child), workspace: workspace.to_owned(), port, stderr_log, certs: workspace.join("sandbox_common") };
         if rx.recv_timeout(Duration::from_secs(60)).is_err() {
             let log = std::fs::read_to_string(&sandbox.stderr_log).unwrap_or_default();
             sandbox.kill9();
@@ -77,8 +80,46 @@ impl Sandbox {
         sandbox
     }
 
+    /// Starts `consort start --config` with `config` (JSON), whose `directory` must be inside
+    /// `workspace`; identities named in it are expected in `workspace`.
+    pub fn start_config(workspace: &Path, config: serde_json::Value) -> Sandbox {
+        let port: u16 = config["rpc_address"]
+            .as_str()
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .expect("rpc_address with a port");
+        let directory = PathBuf::from(config["directory"].as_str().expect("directory"));
+        let file = workspace.join("config.json");
+        std::fs::write(&file, config.to_string()).expect("write config");
+        let stderr_log = workspace.join(format!("node-{port}.log"));
+        let log = std::fs::File::create(&stderr_log).expect("log file");
+        let child = Command::new(consort_bin())
+            .args(["start", "--config"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn consort");
+        let mut s = Sandbox { child: Some(child), workspace: workspace.to_owned(), port, stderr_log, certs: directory.clone() };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !(directory.join("service_cert.pem").exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()) {
+            if Instant::now() > deadline {
+                let log = s.log();
+                s.kill9();
+                panic!("node did not start within 60 s; its log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    pub fn free_port() -> u16 {
+        free_port()
+    }
+
+    /// Where the service certificate is (and, for a sandbox, member0 and user0).
     pub fn common(&self) -> PathBuf {
-        self.workspace.join("sandbox_common")
+        self.certs.clone()
     }
 
     pub fn url(&self, path: &str) -> String {

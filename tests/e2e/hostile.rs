@@ -1,0 +1,74 @@
+//! Hostile scripts against a real node: each is answered with a 500 that names what stopped
+//! it, and a client calling a well-behaved endpoint at the same time sees no failure.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use consort_tests::{repo_root, temp_workspace, Sandbox};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_scripts_never_take_the_node_down() {
+    let ws = temp_workspace("hostile");
+    let port = Sandbox::free_port();
+    let dir = ws.join("node");
+    let s = Sandbox::start_config(
+        &ws,
+        json!({
+            "rpc_address": format!("127.0.0.1:{port}"),
+            "node_address": format!("127.0.0.1:{}", Sandbox::free_port()),
+            "directory": dir,
+            "js": {"workers": 2, "runtime_options": {"max_execution_time_ms": 500, "max_heap_bytes": 64 * 1024 * 1024, "return_exception_details": true}},
+            "command": {"type": "start", "app": repo_root().join("tests/apps/hostile")},
+        }),
+    );
+    let client = s.client(None);
+    let stop = Arc::new(AtomicBool::new(false));
+    let bystander = {
+        let (client, stop, url) = (client.clone(), stop.clone(), s.url("/app/ok"));
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                match client.post(&url).send().await {
+                    Ok(r) if r.status() == StatusCode::OK => ok += 1,
+                    Ok(r) => failed.push(format!("{} {}", r.status(), r.text().await.unwrap_or_default())),
+                    Err(e) => failed.push(e.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ok, failed)
+        })
+    };
+    let cases = [
+        ("endless", "max_execution_time_ms"),
+        ("spread", "max_execution_time_ms"),
+        ("callbacks", "max_execution_time_ms"),
+        ("recursion", "max_stack_bytes"),
+        ("heap", "max_heap_bytes"),
+        ("strings", "max_heap_bytes"),
+        ("huge", "max_heap_bytes"),
+        ("throwsNonError", "an Error"),
+        ("crash", "crashed its JS worker"),
+    ];
+    for (name, expect) in cases {
+        let r = client.post(s.url(&format!("/app/{name}"))).send().await.expect("answered");
+        let status = r.status();
+        let body: Value = r.json().await.expect("json error");
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{name}: {body}");
+        assert_eq!(body["error"]["code"], "InternalError", "{name}");
+        let message = body["error"]["message"].as_str().expect("message");
+        // A heap bomb may run out of time first on a slow machine, and the crash case may not
+        // finish building its structure within the time limit: either way a limit is honest.
+        let may_time_out = expect == "max_heap_bytes" || name == "crash";
+        let limit_hit = message.contains(expect) || (may_time_out && message.contains("max_execution_time_ms"));
+        assert!(limit_hit, "{name}: {message} should mention {expect}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = bystander.await.expect("bystander");
+    assert!(failed.is_empty(), "the concurrent client saw failures: {failed:?}");
+    assert!(ok > 10, "the concurrent client was served ({ok} calls)");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&ws);
+}

@@ -213,12 +213,12 @@ fn run_job(
         *process = Some(spawn(command, watched)?);
     }
     let p = process.as_mut().expect("spawned above");
-    let request_json = serde_json::to_string(request).map_err(|e| ScriptError::Exception(e.to_string()))?;
+    let request_value = serde_json::to_value(request).map_err(|e| ScriptError::Exception(e.to_string()))?;
     let job = ToWorker::Job {
         bundle_id,
         bundle: (p.bundle_id != Some(bundle_id)).then(|| bundle_json.to_owned()),
         endpoint,
-        request_json,
+        request: request_value,
         body: request.body.clone(),
         access,
         options: options.clone(),

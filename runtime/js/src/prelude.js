@@ -66,8 +66,7 @@
   globalThis.console = { log: log("info"), info: log("info"), warn: log("warn"), error: log("error"), debug: log("debug") };
 
   // Calls a handler and turns its answer into [metaJson, bodyArrayBuffer] (SPEC §4 body rules).
-  globalThis.__consort_invoke = function (handler, requestJson, body) {
-    const request = JSON.parse(requestJson);
+  globalThis.__consort_invoke = function (handler, request, body) {
     request.body = {
       text: () => N.bufToStr(body),
       json: () => JSON.parse(N.bufToStr(body)),

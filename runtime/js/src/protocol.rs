@@ -98,7 +98,9 @@ pub enum ToWorker {
         bundle_id: u64,
         bundle: Option<String>,
         endpoint: EndpointDef,
-        request_json: String,
+        /// The request object as the handler sees it, minus its body (built natively in the
+        /// worker: Boa's `JSON.parse` goes through its full JS parser).
+        request: serde_json::Value,
         #[serde(with = "serde_bytes")]
         body: Vec<u8>,
         access: KvAccess,

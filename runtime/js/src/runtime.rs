@@ -467,14 +467,14 @@ impl Interpreter {
     pub fn run(
         &mut self,
         endpoint: &EndpointDef,
-        request_json: &str,
+        request: &serde_json::Value,
         body: &[u8],
         access: KvAccess,
         kv: Box<dyn KvBackend>,
     ) -> (RunOutcome, bool) {
         let watch = Watch::start(&self.options);
         self.ctx.insert_data(Session { kv, access, apply_writes: Cell::new(None), claims_digest: Cell::new(None) });
-        let response = self.invoke(endpoint, request_json, body, &watch);
+        let response = self.invoke(endpoint, request, body, &watch);
         let session = self.ctx.remove_data::<Session>().expect("session inserted above");
         let sound = !matches!(response, Err(ScriptError::Limit(_)));
         (RunOutcome { response, apply_writes: session.apply_writes.get(), claims_digest: session.claims_digest.get() }, sound)
@@ -490,7 +490,13 @@ impl Interpreter {
         Ok(h)
     }
 
-    fn invoke(&mut self, endpoint: &EndpointDef, request_json: &str, body: &[u8], watch: &Watch) -> Result<JsResponse, ScriptError> {
+    fn invoke(
+        &mut self,
+        endpoint: &EndpointDef,
+        request: &serde_json::Value,
+        body: &[u8],
+        watch: &Watch,
+    ) -> Result<JsResponse, ScriptError> {
         let handler = self.handler(endpoint)?;
         let options = &self.options;
         if let Some(limit) = watch.exceeded() {
@@ -499,7 +505,8 @@ impl Interpreter {
         let ctx = &mut self.ctx;
         let body = new_buffer(body, ctx).map_err(|e| ScriptError::Exception(describe(&e, ctx)))?;
         // The handler runs as an async script so that it yields to `watch` (see `limits`).
-        let args = JsArray::from_iter([handler, JsString::from(request_json).into(), body], ctx);
+        let request = JsValue::from_json(request, ctx).map_err(|e| ScriptError::Exception(describe(&e, ctx)))?;
+        let args = JsArray::from_iter([handler, request, body], ctx);
         ctx.global_object().set(js_string!("__consort_args"), args, false, ctx).map_err(|e| ScriptError::Load(e.to_string()))?;
         let result = match watch.drive(self.invoke.evaluate_async_with_budget(ctx, crate::limits::YIELD_BUDGET)) {
             Err(limit) => return Err(ScriptError::Limit(limit.describe(options))),
@@ -565,14 +572,14 @@ pub fn bench_direct_calls(
 ) -> Result<std::time::Duration, ScriptError> {
     let options = RuntimeOptions::default();
     let mut interpreter = Interpreter::new(bundle, &options, true)?;
-    let request_json = serde_json::to_string(request).map_err(|e| ScriptError::Exception(e.to_string()))?;
+    let request_value = serde_json::to_value(request).map_err(|e| ScriptError::Exception(e.to_string()))?;
     let started = std::time::Instant::now();
     for _ in 0..iterations {
         if !interpreter.usable_for(&options) {
             interpreter = Interpreter::new(bundle, &options, true)?;
         }
         let kv = Box::new(LocalKv(RefCell::new(store.begin())));
-        let (outcome, _) = interpreter.run(endpoint, &request_json, &request.body, KvAccess::AppReadOnly, kv);
+        let (outcome, _) = interpreter.run(endpoint, &request_value, &request.body, KvAccess::AppReadOnly, kv);
         outcome.response?;
     }
     Ok(started.elapsed())

@@ -68,9 +68,9 @@ fn serve() -> ExitCode {
     let mut kept: HashMap<String, Interpreter> = HashMap::new();
     loop {
         let msg = read_frame::<ToWorker>(&mut pipe.borrow_mut().input);
-        let (bundle_id, bundle_json, endpoint, request_json, body, access, options) = match msg {
-            Ok(ToWorker::Job { bundle_id, bundle, endpoint, request_json, body, access, options }) => {
-                (bundle_id, bundle, endpoint, request_json, body, access, options)
+        let (bundle_id, bundle_json, endpoint, request, body, access, options) = match msg {
+            Ok(ToWorker::Job { bundle_id, bundle, endpoint, request, body, access, options }) => {
+                (bundle_id, bundle, endpoint, request, body, access, options)
             }
             Ok(other) => {
                 tracing::error!("JS worker: protocol error, expected a job, got {other:?}");
@@ -102,7 +102,7 @@ fn serve() -> ExitCode {
                 let key = endpoint.interpreter_reuse.as_ref().and_then(|r| r.get("key")).and_then(|k| k.as_str()).map(str::to_owned);
                 match interpreter_for(&mut kept, key.as_deref(), bundle, &options) {
                     Ok(mut interpreter) => {
-                        let (outcome, sound) = interpreter.run(&endpoint, &request_json, &body, access, Box::new(RemoteKv(pipe.clone())));
+                        let (outcome, sound) = interpreter.run(&endpoint, &request, &body, access, Box::new(RemoteKv(pipe.clone())));
                         if let (Some(key), true) = (key, sound) {
                             if kept.len() >= options.max_cached_interpreters.max(1) as usize {
                                 // Keep the cache bounded: drop some other interpreter.

@@ -65,6 +65,9 @@ async fn hostile_scripts_never_take_the_node_down() {
         let limit_hit = message.contains(expect) || (may_time_out && message.contains("max_execution_time_ms"));
         assert!(limit_hit, "{name}: {message} should mention {expect}");
     }
+    let metrics: Value = client.get(s.url("/node/js_metrics")).send().await.expect("metrics").json().await.expect("json");
+    assert!(metrics["limit_stops"].as_u64() >= Some(6), "{metrics}");
+    assert_eq!(metrics["max_execution_time"], 500);
     stop.store(true, Ordering::Relaxed);
     let (ok, failed) = bystander.await.expect("bystander");
     assert!(failed.is_empty(), "the concurrent client saw failures: {failed:?}");

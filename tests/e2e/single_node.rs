@@ -114,6 +114,12 @@ async fn logging_sample_over_mutual_tls() {
     assert_eq!(anonymous.get(s.url("/node/ready/app")).send().await.expect("ready").status(), StatusCode::NO_CONTENT);
     let (_, commit) = get(&anonymous, &s.url("/node/commit")).await;
     assert!(commit["transaction_id"].as_str().expect("txid").contains('.'));
+    let (status, metrics) = get(&anonymous, &s.url("/node/js_metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(metrics["executions"].as_u64() > Some(10), "{metrics}");
+    assert!(metrics["interpreters_reused"].as_u64() > Some(0), "the sample sets interpreter_reuse: {metrics}");
+    assert_eq!(metrics["max_execution_time"], 5000);
+    assert_eq!(metrics["worker_crashes"], 0);
     let (_, api) = get(&anonymous, &s.url("/app/api")).await;
     assert_eq!(api["openapi"], "3.0.0");
     assert_eq!(api["paths"]["/app/log/private"]["post"]["summary"], "Record a private message");

@@ -13,6 +13,6 @@ mod worker;
 
 pub use bundle::{AppMetadata, Bundle, BundleError, EndpointDef, EndpointMatch, Mode};
 pub use limits::{instructions_per_ms, Limit, RuntimeOptions};
-pub use pool::{Execution, JsPool, PoolError, WorkerCommand};
+pub use pool::{Execution, JsPool, PoolError, PoolMetrics, WorkerCommand};
 pub use runtime::{bench_direct_calls, validate_bundle, JsRequest, JsResponse, KvAccess, KvBackend, ScriptError};
 pub use worker::worker_main;

@@ -12,6 +12,7 @@ use std::hash::{Hash, Hasher};
 use std::io::{BufReader, BufWriter};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -92,6 +93,32 @@ struct Process {
 pub struct JsPool {
     queue: SyncSender<Job>,
     queue_depth: usize,
+    workers: usize,
+    metrics: Arc<Counters>,
+}
+
+/// What `/node/js_metrics` reports about the pool, counted since the node started.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PoolMetrics {
+    pub workers: usize,
+    pub queue_depth: usize,
+    pub executions: u64,
+    pub interpreters_reused: u64,
+    pub interpreters_created: u64,
+    pub limit_stops: u64,
+    pub worker_crashes: u64,
+    pub workers_started: u64,
+    pub busy_rejections: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    executions: AtomicU64,
+    reused: AtomicU64,
+    limit_stops: AtomicU64,
+    crashes: AtomicU64,
+    started: AtomicU64,
+    busy: AtomicU64,
 }
 
 impl JsPool {
@@ -101,18 +128,36 @@ impl JsPool {
         let (queue, rx) = sync_channel::<Job>(queue_depth);
         let rx = Arc::new(Mutex::new(rx));
         let bundle_ids = Arc::new(Mutex::new(None));
+        let metrics = Arc::new(Counters::default());
         let mut watched = Vec::new();
         for i in 0..workers.max(1) {
             let slot = Arc::new(Mutex::new(Watched::default()));
             watched.push(slot.clone());
-            let (rx, command, bundle_ids) = (rx.clone(), command.clone(), bundle_ids.clone());
+            let (rx, command, bundle_ids, metrics) = (rx.clone(), command.clone(), bundle_ids.clone(), metrics.clone());
             std::thread::Builder::new()
                 .name(format!("consort-js-slot-{i}"))
-                .spawn(move || slot_loop(rx, command, slot, bundle_ids))
+                .spawn(move || slot_loop(rx, command, slot, bundle_ids, metrics))
                 .expect("spawning a JS slot thread");
         }
         std::thread::Builder::new().name("consort-js-watchdog".into()).spawn(move || watchdog(watched)).expect("spawning the JS watchdog");
-        JsPool { queue, queue_depth }
+        JsPool { queue, queue_depth, workers: workers.max(1), metrics }
+    }
+
+    pub fn metrics(&self) -> PoolMetrics {
+        let m = &self.metrics;
+        let executions = m.executions.load(Ordering::Relaxed);
+        let reused = m.reused.load(Ordering::Relaxed);
+        PoolMetrics {
+            workers: self.workers,
+            queue_depth: self.queue_depth,
+            executions,
+            interpreters_reused: reused,
+            interpreters_created: executions - reused,
+            limit_stops: m.limit_stops.load(Ordering::Relaxed),
+            worker_crashes: m.crashes.load(Ordering::Relaxed),
+            workers_started: m.started.load(Ordering::Relaxed),
+            busy_rejections: m.busy.load(Ordering::Relaxed),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -129,7 +174,10 @@ impl JsPool {
         let job = Job { bundle, endpoint, request, tx, access, options, reply };
         match self.queue.try_send(job) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(PoolError::Busy(self.queue_depth)),
+            Err(TrySendError::Full(_)) => {
+                self.metrics.busy.fetch_add(1, Ordering::Relaxed);
+                return Err(PoolError::Busy(self.queue_depth));
+            }
             Err(TrySendError::Disconnected(_)) => return Err(PoolError::Stopped),
         }
         rx.await.map_err(|_| PoolError::Stopped)
@@ -159,7 +207,13 @@ fn bundle_id(cache: &Mutex<Option<(Arc<Bundle>, u64, String)>>, bundle: &Arc<Bun
 
 type BundleCache = Arc<Mutex<Option<(Arc<Bundle>, u64, String)>>>;
 
-fn slot_loop(rx: Arc<Mutex<Receiver<Job>>>, command: WorkerCommand, watched: Arc<Mutex<Watched>>, bundles: BundleCache) {
+fn slot_loop(
+    rx: Arc<Mutex<Receiver<Job>>>,
+    command: WorkerCommand,
+    watched: Arc<Mutex<Watched>>,
+    bundles: BundleCache,
+    metrics: Arc<Counters>,
+) {
     let mut process: Option<Process> = None;
     loop {
         let job = match lock(&rx).recv() {
@@ -168,11 +222,26 @@ fn slot_loop(rx: Arc<Mutex<Receiver<Job>>>, command: WorkerCommand, watched: Arc
         };
         let Job { bundle, endpoint, request, mut tx, access, options, reply } = job;
         let (id, json) = bundle_id(&bundles, &bundle);
-        let (response, apply_writes, claims_digest) =
+        let started_before = process.is_some();
+        let (response, apply_writes, claims_digest, reused) =
             match run_job(&mut process, &command, &watched, (id, &json), endpoint, &request, &mut tx, access, &options) {
                 Ok(done) => done,
-                Err(e) => (Err(e), None, None),
+                Err(e) => (Err(e), None, None, false),
             };
+        metrics.executions.fetch_add(1, Ordering::Relaxed);
+        metrics.reused.fetch_add(u64::from(reused), Ordering::Relaxed);
+        if !started_before {
+            metrics.started.fetch_add(1, Ordering::Relaxed);
+        }
+        match &response {
+            Err(ScriptError::Limit(_)) => {
+                metrics.limit_stops.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(ScriptError::Crashed(_)) => {
+                metrics.crashes.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
         let _ = reply.send(Execution { response, tx, apply_writes, claims_digest });
     }
     if let Some(mut child) = lock(&watched).child.take() {
@@ -195,7 +264,7 @@ fn spawn(command: &WorkerCommand, watched: &Mutex<Watched>) -> Result<Process, S
     Ok(Process { input, output, bundle_id: None })
 }
 
-type Done = (Result<JsResponse, ScriptError>, Option<bool>, Option<[u8; 32]>);
+type Done = (Result<JsResponse, ScriptError>, Option<bool>, Option<[u8; 32]>, bool);
 
 #[allow(clippy::too_many_arguments)]
 fn run_job(
@@ -264,7 +333,9 @@ fn exchange(p: &mut Process, job: ToWorker, tx: &mut Tx) -> std::io::Result<Done
     loop {
         match read_frame::<FromWorker>(&mut p.output)? {
             FromWorker::Kv(op) => write_frame(&mut p.input, &ToWorker::Kv(op.apply(tx)))?,
-            FromWorker::Done { response, apply_writes, claims_digest } => return Ok((response, apply_writes, claims_digest)),
+            FromWorker::Done { response, apply_writes, claims_digest, reused } => {
+                return Ok((response, apply_writes, claims_digest, reused))
+            }
         }
     }
 }

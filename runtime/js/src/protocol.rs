@@ -112,7 +112,13 @@ pub enum ToWorker {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromWorker {
     Kv(KvOp),
-    Done { response: Result<JsResponse, ScriptError>, apply_writes: Option<bool>, claims_digest: Option<[u8; 32]> },
+    /// `reused`: the request ran on an interpreter kept from an earlier request.
+    Done {
+        response: Result<JsResponse, ScriptError>,
+        apply_writes: Option<bool>,
+        claims_digest: Option<[u8; 32]>,
+        reused: bool,
+    },
 }
 
 pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> std::io::Result<()> {

@@ -55,11 +55,11 @@ fn interpreter_for(
     key: Option<&str>,
     bundle: &Bundle,
     options: &crate::RuntimeOptions,
-) -> Result<Interpreter, ScriptError> {
+) -> Result<(Interpreter, bool), ScriptError> {
     if let Some(i) = key.and_then(|k| kept.remove(k)).filter(|i| i.usable_for(options)) {
-        return Ok(i);
+        return Ok((i, true));
     }
-    Interpreter::new(bundle, options, key.is_some())
+    Ok((Interpreter::new(bundle, options, key.is_some())?, false))
 }
 
 fn serve() -> ExitCode {
@@ -88,8 +88,12 @@ fn serve() -> ExitCode {
             match Bundle::from_json(json.as_bytes()) {
                 Ok(b) => current = Some((bundle_id, b)),
                 Err(e) => {
-                    let done =
-                        FromWorker::Done { response: Err(ScriptError::Load(e.to_string())), apply_writes: None, claims_digest: None };
+                    let done = FromWorker::Done {
+                        response: Err(ScriptError::Load(e.to_string())),
+                        apply_writes: None,
+                        claims_digest: None,
+                        reused: false,
+                    };
                     if write_frame(&mut pipe.borrow_mut().output, &done).is_err() {
                         return ExitCode::FAILURE;
                     }
@@ -101,7 +105,7 @@ fn serve() -> ExitCode {
             Some((id, bundle)) if *id == bundle_id => {
                 let key = endpoint.interpreter_reuse.as_ref().and_then(|r| r.get("key")).and_then(|k| k.as_str()).map(str::to_owned);
                 match interpreter_for(&mut kept, key.as_deref(), bundle, &options) {
-                    Ok(mut interpreter) => {
+                    Ok((mut interpreter, reused)) => {
                         let (outcome, sound) = interpreter.run(&endpoint, &request, &body, access, Box::new(RemoteKv(pipe.clone())));
                         if let (Some(key), true) = (key, sound) {
                             if kept.len() >= options.max_cached_interpreters.max(1) as usize {
@@ -116,15 +120,17 @@ fn serve() -> ExitCode {
                             response: outcome.response,
                             apply_writes: outcome.apply_writes,
                             claims_digest: outcome.claims_digest,
+                            reused,
                         }
                     }
-                    Err(e) => FromWorker::Done { response: Err(e), apply_writes: None, claims_digest: None },
+                    Err(e) => FromWorker::Done { response: Err(e), apply_writes: None, claims_digest: None, reused: false },
                 }
             }
             _ => FromWorker::Done {
                 response: Err(ScriptError::Load("the worker was not sent this app".into())),
                 apply_writes: None,
                 claims_digest: None,
+                reused: false,
             },
         };
         if write_frame(&mut pipe.borrow_mut().output, &done).is_err() {

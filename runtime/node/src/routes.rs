@@ -182,6 +182,18 @@ fn node_endpoint(node: &Node, call: &Call<'_>) -> Reply {
             true => reply::ok(&json!({"primary": true})),
             false => reply::error(StatusCode::NOT_FOUND, "NotPrimary", "this node is not the primary"),
         },
+        "/node/js_metrics" => {
+            let o = node.js_options();
+            let mut m = serde_json::to_value(node.pool.metrics()).expect("metrics serialise");
+            if let Some(obj) = m.as_object_mut() {
+                // CCF's names for the limits in force.
+                obj.insert("max_heap_size".into(), json!(o.max_heap_bytes));
+                obj.insert("max_stack_size".into(), json!(o.max_stack_bytes));
+                obj.insert("max_execution_time".into(), json!(o.max_execution_time_ms));
+                obj.insert("max_cached_interpreters".into(), json!(o.max_cached_interpreters));
+            }
+            reply::ok(&m)
+        }
         "/node/ready/app" | "/node/ready/gov" => match c.is_primary() {
             true => reply::empty(StatusCode::NO_CONTENT),
             false => reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "this node is not ready"),

@@ -211,6 +211,15 @@ async fn receipts_restarts_and_the_ledger() {
     let (ok, out) =
         consort(&["receipt", "verify", "--service-cert", service_cert.to_str().expect("utf8"), receipt_file.to_str().expect("utf8")]);
     assert!(!ok && out.contains("REJECTED"), "{out}");
+    // ccf.consensus sees what the node sees.
+    let (status, c) = get(&user, &s.url(&format!("/app/consensus?transaction_id={txid}"))).await;
+    assert_eq!(status, StatusCode::OK, "{c}");
+    assert_eq!(c["status"], "Committed");
+    let (view, sq) = txid.split_once('.').expect("txid");
+    assert_eq!(c["viewOfSeqno"].as_u64(), view.parse().ok());
+    assert!(c["lastCommitted"]["seqno"].as_u64() >= sq.parse().ok(), "{c}");
+    let (_, c) = get(&user, &s.url("/app/consensus?transaction_id=99.99999")).await;
+    assert_eq!((&c["status"], &c["viewOfSeqno"]), (&json!("Unknown"), &Value::Null));
     let (status, err) = get(&user, &s.url("/app/receipt?transaction_id=1.999999")).await;
     assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("TransactionPendingOrUnknown")));
 

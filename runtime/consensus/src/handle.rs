@@ -157,6 +157,16 @@ impl Consensus {
         &self.config.node_id
     }
 
+    /// The newest committed transaction in the sense of SPEC §2: the last seqno covered by a
+    /// committed signature (`0.0` before the first signature).
+    pub fn committed_txid(&self) -> TxId {
+        let ledger = self.shared.ledger();
+        match ledger.last_signed() {
+            Some(s) => TxId::new(ledger.view_of(s).unwrap_or(0), s),
+            None => TxId::default(),
+        }
+    }
+
     /// The newest applied transaction id (applied entries are committed).
     pub fn last_committed(&self) -> TxId {
         self.shared.ledger().last_applied

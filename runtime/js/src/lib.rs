@@ -7,12 +7,13 @@
 mod bundle;
 mod limits;
 mod pool;
-mod protocol;
+pub mod protocol;
 mod runtime;
 mod worker;
 
 pub use bundle::{AppMetadata, Bundle, BundleError, EndpointDef, EndpointMatch, Mode};
 pub use limits::{instructions_per_ms, Limit, RuntimeOptions};
 pub use pool::{Execution, JsPool, PoolError, PoolMetrics, WorkerCommand};
+pub use protocol::JsHost;
 pub use runtime::{bench_direct_calls, validate_bundle, JsRequest, JsResponse, KvAccess, KvBackend, ScriptError};
 pub use worker::worker_main;

@@ -21,7 +21,7 @@ use consort_kv::Tx;
 
 use crate::bundle::{Bundle, EndpointDef};
 use crate::limits::{Limit, RuntimeOptions};
-use crate::protocol::{read_frame, write_frame, FromWorker, ToWorker};
+use crate::protocol::{read_frame, write_frame, FromWorker, JsHost, ToWorker};
 use crate::runtime::{JsRequest, JsResponse, KvAccess, ScriptError};
 
 /// How far past `max_execution_time_ms` a worker may run before the watchdog kills it. The
@@ -124,7 +124,8 @@ struct Counters {
 impl JsPool {
     /// Starts `workers` slots behind a queue of `queue_depth` waiting requests. Worker
     /// processes start on first use and are replaced when they die.
-    pub fn new(command: WorkerCommand, workers: usize, queue_depth: usize) -> JsPool {
+    /// `host` answers the scripts' `ccf.consensus` questions.
+    pub fn new(command: WorkerCommand, workers: usize, queue_depth: usize, host: Arc<dyn JsHost>) -> JsPool {
         let (queue, rx) = sync_channel::<Job>(queue_depth);
         let rx = Arc::new(Mutex::new(rx));
         let bundle_ids = Arc::new(Mutex::new(None));
@@ -133,10 +134,10 @@ impl JsPool {
         for i in 0..workers.max(1) {
             let slot = Arc::new(Mutex::new(Watched::default()));
             watched.push(slot.clone());
-            let (rx, command, bundle_ids, metrics) = (rx.clone(), command.clone(), bundle_ids.clone(), metrics.clone());
+            let (rx, command, bundle_ids, metrics, host) = (rx.clone(), command.clone(), bundle_ids.clone(), metrics.clone(), host.clone());
             std::thread::Builder::new()
                 .name(format!("consort-js-slot-{i}"))
-                .spawn(move || slot_loop(rx, command, slot, bundle_ids, metrics))
+                .spawn(move || slot_loop(rx, command, slot, bundle_ids, metrics, host))
                 .expect("spawning a JS slot thread");
         }
         std::thread::Builder::new().name("consort-js-watchdog".into()).spawn(move || watchdog(watched)).expect("spawning the JS watchdog");
@@ -213,6 +214,7 @@ fn slot_loop(
     watched: Arc<Mutex<Watched>>,
     bundles: BundleCache,
     metrics: Arc<Counters>,
+    host: Arc<dyn JsHost>,
 ) {
     let mut process: Option<Process> = None;
     loop {
@@ -224,7 +226,7 @@ fn slot_loop(
         let (id, json) = bundle_id(&bundles, &bundle);
         let started_before = process.is_some();
         let (response, apply_writes, claims_digest, reused) =
-            match run_job(&mut process, &command, &watched, (id, &json), endpoint, &request, &mut tx, access, &options) {
+            match run_job(&mut process, &command, &watched, (id, &json), endpoint, &request, (&mut tx, host.as_ref()), access, &options) {
                 Ok(done) => done,
                 Err(e) => (Err(e), None, None, false),
             };
@@ -274,7 +276,7 @@ fn run_job(
     (bundle_id, bundle_json): (u64, &str),
     endpoint: EndpointDef,
     request: &JsRequest,
-    tx: &mut Tx,
+    (tx, host): (&mut Tx, &dyn JsHost),
     access: KvAccess,
     options: &RuntimeOptions,
 ) -> Result<Done, ScriptError> {
@@ -298,7 +300,7 @@ fn run_job(
         w.rss_cap = options.max_heap_bytes.saturating_mul(4).saturating_add(RSS_SLACK_BYTES);
         w.killed_for = None;
     }
-    let outcome = exchange(p, job, tx);
+    let outcome = exchange(p, job, tx, host);
     let killed_for = {
         let mut w = lock(watched);
         w.deadline = None;
@@ -328,11 +330,12 @@ fn run_job(
 }
 
 /// Sends the job and serves the worker's `ccf.kv` operations until it is done.
-fn exchange(p: &mut Process, job: ToWorker, tx: &mut Tx) -> std::io::Result<Done> {
+fn exchange(p: &mut Process, job: ToWorker, tx: &mut Tx, host: &dyn JsHost) -> std::io::Result<Done> {
     write_frame(&mut p.input, &job)?;
     loop {
         match read_frame::<FromWorker>(&mut p.output)? {
             FromWorker::Kv(op) => write_frame(&mut p.input, &ToWorker::Kv(op.apply(tx)))?,
+            FromWorker::Host(query) => write_frame(&mut p.input, &ToWorker::Host(query.answer(host)))?,
             FromWorker::Done { response, apply_writes, claims_digest, reused } => {
                 return Ok((response, apply_writes, claims_digest, reused))
             }

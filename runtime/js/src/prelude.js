@@ -54,7 +54,16 @@
       setApplyWrites: (v) => N.setApplyWrites(!!v),
       setClaimsDigest: (b) => N.setClaimsDigest(buf(b, "claims digest")),
     },
-    crypto: new Proxy({}, { get: (_t, name) => typeof name === "string" ? unsupported("ccf.crypto." + name) : undefined }),
+    pemToId: (pem) => N.pemToId(String(pem)),
+    consensus: {
+      getLastCommittedTxId: () => N.lastCommitted(),
+      getStatusForTxId: (view, seqno) => N.txStatus(view, seqno),
+      getViewForSeqno: (seqno) => N.viewOf(seqno),
+    },
+    // Implemented functions; every other name throws an error naming itself.
+    crypto: new Proxy({
+      digest: (algorithm, data) => N.digest(String(algorithm), buf(data, "data")),
+    }, { get: (t, name) => typeof name !== "string" ? undefined : (name in t ? t[name] : unsupported("ccf.crypto." + name)) }),
   };
 
   function fmt(a) {

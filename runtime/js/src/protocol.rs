@@ -107,11 +107,49 @@ pub enum ToWorker {
         options: RuntimeOptions,
     },
     Kv(KvReply),
+    Host(HostAnswer),
+}
+
+/// A question for the node about consensus (`ccf.consensus.*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum HostQuery {
+    LastCommitted,
+    Status { view: u64, seqno: u64 },
+    ViewOf { seqno: u64 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum HostAnswer {
+    TxId { view: u64, seqno: u64 },
+    Status(String),
+    View(Option<u64>),
+}
+
+/// What the node answers host queries from: its consensus state.
+pub trait JsHost: Send + Sync {
+    fn last_committed(&self) -> (u64, u64);
+    /// `Committed`, `Pending`, `Unknown` or `Invalid`.
+    fn status(&self, view: u64, seqno: u64) -> &'static str;
+    fn view_of(&self, seqno: u64) -> Option<u64>;
+}
+
+impl HostQuery {
+    pub fn answer(self, host: &dyn JsHost) -> HostAnswer {
+        match self {
+            HostQuery::LastCommitted => {
+                let (view, seqno) = host.last_committed();
+                HostAnswer::TxId { view, seqno }
+            }
+            HostQuery::Status { view, seqno } => HostAnswer::Status(host.status(view, seqno).to_owned()),
+            HostQuery::ViewOf { seqno } => HostAnswer::View(host.view_of(seqno)),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromWorker {
     Kv(KvOp),
+    Host(HostQuery),
     /// `reused`: the request ran on an interpreter kept from an earlier request.
     Done {
         response: Result<JsResponse, ScriptError>,

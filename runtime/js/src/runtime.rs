@@ -17,7 +17,7 @@ use consort_kv::MapKind;
 
 use crate::bundle::{normalise_module_name, Bundle, EndpointDef};
 use crate::limits::{Limit, RuntimeOptions, Watch};
-use crate::protocol::{KvOp, KvReply};
+use crate::protocol::{HostAnswer, HostQuery, KvOp, KvReply};
 
 const PRELUDE: &str = include_str!("prelude.js");
 
@@ -94,6 +94,10 @@ pub enum KvAccess {
 /// Where `ccf.kv` operations go: the request's transaction, which lives in the node.
 pub trait KvBackend {
     fn call(&self, op: KvOp) -> Result<KvReply, String>;
+    /// Consensus questions (`ccf.consensus.*`), answered by the node.
+    fn host(&self, _query: HostQuery) -> Result<HostAnswer, String> {
+        Err("consensus information is not available here".into())
+    }
 }
 
 struct Session {
@@ -320,6 +324,66 @@ fn set_claims_digest(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResu
     Ok(JsValue::undefined())
 }
 
+fn host(ctx: &Context, query: HostQuery) -> JsResult<HostAnswer> {
+    let session = ctx.get_data::<Session>().ok_or_else(|| js_err("ccf.consensus is only available while a request runs"))?;
+    session.kv.host(query).map_err(|e| js_err(format!("ccf.consensus: {e}")))
+}
+
+fn arg_u64(args: &[JsValue], i: usize, what: &str) -> JsResult<u64> {
+    let n = args.get(i).and_then(JsValue::as_number).ok_or_else(|| type_err(format!("{what} must be a number")))?;
+    if n < 0.0 || n.fract() != 0.0 || n > 9_007_199_254_740_991.0 {
+        return Err(type_err(format!("{what} must be a non-negative integer")));
+    }
+    Ok(n as u64)
+}
+
+fn consensus_last_committed(_: &JsValue, _args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    match host(ctx, HostQuery::LastCommitted)? {
+        HostAnswer::TxId { view, seqno } => Ok(ObjectInitializer::new(ctx)
+            .property(js_string!("view"), view as f64, Attribute::all())
+            .property(js_string!("seqno"), seqno as f64, Attribute::all())
+            .build()
+            .into()),
+        other => Err(js_err(format!("ccf.consensus: unexpected answer {other:?}"))),
+    }
+}
+
+fn consensus_status(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let (view, seqno) = (arg_u64(args, 0, "view")?, arg_u64(args, 1, "seqno")?);
+    match host(ctx, HostQuery::Status { view, seqno })? {
+        HostAnswer::Status(s) => Ok(JsString::from(s.as_str()).into()),
+        other => Err(js_err(format!("ccf.consensus: unexpected answer {other:?}"))),
+    }
+}
+
+fn consensus_view(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let seqno = arg_u64(args, 0, "seqno")?;
+    match host(ctx, HostQuery::ViewOf { seqno })? {
+        HostAnswer::View(Some(v)) => Ok(JsValue::from(v as f64)),
+        HostAnswer::View(None) => Ok(JsValue::null()),
+        other => Err(js_err(format!("ccf.consensus: unexpected answer {other:?}"))),
+    }
+}
+
+fn digest(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    use sha2::Digest;
+    let algorithm = arg_string(args, 0, "algorithm")?;
+    let data = arg_bytes(args, 1, "data")?;
+    let out = match algorithm.as_str() {
+        "SHA-256" => sha2::Sha256::digest(&data).to_vec(),
+        "SHA-384" => sha2::Sha384::digest(&data).to_vec(),
+        "SHA-512" => sha2::Sha512::digest(&data).to_vec(),
+        other => return Err(type_err(format!("ccf.crypto.digest: unsupported algorithm {other:?} (SHA-256, SHA-384 or SHA-512)"))),
+    };
+    new_buffer(&out, ctx)
+}
+
+fn pem_to_id(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
+    let pem = arg_string(args, 0, "pem")?;
+    let der = consort_crypto::cert_der_from_pem(&pem).map_err(|e| type_err(format!("ccf.pemToId: {e}")))?;
+    Ok(JsString::from(consort_crypto::id_of_cert_der(&der).as_str()).into())
+}
+
 fn log(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
     let level = arg_string(args, 0, "level")?;
     let msg = arg_string(args, 1, "message")?;
@@ -335,7 +399,7 @@ fn log(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
 type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
 fn install_globals(ctx: &mut Context) -> JsResult<()> {
-    let natives: [(&str, Native, usize); 13] = [
+    let natives: [(&str, Native, usize); 18] = [
         ("kvHas", kv_has, 2),
         ("kvGet", kv_get, 2),
         ("kvVersion", kv_version, 2),
@@ -349,6 +413,11 @@ fn install_globals(ctx: &mut Context) -> JsResult<()> {
         ("setApplyWrites", set_apply_writes, 1),
         ("setClaimsDigest", set_claims_digest, 1),
         ("log", log, 2),
+        ("lastCommitted", consensus_last_committed, 0),
+        ("txStatus", consensus_status, 2),
+        ("viewOf", consensus_view, 1),
+        ("digest", digest, 2),
+        ("pemToId", pem_to_id, 1),
     ];
     let mut init = ObjectInitializer::new(ctx);
     for (name, f, len) in natives {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 
 use crate::bundle::Bundle;
-use crate::protocol::{read_frame, write_frame, FromWorker, KvOp, KvReply, ToWorker};
+use crate::protocol::{read_frame, write_frame, FromWorker, HostAnswer, HostQuery, KvOp, KvReply, ToWorker};
 use crate::runtime::{Interpreter, KvBackend, ScriptError};
 use std::collections::HashMap;
 
@@ -26,6 +26,16 @@ struct Pipe {
 struct RemoteKv(Rc<RefCell<Pipe>>);
 
 impl KvBackend for RemoteKv {
+    fn host(&self, query: HostQuery) -> Result<HostAnswer, String> {
+        let mut pipe = self.0.borrow_mut();
+        write_frame(&mut pipe.output, &FromWorker::Host(query)).map_err(|e| format!("node unreachable: {e}"))?;
+        match read_frame::<ToWorker>(&mut pipe.input) {
+            Ok(ToWorker::Host(answer)) => Ok(answer),
+            Ok(other) => Err(format!("protocol error: expected a host answer, got {other:?}")),
+            Err(e) => Err(format!("node unreachable: {e}")),
+        }
+    }
+
     fn call(&self, op: KvOp) -> Result<KvReply, String> {
         let mut pipe = self.0.borrow_mut();
         write_frame(&mut pipe.output, &FromWorker::Kv(op)).map_err(|e| format!("node unreachable: {e}"))?;

@@ -37,6 +37,9 @@ export function reserved() { ccf.kv["public:ccf.mine"].get(key("a")); return {};
 export function badKey() { records.get("not a buffer"); return {}; }
 export function version(request) { return { body: String(records.getVersionOfPreviousWrite(key(request.params.id))) }; }
 export function crypto() { ccf.crypto.sign(); return {}; }
+export function digest() { const d = new Uint8Array(ccf.crypto.digest("SHA-256", ccf.strToBuf("abc"))); return { body: Array.from(d).map((b) => b.toString(16).padStart(2, "0")).join("") }; }
+export function consensus() { const c = ccf.consensus; return { body: [c.getLastCommittedTxId(), c.getStatusForTxId(3, 7), c.getStatusForTxId(4, 7), c.getViewForSeqno(7), c.getViewForSeqno(99)] }; }
+export function pemToId(request) { return { body: ccf.pemToId(request.body.text()) }; }
 "#;
 
 fn bundle() -> Arc<Bundle> {
@@ -59,6 +62,9 @@ fn bundle() -> Arc<Bundle> {
         ("/ro-write", "get", "put", "readonly"),
         ("/version/{id}", "get", "version", "readonly"),
         ("/crypto", "get", "crypto", "readonly"),
+        ("/digest", "get", "digest", "readonly"),
+        ("/consensus", "get", "consensus", "readonly"),
+        ("/pem-to-id", "post", "pemToId", "readonly"),
     ]
     .iter()
     .map(|(path, method, f, mode)| {
@@ -126,7 +132,7 @@ async fn check(pool: &JsPool, store: &Store, bundle: &Arc<Bundle>, c: Case<'_>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_cases() {
-    let pool = JsPool::new(WorkerCommand::new(env!("CARGO_BIN_EXE_consort-js-worker")), 2, 16);
+    let pool = JsPool::new(WorkerCommand::new(env!("CARGO_BIN_EXE_consort-js-worker")), 2, 16, Arc::new(FixedHost));
     let store = Store::default();
     let b = bundle();
     let case = |method, path, body, status, content_type, body_contains, applies| Case {
@@ -160,6 +166,8 @@ async fn endpoint_cases() {
         case("GET", "/version/a", "", 200, Some("text/plain"), "1", true),
         case("GET", "/version/none", "", 200, Some("text/plain"), "undefined", true),
         case("GET", "/crypto", "", 500, None, "ccf.crypto.sign is not supported", false),
+        case("GET", "/digest", "", 200, Some("text/plain"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", true),
+        case("GET", "/consensus", "", 200, Some("application/json"), r#"[{"view":3,"seqno":42},"Committed","Unknown",3,null]"#, true),
     ];
     for c in cases {
         check(&pool, &store, &b, c).await;
@@ -199,7 +207,7 @@ async fn module_state_persists_only_under_interpreter_reuse() {
         "modules": [{"name": "m.js", "module": module}]
     });
     let b = Arc::new(Bundle::from_json(json.to_string().as_bytes()).expect("bundle"));
-    let pool = JsPool::new(WorkerCommand::new(env!("CARGO_BIN_EXE_consort-js-worker")), 1, 16);
+    let pool = JsPool::new(WorkerCommand::new(env!("CARGO_BIN_EXE_consort-js-worker")), 1, 16, Arc::new(FixedHost));
     let store = Store::default();
     let get = async |path: &str| {
         let m = b.route("GET", path).expect("route");
@@ -215,4 +223,45 @@ async fn module_state_persists_only_under_interpreter_reuse() {
     assert_eq!(get("/other").await, "1", "another key: another interpreter");
     assert_eq!(get("/reused").await, "4");
     assert_eq!(get("/fresh").await, "1");
+}
+
+/// Consensus as a test stands it: committed up to 3.42, every seqno in view 3.
+struct FixedHost;
+
+impl consort_js::JsHost for FixedHost {
+    fn last_committed(&self) -> (u64, u64) {
+        (3, 42)
+    }
+    fn status(&self, view: u64, seqno: u64) -> &'static str {
+        if view == 3 && seqno <= 42 {
+            "Committed"
+        } else {
+            "Unknown"
+        }
+    }
+    fn view_of(&self, seqno: u64) -> Option<u64> {
+        (seqno <= 42).then_some(3)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pem_to_id_is_the_sha256_of_the_certificate() {
+    let (_, cert) = consort_crypto::identity_cert("user1", consort_crypto::Curve::Secp256r1).expect("cert");
+    let expected = consort_crypto::ParsedCert::from_pem(&cert).expect("parse").id();
+    let pool = JsPool::new(WorkerCommand::new(env!("CARGO_BIN_EXE_consort-js-worker")), 1, 16, Arc::new(FixedHost));
+    let store = Store::default();
+    let b = bundle();
+    let m = b.route("POST", "/pem-to-id").expect("route");
+    for (body, want) in [(cert.as_str(), Ok(expected.as_str())), ("not a pem", Err("ccf.pemToId"))] {
+        let request = JsRequest { method: "POST".into(), path: "/pem-to-id".into(), body: body.as_bytes().to_vec(), ..Default::default() };
+        let ex = pool
+            .execute(b.clone(), m.endpoint.clone(), request, store.begin(), KvAccess::AppReadOnly, Default::default())
+            .await
+            .expect("pool");
+        match (ex.response, want) {
+            (Ok(r), Ok(id)) => assert_eq!(String::from_utf8(r.body).expect("utf8"), id),
+            (Err(e), Err(needle)) => assert!(e.to_string().contains(needle), "{e}"),
+            (other, _) => panic!("{other:?}"),
+        }
+    }
 }

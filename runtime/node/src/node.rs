@@ -17,6 +17,24 @@ use crate::tables::{ENDPOINTS, JS_RUNTIME_OPTIONS, MODULES, SERVICE_INFO};
 /// How long a node may take to elect itself and replay its ledger before it gives up.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Answers the scripts' `ccf.consensus` questions from this node's consensus state.
+struct ConsensusHost(Arc<Consensus>);
+
+impl consort_js::JsHost for ConsensusHost {
+    fn last_committed(&self) -> (u64, u64) {
+        let t = self.0.committed_txid();
+        (t.view, t.seqno)
+    }
+
+    fn status(&self, view: u64, seqno: u64) -> &'static str {
+        self.0.status(consort_kv::TxId::new(view, seqno)).as_str()
+    }
+
+    fn view_of(&self, seqno: u64) -> Option<u64> {
+        self.0.ledger().view_of(seqno)
+    }
+}
+
 /// The app as last read, keyed by the versions of the endpoints and modules tables.
 type CachedApp = ((u64, u64), Option<Arc<Bundle>>);
 
@@ -82,7 +100,8 @@ impl Node {
         // JS runs in worker processes started from this same binary (`consort js-worker`), so a
         // script that crashes Boa takes down only its worker.
         let program = std::env::current_exe().map_err(|e| format!("locating the consort binary for JS workers: {e}"))?;
-        let pool = JsPool::new(WorkerCommand { program, args: vec!["js-worker".into()] }, workers, config.js.queue_depth);
+        let host = Arc::new(ConsensusHost(consensus.clone()));
+        let pool = JsPool::new(WorkerCommand { program, args: vec!["js-worker".into()] }, workers, config.js.queue_depth, host);
         Ok(Arc::new(Node {
             config,
             identity,

@@ -229,17 +229,8 @@ fn node_info(node: &Node, id: &str) -> Reply {
     }
 }
 
-/// The newest committed transaction: the last seqno covered by a committed signature.
-fn committed_txid(node: &Node) -> TxId {
-    let ledger = node.consensus.ledger();
-    match ledger.last_signed() {
-        Some(s) => TxId::new(ledger.view_of(s).unwrap_or(0), s),
-        None => TxId::default(),
-    }
-}
-
 fn commit(node: &Node) -> Reply {
-    let txid = committed_txid(node);
+    let txid = node.consensus.committed_txid();
     reply::with_txid(reply::ok(&json!({"transaction_id": txid.to_string()})), txid)
 }
 

@@ -61,3 +61,19 @@ export const countPublic = () => count(publicRecords);
 export function whoAmI(request) {
   return { body: request.caller };
 }
+
+// What consensus says about a transaction id (?transaction_id=<view>.<seqno>), through
+// ccf.consensus, with the last committed id.
+export function consensusStatus(request) {
+  const txid = parseQuery(request.query).transaction_id || "";
+  const m = /^(\d+)\.(\d+)$/.exec(txid);
+  if (!m) return badRequest("transaction_id=<view>.<seqno> is required");
+  const [view, seqno] = [Number(m[1]), Number(m[2])];
+  return {
+    body: {
+      status: ccf.consensus.getStatusForTxId(view, seqno),
+      viewOfSeqno: ccf.consensus.getViewForSeqno(seqno),
+      lastCommitted: ccf.consensus.getLastCommittedTxId(),
+    },
+  };
+}

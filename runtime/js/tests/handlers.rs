@@ -2,8 +2,11 @@
 
 use std::sync::Arc;
 
-use consort_js::{Bundle, JsPool, JsRequest, KvAccess, WorkerCommand};
+use consort_js::{Bundle, JsPool, JsRequest, KvAccess};
 use consort_kv::{Store, TxId};
+
+mod common;
+use common::pool;
 
 const LIB: &str = r#"
 export function key(s) { return ccf.strToBuf(s); }
@@ -132,7 +135,7 @@ async fn check(pool: &JsPool, store: &Store, bundle: &Arc<Bundle>, c: Case<'_>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_cases() {
-    let pool = JsPool::new(WorkerCommand::new(env!("CARGO_BIN_EXE_consort-js-worker")), 2, 16, Arc::new(FixedHost));
+    let pool = pool(2);
     let store = Store::default();
     let b = bundle();
     let case = |method, path, body, status, content_type, body_contains, applies| Case {
@@ -207,7 +210,7 @@ async fn module_state_persists_only_under_interpreter_reuse() {
         "modules": [{"name": "m.js", "module": module}]
     });
     let b = Arc::new(Bundle::from_json(json.to_string().as_bytes()).expect("bundle"));
-    let pool = JsPool::new(WorkerCommand::new(env!("CARGO_BIN_EXE_consort-js-worker")), 1, 16, Arc::new(FixedHost));
+    let pool = pool(1);
     let store = Store::default();
     let get = async |path: &str| {
         let m = b.route("GET", path).expect("route");
@@ -225,30 +228,11 @@ async fn module_state_persists_only_under_interpreter_reuse() {
     assert_eq!(get("/fresh").await, "1");
 }
 
-/// Consensus as a test stands it: committed up to 3.42, every seqno in view 3.
-struct FixedHost;
-
-impl consort_js::JsHost for FixedHost {
-    fn last_committed(&self) -> (u64, u64) {
-        (3, 42)
-    }
-    fn status(&self, view: u64, seqno: u64) -> &'static str {
-        if view == 3 && seqno <= 42 {
-            "Committed"
-        } else {
-            "Unknown"
-        }
-    }
-    fn view_of(&self, seqno: u64) -> Option<u64> {
-        (seqno <= 42).then_some(3)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pem_to_id_is_the_sha256_of_the_certificate() {
     let (_, cert) = consort_crypto::identity_cert("user1", consort_crypto::Curve::Secp256r1).expect("cert");
     let expected = consort_crypto::ParsedCert::from_pem(&cert).expect("parse").id();
-    let pool = JsPool::new(WorkerCommand::new(env!("CARGO_BIN_EXE_consort-js-worker")), 1, 16, Arc::new(FixedHost));
+    let pool = pool(1);
     let store = Store::default();
     let b = bundle();
     let m = b.route("POST", "/pem-to-id").expect("route");

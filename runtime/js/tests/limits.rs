@@ -4,12 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use consort_js::{Bundle, JsPool, JsRequest, KvAccess, RuntimeOptions, ScriptError, WorkerCommand};
+use consort_js::{Bundle, JsPool, JsRequest, KvAccess, RuntimeOptions, ScriptError};
 use consort_kv::Store;
 
-fn pool(workers: usize) -> JsPool {
-    JsPool::new(WorkerCommand::new(env!("CARGO_BIN_EXE_consort-js-worker")), workers, 256, Arc::new(FixedHost))
-}
+mod common;
+use common::pool;
 
 const TIME_MS: u64 = 300;
 
@@ -153,24 +152,5 @@ async fn crashing_the_worker_costs_only_that_request() {
             other => panic!("{name}: expected a crash or a limit, got {other:?}"),
         }
         assert_eq!(call(&pool, &store, &b, "ok").await.0.expect("served after a crash").body, b"still here");
-    }
-}
-
-/// Consensus as a test stands it: committed up to 3.42, every seqno in view 3.
-struct FixedHost;
-
-impl consort_js::JsHost for FixedHost {
-    fn last_committed(&self) -> (u64, u64) {
-        (3, 42)
-    }
-    fn status(&self, view: u64, seqno: u64) -> &'static str {
-        if view == 3 && seqno <= 42 {
-            "Committed"
-        } else {
-            "Unknown"
-        }
-    }
-    fn view_of(&self, seqno: u64) -> Option<u64> {
-        (seqno <= 42).then_some(3)
     }
 }

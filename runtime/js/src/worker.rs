@@ -4,7 +4,9 @@
 //! `consort js-worker`; if a script crashes it, only this process dies.
 
 use std::cell::RefCell;
-use std::io::{BufReader, BufWriter, Stdin, Stdout};
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::rc::Rc;
 
@@ -17,9 +19,19 @@ use std::collections::HashMap;
 /// work; a hostile one that still overflows it kills only this process.
 const SCRIPT_THREAD_STACK_BYTES: usize = 256 * 1024 * 1024;
 
+/// The pipes to the node, as plain files: `Stdout` would add a line buffer and a lock to every
+/// frame.
 struct Pipe {
-    input: BufReader<Stdin>,
-    output: BufWriter<Stdout>,
+    input: BufReader<File>,
+    output: BufWriter<File>,
+}
+
+impl Pipe {
+    fn from_stdio() -> std::io::Result<Pipe> {
+        let input = File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+        let output = File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+        Ok(Pipe { input: BufReader::new(input), output: BufWriter::new(output) })
+    }
 }
 
 /// `ccf.kv` over the pipe: one round trip per operation.
@@ -73,7 +85,13 @@ fn interpreter_for(
 }
 
 fn serve() -> ExitCode {
-    let pipe = Rc::new(RefCell::new(Pipe { input: BufReader::new(std::io::stdin()), output: BufWriter::new(std::io::stdout()) }));
+    let pipe = match Pipe::from_stdio() {
+        Ok(p) => Rc::new(RefCell::new(p)),
+        Err(e) => {
+            tracing::error!("JS worker: opening its pipes: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut current: Option<(u64, Bundle)> = None;
     let mut kept: HashMap<String, Interpreter> = HashMap::new();
     loop {

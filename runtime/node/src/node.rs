@@ -96,7 +96,8 @@ impl Node {
         } else {
             tracing::info!("resumed the service at {}", consensus.last_committed());
         }
-        let workers = if config.js.workers == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { config.js.workers };
+        let workers =
+            if config.js.workers == 0 { 2 * std::thread::available_parallelism().map_or(2, |n| n.get()) } else { config.js.workers };
         // JS runs in worker processes started from this same binary (`consort js-worker`), so a
         // script that crashes Boa takes down only its worker.
         let program = std::env::current_exe().map_err(|e| format!("locating the consort binary for JS workers: {e}"))?;

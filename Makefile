@@ -6,7 +6,7 @@ CARGO ?= cargo
 WORKSPACE ?= workspace
 RPC_PORT ?= 8000
 
-.PHONY: build run test lint fmt clean bench
+.PHONY: build run test lint fmt clean bench ts-sample
 
 # One debug build (dependencies optimised, see Cargo.toml) serves `make run` and every test.
 build:
@@ -19,8 +19,12 @@ run: build
 
 # Unit, property, integration and end-to-end tests (the end-to-end tests start real
 # `consort` processes on loopback ports, so the binary is built first).
+# The TypeScript sample: @microsoft/ccf-app 6.0.1, type-checked and bundled with esbuild.
+ts-sample:
+	cd samples/ts-app && npm ci --no-audit --no-fund && npm run build
+
 # Ends with one totals line ("tests: N passed, N failed") and cargo's exit status.
-test: build
+test: build ts-sample
 	@mkdir -p target; status=0; \
 	set -o pipefail; $(CARGO) test --workspace --lib --bins --tests 2>&1 | tee target/test.log || status=$$?; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log; \

@@ -55,6 +55,11 @@
       setClaimsDigest: (b) => N.setClaimsDigest(buf(b, "claims digest")),
     },
     pemToId: (pem) => N.pemToId(String(pem)),
+    // @microsoft/ccf-app binds these when it loads, so they must exist even before they work.
+    historical: {
+      getStateRange: unsupported("ccf.historical.getStateRange"),
+      dropCachedStates: unsupported("ccf.historical.dropCachedStates"),
+    },
     consensus: {
       getLastCommittedTxId: () => N.lastCommitted(),
       getStatusForTxId: (view, seqno) => N.txStatus(view, seqno),

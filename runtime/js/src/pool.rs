@@ -224,17 +224,21 @@ fn slot_loop(
         };
         let Job { bundle, endpoint, request, mut tx, access, options, reply } = job;
         let (id, json) = bundle_id(&bundles, &bundle);
-        let started_before = process.is_some();
-        let (response, apply_writes, claims_digest, reused) =
-            match run_job(&mut process, &command, &watched, (id, &json), endpoint, &request, (&mut tx, host.as_ref()), access, &options) {
-                Ok(done) => done,
-                Err(e) => (Err(e), None, None, false),
-            };
+        let (response, apply_writes, claims_digest, reused) = match run_job(
+            &mut process,
+            (&command, &watched, &metrics),
+            (id, &json),
+            endpoint,
+            &request,
+            (&mut tx, host.as_ref()),
+            access,
+            &options,
+        ) {
+            Ok(done) => done,
+            Err(e) => (Err(e), None, None, false),
+        };
         metrics.executions.fetch_add(1, Ordering::Relaxed);
         metrics.reused.fetch_add(u64::from(reused), Ordering::Relaxed);
-        if !started_before {
-            metrics.started.fetch_add(1, Ordering::Relaxed);
-        }
         match &response {
             Err(ScriptError::Limit(_)) => {
                 metrics.limit_stops.fetch_add(1, Ordering::Relaxed);
@@ -252,7 +256,8 @@ fn slot_loop(
     }
 }
 
-fn spawn(command: &WorkerCommand, watched: &Mutex<Watched>) -> Result<Process, ScriptError> {
+fn spawn(command: &WorkerCommand, watched: &Mutex<Watched>, metrics: &Counters) -> Result<Process, ScriptError> {
+    metrics.started.fetch_add(1, Ordering::Relaxed);
     let mut child = Command::new(&command.program)
         .args(&command.args)
         .stdin(Stdio::piped())
@@ -271,8 +276,7 @@ type Done = (Result<JsResponse, ScriptError>, Option<bool>, Option<[u8; 32]>, bo
 #[allow(clippy::too_many_arguments)]
 fn run_job(
     process: &mut Option<Process>,
-    command: &WorkerCommand,
-    watched: &Mutex<Watched>,
+    (command, watched, metrics): (&WorkerCommand, &Mutex<Watched>, &Counters),
     (bundle_id, bundle_json): (u64, &str),
     endpoint: EndpointDef,
     request: &JsRequest,
@@ -280,27 +284,43 @@ fn run_job(
     access: KvAccess,
     options: &RuntimeOptions,
 ) -> Result<Done, ScriptError> {
-    if process.is_none() {
-        *process = Some(spawn(command, watched)?);
+    let fresh = process.is_none();
+    if fresh {
+        *process = Some(spawn(command, watched, metrics)?);
     }
-    let p = process.as_mut().expect("spawned above");
     let request_value = serde_json::to_value(request).map_err(|e| ScriptError::Exception(e.to_string()))?;
-    let job = ToWorker::Job {
+    let job = |worker_has: Option<u64>| ToWorker::Job {
         bundle_id,
-        bundle: (p.bundle_id != Some(bundle_id)).then(|| bundle_json.to_owned()),
-        endpoint,
-        request: request_value,
+        bundle: (worker_has != Some(bundle_id)).then(|| bundle_json.to_owned()),
+        endpoint: endpoint.clone(),
+        request: request_value.clone(),
         body: request.body.clone(),
         access,
         options: options.clone(),
     };
+    let mut p = process.as_mut().expect("spawned above");
+    if let Err(e) = write_frame(&mut p.input, &job(p.bundle_id)) {
+        // The worker died while idle (nothing of this request reached it): replace it and try
+        // once more, so that the request does not pay for someone else's crash.
+        if fresh {
+            return Err(ScriptError::Crashed(format!("a new JS worker process refused its first job: {e}")));
+        }
+        reap(watched);
+        *process = Some(spawn(command, watched, metrics)?);
+        p = process.as_mut().expect("spawned above");
+        if let Err(e) = write_frame(&mut p.input, &job(p.bundle_id)) {
+            *process = None;
+            reap(watched);
+            return Err(ScriptError::Crashed(format!("cannot send the job to a new JS worker process: {e}")));
+        }
+    }
     {
         let mut w = lock(watched);
         w.deadline = Some(Instant::now() + Duration::from_millis(options.max_execution_time_ms) + HARD_DEADLINE_GRACE);
         w.rss_cap = options.max_heap_bytes.saturating_mul(4).saturating_add(RSS_SLACK_BYTES);
         w.killed_for = None;
     }
-    let outcome = exchange(p, job, tx, host);
+    let outcome = serve_worker(p, tx, host);
     let killed_for = {
         let mut w = lock(watched);
         w.deadline = None;
@@ -314,10 +334,7 @@ fn run_job(
         Err(io) => {
             // The worker is gone or unusable: reap it and start afresh next time.
             *process = None;
-            let status = lock(watched).child.take().map(|mut c| {
-                let _ = c.kill();
-                c.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())
-            });
+            let status = reap(watched);
             Err(match killed_for {
                 Some(limit) => ScriptError::Limit(limit.describe(options)),
                 None => ScriptError::Crashed(format!(
@@ -329,9 +346,16 @@ fn run_job(
     }
 }
 
-/// Sends the job and serves the worker's `ccf.kv` operations until it is done.
-fn exchange(p: &mut Process, job: ToWorker, tx: &mut Tx, host: &dyn JsHost) -> std::io::Result<Done> {
-    write_frame(&mut p.input, &job)?;
+/// Kills and waits for the slot's worker process, if any; returns how it ended.
+fn reap(watched: &Mutex<Watched>) -> Option<String> {
+    lock(watched).child.take().map(|mut c| {
+        let _ = c.kill();
+        c.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())
+    })
+}
+
+/// Serves the worker's `ccf.kv` operations and consensus questions until it is done.
+fn serve_worker(p: &mut Process, tx: &mut Tx, host: &dyn JsHost) -> std::io::Result<Done> {
     loop {
         match read_frame::<FromWorker>(&mut p.output)? {
             FromWorker::Kv(op) => write_frame(&mut p.input, &ToWorker::Kv(op.apply(tx)))?,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use consort_js::{JsPool, WorkerCommand};
 
 /// A pool of real worker processes (this crate's `consort-js-worker` binary).
+#[allow(dead_code)] // not every test binary that includes this module uses it
 pub fn pool(workers: usize) -> JsPool {
     JsPool::new(WorkerCommand::new(env!("CARGO_BIN_EXE_consort-js-worker")), workers, 256, Arc::new(FixedHost))
 }

@@ -5,6 +5,7 @@
 //! and leaves as a [`JsResponse`] with the same transaction carrying its writes.
 
 mod bundle;
+mod crypto;
 mod limits;
 mod pool;
 pub mod protocol;

@@ -68,6 +68,11 @@
     // Implemented functions; every other name throws an error naming itself.
     crypto: new Proxy({
       digest: (algorithm, data) => N.digest(String(algorithm), buf(data, "data")),
+      sign: (algorithm, key, data) => N.sign(JSON.stringify(algorithm), String(key), buf(data, "plaintext")),
+      verifySignature: (algorithm, key, signature, data) =>
+        N.verifySignature(JSON.stringify(algorithm), String(key), buf(signature, "signature"), buf(data, "plaintext")),
+      generateAesKey: (size) => N.generateAesKey(size),
+      generateEcdsaKeyPair: (curve) => N.generateEcdsaKeyPair(String(curve)),
     }, { get: (t, name) => typeof name !== "string" ? undefined : (name in t ? t[name] : unsupported("ccf.crypto." + name)) }),
   };
 

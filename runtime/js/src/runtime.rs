@@ -378,6 +378,50 @@ fn digest(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue>
     new_buffer(&out, ctx)
 }
 
+fn crypto_error(e: crate::crypto::CryptoFailure) -> JsError {
+    match e {
+        crate::crypto::CryptoFailure::Range(m) => JsNativeError::range().with_message(m).into(),
+        crate::crypto::CryptoFailure::Error(m) => js_err(m),
+    }
+}
+
+fn algorithm(args: &[JsValue], i: usize) -> JsResult<crate::crypto::Algorithm> {
+    let json = arg_string(args, i, "algorithm")?;
+    serde_json::from_str(&json).map_err(|e| type_err(format!("algorithm must be {{name, hash?}}: {e}")))
+}
+
+fn crypto_sign(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let algorithm = algorithm(args, 0)?;
+    let key = arg_string(args, 1, "key")?;
+    let data = arg_bytes(args, 2, "data")?;
+    let sig = crate::crypto::sign(&algorithm, &key, &data).map_err(crypto_error)?;
+    new_buffer(&sig, ctx)
+}
+
+fn crypto_verify(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
+    let algorithm = algorithm(args, 0)?;
+    let key = arg_string(args, 1, "key")?;
+    let signature = arg_bytes(args, 2, "signature")?;
+    let data = arg_bytes(args, 3, "data")?;
+    Ok(crate::crypto::verify(&algorithm, &key, &signature, &data).map_err(crypto_error)?.into())
+}
+
+fn crypto_aes_key(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let bits = args.first().and_then(JsValue::as_number).ok_or_else(|| type_err("size must be a number"))?;
+    let key = crate::crypto::generate_aes_key(bits as i64).map_err(crypto_error)?;
+    new_buffer(&key, ctx)
+}
+
+fn crypto_ecdsa_pair(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let curve = arg_string(args, 0, "curve")?;
+    let (private, public) = crate::crypto::generate_ecdsa_key_pair(&curve).map_err(crypto_error)?;
+    Ok(ObjectInitializer::new(ctx)
+        .property(js_string!("privateKey"), JsString::from(private.as_str()), Attribute::all())
+        .property(js_string!("publicKey"), JsString::from(public.as_str()), Attribute::all())
+        .build()
+        .into())
+}
+
 fn pem_to_id(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
     let pem = arg_string(args, 0, "pem")?;
     let der = consort_crypto::cert_der_from_pem(&pem).map_err(|e| type_err(format!("ccf.pemToId: {e}")))?;
@@ -399,7 +443,7 @@ fn log(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
 type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
 fn install_globals(ctx: &mut Context) -> JsResult<()> {
-    let natives: [(&str, Native, usize); 18] = [
+    let natives: [(&str, Native, usize); 22] = [
         ("kvHas", kv_has, 2),
         ("kvGet", kv_get, 2),
         ("kvVersion", kv_version, 2),
@@ -418,6 +462,10 @@ fn install_globals(ctx: &mut Context) -> JsResult<()> {
         ("viewOf", consensus_view, 1),
         ("digest", digest, 2),
         ("pemToId", pem_to_id, 1),
+        ("sign", crypto_sign, 3),
+        ("verifySignature", crypto_verify, 4),
+        ("generateAesKey", crypto_aes_key, 1),
+        ("generateEcdsaKeyPair", crypto_ecdsa_pair, 1),
     ];
     let mut init = ObjectInitializer::new(ctx);
     for (name, f, len) in natives {

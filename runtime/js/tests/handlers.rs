@@ -39,7 +39,7 @@ export function readGov() { return { body: String(ccf.kv["public:ccf.gov.users.c
 export function reserved() { ccf.kv["public:ccf.mine"].get(key("a")); return {}; }
 export function badKey() { records.get("not a buffer"); return {}; }
 export function version(request) { return { body: String(records.getVersionOfPreviousWrite(key(request.params.id))) }; }
-export function crypto() { ccf.crypto.sign(); return {}; }
+export function crypto() { ccf.crypto.wrapKey(); return {}; }
 export function digest() { const d = new Uint8Array(ccf.crypto.digest("SHA-256", ccf.strToBuf("abc"))); return { body: Array.from(d).map((b) => b.toString(16).padStart(2, "0")).join("") }; }
 export function consensus() { const c = ccf.consensus; return { body: [c.getLastCommittedTxId(), c.getStatusForTxId(3, 7), c.getStatusForTxId(4, 7), c.getViewForSeqno(7), c.getViewForSeqno(99)] }; }
 export function pemToId(request) { return { body: ccf.pemToId(request.body.text()) }; }
@@ -168,7 +168,7 @@ async fn endpoint_cases() {
         case("GET", "/ro-write", r#"{"id": "c"}"#, 500, None, "readonly and may not write", false),
         case("GET", "/version/a", "", 200, Some("text/plain"), "1", true),
         case("GET", "/version/none", "", 200, Some("text/plain"), "undefined", true),
-        case("GET", "/crypto", "", 500, None, "ccf.crypto.sign is not supported", false),
+        case("GET", "/crypto", "", 500, None, "ccf.crypto.wrapKey is not supported", false),
         case("GET", "/digest", "", 200, Some("text/plain"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", true),
         case("GET", "/consensus", "", 200, Some("application/json"), r#"[{"view":3,"seqno":42},"Committed","Unknown",3,null]"#, true),
     ];
@@ -248,4 +248,65 @@ async fn pem_to_id_is_the_sha256_of_the_certificate() {
             (other, _) => panic!("{other:?}"),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crypto_sign_verify_hmac_and_keys_as_ccf_defines_them() {
+    let (user_key, user_cert) = consort_crypto::identity_cert("signer", consort_crypto::Curve::Secp256r1).expect("identity");
+    let module = r#"
+const hex = (b) => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, "0")).join("");
+export function run(request) {
+  const { userKey, userCert } = request.body.json();
+  const data = ccf.strToBuf("signed text");
+  const out = {};
+  for (const curve of ["secp256r1", "secp384r1"]) {
+    const pair = ccf.crypto.generateEcdsaKeyPair(curve);
+    const sig = ccf.crypto.sign({ name: "ECDSA", hash: "SHA-256" }, pair.privateKey, data);
+    out[curve] = {
+      publicKey: pair.publicKey, sig: hex(sig),
+      ok: ccf.crypto.verifySignature({ name: "ECDSA", hash: "SHA-256" }, pair.publicKey, sig, data),
+      tampered: ccf.crypto.verifySignature({ name: "ECDSA", hash: "SHA-256" }, pair.publicKey, sig, ccf.strToBuf("other text")),
+    };
+  }
+  const byCert = ccf.crypto.sign({ name: "ECDSA", hash: "SHA-256" }, userKey, data);
+  out.verifiedByCertificate = ccf.crypto.verifySignature({ name: "ECDSA", hash: "SHA-256" }, userCert, byCert, data);
+  out.hmac = hex(ccf.crypto.sign({ name: "HMAC", hash: "SHA-256" }, "Jefe", ccf.strToBuf("what do ya want for nothing?")));
+  out.aes = ccf.crypto.generateAesKey(256).byteLength;
+  const err = (f) => { try { f(); return "no error"; } catch (e) { return String(e); } };
+  out.badAes = err(() => ccf.crypto.generateAesKey(100));
+  out.eddsa = err(() => ccf.crypto.sign({ name: "EdDSA" }, userKey, data));
+  out.verify384 = err(() => ccf.crypto.verifySignature({ name: "ECDSA", hash: "SHA-384" }, userCert, byCert, data));
+  return { body: out };
+}"#;
+    let json = serde_json::json!({
+        "metadata": {"endpoints": {"/run": {"post": {"js_module": "m.js", "js_function": "run", "authn_policies": []}}}},
+        "modules": [{"name": "m.js", "module": module}]
+    });
+    let b = Arc::new(Bundle::from_json(json.to_string().as_bytes()).expect("bundle"));
+    let pool = pool(1);
+    let body = serde_json::json!({"userKey": user_key, "userCert": user_cert}).to_string();
+    let request = JsRequest { method: "POST".into(), path: "/run".into(), body: body.into_bytes(), ..Default::default() };
+    let m = b.route("POST", "/run").expect("route");
+    let ex = pool
+        .execute(b.clone(), m.endpoint.clone(), request, Store::default().begin(), KvAccess::AppReadOnly, Default::default())
+        .await
+        .expect("pool");
+    let out: serde_json::Value = serde_json::from_slice(&ex.response.expect("ran").body).expect("json");
+    for curve in ["secp256r1", "secp384r1"] {
+        assert_eq!((&out[curve]["ok"], &out[curve]["tampered"]), (&serde_json::json!(true), &serde_json::json!(false)), "{curve}: {out}");
+    }
+    // The P1363 signature made in JS verifies with an independent implementation.
+    use p256::ecdsa::signature::Verifier;
+    use p256::pkcs8::DecodePublicKey;
+    let key = p256::ecdsa::VerifyingKey::from_public_key_pem(out["secp256r1"]["publicKey"].as_str().expect("pem")).expect("spki");
+    let sig_bytes: Vec<u8> =
+        (0..64).map(|i| u8::from_str_radix(&out["secp256r1"]["sig"].as_str().expect("hex")[2 * i..2 * i + 2], 16).expect("hex")).collect();
+    let sig = p256::ecdsa::Signature::from_slice(&sig_bytes).expect("64-byte r||s");
+    key.verify(b"signed text", &sig).expect("verifies outside the JS host");
+    assert_eq!(out["verifiedByCertificate"], true);
+    assert_eq!(out["hmac"], "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", "RFC 4231 case 2");
+    assert_eq!(out["aes"], 32);
+    assert!(out["badAes"].as_str().expect("s").starts_with("RangeError"), "{out}");
+    assert!(out["eddsa"].as_str().expect("s").contains("EdDSA is not supported"), "{out}");
+    assert!(out["verify384"].as_str().expect("s").contains("supported: SHA-256"), "{out}");
 }

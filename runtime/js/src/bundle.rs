@@ -200,7 +200,7 @@ fn match_template(template: &str, path: &str) -> Option<BTreeMap<String, String>
     for (ts, ps) in t.iter().zip(&p) {
         match ts.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
             Some(name) if !ps.is_empty() => {
-                params.insert(name.to_owned(), percent_decode(ps));
+                params.insert(name.to_owned(), percent_decode(ps, false));
             }
             Some(_) => return None,
             None if ts == ps => {}
@@ -210,20 +210,25 @@ fn match_template(template: &str, path: &str) -> Option<BTreeMap<String, String>
     Some(params)
 }
 
-/// Decodes `%XX` escapes in a path segment; malformed escapes are kept as they are.
-pub fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes (malformed escapes are kept as they are); in a query string
+/// (`plus_is_space`) a `+` is a space too.
+pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(b) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
+        match bytes[i] {
+            b'%' => {
+                if let Some(b) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
             }
+            b'+' if plus_is_space => out.push(b' '),
+            b => out.push(b),
         }
-        out.push(bytes[i]);
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()

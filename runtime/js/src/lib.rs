@@ -12,7 +12,7 @@ pub mod protocol;
 mod runtime;
 mod worker;
 
-pub use bundle::{AppMetadata, Bundle, BundleError, EndpointDef, EndpointMatch, Mode};
+pub use bundle::{percent_decode, AppMetadata, Bundle, BundleError, EndpointDef, EndpointMatch, Mode};
 pub use limits::{instructions_per_ms, Limit, RuntimeOptions};
 pub use pool::{Execution, JsPool, PoolError, PoolMetrics, WorkerCommand};
 pub use protocol::JsHost;

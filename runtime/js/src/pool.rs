@@ -161,7 +161,6 @@ impl JsPool {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub async fn execute(
         &self,
         bundle: Arc<Bundle>,
@@ -288,18 +287,17 @@ fn run_job(
     if fresh {
         *process = Some(spawn(command, watched, metrics)?);
     }
-    let request_value = serde_json::to_value(request).map_err(|e| ScriptError::Exception(e.to_string()))?;
-    let job = |worker_has: Option<u64>| ToWorker::Job {
+    let mut p = process.as_mut().expect("spawned above");
+    let mut job = ToWorker::Job {
         bundle_id,
-        bundle: (worker_has != Some(bundle_id)).then(|| bundle_json.to_owned()),
-        endpoint: endpoint.clone(),
-        request: request_value.clone(),
+        bundle: (p.bundle_id != Some(bundle_id)).then(|| bundle_json.to_owned()),
+        endpoint,
+        request: serde_json::to_value(request).map_err(|e| ScriptError::Exception(e.to_string()))?,
         body: request.body.clone(),
         access,
         options: options.clone(),
     };
-    let mut p = process.as_mut().expect("spawned above");
-    if let Err(e) = write_frame(&mut p.input, &job(p.bundle_id)) {
+    if let Err(e) = write_frame(&mut p.input, &job) {
         // The worker died while idle (nothing of this request reached it): replace it and try
         // once more, so that the request does not pay for someone else's crash.
         if fresh {
@@ -308,7 +306,10 @@ fn run_job(
         reap(watched);
         *process = Some(spawn(command, watched, metrics)?);
         p = process.as_mut().expect("spawned above");
-        if let Err(e) = write_frame(&mut p.input, &job(p.bundle_id)) {
+        if let ToWorker::Job { bundle, .. } = &mut job {
+            *bundle = Some(bundle_json.to_owned());
+        }
+        if let Err(e) = write_frame(&mut p.input, &job) {
             *process = None;
             reap(watched);
             return Err(ScriptError::Crashed(format!("cannot send the job to a new JS worker process: {e}")));

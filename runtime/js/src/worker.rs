@@ -37,24 +37,26 @@ impl Pipe {
 /// `ccf.kv` over the pipe: one round trip per operation.
 struct RemoteKv(Rc<RefCell<Pipe>>);
 
+impl RemoteKv {
+    fn round_trip(&self, msg: FromWorker) -> Result<ToWorker, String> {
+        let mut pipe = self.0.borrow_mut();
+        write_frame(&mut pipe.output, &msg).map_err(|e| format!("node unreachable: {e}"))?;
+        read_frame::<ToWorker>(&mut pipe.input).map_err(|e| format!("node unreachable: {e}"))
+    }
+}
+
 impl KvBackend for RemoteKv {
     fn host(&self, query: HostQuery) -> Result<HostAnswer, String> {
-        let mut pipe = self.0.borrow_mut();
-        write_frame(&mut pipe.output, &FromWorker::Host(query)).map_err(|e| format!("node unreachable: {e}"))?;
-        match read_frame::<ToWorker>(&mut pipe.input) {
-            Ok(ToWorker::Host(answer)) => Ok(answer),
-            Ok(other) => Err(format!("protocol error: expected a host answer, got {other:?}")),
-            Err(e) => Err(format!("node unreachable: {e}")),
+        match self.round_trip(FromWorker::Host(query))? {
+            ToWorker::Host(answer) => Ok(answer),
+            other => Err(format!("protocol error: expected a host answer, got {other:?}")),
         }
     }
 
     fn call(&self, op: KvOp) -> Result<KvReply, String> {
-        let mut pipe = self.0.borrow_mut();
-        write_frame(&mut pipe.output, &FromWorker::Kv(op)).map_err(|e| format!("node unreachable: {e}"))?;
-        match read_frame::<ToWorker>(&mut pipe.input) {
-            Ok(ToWorker::Kv(reply)) => Ok(reply),
-            Ok(other) => Err(format!("protocol error: expected a kv reply, got {other:?}")),
-            Err(e) => Err(format!("node unreachable: {e}")),
+        match self.round_trip(FromWorker::Kv(op))? {
+            ToWorker::Kv(reply) => Ok(reply),
+            other => Err(format!("protocol error: expected a kv reply, got {other:?}")),
         }
     }
 }

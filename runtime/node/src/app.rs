@@ -13,7 +13,9 @@ use crate::reply::{self, Reply};
 use crate::routes::Call;
 
 pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
-    let app = match node.app() {
+    // One snapshot serves routing, authentication and the limits of this request.
+    let state = node.consensus.store().snapshot();
+    let app = match node.app_at(&state) {
         Ok(Some(app)) => app,
         Ok(None) => return reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", "no application is deployed"),
         Err(e) => {
@@ -37,7 +39,6 @@ pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
         }
         Err(false) => return reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Unknown path: {}", call.path)),
     };
-    let state = node.consensus.store().snapshot();
     let caller = match crate::auth::authenticate(&state, &m.endpoint.authn_policies, call.peer_cert) {
         Ok(c) => c,
         Err(why) => return reply::error(StatusCode::UNAUTHORIZED, "Unauthorized", why),
@@ -59,7 +60,7 @@ pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
     let access = if m.endpoint.mode == Mode::Readwrite { KvAccess::AppReadWrite } else { KvAccess::AppReadOnly };
     let endpoint = m.endpoint.clone();
     let retries = node.config.js.conflict_retries_max;
-    let options = node.js_options();
+    let options = node.js_options_at(&state);
     for _ in 0..=retries {
         let tx = node.consensus.store().begin();
         let ex = match node.pool.execute(Arc::clone(&app), endpoint.clone(), request.clone(), tx, access, options.clone()).await {

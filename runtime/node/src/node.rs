@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use consort_consensus::{Consensus, ConsensusConfig};
 use consort_js::{Bundle, JsPool, RuntimeOptions, WorkerCommand};
-use consort_kv::SINGLETON_KEY;
+use consort_kv::{State, SINGLETON_KEY};
 use tokio::net::TcpListener;
 
 use crate::config::{Command, NodeConfig};
@@ -137,14 +137,18 @@ impl Node {
 
     /// The deployed app, re-read from the store only when its tables changed.
     pub(crate) fn app(&self) -> Result<Option<Arc<Bundle>>, String> {
-        let state = self.consensus.store().snapshot();
+        self.app_at(&self.consensus.store().snapshot())
+    }
+
+    /// The deployed app as of `state`.
+    pub(crate) fn app_at(&self, state: &State) -> Result<Option<Arc<Bundle>>, String> {
         let versions = (state.map_version(ENDPOINTS), state.map_version(MODULES));
         if let Some((v, app)) = self.app.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
             if *v == versions {
                 return Ok(app.clone());
             }
         }
-        let app = read_app(&state)?.map(Arc::new);
+        let app = read_app(state)?.map(Arc::new);
         *self.app.write().unwrap_or_else(|p| p.into_inner()) = Some((versions, app.clone()));
         Ok(app)
     }
@@ -152,7 +156,11 @@ impl Node {
     /// The service's JS limits, re-read only when their table changed. A missing or invalid
     /// value falls back to the defaults (and says so in the log).
     pub(crate) fn js_options(&self) -> Arc<RuntimeOptions> {
-        let state = self.consensus.store().snapshot();
+        self.js_options_at(&self.consensus.store().snapshot())
+    }
+
+    /// The JS limits as of `state`.
+    pub(crate) fn js_options_at(&self, state: &State) -> Arc<RuntimeOptions> {
         let version = state.map_version(JS_RUNTIME_OPTIONS);
         {
             let cached = self.js_options.read().unwrap_or_else(|p| p.into_inner());

@@ -37,6 +37,20 @@ async fn typescript_app_built_with_ccf_app_runs_unchanged() {
     let expected: String = consort_crypto::sha256_hex(&bytes);
     assert_eq!(hash["sha256"], expected.as_str());
 
+    // ccf.crypto from TypeScript: an ECDSA signature over the item's bytes, checked here with an
+    // independent implementation, and the key as a JWK.
+    let signed: Value = user.post(s.url("/app/items/x2/signature")).send().await.expect("sign").json().await.expect("json");
+    assert_eq!(signed["verified"], true, "{signed}");
+    assert_eq!((&signed["jwk"]["kty"], &signed["jwk"]["crv"], &signed["jwk"]["kid"]), (&json!("EC"), &json!("P-256"), &json!("item-key")));
+    {
+        use p256::ecdsa::signature::Verifier;
+        use p256::pkcs8::DecodePublicKey;
+        let key = p256::ecdsa::VerifyingKey::from_public_key_pem(signed["publicKey"].as_str().expect("pem")).expect("spki");
+        let sig = hex::decode(signed["signature"].as_str().expect("hex")).expect("hex");
+        let sig = p256::ecdsa::Signature::from_slice(&sig).expect("r||s");
+        key.verify(&bytes, &sig).expect("the signature verifies outside Consort");
+    }
+
     let r = user.post(s.url("/app/items")).body("{ not json").send().await.expect("post");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 

@@ -42,6 +42,39 @@
     return function () { throw new Error(name + " is not supported by this version of Consort"); };
   }
 
+  // ccf.crypto: argument shaping only; the work and CCF's checks are in Rust (crypto/mod.rs).
+  const C = (op, params, ...bufs) => N.crypto(op, JSON.stringify(params), ...bufs);
+  const J = (op, params, ...bufs) => JSON.parse(C(op, params, ...bufs));
+  const signAlgo = (a) => ({ name: String(a && a.name), hash: a && a.hash !== undefined ? String(a.hash) : undefined,
+    saltLength: a && a.saltLength !== undefined ? Number(a.saltLength) : undefined });
+  const wrapArgs = (key, wrappingKey, a) => {
+    const label = a && a.label instanceof ArrayBuffer ? [a.label] : [];
+    return [{ algorithm: { name: String(a && a.name), aesKeySize: a && a.aesKeySize !== undefined ? Number(a.aesKeySize) : undefined } },
+      buf(key, "key"), buf(wrappingKey, "wrapping key"), ...label];
+  };
+  const kidOf = (kid) => (kid === undefined ? undefined : String(kid));
+  const crypto = {
+    digest: (algorithm, data) => C("digest", { algorithm: String(algorithm) }, buf(data, "data")),
+    sign: (algorithm, key, data) => C("sign", { algorithm: signAlgo(algorithm), key: String(key) }, buf(data, "plaintext")),
+    verifySignature: (algorithm, key, signature, data) =>
+      C("verifySignature", { algorithm: signAlgo(algorithm), key: String(key) }, buf(signature, "signature"), buf(data, "plaintext")),
+    generateAesKey: (size) => C("generateAesKey", { size: Number(size) }),
+    generateRsaKeyPair: (size, exponent) =>
+      J("generateRsaKeyPair", { size: Number(size), exponent: exponent === undefined ? undefined : Number(exponent) }),
+    generateEcdsaKeyPair: (curve) => J("generateEcdsaKeyPair", { curve: String(curve) }),
+    generateEddsaKeyPair: (curve) => J("generateEddsaKeyPair", { curve: String(curve) }),
+    wrapKey: (key, wrappingKey, algo) => C("wrapKey", ...wrapArgs(key, wrappingKey, algo)),
+    unwrapKey: (key, unwrappingKey, algo) => C("unwrapKey", ...wrapArgs(key, unwrappingKey, algo)),
+    isValidX509CertBundle: (pem) => C("isValidX509CertBundle", { pem: String(pem) }),
+    isValidX509CertChain: (chain, trusted) => C("isValidX509CertChain", { chain: String(chain), trusted: String(trusted) }),
+  };
+  for (const name of ["pubPemToJwk", "pemToJwk", "pubRsaPemToJwk", "rsaPemToJwk", "pubEddsaPemToJwk", "eddsaPemToJwk"]) {
+    crypto[name] = (pem, kid) => J(name, { pem: String(pem), kid: kidOf(kid) });
+  }
+  for (const name of ["pubJwkToPem", "jwkToPem", "pubRsaJwkToPem", "rsaJwkToPem", "pubEddsaJwkToPem", "eddsaJwkToPem"]) {
+    crypto[name] = (jwk) => C(name, { jwk });
+  }
+
   const strToBuf = (s) => N.strToBuf(String(s));
   const bufToStr = (b) => N.bufToStr(buf(b, "argument"));
   globalThis.ccf = {
@@ -55,6 +88,14 @@
       setClaimsDigest: (b) => N.setClaimsDigest(buf(b, "claims digest")),
     },
     pemToId: (pem) => N.pemToId(String(pem)),
+    // Deprecated in CCF 6 but still present there: the same functions at the top level.
+    generateAesKey: crypto.generateAesKey,
+    generateRsaKeyPair: crypto.generateRsaKeyPair,
+    generateEcdsaKeyPair: crypto.generateEcdsaKeyPair,
+    wrapKey: crypto.wrapKey,
+    digest: crypto.digest,
+    isValidX509CertBundle: crypto.isValidX509CertBundle,
+    isValidX509CertChain: crypto.isValidX509CertChain,
     // @microsoft/ccf-app binds these when it loads, so they must exist even before they work.
     historical: {
       getStateRange: unsupported("ccf.historical.getStateRange"),
@@ -65,15 +106,7 @@
       getStatusForTxId: (view, seqno) => N.txStatus(view, seqno),
       getViewForSeqno: (seqno) => N.viewOf(seqno),
     },
-    // Implemented functions; every other name throws an error naming itself.
-    crypto: new Proxy({
-      digest: (algorithm, data) => N.digest(String(algorithm), buf(data, "data")),
-      sign: (algorithm, key, data) => N.sign(JSON.stringify(algorithm), String(key), buf(data, "plaintext")),
-      verifySignature: (algorithm, key, signature, data) =>
-        N.verifySignature(JSON.stringify(algorithm), String(key), buf(signature, "signature"), buf(data, "plaintext")),
-      generateAesKey: (size) => N.generateAesKey(size),
-      generateEcdsaKeyPair: (curve) => N.generateEcdsaKeyPair(String(curve)),
-    }, { get: (t, name) => typeof name !== "string" ? undefined : (name in t ? t[name] : unsupported("ccf.crypto." + name)) }),
+    crypto,
   };
 
   function fmt(a) {

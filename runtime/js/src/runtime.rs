@@ -365,61 +365,25 @@ fn consensus_view(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<
     }
 }
 
-fn digest(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    use sha2::Digest;
-    let algorithm = arg_string(args, 0, "algorithm")?;
-    let data = arg_bytes(args, 1, "data")?;
-    let out = match algorithm.as_str() {
-        "SHA-256" => sha2::Sha256::digest(&data).to_vec(),
-        "SHA-384" => sha2::Sha384::digest(&data).to_vec(),
-        "SHA-512" => sha2::Sha512::digest(&data).to_vec(),
-        other => return Err(type_err(format!("ccf.crypto.digest: unsupported algorithm {other:?} (SHA-256, SHA-384 or SHA-512)"))),
-    };
-    new_buffer(&out, ctx)
-}
-
-fn crypto_error(e: crate::crypto::CryptoFailure) -> JsError {
-    match e {
-        crate::crypto::CryptoFailure::Range(m) => JsNativeError::range().with_message(m).into(),
-        crate::crypto::CryptoFailure::Error(m) => js_err(m),
+/// `__consort.crypto(op, paramsJson, ...buffers)`: the whole of `ccf.crypto` (see `crate::crypto`);
+/// JSON answers come back as a string for the prelude to parse.
+fn crypto(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    use crate::crypto::{CryptoFailure, Out};
+    let op = arg_string(args, 0, "operation")?;
+    let params: serde_json::Value =
+        serde_json::from_str(&arg_string(args, 1, "parameters")?).map_err(|e| type_err(format!("ccf.crypto.{op}: {e}")))?;
+    let mut bufs = Vec::with_capacity(args.len().saturating_sub(2));
+    for i in 2..args.len() {
+        bufs.push(arg_bytes(args, i, "buffer")?);
     }
-}
-
-fn algorithm(args: &[JsValue], i: usize) -> JsResult<crate::crypto::Algorithm> {
-    let json = arg_string(args, i, "algorithm")?;
-    serde_json::from_str(&json).map_err(|e| type_err(format!("algorithm must be {{name, hash?}}: {e}")))
-}
-
-fn crypto_sign(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    let algorithm = algorithm(args, 0)?;
-    let key = arg_string(args, 1, "key")?;
-    let data = arg_bytes(args, 2, "data")?;
-    let sig = crate::crypto::sign(&algorithm, &key, &data).map_err(crypto_error)?;
-    new_buffer(&sig, ctx)
-}
-
-fn crypto_verify(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
-    let algorithm = algorithm(args, 0)?;
-    let key = arg_string(args, 1, "key")?;
-    let signature = arg_bytes(args, 2, "signature")?;
-    let data = arg_bytes(args, 3, "data")?;
-    Ok(crate::crypto::verify(&algorithm, &key, &signature, &data).map_err(crypto_error)?.into())
-}
-
-fn crypto_aes_key(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    let bits = args.first().and_then(JsValue::as_number).ok_or_else(|| type_err("size must be a number"))?;
-    let key = crate::crypto::generate_aes_key(bits as i64).map_err(crypto_error)?;
-    new_buffer(&key, ctx)
-}
-
-fn crypto_ecdsa_pair(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    let curve = arg_string(args, 0, "curve")?;
-    let (private, public) = crate::crypto::generate_ecdsa_key_pair(&curve).map_err(crypto_error)?;
-    Ok(ObjectInitializer::new(ctx)
-        .property(js_string!("privateKey"), JsString::from(private.as_str()), Attribute::all())
-        .property(js_string!("publicKey"), JsString::from(public.as_str()), Attribute::all())
-        .build()
-        .into())
+    match crate::crypto::call(&op, &params, &bufs) {
+        Ok(Out::Bytes(b)) => new_buffer(&b, ctx),
+        Ok(Out::Text(t)) => Ok(JsString::from(t.as_str()).into()),
+        Ok(Out::Bool(b)) => Ok(b.into()),
+        Ok(Out::Json(v)) => Ok(JsString::from(v.to_string().as_str()).into()),
+        Err(CryptoFailure::Range(m)) => Err(JsNativeError::range().with_message(m).into()),
+        Err(CryptoFailure::Error(m)) => Err(js_err(m)),
+    }
 }
 
 fn pem_to_id(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
@@ -443,7 +407,7 @@ fn log(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
 type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
 fn install_globals(ctx: &mut Context) -> JsResult<()> {
-    let natives: [(&str, Native, usize); 22] = [
+    let natives: [(&str, Native, usize); 18] = [
         ("kvHas", kv_has, 2),
         ("kvGet", kv_get, 2),
         ("kvVersion", kv_version, 2),
@@ -460,12 +424,8 @@ fn install_globals(ctx: &mut Context) -> JsResult<()> {
         ("lastCommitted", consensus_last_committed, 0),
         ("txStatus", consensus_status, 2),
         ("viewOf", consensus_view, 1),
-        ("digest", digest, 2),
+        ("crypto", crypto, 2),
         ("pemToId", pem_to_id, 1),
-        ("sign", crypto_sign, 3),
-        ("verifySignature", crypto_verify, 4),
-        ("generateAesKey", crypto_aes_key, 1),
-        ("generateEcdsaKeyPair", crypto_ecdsa_pair, 1),
     ];
     let mut init = ObjectInitializer::new(ctx);
     for (name, f, len) in natives {

@@ -39,7 +39,7 @@ export function readGov() { return { body: String(ccf.kv["public:ccf.gov.users.c
 export function reserved() { ccf.kv["public:ccf.mine"].get(key("a")); return {}; }
 export function badKey() { records.get("not a buffer"); return {}; }
 export function version(request) { return { body: String(records.getVersionOfPreviousWrite(key(request.params.id))) }; }
-export function crypto() { ccf.crypto.wrapKey(); return {}; }
+export function crypto() { ccf.crypto.generateEcdsaKeyPair("secp521r1"); return {}; }
 export function digest() { const d = new Uint8Array(ccf.crypto.digest("SHA-256", ccf.strToBuf("abc"))); return { body: Array.from(d).map((b) => b.toString(16).padStart(2, "0")).join("") }; }
 export function consensus() { const c = ccf.consensus; return { body: [c.getLastCommittedTxId(), c.getStatusForTxId(3, 7), c.getStatusForTxId(4, 7), c.getViewForSeqno(7), c.getViewForSeqno(99)] }; }
 export function pemToId(request) { return { body: ccf.pemToId(request.body.text()) }; }
@@ -168,7 +168,7 @@ async fn endpoint_cases() {
         case("GET", "/ro-write", r#"{"id": "c"}"#, 500, None, "readonly and may not write", false),
         case("GET", "/version/a", "", 200, Some("text/plain"), "1", true),
         case("GET", "/version/none", "", 200, Some("text/plain"), "undefined", true),
-        case("GET", "/crypto", "", 500, None, "ccf.crypto.wrapKey is not supported", false),
+        case("GET", "/crypto", "", 500, None, "ccf.crypto.generateEcdsaKeyPair with secp521r1 is not supported", false),
         case("GET", "/digest", "", 200, Some("text/plain"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", true),
         case("GET", "/consensus", "", 200, Some("application/json"), r#"[{"view":3,"seqno":42},"Committed","Unknown",3,null]"#, true),
     ];
@@ -276,6 +276,24 @@ export function run(request) {
   out.badAes = err(() => ccf.crypto.generateAesKey(100));
   out.eddsa = err(() => ccf.crypto.sign({ name: "EdDSA" }, userKey, data));
   out.verify384 = err(() => ccf.crypto.verifySignature({ name: "ECDSA", hash: "SHA-384" }, userCert, byCert, data));
+  // Every other function once, through the prelude's argument shaping.
+  const ed = ccf.crypto.generateEddsaKeyPair("curve25519");
+  out.eddsaOk = ccf.crypto.verifySignature({ name: "EdDSA" }, ed.publicKey, ccf.crypto.sign({ name: "EdDSA" }, ed.privateKey, data), data);
+  const rsa = ccf.crypto.generateRsaKeyPair(2048);
+  const pss = { name: "RSA-PSS", hash: "SHA-256", saltLength: 32 };
+  out.pssOk = ccf.crypto.verifySignature(pss, rsa.publicKey, ccf.crypto.sign(pss, rsa.privateKey, data), data);
+  const aes = ccf.crypto.generateAesKey(128);
+  const label = ccf.strToBuf("label");
+  const wrapped = ccf.crypto.wrapKey(aes, ccf.strToBuf(rsa.publicKey), { name: "RSA-OAEP-AES-KWP", aesKeySize: 256, label });
+  out.unwrapped = hex(ccf.crypto.unwrapKey(wrapped, ccf.strToBuf(rsa.privateKey), { name: "RSA-OAEP-AES-KWP", aesKeySize: 256, label })) === hex(aes);
+  out.wrongLabel = err(() => ccf.crypto.unwrapKey(wrapped, ccf.strToBuf(rsa.privateKey), { name: "RSA-OAEP-AES-KWP", aesKeySize: 256 }));
+  out.kwp = hex(ccf.crypto.unwrapKey(ccf.crypto.wrapKey(data, aes, { name: "AES-KWP" }), aes, { name: "AES-KWP" })) === hex(data);
+  const jwk = ccf.crypto.pubRsaPemToJwk(rsa.publicKey, "my-kid");
+  out.jwk = { kty: jwk.kty, kid: jwk.kid, e: jwk.e, back: ccf.crypto.pubRsaJwkToPem(jwk) === rsa.publicKey };
+  out.ecJwk = ccf.crypto.pemToJwk(ccf.crypto.jwkToPem(ccf.crypto.pemToJwk(userKey))).crv;
+  out.bundle = [ccf.crypto.isValidX509CertBundle(userCert), ccf.isValidX509CertBundle("nonsense")];
+  out.chain = ccf.crypto.isValidX509CertChain(userCert, userCert);
+  out.deprecatedAlias = ccf.generateAesKey(192).byteLength;
   return { body: out };
 }"#;
     let json = serde_json::json!({
@@ -307,6 +325,14 @@ export function run(request) {
     assert_eq!(out["hmac"], "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", "RFC 4231 case 2");
     assert_eq!(out["aes"], 32);
     assert!(out["badAes"].as_str().expect("s").starts_with("RangeError"), "{out}");
-    assert!(out["eddsa"].as_str().expect("s").contains("EdDSA is not supported"), "{out}");
+    assert!(out["eddsa"].as_str().expect("s").contains("not an Ed25519 private key"), "{out}");
+    for ok in ["eddsaOk", "pssOk", "unwrapped", "kwp", "chain"] {
+        assert_eq!(out[ok], true, "{ok}: {out}");
+    }
+    assert!(out["wrongLabel"].as_str().expect("s").contains("Failed to unwrap key"), "{out}");
+    assert_eq!(out["jwk"], serde_json::json!({"kty": "RSA", "kid": "my-kid", "e": "AQAB", "back": true}));
+    assert_eq!(out["ecJwk"], "P-256");
+    assert_eq!(out["bundle"], serde_json::json!([true, false]));
+    assert_eq!(out["deprecatedAlias"], 24);
     assert!(out["verify384"].as_str().expect("s").contains("supported: SHA-256"), "{out}");
 }

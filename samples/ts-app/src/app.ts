@@ -1,7 +1,7 @@
 // A TypeScript app on Consort, written against @microsoft/ccf-app 6.0.1 exactly as for CCF:
-// typed KV maps with converters, crypto digests, and consensus queries.
+// typed KV maps with converters, crypto (digests, ECDSA signatures, JWKs), and consensus queries.
 import * as ccfapp from "@microsoft/ccf-app";
-import { digest } from "@microsoft/ccf-app/crypto";
+import { digest, generateEcdsaKeyPair, pubPemToJwk, sign, verifySignature } from "@microsoft/ccf-app/crypto";
 
 type Item = {
   name: string;
@@ -58,4 +58,23 @@ export function hashItem(request: ccfapp.Request): ccfapp.Response {
 export function committed(): ccfapp.Response {
   const last = ccfapp.getLastCommittedTxId();
   return { body: { view: last.view, seqno: last.seqno, status: ccfapp.getStatusForTxId(last.view, last.seqno) } };
+}
+
+// Signs an item with a fresh ECDSA P-256 key: the caller gets the P1363 signature over the item's
+// JSON bytes, the public key as PEM and as a JWK, and whether the service's own check passed.
+export function signItem(request: ccfapp.Request): ccfapp.Response {
+  const item = items.get(request.params["id"]);
+  if (item === undefined) return error(404, "ResourceNotFound", `no item ${request.params["id"]}`);
+  const bytes = ccfapp.json<Item>().encode(item);
+  const keys = generateEcdsaKeyPair("secp256r1");
+  const algorithm = { name: "ECDSA", hash: "SHA-256" } as const;
+  const signature = sign(algorithm, keys.privateKey, bytes);
+  return {
+    body: {
+      signature: Array.from(new Uint8Array(signature), (b) => b.toString(16).padStart(2, "0")).join(""),
+      publicKey: keys.publicKey,
+      jwk: pubPemToJwk(keys.publicKey, "item-key"),
+      verified: verifySignature(algorithm, keys.publicKey, signature, bytes),
+    },
+  };
 }

@@ -167,7 +167,12 @@ fn sandbox(workspace: &Path, rpc_port: u16, app: Option<PathBuf>, signature_dela
         rpc_address: format!("127.0.0.1:{rpc_port}"),
         node_address: format!("127.0.0.1:{}", rpc_port.wrapping_add(1)),
         directory: workspace.join("node0"),
-        command: NodeCommand::Start(StartConfig { members: vec![identity("member0")], users: vec![identity("user0")], app }),
+        command: NodeCommand::Start(StartConfig {
+            members: vec![identity("member0")],
+            users: vec![identity("user0")],
+            app,
+            ..Default::default()
+        }),
         ..NodeConfig::default()
     };
     config.ledger_signatures.delay_ms = signature_delay_ms;

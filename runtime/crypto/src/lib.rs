@@ -6,7 +6,9 @@
 
 mod aead;
 mod cert;
+pub mod cose;
 mod error;
+pub mod jwt;
 mod key;
 
 pub use aead::{LedgerSecret, AEAD_NONCE_BYTES, AEAD_TAG_BYTES};

@@ -13,6 +13,7 @@ mod runtime;
 mod worker;
 
 pub use bundle::{percent_decode, AppMetadata, Bundle, BundleError, EndpointDef, EndpointMatch, Mode};
+pub use crypto::jwk_public_key_der;
 pub use limits::{instructions_per_ms, Limit, RuntimeOptions};
 pub use pool::{Execution, JsPool, PoolError, PoolMetrics, WorkerCommand};
 pub use protocol::JsHost;

@@ -118,7 +118,20 @@
   globalThis.console = { log: log("info"), info: log("info"), warn: log("warn"), error: log("error"), debug: log("debug") };
 
   // Calls a handler and turns its answer into [metaJson, bodyArrayBuffer] (SPEC §4 body rules).
+  // A COSE-signed caller's content arrives as base64 in the caller JSON; CCF hands it over as
+  // an ArrayBuffer.
+  function coseContent(identity) {
+    if (identity && identity.cose && typeof identity.cose.content === "string") {
+      identity.cose.content = N.b64ToBuf(identity.cose.content);
+    }
+  }
+
   globalThis.__consort_invoke = function (handler, request, body) {
+    const caller = request.caller;
+    if (caller) {
+      coseContent(caller);
+      if (Array.isArray(caller.policy)) for (const p of caller.policy) coseContent(caller[p]);
+    }
     request.body = {
       text: () => N.bufToStr(body),
       json: () => JSON.parse(N.bufToStr(body)),

@@ -22,7 +22,7 @@ use crate::protocol::{HostAnswer, HostQuery, KvOp, KvReply};
 const PRELUDE: &str = include_str!("prelude.js");
 
 /// The authentication policies this node can check.
-const KNOWN_POLICIES: [&str; 4] = ["user_cert", "member_cert", "any_cert", "no_auth"];
+const KNOWN_POLICIES: [&str; 6] = ["user_cert", "member_cert", "any_cert", "no_auth", "jwt", "user_cose_sign1"];
 
 pub(crate) fn check_policy(policy: &serde_json::Value) -> Result<(), String> {
     match policy {
@@ -309,6 +309,14 @@ fn buf_to_str(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsV
     Ok(JsString::from(String::from_utf8_lossy(&b).as_ref()).into())
 }
 
+/// Base64 text (from the node's caller JSON) to an ArrayBuffer.
+fn b64_to_buf(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    use base64::Engine;
+    let text = arg_string(args, 0, "base64 text")?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| type_err(format!("bad base64: {e}")))?;
+    new_buffer(&bytes, ctx)
+}
+
 fn set_apply_writes(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let v = args.first().and_then(JsValue::as_boolean).unwrap_or(false);
     let session = ctx.get_data::<Session>().ok_or_else(|| js_err("no request is running"))?;
@@ -407,7 +415,7 @@ fn log(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
 type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
 fn install_globals(ctx: &mut Context) -> JsResult<()> {
-    let natives: [(&str, Native, usize); 18] = [
+    let natives: [(&str, Native, usize); 19] = [
         ("kvHas", kv_has, 2),
         ("kvGet", kv_get, 2),
         ("kvVersion", kv_version, 2),
@@ -418,6 +426,7 @@ fn install_globals(ctx: &mut Context) -> JsResult<()> {
         ("kvEntries", kv_entries, 1),
         ("strToBuf", str_to_buf, 1),
         ("bufToStr", buf_to_str, 1),
+        ("b64ToBuf", b64_to_buf, 1),
         ("setApplyWrites", set_apply_writes, 1),
         ("setClaimsDigest", set_claims_digest, 1),
         ("log", log, 2),

@@ -39,7 +39,14 @@ pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
         }
         Err(false) => return reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Unknown path: {}", call.path)),
     };
-    let caller = match crate::auth::authenticate(&state, &m.endpoint.authn_policies, call.peer_cert) {
+    let header = |name: hyper::header::HeaderName| call.headers.get(name).and_then(|v| v.to_str().ok());
+    let creds = crate::auth::Credentials {
+        cert_der: call.peer_cert,
+        authorization: header(hyper::header::AUTHORIZATION),
+        content_type: header(CONTENT_TYPE),
+        body: &call.body,
+    };
+    let caller = match crate::auth::authenticate(&state, &m.endpoint.authn_policies, creds) {
         Ok(c) => c,
         Err(why) => return reply::error(StatusCode::UNAUTHORIZED, "Unauthorized", why),
     };

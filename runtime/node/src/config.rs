@@ -129,6 +129,22 @@ pub struct StartConfig {
     pub users: Vec<IdentityConfig>,
     /// A bundle.json, or an app directory with app.json and src/ (as ccf-build-bundle reads).
     pub app: Option<PathBuf>,
+    /// JWT issuers trusted from genesis, as `set_jwt_issuer` proposals would set them.
+    pub jwt_issuers: Vec<JwtIssuerConfig>,
+}
+
+/// `{"issuer": "https://...", "jwks": {"keys": [JWK, ...]}}`: RSA and EC keys, or `x5c`
+/// certificates; a key's own `issuer` field becomes its issuer constraint (as in CCF).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtIssuerConfig {
+    pub issuer: String,
+    pub jwks: Jwks,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Jwks {
+    pub keys: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -56,8 +56,29 @@ pub fn write_genesis(
         put_json(tx, USERS_CERTS, user_id.as_bytes(), &serde_json::Value::String(pem));
         put_json(tx, USERS_INFO, user_id.as_bytes(), &serde_json::json!({"user_data": u.data}));
     }
+    for issuer in &start.jwt_issuers {
+        write_jwt_issuer(tx, issuer)?;
+    }
     if let Some(bundle) = app {
         write_app(tx, bundle);
+    }
+    Ok(())
+}
+
+/// An issuer and its signing keys, as governance's `set_jwt_issuer` writes them.
+pub fn write_jwt_issuer(tx: &mut Tx, issuer: &crate::config::JwtIssuerConfig) -> Result<(), String> {
+    use consort_crypto::jwt::JwtKeyMetadata;
+    put_json(tx, JWT_ISSUERS, issuer.issuer.as_bytes(), &serde_json::json!({"auto_refresh": false}));
+    for jwk in &issuer.jwks.keys {
+        let kid =
+            jwk.get("kid").and_then(serde_json::Value::as_str).ok_or_else(|| format!("JWT issuer {}: a key has no kid", issuer.issuer))?;
+        let public_key = consort_js::jwk_public_key_der(jwk).map_err(|e| format!("JWT issuer {}, kid {kid}: {e}", issuer.issuer))?;
+        let constraint = jwk.get("issuer").and_then(serde_json::Value::as_str).map(str::to_owned);
+        let mut keys: Vec<JwtKeyMetadata> =
+            tx.get(JWT_PUBLIC_SIGNING_KEYS, kid.as_bytes()).and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or_default();
+        keys.retain(|k| k.issuer != issuer.issuer);
+        keys.push(JwtKeyMetadata { public_key, issuer: issuer.issuer.clone(), constraint });
+        put_json(tx, JWT_PUBLIC_SIGNING_KEYS, kid.as_bytes(), &serde_json::to_value(&keys).expect("metadata serialises"));
     }
     Ok(())
 }

@@ -201,3 +201,22 @@ fn field_bytes(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> 
 fn uint<'a>(bytes: &'a [u8], name: &str) -> Result<UintRef<'a>, String> {
     UintRef::new(bytes).map_err(|e| format!("{name}: {e}"))
 }
+
+/// The SubjectPublicKeyInfo DER of a public JWK: from its first `x5c` certificate if it has
+/// one, else from its RSA (`n`, `e`) or EC (`crv`, `x`, `y`) members.
+pub fn public_key_der(jwk: &Value) -> Result<Vec<u8>, String> {
+    if let Some(first) = jwk.get("x5c").and_then(Value::as_array).and_then(|c| c.first()) {
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(first.as_str().ok_or("x5c holds base64 strings")?)
+            .map_err(|e| format!("x5c: {e}"))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| format!("x5c: {e}"))?;
+        return Ok(cert.public_key().raw.to_vec());
+    }
+    let op = match jwk.get("kty").and_then(Value::as_str) {
+        Some("RSA") => "pubRsaJwkToPem",
+        Some("EC") => "pubJwkToPem",
+        other => return Err(format!("unsupported JWK kty {other:?} (RSA or EC)")),
+    };
+    let pem = to_pem(op, jwk)?;
+    Ok(pem::parse(pem).map_err(|e| e.to_string())?.into_contents())
+}

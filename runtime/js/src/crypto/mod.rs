@@ -20,6 +20,8 @@ mod x509;
 
 use serde_json::Value;
 
+pub use jwk::public_key_der as jwk_public_key_der;
+
 /// Why a crypto call failed; the caller turns it into a JS `RangeError` or `Error`.
 #[derive(Debug)]
 pub enum CryptoFailure {

@@ -18,6 +18,7 @@ async fn typescript_app_built_with_ccf_app_runs_unchanged() {
     let put = |id: &str, name: &str| user.post(s.url("/app/items")).json(&json!({"id": id, "name": name, "tags": ["a", "b"]})).send();
     let r = put("x1", "first").await.expect("post");
     assert_eq!(r.status(), StatusCode::CREATED);
+    let first_txid = r.headers()["x-ms-ccf-transaction-id"].to_str().expect("txid").to_owned();
     assert_eq!(r.json::<Value>().await.expect("json"), json!({"id": "x1", "writes": 1}), "uint32 converter on a public map");
     let r = put("x1", "again").await.expect("post");
     assert_eq!(r.json::<Value>().await.expect("json")["writes"], 2);
@@ -64,6 +65,22 @@ async fn typescript_app_built_with_ccf_app_runs_unchanged() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(committed["status"], "Committed", "{committed}");
+
+    // Historical query from TypeScript: x1 as its first write left it, 202 while loading.
+    let mut historical = Value::Null;
+    for _ in 0..100 {
+        let r =
+            user.get(s.url("/app/items/x1/historical")).header("x-ms-ccf-transaction-id", &first_txid).send().await.expect("historical");
+        if r.status() != StatusCode::ACCEPTED {
+            assert_eq!(r.status(), StatusCode::OK);
+            historical = r.json().await.expect("json");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(historical["item"], json!({"name": "first", "tags": ["a", "b"]}), "{historical}");
+    assert_eq!(historical["transactionId"], first_txid.as_str());
+    assert!(historical["receipt"]["signature"].is_string(), "{historical}");
     drop(s);
     let _ = std::fs::remove_dir_all(&ws);
 }

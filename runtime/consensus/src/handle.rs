@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use consort_crypto::{LedgerSecret, NodeKey};
-use consort_kv::{Store, Tx, TxId};
+use consort_kv::{Store, Tx, TxId, WriteSet};
 use consort_ledger::{CommitSecret, Receipt};
 use openraft::error::ClientWriteError;
 use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
@@ -74,8 +74,29 @@ pub enum ReceiptError {
     Invalid(TxId),
 }
 
+/// One committed transaction as historical queries see it (SPEC §4 `ccf.historicalState`).
+#[derive(Debug, Clone)]
+pub struct HistoricalEntry {
+    pub txid: TxId,
+    /// What the transaction wrote (private maps decrypted); empty for signatures and
+    /// configuration entries.
+    pub writes: WriteSet,
+    pub receipt: Receipt,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HistoricalError {
+    #[error("only committed transactions can be queried; transaction {0} is {1}")]
+    NotCommitted(TxId, &'static str),
+    #[error("historical state of {0} cannot be read: {1}")]
+    Read(TxId, String),
+}
+
 pub struct Consensus {
     raft: Raft<TypeConfig>,
+    /// A reader of the same log Raft writes, for historical queries.
+    log: LogStore,
     raft_id: u64,
     shared: Arc<Shared>,
     secret: LedgerSecret,
@@ -106,6 +127,7 @@ impl Consensus {
         .validate()
         .map_err(|e| format!("raft configuration: {e}"))?;
         let raft_id = crate::raft_node_id(&config.node_id);
+        let reader = log.clone();
         let raft = Raft::new(raft_id, Arc::new(raft_config), NoPeers, log, sm).await.map_err(|e| format!("starting raft: {e}"))?;
         if !raft.is_initialized().await.map_err(|e| e.to_string())? {
             let members = BTreeMap::from([(raft_id, BasicNode::new(&config.node_address))]);
@@ -113,6 +135,7 @@ impl Consensus {
         }
         let consensus = Arc::new(Consensus {
             raft,
+            log: reader,
             raft_id,
             shared,
             secret: config.ledger_secret.clone(),
@@ -249,6 +272,24 @@ impl Consensus {
         let proof = ledger.tree.proof(txid.seqno, sig.seqno + 1).ok_or(ReceiptError::NotCommitted(txid))?;
         let meta = ledger.entries[txid.seqno as usize];
         Ok(Receipt::new(sig, &proof, &meta.write_set_digest, self.commit_secret.evidence(txid), &meta.claims_digest))
+    }
+
+    /// The writes and receipt of committed transaction `txid`, read back from the ledger.
+    /// Blocking (a chunk file may be read): call it off the async threads.
+    pub fn historical(&self, txid: TxId) -> Result<HistoricalEntry, HistoricalError> {
+        let status = self.status(txid);
+        if status != TxStatus::Committed {
+            return Err(HistoricalError::NotCommitted(txid, status.as_str()));
+        }
+        let receipt = self.receipt(txid).map_err(|e| HistoricalError::Read(txid, e.to_string()))?;
+        let le = self.log.read_entry(txid.seqno).map_err(|e| HistoricalError::Read(txid, e))?;
+        let writes = match le.kind {
+            consort_ledger::EntryKind::Tx => {
+                crate::state_machine::decode_writes(&le, &self.secret).map_err(|e| HistoricalError::Read(txid, e))?
+            }
+            _ => WriteSet::default(),
+        };
+        Ok(HistoricalEntry { txid, writes, receipt })
     }
 
     pub async fn shutdown(&self) {

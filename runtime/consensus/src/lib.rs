@@ -20,7 +20,7 @@ mod signer;
 mod state_machine;
 mod types;
 
-pub use handle::{CommitError, Consensus, ConsensusConfig, ReceiptError, TxStatus};
+pub use handle::{CommitError, Consensus, ConsensusConfig, HistoricalEntry, HistoricalError, ReceiptError, TxStatus};
 pub use state_machine::AppliedLedger;
 pub use types::{Proposal, ProposalKind, TypeConfig};
 

@@ -47,6 +47,16 @@ impl LogStore {
         Ok(LogStore { inner: Arc::new(Mutex::new(Inner { files, cache, db, commit, last_purged: None })) })
     }
 
+    /// The ledger entry at `index`, from the cache or the chunk files (historical queries).
+    pub fn read_entry(&self, index: u64) -> Result<consort_ledger::LedgerEntry, String> {
+        let inner = self.lock();
+        if index >= inner.files.len() {
+            return Err(format!("seqno {index} is not in this node's ledger"));
+        }
+        let entry = Self::entry_at(&inner, index).map_err(|e| e.to_string())?;
+        Ok(to_ledger(&entry, &inner.commit))
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }

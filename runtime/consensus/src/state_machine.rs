@@ -90,6 +90,20 @@ pub struct StateMachine {
     membership: StoredMembership<u64, openraft::BasicNode>,
 }
 
+/// A transaction entry's writes: the public part as written, the private part opened with the
+/// ledger secret (its AAD binds it to the public part and the claims digest).
+pub fn decode_writes(le: &LedgerEntry, secret: &LedgerSecret) -> Result<WriteSet, String> {
+    let public = WriteSet::decode(&le.public).map_err(|e| format!("public writes of {}: {e}", le.txid))?;
+    let private = if le.private.is_empty() {
+        WriteSet::default()
+    } else {
+        let aad = LedgerEntry::private_aad(&le.claims_digest, &le.public);
+        let plain = secret.open(&aad, &le.private).map_err(|e| format!("private writes of {}: {e}", le.txid))?;
+        WriteSet::decode(&plain).map_err(|e| format!("private writes of {}: {e}", le.txid))?
+    };
+    Ok(public.merge(private))
+}
+
 impl StateMachine {
     pub fn new(shared: Arc<Shared>, secret: LedgerSecret) -> Self {
         let commit = CommitSecret::from_ledger_secret(secret.as_bytes());
@@ -101,15 +115,7 @@ impl StateMachine {
         let fail = |msg: String| -> StorageError { StorageIOError::apply(entry.log_id, &std::io::Error::other(msg)).into() };
         match (&entry.payload, le.kind) {
             (EntryPayload::Normal(_), EntryKind::Tx) => {
-                let public = WriteSet::decode(&le.public).map_err(|e| fail(format!("public writes of {}: {e}", le.txid)))?;
-                let private = if le.private.is_empty() {
-                    WriteSet::default()
-                } else {
-                    let aad = LedgerEntry::private_aad(&le.claims_digest, &le.public);
-                    let plain = self.secret.open(&aad, &le.private).map_err(|e| fail(format!("private writes of {}: {e}", le.txid)))?;
-                    WriteSet::decode(&plain).map_err(|e| fail(format!("private writes of {}: {e}", le.txid)))?
-                };
-                self.shared.store.apply(le.txid, &public.merge(private));
+                self.shared.store.apply(le.txid, &decode_writes(&le, &self.secret).map_err(fail)?);
             }
             (EntryPayload::Normal(_), EntryKind::Signature) => {
                 let record: SignatureRecord =

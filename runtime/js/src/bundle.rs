@@ -148,9 +148,6 @@ impl Bundle {
                 if !matches!(def.forwarding_required.as_str(), "sometimes" | "always" | "never") {
                     return Err(err(format!("forwarding_required must be sometimes, always or never, not {:?}", def.forwarding_required)));
                 }
-                if def.mode == Mode::Historical {
-                    return Err(err("mode \"historical\" is not supported by this version of Consort".into()));
-                }
                 for policy in &def.authn_policies {
                     crate::runtime::check_policy(policy).map_err(&err)?;
                 }

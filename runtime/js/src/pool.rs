@@ -296,6 +296,7 @@ fn run_job(
         body: request.body.clone(),
         access,
         options: options.clone(),
+        historical: request.historical.as_deref().cloned(),
     };
     if let Err(e) = write_frame(&mut p.input, &job) {
         // The worker died while idle (nothing of this request reached it): replace it and try

@@ -38,8 +38,47 @@
     set() { throw new TypeError("ccf.kv is read-only: use ccf.kv[name].set(key, value)"); },
   });
 
-  function unsupported(name) {
-    return function () { throw new Error(name + " is not supported by this version of Consort"); };
+  // Historical state (ccf.historicalState, ccf.historical.getStateRange): the writes of one
+  // committed transaction, read-only, with its receipt.
+  function keyString(b) {
+    const u = new Uint8Array(b);
+    let s = "";
+    for (let i = 0; i < u.length; i++) s += String.fromCharCode(u[i]);
+    return s;
+  }
+  class HistoricalKvMap {
+    constructor(name, pairs, seqno) {
+      this._name = name;
+      this._seqno = seqno;
+      this._entries = new Map();
+      for (const [k, v] of pairs) if (v !== null) this._entries.set(keyString(k), [k, v]);
+    }
+    has(key) { return this._entries.has(keyString(buf(key, "key"))); }
+    get(key) { const e = this._entries.get(keyString(buf(key, "key"))); return e === undefined ? undefined : e[1]; }
+    getVersionOfPreviousWrite(key) { return this.has(key) ? this._seqno : undefined; }
+    set() { return this._readOnly("set"); }
+    delete() { return this._readOnly("delete"); }
+    clear() { return this._readOnly("clear"); }
+    _readOnly(op) { throw new Error("historical state is read-only: cannot " + op + " in map " + this._name); }
+    forEach(callback) {
+      if (typeof callback !== "function") throw new TypeError("forEach callback must be a function");
+      for (const [k, v] of this._entries.values()) callback(v, k, this);
+    }
+    get size() { return this._entries.size; }
+  }
+  function historicalState(raw) {
+    const seqno = Number(raw.transactionId.split(".")[1]);
+    const opened = new Map();
+    const kv = new Proxy({}, {
+      get(_t, name) {
+        if (typeof name !== "string") return undefined;
+        let m = opened.get(name);
+        if (m === undefined) { m = new HistoricalKvMap(name, raw.maps[name] || [], seqno); opened.set(name, m); }
+        return m;
+      },
+      set() { throw new TypeError("historical state is read-only"); },
+    });
+    return { transactionId: raw.transactionId, receipt: JSON.parse(raw.receipt), kv };
   }
 
   // ccf.crypto: argument shaping only; the work and CCF's checks are in Rust (crypto/mod.rs).
@@ -96,10 +135,12 @@
     digest: crypto.digest,
     isValidX509CertBundle: crypto.isValidX509CertBundle,
     isValidX509CertChain: crypto.isValidX509CertChain,
-    // @microsoft/ccf-app binds these when it loads, so they must exist even before they work.
     historical: {
-      getStateRange: unsupported("ccf.historical.getStateRange"),
-      dropCachedStates: unsupported("ccf.historical.dropCachedStates"),
+      getStateRange: (handle, from, to, expirySeconds) => {
+        const states = N.stateRange(Number(handle), Number(from), Number(to), Number(expirySeconds));
+        return states === null ? null : states.map(historicalState);
+      },
+      dropCachedStates: (handle) => N.dropStates(Number(handle)),
     },
     consensus: {
       getLastCommittedTxId: () => N.lastCommitted(),
@@ -125,6 +166,13 @@
       identity.cose.content = N.b64ToBuf(identity.cose.content);
     }
   }
+
+  // Set before the app's modules load, so that `export const historicalState =
+  // ccf.historicalState` in @microsoft/ccf-app sees it (historical requests get a fresh
+  // interpreter for this reason).
+  globalThis.__consort_set_historical = function (historical) {
+    globalThis.ccf.historicalState = historical === undefined ? undefined : historicalState(historical);
+  };
 
   globalThis.__consort_invoke = function (handler, request, body) {
     const caller = request.caller;

@@ -105,24 +105,51 @@ pub enum ToWorker {
         body: Vec<u8>,
         access: KvAccess,
         options: RuntimeOptions,
+        /// For `mode: "historical"` endpoints: the state `ccf.historicalState` shows.
+        historical: Option<HistoricalState>,
     },
     Kv(KvReply),
     Host(HostAnswer),
 }
 
-/// A question for the node about consensus (`ccf.consensus.*`).
+/// A question for the node about consensus (`ccf.consensus.*`) or history (`ccf.historical.*`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum HostQuery {
     LastCommitted,
     Status { view: u64, seqno: u64 },
     ViewOf { seqno: u64 },
+    StateRange { handle: u64, from: u64, to: u64, expiry_seconds: u64 },
+    DropStates { handle: u64 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum HostAnswer {
-    TxId { view: u64, seqno: u64 },
+    TxId {
+        view: u64,
+        seqno: u64,
+    },
     Status(String),
     View(Option<u64>),
+    /// `None` while some of the range is still loading.
+    States(Result<Option<Vec<HistoricalState>>, String>),
+    Dropped(bool),
+}
+
+/// One committed transaction for historical queries: its id, receipt and writes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoricalState {
+    pub view: u64,
+    pub seqno: u64,
+    /// The receipt as JSON text (the shape of `@microsoft/ccf-app`'s `Receipt`).
+    pub receipt: String,
+    /// Per map, the keys the transaction wrote: `Some(value)` for a put, `None` for a removal.
+    pub maps: Vec<HistoricalMap>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoricalMap {
+    pub name: String,
+    pub writes: Vec<(serde_bytes::ByteBuf, Option<serde_bytes::ByteBuf>)>,
 }
 
 /// What the node answers host queries from: its consensus state.
@@ -131,6 +158,11 @@ pub trait JsHost: Send + Sync {
     /// `Committed`, `Pending`, `Unknown` or `Invalid`.
     fn status(&self, view: u64, seqno: u64) -> &'static str;
     fn view_of(&self, seqno: u64) -> Option<u64>;
+    /// `ccf.historical.getStateRange`: `Ok(None)` while loading (loading starts on the first
+    /// call); an error for a range that can never be served.
+    fn state_range(&self, handle: u64, from: u64, to: u64, expiry_seconds: u64) -> Result<Option<Vec<HistoricalState>>, String>;
+    /// `ccf.historical.dropCachedStates`: whether the handle held anything.
+    fn drop_states(&self, handle: u64) -> bool;
 }
 
 impl HostQuery {
@@ -142,6 +174,10 @@ impl HostQuery {
             }
             HostQuery::Status { view, seqno } => HostAnswer::Status(host.status(view, seqno).to_owned()),
             HostQuery::ViewOf { seqno } => HostAnswer::View(host.view_of(seqno)),
+            HostQuery::StateRange { handle, from, to, expiry_seconds } => {
+                HostAnswer::States(host.state_range(handle, from, to, expiry_seconds))
+            }
+            HostQuery::DropStates { handle } => HostAnswer::Dropped(host.drop_states(handle)),
         }
     }
 }

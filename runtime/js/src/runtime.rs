@@ -17,7 +17,7 @@ use consort_kv::MapKind;
 
 use crate::bundle::{normalise_module_name, Bundle, EndpointDef};
 use crate::limits::{Limit, RuntimeOptions, Watch};
-use crate::protocol::{HostAnswer, HostQuery, KvOp, KvReply};
+use crate::protocol::{HistoricalState, HostAnswer, HostQuery, KvOp, KvReply};
 
 const PRELUDE: &str = include_str!("prelude.js");
 
@@ -52,6 +52,9 @@ pub struct JsRequest {
     pub caller: Option<serde_json::Value>,
     #[serde(skip)]
     pub body: Vec<u8>,
+    /// `mode: "historical"` endpoints: the transaction `ccf.historicalState` describes.
+    #[serde(skip)]
+    pub historical: Option<std::sync::Arc<crate::protocol::HistoricalState>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -309,6 +312,57 @@ fn buf_to_str(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsV
     Ok(JsString::from(String::from_utf8_lossy(&b).as_ref()).into())
 }
 
+/// A historical state as the prelude expects it:
+/// `{transactionId: "view.seqno", receipt: "<json>", maps: {name: [[key, value|null], ...]}}`.
+fn historical_to_js(state: &HistoricalState, ctx: &mut Context) -> JsResult<JsValue> {
+    let maps = ObjectInitializer::new(ctx).build();
+    for map in &state.maps {
+        let mut pairs = Vec::with_capacity(map.writes.len());
+        for (k, v) in &map.writes {
+            let key = new_buffer(k, ctx)?;
+            let value = match v {
+                Some(v) => new_buffer(v, ctx)?,
+                None => JsValue::null(),
+            };
+            pairs.push(JsArray::from_iter([key, value], ctx).into());
+        }
+        let pairs = JsArray::from_iter(pairs, ctx);
+        maps.set(JsString::from(map.name.as_str()), pairs, false, ctx)?;
+    }
+    let txid = format!("{}.{}", state.view, state.seqno);
+    Ok(ObjectInitializer::new(ctx)
+        .property(js_string!("transactionId"), JsString::from(txid.as_str()), Attribute::all())
+        .property(js_string!("receipt"), JsString::from(state.receipt.as_str()), Attribute::all())
+        .property(js_string!("maps"), maps, Attribute::all())
+        .build()
+        .into())
+}
+
+fn historical_range(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let (handle, from, to) = (arg_u64(args, 0, "handle")?, arg_u64(args, 1, "from")?, arg_u64(args, 2, "to")?);
+    let expiry_seconds = arg_u64(args, 3, "expirySeconds")?;
+    match host(ctx, HostQuery::StateRange { handle, from, to, expiry_seconds })? {
+        HostAnswer::States(Ok(None)) => Ok(JsValue::null()),
+        HostAnswer::States(Ok(Some(states))) => {
+            let mut out = Vec::with_capacity(states.len());
+            for s in &states {
+                out.push(historical_to_js(s, ctx)?);
+            }
+            Ok(JsArray::from_iter(out, ctx).into())
+        }
+        HostAnswer::States(Err(e)) => Err(js_err(format!("ccf.historical.getStateRange: {e}"))),
+        other => Err(js_err(format!("ccf.historical: unexpected answer {other:?}"))),
+    }
+}
+
+fn historical_drop(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let handle = arg_u64(args, 0, "handle")?;
+    match host(ctx, HostQuery::DropStates { handle })? {
+        HostAnswer::Dropped(b) => Ok(b.into()),
+        other => Err(js_err(format!("ccf.historical: unexpected answer {other:?}"))),
+    }
+}
+
 /// Base64 text (from the node's caller JSON) to an ArrayBuffer.
 fn b64_to_buf(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     use base64::Engine;
@@ -415,7 +469,7 @@ fn log(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
 type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
 fn install_globals(ctx: &mut Context) -> JsResult<()> {
-    let natives: [(&str, Native, usize); 19] = [
+    let natives: [(&str, Native, usize); 21] = [
         ("kvHas", kv_has, 2),
         ("kvGet", kv_get, 2),
         ("kvVersion", kv_version, 2),
@@ -427,6 +481,8 @@ fn install_globals(ctx: &mut Context) -> JsResult<()> {
         ("strToBuf", str_to_buf, 1),
         ("bufToStr", buf_to_str, 1),
         ("b64ToBuf", b64_to_buf, 1),
+        ("stateRange", historical_range, 4),
+        ("dropStates", historical_drop, 1),
         ("setApplyWrites", set_apply_writes, 1),
         ("setClaimsDigest", set_claims_digest, 1),
         ("log", log, 2),
@@ -532,6 +588,8 @@ pub(crate) struct Interpreter {
     invoke: Script,
     handlers: HashMap<(String, String), JsValue>,
     options: RuntimeOptions,
+    /// Whether `ccf.historicalState` is set (cleared by the next non-historical request).
+    historical_set: bool,
 }
 
 impl Interpreter {
@@ -540,7 +598,7 @@ impl Interpreter {
         let (mut ctx, loader) = new_context(bundle, options, budget)?;
         let invoke = Script::parse(Source::from_bytes("__consort_invoke(...__consort_args)"), None, &mut ctx)
             .map_err(|e| ScriptError::Load(e.to_string()))?;
-        Ok(Interpreter { ctx, loader, invoke, handlers: HashMap::new(), options: options.clone() })
+        Ok(Interpreter { ctx, loader, invoke, handlers: HashMap::new(), options: options.clone(), historical_set: false })
     }
 
     /// Whether this interpreter can take another request under `options`.
@@ -555,12 +613,13 @@ impl Interpreter {
         endpoint: &EndpointDef,
         request: &serde_json::Value,
         body: &[u8],
+        historical: Option<&HistoricalState>,
         access: KvAccess,
         kv: Box<dyn KvBackend>,
     ) -> (RunOutcome, bool) {
         let watch = Watch::start(&self.options);
         self.ctx.insert_data(Session { kv, access, apply_writes: Cell::new(None), claims_digest: Cell::new(None) });
-        let response = self.invoke(endpoint, request, body, &watch);
+        let response = self.invoke(endpoint, request, body, historical, &watch);
         let session = self.ctx.remove_data::<Session>().expect("session inserted above");
         let sound = !matches!(response, Err(ScriptError::Limit(_)));
         (RunOutcome { response, apply_writes: session.apply_writes.get(), claims_digest: session.claims_digest.get() }, sound)
@@ -576,13 +635,32 @@ impl Interpreter {
         Ok(h)
     }
 
+    /// `ccf.historicalState` for this request (or none), through the prelude's builder.
+    fn set_historical(&mut self, historical: Option<&HistoricalState>) -> Result<(), ScriptError> {
+        let ctx = &mut self.ctx;
+        let fail = |e: JsError, ctx: &mut Context| ScriptError::Exception(describe(&e, ctx));
+        let value = match historical {
+            Some(h) => historical_to_js(h, ctx).map_err(|e| fail(e, ctx))?,
+            None => JsValue::undefined(),
+        };
+        let setter = ctx.global_object().get(js_string!("__consort_set_historical"), ctx).map_err(|e| fail(e, ctx))?;
+        let setter = setter.as_callable().ok_or_else(|| ScriptError::Load("the prelude's historical setter is missing".into()))?;
+        setter.call(&JsValue::undefined(), &[value], ctx).map_err(|e| fail(e, ctx))?;
+        self.historical_set = historical.is_some();
+        Ok(())
+    }
+
     fn invoke(
         &mut self,
         endpoint: &EndpointDef,
         request: &serde_json::Value,
         body: &[u8],
+        historical: Option<&HistoricalState>,
         watch: &Watch,
     ) -> Result<JsResponse, ScriptError> {
+        if historical.is_some() || self.historical_set {
+            self.set_historical(historical)?;
+        }
         let handler = self.handler(endpoint)?;
         let options = &self.options;
         if let Some(limit) = watch.exceeded() {
@@ -665,7 +743,7 @@ pub fn bench_direct_calls(
             interpreter = Interpreter::new(bundle, &options, true)?;
         }
         let kv = Box::new(LocalKv(RefCell::new(store.begin())));
-        let (outcome, _) = interpreter.run(endpoint, &request_value, &request.body, KvAccess::AppReadOnly, kv);
+        let (outcome, _) = interpreter.run(endpoint, &request_value, &request.body, None, KvAccess::AppReadOnly, kv);
         outcome.response?;
     }
     Ok(started.elapsed())

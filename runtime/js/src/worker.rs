@@ -98,9 +98,9 @@ fn serve() -> ExitCode {
     let mut kept: HashMap<String, Interpreter> = HashMap::new();
     loop {
         let msg = read_frame::<ToWorker>(&mut pipe.borrow_mut().input);
-        let (bundle_id, bundle_json, endpoint, request, body, access, options) = match msg {
-            Ok(ToWorker::Job { bundle_id, bundle, endpoint, request, body, access, options }) => {
-                (bundle_id, bundle, endpoint, request, body, access, options)
+        let (bundle_id, bundle_json, endpoint, request, body, access, options, historical) = match msg {
+            Ok(ToWorker::Job { bundle_id, bundle, endpoint, request, body, access, options, historical }) => {
+                (bundle_id, bundle, endpoint, request, body, access, options, historical)
             }
             Ok(other) => {
                 tracing::error!("JS worker: protocol error, expected a job, got {other:?}");
@@ -133,10 +133,19 @@ fn serve() -> ExitCode {
         }
         let done = match &current {
             Some((id, bundle)) if *id == bundle_id => {
-                let key = endpoint.interpreter_reuse.as_ref().and_then(|r| r.get("key")).and_then(|k| k.as_str()).map(str::to_owned);
+                // A historical request gets a fresh interpreter: modules read ccf.historicalState
+                // when they load (`export const historicalState` in @microsoft/ccf-app).
+                let key = endpoint
+                    .interpreter_reuse
+                    .as_ref()
+                    .and_then(|r| r.get("key"))
+                    .and_then(|k| k.as_str())
+                    .filter(|_| historical.is_none())
+                    .map(str::to_owned);
                 match interpreter_for(&mut kept, key.as_deref(), bundle, &options) {
                     Ok((mut interpreter, reused)) => {
-                        let (outcome, sound) = interpreter.run(&endpoint, &request, &body, access, Box::new(RemoteKv(pipe.clone())));
+                        let (outcome, sound) =
+                            interpreter.run(&endpoint, &request, &body, historical.as_ref(), access, Box::new(RemoteKv(pipe.clone())));
                         if let (Some(key), true) = (key, sound) {
                             if kept.len() >= options.max_cached_interpreters.max(1) as usize {
                                 // Keep the cache bounded: drop some other interpreter.

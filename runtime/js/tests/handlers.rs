@@ -110,6 +110,7 @@ async fn check(pool: &JsPool, store: &Store, bundle: &Arc<Bundle>, c: Case<'_>) 
         params: m.params.clone(),
         caller: None,
         body: c.body.as_bytes().to_vec(),
+        historical: None,
     };
     let ex = pool.execute(bundle.clone(), m.endpoint.clone(), request, store.begin(), access, Default::default()).await.expect("pool");
     let (status, ct, body) = match &ex.response {
@@ -335,4 +336,74 @@ export function run(request) {
     assert_eq!(out["bundle"], serde_json::json!([true, false]));
     assert_eq!(out["deprecatedAlias"], 24);
     assert!(out["verify384"].as_str().expect("s").contains("supported: SHA-256"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn historical_state_and_ranges_are_read_only_views_of_committed_writes() {
+    let module = r#"
+const err = (f) => { try { f(); return "no error"; } catch (e) { return String(e); } };
+const view = (s) => ({
+  txid: s.transactionId,
+  one: s.kv["records"].get(ccf.strToBuf("1")) === undefined ? null : ccf.bufToStr(s.kv["records"].get(ccf.strToBuf("1"))),
+  removed: s.kv["records"].has(ccf.strToBuf("2")),
+  version: s.kv["records"].getVersionOfPreviousWrite(ccf.strToBuf("1")),
+  size: s.kv["records"].size,
+  otherMapSize: s.kv["elsewhere"].size,
+  claims: s.receipt.leaf_components.claims_digest,
+});
+export function at(request) {
+  const s = ccf.historicalState;
+  return { body: {
+    state: view(s),
+    setRefused: err(() => s.kv["records"].set(ccf.strToBuf("x"), ccf.strToBuf("y"))),
+    header: request.headers["x-ms-ccf-transaction-id"],
+  } };
+}
+export function range() {
+  return { body: {
+    loading: ccf.historical.getStateRange(0, 1, 2, 60),
+    states: ccf.historical.getStateRange(7, 40, 42, 60).map(view),
+    uncommitted: err(() => ccf.historical.getStateRange(7, 40, 50, 60)),
+    dropped: [ccf.historical.dropCachedStates(7), ccf.historical.dropCachedStates(8)],
+    noState: ccf.historicalState === undefined,
+  } };
+}"#;
+    let json = serde_json::json!({
+        "metadata": {"endpoints": {
+            "/at": {"get": {"js_module": "m.js", "js_function": "at", "authn_policies": [], "mode": "historical"}},
+            "/range": {"get": {"js_module": "m.js", "js_function": "range", "authn_policies": [], "mode": "readonly", "interpreter_reuse": {"key": "k"}}}
+        }},
+        "modules": [{"name": "m.js", "module": module}]
+    });
+    let b = Arc::new(Bundle::from_json(json.to_string().as_bytes()).expect("historical endpoints deploy"));
+    let pool = pool(1);
+    let run = |path: &'static str, historical: Option<u64>| {
+        let (b, pool) = (b.clone(), &pool);
+        async move {
+            let mut request = JsRequest { method: "GET".into(), path: path.into(), ..Default::default() };
+            request.historical = historical.map(|s| Arc::new(common::state(s)));
+            request.headers.insert("x-ms-ccf-transaction-id".into(), "3.41".into());
+            let m = b.route("GET", path).expect("route");
+            let ex = pool
+                .execute(b.clone(), m.endpoint.clone(), request, Store::default().begin(), KvAccess::AppReadOnly, Default::default())
+                .await
+                .expect("pool");
+            serde_json::from_slice::<serde_json::Value>(&ex.response.expect("ran").body).expect("json")
+        }
+    };
+    let at = run("/at", Some(41)).await;
+    assert_eq!(
+        at["state"],
+        serde_json::json!({"txid": "3.41", "one": "v41", "removed": false, "version": 41, "size": 1, "otherMapSize": 0, "claims": "41"})
+    );
+    assert!(at["setRefused"].as_str().expect("s").contains("read-only"), "{at}");
+    // A later request on the same (reused) interpreter sees no leftover historical state.
+    run("/range", None).await;
+    let range = run("/range", None).await;
+    assert_eq!(range["loading"], serde_json::Value::Null);
+    let seqnos: Vec<&serde_json::Value> = range["states"].as_array().expect("states").iter().map(|s| &s["txid"]).collect();
+    assert_eq!(seqnos, ["3.40", "3.41", "3.42"]);
+    assert!(range["uncommitted"].as_str().expect("s").contains("not committed"), "{range}");
+    assert_eq!(range["dropped"], serde_json::json!([true, false]));
+    assert_eq!(range["noState"], true);
 }

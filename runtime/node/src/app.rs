@@ -50,6 +50,14 @@ pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
         Ok(c) => c,
         Err(why) => return reply::error(StatusCode::UNAUTHORIZED, "Unauthorized", why),
     };
+    let historical = if m.endpoint.mode == Mode::Historical {
+        match historical_state(node, call) {
+            Ok(state) => Some(state),
+            Err(reply) => return *reply,
+        }
+    } else {
+        None
+    };
     let headers = call.headers.iter().filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned()))).collect();
     let hostname = call.headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("").to_owned();
     let request = JsRequest {
@@ -63,6 +71,7 @@ pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
         params: m.params.clone(),
         caller,
         body: call.body.clone(),
+        historical,
     };
     let access = if m.endpoint.mode == Mode::Readwrite { KvAccess::AppReadWrite } else { KvAccess::AppReadOnly };
     let endpoint = m.endpoint.clone();
@@ -105,6 +114,54 @@ pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
         "TransactionConflict",
         format!("the transaction conflicted with concurrent writes {} times; retry", retries + 1),
     )
+}
+
+/// The state a `mode: "historical"` endpoint runs with: the committed transaction named by the
+/// `x-ms-ccf-transaction-id` request header, or the answer to give instead (400 for a missing or
+/// malformed id, 404 for one that is not committed, 202 + `retry-after` while it loads).
+fn historical_state(node: &Node, call: &Call<'_>) -> Result<Arc<consort_js::protocol::HistoricalState>, Box<Reply>> {
+    use consort_consensus::TxStatus;
+    let header = call.headers.get(crate::reply::TXID_HEADER).ok_or_else(|| {
+        Box::new(reply::error(
+            StatusCode::BAD_REQUEST,
+            "MissingRequiredHeader",
+            format!("historical endpoints need the {} header (view.seqno)", crate::reply::TXID_HEADER),
+        ))
+    })?;
+    let txid: consort_kv::TxId = header.to_str().ok().and_then(|t| t.parse().ok()).ok_or_else(|| {
+        Box::new(reply::error(
+            StatusCode::BAD_REQUEST,
+            "InvalidHeaderValue",
+            format!("{} must be a transaction id (view.seqno), got {header:?}", crate::reply::TXID_HEADER),
+        ))
+    })?;
+    match node.consensus.status(txid) {
+        TxStatus::Committed => {}
+        TxStatus::Invalid => {
+            return Err(Box::new(reply::error(StatusCode::NOT_FOUND, "TransactionInvalid", format!("transaction {txid} is invalid"))));
+        }
+        other => {
+            return Err(Box::new(reply::error(
+                StatusCode::NOT_FOUND,
+                "TransactionPendingOrUnknown",
+                format!("only committed transactions can be queried; transaction {txid} is {}", other.as_str()),
+            )))
+        }
+    }
+    let handle = crate::historical::Handle::Endpoint(txid.seqno);
+    match node.historical.range(handle, txid.seqno, txid.seqno, crate::historical::ENDPOINT_EXPIRY) {
+        Ok(Some(mut states)) if states.len() == 1 => Ok(states.remove(0)),
+        Ok(_) => {
+            let mut r = reply::error(
+                StatusCode::ACCEPTED,
+                "HistoricalStateLoading",
+                format!("historical transaction {txid} is not currently available; it is being loaded, retry shortly"),
+            );
+            r.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Err(Box::new(r))
+        }
+        Err(e) => Err(Box::new(reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e))),
+    }
 }
 
 fn build(r: consort_js::JsResponse) -> Reply {

@@ -11,14 +11,17 @@ use tokio::net::TcpListener;
 
 use crate::config::{Command, NodeConfig};
 use crate::genesis::{read_app, write_genesis};
+use crate::historical::{Handle as HistoricalHandle, Historical};
 use crate::identity::NodeIdentity;
 use crate::tables::{ENDPOINTS, JS_RUNTIME_OPTIONS, MODULES, SERVICE_INFO};
+use consort_js::protocol::HistoricalState;
 
 /// How long a node may take to elect itself and replay its ledger before it gives up.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Answers the scripts' `ccf.consensus` questions from this node's consensus state.
-struct ConsensusHost(Arc<Consensus>);
+/// Answers the scripts' `ccf.consensus` and `ccf.historical` questions from this node's
+/// consensus state and ledger.
+struct ConsensusHost(Arc<Consensus>, Arc<Historical>);
 
 impl consort_js::JsHost for ConsensusHost {
     fn last_committed(&self) -> (u64, u64) {
@@ -33,6 +36,15 @@ impl consort_js::JsHost for ConsensusHost {
     fn view_of(&self, seqno: u64) -> Option<u64> {
         self.0.ledger().view_of(seqno)
     }
+
+    fn state_range(&self, handle: u64, from: u64, to: u64, expiry_seconds: u64) -> Result<Option<Vec<HistoricalState>>, String> {
+        let states = self.1.range(HistoricalHandle::App(handle), from, to, Duration::from_secs(expiry_seconds))?;
+        Ok(states.map(|v| v.iter().map(|s| HistoricalState::clone(s)).collect()))
+    }
+
+    fn drop_states(&self, handle: u64) -> bool {
+        self.1.drop_handle(HistoricalHandle::App(handle))
+    }
 }
 
 /// The app as last read, keyed by the versions of the endpoints and modules tables.
@@ -43,6 +55,7 @@ pub struct Node {
     pub(crate) identity: NodeIdentity,
     pub(crate) consensus: Arc<Consensus>,
     pub(crate) pool: JsPool,
+    pub(crate) historical: Arc<Historical>,
     app: RwLock<Option<CachedApp>>,
     /// The JS limits as last read, keyed by the version of their table.
     js_options: RwLock<(u64, Arc<RuntimeOptions>)>,
@@ -101,13 +114,15 @@ impl Node {
         // JS runs in worker processes started from this same binary (`consort js-worker`), so a
         // script that crashes Boa takes down only its worker.
         let program = std::env::current_exe().map_err(|e| format!("locating the consort binary for JS workers: {e}"))?;
-        let host = Arc::new(ConsensusHost(consensus.clone()));
+        let historical = Arc::new(Historical::new(consensus.clone(), tokio::runtime::Handle::current()));
+        let host = Arc::new(ConsensusHost(consensus.clone(), historical.clone()));
         let pool = JsPool::new(WorkerCommand { program, args: vec!["js-worker".into()] }, workers, config.js.queue_depth, host);
         Ok(Arc::new(Node {
             config,
             identity,
             consensus,
             pool,
+            historical,
             app: RwLock::new(None),
             js_options: RwLock::new((u64::MAX, Arc::default())),
             listener: std::sync::Mutex::new(Some(listener)),

@@ -77,3 +77,50 @@ export function consensusStatus(request) {
     },
   };
 }
+
+// Historical queries, as in CCF's logging app. On `mode: "historical"` endpoints the
+// transaction comes from the x-ms-ccf-transaction-id request header, and
+// ccf.historicalState.kv holds what that transaction wrote.
+export function getHistorical(request) {
+  const id = idFrom(request);
+  if (id === undefined) return badRequest("missing query parameter id");
+  const state = ccf.historicalState;
+  const msg = state.kv["records"].get(key(id));
+  if (msg === undefined) return notFound(`Transaction ${state.transactionId} did not write record ${id}.`);
+  return { body: { msg: ccf.bufToStr(msg) } };
+}
+
+export function getHistoricalWithReceipt(request) {
+  const answer = getHistorical(request);
+  if (answer.statusCode !== undefined) return answer;
+  return { body: { msg: answer.body.msg, transactionId: ccf.historicalState.transactionId, receipt: ccf.historicalState.receipt } };
+}
+
+// Every write of public record `id` between two seqnos, through ccf.historical.getStateRange;
+// 202 with retry-after while the range loads.
+export function getPublicRange(request) {
+  const q = parseQuery(request.query);
+  const id = q.id;
+  const from = Number(q.from_seqno);
+  const to = Number(q.to_seqno);
+  if (id === undefined || !Number.isInteger(from) || !Number.isInteger(to)) {
+    return badRequest("id, from_seqno and to_seqno are required");
+  }
+  // One handle per (from, to) range, as CCF's sample derives it.
+  const handle = from * 1000003 + to;
+  let states;
+  try {
+    states = ccf.historical.getStateRange(handle, from, to, 60);
+  } catch (e) {
+    return badRequest(e.message);
+  }
+  if (states === null) {
+    return { statusCode: 202, headers: { "retry-after": "1" }, body: `Historical range ${from}..${to} is loading; retry.` };
+  }
+  const entries = [];
+  for (const s of states) {
+    const msg = s.kv["public:records"].get(key(id));
+    if (msg !== undefined) entries.push({ seqno: Number(s.transactionId.split(".")[1]), msg: ccf.bufToStr(msg) });
+  }
+  return { body: { entries } };
+}

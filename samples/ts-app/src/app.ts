@@ -1,7 +1,9 @@
 // A TypeScript app on Consort, written against @microsoft/ccf-app 6.0.1 exactly as for CCF:
-// typed KV maps with converters, crypto (digests, ECDSA signatures, JWKs), and consensus queries.
+// typed KV maps with converters, crypto (digests, ECDSA signatures, JWKs), consensus queries, and
+// historical queries.
 import * as ccfapp from "@microsoft/ccf-app";
 import { digest, generateEcdsaKeyPair, pubPemToJwk, sign, verifySignature } from "@microsoft/ccf-app/crypto";
+import { historicalState } from "@microsoft/ccf-app/historical";
 
 type Item = {
   name: string;
@@ -77,4 +79,16 @@ export function signItem(request: ccfapp.Request): ccfapp.Response {
       verified: verifySignature(algorithm, keys.publicKey, signature, bytes),
     },
   };
+}
+
+// An item as the transaction named by the x-ms-ccf-transaction-id header wrote it (a
+// `mode: "historical"` endpoint), with that transaction's receipt.
+export function getItemAt(request: ccfapp.Request): ccfapp.Response {
+  if (historicalState === undefined) return error(500, "InternalError", "no historical state");
+  const past = ccfapp.typedKv(historicalState.kv["items"], ccfapp.string, ccfapp.json<Item>());
+  const item = past.get(request.params["id"]);
+  if (item === undefined) {
+    return error(404, "ResourceNotFound", `transaction ${historicalState.transactionId} did not write item ${request.params["id"]}`);
+  }
+  return { body: { item, transactionId: historicalState.transactionId, receipt: historicalState.receipt } };
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use consort_js::protocol::{HistoricalMap, HistoricalState};
 use consort_js::{JsPool, WorkerCommand};
 
 /// A pool of real worker processes (this crate's `consort-js-worker` binary).
@@ -28,5 +29,39 @@ impl consort_js::JsHost for FixedHost {
 
     fn view_of(&self, seqno: u64) -> Option<u64> {
         (seqno <= 42).then_some(3)
+    }
+
+    /// Handle 0 is always still loading; beyond seqno 42 nothing is committed. Each state wrote
+    /// `records["1"] = "v<seqno>"` and removed `records["2"]`.
+    fn state_range(&self, handle: u64, from: u64, to: u64, _expiry: u64) -> Result<Option<Vec<HistoricalState>>, String> {
+        if to > 42 {
+            return Err(format!("seqno {to} is not committed yet"));
+        }
+        if handle == 0 {
+            return Ok(None);
+        }
+        Ok(Some((from..=to).map(state).collect()))
+    }
+
+    fn drop_states(&self, handle: u64) -> bool {
+        handle == 7
+    }
+}
+
+/// The historical state FixedHost serves for `seqno`.
+#[allow(dead_code)]
+pub fn state(seqno: u64) -> HistoricalState {
+    use serde_bytes::ByteBuf;
+    HistoricalState {
+        view: 3,
+        seqno,
+        receipt: format!(r#"{{"node_id":"n","signature":"s","cert":"c","proof":[],"leaf_components":{{"claims_digest":"{seqno}"}}}}"#),
+        maps: vec![HistoricalMap {
+            name: "records".into(),
+            writes: vec![
+                (ByteBuf::from(b"1".to_vec()), Some(ByteBuf::from(format!("v{seqno}").into_bytes()))),
+                (ByteBuf::from(b"2".to_vec()), None),
+            ],
+        }],
     }
 }

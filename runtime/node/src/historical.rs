@@ -1,0 +1,150 @@
+//! Historical queries (SPEC §4): committed transactions read back from the ledger, loaded in
+//! the background and cached per handle with an expiry, as CCF's historical state cache does.
+//! A request for a state that is not loaded yet starts the load and is told to come back
+//! (`mode: "historical"` endpoints answer 202 with `retry-after`; `getStateRange` answers null).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use consort_consensus::Consensus;
+use consort_js::protocol::{HistoricalMap, HistoricalState};
+use consort_kv::TxId;
+
+/// At most this many transactions are cached (loaded or loading) at once, over all handles.
+pub const STATES_MAX: usize = 10_000;
+/// At most this many handles are live at once.
+pub const HANDLES_MAX: usize = 1_000;
+/// How long a `mode: "historical"` request's state stays cached for its retry.
+pub const ENDPOINT_EXPIRY: Duration = Duration::from_secs(60);
+/// The longest expiry a script may ask for.
+const EXPIRY_MAX: Duration = Duration::from_secs(24 * 3600);
+
+/// Who asked: an app's `getStateRange` handle, or a historical endpoint's request.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Handle {
+    App(u64),
+    Endpoint(u64),
+}
+
+enum Slot {
+    Loading,
+    Ready(Arc<HistoricalState>),
+    Failed(String),
+}
+
+struct Held {
+    seqnos: std::ops::RangeInclusive<u64>,
+    expires: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    states: HashMap<u64, Slot>,
+    handles: HashMap<Handle, Held>,
+}
+
+pub struct Historical {
+    consensus: Arc<Consensus>,
+    runtime: tokio::runtime::Handle,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Historical {
+    pub fn new(consensus: Arc<Consensus>, runtime: tokio::runtime::Handle) -> Historical {
+        Historical { consensus, runtime, inner: Arc::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The states of `from..=to` if all are loaded; `Ok(None)` while some are loading (loading
+    /// starts here); an error for a range that cannot be served.
+    pub fn range(&self, handle: Handle, from: u64, to: u64, expiry: Duration) -> Result<Option<Vec<Arc<HistoricalState>>>, String> {
+        if from > to {
+            return Err(format!("the range {from}..{to} is empty (from must be at most to)"));
+        }
+        let count = to - from + 1;
+        if count > STATES_MAX as u64 {
+            return Err(format!("a range of {count} transactions is more than the {STATES_MAX} this node caches"));
+        }
+        let committed = self.consensus.committed_txid().seqno;
+        if to > committed {
+            return Err(format!("seqno {to} is not committed yet (last committed: {committed})"));
+        }
+        let mut inner = self.lock();
+        let now = Instant::now();
+        inner.handles.retain(|_, h| h.expires > now);
+        if inner.handles.len() >= HANDLES_MAX && !inner.handles.contains_key(&handle) {
+            return Err(format!("{HANDLES_MAX} historical handles are live; drop some with dropCachedStates"));
+        }
+        inner.handles.insert(handle, Held { seqnos: from..=to, expires: now + expiry.min(EXPIRY_MAX) });
+        // Forget states no live handle needs any more.
+        let wanted: BTreeSet<u64> = inner.handles.values().flat_map(|h| h.seqnos.clone()).collect();
+        inner.states.retain(|s, _| wanted.contains(s));
+        let missing = (from..=to).filter(|s| !inner.states.contains_key(s)).count();
+        if inner.states.len() + missing > STATES_MAX {
+            inner.handles.remove(&handle);
+            return Err(format!("the historical cache is full ({STATES_MAX} transactions); drop cached states or retry later"));
+        }
+        let mut ready = Vec::with_capacity(count as usize);
+        let mut loading = false;
+        for seqno in from..=to {
+            match inner.states.get(&seqno) {
+                Some(Slot::Ready(s)) => ready.push(s.clone()),
+                Some(Slot::Loading) => loading = true,
+                Some(Slot::Failed(e)) => {
+                    let e = e.clone();
+                    inner.states.remove(&seqno);
+                    return Err(e);
+                }
+                None => {
+                    inner.states.insert(seqno, Slot::Loading);
+                    self.load(seqno);
+                    loading = true;
+                }
+            }
+        }
+        Ok((!loading).then_some(ready))
+    }
+
+    /// Forgets a handle; its states go once no other handle needs them.
+    pub fn drop_handle(&self, handle: Handle) -> bool {
+        self.lock().handles.remove(&handle).is_some()
+    }
+
+    fn load(&self, seqno: u64) {
+        let (consensus, inner) = (self.consensus.clone(), self.inner.clone());
+        self.runtime.spawn_blocking(move || {
+            let slot = match read(&consensus, seqno) {
+                Ok(state) => Slot::Ready(Arc::new(state)),
+                Err(e) => Slot::Failed(e),
+            };
+            let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
+            // Store only if someone still waits for it.
+            if let Some(s) = inner.states.get_mut(&seqno) {
+                *s = slot;
+            }
+        });
+    }
+}
+
+fn read(consensus: &Consensus, seqno: u64) -> Result<HistoricalState, String> {
+    let view = consensus.ledger().view_of(seqno).ok_or_else(|| format!("seqno {seqno} is not in this node's ledger"))?;
+    let entry = consensus.historical(TxId::new(view, seqno)).map_err(|e| e.to_string())?;
+    let maps = entry
+        .writes
+        .maps
+        .into_iter()
+        .map(|(name, writes)| HistoricalMap {
+            name,
+            writes: writes
+                .into_iter()
+                .map(|(k, v)| (serde_bytes::ByteBuf::from(k.to_vec()), v.map(|v| serde_bytes::ByteBuf::from(v.to_vec()))))
+                .collect(),
+        })
+        .collect();
+    let receipt = serde_json::to_string(&entry.receipt).map_err(|e| e.to_string())?;
+    Ok(HistoricalState { view, seqno, receipt, maps })
+}

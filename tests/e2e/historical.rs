@@ -1,0 +1,104 @@
+//! Historical queries against a real node: `mode: "historical"` endpoints of the logging
+//! sample (202 + retry-after while loading, then the record as that transaction wrote it, with a
+//! receipt that verifies offline), `ccf.historical.getStateRange`, and the refusals.
+
+use std::time::Duration;
+
+use consort_tests::{repo_root, temp_workspace, Sandbox};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// Retries a request while it answers 202, checking the retry-after header each time.
+async fn until_loaded(req: impl Fn() -> reqwest::RequestBuilder) -> (StatusCode, Value, usize) {
+    for attempt in 0..100 {
+        let r = req().send().await.expect("request");
+        if r.status() != StatusCode::ACCEPTED {
+            let status = r.status();
+            let body = r.json().await.unwrap_or(Value::Null);
+            return (status, body, attempt);
+        }
+        assert_eq!(r.headers().get("retry-after").map(|v| v.to_str().expect("ascii")), Some("1"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("still loading after 100 attempts");
+}
+
+async fn committed(user: &reqwest::Client, s: &Sandbox, txid: &str) {
+    for _ in 0..200 {
+        let status: Value =
+            user.get(s.url(&format!("/node/tx?transaction_id={txid}"))).send().await.expect("tx").json().await.expect("json");
+        if status["status"] == "Committed" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{txid} did not commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn historical_endpoints_and_ranges_read_committed_writes() {
+    let ws = temp_workspace("historical");
+    let s = Sandbox::start(&ws, Some(&repo_root().join("samples/logging")));
+    let user = s.client(Some("user0"));
+    let write = |map: &'static str, msg: &'static str| {
+        let (user, url) = (user.clone(), s.url(&format!("/app/log/{map}")));
+        async move {
+            let r = user.post(url).json(&json!({"id": 77, "msg": msg})).send().await.expect("post");
+            assert_eq!(r.status(), StatusCode::OK);
+            r.headers()["x-ms-ccf-transaction-id"].to_str().expect("txid").to_owned()
+        }
+    };
+    let first = write("private", "first words").await;
+    let second = write("private", "second thoughts").await;
+    let public_a = write("public", "public one").await;
+    let public_b = write("public", "public two").await;
+    committed(&user, &s, &public_b).await;
+
+    let at = |txid: &str, path: &str| {
+        let (user, url, txid) = (user.clone(), s.url(path), txid.to_owned());
+        move || user.get(&url).header("x-ms-ccf-transaction-id", &txid)
+    };
+    // The first request for a transaction starts loading it and answers 202.
+    let (status, body, attempts) = until_loaded(at(&first, "/app/log/private/historical?id=77")).await;
+    assert_eq!((status, &body), (StatusCode::OK, &json!({"msg": "first words"})));
+    assert!(attempts >= 1, "the first request answers 202 while the state loads");
+    let (_, body, _) = until_loaded(at(&second, "/app/log/private/historical?id=77")).await;
+    assert_eq!(body, json!({"msg": "second thoughts"}));
+    // That transaction did not write record 78.
+    let (status, _, _) = until_loaded(at(&second, "/app/log/private/historical?id=78")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The receipt of the historical state verifies offline against the service certificate.
+    let (status, body, _) = until_loaded(at(&first, "/app/log/private/historical_receipt?id=77")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["transactionId"], first.as_str());
+    let receipt: consort_ledger::Receipt = serde_json::from_value(body["receipt"].clone()).expect("a receipt");
+    let service = std::fs::read_to_string(s.common().join("service_cert.pem")).expect("service cert");
+    let verified = receipt.verify(&consort_crypto::cert_der_from_pem(&service).expect("der")).expect("receipt verifies");
+    assert_eq!(verified.to_string(), first);
+
+    // Refusals: no header, a malformed one, a transaction that is not committed.
+    let r = user.get(s.url("/app/log/private/historical?id=77")).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.expect("json")["error"]["code"], "MissingRequiredHeader");
+    let r = at("banana", "/app/log/private/historical?id=77")().send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = at("2.999999", "/app/log/private/historical?id=77")().send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.json::<Value>().await.expect("json")["error"]["code"], "TransactionPendingOrUnknown");
+
+    // getStateRange: every write of public record 77 in the range, 202 until loaded.
+    let seqno = |t: &str| t.split('.').nth(1).and_then(|s| s.parse::<u64>().ok()).expect("seqno");
+    let url = s.url(&format!("/app/log/public/historical/range?id=77&from_seqno={}&to_seqno={}", seqno(&first), seqno(&public_b)));
+    let (status, body, attempts) = until_loaded(|| user.get(&url)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(attempts >= 1);
+    assert_eq!(
+        body["entries"],
+        json!([{"seqno": seqno(&public_a), "msg": "public one"}, {"seqno": seqno(&public_b), "msg": "public two"}])
+    );
+    let r = user.get(s.url("/app/log/public/historical/range?id=77&from_seqno=5&to_seqno=99999999")).send().await.expect("range");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "an uncommitted range is refused");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&ws);
+}

@@ -3,7 +3,7 @@
 //! A request for a state that is not loaded yet starts the load and is told to come back
 //! (`mode: "historical"` endpoints answer 202 with `retry-after`; `getStateRange` answers null).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -80,9 +80,9 @@ impl Historical {
             return Err(format!("{HANDLES_MAX} historical handles are live; drop some with dropCachedStates"));
         }
         inner.handles.insert(handle, Held { seqnos: from..=to, expires: now + expiry.min(EXPIRY_MAX) });
-        // Forget states no live handle needs any more.
-        let wanted: BTreeSet<u64> = inner.handles.values().flat_map(|h| h.seqnos.clone()).collect();
-        inner.states.retain(|s, _| wanted.contains(s));
+        // Forget states no live handle needs any more (merged ranges: O((H + S) log H)).
+        let wanted = merged(inner.handles.values().map(|h| (*h.seqnos.start(), *h.seqnos.end())));
+        inner.states.retain(|s, _| covered(&wanted, *s));
         let missing = (from..=to).filter(|s| !inner.states.contains_key(s)).count();
         if inner.states.len() + missing > STATES_MAX {
             inner.handles.remove(&handle);
@@ -130,6 +130,25 @@ impl Historical {
     }
 }
 
+/// Sorted, disjoint inclusive ranges covering the given ones.
+fn merged(ranges: impl Iterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
+    let mut all: Vec<(u64, u64)> = ranges.collect();
+    all.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(all.len());
+    for (from, to) in all {
+        match out.last_mut() {
+            Some(last) if from <= last.1.saturating_add(1) => last.1 = last.1.max(to),
+            _ => out.push((from, to)),
+        }
+    }
+    out
+}
+
+fn covered(ranges: &[(u64, u64)], seqno: u64) -> bool {
+    let i = ranges.partition_point(|r| r.1 < seqno);
+    ranges.get(i).is_some_and(|r| r.0 <= seqno)
+}
+
 fn read(consensus: &Consensus, seqno: u64) -> Result<HistoricalState, String> {
     let view = consensus.ledger().view_of(seqno).ok_or_else(|| format!("seqno {seqno} is not in this node's ledger"))?;
     let entry = consensus.historical(TxId::new(view, seqno)).map_err(|e| e.to_string())?;
@@ -147,4 +166,21 @@ fn read(consensus: &Consensus, seqno: u64) -> Result<HistoricalState, String> {
         .collect();
     let receipt = serde_json::to_string(&entry.receipt).map_err(|e| e.to_string())?;
     Ok(HistoricalState { view, seqno, receipt, maps })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_ranges_cover_exactly_their_parts() {
+        let m = merged([(10, 20), (1, 3), (15, 30), (4, 5), (40, 40)].into_iter());
+        assert_eq!(m, vec![(1, 5), (10, 30), (40, 40)]);
+        for (s, want) in
+            [(0, false), (1, true), (5, true), (6, false), (9, false), (10, true), (30, true), (31, false), (40, true), (41, false)]
+        {
+            assert_eq!(covered(&m, s), want, "{s}");
+        }
+        assert!(!covered(&[], 0));
+    }
 }

@@ -93,36 +93,67 @@ pub struct Record {
 /// Where a chunk file stopped making sense: byte offset and reason.
 pub type Damage = Option<(u64, String)>;
 
+/// The prefix of a damage reason that a crash during an append can explain: nothing valid
+/// follows the damage. Anything else (damage with intact records after it) is corruption.
+pub const TORN_WRITE: &str = "torn write";
+
+/// Whether an intact frame starts anywhere after `from`: damage followed by intact records
+/// cannot be a write torn by a crash (appends only ever add at the end), so it must not be
+/// cut off as one. Runs only on damaged files.
+fn intact_frame_after(bytes: &[u8], from: usize) -> bool {
+    let header = FRAME_HEADER_BYTES as usize;
+    (from + 1..bytes.len().saturating_sub(header - 1)).any(|p| {
+        let len = u32::from_le_bytes(bytes[p..p + 4].try_into().expect("4 bytes"));
+        let end = p + header + len as usize;
+        len <= ENTRY_BYTES_MAX
+            && end <= bytes.len()
+            && blake3::hash(&bytes[p + header..end]).as_bytes() == &bytes[p + 4..p + header]
+            && LedgerEntry::decode(&bytes[p + header..end]).is_ok()
+    })
+}
+
 /// Reads every record of one chunk file. Returns the good records and, if the file does not
 /// end cleanly, where and why it stopped.
 pub fn read_chunk(path: &Path) -> Result<(Vec<Record>, Damage), LedgerFilesError> {
     let bytes = fs::read(path).map_err(io_err(path))?;
+    let (records, damage) = scan_chunk(&bytes);
+    let damage = damage.map(|(offset, reason)| {
+        if intact_frame_after(&bytes, offset as usize) {
+            (offset, format!("{reason}, with intact records after it"))
+        } else {
+            (offset, format!("{TORN_WRITE}: {reason}"))
+        }
+    });
+    Ok((records, damage))
+}
+
+fn scan_chunk(bytes: &[u8]) -> (Vec<Record>, Damage) {
     let mut records = Vec::new();
     let mut at = 0u64;
     while (at as usize) < bytes.len() {
         let rest = &bytes[at as usize..];
         if (rest.len() as u64) < FRAME_HEADER_BYTES {
-            return Ok((records, Some((at, "incomplete frame header".into()))));
+            return (records, Some((at, "incomplete frame header".into())));
         }
         let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
         if len > ENTRY_BYTES_MAX {
-            return Ok((records, Some((at, format!("frame length {len} exceeds the {ENTRY_BYTES_MAX}-byte limit")))));
+            return (records, Some((at, format!("frame length {len} exceeds the {ENTRY_BYTES_MAX}-byte limit"))));
         }
         let end = FRAME_HEADER_BYTES as usize + len as usize;
         if rest.len() < end {
-            return Ok((records, Some((at, "incomplete record".into()))));
+            return (records, Some((at, "incomplete record".into())));
         }
         let body = &rest[FRAME_HEADER_BYTES as usize..end];
         if blake3::hash(body).as_bytes() != &rest[4..36] {
-            return Ok((records, Some((at, "record digest mismatch: the entry's bytes were changed".into()))));
+            return (records, Some((at, "record digest mismatch: the entry's bytes were changed".into())));
         }
         match LedgerEntry::decode(body) {
             Ok(entry) => records.push(Record { offset: at, frame_bytes: end as u64, entry }),
-            Err(e) => return Ok((records, Some((at, format!("entry does not decode: {e}"))))),
+            Err(e) => return (records, Some((at, format!("entry does not decode: {e}")))),
         }
         at += end as u64;
     }
-    Ok((records, None))
+    (records, None)
 }
 
 pub fn frame(entry: &LedgerEntry) -> Vec<u8> {
@@ -175,7 +206,7 @@ impl LedgerFiles {
             let is_tail = i + 1 == count && name.last.is_none();
             let mut bytes = records.last().map_or(0, |r| r.offset + r.frame_bytes);
             if let Some((offset, reason)) = damage {
-                if !is_tail {
+                if !is_tail || !reason.starts_with(TORN_WRITE) {
                     return Err(LedgerFilesError::Corrupt { file: name.file_name(), offset, seqno: files.index.len() as u64, reason });
                 }
                 tracing_free_warn(&format!("cutting a torn write off {} at byte {offset}: {reason}", path.display()));
@@ -429,5 +460,27 @@ mod tests {
         let err = LedgerFiles::open(&dir, 250).expect_err("corruption refused");
         assert!(err.to_string().contains("ledger_0-1"), "{err}");
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn damage_with_intact_records_after_it_is_never_cut_as_a_torn_write() {
+        for (what, flip) in [("length prefix", 0usize), ("digest", 10), ("body", 50)] {
+            let dir = tempdir("mid-damage");
+            let (mut files, _) = LedgerFiles::open(&dir, 1 << 20).expect("open");
+            for s in 0..4 {
+                files.append(&entry(s, EntryKind::Tx)).expect("append");
+            }
+            files.sync().expect("sync");
+            drop(files);
+            let open_chunk = dir.join("ledger_0");
+            let mut bytes = fs::read(&open_chunk).expect("read");
+            let second = frame(&entry(0, EntryKind::Tx)).len();
+            bytes[second + flip + 2] ^= 0x40;
+            fs::write(&open_chunk, &bytes).expect("write");
+            let err = LedgerFiles::open(&dir, 1 << 20).expect_err(what);
+            assert!(err.to_string().contains("intact records after it"), "{what}: {err}");
+            assert_eq!(fs::read(&open_chunk).expect("read"), bytes, "{what}: nothing was cut");
+            let _ = fs::remove_dir_all(&dir);
+        }
     }
 }

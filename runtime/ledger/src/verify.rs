@@ -115,7 +115,7 @@ pub fn verify_dir(dir: &Path, pinned_service_cert_pem: Option<&str>) -> Result<V
         }
         if let Some((offset, reason)) = damage {
             let is_open_tail = i + 1 == chunks.len() && chunk.last.is_none();
-            if is_open_tail && reason.starts_with("incomplete") {
+            if is_open_tail && reason.starts_with(crate::files::TORN_WRITE) {
                 report.torn_tail = Some(format!("{file} at byte {offset}: {reason}"));
             } else {
                 return Err(fail(&file, report.entries, format!("at byte {offset}: {reason}")));

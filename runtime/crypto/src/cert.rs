@@ -211,3 +211,23 @@ mod tests {
         assert!(ParsedCert::from_pem("not a cert").is_err());
     }
 }
+
+/// The kinds of public key that signed requests and tokens use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyKind {
+    P256,
+    P384,
+    Rsa,
+    Other,
+}
+
+/// What kind of key a SubjectPublicKeyInfo holds, by its algorithm and curve OIDs.
+pub(crate) fn key_kind(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> KeyKind {
+    let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
+    match (spki.algorithm.algorithm.to_id_string().as_str(), curve.as_deref()) {
+        ("1.2.840.10045.2.1", Some("1.2.840.10045.3.1.7")) => KeyKind::P256,
+        ("1.2.840.10045.2.1", Some("1.3.132.0.34")) => KeyKind::P384,
+        ("1.2.840.113549.1.1.1", _) => KeyKind::Rsa,
+        _ => KeyKind::Other,
+    }
+}

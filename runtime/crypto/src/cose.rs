@@ -92,10 +92,10 @@ impl Sign1 {
     pub fn verify_with_cert(&self, cert_der: &[u8]) -> Result<(), String> {
         let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| format!("bad signer certificate: {e}"))?;
         let spki = cert.public_key();
-        let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
-        let algorithm: &'static aws_lc_rs::signature::EcdsaVerificationAlgorithm = match (self.alg, curve.as_deref()) {
-            (ES256, Some("1.2.840.10045.3.1.7")) => &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
-            (ES384, Some("1.3.132.0.34")) => &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED,
+        use crate::cert::KeyKind;
+        let algorithm: &'static aws_lc_rs::signature::EcdsaVerificationAlgorithm = match (self.alg, crate::cert::key_kind(spki)) {
+            (ES256, KeyKind::P256) => &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+            (ES384, KeyKind::P384) => &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED,
             (ES256 | ES384, _) => return Err(format!("alg {} does not match the signer's key", self.alg)),
             (other, _) => return Err(format!("unsupported algorithm {other} (ES256 = -7 or ES384 = -35)")),
         };

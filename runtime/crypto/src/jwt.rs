@@ -113,13 +113,11 @@ fn issuer_matches(constraint: &str, iss: &str, tid: Option<&str>) -> bool {
 fn decoding_key(spki_der: &[u8], alg: Algorithm) -> Result<DecodingKey, String> {
     use x509_parser::prelude::FromDer;
     let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der).map_err(|e| format!("bad stored key: {e}"))?;
-    let oid = spki.algorithm.algorithm.to_id_string();
-    let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
+    use crate::cert::KeyKind;
     let raw = &spki.subject_public_key.data;
-    match (alg, oid.as_str(), curve.as_deref()) {
-        (Algorithm::RS256, "1.2.840.113549.1.1.1", _) => Ok(DecodingKey::from_rsa_der(raw)),
-        (Algorithm::ES256, "1.2.840.10045.2.1", Some("1.2.840.10045.3.1.7")) => Ok(DecodingKey::from_ec_der(raw)),
-        (Algorithm::ES384, "1.2.840.10045.2.1", Some("1.3.132.0.34")) => Ok(DecodingKey::from_ec_der(raw)),
+    match (alg, crate::cert::key_kind(&spki)) {
+        (Algorithm::RS256, KeyKind::Rsa) => Ok(DecodingKey::from_rsa_der(raw)),
+        (Algorithm::ES256, KeyKind::P256) | (Algorithm::ES384, KeyKind::P384) => Ok(DecodingKey::from_ec_der(raw)),
         _ => Err(format!("the stored key for this kid does not fit algorithm {alg:?}")),
     }
 }

@@ -91,32 +91,13 @@ pub fn to_pem(op: &str, jwk: &Value) -> Result<String, String> {
     let kty = field_str(jwk, "kty")?;
     let expect = |want: &str| if kty == want { Ok(()) } else { Err(format!("kty is {kty:?}, expected {want:?}")) };
     match op {
-        "pubJwkToPem" | "jwkToPem" => {
+        "pubJwkToPem" => {
             expect("EC")?;
-            let mut point = vec![4u8];
-            let crv = field_str(jwk, "crv")?;
-            let size = match crv {
-                "P-256" => 32,
-                "P-384" => 48,
-                "P-521" => return Err("P-521 keys are not supported by this version of Consort".into()),
-                other => return Err(format!("unsupported crv {other:?}")),
-            };
-            for name in ["x", "y"] {
-                let c = field_bytes(jwk, name)?;
-                if c.len() != size {
-                    return Err(format!("{name} is {} bytes, expected {size} for {crv}", c.len()));
-                }
-                point.extend(c);
-            }
-            if op == "pubJwkToPem" {
-                use p256::pkcs8::EncodePublicKey;
-                let der = match size {
-                    32 => p256::PublicKey::from_sec1_bytes(&point).map_err(|e| e.to_string())?.to_public_key_der(),
-                    _ => p384::PublicKey::from_sec1_bytes(&point).map_err(|e| e.to_string())?.to_public_key_der(),
-                }
-                .map_err(|e| e.to_string())?;
-                return Ok(keys::to_pem("PUBLIC KEY", der.as_bytes().to_vec()));
-            }
+            Ok(keys::to_pem("PUBLIC KEY", ec_public_der(jwk)?))
+        }
+        "jwkToPem" => {
+            expect("EC")?;
+            let (size, point) = ec_point(jwk)?;
             use p256::pkcs8::EncodePrivateKey;
             let d = field_bytes(jwk, "d")?;
             let (der, derived) = match size {
@@ -136,11 +117,7 @@ pub fn to_pem(op: &str, jwk: &Value) -> Result<String, String> {
         }
         "pubRsaJwkToPem" => {
             expect("RSA")?;
-            let (n, e) = (field_bytes(jwk, "n")?, field_bytes(jwk, "e")?);
-            let public = pkcs1::RsaPublicKey { modulus: uint(&n, "n")?, public_exponent: uint(&e, "e")? };
-            let pkcs1 = public.to_der().map_err(|e| e.to_string())?;
-            aws_lc_rs::rsa::PublicKey::from_der(&pkcs1).map_err(|e| format!("not a usable RSA public key: {e}"))?;
-            Ok(keys::to_pem("PUBLIC KEY", keys::rsa_spki(&pkcs1)?))
+            Ok(keys::to_pem("PUBLIC KEY", rsa_public_der(jwk)?))
         }
         "rsaJwkToPem" => {
             expect("RSA")?;
@@ -189,6 +166,47 @@ pub fn to_pem(op: &str, jwk: &Value) -> Result<String, String> {
     }
 }
 
+/// `(coordinate size, 04 ‖ x ‖ y)` of an EC JWK on P-256 or P-384.
+fn ec_point(jwk: &Map<String, Value>) -> Result<(usize, Vec<u8>), String> {
+    let crv = field_str(jwk, "crv")?;
+    let size = match crv {
+        "P-256" => 32,
+        "P-384" => 48,
+        "P-521" => return Err("P-521 keys are not supported by this version of Consort".into()),
+        other => return Err(format!("unsupported crv {other:?}")),
+    };
+    let mut point = vec![4u8];
+    for name in ["x", "y"] {
+        let c = field_bytes(jwk, name)?;
+        if c.len() != size {
+            return Err(format!("{name} is {} bytes, expected {size} for {crv}", c.len()));
+        }
+        point.extend(c);
+    }
+    Ok((size, point))
+}
+
+/// SPKI DER of an EC public JWK.
+fn ec_public_der(jwk: &Map<String, Value>) -> Result<Vec<u8>, String> {
+    use p256::pkcs8::EncodePublicKey;
+    let (size, point) = ec_point(jwk)?;
+    let der = match size {
+        32 => p256::PublicKey::from_sec1_bytes(&point).map_err(|e| e.to_string())?.to_public_key_der(),
+        _ => p384::PublicKey::from_sec1_bytes(&point).map_err(|e| e.to_string())?.to_public_key_der(),
+    }
+    .map_err(|e| e.to_string())?;
+    Ok(der.as_bytes().to_vec())
+}
+
+/// SPKI DER of an RSA public JWK, checked usable by aws-lc.
+fn rsa_public_der(jwk: &Map<String, Value>) -> Result<Vec<u8>, String> {
+    let (n, e) = (field_bytes(jwk, "n")?, field_bytes(jwk, "e")?);
+    let public = pkcs1::RsaPublicKey { modulus: uint(&n, "n")?, public_exponent: uint(&e, "e")? };
+    let pkcs1 = public.to_der().map_err(|e| e.to_string())?;
+    aws_lc_rs::rsa::PublicKey::from_der(&pkcs1).map_err(|e| format!("not a usable RSA public key: {e}"))?;
+    keys::rsa_spki(&pkcs1)
+}
+
 fn field_str<'a>(jwk: &'a Map<String, Value>, name: &str) -> Result<&'a str, String> {
     jwk.get(name).and_then(Value::as_str).ok_or_else(|| format!("the JWK has no string field {name:?}"))
 }
@@ -212,11 +230,10 @@ pub fn public_key_der(jwk: &Value) -> Result<Vec<u8>, String> {
         let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| format!("x5c: {e}"))?;
         return Ok(cert.public_key().raw.to_vec());
     }
-    let op = match jwk.get("kty").and_then(Value::as_str) {
-        Some("RSA") => "pubRsaJwkToPem",
-        Some("EC") => "pubJwkToPem",
-        other => return Err(format!("unsupported JWK kty {other:?} (RSA or EC)")),
-    };
-    let pem = to_pem(op, jwk)?;
-    Ok(pem::parse(pem).map_err(|e| e.to_string())?.into_contents())
+    let map = jwk.as_object().ok_or("the JWK must be an object")?;
+    match map.get("kty").and_then(Value::as_str) {
+        Some("RSA") => rsa_public_der(map),
+        Some("EC") => ec_public_der(map),
+        other => Err(format!("unsupported JWK kty {other:?} (RSA or EC)")),
+    }
 }

@@ -1,27 +1,28 @@
 //! The pool of JS worker processes.
 //!
-//! Each slot is a thread of the node driving one worker process (`consort js-worker`): it
-//! sends a job, answers the worker's `ccf.kv` operations from the request's transaction, and
-//! takes the outcome. A watchdog kills a worker that runs past a hard deadline or grows past a
+//! Each slot holds one worker process (`consort js-worker`); the request's task on the async
+//! runtime sends it the job, answers its `ccf.kv` operations from the request's transaction,
+//! and takes the outcome. A watchdog kills a worker that runs past a hard deadline or grows past a
 //! hard memory cap, backstops for the worker's own limits; a worker that dies (a script can
 //! crash Boa, for example through a built-in that recurses without a stack check) is answered
 //! with a clear 500 and replaced, and the node goes on serving.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::io::{BufReader, BufWriter};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use consort_kv::Tx;
+use tokio::io::BufReader;
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::Semaphore;
 
 use crate::bundle::{Bundle, EndpointDef};
 use crate::limits::{Limit, RuntimeOptions};
-use crate::protocol::{read_frame, write_frame, FromWorker, JsHost, ToWorker};
+use crate::protocol::{read_frame_async, write_frame_async, FromWorker, JsHost, ToWorker};
 use crate::runtime::{JsRequest, JsResponse, KvAccess, ScriptError};
 
 /// How far past `max_execution_time_ms` a worker may run before the watchdog kills it. The
@@ -72,7 +73,6 @@ struct Job {
     tx: Tx,
     access: KvAccess,
     options: Arc<RuntimeOptions>,
-    reply: tokio::sync::oneshot::Sender<Execution>,
 }
 
 /// What the watchdog sees of a slot.
@@ -84,18 +84,48 @@ struct Watched {
     killed_for: Option<Limit>,
 }
 
+/// One worker process and its pipes.
 struct Process {
-    input: BufWriter<ChildStdin>,
+    input: ChildStdin,
     output: BufReader<ChildStdout>,
+    /// The app version and the runtime options the worker has been sent (it keeps both).
     bundle_id: Option<u64>,
+    options: Option<Arc<RuntimeOptions>>,
 }
 
-pub struct JsPool {
-    queue: SyncSender<Job>,
-    queue_depth: usize,
-    workers: usize,
-    metrics: Arc<Counters>,
+/// A place for one worker: its process (started on first use, replaced when it dies) and what
+/// the watchdog sees of it.
+struct Slot {
+    process: Option<Process>,
+    watched: Arc<Mutex<Watched>>,
 }
+
+/// The pool: idle slots, a semaphore with one permit per idle slot, and an admission count
+/// that bounds the requests running or waiting.
+///
+/// The worker's pipes are driven by the request's own task on the async runtime: a request
+/// crosses from the node to a worker and back without a thread of the node in between.
+pub struct JsPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    command: WorkerCommand,
+    host: Arc<dyn JsHost>,
+    idle: Mutex<Vec<Slot>>,
+    free: Semaphore,
+    /// Requests running or waiting for a slot.
+    admitted: AtomicUsize,
+    workers: usize,
+    queue_depth: usize,
+    bundles: Mutex<Option<CachedBundle>>,
+    metrics: Counters,
+    /// Held only to keep the watchdog going: it holds a weak reference and stops with the pool.
+    _watched: Arc<Vec<Arc<Mutex<Watched>>>>,
+}
+
+/// The deployed bundle, its id and its JSON (what a worker is sent when it lacks the id).
+type CachedBundle = (Arc<Bundle>, u64, Arc<str>);
 
 /// What `/node/js_metrics` reports about the pool, counted since the node started.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -126,31 +156,33 @@ impl JsPool {
     /// processes start on first use and are replaced when they die.
     /// `host` answers the scripts' `ccf.consensus` questions.
     pub fn new(command: WorkerCommand, workers: usize, queue_depth: usize, host: Arc<dyn JsHost>) -> JsPool {
-        let (queue, rx) = sync_channel::<Job>(queue_depth);
-        let rx = Arc::new(Mutex::new(rx));
-        let bundle_ids = Arc::new(Mutex::new(None));
-        let metrics = Arc::new(Counters::default());
-        let mut watched = Vec::new();
-        for i in 0..workers.max(1) {
-            let slot = Arc::new(Mutex::new(Watched::default()));
-            watched.push(slot.clone());
-            let (rx, command, bundle_ids, metrics, host) = (rx.clone(), command.clone(), bundle_ids.clone(), metrics.clone(), host.clone());
-            std::thread::Builder::new()
-                .name(format!("consort-js-slot-{i}"))
-                .spawn(move || slot_loop(rx, command, slot, bundle_ids, metrics, host))
-                .expect("spawning a JS slot thread");
-        }
-        std::thread::Builder::new().name("consort-js-watchdog".into()).spawn(move || watchdog(watched)).expect("spawning the JS watchdog");
-        JsPool { queue, queue_depth, workers: workers.max(1), metrics }
+        let workers = workers.max(1);
+        let slots: Vec<Slot> = (0..workers).map(|_| Slot { process: None, watched: Arc::default() }).collect();
+        let watched = Arc::new(slots.iter().map(|s| s.watched.clone()).collect::<Vec<_>>());
+        let weak = Arc::downgrade(&watched);
+        std::thread::Builder::new().name("consort-js-watchdog".into()).spawn(move || watchdog(weak)).expect("spawning the JS watchdog");
+        let inner = Inner {
+            command,
+            host,
+            idle: Mutex::new(slots),
+            free: Semaphore::new(workers),
+            admitted: AtomicUsize::new(0),
+            workers,
+            queue_depth,
+            bundles: Mutex::new(None),
+            metrics: Counters::default(),
+            _watched: watched,
+        };
+        JsPool { inner: Arc::new(inner) }
     }
 
     pub fn metrics(&self) -> PoolMetrics {
-        let m = &self.metrics;
+        let m = &self.inner.metrics;
         let executions = m.executions.load(Ordering::Relaxed);
         let reused = m.reused.load(Ordering::Relaxed);
         PoolMetrics {
-            workers: self.workers,
-            queue_depth: self.queue_depth,
+            workers: self.inner.workers,
+            queue_depth: self.inner.queue_depth,
             executions,
             interpreters_reused: reused,
             interpreters_created: executions - reused,
@@ -161,6 +193,8 @@ impl JsPool {
         }
     }
 
+    /// Runs the handler on a free worker. It runs to its end in a task of its own, so a
+    /// caller that goes away (a client hanging up) never leaves a worker mid-request.
     pub async fn execute(
         &self,
         bundle: Arc<Bundle>,
@@ -170,17 +204,54 @@ impl JsPool {
         access: KvAccess,
         options: Arc<RuntimeOptions>,
     ) -> Result<Execution, PoolError> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        let job = Job { bundle, endpoint, request, tx, access, options, reply };
-        match self.queue.try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.metrics.busy.fetch_add(1, Ordering::Relaxed);
-                return Err(PoolError::Busy(self.queue_depth));
-            }
-            Err(TrySendError::Disconnected(_)) => return Err(PoolError::Stopped),
+        let inner = &self.inner;
+        if inner.admitted.fetch_add(1, Ordering::AcqRel) >= inner.workers + inner.queue_depth {
+            inner.admitted.fetch_sub(1, Ordering::AcqRel);
+            inner.metrics.busy.fetch_add(1, Ordering::Relaxed);
+            return Err(PoolError::Busy(inner.queue_depth));
         }
-        rx.await.map_err(|_| PoolError::Stopped)
+        let admission = Admission(inner.clone());
+        let job = Job { bundle, endpoint, request, tx, access, options };
+        let task = tokio::spawn(async move {
+            let inner = admission.0.clone();
+            let out = inner.run(job).await;
+            drop(admission);
+            out
+        });
+        task.await.map_err(|_| PoolError::Stopped)?
+    }
+}
+
+/// One admitted request; leaving frees its place in the queue.
+struct Admission(Arc<Inner>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A slot taken from the idle list; given back when dropped. A slot given back before its
+/// request finished (a panic, the runtime shutting down) loses its worker process, whose
+/// protocol state is unknown.
+struct Lease<'a> {
+    inner: &'a Inner,
+    slot: Option<Slot>,
+    finished: bool,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(mut slot) = self.slot.take() {
+            if !self.finished {
+                slot.process = None;
+                if let Some(mut child) = lock(&slot.watched).child.take() {
+                    let _ = child.start_kill();
+                }
+            }
+            lock(&self.inner.idle).push(slot);
+            self.inner.free.add_permits(1);
+        }
     }
 }
 
@@ -188,180 +259,173 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A bundle's id: a hash of its JSON, computed once per deployed version (the `Arc` is held
-/// so that its address cannot be reused by another bundle while it is cached).
-fn bundle_id(cache: &Mutex<Option<(Arc<Bundle>, u64, String)>>, bundle: &Arc<Bundle>) -> (u64, String) {
-    let mut cache = lock(cache);
-    if let Some((b, id, json)) = cache.as_ref() {
-        if Arc::ptr_eq(b, bundle) {
-            return (*id, json.clone());
-        }
-    }
-    let json = bundle.to_json().to_string();
-    let mut h = DefaultHasher::new();
-    json.hash(&mut h);
-    let id = h.finish();
-    *cache = Some((bundle.clone(), id, json.clone()));
-    (id, json)
-}
+type Done = (Result<JsResponse, ScriptError>, Option<bool>, Option<[u8; 32]>, bool);
 
-type BundleCache = Arc<Mutex<Option<(Arc<Bundle>, u64, String)>>>;
-
-fn slot_loop(
-    rx: Arc<Mutex<Receiver<Job>>>,
-    command: WorkerCommand,
-    watched: Arc<Mutex<Watched>>,
-    bundles: BundleCache,
-    metrics: Arc<Counters>,
-    host: Arc<dyn JsHost>,
-) {
-    let mut process: Option<Process> = None;
-    loop {
-        let job = match lock(&rx).recv() {
-            Ok(job) => job,
-            Err(_) => break,
-        };
-        let Job { bundle, endpoint, request, mut tx, access, options, reply } = job;
-        let (id, json) = bundle_id(&bundles, &bundle);
-        let (response, apply_writes, claims_digest, reused) = match run_job(
-            &mut process,
-            (&command, &watched, &metrics),
-            (id, &json),
-            endpoint,
-            &request,
-            (&mut tx, host.as_ref()),
-            access,
-            &options,
-        ) {
-            Ok(done) => done,
-            Err(e) => (Err(e), None, None, false),
-        };
-        metrics.executions.fetch_add(1, Ordering::Relaxed);
-        metrics.reused.fetch_add(u64::from(reused), Ordering::Relaxed);
+impl Inner {
+    async fn run(&self, job: Job) -> Result<Execution, PoolError> {
+        let permit = self.free.acquire().await.map_err(|_| PoolError::Stopped)?;
+        permit.forget();
+        let slot = lock(&self.idle).pop().expect("a free permit stands for an idle slot");
+        let mut lease = Lease { inner: self, slot: Some(slot), finished: false };
+        let slot = lease.slot.as_mut().expect("just taken");
+        let Job { bundle, endpoint, request, mut tx, access, options } = job;
+        let (id, json) = self.bundle_id(&bundle);
+        let (response, apply_writes, claims_digest, reused) =
+            match self.run_job(slot, (id, &json), endpoint, &request, &mut tx, access, &options).await {
+                Ok(done) => done,
+                Err(e) => (Err(e), None, None, false),
+            };
+        lease.finished = true;
+        drop(lease);
+        let m = &self.metrics;
+        m.executions.fetch_add(1, Ordering::Relaxed);
+        m.reused.fetch_add(u64::from(reused), Ordering::Relaxed);
         match &response {
             Err(ScriptError::Limit(_)) => {
-                metrics.limit_stops.fetch_add(1, Ordering::Relaxed);
+                m.limit_stops.fetch_add(1, Ordering::Relaxed);
             }
             Err(ScriptError::Crashed(_)) => {
-                metrics.crashes.fetch_add(1, Ordering::Relaxed);
+                m.crashes.fetch_add(1, Ordering::Relaxed);
             }
             _ => {}
         }
-        let _ = reply.send(Execution { response, tx, apply_writes, claims_digest });
+        Ok(Execution { response, tx, apply_writes, claims_digest })
     }
-    if let Some(mut child) = lock(&watched).child.take() {
-        let _ = child.kill();
-        let _ = child.wait();
+
+    /// A bundle's id: a hash of its JSON, computed once per deployed version (the `Arc` is
+    /// held so that its address cannot be reused by another bundle while it is cached).
+    fn bundle_id(&self, bundle: &Arc<Bundle>) -> (u64, Arc<str>) {
+        let mut cache = lock(&self.bundles);
+        if let Some((b, id, json)) = cache.as_ref() {
+            if Arc::ptr_eq(b, bundle) {
+                return (*id, json.clone());
+            }
+        }
+        let json: Arc<str> = bundle.to_json().to_string().into();
+        let mut h = DefaultHasher::new();
+        json.hash(&mut h);
+        let id = h.finish();
+        *cache = Some((bundle.clone(), id, json.clone()));
+        (id, json)
     }
-}
 
-fn spawn(command: &WorkerCommand, watched: &Mutex<Watched>, metrics: &Counters) -> Result<Process, ScriptError> {
-    metrics.started.fetch_add(1, Ordering::Relaxed);
-    let mut child = Command::new(&command.program)
-        .args(&command.args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| ScriptError::Crashed(format!("cannot start a JS worker process ({}): {e}", command.program.display())))?;
-    let input = BufWriter::new(child.stdin.take().expect("piped stdin"));
-    let output = BufReader::new(child.stdout.take().expect("piped stdout"));
-    lock(watched).child = Some(child);
-    Ok(Process { input, output, bundle_id: None })
-}
-
-type Done = (Result<JsResponse, ScriptError>, Option<bool>, Option<[u8; 32]>, bool);
-
-#[allow(clippy::too_many_arguments)]
-fn run_job(
-    process: &mut Option<Process>,
-    (command, watched, metrics): (&WorkerCommand, &Mutex<Watched>, &Counters),
-    (bundle_id, bundle_json): (u64, &str),
-    endpoint: EndpointDef,
-    request: &JsRequest,
-    (tx, host): (&mut Tx, &dyn JsHost),
-    access: KvAccess,
-    options: &RuntimeOptions,
-) -> Result<Done, ScriptError> {
-    let fresh = process.is_none();
-    if fresh {
-        *process = Some(spawn(command, watched, metrics)?);
+    fn spawn(&self, watched: &Mutex<Watched>) -> Result<Process, ScriptError> {
+        self.metrics.started.fetch_add(1, Ordering::Relaxed);
+        let command = &self.command;
+        let mut child = Command::new(&command.program)
+            .args(&command.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| ScriptError::Crashed(format!("cannot start a JS worker process ({}): {e}", command.program.display())))?;
+        let input = child.stdin.take().expect("piped stdin");
+        let output = BufReader::new(child.stdout.take().expect("piped stdout"));
+        lock(watched).child = Some(child);
+        Ok(Process { input, output, bundle_id: None, options: None })
     }
-    let mut p = process.as_mut().expect("spawned above");
-    let mut job = ToWorker::Job {
-        bundle_id,
-        bundle: (p.bundle_id != Some(bundle_id)).then(|| bundle_json.to_owned()),
-        endpoint,
-        request: serde_json::to_value(request).map_err(|e| ScriptError::Exception(e.to_string()))?,
-        body: request.body.clone(),
-        access,
-        options: options.clone(),
-        historical: request.historical.as_deref().cloned(),
-    };
-    if let Err(e) = write_frame(&mut p.input, &job) {
-        // The worker died while idle (nothing of this request reached it): replace it and try
-        // once more, so that the request does not pay for someone else's crash.
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_job(
+        &self,
+        slot: &mut Slot,
+        (bundle_id, bundle_json): (u64, &str),
+        endpoint: EndpointDef,
+        request: &JsRequest,
+        tx: &mut Tx,
+        access: KvAccess,
+        options: &Arc<RuntimeOptions>,
+    ) -> Result<Done, ScriptError> {
+        let watched = slot.watched.clone();
+        let fresh = slot.process.is_none();
         if fresh {
-            return Err(ScriptError::Crashed(format!("a new JS worker process refused its first job: {e}")));
+            slot.process = Some(self.spawn(&watched)?);
         }
-        reap(watched);
-        *process = Some(spawn(command, watched, metrics)?);
-        p = process.as_mut().expect("spawned above");
-        if let ToWorker::Job { bundle, .. } = &mut job {
-            *bundle = Some(bundle_json.to_owned());
+        let mut job = ToWorker::Job {
+            bundle_id,
+            bundle: None,
+            endpoint,
+            request: serde_json::to_value(request).map_err(|e| ScriptError::Exception(e.to_string()))?,
+            body: request.body.clone(),
+            access,
+            options: None,
+            historical: request.historical.as_deref().cloned(),
+        };
+        let mut sent = false;
+        for attempt in 0..2 {
+            let p = slot.process.as_mut().expect("spawned above");
+            if let ToWorker::Job { bundle, options: o, .. } = &mut job {
+                *bundle = (p.bundle_id != Some(bundle_id)).then(|| bundle_json.to_owned());
+                *o = (p.options.as_deref() != Some(&**options)).then(|| (**options).clone());
+            }
+            match write_frame_async(&mut p.input, &job).await {
+                Ok(()) => {
+                    sent = true;
+                    break;
+                }
+                Err(e) if fresh || attempt == 1 => {
+                    slot.process = None;
+                    reap(&watched).await;
+                    return Err(ScriptError::Crashed(format!("cannot send the job to a new JS worker process: {e}")));
+                }
+                // The worker died while idle (nothing of this request reached it): replace it
+                // and try once more, so that the request does not pay for someone else's crash.
+                Err(_) => {
+                    reap(&watched).await;
+                    slot.process = Some(self.spawn(&watched)?);
+                }
+            }
         }
-        if let Err(e) = write_frame(&mut p.input, &job) {
-            *process = None;
-            reap(watched);
-            return Err(ScriptError::Crashed(format!("cannot send the job to a new JS worker process: {e}")));
+        debug_assert!(sent);
+        {
+            let mut w = lock(&watched);
+            w.deadline = Some(Instant::now() + Duration::from_millis(options.max_execution_time_ms) + HARD_DEADLINE_GRACE);
+            w.rss_cap = options.max_heap_bytes.saturating_mul(4).saturating_add(RSS_SLACK_BYTES);
+            w.killed_for = None;
         }
-    }
-    {
-        let mut w = lock(watched);
-        w.deadline = Some(Instant::now() + Duration::from_millis(options.max_execution_time_ms) + HARD_DEADLINE_GRACE);
-        w.rss_cap = options.max_heap_bytes.saturating_mul(4).saturating_add(RSS_SLACK_BYTES);
-        w.killed_for = None;
-    }
-    let outcome = serve_worker(p, tx, host);
-    let killed_for = {
-        let mut w = lock(watched);
-        w.deadline = None;
-        w.killed_for.take()
-    };
-    match outcome {
-        Ok(done) => {
-            p.bundle_id = Some(bundle_id);
-            Ok(done)
-        }
-        Err(io) => {
-            // The worker is gone or unusable: reap it and start afresh next time.
-            *process = None;
-            let status = reap(watched);
-            Err(match killed_for {
-                Some(limit) => ScriptError::Limit(limit.describe(options)),
-                None => ScriptError::Crashed(format!(
-                    "the script crashed its JS worker process ({}; {io}), for example by nesting a structure so deep that a built-in overflowed the stack; the node started a new worker",
-                    status.unwrap_or_else(|| "no status".into())
-                )),
-            })
+        let p = slot.process.as_mut().expect("spawned above");
+        let outcome = serve_worker(p, tx, self.host.as_ref()).await;
+        let killed_for = {
+            let mut w = lock(&watched);
+            w.deadline = None;
+            w.killed_for.take()
+        };
+        match outcome {
+            Ok(done) => {
+                p.bundle_id = Some(bundle_id);
+                p.options = Some(options.clone());
+                Ok(done)
+            }
+            Err(io) => {
+                // The worker is gone or unusable: reap it and start afresh next time.
+                slot.process = None;
+                let status = reap(&watched).await;
+                Err(match killed_for {
+                    Some(limit) => ScriptError::Limit(limit.describe(options)),
+                    None => ScriptError::Crashed(format!(
+                        "the script crashed its JS worker process ({}; {io}), for example by nesting a structure so deep that a built-in overflowed the stack; the node started a new worker",
+                        status.unwrap_or_else(|| "no status".into())
+                    )),
+                })
+            }
         }
     }
 }
 
 /// Kills and waits for the slot's worker process, if any; returns how it ended.
-fn reap(watched: &Mutex<Watched>) -> Option<String> {
-    lock(watched).child.take().map(|mut c| {
-        let _ = c.kill();
-        c.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())
-    })
+async fn reap(watched: &Mutex<Watched>) -> Option<String> {
+    let mut child = lock(watched).child.take()?;
+    let _ = child.start_kill();
+    Some(child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()))
 }
 
 /// Serves the worker's `ccf.kv` operations and consensus questions until it is done.
-fn serve_worker(p: &mut Process, tx: &mut Tx, host: &dyn JsHost) -> std::io::Result<Done> {
+async fn serve_worker(p: &mut Process, tx: &mut Tx, host: &dyn JsHost) -> std::io::Result<Done> {
     loop {
-        match read_frame::<FromWorker>(&mut p.output)? {
-            FromWorker::Kv(op) => write_frame(&mut p.input, &ToWorker::Kv(op.apply(tx)))?,
-            FromWorker::Host(query) => write_frame(&mut p.input, &ToWorker::Host(query.answer(host)))?,
+        match read_frame_async::<FromWorker>(&mut p.output).await? {
+            FromWorker::Kv(op) => write_frame_async(&mut p.input, &ToWorker::Kv(op.apply(tx))).await?,
+            FromWorker::Host(query) => write_frame_async(&mut p.input, &ToWorker::Host(query.answer(host))).await?,
             FromWorker::Done { response, apply_writes, claims_digest, reused } => {
                 return Ok((response, apply_writes, claims_digest, reused))
             }
@@ -375,20 +439,21 @@ fn resident_bytes(pid: u32) -> Option<u64> {
     Some(pages * 4096)
 }
 
-fn watchdog(slots: Vec<Arc<Mutex<Watched>>>) {
+fn watchdog(slots: Weak<Vec<Arc<Mutex<Watched>>>>) {
     loop {
         std::thread::sleep(WATCHDOG_PERIOD);
-        for slot in &slots {
+        let Some(slots) = slots.upgrade() else { return };
+        for slot in slots.iter() {
             let mut w = lock(slot);
             let Some(deadline) = w.deadline else { continue };
-            let pid = w.child.as_ref().map(Child::id);
+            let pid = w.child.as_ref().and_then(Child::id);
             let over_time = Instant::now() >= deadline;
             let over_memory = pid.and_then(resident_bytes).is_some_and(|rss| rss > w.rss_cap);
             if over_time || over_memory {
                 w.killed_for = Some(if over_time { Limit::Time } else { Limit::Heap });
                 w.deadline = None;
                 if let Some(child) = w.child.as_mut() {
-                    let _ = child.kill();
+                    let _ = child.start_kill();
                 }
             }
         }

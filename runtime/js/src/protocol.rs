@@ -93,7 +93,8 @@ impl KvOp {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToWorker {
-    /// Run one request. `bundle` is sent when the worker does not have `bundle_id` yet.
+    /// Run one request. `bundle` is sent when the worker does not have `bundle_id` yet, and
+    /// `options` when they changed.
     Job {
         bundle_id: u64,
         bundle: Option<String>,
@@ -104,7 +105,8 @@ pub enum ToWorker {
         #[serde(with = "serde_bytes")]
         body: Vec<u8>,
         access: KvAccess,
-        options: RuntimeOptions,
+        /// Sent when they differ from the worker's last job's (the worker keeps them).
+        options: Option<RuntimeOptions>,
         /// For `mode: "historical"` endpoints: the state `ccf.historicalState` shows.
         historical: Option<HistoricalState>,
     },
@@ -195,25 +197,57 @@ pub enum FromWorker {
     },
 }
 
-pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> std::io::Result<()> {
-    let mut buf = Vec::new();
+/// A message as one frame: `len:u32 LE ‖ CBOR`, ready to be written in one call.
+pub fn encode_frame<T: Serialize>(msg: &T) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 4];
     ciborium::into_writer(msg, &mut buf).map_err(|e| std::io::Error::other(e.to_string()))?;
-    if buf.len() > FRAME_BYTES_MAX {
-        return Err(std::io::Error::other(format!("message of {} bytes is above the {FRAME_BYTES_MAX}-byte frame limit", buf.len())));
+    let len = buf.len() - 4;
+    if len > FRAME_BYTES_MAX {
+        return Err(std::io::Error::other(format!("message of {len} bytes is above the {FRAME_BYTES_MAX}-byte frame limit")));
     }
-    w.write_all(&(buf.len() as u32).to_le_bytes())?;
-    w.write_all(&buf)?;
+    buf[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(buf)
+}
+
+/// The length of the frame whose prefix is `len`, if it is within the limit.
+fn frame_len(len: [u8; 4]) -> std::io::Result<usize> {
+    let len = u32::from_le_bytes(len) as usize;
+    if len > FRAME_BYTES_MAX {
+        return Err(std::io::Error::other(format!("frame of {len} bytes is above the limit")));
+    }
+    Ok(len)
+}
+
+fn decode_frame<T: DeserializeOwned>(body: &[u8]) -> std::io::Result<T> {
+    ciborium::from_reader(body).map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> std::io::Result<()> {
+    w.write_all(&encode_frame(msg)?)?;
     w.flush()
 }
 
 pub fn read_frame<T: DeserializeOwned>(r: &mut impl Read) -> std::io::Result<T> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
-    let len = u32::from_le_bytes(len) as usize;
-    if len > FRAME_BYTES_MAX {
-        return Err(std::io::Error::other(format!("frame of {len} bytes is above the limit")));
-    }
-    let mut buf = vec![0u8; len];
+    let mut buf = vec![0u8; frame_len(len)?];
     r.read_exact(&mut buf)?;
-    ciborium::from_reader(buf.as_slice()).map_err(|e| std::io::Error::other(e.to_string()))
+    decode_frame(&buf)
+}
+
+/// `write_frame` for the node's side, on the async runtime.
+pub async fn write_frame_async<T: Serialize>(w: &mut (impl tokio::io::AsyncWrite + Unpin), msg: &T) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    w.write_all(&encode_frame(msg)?).await?;
+    w.flush().await
+}
+
+/// `read_frame` for the node's side, on the async runtime.
+pub async fn read_frame_async<T: DeserializeOwned>(r: &mut (impl tokio::io::AsyncRead + Unpin)) -> std::io::Result<T> {
+    use tokio::io::AsyncReadExt;
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let mut buf = vec![0u8; frame_len(len)?];
+    r.read_exact(&mut buf).await?;
+    decode_frame(&buf)
 }

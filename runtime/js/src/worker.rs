@@ -96,11 +96,15 @@ fn serve() -> ExitCode {
     };
     let mut current: Option<(u64, Bundle)> = None;
     let mut kept: HashMap<String, Interpreter> = HashMap::new();
+    let mut options = crate::RuntimeOptions::default();
     loop {
         let msg = read_frame::<ToWorker>(&mut pipe.borrow_mut().input);
-        let (bundle_id, bundle_json, endpoint, request, body, access, options, historical) = match msg {
-            Ok(ToWorker::Job { bundle_id, bundle, endpoint, request, body, access, options, historical }) => {
-                (bundle_id, bundle, endpoint, request, body, access, options, historical)
+        let (bundle_id, bundle_json, endpoint, request, body, access, historical) = match msg {
+            Ok(ToWorker::Job { bundle_id, bundle, endpoint, request, body, access, options: new_options, historical }) => {
+                if let Some(o) = new_options {
+                    options = o;
+                }
+                (bundle_id, bundle, endpoint, request, body, access, historical)
             }
             Ok(other) => {
                 tracing::error!("JS worker: protocol error, expected a job, got {other:?}");

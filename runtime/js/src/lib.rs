@@ -15,7 +15,7 @@ mod worker;
 pub use bundle::{percent_decode, AppMetadata, Bundle, BundleError, EndpointDef, EndpointMatch, Mode};
 pub use crypto::jwk_public_key_der;
 pub use limits::{instructions_per_ms, Limit, RuntimeOptions};
-pub use pool::{Execution, JsPool, PoolError, PoolMetrics, WorkerCommand};
+pub use pool::{CallOutcome, Execution, JsPool, PoolError, PoolMetrics, WorkerCommand};
 pub use protocol::JsHost;
 pub use runtime::{bench_direct_calls, validate_bundle, JsRequest, JsResponse, KvAccess, KvBackend, ScriptError};
 pub use worker::worker_main;

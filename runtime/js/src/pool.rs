@@ -66,13 +66,33 @@ pub enum PoolError {
     Stopped,
 }
 
+/// What a worker is asked to do. Built once per job and moved, never copied: boxing the
+/// large variant buys nothing.
+#[allow(clippy::large_enum_variant)]
+enum Work {
+    /// An app endpoint's handler.
+    Request { bundle: Arc<Bundle>, endpoint: EndpointDef, request: JsRequest },
+    /// A function of a one-module script, in a fresh interpreter (governance).
+    Call { source: Arc<str>, function: String, args: Vec<serde_json::Value> },
+}
+
 struct Job {
-    bundle: Arc<Bundle>,
-    endpoint: EndpointDef,
-    request: JsRequest,
+    work: Work,
     tx: Tx,
     access: KvAccess,
     options: Arc<RuntimeOptions>,
+}
+
+/// How a job ended in the worker.
+enum Finished {
+    Request(Done),
+    Call(Result<String, ScriptError>),
+}
+
+/// The result of a governance call: the function's result (JSON), and its transaction.
+pub struct CallOutcome {
+    pub result: Result<serde_json::Value, ScriptError>,
+    pub tx: Tx,
 }
 
 /// What the watchdog sees of a slot.
@@ -193,8 +213,7 @@ impl JsPool {
         }
     }
 
-    /// Runs the handler on a free worker. It runs to its end in a task of its own, so a
-    /// caller that goes away (a client hanging up) never leaves a worker mid-request.
+    /// Runs the handler on a free worker.
     pub async fn execute(
         &self,
         bundle: Arc<Bundle>,
@@ -204,6 +223,41 @@ impl JsPool {
         access: KvAccess,
         options: Arc<RuntimeOptions>,
     ) -> Result<Execution, PoolError> {
+        let job = Job { work: Work::Request { bundle, endpoint, request }, tx, access, options };
+        let (finished, tx) = self.submit(job).await?;
+        let (response, apply_writes, claims_digest) = match finished {
+            Finished::Request((response, apply_writes, claims_digest, _)) => (response, apply_writes, claims_digest),
+            Finished::Call(_) => (Err(ScriptError::Crashed("internal: a request was answered as a call".into())), None, None),
+        };
+        Ok(Execution { response, tx, apply_writes, claims_digest })
+    }
+
+    /// Calls `function` exported by the one-module script `source` with `args`, in a fresh
+    /// interpreter, with `ccf.kv` on `tx` under `access`: how governance runs the constitution
+    /// and ballots.
+    pub async fn call(
+        &self,
+        source: Arc<str>,
+        function: &str,
+        args: Vec<serde_json::Value>,
+        tx: Tx,
+        access: KvAccess,
+        options: Arc<RuntimeOptions>,
+    ) -> Result<CallOutcome, PoolError> {
+        let job = Job { work: Work::Call { source, function: function.to_owned(), args }, tx, access, options };
+        let (finished, tx) = self.submit(job).await?;
+        let result = match finished {
+            Finished::Call(Ok(json)) => serde_json::from_str(&json)
+                .map_err(|e| ScriptError::Exception(format!("internal: the result of {function} is not JSON: {e}"))),
+            Finished::Call(Err(e)) | Finished::Request((Err(e), ..)) => Err(e),
+            Finished::Request(_) => Err(ScriptError::Crashed("internal: a call was answered as a request".into())),
+        };
+        Ok(CallOutcome { result, tx })
+    }
+
+    /// Admits a job (or refuses it when the queue is full) and runs it to its end in a task of
+    /// its own, so a caller that goes away never leaves a worker mid-job.
+    async fn submit(&self, job: Job) -> Result<(Finished, Tx), PoolError> {
         let inner = &self.inner;
         if inner.admitted.fetch_add(1, Ordering::AcqRel) >= inner.workers + inner.queue_depth {
             inner.admitted.fetch_sub(1, Ordering::AcqRel);
@@ -211,7 +265,6 @@ impl JsPool {
             return Err(PoolError::Busy(inner.queue_depth));
         }
         let admission = Admission(inner.clone());
-        let job = Job { bundle, endpoint, request, tx, access, options };
         let task = tokio::spawn(async move {
             let inner = admission.0.clone();
             let out = inner.run(job).await;
@@ -262,34 +315,36 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 type Done = (Result<JsResponse, ScriptError>, Option<bool>, Option<[u8; 32]>, bool);
 
 impl Inner {
-    async fn run(&self, job: Job) -> Result<Execution, PoolError> {
+    async fn run(&self, job: Job) -> Result<(Finished, Tx), PoolError> {
         let permit = self.free.acquire().await.map_err(|_| PoolError::Stopped)?;
         permit.forget();
         let slot = lock(&self.idle).pop().expect("a free permit stands for an idle slot");
         let mut lease = Lease { inner: self, slot: Some(slot), finished: false };
         let slot = lease.slot.as_mut().expect("just taken");
-        let Job { bundle, endpoint, request, mut tx, access, options } = job;
-        let (id, json) = self.bundle_id(&bundle);
-        let (response, apply_writes, claims_digest, reused) =
-            match self.run_job(slot, (id, &json), endpoint, &request, &mut tx, access, &options).await {
-                Ok(done) => done,
-                Err(e) => (Err(e), None, None, false),
-            };
+        let Job { work, mut tx, access, options } = job;
+        let finished = match self.run_job(slot, work, &mut tx, access, &options).await {
+            Ok(f) => f,
+            Err(e) => Finished::Request((Err(e), None, None, false)),
+        };
         lease.finished = true;
         drop(lease);
         let m = &self.metrics;
+        let (outcome, reused) = match &finished {
+            Finished::Request((r, _, _, reused)) => (r.as_ref().err(), *reused),
+            Finished::Call(r) => (r.as_ref().err(), false),
+        };
         m.executions.fetch_add(1, Ordering::Relaxed);
         m.reused.fetch_add(u64::from(reused), Ordering::Relaxed);
-        match &response {
-            Err(ScriptError::Limit(_)) => {
+        match outcome {
+            Some(ScriptError::Limit(_)) => {
                 m.limit_stops.fetch_add(1, Ordering::Relaxed);
             }
-            Err(ScriptError::Crashed(_)) => {
+            Some(ScriptError::Crashed(_)) => {
                 m.crashes.fetch_add(1, Ordering::Relaxed);
             }
             _ => {}
         }
-        Ok(Execution { response, tx, apply_writes, claims_digest })
+        Ok((finished, tx))
     }
 
     /// A bundle's id: a hash of its JSON, computed once per deployed version (the `Arc` is
@@ -326,44 +381,52 @@ impl Inner {
         Ok(Process { input, output, bundle_id: None, options: None })
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn run_job(
         &self,
         slot: &mut Slot,
-        (bundle_id, bundle_json): (u64, &str),
-        endpoint: EndpointDef,
-        request: &JsRequest,
+        work: Work,
         tx: &mut Tx,
         access: KvAccess,
         options: &Arc<RuntimeOptions>,
-    ) -> Result<Done, ScriptError> {
+    ) -> Result<Finished, ScriptError> {
         let watched = slot.watched.clone();
         let fresh = slot.process.is_none();
         if fresh {
             slot.process = Some(self.spawn(&watched)?);
         }
-        let mut job = ToWorker::Job {
-            bundle_id,
-            bundle: None,
-            endpoint,
-            request: serde_json::to_value(request).map_err(|e| ScriptError::Exception(e.to_string()))?,
-            body: request.body.clone(),
-            access,
-            options: None,
-            historical: request.historical.as_deref().cloned(),
+        let (bundle, mut msg) = match work {
+            Work::Request { bundle, endpoint, request } => {
+                let (id, json) = self.bundle_id(&bundle);
+                let msg = ToWorker::Job {
+                    bundle_id: id,
+                    bundle: None,
+                    endpoint,
+                    request: serde_json::to_value(&request).map_err(|e| ScriptError::Exception(e.to_string()))?,
+                    body: request.body,
+                    access,
+                    options: None,
+                    historical: request.historical.as_deref().cloned(),
+                };
+                (Some((id, json)), msg)
+            }
+            Work::Call { source, function, args } => {
+                (None, ToWorker::Call { source: source.to_string(), function, args, access, options: None })
+            }
         };
-        let mut sent = false;
         for attempt in 0..2 {
             let p = slot.process.as_mut().expect("spawned above");
-            if let ToWorker::Job { bundle, options: o, .. } = &mut job {
-                *bundle = (p.bundle_id != Some(bundle_id)).then(|| bundle_json.to_owned());
-                *o = (p.options.as_deref() != Some(&**options)).then(|| (**options).clone());
-            }
-            match write_frame_async(&mut p.input, &job).await {
-                Ok(()) => {
-                    sent = true;
-                    break;
+            let sends_options = p.options.as_deref() != Some(&**options);
+            match &mut msg {
+                ToWorker::Job { bundle: b, options: o, .. } => {
+                    let (id, json) = bundle.as_ref().expect("a job has a bundle");
+                    *b = (p.bundle_id != Some(*id)).then(|| json.to_string());
+                    *o = sends_options.then(|| (**options).clone());
                 }
+                ToWorker::Call { options: o, .. } => *o = sends_options.then(|| (**options).clone()),
+                _ => {}
+            }
+            match write_frame_async(&mut p.input, &msg).await {
+                Ok(()) => break,
                 Err(e) if fresh || attempt == 1 => {
                     slot.process = None;
                     reap(&watched).await;
@@ -377,7 +440,6 @@ impl Inner {
                 }
             }
         }
-        debug_assert!(sent);
         {
             let mut w = lock(&watched);
             w.deadline = Some(Instant::now() + Duration::from_millis(options.max_execution_time_ms) + HARD_DEADLINE_GRACE);
@@ -393,7 +455,9 @@ impl Inner {
         };
         match outcome {
             Ok(done) => {
-                p.bundle_id = Some(bundle_id);
+                if let Some((id, _)) = bundle {
+                    p.bundle_id = Some(id);
+                }
                 p.options = Some(options.clone());
                 Ok(done)
             }
@@ -421,14 +485,15 @@ async fn reap(watched: &Mutex<Watched>) -> Option<String> {
 }
 
 /// Serves the worker's `ccf.kv` operations and consensus questions until it is done.
-async fn serve_worker(p: &mut Process, tx: &mut Tx, host: &dyn JsHost) -> std::io::Result<Done> {
+async fn serve_worker(p: &mut Process, tx: &mut Tx, host: &dyn JsHost) -> std::io::Result<Finished> {
     loop {
         match read_frame_async::<FromWorker>(&mut p.output).await? {
             FromWorker::Kv(op) => write_frame_async(&mut p.input, &ToWorker::Kv(op.apply(tx))).await?,
             FromWorker::Host(query) => write_frame_async(&mut p.input, &ToWorker::Host(query.answer(host))).await?,
             FromWorker::Done { response, apply_writes, claims_digest, reused } => {
-                return Ok((response, apply_writes, claims_digest, reused))
+                return Ok(Finished::Request((response, apply_writes, claims_digest, reused)))
             }
+            FromWorker::Returned(value) => return Ok(Finished::Call(value)),
         }
     }
 }

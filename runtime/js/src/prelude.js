@@ -174,6 +174,12 @@
     globalThis.ccf.historicalState = historical === undefined ? undefined : historicalState(historical);
   };
 
+  // Governance calls: the result as JSON text (undefined as null).
+  globalThis.__consort_call = function (f, ...args) {
+    const r = f(...args);
+    const j = r === undefined ? undefined : JSON.stringify(r);
+    return j === undefined ? "null" : j;
+  };
   globalThis.__consort_invoke = function (handler, request, body) {
     const caller = request.caller;
     if (caller) {

@@ -110,6 +110,15 @@ pub enum ToWorker {
         /// For `mode: "historical"` endpoints: the state `ccf.historicalState` shows.
         historical: Option<HistoricalState>,
     },
+    /// Call `function` exported by the one-module script `source` with `args` in a fresh
+    /// interpreter (governance: the constitution's functions and ballots).
+    Call {
+        source: String,
+        function: String,
+        args: Vec<serde_json::Value>,
+        access: KvAccess,
+        options: Option<RuntimeOptions>,
+    },
     Kv(KvReply),
     Host(HostAnswer),
 }
@@ -195,6 +204,8 @@ pub enum FromWorker {
         claims_digest: Option<[u8; 32]>,
         reused: bool,
     },
+    /// The outcome of a `Call`: the function's result as JSON text.
+    Returned(Result<String, ScriptError>),
 }
 
 /// A message as one frame: `len:u32 LE ‖ CBOR`, ready to be written in one call.

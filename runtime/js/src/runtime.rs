@@ -92,6 +92,41 @@ pub enum KvAccess {
     AppReadWrite,
     /// An app endpoint in `readonly` (or `historical`) mode.
     AppReadOnly,
+    /// The constitution's `validate` and `resolve`, and ballots: framework and governance maps
+    /// read-only, app maps not at all.
+    GovReadOnly,
+    /// The constitution's `apply`: framework maps read-only, governance maps read/write, public
+    /// app maps write-only, private app maps not at all.
+    GovApply,
+}
+
+impl KvAccess {
+    /// Why `access` may not touch `map` this way, if it may not (SPEC §3).
+    fn refusal(self, map: &str, write: bool) -> Option<String> {
+        let who = match self {
+            KvAccess::AppReadWrite | KvAccess::AppReadOnly => "app endpoints",
+            KvAccess::GovReadOnly => "ballots, validate and resolve",
+            KvAccess::GovApply => "the constitution's apply",
+        };
+        Some(match (MapKind::of(map), self) {
+            (MapKind::Reserved, _) => format!("map {map:?}: names beginning \"ccf.\" or \"public:ccf.\" are reserved for the framework"),
+            (MapKind::Internal, _) if write => format!("map {map:?} belongs to the framework: {who} may read it, never write it"),
+            (MapKind::Governance, KvAccess::GovApply) => return None,
+            (MapKind::Governance, _) if write => format!("map {map:?} belongs to governance: {who} may read it, never write it"),
+            (MapKind::Internal | MapKind::Governance, _) => return None,
+            (MapKind::App { .. }, KvAccess::GovReadOnly) => {
+                format!("map {map:?} is an application map: {who} may not touch application maps")
+            }
+            (MapKind::App { public: false }, KvAccess::GovApply) => {
+                format!("map {map:?} is a private application map: {who} may not touch it")
+            }
+            (MapKind::App { public: true }, KvAccess::GovApply) if !write => {
+                format!("map {map:?} is an application map: {who} may write public application maps, not read them")
+            }
+            (MapKind::App { .. }, KvAccess::AppReadOnly) if write => format!("map {map:?}: this endpoint is readonly and may not write"),
+            (MapKind::App { .. }, _) => return None,
+        })
+    }
 }
 
 /// Where `ccf.kv` operations go: the request's transaction, which lives in the node.
@@ -207,20 +242,8 @@ fn new_buffer(bytes: &[u8], ctx: &mut Context) -> JsResult<JsValue> {
 /// Sends `op` to the request's transaction after checking that the script may touch `map`.
 fn kv_call(ctx: &Context, map: &str, write: bool, op: KvOp) -> JsResult<KvReply> {
     let session = ctx.get_data::<Session>().ok_or_else(|| js_err("ccf.kv is only available while a request runs"))?;
-    match MapKind::of(map) {
-        MapKind::Reserved => {
-            return Err(js_err(format!("map {map:?}: names beginning \"ccf.\" or \"public:ccf.\" are reserved for the framework")))
-        }
-        MapKind::Internal if write => {
-            return Err(js_err(format!("map {map:?} belongs to the framework: app endpoints may read it, never write it")))
-        }
-        MapKind::Governance if write => {
-            return Err(js_err(format!("map {map:?} belongs to governance: app endpoints may read it, never write it")))
-        }
-        _ => {}
-    }
-    if write && session.access == KvAccess::AppReadOnly {
-        return Err(js_err(format!("map {map:?}: this endpoint is readonly and may not write")));
+    if let Some(why) = session.access.refusal(map, write) {
+        return Err(js_err(why));
     }
     session.kv.call(op).map_err(|e| js_err(format!("ccf.kv: {e}")))
 }
@@ -532,10 +555,10 @@ fn script_error(err: &JsError, ctx: &mut Context, options: &RuntimeOptions, load
 fn load_handler(
     ctx: &mut Context,
     loader: &BundleLoader,
-    endpoint: &EndpointDef,
+    (js_module, js_function): (&str, &str),
     options: &RuntimeOptions,
 ) -> Result<JsValue, ScriptError> {
-    let name = normalise_module_name(&endpoint.js_module);
+    let name = normalise_module_name(js_module);
     let module =
         loader.load(&name, ctx).map_err(|e| ScriptError::Load(format!("module {name:?} does not compile: {}", describe(&e, ctx))))?;
     let promise = module.load_link_evaluate(ctx);
@@ -553,10 +576,9 @@ fn load_handler(
             return Err(ScriptError::Load(format!("module {name:?} did not finish loading (top-level await is not supported)")))
         }
     }
-    let f =
-        module.namespace(ctx).get(JsString::from(endpoint.js_function.as_str()), ctx).map_err(|e| ScriptError::Load(describe(&e, ctx)))?;
+    let f = module.namespace(ctx).get(JsString::from(js_function), ctx).map_err(|e| ScriptError::Load(describe(&e, ctx)))?;
     if !f.is_callable() {
-        return Err(ScriptError::Load(format!("module {name:?} does not export a function {:?}", endpoint.js_function)));
+        return Err(ScriptError::Load(format!("module {name:?} does not export a function {js_function:?}")));
     }
     Ok(f)
 }
@@ -586,6 +608,8 @@ pub(crate) struct Interpreter {
     loader: Rc<BundleLoader>,
     /// `__consort_invoke(...__consort_args)`, compiled once.
     invoke: Script,
+    /// `__consort_call(...__consort_args)`, compiled on first use (governance calls).
+    call_script: Option<Script>,
     handlers: HashMap<(String, String), JsValue>,
     options: RuntimeOptions,
     /// Whether `ccf.historicalState` is set (cleared by the next non-historical request).
@@ -598,7 +622,15 @@ impl Interpreter {
         let (mut ctx, loader) = new_context(bundle, options, budget)?;
         let invoke = Script::parse(Source::from_bytes("__consort_invoke(...__consort_args)"), None, &mut ctx)
             .map_err(|e| ScriptError::Load(e.to_string()))?;
-        Ok(Interpreter { ctx, loader, invoke, handlers: HashMap::new(), options: options.clone(), historical_set: false })
+        Ok(Interpreter {
+            ctx,
+            loader,
+            invoke,
+            call_script: None,
+            handlers: HashMap::new(),
+            options: options.clone(),
+            historical_set: false,
+        })
     }
 
     /// Whether this interpreter can take another request under `options`.
@@ -625,14 +657,65 @@ impl Interpreter {
         (RunOutcome { response, apply_writes: session.apply_writes.get(), claims_digest: session.claims_digest.get() }, sound)
     }
 
-    fn handler(&mut self, endpoint: &EndpointDef) -> Result<JsValue, ScriptError> {
-        let key = (endpoint.js_module.clone(), endpoint.js_function.clone());
+    fn handler(&mut self, (js_module, js_function): (&str, &str)) -> Result<JsValue, ScriptError> {
+        let key = (js_module.to_owned(), js_function.to_owned());
         if let Some(h) = self.handlers.get(&key) {
             return Ok(h.clone());
         }
-        let h = load_handler(&mut self.ctx, &self.loader, endpoint, &self.options)?;
+        let h = load_handler(&mut self.ctx, &self.loader, (js_module, js_function), &self.options)?;
         self.handlers.insert(key, h.clone());
         Ok(h)
+    }
+
+    /// Calls `function` exported by `module` with `args` (governance: the constitution's
+    /// `validate`, `resolve` and `apply`, a ballot's `vote`). Returns its result as JSON text
+    /// (`null` for `undefined`), and whether the interpreter is still sound.
+    pub fn call(
+        &mut self,
+        (module, function): (&str, &str),
+        args: &[serde_json::Value],
+        access: KvAccess,
+        kv: Box<dyn KvBackend>,
+    ) -> (Result<String, ScriptError>, bool) {
+        let watch = Watch::start(&self.options);
+        self.ctx.insert_data(Session { kv, access, apply_writes: Cell::new(None), claims_digest: Cell::new(None) });
+        let result = self.call_function((module, function), args, &watch);
+        self.ctx.remove_data::<Session>();
+        let sound = !matches!(result, Err(ScriptError::Limit(_)));
+        (result, sound)
+    }
+
+    fn call_function(&mut self, target: (&str, &str), args: &[serde_json::Value], watch: &Watch) -> Result<String, ScriptError> {
+        let f = self.handler(target)?;
+        let options = &self.options;
+        if let Some(limit) = watch.exceeded() {
+            return Err(ScriptError::Limit(limit.describe(options)));
+        }
+        let ctx = &mut self.ctx;
+        let script = match &self.call_script {
+            Some(s) => s.clone(),
+            None => {
+                let s = Script::parse(Source::from_bytes("__consort_call(...__consort_args)"), None, ctx)
+                    .map_err(|e| ScriptError::Load(e.to_string()))?;
+                self.call_script = Some(s.clone());
+                s
+            }
+        };
+        let mut values = vec![f];
+        for a in args {
+            values.push(JsValue::from_json(a, ctx).map_err(|e| ScriptError::Exception(describe(&e, ctx)))?);
+        }
+        let args = JsArray::from_iter(values, ctx);
+        ctx.global_object().set(js_string!("__consort_args"), args, false, ctx).map_err(|e| ScriptError::Load(e.to_string()))?;
+        let result = match watch.drive(script.evaluate_async_with_budget(ctx, crate::limits::YIELD_BUDGET)) {
+            Err(limit) => return Err(ScriptError::Limit(limit.describe(options))),
+            Ok(r) => r.and_then(|v| ctx.run_jobs().map(|()| v)),
+        };
+        let result = result.map_err(|e| script_error(&e, ctx, options, false))?;
+        result
+            .as_string()
+            .map(|s| s.to_std_string_escaped())
+            .ok_or_else(|| ScriptError::Exception("internal: the call's result was not serialised".into()))
     }
 
     /// `ccf.historicalState` for this request (or none), through the prelude's builder.
@@ -661,7 +744,7 @@ impl Interpreter {
         if historical.is_some() || self.historical_set {
             self.set_historical(historical)?;
         }
-        let handler = self.handler(endpoint)?;
+        let handler = self.handler((&endpoint.js_module, &endpoint.js_function))?;
         let options = &self.options;
         if let Some(limit) = watch.exceeded() {
             return Err(ScriptError::Limit(limit.describe(options)));
@@ -688,7 +771,7 @@ pub fn validate_bundle(bundle: &Bundle) -> Result<(), crate::BundleError> {
         for (method, def) in methods {
             let (mut ctx, loader) =
                 new_context(bundle, &options, options.instruction_budget()).map_err(|e| crate::BundleError::Invalid(e.to_string()))?;
-            load_handler(&mut ctx, &loader, def, &options).map_err(|e| crate::BundleError::Endpoint {
+            load_handler(&mut ctx, &loader, (&def.js_module, &def.js_function), &options).map_err(|e| crate::BundleError::Endpoint {
                 endpoint: format!("{} {path}", method.to_uppercase()),
                 message: e.to_string(),
             })?;

@@ -86,6 +86,24 @@ fn interpreter_for(
     Ok((Interpreter::new(bundle, options, key.is_some())?, false))
 }
 
+/// The name the one module of a governance call is loaded under.
+const CALL_MODULE: &str = "gov.js";
+
+/// A governance call: `function` of the module `source`, in a fresh interpreter.
+fn call(
+    source: &str,
+    function: &str,
+    args: &[serde_json::Value],
+    access: crate::KvAccess,
+    options: &crate::RuntimeOptions,
+    kv: RemoteKv,
+) -> Result<String, ScriptError> {
+    let mut bundle = Bundle::default();
+    bundle.modules.insert(CALL_MODULE.to_owned(), source.to_owned());
+    let mut interpreter = Interpreter::new(&bundle, options, false)?;
+    interpreter.call((CALL_MODULE, function), args, access, Box::new(kv)).0
+}
+
 fn serve() -> ExitCode {
     let pipe = match Pipe::from_stdio() {
         Ok(p) => Rc::new(RefCell::new(p)),
@@ -105,6 +123,16 @@ fn serve() -> ExitCode {
                     options = o;
                 }
                 (bundle_id, bundle, endpoint, request, body, access, historical)
+            }
+            Ok(ToWorker::Call { source, function, args, access, options: new_options }) => {
+                if let Some(o) = new_options {
+                    options = o;
+                }
+                let value = call(&source, &function, &args, access, &options, RemoteKv(pipe.clone()));
+                if write_frame(&mut pipe.borrow_mut().output, &FromWorker::Returned(value)).is_err() {
+                    return ExitCode::FAILURE;
+                }
+                continue;
             }
             Ok(other) => {
                 tracing::error!("JS worker: protocol error, expected a job, got {other:?}");

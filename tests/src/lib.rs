@@ -183,3 +183,63 @@ pub fn consort(args: &[&str]) -> (bool, String) {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
+
+/// A consortium member for governance tests: a P-384 identity that signs `/gov` requests as
+/// CCF's `ccf_cose_sign1` does (ES384, `kid` = member id, `ccf.gov.msg.*` headers).
+pub struct Member {
+    pub id: String,
+    pub cert_pem: String,
+    key: aws_lc_rs::signature::EcdsaKeyPair,
+}
+
+impl Member {
+    /// Creates `<name>_cert.pem` and `<name>_privk.pem` in `dir`.
+    pub fn create(dir: &Path, name: &str) -> Member {
+        let (key_pem, cert_pem) = consort_crypto::identity_cert(name, consort_crypto::Curve::Secp384r1).expect("identity");
+        std::fs::write(dir.join(format!("{name}_privk.pem")), &key_pem).expect("key");
+        std::fs::write(dir.join(format!("{name}_cert.pem")), &cert_pem).expect("cert");
+        Member::from_pem(&key_pem, &cert_pem)
+    }
+
+    pub fn from_pem(key_pem: &str, cert_pem: &str) -> Member {
+        let der = rcgen::KeyPair::from_pem(key_pem).expect("key").serialize_der();
+        let key =
+            aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(&aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED_SIGNING, &der).expect("pkcs8");
+        let id = consort_crypto::ParsedCert::from_pem(cert_pem).expect("cert").id();
+        Member { id, cert_pem: cert_pem.to_owned(), key }
+    }
+
+    /// Signs `payload` as a `msg_type` request, created now (or at `created_at`), naming `kid`
+    /// (normally this member's id).
+    pub fn sign_as(&self, kid: &str, msg_type: &str, proposal_id: Option<&str>, created_at: Option<u64>, payload: &[u8]) -> Vec<u8> {
+        use consort_crypto::cose::{sign1, Param, ES384};
+        let created_at = created_at.unwrap_or_else(now_seconds);
+        let mut params =
+            vec![("ccf.gov.msg.type", Param::Text(msg_type.into())), ("ccf.gov.msg.created_at", Param::Int(created_at.into()))];
+        if let Some(p) = proposal_id {
+            params.push(("ccf.gov.msg.proposal_id", Param::Text(p.into())));
+        }
+        sign1(ES384, kid, &params, payload, |tbs| {
+            self.key.sign(&aws_lc_rs::rand::SystemRandom::new(), tbs).expect("sign").as_ref().to_vec()
+        })
+        .expect("cose")
+    }
+
+    pub fn sign(&self, msg_type: &str, proposal_id: Option<&str>, payload: &[u8]) -> Vec<u8> {
+        self.sign_as(&self.id, msg_type, proposal_id, None, payload)
+    }
+}
+
+pub fn now_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// POSTs a signed governance request; returns the status, the JSON body (or null) and whether
+/// the answer carried a transaction id.
+pub async fn gov_post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> (reqwest::StatusCode, serde_json::Value, bool) {
+    let r = client.post(url).header("content-type", "application/cose").body(body).send().await.expect("gov request");
+    let status = r.status();
+    let has_txid = r.headers().contains_key("x-ms-ccf-transaction-id");
+    let text = r.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null), has_txid)
+}

@@ -71,6 +71,11 @@ impl Sign1 {
         Ok(Sign1 { alg, kid, params, payload, inner })
     }
 
+    /// The raw signature bytes (governance derives request digests from them, as CCF does).
+    pub fn signature(&self) -> &[u8] {
+        &self.inner.signature
+    }
+
     /// The protected header parameter `name` as text, if it is text.
     pub fn text(&self, name: &str) -> Option<&str> {
         match self.params.get(name) {

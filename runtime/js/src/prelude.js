@@ -116,6 +116,71 @@
 
   const strToBuf = (s) => N.strToBuf(String(s));
   const bufToStr = (b) => N.bufToStr(buf(b, "argument"));
+
+  // Hooks for the constitution's apply (CCF's ccf.node / ccf.network / JWT helpers). They work
+  // through ccf.kv, so the permission matrix decides where they may run: only apply may write
+  // governance maps.
+  const singleton = () => new ArrayBuffer(8);
+  const readJson = (map, key) => {
+    const v = kv[map].get(key);
+    return v === undefined ? undefined : JSON.parse(bufToStr(v));
+  };
+  const writeJson = (map, key, value) => kv[map].set(key, strToBuf(JSON.stringify(value)));
+  const notImplemented = (name) => () => {
+    throw new Error(`${name} is not implemented by Consort yet`);
+  };
+  const SERVICE_INFO = "public:ccf.gov.service.info";
+  const JWT_KEYS = "public:ccf.gov.jwt.public_signing_keys_metadata_v2";
+  function dropIssuerKeys(issuer) {
+    const changes = [];
+    kv[JWT_KEYS].forEach((v, k) => {
+      const list = JSON.parse(bufToStr(v));
+      const kept = list.filter((m) => m.issuer !== issuer);
+      if (kept.length !== list.length) changes.push([k, kept]);
+    });
+    for (const [k, kept] of changes) {
+      if (kept.length === 0) kv[JWT_KEYS].delete(k);
+      else writeJson(JWT_KEYS, k, kept);
+    }
+  }
+  const node = {
+    transitionServiceToOpen: (previousIdentity, nextIdentity) => {
+      const info = readJson(SERVICE_INFO, singleton());
+      if (info === undefined) throw new Error("the service information is missing");
+      if (nextIdentity !== undefined && bufToStr(nextIdentity).trim() !== String(info.cert).trim()) {
+        throw new Error("next_service_identity is not this service's certificate");
+      }
+      if (info.status === "Open") throw new Error("the service is already Open");
+      info.status = "Open";
+      writeJson(SERVICE_INFO, singleton(), info);
+    },
+    triggerLedgerRekey: notImplemented("ccf.node.triggerLedgerRekey"),
+    triggerRecoverySharesRefresh: notImplemented("ccf.node.triggerRecoverySharesRefresh"),
+    triggerACMERefresh: notImplemented("ccf.node.triggerACMERefresh"),
+  };
+  const network = {
+    generateEndorsedCertificate: notImplemented("ccf.network.generateEndorsedCertificate"),
+    generateNetworkCertificate: notImplemented("ccf.network.generateNetworkCertificate"),
+    getLatestLedgerSecretSeqno: notImplemented("ccf.network.getLatestLedgerSecretSeqno"),
+  };
+  function setJwtPublicSigningKeys(issuer, metadata, jwks) {
+    issuer = String(issuer);
+    if (jwks === null || typeof jwks !== "object" || !Array.isArray(jwks.keys)) throw new TypeError("jwks must be {keys: [...]}");
+    const fresh = jwks.keys.map((jwk, i) => {
+      if (typeof jwk.kid !== "string") throw new TypeError(`jwks.keys[${i}].kid must be a string`);
+      const entry = { public_key: N.jwkDer(JSON.stringify(jwk)), issuer };
+      if (typeof jwk.issuer === "string") entry.constraint = jwk.issuer;
+      return [jwk.kid, entry];
+    });
+    dropIssuerKeys(issuer);
+    for (const [kid, entry] of fresh) {
+      const key = strToBuf(kid);
+      const list = readJson(JWT_KEYS, key) || [];
+      list.push(entry);
+      writeJson(JWT_KEYS, key, list);
+    }
+  }
+
   globalThis.ccf = {
     kv,
     strToBuf,
@@ -127,6 +192,18 @@
       setClaimsDigest: (b) => N.setClaimsDigest(buf(b, "claims digest")),
     },
     pemToId: (pem) => N.pemToId(String(pem)),
+    node,
+    network,
+    setJwtPublicSigningKeys,
+    removeJwtPublicSigningKeys: (issuer) => dropIssuerKeys(String(issuer)),
+    // Consort compiles modules once per app version by itself: nothing to refresh.
+    refreshAppBytecodeCache: () => {},
+    // Consort's own helpers for constitutions.
+    consort: {
+      // Throws an Error naming the problem if the bundle ({metadata, modules}) would not load:
+      // a module missing or not compiling, a function not exported, an unknown policy.
+      validateJsApp: (bundle) => N.checkBundle(JSON.stringify(bundle)),
+    },
     // Deprecated in CCF 6 but still present there: the same functions at the top level.
     generateAesKey: crypto.generateAesKey,
     generateRsaKeyPair: crypto.generateRsaKeyPair,

@@ -471,6 +471,24 @@ fn crypto(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue>
     }
 }
 
+/// `__consort.jwkDer(jwkJson)`: a JWK's public key as base64 DER SubjectPublicKeyInfo (the form
+/// JWT signing keys are kept in).
+fn jwk_der(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
+    use base64::Engine;
+    let jwk: serde_json::Value = serde_json::from_str(&arg_string(args, 0, "jwk")?).map_err(|e| type_err(format!("jwk: {e}")))?;
+    let der = crate::crypto::jwk_public_key_der(&jwk)
+        .map_err(|e| type_err(format!("jwk {}: {e}", jwk.get("kid").unwrap_or(&serde_json::Value::Null))))?;
+    Ok(JsString::from(base64::engine::general_purpose::STANDARD.encode(der).as_str()).into())
+}
+
+/// `__consort.checkBundle(bundleJson)`: throws unless the bundle would load (`validate_bundle`).
+fn check_bundle(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
+    let json = arg_string(args, 0, "bundle")?;
+    let bundle = Bundle::from_json(json.as_bytes()).map_err(|e| js_err(format!("bundle: {e}")))?;
+    validate_bundle(&bundle).map_err(|e| js_err(format!("bundle: {e}")))?;
+    Ok(JsValue::undefined())
+}
+
 fn pem_to_id(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
     let pem = arg_string(args, 0, "pem")?;
     let der = consort_crypto::cert_der_from_pem(&pem).map_err(|e| type_err(format!("ccf.pemToId: {e}")))?;
@@ -492,7 +510,7 @@ fn log(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
 type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
 fn install_globals(ctx: &mut Context) -> JsResult<()> {
-    let natives: [(&str, Native, usize); 21] = [
+    let natives: [(&str, Native, usize); 23] = [
         ("kvHas", kv_has, 2),
         ("kvGet", kv_get, 2),
         ("kvVersion", kv_version, 2),
@@ -514,6 +532,8 @@ fn install_globals(ctx: &mut Context) -> JsResult<()> {
         ("viewOf", consensus_view, 1),
         ("crypto", crypto, 2),
         ("pemToId", pem_to_id, 1),
+        ("jwkDer", jwk_der, 1),
+        ("checkBundle", check_bundle, 1),
     ];
     let mut init = ObjectInitializer::new(ctx);
     for (name, f, len) in natives {

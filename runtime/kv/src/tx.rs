@@ -13,6 +13,9 @@ pub enum TxError {
     Closed,
 }
 
+/// Cloning is cheap for small transactions (the snapshot is shared): governance tries `apply` on
+/// a clone so that a failing one leaves none of its writes.
+#[derive(Clone)]
 pub struct Tx {
     snapshot: Arc<State>,
     /// Version seen for each key read from the snapshot (0 = never written).

@@ -92,7 +92,7 @@ fn named(state: &State, name: &str, creds: Credentials<'_>) -> Result<Value, Str
             let sign1 = Sign1::parse(creds.body).map_err(fail)?;
             let pem = state
                 .get(USERS_CERTS, sign1.kid.as_bytes())
-                .and_then(|v| serde_json::from_slice::<String>(v).ok())
+                .and_then(|v| String::from_utf8(v.to_vec()).ok())
                 .ok_or_else(|| fail(format!("the signer (kid {}) is not a registered user", sign1.kid)))?;
             let der = cert_der_from_pem(&pem).map_err(|e| fail(format!("stored certificate: {e}")))?;
             sign1.verify_with_cert(&der).map_err(fail)?;

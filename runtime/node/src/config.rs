@@ -131,6 +131,9 @@ pub struct StartConfig {
     pub app: Option<PathBuf>,
     /// JWT issuers trusted from genesis, as `set_jwt_issuer` proposals would set them.
     pub jwt_issuers: Vec<JwtIssuerConfig>,
+    /// The constitution's files, concatenated in this order; empty means the default
+    /// constitution built into the binary (the repository's `constitution/`).
+    pub constitution: Vec<PathBuf>,
 }
 
 /// `{"issuer": "https://...", "jwks": {"keys": [JWK, ...]}}`: RSA and EC keys, or `x5c`

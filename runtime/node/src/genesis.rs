@@ -28,6 +28,8 @@ pub fn write_genesis(
     app: Option<&Bundle>,
 ) -> Result<(), String> {
     put_json(tx, JS_RUNTIME_OPTIONS, &SINGLETON_KEY, &serde_json::to_value(js_options).expect("options serialise"));
+    put_json(tx, CONSTITUTION, &SINGLETON_KEY, &serde_json::Value::String(constitution(start)?));
+    put_json(tx, SERVICE_CONFIG, &SINGLETON_KEY, &serde_json::json!({"recent_cose_proposals_window_size": 100}));
     // Until governance opens the service by vote, a network started from configuration is open.
     put_json(tx, SERVICE_INFO, &SINGLETON_KEY, &serde_json::json!({"status": "Open", "cert": id.service_cert_pem}));
     put_json(
@@ -38,7 +40,7 @@ pub fn write_genesis(
     );
     for m in &start.members {
         let (member_id, pem) = read_identity(m, "member")?;
-        put_json(tx, MEMBERS_CERTS, member_id.as_bytes(), &serde_json::Value::String(pem));
+        tx.put(MEMBERS_CERTS, member_id.clone().into_bytes(), pem.into_bytes());
         let role = if m.encryption_public_key.is_some() { "Participant" } else { "NonParticipant" };
         put_json(
             tx,
@@ -48,12 +50,12 @@ pub fn write_genesis(
         );
         if let Some(path) = &m.encryption_public_key {
             let key = std::fs::read_to_string(path).map_err(|e| format!("member encryption key {}: {e}", path.display()))?;
-            put_json(tx, MEMBERS_ENCRYPTION_KEYS, member_id.as_bytes(), &serde_json::Value::String(key));
+            tx.put(MEMBERS_ENCRYPTION_KEYS, member_id.clone().into_bytes(), key.into_bytes());
         }
     }
     for u in &start.users {
         let (user_id, pem) = read_identity(u, "user")?;
-        put_json(tx, USERS_CERTS, user_id.as_bytes(), &serde_json::Value::String(pem));
+        tx.put(USERS_CERTS, user_id.clone().into_bytes(), pem.into_bytes());
         put_json(tx, USERS_INFO, user_id.as_bytes(), &serde_json::json!({"user_data": u.data}));
     }
     for issuer in &start.jwt_issuers {
@@ -63,6 +65,26 @@ pub fn write_genesis(
         write_app(tx, bundle);
     }
     Ok(())
+}
+
+/// The default constitution: the repository's `constitution/` files in their order.
+pub const DEFAULT_CONSTITUTION: [(&str, &str); 4] = [
+    ("actions.js", include_str!("../../../constitution/actions.js")),
+    ("validate.js", include_str!("../../../constitution/validate.js")),
+    ("resolve.js", include_str!("../../../constitution/resolve.js")),
+    ("apply.js", include_str!("../../../constitution/apply.js")),
+];
+
+/// The constitution the start configuration names (its files concatenated), or the default.
+fn constitution(start: &StartConfig) -> Result<String, String> {
+    if start.constitution.is_empty() {
+        return Ok(DEFAULT_CONSTITUTION.iter().map(|(_, src)| *src).collect::<Vec<_>>().join("\n"));
+    }
+    let mut parts = Vec::new();
+    for path in &start.constitution {
+        parts.push(std::fs::read_to_string(path).map_err(|e| format!("constitution file {}: {e}", path.display()))?);
+    }
+    Ok(parts.join("\n"))
 }
 
 /// An issuer and its signing keys, as governance's `set_jwt_issuer` writes them.
@@ -83,16 +105,20 @@ pub fn write_jwt_issuer(tx: &mut Tx, issuer: &crate::config::JwtIssuerConfig) ->
     Ok(())
 }
 
-/// Replaces the app: every module and endpoint of `bundle`, nothing of the previous one.
+/// Replaces the app: every module and endpoint of `bundle`, nothing of the previous one. As
+/// CCF's `set_js_app` writes them: modules as raw source under `/<name>`, endpoints' `js_module`
+/// as `/<name>`.
 pub fn write_app(tx: &mut Tx, bundle: &Bundle) {
     tx.clear(MODULES);
     tx.clear(ENDPOINTS);
     for (name, source) in &bundle.modules {
-        put_json(tx, MODULES, name.as_bytes(), &serde_json::Value::String(source.clone()));
+        tx.put(MODULES, format!("/{name}").into_bytes(), source.clone().into_bytes());
     }
     for (path, methods) in &bundle.metadata.endpoints {
         for (method, def) in methods {
-            let value = serde_json::to_value(def).expect("endpoint serialises");
+            let mut def = def.clone();
+            def.js_module = format!("/{}", def.js_module.trim_start_matches('/'));
+            let value = serde_json::to_value(&def).expect("endpoint serialises");
             put_json(tx, ENDPOINTS, endpoint_key(method, path).as_bytes(), &value);
         }
     }
@@ -104,12 +130,14 @@ pub fn read_app(state: &State) -> Result<Option<Bundle>, String> {
     for (key, value) in state.iter(ENDPOINTS) {
         let key = String::from_utf8_lossy(key);
         let (method, path) = key.split_once(' ').ok_or_else(|| format!("bad endpoint key {key:?}"))?;
-        let def = serde_json::from_slice(value).map_err(|e| format!("endpoint {key}: {e}"))?;
+        let mut def: consort_js::EndpointDef = serde_json::from_slice(value).map_err(|e| format!("endpoint {key}: {e}"))?;
+        def.js_module = def.js_module.trim_start_matches('/').to_owned();
         bundle.metadata.endpoints.entry(path.to_owned()).or_default().insert(method.to_ascii_lowercase(), def);
     }
     for (key, value) in state.iter(MODULES) {
-        let source: String = serde_json::from_slice(value).map_err(|e| format!("module {}: {e}", String::from_utf8_lossy(key)))?;
-        bundle.modules.insert(String::from_utf8_lossy(key).into_owned(), source);
+        let name = String::from_utf8_lossy(key);
+        let source = String::from_utf8(value.to_vec()).map_err(|_| format!("module {name}: not UTF-8 text"))?;
+        bundle.modules.insert(name.trim_start_matches('/').to_owned(), source);
     }
     Ok((!bundle.metadata.endpoints.is_empty()).then_some(bundle))
 }

@@ -6,6 +6,7 @@ mod auth;
 mod bundle_dir;
 pub mod config;
 mod genesis;
+mod gov;
 mod historical;
 mod identity;
 mod node;

@@ -111,6 +111,7 @@ pub async fn handle(node: &Node, req: Request<Incoming>, peer_cert: Option<&[u8]
         "/app/receipt" => only_get(&call, |c| receipt(node, c)),
         "/app/api" => only_get(&call, |_| openapi(node)),
         p if p.starts_with("/app/") || p == "/app" => crate::app::call(node, &call).await,
+        p if p.starts_with("/gov/") => crate::gov::handle(node, &call).await,
         _ => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Unknown path: {path}")),
     }
 }

@@ -1,0 +1,387 @@
+// Consort's default constitution, part 1 of 4: the actions a proposal may hold. Each action
+// checks its arguments in `validate(args)` (throwing an Error that says precisely what is
+// wrong) and makes its change in `apply(args, proposalId)`.
+//
+// The four files are concatenated (actions.js, validate.js, resolve.js, apply.js) into the one
+// module stored in public:ccf.gov.constitution. Values in governance maps are JSON, except
+// certificates, public keys and module sources, which are kept as raw text (as CCF keeps them).
+
+const SINGLETON = () => new ArrayBuffer(8);
+const enc = (s) => ccf.strToBuf(s);
+const dec = (b) => ccf.bufToStr(b);
+const readJson = (map, key) => {
+  const v = ccf.kv[map].get(key);
+  return v === undefined ? undefined : ccf.bufToJsonCompatible(v);
+};
+const writeJson = (map, key, value) => ccf.kv[map].set(key, ccf.jsonCompatibleToBuf(value));
+
+function typeOf(value) {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "array";
+  if (Number.isInteger(value)) return "integer";
+  return typeof value;
+}
+
+// `type` is "string", "integer", "boolean", "object", "array"; a trailing "?" allows
+// undefined and null.
+function expect(value, type, field) {
+  const optional = type.endsWith("?");
+  const base = optional ? type.slice(0, -1) : type;
+  if (optional && (value === undefined || value === null)) return;
+  const actual = typeOf(value);
+  const ok = base === actual || (base === "number" && typeof value === "number");
+  if (!ok) {
+    throw new Error(`${field} must be ${optional ? "absent or " : ""}of type ${base}, but is ${actual === "undefined" ? "missing" : actual}`);
+  }
+}
+
+function expectOneOf(value, allowed, field) {
+  if (!allowed.includes(value)) {
+    throw new Error(`${field} must be one of ${allowed.map((a) => JSON.stringify(a)).join(", ")}, but is ${JSON.stringify(value)}`);
+  }
+}
+
+function expectRange(value, low, high, field) {
+  if (value < low || value > high) throw new Error(`${field} must be between ${low} and ${high}, but is ${value}`);
+}
+
+function expectNoArgs(args) {
+  if (args !== undefined && args !== null && !(typeof args === "object" && Object.keys(args).length === 0)) {
+    throw new Error(`this action takes no arguments, but got ${JSON.stringify(args)}`);
+  }
+}
+
+// Member, user and node ids: 64 lowercase or uppercase hex digits (a SHA-256).
+function expectId(value, field) {
+  expect(value, "string", field);
+  if (!/^[0-9a-fA-F]{64}$/.test(value)) throw new Error(`${field} must be 64 hexadecimal characters (a SHA-256 id), but is ${JSON.stringify(value)}`);
+}
+
+function expectCert(value, field) {
+  expect(value, "string", field);
+  if (!ccf.crypto.isValidX509CertBundle(value)) throw new Error(`${field} must be a PEM X.509 certificate (bundle)`);
+}
+
+function expectJwks(jwks, field) {
+  expect(jwks, "object", field);
+  expect(jwks.keys, "array", `${field}.keys`);
+  jwks.keys.forEach((jwk, i) => {
+    const at = `${field}.keys[${i}]`;
+    expect(jwk, "object", at);
+    expect(jwk.kid, "string", `${at}.kid`);
+    expect(jwk.kty, "string", `${at}.kty`);
+    if (jwk.x5c !== undefined) {
+      expect(jwk.x5c, "array", `${at}.x5c`);
+      if (jwk.x5c.length === 0) throw new Error(`${at}.x5c must hold at least one certificate`);
+      jwk.x5c.forEach((der, j) => {
+        expect(der, "string", `${at}.x5c[${j}]`);
+        expectCert(`-----BEGIN CERTIFICATE-----\n${der}\n-----END CERTIFICATE-----`, `${at}.x5c[${j}]`);
+      });
+    } else if (jwk.kty === "RSA") {
+      expect(jwk.n, "string", `${at}.n`);
+      expect(jwk.e, "string", `${at}.e`);
+    } else if (jwk.kty === "EC") {
+      expect(jwk.crv, "string", `${at}.crv`);
+      expect(jwk.x, "string", `${at}.x`);
+      expect(jwk.y, "string", `${at}.y`);
+    } else {
+      throw new Error(`${at} must have x5c, or kty "RSA" with n and e, or kty "EC" with crv, x and y`);
+    }
+  });
+}
+
+function serviceInfo() {
+  const info = readJson("public:ccf.gov.service.info", SINGLETON());
+  if (info === undefined) throw new Error("the service information is missing");
+  return info;
+}
+
+function serviceConfig() {
+  return readJson("public:ccf.gov.service.config", SINGLETON()) || {};
+}
+
+function activeRecoveryMembers() {
+  let n = 0;
+  ccf.kv["public:ccf.gov.members.encryption_public_keys"].forEach((_, id) => {
+    const info = readJson("public:ccf.gov.members.info", id);
+    if (info !== undefined && info.status === "Active") n++;
+  });
+  return n;
+}
+
+// Other open proposals are decided under the rules they were made under: when those rules
+// change, they are dropped.
+function dropOtherOpenProposals(keepId) {
+  const infos = ccf.kv["public:ccf.gov.proposals_info"];
+  const dropped = [];
+  infos.forEach((v, k) => {
+    const info = ccf.bufToJsonCompatible(v);
+    if (dec(k) !== keepId && info.state === "Open") dropped.push([k, info]);
+  });
+  for (const [k, info] of dropped) {
+    info.state = "Dropped";
+    infos.set(k, ccf.jsonCompatibleToBuf(info));
+  }
+}
+
+function validateBundle(bundle) {
+  expect(bundle, "object", "bundle");
+  expect(bundle.metadata, "object", "bundle.metadata");
+  expect(bundle.metadata.endpoints, "object", "bundle.metadata.endpoints");
+  expect(bundle.modules, "array", "bundle.modules");
+  bundle.modules.forEach((m, i) => {
+    expect(m, "object", `bundle.modules[${i}]`);
+    expect(m.name, "string", `bundle.modules[${i}].name`);
+    expect(m.module, "string", `bundle.modules[${i}].module`);
+  });
+  for (const [path, methods] of Object.entries(bundle.metadata.endpoints)) {
+    expect(methods, "object", `bundle.metadata.endpoints["${path}"]`);
+    for (const [method, def] of Object.entries(methods)) {
+      const at = `bundle.metadata.endpoints["${path}"]["${method}"]`;
+      expect(def, "object", at);
+      expect(def.js_module, "string", `${at}.js_module`);
+      expect(def.js_function, "string", `${at}.js_function`);
+      expect(def.authn_policies, "array", `${at}.authn_policies`);
+      if (def.mode !== undefined) expectOneOf(def.mode, ["readwrite", "readonly", "historical"], `${at}.mode`);
+      if (def.forwarding_required !== undefined) expectOneOf(def.forwarding_required, ["sometimes", "always", "never"], `${at}.forwarding_required`);
+      if (def.redirection_strategy !== undefined) expectOneOf(def.redirection_strategy, ["none", "to_primary", "to_backup"], `${at}.redirection_strategy`);
+      expect(def.openapi, "object?", `${at}.openapi`);
+      const name = def.js_module.replace(/^\/+/, "");
+      if (!bundle.modules.some((m) => m.name.replace(/^\/+/, "") === name)) throw new Error(`${at}.js_module: module "${def.js_module}" is not in the bundle`);
+    }
+  }
+  // Compiles every module and checks every endpoint's function and policies.
+  ccf.consort.validateJsApp(bundle);
+}
+
+function clearApp() {
+  ccf.kv["public:ccf.gov.modules"].clear();
+  ccf.kv["public:ccf.gov.endpoints"].clear();
+}
+
+function setMemberInfo(id, update) {
+  const info = readJson("public:ccf.gov.members.info", enc(id));
+  if (info === undefined) throw new Error(`member ${id} does not exist`);
+  writeJson("public:ccf.gov.members.info", enc(id), Object.assign(info, update));
+}
+
+const actions = new Map([
+  ["set_constitution", {
+    validate: (args) => expect(args.constitution, "string", "constitution"),
+    apply: (args, proposalId) => {
+      writeJson("public:ccf.gov.constitution", SINGLETON(), args.constitution);
+      dropOtherOpenProposals(proposalId);
+    },
+  }],
+  ["set_member", {
+    validate: (args) => {
+      expectCert(args.cert, "cert");
+      expect(args.encryption_pub_key, "string?", "encryption_pub_key");
+      expect(args.member_data, "object?", "member_data");
+      if (args.recovery_role !== undefined) {
+        expectOneOf(args.recovery_role, ["NonParticipant", "Participant", "Owner"], "recovery_role");
+        if (args.encryption_pub_key === undefined || args.encryption_pub_key === null) {
+          throw new Error("recovery_role needs an encryption_pub_key");
+        }
+      }
+    },
+    apply: (args) => {
+      const id = ccf.pemToId(args.cert);
+      ccf.kv["public:ccf.gov.members.certs"].set(enc(id), enc(args.cert));
+      const keys = ccf.kv["public:ccf.gov.members.encryption_public_keys"];
+      if (args.encryption_pub_key) keys.set(enc(id), enc(args.encryption_pub_key));
+      else keys.delete(enc(id));
+      const role = args.recovery_role || (args.encryption_pub_key ? "Participant" : "NonParticipant");
+      writeJson("public:ccf.gov.members.info", enc(id), { status: "Accepted", member_data: args.member_data ?? null, recovery_role: role });
+    },
+  }],
+  ["remove_member", {
+    validate: (args) => expectId(args.member_id, "member_id"),
+    apply: (args) => {
+      const id = enc(args.member_id);
+      const info = readJson("public:ccf.gov.members.info", id);
+      if (info === undefined) return; // already gone
+      const recovery = ccf.kv["public:ccf.gov.members.encryption_public_keys"].has(id);
+      if (info.status === "Active" && recovery) {
+        const threshold = serviceConfig().recovery_threshold || 0;
+        if (activeRecoveryMembers() - 1 < threshold) {
+          throw new Error(`removing member ${args.member_id} would leave fewer active recovery members than the recovery threshold (${threshold})`);
+        }
+      }
+      for (const map of ["info", "certs", "encryption_public_keys", "acks"]) ccf.kv[`public:ccf.gov.members.${map}`].delete(id);
+    },
+  }],
+  ["set_member_data", {
+    validate: (args) => {
+      expectId(args.member_id, "member_id");
+      expect(args.member_data, "object?", "member_data");
+    },
+    apply: (args) => setMemberInfo(args.member_id, { member_data: args.member_data ?? null }),
+  }],
+  ["set_user", {
+    validate: (args) => {
+      expectCert(args.cert, "cert");
+      expect(args.user_data, "object?", "user_data");
+    },
+    apply: (args) => {
+      const id = enc(ccf.pemToId(args.cert));
+      ccf.kv["public:ccf.gov.users.certs"].set(id, enc(args.cert));
+      if (args.user_data === undefined || args.user_data === null) ccf.kv["public:ccf.gov.users.info"].delete(id);
+      else writeJson("public:ccf.gov.users.info", id, { user_data: args.user_data });
+    },
+  }],
+  ["remove_user", {
+    validate: (args) => expectId(args.user_id, "user_id"),
+    apply: (args) => {
+      ccf.kv["public:ccf.gov.users.certs"].delete(enc(args.user_id));
+      ccf.kv["public:ccf.gov.users.info"].delete(enc(args.user_id));
+    },
+  }],
+  ["set_user_data", {
+    validate: (args) => {
+      expectId(args.user_id, "user_id");
+      expect(args.user_data, "object?", "user_data");
+    },
+    apply: (args) => {
+      const id = enc(args.user_id);
+      if (!ccf.kv["public:ccf.gov.users.certs"].has(id)) throw new Error(`user ${args.user_id} does not exist`);
+      if (args.user_data === undefined || args.user_data === null) ccf.kv["public:ccf.gov.users.info"].delete(id);
+      else writeJson("public:ccf.gov.users.info", id, { user_data: args.user_data });
+    },
+  }],
+  ["set_js_app", {
+    validate: (args) => {
+      validateBundle(args.bundle);
+      expect(args.disable_bytecode_cache, "boolean?", "disable_bytecode_cache");
+    },
+    apply: (args) => {
+      clearApp();
+      for (const m of args.bundle.modules) {
+        ccf.kv["public:ccf.gov.modules"].set(enc("/" + m.name.replace(/^\/+/, "")), enc(m.module));
+      }
+      for (const [path, methods] of Object.entries(args.bundle.metadata.endpoints)) {
+        for (const [method, def] of Object.entries(methods)) {
+          const stored = Object.assign({}, def, { js_module: "/" + def.js_module.replace(/^\/+/, "") });
+          writeJson("public:ccf.gov.endpoints", enc(`${method.toUpperCase()} ${path}`), stored);
+        }
+      }
+    },
+  }],
+  ["remove_js_app", {
+    validate: (args) => expectNoArgs(args),
+    apply: () => clearApp(),
+  }],
+  ["set_js_runtime_options", {
+    validate: (args) => {
+      expect(args.max_heap_bytes, "integer", "max_heap_bytes");
+      expectRange(args.max_heap_bytes, 1024 * 1024, Number.MAX_SAFE_INTEGER, "max_heap_bytes");
+      expect(args.max_stack_bytes, "integer", "max_stack_bytes");
+      expectRange(args.max_stack_bytes, 64 * 1024, Number.MAX_SAFE_INTEGER, "max_stack_bytes");
+      expect(args.max_execution_time_ms, "integer", "max_execution_time_ms");
+      expectRange(args.max_execution_time_ms, 1, Number.MAX_SAFE_INTEGER, "max_execution_time_ms");
+      expect(args.log_exception_details, "boolean?", "log_exception_details");
+      expect(args.return_exception_details, "boolean?", "return_exception_details");
+      expect(args.max_cached_interpreters, "integer?", "max_cached_interpreters");
+      const known = ["max_heap_bytes", "max_stack_bytes", "max_execution_time_ms", "log_exception_details", "return_exception_details", "max_cached_interpreters"];
+      for (const k of Object.keys(args)) if (!known.includes(k)) throw new Error(`unknown runtime option ${JSON.stringify(k)} (known: ${known.join(", ")})`);
+    },
+    apply: (args) => writeJson("public:ccf.gov.js_runtime_options", SINGLETON(), args),
+  }],
+  ["transition_service_to_open", {
+    validate: (args) => {
+      expectCert(args.next_service_identity, "next_service_identity");
+      if (args.previous_service_identity !== undefined) expectCert(args.previous_service_identity, "previous_service_identity");
+    },
+    apply: (args) => {
+      const previous = args.previous_service_identity === undefined ? undefined : enc(args.previous_service_identity);
+      ccf.node.transitionServiceToOpen(previous, enc(args.next_service_identity));
+    },
+  }],
+  ["transition_node_to_trusted", {
+    validate: (args) => {
+      expectId(args.node_id, "node_id");
+      expect(args.valid_from, "string?", "valid_from");
+      expect(args.validity_period_days, "integer?", "validity_period_days");
+    },
+    apply: (args) => {
+      const info = readJson("public:ccf.gov.nodes.info", enc(args.node_id));
+      if (info === undefined) throw new Error(`node ${args.node_id} does not exist`);
+      if (info.status === "Retired") throw new Error(`node ${args.node_id} is retired`);
+      info.status = "Trusted";
+      writeJson("public:ccf.gov.nodes.info", enc(args.node_id), info);
+    },
+  }],
+  ["remove_node", {
+    validate: (args) => expectId(args.node_id, "node_id"),
+    apply: (args) => {
+      const info = readJson("public:ccf.gov.nodes.info", enc(args.node_id));
+      if (info === undefined) return; // already gone
+      info.status = "Retired";
+      writeJson("public:ccf.gov.nodes.info", enc(args.node_id), info);
+    },
+  }],
+  ["set_recovery_threshold", {
+    validate: (args) => {
+      expect(args.recovery_threshold, "integer", "recovery_threshold");
+      expectRange(args.recovery_threshold, 1, 254, "recovery_threshold");
+    },
+    apply: (args) => {
+      const info = serviceInfo();
+      if (info.status === "Open" && args.recovery_threshold > activeRecoveryMembers()) {
+        throw new Error(`recovery_threshold ${args.recovery_threshold} is above the number of active recovery members (${activeRecoveryMembers()})`);
+      }
+      const config = serviceConfig();
+      config.recovery_threshold = args.recovery_threshold;
+      writeJson("public:ccf.gov.service.config", SINGLETON(), config);
+    },
+  }],
+  ["set_recent_cose_proposals_window_size", {
+    validate: (args) => {
+      expect(args.proposal_window_size, "integer", "proposal_window_size");
+      expectRange(args.proposal_window_size, 1, 10000, "proposal_window_size");
+    },
+    apply: (args) => {
+      const config = serviceConfig();
+      config.recent_cose_proposals_window_size = args.proposal_window_size;
+      writeJson("public:ccf.gov.service.config", SINGLETON(), config);
+    },
+  }],
+  ["trigger_ledger_rekey", {
+    validate: (args) => expectNoArgs(args),
+    apply: () => ccf.node.triggerLedgerRekey(),
+  }],
+  ["set_jwt_issuer", {
+    validate: (args) => {
+      expect(args.issuer, "string", "issuer");
+      expect(args.auto_refresh, "boolean?", "auto_refresh");
+      if (args.auto_refresh) throw new Error("auto_refresh is not supported by Consort: set the keys with jwks");
+      expect(args.ca_cert_bundle_name, "string?", "ca_cert_bundle_name");
+      if (args.jwks !== undefined) expectJwks(args.jwks, "jwks");
+    },
+    apply: (args) => {
+      const metadata = { auto_refresh: false };
+      if (args.ca_cert_bundle_name) metadata.ca_cert_bundle_name = args.ca_cert_bundle_name;
+      if (args.jwks !== undefined) ccf.setJwtPublicSigningKeys(args.issuer, metadata, args.jwks);
+      writeJson("public:ccf.gov.jwt.issuers", enc(args.issuer), metadata);
+    },
+  }],
+  ["set_jwt_public_signing_keys", {
+    validate: (args) => {
+      expect(args.issuer, "string", "issuer");
+      expectJwks(args.jwks, "jwks");
+    },
+    apply: (args) => {
+      const metadata = readJson("public:ccf.gov.jwt.issuers", enc(args.issuer));
+      if (metadata === undefined) throw new Error(`JWT issuer ${args.issuer} is not set`);
+      ccf.setJwtPublicSigningKeys(args.issuer, metadata, args.jwks);
+    },
+  }],
+  ["remove_jwt_issuer", {
+    validate: (args) => expect(args.issuer, "string", "issuer"),
+    apply: (args) => {
+      if (!ccf.kv["public:ccf.gov.jwt.issuers"].has(enc(args.issuer))) return;
+      ccf.kv["public:ccf.gov.jwt.issuers"].delete(enc(args.issuer));
+      ccf.removeJwtPublicSigningKeys(args.issuer);
+    },
+  }],
+]);

@@ -1,0 +1,45 @@
+//! Governance (SPEC §5) without IO and without a JS engine: members' signed requests
+//! (COSE_Sign1), proposals and their states, ballots, the replay window, members' state-digest
+//! acknowledgements, and the flows that tie them to a transaction.
+//!
+//! The constitution and ballots are JavaScript; this crate runs them through the
+//! [`Constitution`] trait, which the node implements over its JS worker pool.
+
+mod engine;
+mod proposal;
+mod replay;
+mod signed;
+pub mod tables;
+
+pub use engine::{ack_state_digest, create_proposal, submit_ballot, update_state_digest, withdraw_proposal, Constitution, Phase};
+pub use proposal::{Failure, ProposalInfo, ProposalState};
+pub use signed::{verify_signed_request, MemberRequirement, SignedRequest, MSG_TYPES};
+
+/// A governance request refused: the HTTP status, CCF's error code, and what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GovError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl GovError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> GovError {
+        GovError { status, code, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for GovError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+/// Reads a JSON value from `map[key]`, if present and well-formed.
+pub(crate) fn get_json<T: serde::de::DeserializeOwned>(tx: &mut consort_kv::Tx, map: &str, key: &[u8]) -> Option<T> {
+    tx.get(map, key).and_then(|v| serde_json::from_slice(&v).ok())
+}
+
+pub(crate) fn put_json<T: serde::Serialize>(tx: &mut consort_kv::Tx, map: &str, key: &[u8], value: &T) {
+    tx.put(map, key.to_vec(), serde_json::to_vec(value).expect("governance values serialise"));
+}

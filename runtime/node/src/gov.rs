@@ -1,0 +1,339 @@
+//! The `/gov` API (SPEC §5, api-version 2024-07-01): members' signed writes run through
+//! `consort_gov` on one transaction each (re-run on a conflict), and the read-only views of
+//! proposals, ballots, members and the service.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use consort_consensus::CommitError;
+use consort_gov::tables::*;
+use consort_gov::{Constitution, Failure, GovError, MemberRequirement, Phase, ProposalInfo, SignedRequest};
+use consort_js::{KvAccess, RuntimeOptions, ScriptError};
+use consort_kv::{State, Tx, TxId, SINGLETON_KEY};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::node::Node;
+use crate::reply::{self, Reply};
+use crate::routes::Call;
+
+/// The API versions this node answers (CCF 6's current one and its preview).
+const API_VERSIONS: [&str; 2] = ["2024-07-01", "2023-06-01-preview"];
+
+pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
+    match call.query_param("api-version") {
+        Some(v) if API_VERSIONS.contains(&v.as_str()) => {}
+        Some(v) => {
+            return reply::error(
+                StatusCode::BAD_REQUEST,
+                "UnsupportedApiVersionValue",
+                format!("Unsupported api-version {v:?}: this node supports {}", API_VERSIONS.join(", ")),
+            )
+        }
+        None => {
+            return reply::error(
+                StatusCode::BAD_REQUEST,
+                "MissingApiVersionParameter",
+                format!("/gov requests need an api-version query parameter (for example ?api-version={})", API_VERSIONS[0]),
+            )
+        }
+    }
+    let path = call.path.strip_prefix("/gov").unwrap_or("");
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let state = node.consensus.store().snapshot();
+    match (&call.method, parts.as_slice()) {
+        (&Method::POST, ["members", "proposals:create"]) => write(node, call, Write::Create).await,
+        (&Method::POST, ["members", "proposals", action]) => match action.split_once(':') {
+            Some((id, "withdraw")) => write(node, call, Write::Withdraw { proposal_id: id.to_owned() }).await,
+            _ => not_found(path),
+        },
+        (&Method::POST, ["members", "proposals", id, "ballots", action]) => match action.split_once(':') {
+            Some((member, "submit")) => {
+                write(node, call, Write::Ballot { proposal_id: (*id).to_owned(), member_id: member.to_owned() }).await
+            }
+            _ => not_found(path),
+        },
+        (&Method::POST, ["members", "state-digests", action]) => match action.split_once(':') {
+            Some((member, "update")) => write(node, call, Write::Update { member_id: member.to_owned() }).await,
+            Some((member, "ack")) => write(node, call, Write::Ack { member_id: member.to_owned() }).await,
+            _ => not_found(path),
+        },
+        (&Method::GET, ["members", "proposals"]) => {
+            let list: Vec<Value> = state
+                .iter(PROPOSALS_INFO)
+                .filter_map(|(k, v)| Some(serde_json::from_slice::<ProposalInfo>(v).ok()?.to_api(&String::from_utf8_lossy(k))))
+                .collect();
+            reply::ok(&json!({"value": list}))
+        }
+        (&Method::GET, ["members", "proposals", id]) => match read::<ProposalInfo>(&state, PROPOSALS_INFO, id) {
+            Some(info) => reply::ok(&info.to_api(id)),
+            None => proposal_not_found(id),
+        },
+        (&Method::GET, ["members", "proposals", id, "actions"]) => match state.get(PROPOSALS, id.as_bytes()) {
+            Some(p) => raw(p.to_vec(), "application/json"),
+            None => proposal_not_found(id),
+        },
+        (&Method::GET, ["members", "proposals", id, "ballots", member]) => match read::<ProposalInfo>(&state, PROPOSALS_INFO, id) {
+            None => proposal_not_found(id),
+            Some(info) => match info.ballots.get(*member) {
+                Some(ballot) => raw(ballot.clone().into_bytes(), "application/javascript"),
+                None => reply::error(StatusCode::NOT_FOUND, "VoteNotFound", format!("Member {member} has not voted for proposal {id}.")),
+            },
+        },
+        (&Method::GET, ["members", "state-digests", member]) => match read::<Value>(&state, MEMBERS_ACKS, member) {
+            Some(ack) => reply::ok(&json!({"memberId": member, "stateDigest": ack.get("state_digest")})),
+            None => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("No ACK record exists for member {member}.")),
+        },
+        (&Method::GET, ["service", "info"]) => {
+            let info: Value = state.get(SERVICE_INFO, &SINGLETON_KEY).and_then(|v| serde_json::from_slice(v).ok()).unwrap_or(Value::Null);
+            reply::ok(&json!({
+                "status": info.get("status"),
+                "certificate": info.get("cert"),
+                "recoveryCount": info.get("recovery_count").cloned().unwrap_or(json!(0)),
+                "serviceData": info.get("service_data").cloned().unwrap_or(Value::Null),
+            }))
+        }
+        (&Method::GET, ["service", "constitution"]) => {
+            match state.get(CONSTITUTION, &SINGLETON_KEY).and_then(|v| serde_json::from_slice::<String>(v).ok()) {
+                Some(c) => raw(c.into_bytes(), "application/javascript"),
+                None => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", "no constitution is set"),
+            }
+        }
+        (&Method::GET, ["service", "members"]) => {
+            let list: Vec<Value> = state.iter(MEMBERS_CERTS).map(|(k, _)| member_view(&state, &String::from_utf8_lossy(k))).collect();
+            reply::ok(&json!({"value": list}))
+        }
+        (&Method::GET, ["service", "members", id]) => match state.get(MEMBERS_CERTS, id.as_bytes()) {
+            Some(_) => reply::ok(&member_view(&state, id)),
+            None => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Member {id} does not exist.")),
+        },
+        (&Method::GET, ["service", "nodes"]) => {
+            let list: Vec<Value> = state.iter(NODES_INFO).map(|(k, v)| node_view(&String::from_utf8_lossy(k), v)).collect();
+            reply::ok(&json!({"value": list}))
+        }
+        (&Method::GET, ["service", "nodes", id]) => match state.get(NODES_INFO, id.as_bytes()) {
+            Some(v) => reply::ok(&node_view(id, v)),
+            None => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Node {id} does not exist.")),
+        },
+        (&Method::GET, ["service", "javascript-app"]) => {
+            let mut endpoints = serde_json::Map::new();
+            for (k, v) in state.iter(ENDPOINTS) {
+                let key = String::from_utf8_lossy(k);
+                let Some((method, path)) = key.split_once(' ') else { continue };
+                let def: Value = serde_json::from_slice(v).unwrap_or(Value::Null);
+                let view = json!({
+                    "jsModule": def.get("js_module"), "jsFunction": def.get("js_function"),
+                    "forwardingRequired": def.get("forwarding_required"), "redirectionStrategy": def.get("redirection_strategy"),
+                    "authnPolicies": def.get("authn_policies"), "mode": def.get("mode"), "openApi": def.get("openapi"),
+                });
+                let entry = endpoints.entry(path.to_owned()).or_insert_with(|| json!({}));
+                entry[method.to_ascii_lowercase()] = view;
+            }
+            reply::ok(&json!({"endpoints": endpoints}))
+        }
+        (&Method::GET, ["service", "js-modules"]) => {
+            let list: Vec<Value> = state.iter(MODULES).map(|(k, _)| json!({"moduleName": String::from_utf8_lossy(k)})).collect();
+            reply::ok(&json!({"value": list}))
+        }
+        (&Method::GET, ["service", "js-modules", name]) => {
+            let name = consort_js::percent_decode(name, false);
+            let key = if name.starts_with('/') { name.clone() } else { format!("/{name}") };
+            match state.get(MODULES, key.as_bytes()).or_else(|| state.get(MODULES, name.as_bytes())) {
+                Some(src) => raw(src.to_vec(), "application/javascript"),
+                None => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Module {name} does not exist.")),
+            }
+        }
+        (&Method::GET, ["service", "transactions", "commit"]) => {
+            let txid = node.consensus.committed_txid();
+            reply::ok(&json!({"transactionId": txid.to_string(), "status": "Committed"}))
+        }
+        (&Method::GET, ["service", "transactions", id]) => match id.parse::<TxId>() {
+            Ok(txid) => reply::ok(&json!({"transactionId": txid.to_string(), "status": node.consensus.status(txid).as_str()})),
+            Err(e) => reply::error(StatusCode::BAD_REQUEST, "InvalidResourceName", format!("{id:?} is not a transaction id: {e}")),
+        },
+        (_, _) => not_found(path),
+    }
+}
+
+fn not_found(path: &str) -> Reply {
+    reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Unknown path: /gov{path}"))
+}
+
+fn proposal_not_found(id: &str) -> Reply {
+    reply::error(StatusCode::NOT_FOUND, "ProposalNotFound", format!("Could not find proposal {id}."))
+}
+
+fn read<T: serde::de::DeserializeOwned>(state: &State, map: &str, key: &str) -> Option<T> {
+    state.get(map, key.as_bytes()).and_then(|v| serde_json::from_slice(v).ok())
+}
+
+fn raw(body: Vec<u8>, content_type: &'static str) -> Reply {
+    let mut r = reply::empty(StatusCode::OK);
+    *r.body_mut() = http_body_util::Full::new(hyper::body::Bytes::from(body));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn member_view(state: &State, id: &str) -> Value {
+    let info: Value = read(state, MEMBERS_INFO, id).unwrap_or(Value::Null);
+    let cert = state.get(MEMBERS_CERTS, id.as_bytes()).map(|c| String::from_utf8_lossy(c).into_owned());
+    let key = state.get(MEMBERS_ENCRYPTION_KEYS, id.as_bytes()).map(|c| String::from_utf8_lossy(c).into_owned());
+    let mut v = json!({
+        "memberId": id, "status": info.get("status"), "memberData": info.get("member_data").cloned().unwrap_or(Value::Null),
+        "certificate": cert, "recoveryRole": info.get("recovery_role"),
+    });
+    if let Some(key) = key {
+        v["publicEncryptionKey"] = json!(key);
+    }
+    v
+}
+
+fn node_view(id: &str, value: &[u8]) -> Value {
+    let info: Value = serde_json::from_slice(value).unwrap_or(Value::Null);
+    json!({"nodeId": id, "status": info.get("status"), "certificate": info.get("cert"),
+           "rpcAddress": info.get("rpc_address"), "nodeAddress": info.get("node_address")})
+}
+
+/// A signed governance write.
+enum Write {
+    Create,
+    Ballot { proposal_id: String, member_id: String },
+    Withdraw { proposal_id: String },
+    Update { member_id: String },
+    Ack { member_id: String },
+}
+
+impl Write {
+    fn msg_type(&self) -> &'static str {
+        match self {
+            Write::Create => "proposal",
+            Write::Ballot { .. } => "ballot",
+            Write::Withdraw { .. } => "withdrawal",
+            Write::Update { .. } => "state_digest",
+            Write::Ack { .. } => "ack",
+        }
+    }
+
+    /// Proposals, ballots and withdrawals need an active member; a new member acknowledges the
+    /// state digest to become one.
+    fn requirement(&self) -> MemberRequirement {
+        match self {
+            Write::Create | Write::Ballot { .. } | Write::Withdraw { .. } => MemberRequirement::Active,
+            Write::Update { .. } | Write::Ack { .. } => MemberRequirement::Any,
+        }
+    }
+}
+
+fn gov_error(e: GovError) -> Reply {
+    reply::error(StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.code, e.message)
+}
+
+async fn write(node: &Node, call: &Call<'_>, op: Write) -> Reply {
+    match call.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|c| c.split(';').next().unwrap_or("").trim()) {
+        Some("application/cose") => {}
+        other => {
+            return reply::error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedContentType",
+                format!("governance writes are COSE_Sign1 bodies with content-type application/cose, got {other:?}"),
+            )
+        }
+    }
+    let retries = node.config.js.conflict_retries_max;
+    for _ in 0..=retries {
+        let mut tx = node.consensus.store().begin();
+        let req = match consort_gov::verify_signed_request(&mut tx, &call.body, op.msg_type(), op.requirement()) {
+            Ok(r) => r,
+            Err(e) => return gov_error(e),
+        };
+        let js = GovJs::new(node, node.js_options_at(tx.snapshot()));
+        let outcome = run(node, &mut tx, &js, &req, &op).await;
+        if js.broken.load(Ordering::Relaxed) {
+            return reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "the JS workers are busy or stopped; retry");
+        }
+        let answer = match outcome {
+            Ok(a) => a,
+            Err(e) => return gov_error(e),
+        };
+        let txid = if tx.write_set().is_empty() {
+            tx.read_txid()
+        } else {
+            match node.consensus.commit(&tx, None).await {
+                Ok(txid) => txid,
+                Err(CommitError::Conflict(_)) => continue,
+                Err(e) => return reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string()),
+            }
+        };
+        let r = match answer {
+            Some(v) => reply::ok(&v),
+            None => reply::empty(StatusCode::NO_CONTENT),
+        };
+        return reply::with_txid(r, txid);
+    }
+    reply::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "TransactionConflict",
+        format!("the governance transaction conflicted with concurrent writes {} times; retry", retries + 1),
+    )
+}
+
+async fn run(node: &Node, tx: &mut Tx, js: &GovJs<'_>, req: &SignedRequest, op: &Write) -> Result<Option<Value>, GovError> {
+    match op {
+        Write::Create => {
+            let marker = tx.read_txid().to_string();
+            consort_gov::create_proposal(tx, js, req, marker.as_bytes()).await.map(Some)
+        }
+        Write::Ballot { proposal_id, member_id } => consort_gov::submit_ballot(tx, js, req, proposal_id, member_id).await.map(Some),
+        Write::Withdraw { proposal_id } => consort_gov::withdraw_proposal(tx, req, proposal_id),
+        Write::Update { member_id } => {
+            let root = node.consensus.ledger().signatures.last().map(|(_, s)| s.root.clone());
+            consort_gov::update_state_digest(tx, req, member_id, root).map(Some)
+        }
+        Write::Ack { member_id } => consort_gov::ack_state_digest(tx, req, member_id).map(|()| None),
+    }
+}
+
+/// The constitution and ballots, run in the node's JS workers. Limits are the service's, each
+/// raised to at least its default (as CCF does for governance), so that an app's tight limits
+/// cannot stop governance.
+struct GovJs<'a> {
+    pool: &'a consort_js::JsPool,
+    options: Arc<RuntimeOptions>,
+    /// Set when the pool could not run a call: the transaction is then incomplete and must not
+    /// be committed.
+    broken: AtomicBool,
+}
+
+impl<'a> GovJs<'a> {
+    fn new(node: &'a Node, service: Arc<RuntimeOptions>) -> GovJs<'a> {
+        let d = RuntimeOptions::default();
+        let options = RuntimeOptions {
+            max_heap_bytes: service.max_heap_bytes.max(d.max_heap_bytes),
+            max_stack_bytes: service.max_stack_bytes.max(d.max_stack_bytes),
+            max_execution_time_ms: service.max_execution_time_ms.max(d.max_execution_time_ms),
+            ..(*service).clone()
+        };
+        GovJs { pool: &node.pool, options: Arc::new(options), broken: AtomicBool::new(false) }
+    }
+}
+
+impl Constitution for GovJs<'_> {
+    async fn run(&self, tx: &mut Tx, source: &str, function: &str, args: Vec<Value>, phase: Phase) -> Result<Value, Failure> {
+        let access = match phase {
+            Phase::ReadOnly => KvAccess::GovReadOnly,
+            Phase::Apply => KvAccess::GovApply,
+        };
+        let taken = std::mem::replace(tx, Tx::new(tx.snapshot().clone()));
+        match self.pool.call(source.into(), function, args, taken, access, self.options.clone()).await {
+            Ok(out) => {
+                *tx = out.tx;
+                out.result.map_err(|e: ScriptError| Failure { reason: e.to_string(), trace: None })
+            }
+            Err(e) => {
+                self.broken.store(true, Ordering::Relaxed);
+                Err(Failure { reason: e.to_string(), trace: None })
+            }
+        }
+    }
+}

@@ -40,6 +40,7 @@ pub(crate) fn get_json<T: serde::de::DeserializeOwned>(tx: &mut consort_kv::Tx, 
     tx.get(map, key).and_then(|v| serde_json::from_slice(&v).ok())
 }
 
-pub(crate) fn put_json<T: serde::Serialize>(tx: &mut consort_kv::Tx, map: &str, key: &[u8], value: &T) {
+/// Writes `value` as JSON at `map[key]` (how governance tables hold their values).
+pub fn put_json<T: serde::Serialize>(tx: &mut consort_kv::Tx, map: &str, key: &[u8], value: &T) {
     tx.put(map, key.to_vec(), serde_json::to_vec(value).expect("governance values serialise"));
 }

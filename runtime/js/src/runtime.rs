@@ -669,12 +669,24 @@ impl Interpreter {
         access: KvAccess,
         kv: Box<dyn KvBackend>,
     ) -> (RunOutcome, bool) {
-        let watch = Watch::start(&self.options);
-        self.ctx.insert_data(Session { kv, access, apply_writes: Cell::new(None), claims_digest: Cell::new(None) });
-        let response = self.invoke(endpoint, request, body, historical, &watch);
-        let session = self.ctx.remove_data::<Session>().expect("session inserted above");
+        let (response, session) = self.with_session(access, kv, |i, watch| i.invoke(endpoint, request, body, historical, watch));
         let sound = !matches!(response, Err(ScriptError::Limit(_)));
         (RunOutcome { response, apply_writes: session.apply_writes.get(), claims_digest: session.claims_digest.get() }, sound)
+    }
+
+    /// Runs `f` under this request's time watch with `ccf.kv` bound to `kv`; hands back the
+    /// session (what the script set through `ccf.rpc`).
+    fn with_session<T>(
+        &mut self,
+        access: KvAccess,
+        kv: Box<dyn KvBackend>,
+        f: impl FnOnce(&mut Self, &Watch) -> Result<T, ScriptError>,
+    ) -> (Result<T, ScriptError>, Box<Session>) {
+        let watch = Watch::start(&self.options);
+        self.ctx.insert_data(Session { kv, access, apply_writes: Cell::new(None), claims_digest: Cell::new(None) });
+        let result = f(self, &watch);
+        let session = self.ctx.remove_data::<Session>().expect("session inserted above");
+        (result, session)
     }
 
     fn handler(&mut self, (js_module, js_function): (&str, &str)) -> Result<JsValue, ScriptError> {
@@ -697,20 +709,13 @@ impl Interpreter {
         access: KvAccess,
         kv: Box<dyn KvBackend>,
     ) -> (Result<String, ScriptError>, bool) {
-        let watch = Watch::start(&self.options);
-        self.ctx.insert_data(Session { kv, access, apply_writes: Cell::new(None), claims_digest: Cell::new(None) });
-        let result = self.call_function((module, function), args, &watch);
-        self.ctx.remove_data::<Session>();
+        let (result, _) = self.with_session(access, kv, |i, watch| i.call_function((module, function), args, watch));
         let sound = !matches!(result, Err(ScriptError::Limit(_)));
         (result, sound)
     }
 
     fn call_function(&mut self, target: (&str, &str), args: &[serde_json::Value], watch: &Watch) -> Result<String, ScriptError> {
         let f = self.handler(target)?;
-        let options = &self.options;
-        if let Some(limit) = watch.exceeded() {
-            return Err(ScriptError::Limit(limit.describe(options)));
-        }
         let ctx = &mut self.ctx;
         let script = match &self.call_script {
             Some(s) => s.clone(),
@@ -725,13 +730,7 @@ impl Interpreter {
         for a in args {
             values.push(JsValue::from_json(a, ctx).map_err(|e| ScriptError::Exception(describe(&e, ctx)))?);
         }
-        let args = JsArray::from_iter(values, ctx);
-        ctx.global_object().set(js_string!("__consort_args"), args, false, ctx).map_err(|e| ScriptError::Load(e.to_string()))?;
-        let result = match watch.drive(script.evaluate_async_with_budget(ctx, crate::limits::YIELD_BUDGET)) {
-            Err(limit) => return Err(ScriptError::Limit(limit.describe(options))),
-            Ok(r) => r.and_then(|v| ctx.run_jobs().map(|()| v)),
-        };
-        let result = result.map_err(|e| script_error(&e, ctx, options, false))?;
+        let result = evaluate(ctx, &script, values, watch, &self.options)?;
         result
             .as_string()
             .map(|s| s.to_std_string_escaped())
@@ -765,23 +764,33 @@ impl Interpreter {
             self.set_historical(historical)?;
         }
         let handler = self.handler((&endpoint.js_module, &endpoint.js_function))?;
-        let options = &self.options;
-        if let Some(limit) = watch.exceeded() {
-            return Err(ScriptError::Limit(limit.describe(options)));
-        }
         let ctx = &mut self.ctx;
         let body = new_buffer(body, ctx).map_err(|e| ScriptError::Exception(describe(&e, ctx)))?;
-        // The handler runs as an async script so that it yields to `watch` (see `limits`).
         let request = JsValue::from_json(request, ctx).map_err(|e| ScriptError::Exception(describe(&e, ctx)))?;
-        let args = JsArray::from_iter([handler, request, body], ctx);
-        ctx.global_object().set(js_string!("__consort_args"), args, false, ctx).map_err(|e| ScriptError::Load(e.to_string()))?;
-        let result = match watch.drive(self.invoke.evaluate_async_with_budget(ctx, crate::limits::YIELD_BUDGET)) {
-            Err(limit) => return Err(ScriptError::Limit(limit.describe(options))),
-            Ok(r) => r.and_then(|v| ctx.run_jobs().map(|()| v)),
-        };
-        let result = result.map_err(|e| script_error(&e, ctx, options, false))?;
+        let result = evaluate(ctx, &self.invoke, vec![handler, request, body], watch, &self.options)?;
         read_response(&result, ctx)
     }
+}
+
+/// Runs `script` (which spreads `__consort_args`) with `args`, as an async script so that it
+/// yields to `watch` (see `limits`), then the jobs it queued.
+fn evaluate(
+    ctx: &mut Context,
+    script: &Script,
+    args: Vec<JsValue>,
+    watch: &Watch,
+    options: &RuntimeOptions,
+) -> Result<JsValue, ScriptError> {
+    if let Some(limit) = watch.exceeded() {
+        return Err(ScriptError::Limit(limit.describe(options)));
+    }
+    let args = JsArray::from_iter(args, ctx);
+    ctx.global_object().set(js_string!("__consort_args"), args, false, ctx).map_err(|e| ScriptError::Load(e.to_string()))?;
+    let result = match watch.drive(script.evaluate_async_with_budget(ctx, crate::limits::YIELD_BUDGET)) {
+        Err(limit) => return Err(ScriptError::Limit(limit.describe(options))),
+        Ok(r) => r.and_then(|v| ctx.run_jobs().map(|()| v)),
+    };
+    result.map_err(|e| script_error(&e, ctx, options, false))
 }
 
 /// Checks at deploy time that every endpoint's module compiles and exports its function.

@@ -84,7 +84,7 @@ fn named(state: &State, name: &str, creds: Credentials<'_>) -> Result<Value, Str
         }
         "user_cose_sign1" => {
             let fail = |e: String| format!("user_cose_sign1: {e}");
-            match creds.content_type.map(|c| c.split(';').next().unwrap_or("").trim()) {
+            match media_type(creds.content_type) {
                 Some("application/cose") => {}
                 Some(other) => return Err(fail(format!("the content type is {other:?}, not application/cose"))),
                 None => return Err(fail("the request has no content-type (application/cose expected)".into())),
@@ -138,4 +138,9 @@ impl Who {
             .and_then(|v| v.get(field).cloned())
             .unwrap_or(Value::Null)
     }
+}
+
+/// A content type without its parameters (`application/cose; charset=x` → `application/cose`).
+pub(crate) fn media_type(content_type: Option<&str>) -> Option<&str> {
+    content_type.map(|c| c.split(';').next().unwrap_or("").trim())
 }

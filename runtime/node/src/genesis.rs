@@ -8,10 +8,7 @@ use consort_kv::{State, Tx, SINGLETON_KEY};
 use crate::config::{IdentityConfig, StartConfig};
 use crate::identity::NodeIdentity;
 use crate::tables::*;
-
-fn put_json(tx: &mut Tx, map: &str, key: &[u8], value: &serde_json::Value) {
-    tx.put(map, key.to_vec(), serde_json::to_vec(value).expect("JSON value serialises"));
-}
+use consort_gov::put_json;
 
 fn read_identity(c: &IdentityConfig, what: &str) -> Result<(String, String), String> {
     let pem = std::fs::read_to_string(&c.certificate).map_err(|e| format!("{what} certificate {}: {e}", c.certificate.display()))?;

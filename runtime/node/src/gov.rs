@@ -230,7 +230,7 @@ fn gov_error(e: GovError) -> Reply {
 }
 
 async fn write(node: &Node, call: &Call<'_>, op: Write) -> Reply {
-    match call.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|c| c.split(';').next().unwrap_or("").trim()) {
+    match crate::auth::media_type(call.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
         Some("application/cose") => {}
         other => {
             return reply::error(

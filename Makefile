@@ -6,7 +6,9 @@ CARGO ?= cargo
 WORKSPACE ?= workspace
 RPC_PORT ?= 8000
 
-.PHONY: build run test lint fmt clean bench ts-sample
+CCF_VENV ?= target/ccf-venv
+
+.PHONY: build run test lint fmt clean bench ts-sample ccf-tools
 
 # One debug build (dependencies optimised, see Cargo.toml) serves `make run` and every test.
 build:
@@ -23,8 +25,15 @@ run: build
 ts-sample:
 	cd samples/ts-app && npm ci --no-audit --no-fund && npm run build
 
+# CCF's own member tooling (`ccf_cose_sign1` from the `ccf` Python package), which an
+# end-to-end test uses to govern a Consort service with no Consort tool in the signing path.
+ccf-tools: $(CCF_VENV)/bin/ccf_cose_sign1
+$(CCF_VENV)/bin/ccf_cose_sign1:
+	python3 -m venv $(CCF_VENV)
+	$(CCF_VENV)/bin/pip install --quiet --disable-pip-version-check ccf==6.0.28
+
 # Ends with one totals line ("tests: N passed, N failed") and cargo's exit status.
-test: build ts-sample
+test: build ts-sample ccf-tools
 	@mkdir -p target; status=0; \
 	set -o pipefail; $(CARGO) test --workspace --lib --bins --tests 2>&1 | tee target/test.log || status=$$?; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log; \

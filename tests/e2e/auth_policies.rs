@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use consort_crypto::cose::{sign1, Param, ES256};
-use consort_tests::{repo_root, temp_workspace, Sandbox};
+use consort_tests::{repo_root, set_js_app, temp_workspace, Gov, Member, Sandbox};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -64,12 +64,18 @@ async fn jwt_and_cose_policies_accept_and_refuse_with_reasons() {
             "node_address": format!("127.0.0.1:{}", Sandbox::free_port()),
             "directory": ws.join("node"),
             "js": {"workers": 1},
-            "command": {"type": "start", "app": repo_root().join("tests/apps/auth"),
-                "members": [{"certificate": ws.join("member0_cert.pem")}],
-                "users": [{"certificate": ws.join("user0_cert.pem"), "data": {"role": "reader"}}],
-                "jwt_issuers": [{"issuer": issuer, "jwks": {"keys": [jwk]}}]},
+            "command": {"type": "start", "members": [{"certificate": ws.join("member0_cert.pem")}]},
         }),
     );
+    // The app, the user and the JWT issuer come by governance (member0 signs with ES256: P-256).
+    let service_cert = std::fs::read_to_string(ws.join("node/service_cert.pem")).expect("service cert");
+    let actions = vec![
+        set_js_app(&repo_root().join("tests/apps/auth")),
+        json!({"name": "set_user", "args": {"cert": user_cert, "user_data": {"role": "reader"}}}),
+        json!({"name": "set_jwt_issuer", "args": {"issuer": issuer, "jwks": {"keys": [jwk]}}}),
+    ];
+    let (gov, member0) = (Gov::new(&s), Member::from_pem(&member_key, &member_cert));
+    gov.open_service(&member0, &service_cert, actions).await;
     let anonymous = s.client(None);
     let user = s.client(Some(ws.join("user0").to_str().expect("path")));
     let t = now();
@@ -140,6 +146,13 @@ async fn jwt_and_cose_policies_accept_and_refuse_with_reasons() {
         let body: Value = r.json().await.expect("json");
         assert!(body["error"]["message"].as_str().expect("message").contains(why), "{why}: {body}");
     }
+
+    // remove_jwt_issuer: the issuer's keys are gone, and so is the token's acceptance.
+    gov.pass(&[&member0], json!([{"name": "remove_jwt_issuer", "args": {"issuer": issuer}}])).await;
+    let r = anonymous.get(s.url("/app/jwt")).bearer_auth(&good).send().await.expect("jwt");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = r.json().await.expect("json");
+    assert!(body["error"]["message"].as_str().expect("message").contains("not found for kid key-1"), "{body}");
     drop(s);
     let _ = std::fs::remove_dir_all(&ws);
 }

@@ -2,86 +2,18 @@
 //! proposal accepted by a majority of votes, a failing `apply`, withdrawal, app deployment by
 //! `set_js_app`, and signed requests that are refused with nothing changed.
 
-use consort_tests::{consort, gov_post, now_seconds, repo_root, temp_workspace, Member, Sandbox};
+use consort_tests::{app_bundle, consort, now_seconds, repo_root, set_js_app, temp_workspace, Gov, Member, Sandbox, YES};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-const V: &str = "api-version=2024-07-01";
-
-struct Gov<'a> {
-    s: &'a Sandbox,
-    client: reqwest::Client,
-}
-
-impl Gov<'_> {
-    fn url(&self, path: &str) -> String {
-        self.s.url(&format!("/gov{path}?{V}"))
-    }
-
-    async fn post(&self, path: &str, body: Vec<u8>) -> (StatusCode, Value, bool) {
-        gov_post(&self.client, &self.url(path), body).await
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.client.get(self.url(path)).send().await.expect("get").json().await.expect("json")
-    }
-
-    /// update, then ack: the member becomes Active.
-    async fn activate(&self, m: &Member) {
-        let path = format!("/members/state-digests/{}:update", m.id);
-        let mut digest = Value::Null;
-        for _ in 0..100 {
-            let (status, body, _) = self.post(&path, m.sign("state_digest", None, b"")).await;
-            if status == StatusCode::OK {
-                digest = body["stateDigest"].clone();
-                break;
-            }
-            // No signature yet right after genesis: CCF answers the same; retry shortly.
-            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        assert!(digest.is_string(), "a state digest to acknowledge");
-        let ack = serde_json::to_vec(&json!({"stateDigest": digest})).expect("json");
-        let (status, body, _) = self.post(&format!("/members/state-digests/{}:ack", m.id), m.sign("ack", None, &ack)).await;
-        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    }
-
-    async fn propose(&self, m: &Member, actions: Value) -> (StatusCode, Value) {
-        let body = serde_json::to_vec(&json!({"actions": actions})).expect("json");
-        let (status, body, _) = self.post("/members/proposals:create", m.sign("proposal", None, &body)).await;
-        (status, body)
-    }
-
-    async fn vote(&self, m: &Member, id: &str, ballot: &str) -> (StatusCode, Value) {
-        let body = serde_json::to_vec(&json!({"ballot": ballot})).expect("json");
-        let (status, body, _) =
-            self.post(&format!("/members/proposals/{id}/ballots/{}:submit", m.id), m.sign("ballot", Some(id), &body)).await;
-        (status, body)
-    }
-}
-
-const YES: &str = "export function vote(proposal, proposerId) { return true; }";
-
-fn bundle(dir: &str) -> Value {
-    let root = repo_root().join(dir);
-    let metadata: Value = serde_json::from_str(&std::fs::read_to_string(root.join("app.json")).expect("app.json")).expect("json");
-    let modules: Vec<Value> = std::fs::read_dir(root.join("src"))
-        .expect("src")
-        .map(|e| e.expect("entry").path())
-        .map(|p| json!({"name": p.file_name().expect("name").to_string_lossy(), "module": std::fs::read_to_string(&p).expect("module")}))
-        .collect();
-    json!({"metadata": metadata, "modules": modules})
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_govern_users_apps_and_refuse_bad_requests() {
     let ws = temp_workspace("governance");
     let members: Vec<Member> = (0..3).map(|i| Member::create(&ws, &format!("member{i}"))).collect();
     let user = Member::create(&ws, "user0");
-    let stranger = Member::from_pem(
-        &consort_crypto::identity_cert("stranger", consort_crypto::Curve::Secp384r1).expect("identity").0,
-        &members[0].cert_pem,
-    );
+    // Not a member: signs with its own key, claiming an unknown id or a member's.
+    let (stranger_key, stranger_cert) = consort_crypto::identity_cert("stranger", consort_crypto::Curve::Secp384r1).expect("identity");
+    let stranger = Member::from_pem(&stranger_key, &stranger_cert);
     let port = Sandbox::free_port();
     let mut s = Sandbox::start_config(
         &ws,
@@ -91,11 +23,11 @@ async fn three_members_govern_users_apps_and_refuse_bad_requests() {
             "directory": ws.join("node"),
             "js": {"workers": 2},
             "ledger_signatures": {"tx_count": 100, "delay_ms": 100},
-            "command": {"type": "start", "app": repo_root().join("samples/logging"),
+            "command": {"type": "start",
                 "members": (0..3).map(|i| json!({"certificate": ws.join(format!("member{i}_cert.pem"))})).collect::<Vec<_>>()},
         }),
     );
-    let gov = Gov { s: &s, client: s.client(None) };
+    let gov = Gov::new(&s);
     let user_client = s.client(Some(ws.join("user0").to_str().expect("path")));
     let (m0, m1, m2) = (&members[0], &members[1], &members[2]);
 
@@ -114,6 +46,24 @@ async fn three_members_govern_users_apps_and_refuse_bad_requests() {
     }
     let listed = gov.get("/service/members").await;
     assert!(listed["value"].as_array().expect("members").iter().all(|m| m["status"] == "Active"), "{listed}");
+
+    // The service starts Opening: the app, once deployed, answers 503 until members open it.
+    assert_eq!(gov.get("/service/info").await["status"], "Opening");
+    gov.pass(&[m0, m1], json!([set_js_app(&repo_root().join("samples/logging"))])).await;
+    let r = user_client.get(s.url("/app/log/private?id=1")).send().await.expect("call");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.text().await.expect("text").contains("not open"));
+    let service_cert = std::fs::read_to_string(ws.join("node/service_cert.pem")).expect("service cert");
+    let (status, body) =
+        gov.propose(m0, json!([{"name": "transition_service_to_open", "args": {"next_service_identity": user.cert_pem}}])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = body["proposalId"].as_str().expect("id").to_owned();
+    gov.vote(m0, &id, YES).await;
+    let (_, failed) = gov.vote(m1, &id, YES).await;
+    assert_eq!(failed["proposalState"], "Failed", "another certificate is not this service's identity: {failed}");
+    assert!(failed["failure"]["reason"].as_str().expect("reason").contains("next_service_identity"), "{failed}");
+    gov.pass(&[m1, m2], json!([{"name": "transition_service_to_open", "args": {"next_service_identity": service_cert}}])).await;
+    assert_eq!(gov.get("/service/info").await["status"], "Open");
 
     // set_user: Open after one vote, Accepted after the second (3 active members); then the user
     // can call the app.
@@ -237,7 +187,8 @@ async fn three_members_govern_users_apps_and_refuse_bad_requests() {
     assert_eq!(proposals().await, before, "the refusals changed nothing");
 
     // A new app version by set_js_app: /app changes without a restart, the old endpoints are gone.
-    let (_, p) = gov.propose(m0, json!([{"name": "set_js_app", "args": {"bundle": bundle("tests/apps/auth")}}])).await;
+    let (_, p) =
+        gov.propose(m0, json!([{"name": "set_js_app", "args": {"bundle": app_bundle(&repo_root().join("tests/apps/auth"))}}])).await;
     let id = p["proposalId"].as_str().expect("id").to_owned();
     gov.vote(m0, &id, YES).await;
     let (_, accepted) = gov.vote(m1, &id, YES).await;
@@ -247,7 +198,7 @@ async fn three_members_govern_users_apps_and_refuse_bad_requests() {
     let r = gov.client.get(s.url("/app/jwt")).send().await.expect("call");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "the auth app answers (no token)");
     // A bundle whose module does not compile is refused when proposed.
-    let mut broken = bundle("tests/apps/auth");
+    let mut broken = app_bundle(&repo_root().join("tests/apps/auth"));
     broken["modules"][0]["module"] = json!("export function ( {");
     let (status, body) = gov.propose(m0, json!([{"name": "set_js_app", "args": {"bundle": broken}}])).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");

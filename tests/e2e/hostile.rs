@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use consort_tests::{repo_root, temp_workspace, Sandbox};
+use consort_tests::{repo_root, set_js_app, temp_workspace, Gov, Member, Sandbox};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -14,6 +14,7 @@ async fn hostile_scripts_never_take_the_node_down() {
     let ws = temp_workspace("hostile");
     let port = Sandbox::free_port();
     let dir = ws.join("node");
+    let member = Member::create(&ws, "member0");
     let s = Sandbox::start_config(
         &ws,
         json!({
@@ -21,9 +22,11 @@ async fn hostile_scripts_never_take_the_node_down() {
             "node_address": format!("127.0.0.1:{}", Sandbox::free_port()),
             "directory": dir,
             "js": {"workers": 2, "runtime_options": {"max_execution_time_ms": 500, "max_heap_bytes": 64 * 1024 * 1024, "return_exception_details": true}},
-            "command": {"type": "start", "app": repo_root().join("tests/apps/hostile")},
+            "command": {"type": "start", "members": [{"certificate": ws.join("member0_cert.pem")}]},
         }),
     );
+    let service_cert = std::fs::read_to_string(dir.join("service_cert.pem")).expect("service cert");
+    Gov::new(&s).open_service(&member, &service_cert, vec![set_js_app(&repo_root().join("tests/apps/hostile"))]).await;
     let client = s.client(None);
     let stop = Arc::new(AtomicBool::new(false));
     let bystander = {

@@ -189,7 +189,7 @@ pub fn consort(args: &[&str]) -> (bool, String) {
 pub struct Member {
     pub id: String,
     pub cert_pem: String,
-    key: aws_lc_rs::signature::EcdsaKeyPair,
+    signer: consort_crypto::GovSigner,
 }
 
 impl Member {
@@ -202,27 +202,15 @@ impl Member {
     }
 
     pub fn from_pem(key_pem: &str, cert_pem: &str) -> Member {
-        let der = rcgen::KeyPair::from_pem(key_pem).expect("key").serialize_der();
-        let key =
-            aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(&aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED_SIGNING, &der).expect("pkcs8");
-        let id = consort_crypto::ParsedCert::from_pem(cert_pem).expect("cert").id();
-        Member { id, cert_pem: cert_pem.to_owned(), key }
+        let signer = consort_crypto::GovSigner::from_pem(key_pem, cert_pem).expect("a matching key and certificate");
+        Member { id: signer.id().to_owned(), cert_pem: cert_pem.to_owned(), signer }
     }
 
     /// Signs `payload` as a `msg_type` request, created now (or at `created_at`), naming `kid`
     /// (normally this member's id).
     pub fn sign_as(&self, kid: &str, msg_type: &str, proposal_id: Option<&str>, created_at: Option<u64>, payload: &[u8]) -> Vec<u8> {
-        use consort_crypto::cose::{sign1, Param, ES384};
-        let created_at = created_at.unwrap_or_else(now_seconds);
-        let mut params =
-            vec![("ccf.gov.msg.type", Param::Text(msg_type.into())), ("ccf.gov.msg.created_at", Param::Int(created_at.into()))];
-        if let Some(p) = proposal_id {
-            params.push(("ccf.gov.msg.proposal_id", Param::Text(p.into())));
-        }
-        sign1(ES384, kid, &params, payload, |tbs| {
-            self.key.sign(&aws_lc_rs::rand::SystemRandom::new(), tbs).expect("sign").as_ref().to_vec()
-        })
-        .expect("cose")
+        let msg = consort_crypto::GovMessage { msg_type, proposal_id, created_at: created_at.unwrap_or_else(now_seconds) };
+        self.signer.sign_as(kid, &msg, payload).expect("sign")
     }
 
     pub fn sign(&self, msg_type: &str, proposal_id: Option<&str>, payload: &[u8]) -> Vec<u8> {
@@ -242,4 +230,106 @@ pub async fn gov_post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> (re
     let has_txid = r.headers().contains_key("x-ms-ccf-transaction-id");
     let text = r.text().await.unwrap_or_default();
     (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null), has_txid)
+}
+
+/// The ballot that votes for a proposal.
+pub const YES: &str = "export function vote(proposal, proposerId) { return true; }";
+
+/// The `/gov` API of one node, driven by test members.
+pub struct Gov {
+    base: String,
+    pub client: reqwest::Client,
+}
+
+impl Gov {
+    pub fn new(s: &Sandbox) -> Gov {
+        Gov { base: s.url(""), client: s.client(None) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/gov{path}?api-version=2024-07-01", self.base)
+    }
+
+    pub async fn post(&self, path: &str, body: Vec<u8>) -> (reqwest::StatusCode, serde_json::Value, bool) {
+        gov_post(&self.client, &self.url(path), body).await
+    }
+
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        self.client.get(self.url(path)).send().await.expect("get").json().await.expect("json")
+    }
+
+    /// update, then ack: the member becomes Active.
+    pub async fn activate(&self, m: &Member) {
+        let path = format!("/members/state-digests/{}:update", m.id);
+        let mut digest = serde_json::Value::Null;
+        for _ in 0..300 {
+            let (status, body, _) = self.post(&path, m.sign("state_digest", None, b"")).await;
+            if status == reqwest::StatusCode::OK {
+                digest = body["stateDigest"].clone();
+                break;
+            }
+            // No signature yet right after genesis: CCF answers the same; retry shortly.
+            assert_eq!(status, reqwest::StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(digest.is_string(), "a state digest to acknowledge");
+        let ack = serde_json::to_vec(&serde_json::json!({"stateDigest": digest})).expect("json");
+        let (status, body, _) = self.post(&format!("/members/state-digests/{}:ack", m.id), m.sign("ack", None, &ack)).await;
+        assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "{body}");
+    }
+
+    pub async fn propose(&self, m: &Member, actions: serde_json::Value) -> (reqwest::StatusCode, serde_json::Value) {
+        let body = serde_json::to_vec(&serde_json::json!({"actions": actions})).expect("json");
+        let (status, body, _) = self.post("/members/proposals:create", m.sign("proposal", None, &body)).await;
+        (status, body)
+    }
+
+    pub async fn vote(&self, m: &Member, id: &str, ballot: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        let body = serde_json::to_vec(&serde_json::json!({"ballot": ballot})).expect("json");
+        let (status, body, _) =
+            self.post(&format!("/members/proposals/{id}/ballots/{}:submit", m.id), m.sign("ballot", Some(id), &body)).await;
+        (status, body)
+    }
+
+    /// Proposes `actions` as the first voter; every voter votes for it; it must end Accepted.
+    pub async fn pass(&self, voters: &[&Member], actions: serde_json::Value) -> serde_json::Value {
+        let (status, p) = self.propose(voters[0], actions).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{p}");
+        let id = p["proposalId"].as_str().expect("proposalId").to_owned();
+        let mut last = p;
+        for m in voters {
+            let (status, body) = self.vote(m, &id, YES).await;
+            assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+            last = body;
+        }
+        assert_eq!(last["proposalState"], "Accepted", "{last}");
+        last
+    }
+
+    /// What the sandbox does for a network started from a configuration: `member` (the only
+    /// member) becomes Active and passes `actions` followed by opening the service.
+    pub async fn open_service(&self, member: &Member, service_cert_pem: &str, mut actions: Vec<serde_json::Value>) {
+        self.activate(member).await;
+        actions.push(serde_json::json!({"name": "transition_service_to_open", "args": {"next_service_identity": service_cert_pem}}));
+        self.pass(&[member], serde_json::Value::Array(actions)).await;
+    }
+}
+
+/// An app directory (app.json and src/*.js) as the bundle a `set_js_app` proposal carries.
+pub fn app_bundle(dir: &Path) -> serde_json::Value {
+    let metadata: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("app.json")).expect("app.json")).expect("app.json is JSON");
+    let modules: Vec<serde_json::Value> = std::fs::read_dir(dir.join("src"))
+        .expect("src")
+        .map(|e| e.expect("entry").path())
+        .map(|p| {
+            serde_json::json!({"name": p.file_name().expect("name").to_string_lossy(), "module": std::fs::read_to_string(&p).expect("module")})
+        })
+        .collect();
+    serde_json::json!({"metadata": metadata, "modules": modules})
+}
+
+/// The `set_js_app` action for the app in `dir`.
+pub fn set_js_app(dir: &Path) -> serde_json::Value {
+    serde_json::json!({"name": "set_js_app", "args": {"bundle": app_bundle(dir)}})
 }

@@ -10,6 +10,7 @@ pub mod cose;
 mod error;
 pub mod jwt;
 mod key;
+mod signer;
 
 pub use aead::{LedgerSecret, AEAD_NONCE_BYTES, AEAD_TAG_BYTES};
 pub use cert::{
@@ -18,6 +19,7 @@ pub use cert::{
 };
 pub use error::CryptoError;
 pub use key::{verify_p384_signature, NodeKey};
+pub use signer::{GovMessage, GovSigner};
 
 /// Lowercase hex SHA-256 of arbitrary bytes: the id scheme of SPEC §1.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -4,17 +4,26 @@
 use std::sync::Arc;
 
 use consort_consensus::CommitError;
-use consort_js::{JsRequest, KvAccess, Mode, ScriptError};
+use consort_js::{Bundle, JsRequest, KvAccess, Mode, ScriptError};
+use consort_kv::State;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
 use crate::node::Node;
 use crate::reply::{self, Reply};
 use crate::routes::Call;
+use crate::tables::{ENDPOINTS, MODULES};
 
 pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
     // One snapshot serves routing, authentication and the limits of this request.
     let state = node.consensus.store().snapshot();
+    if !node.is_open_at(&state) {
+        return reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceNotOpen",
+            "the service is not open yet: members open it with a transition_service_to_open proposal",
+        );
+    }
     let app = match node.app_at(&state) {
         Ok(Some(app)) => app,
         Ok(None) => return reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", "no application is deployed"),
@@ -182,4 +191,23 @@ fn build(r: consort_js::JsResponse) -> Reply {
         }
     }
     out
+}
+
+/// Reads the deployed app back from the store, as the constitution's `set_js_app` writes it
+/// (endpoints keyed `"<METHOD> <path>"`, modules under `/<name>`); `None` if no app is deployed.
+pub fn read_app(state: &State) -> Result<Option<Bundle>, String> {
+    let mut bundle = Bundle::default();
+    for (key, value) in state.iter(ENDPOINTS) {
+        let key = String::from_utf8_lossy(key);
+        let (method, path) = key.split_once(' ').ok_or_else(|| format!("bad endpoint key {key:?}"))?;
+        let mut def: consort_js::EndpointDef = serde_json::from_slice(value).map_err(|e| format!("endpoint {key}: {e}"))?;
+        def.js_module = def.js_module.trim_start_matches('/').to_owned();
+        bundle.metadata.endpoints.entry(path.to_owned()).or_default().insert(method.to_ascii_lowercase(), def);
+    }
+    for (key, value) in state.iter(MODULES) {
+        let name = String::from_utf8_lossy(key);
+        let source = String::from_utf8(value.to_vec()).map_err(|_| format!("module {name}: not UTF-8 text"))?;
+        bundle.modules.insert(name.trim_start_matches('/').to_owned(), source);
+    }
+    Ok((!bundle.metadata.endpoints.is_empty()).then_some(bundle))
 }

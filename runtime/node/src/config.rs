@@ -125,29 +125,12 @@ pub enum Command {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StartConfig {
+    /// The initial members: `Accepted` at genesis, `Active` once each acknowledges the state
+    /// digest. Users, the app and JWT issuers come afterwards, by their proposals.
     pub members: Vec<IdentityConfig>,
-    pub users: Vec<IdentityConfig>,
-    /// A bundle.json, or an app directory with app.json and src/ (as ccf-build-bundle reads).
-    pub app: Option<PathBuf>,
-    /// JWT issuers trusted from genesis, as `set_jwt_issuer` proposals would set them.
-    pub jwt_issuers: Vec<JwtIssuerConfig>,
     /// The constitution's files, concatenated in this order; empty means the default
     /// constitution built into the binary (the repository's `constitution/`).
     pub constitution: Vec<PathBuf>,
-}
-
-/// `{"issuer": "https://...", "jwks": {"keys": [JWK, ...]}}`: RSA and EC keys, or `x5c`
-/// certificates; a key's own `issuer` field becomes its issuer constraint (as in CCF).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JwtIssuerConfig {
-    pub issuer: String,
-    pub jwks: Jwks,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Jwks {
-    pub keys: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -155,10 +138,10 @@ pub struct Jwks {
 pub struct IdentityConfig {
     /// PEM certificate file.
     pub certificate: PathBuf,
-    /// `member_data` / `user_data`.
+    /// `member_data`.
     #[serde(default)]
     pub data: Option<serde_json::Value>,
-    /// Members only: PEM RSA public key for recovery shares.
+    /// PEM RSA public key for recovery shares (the member is then a recovery Participant).
     #[serde(default)]
     pub encryption_public_key: Option<PathBuf>,
 }
@@ -201,13 +184,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("consort-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let json = dir.join("c.json");
-        std::fs::write(&json, r#"{"rpc_address": "127.0.0.1:9000", "command": {"type": "start", "users": [{"certificate": "u.pem"}]}}"#)
+        std::fs::write(&json, r#"{"rpc_address": "127.0.0.1:9000", "command": {"type": "start", "members": [{"certificate": "m.pem"}]}}"#)
             .expect("write");
         let c = NodeConfig::from_file(&json).expect("json");
         assert_eq!(c.rpc_address, "127.0.0.1:9000");
         assert_eq!(c.ledger_signatures.tx_count, 5000);
         let Command::Start(s) = &c.command;
-        assert_eq!(s.users.len(), 1);
+        assert_eq!(s.members.len(), 1);
         let toml = dir.join("c.toml");
         std::fs::write(&toml, "directory = \"n\"\n[ledger_signatures]\ntx_count = 10\ndelay_ms = 50\n").expect("write");
         let c = NodeConfig::from_file(&toml).expect("toml");

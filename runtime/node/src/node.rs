@@ -9,8 +9,9 @@ use consort_js::{Bundle, JsPool, RuntimeOptions, WorkerCommand};
 use consort_kv::{State, SINGLETON_KEY};
 use tokio::net::TcpListener;
 
+use crate::app::read_app;
 use crate::config::{Command, NodeConfig};
-use crate::genesis::{read_app, write_genesis};
+use crate::genesis::write_genesis;
 use crate::historical::{Handle as HistoricalHandle, Historical};
 use crate::identity::NodeIdentity;
 use crate::tables::{ENDPOINTS, JS_RUNTIME_OPTIONS, MODULES, SERVICE_INFO};
@@ -59,6 +60,8 @@ pub struct Node {
     app: RwLock<Option<CachedApp>>,
     /// The JS limits as last read, keyed by the version of their table.
     js_options: RwLock<(u64, Arc<RuntimeOptions>)>,
+    /// Whether the service is Open, keyed by the version of the service table.
+    open: RwLock<(u64, bool)>,
     listener: std::sync::Mutex<Option<TcpListener>>,
     pub(crate) local_addr: SocketAddr,
 }
@@ -68,11 +71,6 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Arc<Node>, String> {
         config.check()?;
         let Command::Start(start) = &config.command;
-        // Read and check the app before anything is created, so a bad bundle changes nothing.
-        let app = match &start.app {
-            Some(path) => Some(crate::load_app(path)?),
-            None => None,
-        };
         let listener = TcpListener::bind(&config.rpc_address).await.map_err(|e| format!("binding {}: {e}", config.rpc_address))?;
         let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
         let identity = if NodeIdentity::exists(&config.directory) {
@@ -96,14 +94,7 @@ impl Node {
         consensus.wait_ready(READY_TIMEOUT).await?;
         if consensus.store().snapshot().get(SERVICE_INFO, &SINGLETON_KEY).is_none() {
             let mut tx = consensus.store().begin();
-            write_genesis(
-                &mut tx,
-                &identity,
-                start,
-                (&local_addr.to_string(), &config.node_address),
-                &config.js.runtime_options,
-                app.as_ref(),
-            )?;
+            write_genesis(&mut tx, &identity, start, (&local_addr.to_string(), &config.node_address), &config.js.runtime_options)?;
             let txid = consensus.commit(&tx, None).await.map_err(|e| format!("genesis transaction: {e}"))?;
             tracing::info!("started a new service; genesis transaction {txid}");
         } else {
@@ -125,6 +116,7 @@ impl Node {
             historical,
             app: RwLock::new(None),
             js_options: RwLock::new((u64::MAX, Arc::default())),
+            open: RwLock::new((u64::MAX, false)),
             listener: std::sync::Mutex::new(Some(listener)),
             local_addr,
         }))
@@ -166,6 +158,22 @@ impl Node {
         let app = read_app(state)?.map(Arc::new);
         *self.app.write().unwrap_or_else(|p| p.into_inner()) = Some((versions, app.clone()));
         Ok(app)
+    }
+
+    /// Whether the service is `Open` as of `state` (app endpoints answer 503 until it is),
+    /// re-read only when the service table changed.
+    pub(crate) fn is_open_at(&self, state: &State) -> bool {
+        let version = state.map_version(SERVICE_INFO);
+        let cached = *self.open.read().unwrap_or_else(|p| p.into_inner());
+        if cached.0 == version {
+            return cached.1;
+        }
+        let open = state
+            .get(SERVICE_INFO, &SINGLETON_KEY)
+            .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
+            .is_some_and(|info| info["status"] == "Open");
+        *self.open.write().unwrap_or_else(|p| p.into_inner()) = (version, open);
+        open
     }
 
     /// The service's JS limits, re-read only when their table changed. A missing or invalid

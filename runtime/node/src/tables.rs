@@ -2,11 +2,6 @@
 
 pub use consort_gov::tables::*;
 
-/// The key of an endpoint in [`ENDPOINTS`]: `"<METHOD> <path>"`, e.g. `"POST /log/private"`.
-pub fn endpoint_key(method: &str, path: &str) -> String {
-    format!("{} {path}", method.to_ascii_uppercase())
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

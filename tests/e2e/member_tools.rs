@@ -220,6 +220,36 @@ async fn the_sandbox_consort_gov_and_ccf_tooling_govern_a_service() {
     let listed = docs[0]["value"].as_array().expect("list").clone();
     assert!(ok && listed.iter().any(|p| p["proposalId"] == answers[0].1["proposalId"] && p["proposalState"] == "Open"), "{listed:?}");
 
+    // trigger_ledger_rekey from a proposal file: private writes after it are sealed under a new
+    // secret, and a restarted node still reads both (it finds the new secret in the ledger).
+    let rekey = ws.join("rekey.json");
+    std::fs::write(&rekey, json!({"actions": [{"name": "trigger_ledger_rekey", "args": {}}]}).to_string()).expect("proposal file");
+    let (ok, docs, err) = gov_cli(&s, &member0, &["propose", rekey.to_str().expect("path"), "--accept"]);
+    assert!(ok, "{err}");
+    let id = docs[0]["proposalId"].as_str().expect("id").to_owned();
+    let (ok, docs, err) = gov_cli(&s, &m1, &["vote", &id, "--accept"]);
+    assert!(ok && docs[0]["proposalState"] == "Accepted", "{err} {docs:?}");
+    let network = |s: &Sandbox| {
+        let client = s.client(None);
+        let url = s.url("/node/network");
+        async move { client.get(url).send().await.expect("network").json::<Value>().await.expect("json") }
+    };
+    let since = network(&s).await["latest_ledger_secret_seqno"].as_u64().expect("seqno");
+    assert!(since > 0, "a new ledger secret is in use");
+    let user0 = s.client(Some("user0"));
+    for (id, msg) in [(1, "before the restart"), (2, "also sealed under the new secret")] {
+        let r = user0.post(s.url("/app/log/private")).json(&json!({"id": id, "msg": msg})).send().await.expect("post");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let port = s.port;
+    let mut s = s;
+    s.stop();
+    let s = Sandbox::start_on(&ws, None, port);
+    assert_eq!(network(&s).await["latest_ledger_secret_seqno"].as_u64(), Some(since));
+    let user0 = s.client(Some("user0"));
+    let r = user0.get(s.url("/app/log/private?id=2")).send().await.expect("get");
+    assert_eq!(r.json::<Value>().await.expect("json")["msg"], "also sealed under the new secret");
+
     drop(s);
     let (ok, out) = consort(&["ledger", "verify", ws.join("node0/ledger").to_str().expect("path")]);
     assert!(ok, "{out}");

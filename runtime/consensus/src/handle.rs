@@ -14,6 +14,7 @@ use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
 use crate::convert::txid_of;
 use crate::log_store::LogStore;
 use crate::network::NoPeers;
+use crate::secrets::LedgerSecrets;
 use crate::state_machine::{AppliedLedger, Shared, StateMachine};
 use crate::types::{Proposal, TypeConfig};
 
@@ -99,7 +100,7 @@ pub struct Consensus {
     log: LogStore,
     raft_id: u64,
     shared: Arc<Shared>,
-    secret: LedgerSecret,
+    secrets: Arc<LedgerSecrets>,
     commit_secret: CommitSecret,
     /// Held from reservation until the proposal is queued in Raft, so that log order equals
     /// reservation order (the KV gate's serialisability argument depends on it).
@@ -115,7 +116,9 @@ impl Consensus {
         let log = LogStore::open(&config.ledger_dir, &config.raft_dir, config.ledger_chunk_bytes, commit_secret.clone())?;
         let (applied, _) = tokio::sync::watch::channel(TxId::default());
         let shared = Arc::new(Shared { store: Arc::new(Store::default()), ledger: RwLock::new(AppliedLedger::default()), applied });
-        let sm = StateMachine::new(shared.clone(), config.ledger_secret.clone());
+        let secrets = Arc::new(LedgerSecrets::new(config.ledger_secret.clone()));
+        let sm =
+            StateMachine::new(shared.clone(), secrets.clone(), (config.node_id.clone(), config.node_key.clone()), commit_secret.clone());
         let raft_config = openraft::Config {
             cluster_name: "consort".into(),
             heartbeat_interval: 100,
@@ -138,7 +141,7 @@ impl Consensus {
             log: reader,
             raft_id,
             shared,
-            secret: config.ledger_secret.clone(),
+            secrets,
             commit_secret,
             sequencer: tokio::sync::Mutex::new(()),
             config,
@@ -197,7 +200,7 @@ impl Consensus {
 
     /// Commits a transaction's writes: reserve (may conflict), seal, order, replicate, apply.
     pub async fn commit(&self, tx: &Tx, claims_digest: Option<[u8; 32]>) -> Result<TxId, CommitError> {
-        let proposal = Proposal::transaction(tx.write_set().clone(), claims_digest, &self.secret);
+        let proposal = Proposal::transaction(tx.write_set().clone(), claims_digest, &self.secrets.current());
         let guard = self.sequencer.lock().await;
         let reservation = self.shared.store.reserve(tx)?;
         let queued = self.raft.client_write_ff(proposal).await;
@@ -285,11 +288,17 @@ impl Consensus {
         let le = self.log.read_entry(txid.seqno).map_err(|e| HistoricalError::Read(txid, e))?;
         let writes = match le.kind {
             consort_ledger::EntryKind::Tx => {
-                crate::state_machine::decode_writes(&le, &self.secret).map_err(|e| HistoricalError::Read(txid, e))?
+                crate::state_machine::decode_writes(&le, &self.secrets).map_err(|e| HistoricalError::Read(txid, e))?
             }
             _ => WriteSet::default(),
         };
         Ok(HistoricalEntry { txid, writes, receipt })
+    }
+
+    /// How many ledger secrets the service has had, and the seqno from which the current one
+    /// applies.
+    pub fn ledger_secrets(&self) -> (usize, u64) {
+        (self.secrets.count(), self.secrets.current_since())
     }
 
     pub async fn shutdown(&self) {

@@ -16,11 +16,13 @@ mod convert;
 mod handle;
 mod log_store;
 mod network;
+mod secrets;
 mod signer;
 mod state_machine;
 mod types;
 
 pub use handle::{CommitError, Consensus, ConsensusConfig, HistoricalEntry, HistoricalError, ReceiptError, TxStatus};
+pub use secrets::LEDGER_SECRETS_TABLE;
 pub use state_machine::AppliedLedger;
 pub use types::{Proposal, ProposalKind, TypeConfig};
 

@@ -3,7 +3,8 @@
 use std::io::Cursor;
 use std::sync::{Arc, RwLock};
 
-use consort_crypto::LedgerSecret;
+use crate::secrets::LedgerSecrets;
+use consort_crypto::NodeKey;
 use consort_kv::{Store, TxId, WriteSet};
 use consort_ledger::{CommitSecret, EntryKind, LedgerEntry, MerkleTree, SignatureRecord};
 use openraft::storage::RaftStateMachine;
@@ -84,30 +85,31 @@ impl Shared {
 
 pub struct StateMachine {
     shared: Arc<Shared>,
-    secret: LedgerSecret,
+    secrets: Arc<LedgerSecrets>,
+    /// Who this node is, to find the ledger secrets wrapped for it in rekey transactions.
+    node: (String, NodeKey),
     commit: CommitSecret,
     last_applied: Option<LogId>,
     membership: StoredMembership<u64, openraft::BasicNode>,
 }
 
 /// A transaction entry's writes: the public part as written, the private part opened with the
-/// ledger secret (its AAD binds it to the public part and the claims digest).
-pub fn decode_writes(le: &LedgerEntry, secret: &LedgerSecret) -> Result<WriteSet, String> {
+/// ledger secret of its seqno (its AAD binds it to the public part and the claims digest).
+pub fn decode_writes(le: &LedgerEntry, secrets: &LedgerSecrets) -> Result<WriteSet, String> {
     let public = WriteSet::decode(&le.public).map_err(|e| format!("public writes of {}: {e}", le.txid))?;
     let private = if le.private.is_empty() {
         WriteSet::default()
     } else {
         let aad = LedgerEntry::private_aad(&le.claims_digest, &le.public);
-        let plain = secret.open(&aad, &le.private).map_err(|e| format!("private writes of {}: {e}", le.txid))?;
+        let plain = secrets.open(le.txid.seqno, &aad, &le.private).map_err(|e| format!("private writes of {}: {e}", le.txid))?;
         WriteSet::decode(&plain).map_err(|e| format!("private writes of {}: {e}", le.txid))?
     };
     Ok(public.merge(private))
 }
 
 impl StateMachine {
-    pub fn new(shared: Arc<Shared>, secret: LedgerSecret) -> Self {
-        let commit = CommitSecret::from_ledger_secret(secret.as_bytes());
-        StateMachine { shared, secret, commit, last_applied: None, membership: StoredMembership::default() }
+    pub fn new(shared: Arc<Shared>, secrets: Arc<LedgerSecrets>, node: (String, NodeKey), commit: CommitSecret) -> Self {
+        StateMachine { shared, secrets, node, commit, last_applied: None, membership: StoredMembership::default() }
     }
 
     fn apply_one(&mut self, entry: &Entry) -> Result<(), StorageError> {
@@ -115,7 +117,9 @@ impl StateMachine {
         let fail = |msg: String| -> StorageError { StorageIOError::apply(entry.log_id, &std::io::Error::other(msg)).into() };
         match (&entry.payload, le.kind) {
             (EntryPayload::Normal(_), EntryKind::Tx) => {
-                self.shared.store.apply(le.txid, &decode_writes(&le, &self.secret).map_err(fail)?);
+                let writes = decode_writes(&le, &self.secrets).map_err(fail)?;
+                self.secrets.apply(le.txid.seqno, &writes, &self.node.0, &self.node.1).map_err(fail)?;
+                self.shared.store.apply(le.txid, &writes);
             }
             (EntryPayload::Normal(_), EntryKind::Signature) => {
                 let record: SignatureRecord =

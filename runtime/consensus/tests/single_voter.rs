@@ -117,3 +117,50 @@ async fn commits_signs_receipts_and_recovers() {
     assert!(!ledger_bytes.windows(private_only.len()).any(|w| w == private_only), "private writes are sealed");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rekey_seals_later_writes_under_the_new_secret_and_survives_restart() {
+    let dir = std::env::temp_dir().join(format!("consort-consensus-rekey-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let id = identity();
+    let node_id = node_id_of_public_key(&id.node_key.public_key_der());
+    let c = Consensus::start(config(&dir, &id)).await.expect("start");
+    c.wait_ready(Duration::from_secs(10)).await.expect("ready");
+    assert_eq!(c.ledger_secrets(), (1, 0));
+
+    let before = put(&c, "before", "sealed-under-the-first-secret").await;
+    let next = LedgerSecret::generate();
+    let mut rekey = c.store().begin();
+    let wrapped = consort_crypto::wrap_secret_for(&id.node_key.public_key_der(), &next).expect("wrap");
+    rekey.put(consort_consensus::LEDGER_SECRETS_TABLE, node_id.clone().into_bytes(), wrapped);
+    let rekeyed = c.commit(&rekey, None).await.expect("rekey");
+    assert_eq!(c.ledger_secrets(), (2, rekeyed.seqno + 1));
+    let after = put(&c, "after", "sealed-under-the-next-secret").await;
+    wait_committed(&c, after).await;
+    let historical = c.historical(after).expect("read back");
+    assert!(historical.writes.maps["records"].contains_key(b"after".as_slice()), "the new secret opens it");
+    c.shutdown().await;
+    drop(c);
+
+    let (_, entries) = consort_ledger::LedgerFiles::open(&dir.join("ledger"), 4096).expect("ledger");
+    let private_of = |txid: TxId| {
+        let e = entries.iter().find(|e| e.txid == txid).expect("entry");
+        (consort_ledger::LedgerEntry::private_aad(&e.claims_digest, &e.public), e.private.clone())
+    };
+    let (aad, sealed) = private_of(before);
+    assert!(id.secret.open(&aad, &sealed).is_ok());
+    let (aad, sealed) = private_of(after);
+    assert!(id.secret.open(&aad, &sealed).is_err(), "the first secret no longer opens new writes");
+    assert!(next.open(&aad, &sealed).is_ok());
+
+    // A restarted node finds the new secret in the ledger, wrapped for its own key.
+    let c = Consensus::start(config(&dir, &id)).await.expect("restart");
+    c.wait_ready(Duration::from_secs(10)).await.expect("ready again");
+    assert_eq!(c.ledger_secrets(), (2, rekeyed.seqno + 1));
+    let mut tx = c.store().begin();
+    assert_eq!(tx.get("records", b"before"), Some(b"sealed-under-the-first-secret".to_vec()));
+    assert_eq!(tx.get("records", b"after"), Some(b"sealed-under-the-next-secret".to_vec()));
+    c.shutdown().await;
+    consort_ledger::verify::verify_dir(&dir.join("ledger"), Some(&id.service_pem)).expect("ledger verifies");
+    let _ = std::fs::remove_dir_all(&dir);
+}

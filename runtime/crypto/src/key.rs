@@ -40,6 +40,10 @@ impl NodeKey {
         self.key.verifying_key().to_public_key_der().expect("encode P-384 public key").into_vec()
     }
 
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
     /// ECDSA P-384 / SHA-384 signature over `message`, DER encoded.
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
         let sig: Signature = self.key.sign(message);

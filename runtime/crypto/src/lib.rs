@@ -11,6 +11,7 @@ mod error;
 pub mod jwt;
 mod key;
 mod signer;
+mod wrap;
 
 pub use aead::{LedgerSecret, AEAD_NONCE_BYTES, AEAD_TAG_BYTES};
 pub use cert::{
@@ -20,6 +21,7 @@ pub use cert::{
 pub use error::CryptoError;
 pub use key::{verify_p384_signature, NodeKey};
 pub use signer::{GovMessage, GovSigner};
+pub use wrap::{unwrap_secret, wrap_secret_for};
 
 /// Lowercase hex SHA-256 of arbitrary bytes: the id scheme of SPEC §1.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -17,5 +17,7 @@ pub use crypto::jwk_public_key_der;
 pub use limits::{instructions_per_ms, Limit, RuntimeOptions};
 pub use pool::{CallOutcome, Execution, JsPool, PoolError, PoolMetrics, WorkerCommand};
 pub use protocol::JsHost;
-pub use runtime::{bench_direct_calls, validate_bundle, JsRequest, JsResponse, KvAccess, KvBackend, ScriptError};
+pub use runtime::{
+    bench_direct_calls, validate_bundle, JsRequest, JsResponse, KvAccess, KvBackend, ScriptError, LEDGER_REKEY_REQUEST_TABLE,
+};
 pub use worker::worker_main;

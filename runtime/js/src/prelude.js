@@ -154,7 +154,7 @@
       info.status = "Open";
       writeJson(SERVICE_INFO, singleton(), info);
     },
-    triggerLedgerRekey: notImplemented("ccf.node.triggerLedgerRekey"),
+    triggerLedgerRekey: () => N.requestLedgerRekey(),
     triggerRecoverySharesRefresh: notImplemented("ccf.node.triggerRecoverySharesRefresh"),
     triggerACMERefresh: notImplemented("ccf.node.triggerACMERefresh"),
   };

@@ -489,6 +489,23 @@ fn check_bundle(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<J
     Ok(JsValue::undefined())
 }
 
+/// Where `ccf.node.triggerLedgerRekey()` records its request: the node sees it in the
+/// transaction and adds the new ledger secret, wrapped for each trusted node, before committing.
+pub const LEDGER_REKEY_REQUEST_TABLE: &str = "public:ccf.internal.ledger_rekey_requests";
+
+/// `__consort.requestLedgerRekey()`: only the constitution's `apply` may ask (the one place a
+/// script writes to a framework table, and only this one key).
+fn request_ledger_rekey(_: &JsValue, _: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let session =
+        ctx.get_data::<Session>().ok_or_else(|| js_err("ccf.node.triggerLedgerRekey is only available while a proposal applies"))?;
+    if session.access != KvAccess::GovApply {
+        return Err(js_err("ccf.node.triggerLedgerRekey may only be called by the constitution's apply"));
+    }
+    let op = KvOp::Put { map: LEDGER_REKEY_REQUEST_TABLE.into(), key: Vec::new(), value: vec![1] };
+    session.kv.call(op).map_err(|e| js_err(format!("ccf.node.triggerLedgerRekey: {e}")))?;
+    Ok(JsValue::undefined())
+}
+
 fn pem_to_id(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
     let pem = arg_string(args, 0, "pem")?;
     let der = consort_crypto::cert_der_from_pem(&pem).map_err(|e| type_err(format!("ccf.pemToId: {e}")))?;
@@ -510,7 +527,7 @@ fn log(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
 type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
 fn install_globals(ctx: &mut Context) -> JsResult<()> {
-    let natives: [(&str, Native, usize); 23] = [
+    let natives: [(&str, Native, usize); 24] = [
         ("kvHas", kv_has, 2),
         ("kvGet", kv_get, 2),
         ("kvVersion", kv_version, 2),
@@ -534,6 +551,7 @@ fn install_globals(ctx: &mut Context) -> JsResult<()> {
         ("pemToId", pem_to_id, 1),
         ("jwkDer", jwk_der, 1),
         ("checkBundle", check_bundle, 1),
+        ("requestLedgerRekey", request_ledger_rekey, 0),
     ];
     let mut init = ObjectInitializer::new(ctx);
     for (name, f, len) in natives {

@@ -25,6 +25,7 @@ export function touch(map, op) {
   return "ok";
 }
 export function spin() { while (true) {} }
+export function rekey() { ccf.node.triggerLedgerRekey(); return "asked"; }
 "#;
 
 fn seeded() -> Store {
@@ -96,6 +97,16 @@ async fn governance_calls_follow_the_permission_matrix() {
             }
             (want, got) => panic!("{map} {op} {access:?}: expected {want:?}, got {got:?}"),
         }
+    }
+
+    // Only apply may ask for a ledger rekey; the request is a write the node acts on.
+    let asked = call("rekey", vec![], KvAccess::GovApply).await;
+    assert_eq!(asked.result.expect("apply may rekey"), json!("asked"));
+    assert!(asked.tx.write_set().maps.contains_key(consort_js::LEDGER_REKEY_REQUEST_TABLE));
+    for access in [KvAccess::GovReadOnly, KvAccess::AppReadWrite] {
+        let refused = call("rekey", vec![], access).await;
+        assert!(matches!(&refused.result, Err(ScriptError::Exception(m)) if m.contains("only be called by the constitution's apply")));
+        assert!(refused.tx.write_set().is_empty());
     }
 
     // A missing function, and one that never ends, are answered without harm to the worker.

@@ -256,6 +256,9 @@ async fn write(node: &Node, call: &Call<'_>, op: Write) -> Reply {
             Ok(a) => a,
             Err(e) => return gov_error(e),
         };
+        if let Err(e) = add_rekey_secrets(&mut tx) {
+            return gov_error(e);
+        }
         let txid = if tx.write_set().is_empty() {
             tx.read_txid()
         } else {
@@ -276,6 +279,35 @@ async fn write(node: &Node, call: &Call<'_>, op: Write) -> Reply {
         "TransactionConflict",
         format!("the governance transaction conflicted with concurrent writes {} times; retry", retries + 1),
     )
+}
+
+/// If the constitution asked for a ledger rekey (`ccf.node.triggerLedgerRekey`), the new
+/// secret goes into this same transaction, wrapped for each trusted node; each node starts
+/// using it when it applies the transaction (`consort_consensus::LEDGER_SECRETS_TABLE`).
+fn add_rekey_secrets(tx: &mut Tx) -> Result<(), GovError> {
+    if tx.write_set().maps.get(consort_js::LEDGER_REKEY_REQUEST_TABLE).is_none_or(|w| w.is_empty()) {
+        return Ok(());
+    }
+    let secret = consort_crypto::LedgerSecret::generate();
+    let mut wrapped = Vec::new();
+    for (node_id, info) in tx.entries(NODES_INFO) {
+        let info: Value = serde_json::from_slice(&info).unwrap_or(Value::Null);
+        if info["status"] != "Trusted" {
+            continue;
+        }
+        let cert = consort_crypto::ParsedCert::from_pem(info["cert"].as_str().unwrap_or_default())
+            .map_err(|e| GovError::new(500, "InternalError", format!("node {}: {e}", String::from_utf8_lossy(&node_id))))?;
+        let sealed = consort_crypto::wrap_secret_for(&cert.public_key_der, &secret)
+            .map_err(|e| GovError::new(500, "InternalError", format!("wrapping the ledger secret: {e}")))?;
+        wrapped.push((node_id, sealed));
+    }
+    if wrapped.is_empty() {
+        return Err(GovError::new(500, "InternalError", "a ledger rekey needs at least one trusted node"));
+    }
+    for (node_id, sealed) in wrapped {
+        tx.put(consort_consensus::LEDGER_SECRETS_TABLE, node_id, sealed);
+    }
+    Ok(())
 }
 
 async fn run(node: &Node, tx: &mut Tx, js: &GovJs<'_>, req: &SignedRequest, op: &Write) -> Result<Option<Value>, GovError> {

@@ -147,6 +147,8 @@ fn node_endpoint(node: &Node, call: &Call<'_>) -> Reply {
                 "current_view": c.current_view(),
                 "primary_id": if c.is_primary() { Value::String(node.node_id().to_owned()) } else { Value::Null },
                 "recovery_count": 0,
+                // Where the current ledger secret starts (0 until the first trigger_ledger_rekey).
+                "latest_ledger_secret_seqno": c.ledger_secrets().1,
             }))
         }
         "/node/network/nodes" => reply::ok(&json!({"nodes": nodes(node)})),

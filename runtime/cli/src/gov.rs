@@ -1,214 +1,151 @@
-//! A member's side of governance: sign requests as CCF's `ccf_cose_sign1` does and send them to
-//! a node's `/gov` API. `consort gov` and the sandbox (which opens its service by proposal and
-//! vote, as CCF's sandbox does) both use this.
+//! `consort gov`: a member's commands. Each signs its request with the member's key, sends it,
+//! prints the service's JSON answer on stdout (`HTTP <status>` on stderr) and fails on a refusal.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
-use consort_crypto::{GovMessage, GovSigner};
-use serde_json::{json, Value};
+use clap::Subcommand;
 
-pub const API_VERSION: &str = "2024-07-01";
+use crate::gov_client;
 
-/// Right after a service starts there is no signature to acknowledge yet; `ack` retries this long.
-const STATE_DIGEST_WAIT: Duration = Duration::from_secs(30);
-
-/// The ballot `--accept` submits: CCF's usual "vote for" ballot.
-pub const ACCEPT_BALLOT: &str = "export function vote (proposal, proposerId) { return true; }";
-pub const REJECT_BALLOT: &str = "export function vote (proposal, proposerId) { return false; }";
-
-/// What the service answered.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub body: Value,
+#[derive(clap::Args)]
+pub struct GovArgs {
+    /// The node to send requests to.
+    #[arg(long, default_value = "https://127.0.0.1:8000")]
+    url: String,
+    /// The service certificate: the only one the client trusts.
+    #[arg(long, default_value = "workspace/sandbox_common/service_cert.pem")]
+    service_cert: PathBuf,
+    /// The member's files: PREFIX_cert.pem and PREFIX_privk.pem.
+    #[arg(long, default_value = "workspace/sandbox_common/member0")]
+    member: PathBuf,
+    #[command(subcommand)]
+    command: GovCommand,
 }
 
-impl Answer {
-    /// The body as the user reads it: pretty JSON, or the text as sent.
-    pub fn body_text(&self) -> String {
-        match &self.body {
-            Value::Null => String::new(),
-            Value::String(s) => s.clone(),
-            v => serde_json::to_string_pretty(v).unwrap_or_default(),
-        }
-    }
-
-    /// The answer itself if it is a success, else an error carrying it whole.
-    pub fn success(self) -> Result<Answer, String> {
-        if (200..300).contains(&self.status) {
-            Ok(self)
-        } else {
-            Err(format!("the service answered {}: {}", self.status, self.body_text()))
-        }
-    }
-
-    /// Prints the body on stdout (so it can be piped to jq) and the status on stderr.
-    pub fn print(&self) {
-        eprintln!("HTTP {}", self.status);
-        let body = self.body_text();
-        if !body.is_empty() {
-            println!("{body}");
-        }
-    }
+#[derive(Subcommand)]
+pub enum GovCommand {
+    /// Propose actions: those of a proposal file ({"actions": [...]}) and/or the helpers below.
+    Propose {
+        /// A proposal JSON file.
+        file: Option<PathBuf>,
+        /// set_user with this certificate (repeatable).
+        #[arg(long)]
+        set_user: Vec<PathBuf>,
+        /// remove_user by id or by certificate file (repeatable).
+        #[arg(long)]
+        remove_user: Vec<String>,
+        /// set_member with this certificate (repeatable).
+        #[arg(long)]
+        set_member: Vec<PathBuf>,
+        /// set_js_app with the app in this directory (app.json and src/) or bundle.json.
+        #[arg(long)]
+        set_js_app: Option<PathBuf>,
+        #[arg(long)]
+        remove_js_app: bool,
+        /// transition_service_to_open, naming the --service-cert as the next service identity.
+        #[arg(long)]
+        open_service: bool,
+        /// Vote for the proposal right after creating it.
+        #[arg(long)]
+        accept: bool,
+    },
+    /// Submit a ballot on a proposal.
+    Vote {
+        proposal_id: String,
+        #[arg(long, conflicts_with_all = ["reject", "ballot"])]
+        accept: bool,
+        #[arg(long, conflicts_with = "ballot")]
+        reject: bool,
+        /// A JS ballot (a module exporting `vote(proposal, proposerId)`).
+        #[arg(long)]
+        ballot: Option<PathBuf>,
+    },
+    /// Withdraw one of this member's open proposals.
+    Withdraw { proposal_id: String },
+    /// Acknowledge the state digest: an Accepted member becomes Active.
+    Ack,
+    /// List proposals.
+    List,
+    /// Show a proposal, with its actions.
+    Show { proposal_id: String },
+    /// Show the service's status, members and nodes.
+    Info,
 }
 
-/// A member identity from `<prefix>_cert.pem` and `<prefix>_privk.pem` (as `consort keygen` and
-/// CCF's keygenerator.sh write them).
-pub fn load_signer(prefix: &Path) -> Result<GovSigner, String> {
-    let cert = with_suffix(prefix, "_cert.pem");
-    let key = with_suffix(prefix, "_privk.pem");
-    let cert_pem = std::fs::read_to_string(&cert).map_err(|e| format!("reading {}: {e}", cert.display()))?;
-    let key_pem = std::fs::read_to_string(&key).map_err(|e| format!("reading {}: {e}", key.display()))?;
-    GovSigner::from_pem(&key_pem, &cert_pem).map_err(|e| format!("{} and {}: {e}", key.display(), cert.display()))
-}
-
-fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
-    let mut s = prefix.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
-pub struct GovClient {
-    base: String,
-    http: reqwest::Client,
-    signer: GovSigner,
-}
-
-impl GovClient {
-    /// A client of the service at `url` (https://host:port), trusting only `service_cert_pem`.
-    pub fn new(url: &str, service_cert_pem: &str, signer: GovSigner) -> Result<GovClient, String> {
-        let ca = reqwest::Certificate::from_pem(service_cert_pem.as_bytes()).map_err(|e| format!("service certificate: {e}"))?;
-        let http = reqwest::Client::builder()
-            .tls_certs_only([ca])
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| format!("HTTPS client: {e}"))?;
-        Ok(GovClient { base: url.trim_end_matches('/').to_owned(), http, signer })
-    }
-
-    pub fn member_id(&self) -> &str {
-        self.signer.id()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}/gov{path}?api-version={API_VERSION}", self.base)
-    }
-
-    async fn answer(r: Result<reqwest::Response, reqwest::Error>, url: &str) -> Result<Answer, String> {
-        let r = r.map_err(|e| format!("{url}: {e}"))?;
-        let status = r.status().as_u16();
-        let text = r.text().await.map_err(|e| format!("{url}: reading the answer: {e}"))?;
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        Ok(Answer { status, body })
-    }
-
-    pub async fn get(&self, path: &str) -> Result<Answer, String> {
-        let url = self.url(path);
-        Self::answer(self.http.get(&url).send().await, &url).await
-    }
-
-    /// Signs `payload` as a `msg_type` request created now and POSTs it to `path`.
-    pub async fn post(&self, path: &str, msg_type: &str, proposal_id: Option<&str>, payload: &[u8]) -> Result<Answer, String> {
-        let created_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs();
-        let body = self
-            .signer
-            .sign(&GovMessage { msg_type, proposal_id, created_at }, payload)
-            .map_err(|e| format!("signing the request: {e}"))?;
-        let url = self.url(path);
-        Self::answer(self.http.post(&url).header("content-type", "application/cose").body(body).send().await, &url).await
-    }
-
-    /// `state-digests/{me}:update` then `:ack`: an Accepted member becomes Active.
-    pub async fn ack(&self) -> Result<Answer, String> {
-        let id = self.member_id().to_owned();
-        let deadline = tokio::time::Instant::now() + STATE_DIGEST_WAIT;
-        let digest = loop {
-            let a = self.post(&format!("/members/state-digests/{id}:update"), "state_digest", None, b"").await?;
-            match a.status {
-                200 => break a.body["stateDigest"].clone(),
-                // No signature over the ledger yet (a service that just started).
-                500 if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
-                _ => return a.success(),
+/// `consort gov ...`: prints each answer; fails if the service refused.
+pub fn run(args: GovArgs) -> Result<(), String> {
+    let cert = std::fs::read_to_string(&args.service_cert).map_err(|e| format!("reading {}: {e}", args.service_cert.display()))?;
+    let client = gov_client::GovClient::new(&args.url, &cert, gov_client::load_signer(&args.member)?)?;
+    crate::runtime()?.block_on(async {
+        let answer = match args.command {
+            GovCommand::Propose { file, set_user, remove_user, set_member, set_js_app, remove_js_app, open_service, accept } => {
+                let mut proposal = match file {
+                    Some(f) => {
+                        let text = std::fs::read_to_string(&f).map_err(|e| format!("reading {}: {e}", f.display()))?;
+                        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", f.display()))?
+                    }
+                    None => serde_json::json!({"actions": []}),
+                };
+                let actions = proposal
+                    .get_mut("actions")
+                    .and_then(serde_json::Value::as_array_mut)
+                    .ok_or("a proposal file holds {\"actions\": [...]}")?;
+                for c in &set_user {
+                    actions.push(gov_client::actions::set_user(c)?);
+                }
+                for u in &remove_user {
+                    actions.push(gov_client::actions::remove_user(u)?);
+                }
+                for c in &set_member {
+                    actions.push(gov_client::actions::set_member(c)?);
+                }
+                if let Some(dir) = &set_js_app {
+                    actions.push(gov_client::actions::set_js_app(dir)?);
+                }
+                if remove_js_app {
+                    actions.push(gov_client::actions::remove_js_app());
+                }
+                if open_service {
+                    actions.push(gov_client::actions::transition_service_to_open(&cert));
+                }
+                if actions.is_empty() {
+                    return Err("nothing to propose: give a proposal file or at least one action flag".into());
+                }
+                let created = client.propose(&proposal).await?;
+                if !accept {
+                    created
+                } else {
+                    created.print();
+                    let id = created.body["proposalId"].as_str().ok_or("the answer has no proposalId")?.to_owned();
+                    client.vote(&id, gov_client::ACCEPT_BALLOT).await?
+                }
+            }
+            GovCommand::Vote { proposal_id, accept, reject, ballot } => {
+                let ballot = match (accept, reject, ballot) {
+                    (true, _, _) => gov_client::ACCEPT_BALLOT.to_owned(),
+                    (_, true, _) => gov_client::REJECT_BALLOT.to_owned(),
+                    (_, _, Some(f)) => std::fs::read_to_string(&f).map_err(|e| format!("reading {}: {e}", f.display()))?,
+                    _ => return Err("say how to vote: --accept, --reject or --ballot FILE".into()),
+                };
+                client.vote(&proposal_id, &ballot).await?
+            }
+            GovCommand::Withdraw { proposal_id } => client.withdraw(&proposal_id).await?,
+            GovCommand::Ack => client.ack().await?,
+            GovCommand::List => client.get("/members/proposals").await?.success()?,
+            GovCommand::Show { proposal_id } => {
+                let info = client.get(&format!("/members/proposals/{proposal_id}")).await?.success()?;
+                let actions = client.get(&format!("/members/proposals/{proposal_id}/actions")).await?.success()?;
+                gov_client::Answer { status: info.status, body: serde_json::json!({"proposal": info.body, "actions": actions.body}) }
+            }
+            GovCommand::Info => {
+                let mut all = serde_json::Map::new();
+                for (name, path) in [("service", "/service/info"), ("members", "/service/members"), ("nodes", "/service/nodes")] {
+                    all.insert(name.into(), client.get(path).await?.success()?.body);
+                }
+                gov_client::Answer { status: 200, body: serde_json::Value::Object(all) }
             }
         };
-        let ack = serde_json::to_vec(&json!({"stateDigest": digest})).map_err(|e| e.to_string())?;
-        self.post(&format!("/members/state-digests/{id}:ack"), "ack", None, &ack).await?.success()
-    }
-
-    pub async fn propose(&self, proposal: &Value) -> Result<Answer, String> {
-        let body = serde_json::to_vec(proposal).map_err(|e| e.to_string())?;
-        self.post("/members/proposals:create", "proposal", None, &body).await?.success()
-    }
-
-    pub async fn vote(&self, proposal_id: &str, ballot: &str) -> Result<Answer, String> {
-        let body = serde_json::to_vec(&json!({"ballot": ballot})).map_err(|e| e.to_string())?;
-        let path = format!("/members/proposals/{proposal_id}/ballots/{}:submit", self.member_id());
-        self.post(&path, "ballot", Some(proposal_id), &body).await?.success()
-    }
-
-    pub async fn withdraw(&self, proposal_id: &str) -> Result<Answer, String> {
-        self.post(&format!("/members/proposals/{proposal_id}:withdraw"), "withdrawal", Some(proposal_id), b"").await?.success()
-    }
-
-    /// This member's status (Accepted, Active), as the service has it.
-    pub async fn my_status(&self) -> Result<String, String> {
-        let a = self.get(&format!("/service/members/{}", self.member_id())).await?.success()?;
-        Ok(a.body["status"].as_str().unwrap_or_default().to_owned())
-    }
-
-    pub async fn service_status(&self) -> Result<String, String> {
-        let a = self.get("/service/info").await?.success()?;
-        Ok(a.body["status"].as_str().unwrap_or_default().to_owned())
-    }
-
-    /// Proposes `actions`, votes for them as this member, and returns the proposal's state
-    /// after the vote.
-    pub async fn propose_and_accept(&self, actions: Vec<Value>) -> Result<Answer, String> {
-        let created = self.propose(&json!({ "actions": actions })).await?;
-        let id = created.body["proposalId"].as_str().ok_or_else(|| format!("no proposalId in {}", created.body_text()))?.to_owned();
-        self.vote(&id, ACCEPT_BALLOT).await
-    }
-}
-
-/// The actions CCF's tooling builds for the common cases.
-pub mod actions {
-    use super::*;
-
-    fn read(path: &Path) -> Result<String, String> {
-        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))
-    }
-
-    pub fn set_user(cert: &Path) -> Result<Value, String> {
-        Ok(json!({"name": "set_user", "args": {"cert": read(cert)?}}))
-    }
-
-    pub fn set_member(cert: &Path) -> Result<Value, String> {
-        Ok(json!({"name": "set_member", "args": {"cert": read(cert)?}}))
-    }
-
-    /// `remove_user` by id, or by the certificate file whose id it is.
-    pub fn remove_user(cert_or_id: &str) -> Result<Value, String> {
-        let path = Path::new(cert_or_id);
-        let id = if path.is_file() {
-            consort_crypto::ParsedCert::from_pem(&read(path)?).map_err(|e| format!("{cert_or_id}: {e}"))?.id()
-        } else {
-            cert_or_id.to_owned()
-        };
-        Ok(json!({"name": "remove_user", "args": {"user_id": id}}))
-    }
-
-    /// The app in `dir` (app.json and src/, or a bundle.json), checked as the node will check it.
-    pub fn set_js_app(dir: &Path) -> Result<Value, String> {
-        let bundle = consort_node::load_app(dir)?;
-        Ok(json!({"name": "set_js_app", "args": {"bundle": bundle.to_json(), "disable_bytecode_cache": false}}))
-    }
-
-    pub fn remove_js_app() -> Value {
-        json!({"name": "remove_js_app", "args": {}})
-    }
-
-    pub fn transition_service_to_open(service_cert_pem: &str) -> Value {
-        json!({"name": "transition_service_to_open", "args": {"next_service_identity": service_cert_pem}})
-    }
+        answer.print();
+        Ok(())
+    })
 }

@@ -6,6 +6,18 @@ use consort_tests::{app_bundle, consort, now_seconds, repo_root, set_js_app, tem
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+/// A recovery member's RSA encryption key (SubjectPublicKeyInfo PEM), as CCF's keygenerator.sh
+/// writes `<name>_enc_pubk.pem`.
+fn rsa_public_key_pem() -> String {
+    use aws_lc_rs::encoding::AsDer;
+    use base64::Engine;
+    let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("RSA key");
+    let der = aws_lc_rs::signature::KeyPair::public_key(&key).as_der().expect("SPKI");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("ascii")).collect();
+    format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_govern_users_apps_and_refuse_bad_requests() {
     let ws = temp_workspace("governance");
@@ -14,6 +26,8 @@ async fn three_members_govern_users_apps_and_refuse_bad_requests() {
     // Not a member: signs with its own key, claiming an unknown id or a member's.
     let (stranger_key, stranger_cert) = consort_crypto::identity_cert("stranger", consort_crypto::Curve::Secp384r1).expect("identity");
     let stranger = Member::from_pem(&stranger_key, &stranger_cert);
+    let encryption_key = rsa_public_key_pem();
+    std::fs::write(ws.join("member2_enc_pubk.pem"), &encryption_key).expect("encryption key");
     let port = Sandbox::free_port();
     let mut s = Sandbox::start_config(
         &ws,
@@ -24,7 +38,12 @@ async fn three_members_govern_users_apps_and_refuse_bad_requests() {
             "js": {"workers": 2},
             "ledger_signatures": {"tx_count": 100, "delay_ms": 100},
             "command": {"type": "start",
-                "members": (0..3).map(|i| json!({"certificate": ws.join(format!("member{i}_cert.pem"))})).collect::<Vec<_>>()},
+                "members": [
+                    {"certificate": ws.join("member0_cert.pem")},
+                    {"certificate": ws.join("member1_cert.pem"), "data": {"team": "audit"}},
+                    {"certificate": ws.join("member2_cert.pem"), "encryption_public_key": ws.join("member2_enc_pubk.pem"),
+                     "recovery_role": "Owner"},
+                ]},
         }),
     );
     let gov = Gov::new(&s);
@@ -46,6 +65,11 @@ async fn three_members_govern_users_apps_and_refuse_bad_requests() {
     }
     let listed = gov.get("/service/members").await;
     assert!(listed["value"].as_array().expect("members").iter().all(|m| m["status"] == "Active"), "{listed}");
+    // Member data, encryption key and recovery role as the start configuration gave them.
+    let m1_view = gov.get(&format!("/service/members/{}", members[1].id)).await;
+    assert_eq!((&m1_view["memberData"], &m1_view["recoveryRole"]), (&json!({"team": "audit"}), &json!("NonParticipant")), "{m1_view}");
+    let m2_view = gov.get(&format!("/service/members/{}", members[2].id)).await;
+    assert_eq!((&m2_view["recoveryRole"], &m2_view["publicEncryptionKey"]), (&json!("Owner"), &json!(encryption_key)), "{m2_view}");
 
     // The service starts Opening: the app, once deployed, answers 503 until members open it.
     assert_eq!(gov.get("/service/info").await["status"], "Opening");

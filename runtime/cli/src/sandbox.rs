@@ -35,7 +35,8 @@ pub fn run(args: SandboxArgs) -> Result<(), String> {
             crate::keygen(&common, name, consort_crypto::Curve::Secp384r1)?;
         }
     }
-    let member0 = IdentityConfig { certificate: common.join("member0_cert.pem"), data: None, encryption_public_key: None };
+    let member0 =
+        IdentityConfig { certificate: common.join("member0_cert.pem"), data: None, encryption_public_key: None, recovery_role: None };
     let mut config = NodeConfig {
         rpc_address: format!("127.0.0.1:{}", args.rpc_port),
         node_address: format!("127.0.0.1:{}", args.rpc_port.wrapping_add(1)),

@@ -144,6 +144,17 @@ pub struct IdentityConfig {
     /// PEM RSA public key for recovery shares (the member is then a recovery Participant).
     #[serde(default)]
     pub encryption_public_key: Option<PathBuf>,
+    /// `NonParticipant`, `Participant` or `Owner` (CCF's recovery roles); the last two need an
+    /// encryption key. Default: `Participant` with a key, `NonParticipant` without.
+    #[serde(default)]
+    pub recovery_role: Option<RecoveryRole>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum RecoveryRole {
+    NonParticipant,
+    Participant,
+    Owner,
 }
 
 impl NodeConfig {
@@ -166,6 +177,15 @@ impl NodeConfig {
         }
         if self.ledger_signatures.tx_count == 0 || self.ledger_signatures.delay_ms == 0 {
             return Err("ledger_signatures.tx_count and delay_ms must be above zero".into());
+        }
+        let Command::Start(start) = &self.command;
+        for m in &start.members {
+            if m.recovery_role.is_some_and(|r| r != RecoveryRole::NonParticipant) && m.encryption_public_key.is_none() {
+                return Err(format!(
+                    "member {}: a recovery role other than NonParticipant needs encryption_public_key",
+                    m.certificate.display()
+                ));
+            }
         }
         self.js.runtime_options.check()
     }
@@ -195,6 +215,9 @@ mod tests {
         std::fs::write(&toml, "directory = \"n\"\n[ledger_signatures]\ntx_count = 10\ndelay_ms = 50\n").expect("write");
         let c = NodeConfig::from_file(&toml).expect("toml");
         assert_eq!((c.ledger_signatures.tx_count, c.ledger_dir()), (10, PathBuf::from("n/ledger")));
+        std::fs::write(&json, r#"{"command": {"type": "start", "members": [{"certificate": "m.pem", "recovery_role": "Owner"}]}}"#)
+            .expect("write");
+        assert!(NodeConfig::from_file(&json).expect_err("no key").contains("needs encryption_public_key"));
         std::fs::write(&json, r#"{"rpc_adress": "x"}"#).expect("write");
         assert!(NodeConfig::from_file(&json).expect_err("typo").contains("rpc_adress"));
         let _ = std::fs::remove_dir_all(&dir);

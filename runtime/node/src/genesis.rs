@@ -37,7 +37,11 @@ pub fn write_genesis(
     for m in &start.members {
         let (member_id, pem) = read_identity(m, "member")?;
         tx.put(MEMBERS_CERTS, member_id.clone().into_bytes(), pem.into_bytes());
-        let role = if m.encryption_public_key.is_some() { "Participant" } else { "NonParticipant" };
+        let role = m.recovery_role.unwrap_or(if m.encryption_public_key.is_some() {
+            crate::config::RecoveryRole::Participant
+        } else {
+            crate::config::RecoveryRole::NonParticipant
+        });
         put_json(
             tx,
             MEMBERS_INFO,

@@ -13,7 +13,7 @@ use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
 
 use crate::convert::txid_of;
 use crate::log_store::LogStore;
-use crate::network::NoPeers;
+use crate::network::{PeerTls, Peers};
 use crate::secrets::LedgerSecrets;
 use crate::state_machine::{AppliedLedger, Shared, StateMachine};
 use crate::types::{Proposal, TypeConfig};
@@ -30,6 +30,11 @@ pub struct ConsensusConfig {
     pub node_key: NodeKey,
     pub node_cert_pem: String,
     pub ledger_secret: LedgerSecret,
+    /// The service identity: peers must present node certificates it endorsed.
+    pub service_cert_pem: String,
+    /// Start as a new member of an existing network (wait to be added by its primary) instead
+    /// of founding a one-voter network when the directory is fresh.
+    pub join: bool,
     /// A signature transaction every `signature_tx_count` transactions or `signature_delay_ms`.
     pub signature_tx_count: u64,
     pub signature_delay_ms: u64,
@@ -105,6 +110,8 @@ pub struct Consensus {
     /// Held from reservation until the proposal is queued in Raft, so that log order equals
     /// reservation order (the KV gate's serialisability argument depends on it).
     sequencer: tokio::sync::Mutex<()>,
+    /// Stops the node-to-node listener.
+    stop_peers: tokio::sync::watch::Sender<bool>,
     pub(crate) config: ConsensusConfig,
 }
 
@@ -131,8 +138,18 @@ impl Consensus {
         .map_err(|e| format!("raft configuration: {e}"))?;
         let raft_id = crate::raft_node_id(&config.node_id);
         let reader = log.clone();
-        let raft = Raft::new(raft_id, Arc::new(raft_config), NoPeers, log, sm).await.map_err(|e| format!("starting raft: {e}"))?;
-        if !raft.is_initialized().await.map_err(|e| e.to_string())? {
+        let tls = PeerTls::new(&config.service_cert_pem, &config.node_cert_pem, &config.node_key.to_pem())?;
+        let peers_listener = tokio::net::TcpListener::bind(&config.node_address)
+            .await
+            .map_err(|e| format!("binding the node-to-node address {}: {e}", config.node_address))?;
+        let raft = Raft::new(raft_id, Arc::new(raft_config), Peers { tls: tls.clone() }, log, sm)
+            .await
+            .map_err(|e| format!("starting raft: {e}"))?;
+        let (stop_peers, mut stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(crate::network::serve(raft.clone(), peers_listener, tls, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        if !config.join && !raft.is_initialized().await.map_err(|e| e.to_string())? {
             let members = BTreeMap::from([(raft_id, BasicNode::new(&config.node_address))]);
             raft.initialize(members).await.map_err(|e| format!("initialising the network: {e}"))?;
         }
@@ -144,6 +161,7 @@ impl Consensus {
             secrets,
             commit_secret,
             sequencer: tokio::sync::Mutex::new(()),
+            stop_peers,
             config,
         });
         tokio::spawn(crate::signer::run(Arc::downgrade(&consensus)));
@@ -301,7 +319,44 @@ impl Consensus {
         (self.secrets.count(), self.secrets.current_since())
     }
 
+    /// Adds a node as a voter: it first catches up as a learner (within `catch_up`), then joins
+    /// the configuration. A node that cannot be reached or does not catch up is removed again
+    /// and never becomes a voter.
+    pub async fn add_voter(&self, node_id: &str, node_address: &str, catch_up: Duration) -> Result<(), String> {
+        let id = crate::raft_node_id(node_id);
+        self.raft.add_learner(id, BasicNode::new(node_address), false).await.map_err(|e| format!("adding {node_id} as a learner: {e}"))?;
+        let target = self.raft.metrics().borrow().last_log_index;
+        let caught_up = self
+            .raft
+            .wait(Some(catch_up))
+            .metrics(
+                |m| m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map(|l| l.index) >= target,
+                "the new node to catch up",
+            )
+            .await;
+        if let Err(e) = caught_up {
+            let _ = self.raft.change_membership(openraft::ChangeMembers::RemoveNodes([id].into()), false).await;
+            return Err(format!("node {node_id} at {node_address} did not catch up: {e}"));
+        }
+        self.raft
+            .change_membership(openraft::ChangeMembers::AddVoterIds([id].into()), false)
+            .await
+            .map_err(|e| format!("making {node_id} a voter: {e}"))?;
+        Ok(())
+    }
+
+    /// The Raft ids of the current voters.
+    pub fn voters(&self) -> Vec<u64> {
+        self.raft.metrics().borrow().membership_config.membership().voter_ids().collect()
+    }
+
+    /// The primary's Raft id, if one is known.
+    pub fn primary(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
     pub async fn shutdown(&self) {
+        let _ = self.stop_peers.send(true);
         let _ = self.raft.shutdown().await;
     }
 }

@@ -1,54 +1,260 @@
-//! Node-to-node transport. A one-node network has no peers to reach; any attempt to reach one
-//! is reported as unreachable, which openraft handles by backing off.
+//! Node-to-node transport: openraft's messages over mutual TLS. Both ends present their node
+//! certificate and accept only certificates endorsed by the service identity, so a node the
+//! service did not endorse cannot talk to the others.
+//!
+//! One TLS connection per openraft client (openraft calls each client's methods one at a time),
+//! opened on first use and again after any failure. A message is a frame: `length: u32 BE`,
+//! `kind: u8`, CBOR body; the answer is a frame of the same shape holding
+//! `Result<response, RaftError>`. Frames above [`FRAME_BYTES_MAX`] are refused at both ends.
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
+use openraft::{BasicNode, Raft};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::types::TypeConfig;
 
-pub struct NoPeers;
+/// The largest frame either end accepts: openraft sends at most 300 entries per append, and a
+/// transaction is bounded by the request body limit.
+pub const FRAME_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// Connections a node accepts from peers at once; more wait in the accept queue.
+const PEER_CONNECTIONS_MAX: usize = 64;
+/// A peer connection with no message for this long is closed (heartbeats keep live ones busy).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub struct NoPeer {
+const APPEND: u8 = 1;
+const VOTE: u8 = 2;
+const SNAPSHOT: u8 = 3;
+
+/// This node's TLS identity and the service certificate its peers must be endorsed by.
+#[derive(Clone)]
+pub struct PeerTls {
+    pub client: Arc<rustls::ClientConfig>,
+    pub server: Arc<rustls::ServerConfig>,
+}
+
+impl PeerTls {
+    pub fn new(service_cert_pem: &str, node_cert_pem: &str, node_key_pem: &str) -> Result<PeerTls, String> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let service = CertificateDer::from_pem_slice(service_cert_pem.as_bytes()).map_err(|e| format!("service certificate: {e}"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(service).map_err(|e| format!("service certificate: {e}"))?;
+        let roots = Arc::new(roots);
+        let chain = vec![CertificateDer::from_pem_slice(node_cert_pem.as_bytes()).map_err(|e| format!("node certificate: {e}"))?];
+        let key = || PrivateKeyDer::from_pem_slice(node_key_pem.as_bytes()).map_err(|e| format!("node key: {e}"));
+        let client = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots.clone())
+            .with_client_auth_cert(chain.clone(), key()?)
+            .map_err(|e| format!("node TLS client: {e}"))?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| format!("node TLS verifier: {e}"))?;
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| e.to_string())?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key()?)
+            .map_err(|e| format!("node TLS server: {e}"))?;
+        Ok(PeerTls { client: Arc::new(client), server: Arc::new(server) })
+    }
+}
+
+async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, kind: u8, body: &impl Serialize) -> std::io::Result<()> {
+    let mut bytes = vec![0u8; 5];
+    ciborium::into_writer(body, &mut bytes).map_err(std::io::Error::other)?;
+    let len = bytes.len() - 4;
+    if len > FRAME_BYTES_MAX {
+        return Err(std::io::Error::other(format!("a {len}-byte message is above the {FRAME_BYTES_MAX}-byte frame limit")));
+    }
+    bytes[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    bytes[4] = kind;
+    w.write_all(&bytes).await?;
+    w.flush().await
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut head = [0u8; 5];
+    r.read_exact(&mut head).await?;
+    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    if len == 0 || len > FRAME_BYTES_MAX {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("frame of {len} bytes")));
+    }
+    let mut body = vec![0u8; len - 1];
+    r.read_exact(&mut body).await?;
+    Ok((head[4], body))
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> std::io::Result<T> {
+    ciborium::from_reader(body).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+}
+
+/// Answers peers' Raft messages until `shutdown` resolves.
+pub async fn serve(raft: Raft<TypeConfig>, listener: TcpListener, tls: PeerTls, shutdown: impl std::future::Future<Output = ()>) {
+    let acceptor = TlsAcceptor::from(tls.server);
+    let slots = Arc::new(tokio::sync::Semaphore::new(PEER_CONNECTIONS_MAX));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => return,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => return,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => { tracing::warn!("node-to-node accept: {e}"); continue }
+            },
+        };
+        let (acceptor, raft) = (acceptor.clone(), raft.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = tcp.set_nodelay(true);
+            let stream = match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::warn!("node-to-node TLS from {peer} refused: {e}"),
+                Err(_) => return tracing::warn!("node-to-node TLS from {peer}: handshake timed out"),
+            };
+            if let Err(e) = answer(raft, stream).await {
+                tracing::debug!("node-to-node connection from {peer} closed: {e}");
+            }
+        });
+    }
+}
+
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(raft: Raft<TypeConfig>, mut stream: S) -> std::io::Result<()> {
+    loop {
+        let (kind, body) = match tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream)).await {
+            Ok(frame) => frame?,
+            Err(_) => return Ok(()),
+        };
+        match kind {
+            APPEND => write_frame(&mut stream, kind, &raft.append_entries(decode(&body)?).await).await?,
+            VOTE => write_frame(&mut stream, kind, &raft.vote(decode(&body)?).await).await?,
+            SNAPSHOT => write_frame(&mut stream, kind, &raft.install_snapshot(decode(&body)?).await).await?,
+            other => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unknown message kind {other}"))),
+        }
+    }
+}
+
+/// Makes a [`Peer`] for each node openraft talks to.
+pub struct Peers {
+    pub tls: PeerTls,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Peers {
+    type Network = Peer;
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
+        Peer { target, address: node.addr.clone(), connector: TlsConnector::from(self.tls.client.clone()), stream: None }
+    }
+}
+
+pub struct Peer {
     target: u64,
+    address: String,
+    connector: TlsConnector,
+    stream: Option<TlsStream<TcpStream>>,
 }
 
-impl NoPeer {
-    fn unreachable<E: std::error::Error>(&self) -> RPCError<u64, BasicNode, E> {
-        let why =
-            std::io::Error::other(format!("node {:016x} is not reachable: this node runs without a node-to-node transport", self.target));
-        RPCError::Unreachable(Unreachable::new(&why))
+/// Why a call failed: the peer could not be reached, or the exchange broke.
+enum Failure {
+    Unreachable(std::io::Error),
+    Network(std::io::Error),
+}
+
+impl Peer {
+    async fn connect(&self) -> std::io::Result<TlsStream<TcpStream>> {
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("connecting to {}", self.address)))??;
+        let _ = tcp.set_nodelay(true);
+        // Node certificates name the node's host; the address's host is what we check.
+        let host = self.address.rsplit_once(':').map_or(self.address.as_str(), |(h, _)| h).trim_matches(['[', ']']);
+        let name = ServerName::try_from(host.to_owned()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        tokio::time::timeout(CONNECT_TIMEOUT, self.connector.connect(name, tcp))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("TLS with {}", self.address)))?
+    }
+
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(&mut self, kind: u8, req: &Req, ttl: Duration) -> Result<Resp, Failure> {
+        if self.stream.is_none() {
+            self.stream = Some(self.connect().await.map_err(Failure::Unreachable)?);
+        }
+        let stream = self.stream.as_mut().expect("connected above");
+        let exchange = async {
+            write_frame(stream, kind, req).await?;
+            let (got, body) = read_frame(stream).await?;
+            if got != kind {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("answer of kind {got} to a message of kind {kind}"),
+                ));
+            }
+            decode::<Resp>(&body)
+        };
+        let outcome = match tokio::time::timeout(ttl, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer from {} in {ttl:?}", self.address))),
+        };
+        outcome.map_err(|e| {
+            // The connection's state is unknown after a failure: start afresh next time.
+            self.stream = None;
+            Failure::Network(e)
+        })
+    }
+
+    async fn rpc<Req: Serialize, Resp: DeserializeOwned, E: std::error::Error + DeserializeOwned>(
+        &mut self,
+        kind: u8,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<u64, BasicNode, RaftError<u64, E>>> {
+        match self.call::<Req, Result<Resp, RaftError<u64, E>>>(kind, req, option.hard_ttl()).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(self.target, remote))),
+            Err(Failure::Unreachable(e)) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(Failure::Network(e)) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
     }
 }
 
-impl RaftNetworkFactory<TypeConfig> for NoPeers {
-    type Network = NoPeer;
-    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> NoPeer {
-        NoPeer { target }
-    }
-}
-
-impl RaftNetwork<TypeConfig> for NoPeer {
+impl RaftNetwork<TypeConfig> for Peer {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _o: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        Err(self.unreachable())
+        self.rpc(APPEND, &rpc, &option).await
     }
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _o: RPCOption,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>> {
-        Err(self.unreachable())
+        self.rpc(SNAPSHOT, &rpc, &option).await
     }
 
-    async fn vote(&mut self, _rpc: VoteRequest<u64>, _o: RPCOption) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        Err(self.unreachable())
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        self.rpc(VOTE, &rpc, &option).await
     }
 }

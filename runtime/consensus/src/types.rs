@@ -17,7 +17,9 @@ pub enum ProposalKind {
 pub struct Proposal {
     pub kind: ProposalKind,
     pub claims_digest: [u8; 32],
+    #[serde(with = "serde_bytes")]
     pub public: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub private: Vec<u8>,
 }
 

@@ -87,6 +87,8 @@ impl Node {
             node_key: identity.node_key.clone(),
             node_cert_pem: identity.node_cert_pem.clone(),
             ledger_secret: identity.ledger_secret.clone(),
+            service_cert_pem: identity.service_cert_pem.clone(),
+            join: false,
             signature_tx_count: config.ledger_signatures.tx_count,
             signature_delay_ms: config.ledger_signatures.delay_ms,
         })

@@ -30,6 +30,8 @@ pub struct ConsensusConfig {
     pub node_key: NodeKey,
     pub node_cert_pem: String,
     pub ledger_secret: LedgerSecret,
+    /// Secrets of rekeys before this node joined (`(first seqno, secret)`), given at join.
+    pub later_ledger_secrets: Vec<(u64, LedgerSecret)>,
     /// The service identity: peers must present node certificates it endorsed.
     pub service_cert_pem: String,
     /// Start as a new member of an existing network (wait to be added by its primary) instead
@@ -123,7 +125,7 @@ impl Consensus {
         let log = LogStore::open(&config.ledger_dir, &config.raft_dir, config.ledger_chunk_bytes, commit_secret.clone())?;
         let (applied, _) = tokio::sync::watch::channel(TxId::default());
         let shared = Arc::new(Shared { store: Arc::new(Store::default()), ledger: RwLock::new(AppliedLedger::default()), applied });
-        let secrets = Arc::new(LedgerSecrets::new(config.ledger_secret.clone()));
+        let secrets = Arc::new(LedgerSecrets::new(config.ledger_secret.clone(), config.later_ledger_secrets.clone()));
         let sm =
             StateMachine::new(shared.clone(), secrets.clone(), (config.node_id.clone(), config.node_key.clone()), commit_secret.clone());
         let raft_config = openraft::Config {
@@ -168,13 +170,19 @@ impl Consensus {
         Ok(consensus)
     }
 
-    /// Waits until this node leads and has applied everything in its ledger.
+    /// Waits until the network has a primary and this node has applied everything in its
+    /// ledger. A node founding a network becomes that primary; a node joining one waits for the
+    /// primary's first message.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
+        let founding = !self.config.join && self.voters() == [self.raft_id];
         self.raft
             .wait(Some(timeout))
             .metrics(
-                |m| m.state == ServerState::Leader && m.last_applied.map(|l| l.index) >= m.last_log_index,
-                "primary with the whole ledger applied",
+                |m| {
+                    let primary = if founding { m.state == ServerState::Leader } else { m.current_leader.is_some() };
+                    primary && m.last_applied.map(|l| l.index) >= m.last_log_index
+                },
+                "a primary, and the whole ledger applied",
             )
             .await
             .map(|_| ())
@@ -317,6 +325,11 @@ impl Consensus {
     /// applies.
     pub fn ledger_secrets(&self) -> (usize, u64) {
         (self.secrets.count(), self.secrets.current_since())
+    }
+
+    /// The secrets after the first, as a joining node needs them.
+    pub fn later_ledger_secrets(&self) -> Vec<(u64, LedgerSecret)> {
+        self.secrets.later()
     }
 
     /// Adds a node as a voter: it first catches up as a learner (within `catch_up`), then joins

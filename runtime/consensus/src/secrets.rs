@@ -18,8 +18,18 @@ pub struct LedgerSecrets {
 }
 
 impl LedgerSecrets {
-    pub fn new(first: LedgerSecret) -> LedgerSecrets {
-        LedgerSecrets { list: RwLock::new(vec![(0, first)]) }
+    /// The service's first secret and, for a node that joined after rekeys, the later ones it
+    /// was given (`(first seqno, secret)`, ascending).
+    pub fn new(first: LedgerSecret, later: Vec<(u64, LedgerSecret)>) -> LedgerSecrets {
+        let mut list = vec![(0, first)];
+        list.extend(later);
+        list.sort_by_key(|(from, _)| *from);
+        LedgerSecrets { list: RwLock::new(list) }
+    }
+
+    /// Every secret after the first, for a joining node.
+    pub fn later(&self) -> Vec<(u64, LedgerSecret)> {
+        self.read().iter().skip(1).map(|(from, s)| (*from, s.clone())).collect()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<(u64, LedgerSecret)>> {
@@ -79,7 +89,7 @@ mod tests {
     #[test]
     fn entries_open_with_their_secret_or_an_older_one() {
         let first = LedgerSecret::generate();
-        let secrets = LedgerSecrets::new(first.clone());
+        let secrets = LedgerSecrets::new(first.clone(), Vec::new());
         let node = NodeKey::generate();
         let second = LedgerSecret::generate();
         let mut ws = WriteSet::default();
@@ -97,5 +107,7 @@ mod tests {
         assert!(secrets.open(5, b"aad", &new).is_err(), "a newer secret never opens an older entry");
         secrets.apply(10, &ws, "n1", &node).expect("replayed");
         assert_eq!(secrets.count(), 2, "a replay installs nothing twice");
+        let joiner = LedgerSecrets::new(first.clone(), secrets.later());
+        assert_eq!(joiner.open(12, b"aad", &new).expect("a joiner given the later secrets"), b"new");
     }
 }

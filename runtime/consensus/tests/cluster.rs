@@ -40,6 +40,7 @@ fn node_config(dir: &Path, endorsed_by: &Service, trusts: &Service, join: bool) 
         node_key,
         node_cert_pem,
         ledger_secret: trusts.secret.clone(),
+        later_ledger_secrets: Vec::new(),
         service_cert_pem: trusts.pem.clone(),
         join,
         signature_tx_count: 10,

@@ -33,6 +33,7 @@ fn config(dir: &Path, id: &Identity) -> ConsensusConfig {
         node_key: id.node_key.clone(),
         node_cert_pem: id.node_pem.clone(),
         ledger_secret: id.secret.clone(),
+        later_ledger_secrets: Vec::new(),
         service_cert_pem: id.service_pem.clone(),
         join: false,
         signature_tx_count: 10,

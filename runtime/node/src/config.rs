@@ -120,6 +120,26 @@ impl Default for JsConfig {
 pub enum Command {
     /// Start a new network, or resume this node's network from its directory.
     Start(StartConfig),
+    /// Join an existing network through one of its nodes (or resume, if the directory holds a
+    /// node that joined before).
+    Join(JoinConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinConfig {
+    /// A node of the network (its client address): the join request goes there.
+    pub target_rpc_address: String,
+    /// The service certificate: the only identity the joining node trusts.
+    pub service_certificate: PathBuf,
+    /// How long to wait to be trusted (a network that is open needs a
+    /// `transition_node_to_trusted` proposal accepted meanwhile).
+    #[serde(default = "default_join_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_join_timeout_ms() -> u64 {
+    300_000
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -178,8 +198,11 @@ impl NodeConfig {
         if self.ledger_signatures.tx_count == 0 || self.ledger_signatures.delay_ms == 0 {
             return Err("ledger_signatures.tx_count and delay_ms must be above zero".into());
         }
-        let Command::Start(start) = &self.command;
-        for m in &start.members {
+        let members = match &self.command {
+            Command::Start(start) => start.members.as_slice(),
+            Command::Join(_) => &[],
+        };
+        for m in members {
             if m.recovery_role.is_some_and(|r| r != RecoveryRole::NonParticipant) && m.encryption_public_key.is_none() {
                 return Err(format!(
                     "member {}: a recovery role other than NonParticipant needs encryption_public_key",
@@ -209,7 +232,7 @@ mod tests {
         let c = NodeConfig::from_file(&json).expect("json");
         assert_eq!(c.rpc_address, "127.0.0.1:9000");
         assert_eq!(c.ledger_signatures.tx_count, 5000);
-        let Command::Start(s) = &c.command;
+        let Command::Start(s) = &c.command else { panic!("a start command") };
         assert_eq!(s.members.len(), 1);
         let toml = dir.join("c.toml");
         std::fs::write(&toml, "directory = \"n\"\n[ledger_signatures]\ntx_count = 10\ndelay_ms = 50\n").expect("write");

@@ -9,6 +9,7 @@ mod genesis;
 mod gov;
 mod historical;
 mod identity;
+mod join;
 mod node;
 mod reply;
 mod routes;

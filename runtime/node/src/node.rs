@@ -70,14 +70,17 @@ impl Node {
     /// Starts (or resumes, if its directory holds a node) and becomes ready to serve.
     pub async fn start(config: NodeConfig) -> Result<Arc<Node>, String> {
         config.check()?;
-        let Command::Start(start) = &config.command;
         let listener = TcpListener::bind(&config.rpc_address).await.map_err(|e| format!("binding {}: {e}", config.rpc_address))?;
         let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
         let identity = if NodeIdentity::exists(&config.directory) {
             NodeIdentity::load(&config.directory)?
         } else {
-            NodeIdentity::create(&config.directory, &config.hostnames)?
+            match &config.command {
+                Command::Start(_) => NodeIdentity::create(&config.directory, &config.hostnames)?,
+                Command::Join(join) => crate::join::join(&config, join, &local_addr.to_string()).await?,
+            }
         };
+        let joining = matches!(config.command, Command::Join(_));
         let consensus = Consensus::start(ConsensusConfig {
             ledger_dir: config.ledger_dir(),
             raft_dir: config.directory.join("raft"),
@@ -87,14 +90,26 @@ impl Node {
             node_key: identity.node_key.clone(),
             node_cert_pem: identity.node_cert_pem.clone(),
             ledger_secret: identity.ledger_secret.clone(),
+            later_ledger_secrets: identity.later_ledger_secrets.clone(),
             service_cert_pem: identity.service_cert_pem.clone(),
-            join: false,
+            join: joining,
             signature_tx_count: config.ledger_signatures.tx_count,
             signature_delay_ms: config.ledger_signatures.delay_ms,
         })
         .await?;
         consensus.wait_ready(READY_TIMEOUT).await?;
-        if consensus.store().snapshot().get(SERVICE_INFO, &SINGLETON_KEY).is_none() {
+        if joining {
+            // A joined node serves once it has the service's genesis from the primary.
+            let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+            while consensus.store().snapshot().get(SERVICE_INFO, &SINGLETON_KEY).is_none() {
+                if tokio::time::Instant::now() > deadline {
+                    return Err("the joined node did not receive the service's ledger in time".into());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tracing::info!("joined the service; applied up to {}", consensus.last_committed());
+        } else if consensus.store().snapshot().get(SERVICE_INFO, &SINGLETON_KEY).is_none() {
+            let Command::Start(start) = &config.command else { unreachable!("joining is handled above") };
             let mut tx = consensus.store().begin();
             write_genesis(&mut tx, &identity, start, (&local_addr.to_string(), &config.node_address), &config.js.runtime_options)?;
             let txid = consensus.commit(&tx, None).await.map_err(|e| format!("genesis transaction: {e}"))?;
@@ -110,7 +125,7 @@ impl Node {
         let historical = Arc::new(Historical::new(consensus.clone(), tokio::runtime::Handle::current()));
         let host = Arc::new(ConsensusHost(consensus.clone(), historical.clone()));
         let pool = JsPool::new(WorkerCommand { program, args: vec!["js-worker".into()] }, workers, config.js.queue_depth, host);
-        Ok(Arc::new(Node {
+        let node = Arc::new(Node {
             config,
             identity,
             consensus,
@@ -121,7 +136,9 @@ impl Node {
             open: RwLock::new((u64::MAX, false)),
             listener: std::sync::Mutex::new(Some(listener)),
             local_addr,
-        }))
+        });
+        tokio::spawn(crate::join::reconcile(Arc::downgrade(&node)));
+        Ok(node)
     }
 
     pub fn rpc_address(&self) -> SocketAddr {

@@ -105,6 +105,7 @@ pub async fn handle(node: &Node, req: Request<Incoming>, peer_cert: Option<&[u8]
     };
     let path = call.path.clone();
     match path.as_str() {
+        "/node/join" if call.method == Method::POST => crate::join::handle(node, &call).await,
         p if p.starts_with("/node/") => only_get(&call, |c| node_endpoint(node, c)),
         "/app/commit" => only_get(&call, |_| commit(node)),
         "/app/tx" => only_get(&call, |c| tx_status(node, c)),

@@ -1,0 +1,216 @@
+//! Joining a network. The joining node calls `POST /node/join` on a node of the network over
+//! TLS, presenting a self-signed certificate of its own key (which proves it holds the key its
+//! id comes from). The primary records it in `public:ccf.gov.nodes.info` with a certificate
+//! endorsed by the service identity: `Trusted` at once while the service is `Opening`,
+//! `Pending` once it is open (members then pass `transition_node_to_trusted`). A trusted
+//! node's answer carries what it needs to take part: its endorsed certificate, the service key
+//! and the ledger secrets. The primary adds trusted nodes as Raft voters ([`reconcile`]).
+
+use std::time::Duration;
+
+use consort_consensus::CommitError;
+use consort_crypto::{node_id_of_public_key, LedgerSecret, NodeKey, ParsedCert};
+use consort_kv::SINGLETON_KEY;
+use hyper::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::config::{JoinConfig, NodeConfig};
+use crate::identity::{JoinGrant, NodeIdentity};
+use crate::node::Node;
+use crate::reply::{self, Reply};
+use crate::routes::Call;
+use crate::tables::{NODES_INFO, SERVICE_INFO};
+
+/// Hostnames a joining node may ask to have in its certificate.
+const HOSTNAMES_MAX: usize = 16;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct JoinRequest {
+    rpc_address: String,
+    node_address: String,
+    hostnames: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct JoinAnswer {
+    node_id: String,
+    status: String,
+    #[serde(default)]
+    node_certificate: Option<String>,
+    #[serde(default)]
+    service_key: Option<String>,
+    #[serde(default)]
+    ledger_secret: Option<String>,
+    #[serde(default)]
+    later_ledger_secrets: Vec<(u64, String)>,
+}
+
+/// `POST /node/join`, answered by the primary.
+pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
+    let Some(cert) = call.peer_cert else {
+        return reply::error(StatusCode::UNAUTHORIZED, "Unauthorized", "a joining node presents a certificate of its own key over TLS");
+    };
+    let spki = match ParsedCert::from_der(cert) {
+        Ok(c) => c.public_key_der,
+        Err(e) => return reply::error(StatusCode::UNAUTHORIZED, "Unauthorized", format!("the TLS client certificate: {e}")),
+    };
+    let node_id = node_id_of_public_key(&spki);
+    let req: JoinRequest = match serde_json::from_slice(&call.body) {
+        Ok(r) => r,
+        Err(e) => {
+            return reply::error(
+                StatusCode::BAD_REQUEST,
+                "InvalidInput",
+                format!("a join request is {{rpc_address, node_address, hostnames}}: {e}"),
+            )
+        }
+    };
+    if req.hostnames.len() > HOSTNAMES_MAX {
+        return reply::error(StatusCode::BAD_REQUEST, "InvalidInput", format!("at most {HOSTNAMES_MAX} hostnames"));
+    }
+    if !node.consensus.is_primary() {
+        return reply::error(StatusCode::SERVICE_UNAVAILABLE, "NotPrimary", "join through the primary (see /node/network)");
+    }
+    for _ in 0..=node.config.js.conflict_retries_max {
+        let mut tx = node.consensus.store().begin();
+        let known: Option<Value> = tx.get(NODES_INFO, node_id.as_bytes()).and_then(|v| serde_json::from_slice(&v).ok());
+        let info = match known {
+            Some(info) => info,
+            None => {
+                let service: Value = tx.get(SERVICE_INFO, &SINGLETON_KEY).and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or_default();
+                let status = if service["status"] == "Open" { "Pending" } else { "Trusted" };
+                let cert = match consort_crypto::endorse_node_cert(
+                    &spki,
+                    "Consort Node",
+                    &req.hostnames,
+                    &node.identity.service_cert_pem,
+                    &node.identity.service_key,
+                ) {
+                    Ok(c) => c,
+                    Err(e) => return reply::error(StatusCode::BAD_REQUEST, "InvalidInput", format!("endorsing the node: {e}")),
+                };
+                let info = json!({"status": status, "cert": cert, "rpc_address": req.rpc_address, "node_address": req.node_address});
+                consort_gov::put_json(&mut tx, NODES_INFO, node_id.as_bytes(), &info);
+                match node.consensus.commit(&tx, None).await {
+                    Ok(txid) => tracing::info!("node {node_id} asked to join: {status} at {txid}"),
+                    Err(CommitError::Conflict(_)) => continue,
+                    Err(e) => return reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string()),
+                }
+                info
+            }
+        };
+        let status = info["status"].as_str().unwrap_or_default().to_owned();
+        let mut answer = JoinAnswer {
+            node_id: node_id.clone(),
+            status: status.clone(),
+            node_certificate: None,
+            service_key: None,
+            ledger_secret: None,
+            later_ledger_secrets: Vec::new(),
+        };
+        match status.as_str() {
+            "Trusted" => {
+                answer.node_certificate = info["cert"].as_str().map(str::to_owned);
+                answer.service_key = Some(node.identity.service_key.to_pem());
+                answer.ledger_secret = Some(hex::encode(node.identity.ledger_secret.as_bytes()));
+                answer.later_ledger_secrets =
+                    node.consensus.later_ledger_secrets().iter().map(|(from, s)| (*from, hex::encode(s.as_bytes()))).collect();
+            }
+            "Pending" => {}
+            other => return reply::error(StatusCode::FORBIDDEN, "NodeNotTrusted", format!("node {node_id} is {other}")),
+        }
+        return reply::ok(&serde_json::to_value(&answer).expect("a join answer serialises"));
+    }
+    reply::error(StatusCode::SERVICE_UNAVAILABLE, "TransactionConflict", "the join conflicted with concurrent writes; retry")
+}
+
+/// The joining side: asks `join.target_rpc_address` until this node is trusted (or the timeout
+/// passes), then writes its identity into `config.directory`.
+pub async fn join(config: &NodeConfig, join: &JoinConfig, rpc_address: &str) -> Result<NodeIdentity, String> {
+    let service_cert_pem = std::fs::read_to_string(&join.service_certificate)
+        .map_err(|e| format!("reading the service certificate {}: {e}", join.service_certificate.display()))?;
+    let node_key = NodeKey::generate();
+    let own_cert = consort_crypto::self_signed_service_cert(&node_key, "Consort joining node").map_err(|e| e.to_string())?;
+    let ca = reqwest::Certificate::from_pem(service_cert_pem.as_bytes()).map_err(|e| format!("the service certificate: {e}"))?;
+    let identity = reqwest::Identity::from_pem(format!("{own_cert}{}", node_key.to_pem()).as_bytes()).map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .identity(identity)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("HTTPS client: {e}"))?;
+    let url = format!("https://{}/node/join", join.target_rpc_address);
+    let body =
+        JoinRequest { rpc_address: rpc_address.to_owned(), node_address: config.node_address.clone(), hostnames: config.hostnames.clone() };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(join.timeout_ms);
+    let mut told_pending = false;
+    let answer = loop {
+        let last = match client.post(&url).json(&body).send().await {
+            Ok(r) if r.status().is_success() => {
+                let answer: JoinAnswer = r.json().await.map_err(|e| format!("{url}: the answer: {e}"))?;
+                if answer.status == "Trusted" {
+                    break answer;
+                }
+                if !told_pending {
+                    tracing::info!(
+                        "node {} is {} in the network: members trust it with transition_node_to_trusted",
+                        answer.node_id,
+                        answer.status
+                    );
+                    told_pending = true;
+                }
+                format!("still {}", answer.status)
+            }
+            Ok(r) if r.status() == StatusCode::FORBIDDEN || r.status() == StatusCode::BAD_REQUEST => {
+                return Err(format!("{url} refused the join: {}", r.text().await.unwrap_or_default()));
+            }
+            Ok(r) => format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => e.to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("not trusted within {} ms ({last})", join.timeout_ms));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let missing = |what: &str| format!("the join answer has no {what}");
+    let secret_hex = answer.ledger_secret.ok_or_else(|| missing("ledger_secret"))?;
+    let later = serde_json::to_string(&answer.later_ledger_secrets).map_err(|e| e.to_string())?;
+    let raw: [u8; 32] = hex::decode(secret_hex).ok().and_then(|v| v.try_into().ok()).ok_or("the ledger secret is not 32 hex bytes")?;
+    let grant = JoinGrant {
+        node_cert_pem: answer.node_certificate.ok_or_else(|| missing("node_certificate"))?,
+        service_key_pem: answer.service_key.ok_or_else(|| missing("service_key"))?,
+        ledger_secret: LedgerSecret::from_bytes(raw),
+        later_ledger_secrets: crate::identity::parse_secrets(&later)?,
+    };
+    NodeIdentity::create_joined(&config.directory, node_key, &service_cert_pem, grant)
+}
+
+/// On the primary: every trusted node with an address becomes a Raft voter (retried until it
+/// does). Runs until the node stops.
+pub async fn reconcile(node: std::sync::Weak<Node>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(node) = node.upgrade() else { return };
+        if !node.consensus.is_primary() {
+            continue;
+        }
+        let voters = node.consensus.voters();
+        let state = node.consensus.store().snapshot();
+        let wanted: Vec<(String, String)> = state
+            .iter(NODES_INFO)
+            .filter_map(|(id, v)| {
+                let info: Value = serde_json::from_slice(v).ok()?;
+                let id = String::from_utf8_lossy(id).into_owned();
+                let address = info["node_address"].as_str()?.to_owned();
+                (info["status"] == "Trusted" && !voters.contains(&consort_consensus::raft_node_id(&id))).then_some((id, address))
+            })
+            .collect();
+        for (id, address) in wanted {
+            match node.consensus.add_voter(&id, &address, Duration::from_secs(10)).await {
+                Ok(()) => tracing::info!("node {id} at {address} is now a voter"),
+                Err(e) => tracing::warn!("{e}; retrying"),
+            }
+        }
+    }
+}

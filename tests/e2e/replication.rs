@@ -94,6 +94,22 @@ async fn nodes_join_by_governance_and_everything_replicates() {
     }
     let written_seqno: usize = written.split('.').nth(1).and_then(|n| n.parse().ok()).expect("seqno");
 
+    // remove_node retires node 1: it leaves the Raft configuration, and the others go on.
+    let node1 = get_json(&s1, "/node/state").await["node_id"].clone();
+    assert_eq!(get_json(&s0, "/node/consensus").await["voters"].as_array().expect("voters").len(), 3);
+    gov.pass(&[&member], json!([{"name": "remove_node", "args": {"node_id": node1}}])).await;
+    eventually("node 1 to leave the configuration", async || {
+        let voters = get_json(&s0, "/node/consensus").await["voters"].clone();
+        voters.as_array().expect("voters").len() == 2 && !voters.as_array().expect("voters").contains(&node1)
+    })
+    .await;
+    let r = user_client(&s0).post(s0.url("/app/log/private")).json(&json!({"id": 8, "msg": "after"})).send().await.expect("post");
+    assert_eq!(r.status(), StatusCode::OK);
+    eventually("the write on the remaining backup", async || {
+        user_client(&s2).get(s2.url("/app/log/private?id=8")).send().await.expect("get").status() == StatusCode::OK
+    })
+    .await;
+
     // Every node's ledger verifies, and the entries up to the write are identical.
     let (mut s0, mut s1, mut s2) = (s0, s1, s2);
     for s in [&mut s1, &mut s2, &mut s0] {

@@ -358,6 +358,21 @@ impl Consensus {
         Ok(())
     }
 
+    /// Takes a node out of the configuration.
+    pub async fn remove_voter(&self, node_id: &str) -> Result<(), String> {
+        let id = crate::raft_node_id(node_id);
+        self.raft
+            .change_membership(openraft::ChangeMembers::RemoveVoters([id].into()), false)
+            .await
+            .map_err(|e| format!("removing {node_id} from the voters: {e}"))?;
+        // It is a learner now; stop replicating to it at all.
+        self.raft
+            .change_membership(openraft::ChangeMembers::RemoveNodes([id].into()), false)
+            .await
+            .map_err(|e| format!("removing {node_id}: {e}"))?;
+        Ok(())
+    }
+
     /// The Raft ids of the current voters.
     pub fn voters(&self) -> Vec<u64> {
         self.raft.metrics().borrow().membership_config.membership().voter_ids().collect()

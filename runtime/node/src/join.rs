@@ -187,7 +187,7 @@ pub async fn join(config: &NodeConfig, join: &JoinConfig, rpc_address: &str) -> 
 }
 
 /// On the primary: every trusted node with an address becomes a Raft voter (retried until it
-/// does). Runs until the node stops.
+/// does), and retired nodes stop being voters. Runs until the node stops.
 pub async fn reconcile(node: std::sync::Weak<Node>) {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -209,6 +209,23 @@ pub async fn reconcile(node: std::sync::Weak<Node>) {
         for (id, address) in wanted {
             match node.consensus.add_voter(&id, &address, Duration::from_secs(10)).await {
                 Ok(()) => tracing::info!("node {id} at {address} is now a voter"),
+                Err(e) => tracing::warn!("{e}; retrying"),
+            }
+        }
+        // Retired nodes leave the configuration (never this node itself: a primary that is
+        // retired keeps serving until another primary takes over).
+        let retired: Vec<String> = state
+            .iter(NODES_INFO)
+            .filter_map(|(id, v)| {
+                let info: Value = serde_json::from_slice(v).ok()?;
+                let id = String::from_utf8_lossy(id).into_owned();
+                (info["status"] == "Retired" && id != node.node_id() && voters.contains(&consort_consensus::raft_node_id(&id)))
+                    .then_some(id)
+            })
+            .collect();
+        for id in retired {
+            match node.consensus.remove_voter(&id).await {
+                Ok(()) => tracing::info!("node {id} is retired and no longer a voter"),
                 Err(e) => tracing::warn!("{e}; retrying"),
             }
         }

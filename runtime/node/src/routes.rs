@@ -153,6 +153,22 @@ fn node_endpoint(node: &Node, call: &Call<'_>) -> Reply {
             }))
         }
         "/node/network/nodes" => reply::ok(&json!({"nodes": nodes(node)})),
+        "/node/consensus" => {
+            // The Raft configuration as this node sees it, by node id.
+            let voters = c.voters();
+            let state = c.store().snapshot();
+            let ids: Vec<String> = state
+                .iter(NODES_INFO)
+                .map(|(id, _)| String::from_utf8_lossy(id).into_owned())
+                .filter(|id| voters.contains(&consort_consensus::raft_node_id(id)))
+                .collect();
+            let primary = c.primary();
+            let primary_id = state
+                .iter(NODES_INFO)
+                .map(|(id, _)| String::from_utf8_lossy(id).into_owned())
+                .find(|id| Some(consort_consensus::raft_node_id(id)) == primary);
+            reply::ok(&json!({"voters": ids, "primary_id": primary_id, "current_view": c.current_view()}))
+        }
         "/node/network/nodes/self" => node_info(node, node.node_id()),
         "/node/network/nodes/primary" => match c.is_primary() {
             true => node_info(node, node.node_id()),

@@ -24,6 +24,9 @@ use crate::tables::{NODES_INFO, SERVICE_INFO};
 
 /// Hostnames a joining node may ask to have in its certificate.
 const HOSTNAMES_MAX: usize = 16;
+/// Nodes waiting for the members' vote at once; further join requests are refused until some
+/// are trusted or removed (anyone with a key can ask to join).
+const PENDING_NODES_MAX: usize = 64;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct JoinRequest {
@@ -78,6 +81,18 @@ pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
         let info = match known {
             Some(info) => info,
             None => {
+                let pending = tx
+                    .entries(NODES_INFO)
+                    .iter()
+                    .filter(|(_, v)| serde_json::from_slice::<Value>(v).is_ok_and(|i| i["status"] == "Pending"))
+                    .count();
+                if pending >= PENDING_NODES_MAX {
+                    return reply::error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "TooManyPendingNodes",
+                        format!("{pending} nodes already wait for the members' vote; retry later"),
+                    );
+                }
                 let service: Value = tx.get(SERVICE_INFO, &SINGLETON_KEY).and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or_default();
                 let status = if service["status"] == "Open" { "Pending" } else { "Trusted" };
                 let cert = match consort_crypto::endorse_node_cert(

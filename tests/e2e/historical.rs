@@ -23,18 +23,6 @@ async fn until_loaded(req: impl Fn() -> reqwest::RequestBuilder) -> (StatusCode,
     panic!("still loading after 100 attempts");
 }
 
-async fn committed(user: &reqwest::Client, s: &Sandbox, txid: &str) {
-    for _ in 0..200 {
-        let status: Value =
-            user.get(s.url(&format!("/node/tx?transaction_id={txid}"))).send().await.expect("tx").json().await.expect("json");
-        if status["status"] == "Committed" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{txid} did not commit");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn historical_endpoints_and_ranges_read_committed_writes() {
     let ws = temp_workspace("historical");
@@ -52,7 +40,7 @@ async fn historical_endpoints_and_ranges_read_committed_writes() {
     let second = write("private", "second thoughts").await;
     let public_a = write("public", "public one").await;
     let public_b = write("public", "public two").await;
-    committed(&user, &s, &public_b).await;
+    s.wait_committed(&user, &public_b).await;
 
     let at = |txid: &str, path: &str| {
         let (user, url, txid) = (user.clone(), s.url(path), txid.to_owned());

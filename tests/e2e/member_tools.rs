@@ -81,6 +81,12 @@ fn curl_as_user(s: &Sandbox, user: &Path, path: &str) -> u16 {
     String::from_utf8_lossy(&out.stdout).trim().parse().expect("status")
 }
 
+/// The id of the identity whose files start with `prefix`.
+fn id_of(prefix: &Path) -> String {
+    let pem = std::fs::read_to_string(format!("{}_cert.pem", prefix.display())).expect("cert");
+    consort_crypto::ParsedCert::from_pem(&pem).expect("cert").id()
+}
+
 fn identity(dir: &Path, name: &str) -> PathBuf {
     Member::create(dir, name);
     dir.join(name)
@@ -120,9 +126,7 @@ async fn the_sandbox_consort_gov_and_ccf_tooling_govern_a_service() {
     assert!(ok, "{err}");
 
     // member2 acknowledges with CCF's tool: state_digest, then ack with the digest it was given.
-    let id2 = consort_crypto::ParsedCert::from_pem(&std::fs::read_to_string(format!("{}_cert.pem", m2.display())).expect("cert"))
-        .expect("cert")
-        .id();
+    let id2 = id_of(&m2);
     let (status, digest) = ccf_post(&s, &m2, "state_digest", None, b"", &format!("/members/state-digests/{id2}:update"));
     assert_eq!(status, 200, "{digest}");
     let ack = serde_json::to_vec(&json!({"stateDigest": digest["stateDigest"]})).expect("json");
@@ -157,9 +161,7 @@ async fn the_sandbox_consort_gov_and_ccf_tooling_govern_a_service() {
         ccf_post(&s, &m2, "ballot", Some(&id), &ballot(true), &format!("/members/proposals/{id}/ballots/{id2}:submit"));
     assert_eq!((status, &after_one["proposalState"]), (200, &json!("Open")), "{after_one}");
     assert_eq!(curl_as_user(&s, &user2, "/app/log/private/count"), 401);
-    let id0 = consort_crypto::ParsedCert::from_pem(&std::fs::read_to_string(s.common().join("member0_cert.pem")).expect("cert"))
-        .expect("cert")
-        .id();
+    let id0 = id_of(&member0);
     let (status, after_two) =
         ccf_post(&s, &member0, "ballot", Some(&id), &ballot(true), &format!("/members/proposals/{id}/ballots/{id0}:submit"));
     assert_eq!((status, &after_two["proposalState"]), (200, &json!("Accepted")), "{after_two}");

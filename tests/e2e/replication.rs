@@ -3,9 +3,8 @@
 //! the node-to-node TLS transport, and every ledger verifies.
 
 use std::path::Path;
-use std::time::Duration;
 
-use consort_tests::{consort, repo_root, set_js_app, temp_workspace, Gov, Member, Sandbox};
+use consort_tests::{consort, eventually, repo_root, set_js_app, temp_workspace, Gov, Member, Sandbox};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -27,16 +26,6 @@ fn join_command(ws: &Path, primary: &Sandbox) -> Value {
 
 async fn get_json(s: &Sandbox, path: &str) -> Value {
     s.client(None).get(s.url(path)).send().await.expect("get").json().await.expect("json")
-}
-
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

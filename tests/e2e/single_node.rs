@@ -24,17 +24,6 @@ async fn get(c: &Client, url: &str) -> (StatusCode, Value) {
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-async fn wait_committed(s: &Sandbox, c: &Client, txid: &str) {
-    for _ in 0..200 {
-        let (_, v) = get(c, &s.url(&format!("/node/tx?transaction_id={txid}"))).await;
-        if v["status"] == "Committed" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{txid} did not commit");
-}
-
 fn seqno(txid: &str) -> u64 {
     txid.split_once('.').expect("view.seqno").1.parse().expect("seqno")
 }
@@ -190,7 +179,7 @@ async fn receipts_restarts_and_the_ledger() {
     post(&user, &s.url("/app/log/public"), json!({"id": 1, "msg": public_text})).await;
 
     // A receipt, verified offline by the CLI, and refused after any hex digit changes.
-    wait_committed(&s, &user, &txid).await;
+    s.wait_committed(&user, &txid).await;
     let (status, receipt) = get(&user, &s.url(&format!("/app/receipt?transaction_id={txid}"))).await;
     assert_eq!(status, StatusCode::OK, "{receipt}");
     let service_cert = s.common().join("service_cert.pem");
@@ -258,7 +247,7 @@ async fn receipts_restarts_and_the_ledger() {
         assert_eq!((status, &v["msg"]), (StatusCode::OK, &json!(format!("m{i}"))), "acknowledged write {i} was lost");
     }
     let (_, last, _) = post(&user3, &s3.url("/app/log/private"), json!({"id": 3, "msg": "after kill"})).await;
-    wait_committed(&s3, &user3, &last.expect("txid")).await;
+    s3.wait_committed(&user3, &last.expect("txid")).await;
     s3.stop();
 
     // The ledger verifies offline; the private text is sealed, the public one is in the clear.

@@ -169,6 +169,27 @@ impl Sandbox {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
+
+    /// Waits until `/node/tx` says `txid` is `Committed`, asking as `client`.
+    pub async fn wait_committed(&self, client: &reqwest::Client, txid: &str) {
+        let url = self.url(&format!("/node/tx?transaction_id={txid}"));
+        eventually(&format!("{txid} to commit"), async || {
+            let status: serde_json::Value = client.get(&url).send().await.expect("tx").json().await.expect("json");
+            status["status"] == "Committed"
+        })
+        .await;
+    }
+}
+
+/// Polls `check` every 50 ms for up to 10 s; panics naming `what` if it never holds.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
 }
 
 impl Drop for Sandbox {

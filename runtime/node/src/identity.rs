@@ -113,7 +113,10 @@ impl NodeIdentity {
             .ok_or_else(|| format!("{LEDGER_SECRET}: not 32 hex bytes"))?;
         let node_id = node_id_of_public_key(&node_key.public_key_der());
         let later_ledger_secrets = match std::fs::read_to_string(dir.join(LATER_LEDGER_SECRETS)) {
-            Ok(text) => parse_secrets(&text).map_err(|e| format!("{LATER_LEDGER_SECRETS}: {e}"))?,
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| e.to_string())
+                .and_then(secrets_from_hex)
+                .map_err(|e| format!("{LATER_LEDGER_SECRETS}: {e}"))?,
             Err(_) => Vec::new(),
         };
         Ok(NodeIdentity {
@@ -128,9 +131,8 @@ impl NodeIdentity {
     }
 }
 
-/// `[[first seqno, "hex secret"], ...]`, as written at join and sent in join answers.
-pub fn parse_secrets(text: &str) -> Result<Vec<(u64, LedgerSecret)>, String> {
-    let pairs: Vec<(u64, String)> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+/// `[(first seqno, "hex secret"), ...]`, as written at join and sent in join answers.
+pub fn secrets_from_hex(pairs: Vec<(u64, String)>) -> Result<Vec<(u64, LedgerSecret)>, String> {
     pairs
         .into_iter()
         .map(|(from, h)| {

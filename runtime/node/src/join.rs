@@ -190,13 +190,12 @@ pub async fn join(config: &NodeConfig, join: &JoinConfig, rpc_address: &str) -> 
     };
     let missing = |what: &str| format!("the join answer has no {what}");
     let secret_hex = answer.ledger_secret.ok_or_else(|| missing("ledger_secret"))?;
-    let later = serde_json::to_string(&answer.later_ledger_secrets).map_err(|e| e.to_string())?;
     let raw: [u8; 32] = hex::decode(secret_hex).ok().and_then(|v| v.try_into().ok()).ok_or("the ledger secret is not 32 hex bytes")?;
     let grant = JoinGrant {
         node_cert_pem: answer.node_certificate.ok_or_else(|| missing("node_certificate"))?,
         service_key_pem: answer.service_key.ok_or_else(|| missing("service_key"))?,
         ledger_secret: LedgerSecret::from_bytes(raw),
-        later_ledger_secrets: crate::identity::parse_secrets(&later)?,
+        later_ledger_secrets: crate::identity::secrets_from_hex(answer.later_ledger_secrets)?,
     };
     NodeIdentity::create_joined(&config.directory, node_key, &service_cert_pem, grant)
 }
@@ -212,32 +211,25 @@ pub async fn reconcile(node: std::sync::Weak<Node>) {
         }
         let voters = node.consensus.voters();
         let state = node.consensus.store().snapshot();
-        let wanted: Vec<(String, String)> = state
-            .iter(NODES_INFO)
-            .filter_map(|(id, v)| {
-                let info: Value = serde_json::from_slice(v).ok()?;
-                let id = String::from_utf8_lossy(id).into_owned();
-                let address = info["node_address"].as_str()?.to_owned();
-                (info["status"] == "Trusted" && !voters.contains(&consort_consensus::raft_node_id(&id))).then_some((id, address))
-            })
-            .collect();
+        // Trusted nodes that are not voters yet, and retired ones that still are (never this
+        // node itself: a retired primary keeps serving until another primary takes over).
+        let (mut wanted, mut retired) = (Vec::new(), Vec::new());
+        for (id, v) in state.iter(NODES_INFO) {
+            let Ok(info) = serde_json::from_slice::<Value>(v) else { continue };
+            let id = String::from_utf8_lossy(id).into_owned();
+            let voter = voters.contains(&consort_consensus::raft_node_id(&id));
+            match (info["status"].as_str(), info["node_address"].as_str()) {
+                (Some("Trusted"), Some(address)) if !voter => wanted.push((id, address.to_owned())),
+                (Some("Retired"), _) if voter && id != node.node_id() => retired.push(id),
+                _ => {}
+            }
+        }
         for (id, address) in wanted {
             match node.consensus.add_voter(&id, &address, Duration::from_secs(10)).await {
                 Ok(()) => tracing::info!("node {id} at {address} is now a voter"),
                 Err(e) => tracing::warn!("{e}; retrying"),
             }
         }
-        // Retired nodes leave the configuration (never this node itself: a primary that is
-        // retired keeps serving until another primary takes over).
-        let retired: Vec<String> = state
-            .iter(NODES_INFO)
-            .filter_map(|(id, v)| {
-                let info: Value = serde_json::from_slice(v).ok()?;
-                let id = String::from_utf8_lossy(id).into_owned();
-                (info["status"] == "Retired" && id != node.node_id() && voters.contains(&consort_consensus::raft_node_id(&id)))
-                    .then_some(id)
-            })
-            .collect();
         for id in retired {
             match node.consensus.remove_voter(&id).await {
                 Ok(()) => tracing::info!("node {id} is retired and no longer a voter"),

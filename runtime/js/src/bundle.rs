@@ -148,6 +148,11 @@ impl Bundle {
                 if !matches!(def.forwarding_required.as_str(), "sometimes" | "always" | "never") {
                     return Err(err(format!("forwarding_required must be sometimes, always or never, not {:?}", def.forwarding_required)));
                 }
+                if let Some(r) = &def.redirection_strategy {
+                    if !matches!(r.as_str(), "none" | "to_primary" | "to_backup") {
+                        return Err(err(format!("redirection_strategy must be none, to_primary or to_backup, not {r:?}")));
+                    }
+                }
                 for policy in &def.authn_policies {
                     crate::runtime::check_policy(policy).map_err(&err)?;
                 }

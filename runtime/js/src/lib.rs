@@ -21,3 +21,8 @@ pub use runtime::{
     bench_direct_calls, validate_bundle, JsRequest, JsResponse, KvAccess, KvBackend, ScriptError, LEDGER_REKEY_REQUEST_TABLE,
 };
 pub use worker::worker_main;
+
+// Unit tests count the bytes they leave behind (see `runtime::tests`).
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: consort_alloc::CountingAllocator = consort_alloc::CountingAllocator;

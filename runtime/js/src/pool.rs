@@ -102,6 +102,10 @@ struct Watched {
     deadline: Option<Instant>,
     rss_cap: u64,
     killed_for: Option<Limit>,
+    /// Set by the watchdog when a worker holds more than half its memory cap (kept
+    /// interpreters and engine leaks grow across requests): the slot replaces it before its
+    /// next job, so that it is not killed in the middle of some later request.
+    retire: bool,
 }
 
 /// One worker process and its pipes.
@@ -158,6 +162,8 @@ pub struct PoolMetrics {
     pub limit_stops: u64,
     pub worker_crashes: u64,
     pub workers_started: u64,
+    /// Workers replaced between jobs because they held more than half their memory cap.
+    pub workers_retired: u64,
     pub busy_rejections: u64,
 }
 
@@ -168,6 +174,7 @@ struct Counters {
     limit_stops: AtomicU64,
     crashes: AtomicU64,
     started: AtomicU64,
+    retired: AtomicU64,
     busy: AtomicU64,
 }
 
@@ -209,6 +216,7 @@ impl JsPool {
             limit_stops: m.limit_stops.load(Ordering::Relaxed),
             worker_crashes: m.crashes.load(Ordering::Relaxed),
             workers_started: m.started.load(Ordering::Relaxed),
+            workers_retired: m.retired.load(Ordering::Relaxed),
             busy_rejections: m.busy.load(Ordering::Relaxed),
         }
     }
@@ -390,6 +398,11 @@ impl Inner {
         options: &Arc<RuntimeOptions>,
     ) -> Result<Finished, ScriptError> {
         let watched = slot.watched.clone();
+        if std::mem::take(&mut lock(&watched).retire) && slot.process.is_some() {
+            self.metrics.retired.fetch_add(1, Ordering::Relaxed);
+            slot.process = None;
+            reap(&watched).await;
+        }
         let fresh = slot.process.is_none();
         if fresh {
             slot.process = Some(self.spawn(&watched)?);
@@ -510,10 +523,13 @@ fn watchdog(slots: Weak<Vec<Arc<Mutex<Watched>>>>) {
         let Some(slots) = slots.upgrade() else { return };
         for slot in slots.iter() {
             let mut w = lock(slot);
+            let rss = w.child.as_ref().and_then(Child::id).and_then(resident_bytes).unwrap_or(0);
+            if w.rss_cap > 0 && rss > w.rss_cap / 2 {
+                w.retire = true;
+            }
             let Some(deadline) = w.deadline else { continue };
-            let pid = w.child.as_ref().and_then(Child::id);
             let over_time = Instant::now() >= deadline;
-            let over_memory = pid.and_then(resident_bytes).is_some_and(|rss| rss > w.rss_cap);
+            let over_memory = rss > w.rss_cap;
             if over_time || over_memory {
                 w.killed_for = Some(if over_time { Limit::Time } else { Limit::Heap });
                 w.deadline = None;

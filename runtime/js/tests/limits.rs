@@ -154,3 +154,32 @@ async fn crashing_the_worker_costs_only_that_request() {
         assert_eq!(call(&pool, &store, &b, "ok").await.0.expect("served after a crash").body, b"still here");
     }
 }
+
+/// A kept interpreter whose module state grows with every request (each request well within
+/// its own heap limit) would eventually take its worker past the memory cap, and the
+/// watchdog would kill it in the middle of some request. The pool replaces it between
+/// requests instead, once it holds half the cap: every request succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_keeps_growing_is_replaced_between_requests() {
+    let pool = pool(1);
+    let store = Store::default();
+    let json = serde_json::json!({
+        "metadata": {"endpoints": {"/grow": {"post": {"js_module": "m.js", "js_function": "grow", "authn_policies": [],
+                                                      "interpreter_reuse": {"key": "k"}}}}},
+        "modules": [{"name": "m.js", "module":
+            "const kept = []; export function grow() { kept.push('x'.repeat(16 * 1024 * 1024)); return { body: String(kept.length) }; }"}],
+    });
+    let b = Arc::new(Bundle::from_json(json.to_string().as_bytes()).expect("bundle"));
+    // 48 MiB allowed per request: the cap is 4 x 48 MiB + 512 MiB = 704 MiB, which the kept
+    // strings reach around request 18 (where this fails without the replacement).
+    let options = Arc::new(RuntimeOptions { max_heap_bytes: 48 * 1024 * 1024, max_execution_time_ms: 10_000, ..Default::default() });
+    for i in 0..30 {
+        let (r, _) = call_with(&pool, &store, &b, "grow", options.clone()).await;
+        assert!(r.is_ok(), "request {i}: {r:?}");
+        // Give the watchdog a look at the worker between requests, as real traffic does.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let m = pool.metrics();
+    assert!(m.workers_retired >= 1, "{m:?}");
+    assert_eq!((m.limit_stops, m.worker_crashes), (0, 0), "{m:?}");
+}

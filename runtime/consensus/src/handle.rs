@@ -13,7 +13,7 @@ use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
 
 use crate::convert::txid_of;
 use crate::log_store::LogStore;
-use crate::network::{PeerTls, Peers};
+use crate::network::{ForwardError, ForwardHandler, ForwardSlot, Forwarder, PeerTls, Peers};
 use crate::secrets::LedgerSecrets;
 use crate::state_machine::{AppliedLedger, Shared, StateMachine};
 use crate::types::{Proposal, TypeConfig};
@@ -40,6 +40,11 @@ pub struct ConsensusConfig {
     /// A signature transaction every `signature_tx_count` transactions or `signature_delay_ms`.
     pub signature_tx_count: u64,
     pub signature_delay_ms: u64,
+    /// A backup that hears nothing from the primary for this long (at most; each waits a
+    /// random time between 3/4 of it and all of it) starts an election.
+    pub election_timeout_ms: u64,
+    /// How often the primary sends heartbeats (and is expected to answer peers).
+    pub heartbeat_ms: u64,
 }
 
 /// Why a transaction did not commit.
@@ -114,6 +119,9 @@ pub struct Consensus {
     sequencer: tokio::sync::Mutex<()>,
     /// Stops the node-to-node listener.
     stop_peers: tokio::sync::watch::Sender<bool>,
+    /// Sends requests to the primary; the slot holds what answers those sent to this node.
+    forwarder: Forwarder,
+    forward_slot: ForwardSlot,
     pub(crate) config: ConsensusConfig,
 }
 
@@ -130,9 +138,12 @@ impl Consensus {
             StateMachine::new(shared.clone(), secrets.clone(), (config.node_id.clone(), config.node_key.clone()), commit_secret.clone());
         let raft_config = openraft::Config {
             cluster_name: "consort".into(),
-            heartbeat_interval: 100,
-            election_timeout_min: 300,
-            election_timeout_max: 600,
+            // openraft waits out the primary's lease (its `election_timeout_max`) and then its own
+            // random timeout before it campaigns: with these, a backup campaigns between 3/4 of
+            // `election_timeout_ms` and all of it after the primary's last heartbeat.
+            heartbeat_interval: config.heartbeat_ms,
+            election_timeout_min: config.election_timeout_ms / 4,
+            election_timeout_max: config.election_timeout_ms / 2,
             snapshot_policy: SnapshotPolicy::Never,
             ..Default::default()
         }
@@ -148,12 +159,19 @@ impl Consensus {
             .await
             .map_err(|e| format!("starting raft: {e}"))?;
         let (stop_peers, mut stopped) = tokio::sync::watch::channel(false);
-        tokio::spawn(crate::network::serve(raft.clone(), peers_listener, tls, async move {
+        let forward_slot = ForwardSlot::default();
+        let forwarder = Forwarder::new(&tls);
+        tokio::spawn(crate::network::serve(raft.clone(), peers_listener, tls, forward_slot.clone(), async move {
             let _ = stopped.wait_for(|s| *s).await;
         }));
         if !config.join && !raft.is_initialized().await.map_err(|e| e.to_string())? {
             let members = BTreeMap::from([(raft_id, BasicNode::new(&config.node_address))]);
             raft.initialize(members).await.map_err(|e| format!("initialising the network: {e}"))?;
+        }
+        // The only voter need not wait an election timeout to lead again after a restart.
+        let voters: Vec<u64> = raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+        if voters == [raft_id] {
+            let _ = raft.trigger().elect().await;
         }
         let consensus = Arc::new(Consensus {
             raft,
@@ -164,6 +182,8 @@ impl Consensus {
             commit_secret,
             sequencer: tokio::sync::Mutex::new(()),
             stop_peers,
+            forwarder,
+            forward_slot,
             config,
         });
         tokio::spawn(crate::signer::run(Arc::downgrade(&consensus)));
@@ -376,6 +396,29 @@ impl Consensus {
     /// The Raft ids of the current voters.
     pub fn voters(&self) -> Vec<u64> {
         self.raft.metrics().borrow().membership_config.membership().voter_ids().collect()
+    }
+
+    /// The primary's Raft id and node-to-node address, if a primary is known.
+    pub fn primary_address(&self) -> Option<(u64, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        Some((id, m.membership_config.membership().get_node(&id)?.addr.clone()))
+    }
+
+    /// Sends a request to the primary over the node-to-node channel and returns its answer
+    /// (both opaque here). Nothing is retried once sent.
+    pub async fn forward(&self, request: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, ForwardError> {
+        let (id, address) = self.primary_address().ok_or(ForwardError::NoPrimary)?;
+        if id == self.raft_id {
+            return Err(ForwardError::IsPrimary);
+        }
+        self.forwarder.call(&address, request, timeout).await
+    }
+
+    /// Installs what answers requests backups forward to this node (once; later calls are
+    /// ignored). Until then such requests are refused without being executed.
+    pub fn set_forward_handler(&self, handler: ForwardHandler) {
+        let _ = self.forward_slot.set(handler);
     }
 
     /// The primary's Raft id, if one is known.

@@ -22,6 +22,7 @@ mod state_machine;
 mod types;
 
 pub use handle::{CommitError, Consensus, ConsensusConfig, HistoricalEntry, HistoricalError, ReceiptError, TxStatus};
+pub use network::{ForwardError, ForwardHandler};
 pub use secrets::LEDGER_SECRETS_TABLE;
 pub use state_machine::AppliedLedger;
 pub use types::{Proposal, ProposalKind, TypeConfig};

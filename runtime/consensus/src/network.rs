@@ -6,9 +6,15 @@
 //! opened on first use and again after any failure. A message is a frame: `length: u32 BE`,
 //! `kind: u8`, CBOR body; the answer is a frame of the same shape holding
 //! `Result<response, RaftError>`. Frames above [`FRAME_BYTES_MAX`] are refused at both ends.
+//!
+//! The same channel carries client requests a backup forwards to the primary: opaque bytes
+//! (the node crate encodes them) answered by the [`ForwardHandler`] the node installed. They use
+//! their own pooled connections ([`Forwarder`]), never openraft's.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -30,8 +36,9 @@ use crate::types::TypeConfig;
 /// The largest frame either end accepts: openraft sends at most 300 entries per append, and a
 /// transaction is bounded by the request body limit.
 pub const FRAME_BYTES_MAX: usize = 256 * 1024 * 1024;
-/// Connections a node accepts from peers at once; more wait in the accept queue.
-const PEER_CONNECTIONS_MAX: usize = 64;
+/// Connections a node accepts from peers at once (openraft's and forwarded requests'); more
+/// wait in the accept queue.
+const PEER_CONNECTIONS_MAX: usize = 256;
 /// A peer connection with no message for this long is closed (heartbeats keep live ones busy).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -39,6 +46,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const APPEND: u8 = 1;
 const VOTE: u8 = 2;
 const SNAPSHOT: u8 = 3;
+const FORWARD: u8 = 4;
+
+/// Forwarded requests a node has in flight to the primary at once; more wait for a slot.
+const FORWARDS_IN_FLIGHT_MAX: usize = 32;
+/// A pooled forwarding connection unused for this long is dropped rather than reused, well
+/// before the receiving end's [`IDLE_TIMEOUT`] could close it under a request.
+const FORWARD_IDLE_REUSE: Duration = Duration::from_secs(10);
+
+/// Answers a request a backup forwarded (its bytes in, the answer's bytes out).
+pub type ForwardHandler = Arc<dyn Fn(Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> + Send + Sync>;
+/// Where the node installs its [`ForwardHandler`] once it can answer forwarded requests.
+pub(crate) type ForwardSlot = Arc<OnceLock<ForwardHandler>>;
 
 /// This node's TLS identity and the service certificate its peers must be endorsed by.
 #[derive(Clone)]
@@ -105,7 +124,13 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> std::io::Result<T> {
 }
 
 /// Answers peers' Raft messages until `shutdown` resolves.
-pub async fn serve(raft: Raft<TypeConfig>, listener: TcpListener, tls: PeerTls, shutdown: impl std::future::Future<Output = ()>) {
+pub(crate) async fn serve(
+    raft: Raft<TypeConfig>,
+    listener: TcpListener,
+    tls: PeerTls,
+    forward: ForwardSlot,
+    shutdown: impl Future<Output = ()>,
+) {
     let acceptor = TlsAcceptor::from(tls.server);
     let slots = Arc::new(tokio::sync::Semaphore::new(PEER_CONNECTIONS_MAX));
     tokio::pin!(shutdown);
@@ -121,7 +146,7 @@ pub async fn serve(raft: Raft<TypeConfig>, listener: TcpListener, tls: PeerTls, 
                 Err(e) => { tracing::warn!("node-to-node accept: {e}"); continue }
             },
         };
-        let (acceptor, raft) = (acceptor.clone(), raft.clone());
+        let (acceptor, raft, forward) = (acceptor.clone(), raft.clone(), forward.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let _ = tcp.set_nodelay(true);
@@ -130,14 +155,14 @@ pub async fn serve(raft: Raft<TypeConfig>, listener: TcpListener, tls: PeerTls, 
                 Ok(Err(e)) => return tracing::warn!("node-to-node TLS from {peer} refused: {e}"),
                 Err(_) => return tracing::warn!("node-to-node TLS from {peer}: handshake timed out"),
             };
-            if let Err(e) = answer(raft, stream).await {
+            if let Err(e) = answer(raft, forward, stream).await {
                 tracing::debug!("node-to-node connection from {peer} closed: {e}");
             }
         });
     }
 }
 
-async fn answer<S: AsyncRead + AsyncWrite + Unpin>(raft: Raft<TypeConfig>, mut stream: S) -> std::io::Result<()> {
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(raft: Raft<TypeConfig>, forward: ForwardSlot, mut stream: S) -> std::io::Result<()> {
     loop {
         let (kind, body) = match tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream)).await {
             Ok(frame) => frame?,
@@ -147,6 +172,14 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(raft: Raft<TypeConfig>, mut s
             APPEND => write_frame(&mut stream, kind, &raft.append_entries(decode(&body)?).await).await?,
             VOTE => write_frame(&mut stream, kind, &raft.vote(decode(&body)?).await).await?,
             SNAPSHOT => write_frame(&mut stream, kind, &raft.install_snapshot(decode(&body)?).await).await?,
+            FORWARD => {
+                let request: serde_bytes::ByteBuf = decode(&body)?;
+                let answer: Result<serde_bytes::ByteBuf, String> = match forward.get() {
+                    Some(handler) => Ok(serde_bytes::ByteBuf::from(handler(request.into_vec()).await)),
+                    None => Err("this node does not answer forwarded requests yet (it is starting)".into()),
+                };
+                write_frame(&mut stream, kind, &answer).await?
+            }
             other => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unknown message kind {other}"))),
         }
     }
@@ -177,23 +210,23 @@ enum Failure {
     Network(std::io::Error),
 }
 
-impl Peer {
-    async fn connect(&self) -> std::io::Result<TlsStream<TcpStream>> {
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("connecting to {}", self.address)))??;
-        let _ = tcp.set_nodelay(true);
-        // Node certificates name the node's host; the address's host is what we check.
-        let host = self.address.rsplit_once(':').map_or(self.address.as_str(), |(h, _)| h).trim_matches(['[', ']']);
-        let name = ServerName::try_from(host.to_owned()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        tokio::time::timeout(CONNECT_TIMEOUT, self.connector.connect(name, tcp))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("TLS with {}", self.address)))?
-    }
+async fn connect(connector: &TlsConnector, address: &str) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("connecting to {address}")))??;
+    let _ = tcp.set_nodelay(true);
+    // Node certificates name the node's host; the address's host is what we check.
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h).trim_matches(['[', ']']);
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("TLS with {address}")))?
+}
 
+impl Peer {
     async fn call<Req: Serialize, Resp: DeserializeOwned>(&mut self, kind: u8, req: &Req, ttl: Duration) -> Result<Resp, Failure> {
         if self.stream.is_none() {
-            self.stream = Some(self.connect().await.map_err(Failure::Unreachable)?);
+            self.stream = Some(connect(&self.connector, &self.address).await.map_err(Failure::Unreachable)?);
         }
         let stream = self.stream.as_mut().expect("connected above");
         let exchange = async {
@@ -256,5 +289,77 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
         self.rpc(VOTE, &rpc, &option).await
+    }
+}
+
+/// Why a forwarded request got no answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForwardError {
+    /// No primary is known (an election is under way); nothing was sent.
+    #[error("no primary is known at the moment (an election may be under way); retry shortly")]
+    NoPrimary,
+    /// This node is the primary: there is nowhere to forward to.
+    #[error("this node is the primary")]
+    IsPrimary,
+    /// The primary could not be reached or did not take the request; it was not executed.
+    #[error("the primary at {0} cannot take the request: {1}")]
+    Unreachable(String, String),
+    /// The request was sent but no answer came back: it may or may not have been executed.
+    #[error("the primary at {0} did not answer ({1}); the request may or may not have been executed")]
+    NoAnswer(String, String),
+}
+
+/// Sends forwarded requests to the primary over pooled node-to-node connections: one request
+/// per connection at a time, at most [`FORWARDS_IN_FLIGHT_MAX`] at once. A request is sent once
+/// and never retried after it left (the primary may have executed it), so a failure after
+/// sending is reported as [`ForwardError::NoAnswer`].
+pub(crate) struct Forwarder {
+    connector: TlsConnector,
+    idle: Mutex<Vec<(String, Instant, TlsStream<TcpStream>)>>,
+    in_flight: tokio::sync::Semaphore,
+}
+
+impl Forwarder {
+    pub(crate) fn new(tls: &PeerTls) -> Forwarder {
+        Forwarder {
+            connector: TlsConnector::from(tls.client.clone()),
+            idle: Mutex::new(Vec::new()),
+            in_flight: tokio::sync::Semaphore::new(FORWARDS_IN_FLIGHT_MAX),
+        }
+    }
+
+    fn pooled(&self, address: &str) -> Option<TlsStream<TcpStream>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|(_, since, _)| since.elapsed() < FORWARD_IDLE_REUSE);
+        let at = idle.iter().rposition(|(a, _, _)| a == address)?;
+        Some(idle.swap_remove(at).2)
+    }
+
+    pub(crate) async fn call(&self, address: &str, request: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, ForwardError> {
+        let _slot = self.in_flight.acquire().await.map_err(|e| ForwardError::Unreachable(address.into(), e.to_string()))?;
+        let mut stream = match self.pooled(address) {
+            Some(s) => s,
+            None => connect(&self.connector, address).await.map_err(|e| ForwardError::Unreachable(address.into(), e.to_string()))?,
+        };
+        let exchange = async {
+            write_frame(&mut stream, FORWARD, &serde_bytes::Bytes::new(&request)).await?;
+            let (kind, body) = read_frame(&mut stream).await?;
+            if kind != FORWARD {
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("answer of kind {kind} to a forwarded request")));
+            }
+            decode::<Result<serde_bytes::ByteBuf, String>>(&body)
+        };
+        let answer = match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => return Err(ForwardError::NoAnswer(address.into(), e.to_string())),
+            Err(_) => return Err(ForwardError::NoAnswer(address.into(), format!("no answer in {timeout:?}"))),
+        };
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < FORWARDS_IN_FLIGHT_MAX {
+            idle.push((address.to_owned(), Instant::now(), stream));
+        }
+        drop(idle);
+        answer.map(serde_bytes::ByteBuf::into_vec).map_err(|e| ForwardError::Unreachable(address.into(), e))
     }
 }

@@ -45,6 +45,8 @@ fn node_config(dir: &Path, endorsed_by: &Service, trusts: &Service, join: bool) 
         join,
         signature_tx_count: 10,
         signature_delay_ms: 50,
+        election_timeout_ms: 1000,
+        heartbeat_ms: 100,
     }
 }
 

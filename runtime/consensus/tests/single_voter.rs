@@ -38,6 +38,8 @@ fn config(dir: &Path, id: &Identity) -> ConsensusConfig {
         join: false,
         signature_tx_count: 10,
         signature_delay_ms: 50,
+        election_timeout_ms: 600,
+        heartbeat_ms: 100,
     }
 }
 

@@ -48,6 +48,12 @@ pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
         }
         Err(false) => return reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Unknown path: {}", call.path)),
     };
+    if let Some(r) = crate::forward::redirect(node, call, m.endpoint.redirection_strategy.as_deref()) {
+        return r;
+    }
+    if crate::forward::needed_for_endpoint(node, call, m.endpoint) {
+        return crate::forward::to_primary(node, call).await;
+    }
     let header = |name: hyper::header::HeaderName| call.headers.get(name).and_then(|v| v.to_str().ok());
     let creds = crate::auth::Credentials {
         cert_der: call.peer_cert,

@@ -18,6 +18,7 @@ pub struct NodeConfig {
     pub directory: PathBuf,
     pub ledger: LedgerConfig,
     pub ledger_signatures: SignatureConfig,
+    pub consensus: ConsensusTimes,
     pub limits: Limits,
     pub js: JsConfig,
     pub command: Command,
@@ -32,6 +33,7 @@ impl Default for NodeConfig {
             directory: PathBuf::from("workspace/node0"),
             ledger: LedgerConfig::default(),
             ledger_signatures: SignatureConfig::default(),
+            consensus: ConsensusTimes::default(),
             limits: Limits::default(),
             js: JsConfig::default(),
             command: Command::Start(StartConfig::default()),
@@ -65,6 +67,23 @@ impl Default for SignatureConfig {
     fn default() -> Self {
         // CCF's defaults: receipts are available within a second of a write.
         SignatureConfig { tx_count: 5000, delay_ms: 1000 }
+    }
+}
+
+/// Raft's timing (CCF's `consensus` section, in milliseconds).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsensusTimes {
+    /// A backup that hears nothing from the primary for this long starts an election (each
+    /// waits a random time between 3/4 of it and all of it, so that one usually wins).
+    pub election_timeout_ms: u64,
+    /// The primary's heartbeat interval.
+    pub message_timeout_ms: u64,
+}
+
+impl Default for ConsensusTimes {
+    fn default() -> Self {
+        ConsensusTimes { election_timeout_ms: 2000, message_timeout_ms: 100 }
     }
 }
 
@@ -197,6 +216,12 @@ impl NodeConfig {
         }
         if self.ledger_signatures.tx_count == 0 || self.ledger_signatures.delay_ms == 0 {
             return Err("ledger_signatures.tx_count and delay_ms must be above zero".into());
+        }
+        let (election, message) = (self.consensus.election_timeout_ms, self.consensus.message_timeout_ms);
+        if message == 0 || election < 4 * message {
+            return Err(format!(
+                "consensus.election_timeout_ms ({election}) must be at least 4 times consensus.message_timeout_ms ({message}), which must be above zero"
+            ));
         }
         let members = match &self.command {
             Command::Start(start) => start.members.as_slice(),

@@ -230,6 +230,9 @@ fn gov_error(e: GovError) -> Reply {
 }
 
 async fn write(node: &Node, call: &Call<'_>, op: Write) -> Reply {
+    if crate::forward::needed(node, call, true, false) {
+        return crate::forward::to_primary(node, call).await;
+    }
     match crate::auth::media_type(call.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
         Some("application/cose") => {}
         other => {

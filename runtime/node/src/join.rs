@@ -51,6 +51,9 @@ struct JoinAnswer {
 
 /// `POST /node/join`, answered by the primary.
 pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
+    if crate::forward::needed(node, call, true, false) {
+        return crate::forward::to_primary(node, call).await;
+    }
     let Some(cert) = call.peer_cert else {
         return reply::error(StatusCode::UNAUTHORIZED, "Unauthorized", "a joining node presents a certificate of its own key over TLS");
     };

@@ -5,6 +5,7 @@ mod app;
 mod auth;
 mod bundle_dir;
 pub mod config;
+mod forward;
 mod genesis;
 mod gov;
 mod historical;

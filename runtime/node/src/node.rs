@@ -95,6 +95,8 @@ impl Node {
             join: joining,
             signature_tx_count: config.ledger_signatures.tx_count,
             signature_delay_ms: config.ledger_signatures.delay_ms,
+            election_timeout_ms: config.consensus.election_timeout_ms,
+            heartbeat_ms: config.consensus.message_timeout_ms,
         })
         .await?;
         consensus.wait_ready(READY_TIMEOUT).await?;
@@ -137,6 +139,7 @@ impl Node {
             listener: std::sync::Mutex::new(Some(listener)),
             local_addr,
         });
+        node.consensus.set_forward_handler(crate::forward::handler(Arc::downgrade(&node)));
         tokio::spawn(crate::join::reconcile(Arc::downgrade(&node)));
         Ok(node)
     }

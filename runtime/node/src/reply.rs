@@ -25,7 +25,11 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Repl
 }
 
 pub fn empty(status: StatusCode) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::new()));
+    bytes(status, Vec::new())
+}
+
+pub fn bytes(status: StatusCode, body: Vec<u8>) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r
 }

@@ -7,6 +7,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use serde_json::{json, Value};
 
+use crate::forward::{Origin, Session};
 use crate::node::Node;
 use crate::reply::{self, Reply};
 use crate::tables::{NODES_INFO, SERVICE_INFO};
@@ -19,6 +20,7 @@ pub struct Call<'a> {
     pub headers: &'a hyper::HeaderMap,
     pub body: Vec<u8>,
     pub peer_cert: Option<&'a [u8]>,
+    pub origin: Origin<'a>,
 }
 
 impl Call<'_> {
@@ -87,7 +89,7 @@ fn too_large(limit: usize) -> Reply {
     r
 }
 
-pub async fn handle(node: &Node, req: Request<Incoming>, peer_cert: Option<&[u8]>) -> Reply {
+pub async fn handle(node: &Node, req: Request<Incoming>, peer_cert: Option<&[u8]>, session: &Session) -> Reply {
     let limit = node.config.limits.request_body_bytes_max;
     let (parts, body) = req.into_parts();
     let body = match read_body(body, limit).await {
@@ -102,17 +104,23 @@ pub async fn handle(node: &Node, req: Request<Incoming>, peer_cert: Option<&[u8]
         headers: &parts.headers,
         body,
         peer_cert,
+        origin: Origin::Client(session),
     };
+    dispatch(node, &call).await
+}
+
+/// Answers a request, whether a client sent it to this node or a backup forwarded it.
+pub async fn dispatch(node: &Node, call: &Call<'_>) -> Reply {
     let path = call.path.clone();
     match path.as_str() {
-        "/node/join" if call.method == Method::POST => crate::join::handle(node, &call).await,
-        p if p.starts_with("/node/") => only_get(&call, |c| node_endpoint(node, c)),
-        "/app/commit" => only_get(&call, |_| commit(node)),
-        "/app/tx" => only_get(&call, |c| tx_status(node, c)),
-        "/app/receipt" => only_get(&call, |c| receipt(node, c)),
-        "/app/api" => only_get(&call, |_| openapi(node)),
-        p if p.starts_with("/app/") || p == "/app" => crate::app::call(node, &call).await,
-        p if p.starts_with("/gov/") => crate::gov::handle(node, &call).await,
+        "/node/join" if call.method == Method::POST => crate::join::handle(node, call).await,
+        p if p.starts_with("/node/") => only_get(call, |c| node_endpoint(node, c)),
+        "/app/commit" => only_get(call, |_| commit(node)),
+        "/app/tx" => only_get(call, |c| tx_status(node, c)),
+        "/app/receipt" => only_get(call, |c| receipt(node, c)),
+        "/app/api" => only_get(call, |_| openapi(node)),
+        p if p.starts_with("/app/") || p == "/app" => crate::app::call(node, call).await,
+        p if p.starts_with("/gov/") => crate::gov::handle(node, call).await,
         _ => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Unknown path: {path}")),
     }
 }
@@ -146,7 +154,7 @@ fn node_endpoint(node: &Node, call: &Call<'_>) -> Reply {
                 "service_status": info.get("status").cloned().unwrap_or(Value::Null),
                 "service_certificate": node.service_cert_pem(),
                 "current_view": c.current_view(),
-                "primary_id": if c.is_primary() { Value::String(node.node_id().to_owned()) } else { Value::Null },
+                "primary_id": primary_node_id(node),
                 "recovery_count": 0,
                 // Where the current ledger secret starts (0 until the first trigger_ledger_rekey).
                 "latest_ledger_secret_seqno": c.ledger_secrets().1,
@@ -171,9 +179,9 @@ fn node_endpoint(node: &Node, call: &Call<'_>) -> Reply {
             reply::ok(&json!({"voters": ids, "primary_id": primary_id, "current_view": c.current_view()}))
         }
         "/node/network/nodes/self" => node_info(node, node.node_id()),
-        "/node/network/nodes/primary" => match c.is_primary() {
-            true => node_info(node, node.node_id()),
-            false => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", "no primary is known"),
+        "/node/network/nodes/primary" => match primary_node_id(node) {
+            Some(id) => node_info(node, &id),
+            None => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", "no primary is known"),
         },
         p if p.starts_with("/node/network/nodes/") => node_info(node, &p["/node/network/nodes/".len()..]),
         "/node/commit" => commit(node),
@@ -210,14 +218,26 @@ fn service_info(node: &Node) -> Value {
     state.get(SERVICE_INFO, &SINGLETON_KEY).and_then(|v| serde_json::from_slice(v).ok()).unwrap_or(Value::Null)
 }
 
+/// The node id of the primary this node knows of.
+fn primary_node_id(node: &Node) -> Option<String> {
+    let primary = node.consensus.primary()?;
+    let state = node.consensus.store().snapshot();
+    let id = state
+        .iter(NODES_INFO)
+        .map(|(id, _)| String::from_utf8_lossy(id).into_owned())
+        .find(|id| consort_consensus::raft_node_id(id) == primary);
+    id
+}
+
 fn nodes(node: &Node) -> Vec<Value> {
     let state = node.consensus.store().snapshot();
+    let primary = node.consensus.primary();
     state
         .iter(NODES_INFO)
         .filter_map(|(id, v)| {
             let mut info: Value = serde_json::from_slice(v).ok()?;
             let id = String::from_utf8_lossy(id).into_owned();
-            let primary = id == node.node_id() && node.consensus.is_primary();
+            let primary = Some(consort_consensus::raft_node_id(&id)) == primary;
             info.as_object_mut()?.insert("node_id".into(), Value::String(id));
             info.as_object_mut()?.insert("primary".into(), Value::Bool(primary));
             Some(info)

@@ -120,10 +120,10 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::f
                 Err(_) => return tracing::debug!("TLS handshake timed out"),
             };
             let peer_cert: Option<Arc<Vec<u8>>> = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| Arc::new(c.to_vec()));
+            let session = Arc::new(crate::forward::Session::default());
             let service = service_fn(move |req| {
-                let node = node.clone();
-                let peer_cert = peer_cert.clone();
-                async move { Ok::<_, Infallible>(crate::routes::handle(&node, req, peer_cert.as_deref().map(|v| v.as_slice())).await) }
+                let (node, peer_cert, session) = (node.clone(), peer_cert.clone(), session.clone());
+                async move { Ok::<_, Infallible>(crate::routes::handle(&node, req, peer_cert.as_deref().map(|v| v.as_slice()), &session).await) }
             });
             let result = http1::Builder::new()
                 .keep_alive(true)

@@ -66,11 +66,46 @@ async fn nodes_join_by_governance_and_everything_replicates() {
         pending.is_some()
     })
     .await;
-    gov.pass(&[&member], json!([{"name": "transition_node_to_trusted", "args": {"node_id": pending.expect("pending node")}}])).await;
+    // The vote goes through a backup, which forwards governance writes to the primary.
+    let gov1 = Gov::new(&s1);
+    gov1.pass(&[&member], json!([{"name": "transition_node_to_trusted", "args": {"node_id": pending.expect("pending node")}}])).await;
     let s2 = joining.join().expect("the third node starts once trusted");
 
-    // A write through the primary is read back on every node.
+    // Writes through every node (backups forward them to the primary, and answer with the
+    // primary's transaction id), then every write read back on every node.
     let user_client = |s: &Sandbox| s.client(Some(ws.join("user0").to_str().expect("path")));
+    let primary_id = get_json(&s0, "/node/network").await["primary_id"].clone();
+    for (i, s) in [&s0, &s1, &s2].into_iter().enumerate() {
+        assert_eq!(get_json(s, "/node/network").await["primary_id"], primary_id, "node {i} names the primary");
+        let r = user_client(s)
+            .post(s.url("/app/log/private"))
+            .json(&json!({"id": 100 + i, "msg": format!("via {i}")}))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), StatusCode::OK, "a write through node {i}");
+        let txid = r.headers()["x-ms-ccf-transaction-id"].to_str().expect("txid").to_owned();
+        s0.wait_committed(&user_client(&s0), &txid).await;
+    }
+    let nodes = get_json(&s2, "/node/network/nodes").await["nodes"].as_array().expect("nodes").clone();
+    assert_eq!(
+        nodes.iter().filter(|n| n["primary"] == true).map(|n| n["node_id"].clone()).collect::<Vec<_>>(),
+        std::slice::from_ref(&primary_id)
+    );
+    assert_eq!(get_json(&s1, "/node/network/nodes/primary").await["node_id"], primary_id);
+    for (i, s) in [&s0, &s1, &s2].into_iter().enumerate() {
+        // A fresh connection: reads are served by this node itself.
+        let client = user_client(s);
+        for j in 0..3 {
+            eventually(&format!("write {j} on node {i}"), async || {
+                let r = client.get(s.url(&format!("/app/log/private?id={}", 100 + j))).send().await.expect("get");
+                r.status() == StatusCode::OK && r.json::<Value>().await.expect("json")["msg"] == format!("via {j}")
+            })
+            .await;
+        }
+    }
+
+    // A write through the primary is read back on every node.
     let r = user_client(&s0).post(s0.url("/app/log/private")).json(&json!({"id": 7, "msg": "replicated"})).send().await.expect("post");
     assert_eq!(r.status(), StatusCode::OK);
     let written = r.headers()["x-ms-ccf-transaction-id"].to_str().expect("txid").to_owned();

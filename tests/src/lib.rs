@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 /// The `consort` binary that `make test` builds before running the tests.
 pub fn consort_bin() -> PathBuf {
     if let Ok(p) = std::env::var("CONSORT_BIN") {
@@ -89,7 +91,7 @@ impl Sandbox {
             .and_then(|p| p.parse().ok())
             .expect("rpc_address with a port");
         let directory = PathBuf::from(config["directory"].as_str().expect("directory"));
-        let file = workspace.join("config.json");
+        let file = workspace.join(format!("config-{port}.json"));
         std::fs::write(&file, config.to_string()).expect("write config");
         let stderr_log = workspace.join(format!("node-{port}.log"));
         let log = std::fs::File::create(&stderr_log).expect("log file");
@@ -164,6 +166,13 @@ impl Sandbox {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to the node's process.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the node runs");
+        let ok = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("kill").success();
+        assert!(ok, "kill -{signal} {}", child.id());
     }
 
     pub fn log(&self) -> String {

@@ -1,0 +1,268 @@
+//! Losing the primary. Clients write steadily through every node while the primary is killed
+//! with SIGKILL five times (a fixed seed picks the nodes they write through), stopped with
+//! SIGSTOP, and while all nodes restart at once. A client-side oracle keeps every write's
+//! outcome and checks it against the service: every write reported `Committed` is there, none
+//! is applied twice (each id's counter is at most 1), and the nodes agree.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use consort_tests::cluster::{get_json, Network, ELECTION_TIMEOUT_MS};
+use consort_tests::{consort, eventually, repo_root, temp_workspace, Sandbox};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// One write a client sent: its id, and what became of it.
+#[derive(Debug, Clone)]
+struct Write {
+    id: String,
+    /// The transaction id of a 200 answer.
+    txid: Option<String>,
+    /// `Committed` or `Invalid`, once `/node/tx` said so.
+    status: Option<String>,
+}
+
+#[derive(Default)]
+struct Oracle {
+    writes: Mutex<Vec<Write>>,
+    /// Why writes got no 200, by kind (printed at the end).
+    failures: Mutex<std::collections::BTreeMap<String, usize>>,
+    stop: AtomicBool,
+}
+
+/// A small deterministic generator (xorshift), so every run picks the same nodes.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+fn client(s: &Sandbox) -> reqwest::Client {
+    let ca = std::fs::read(s.common().join("service_cert.pem")).expect("service cert");
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("ca")])
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// Writes fresh ids through nodes the seed picks until told to stop; every answer goes to the
+/// oracle. A 200 must say the counter is 1: the id was never written before.
+async fn writer(k: usize, seed: u64, ports: Vec<u16>, http: reqwest::Client, oracle: Arc<Oracle>) {
+    let mut rng = Rng(seed);
+    let mut n = 0;
+    while !oracle.stop.load(Ordering::Relaxed) {
+        let port = ports[rng.below(ports.len())];
+        let id = format!("w{k}-{n}");
+        n += 1;
+        let url = format!("https://127.0.0.1:{port}/app/count/{id}");
+        let txid = match http.post(&url).send().await {
+            Ok(r) if r.status() == StatusCode::OK => {
+                let txid = r.headers()["x-ms-ccf-transaction-id"].to_str().expect("txid").to_owned();
+                let body: Value = r.json().await.expect("json");
+                assert_eq!(body["count"], 1, "write {id} ({txid}) was applied more than once");
+                Some(txid)
+            }
+            other => {
+                let kind = match other {
+                    Ok(r) => r.status().to_string(),
+                    Err(e) if e.is_connect() => "not connected".into(),
+                    Err(e) if e.is_timeout() => "timed out".into(),
+                    Err(_) => "connection broken".into(),
+                };
+                *oracle.failures.lock().expect("oracle").entry(kind).or_default() += 1;
+                None
+            }
+        };
+        oracle.writes.lock().expect("oracle").push(Write { id, txid, status: None });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asks the nodes for the status of every answered write until it is final.
+async fn statuses(ports: Vec<u16>, http: reqwest::Client, oracle: Arc<Oracle>) {
+    let mut turn = 0;
+    loop {
+        let open: Vec<(usize, String)> = {
+            let writes = oracle.writes.lock().expect("oracle");
+            writes.iter().enumerate().filter(|(_, w)| w.status.is_none()).filter_map(|(i, w)| Some((i, w.txid.clone()?))).collect()
+        };
+        if open.is_empty() && oracle.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        for (i, txid) in open {
+            turn += 1;
+            let port = ports[turn % ports.len()];
+            let url = format!("https://127.0.0.1:{port}/node/tx?transaction_id={txid}");
+            let Ok(r) = http.get(&url).send().await else { continue };
+            let Ok(v) = r.json::<Value>().await else { continue };
+            if let Some(s @ ("Committed" | "Invalid")) = v["status"].as_str() {
+                oracle.writes.lock().expect("oracle")[i].status = Some(s.to_owned());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every id's count, as the node `s` has it.
+async fn counts(s: &Sandbox, http: &reqwest::Client) -> serde_json::Map<String, Value> {
+    let r = http.get(s.url("/app/counts")).send().await.expect("read the counts");
+    assert_eq!(r.status(), StatusCode::OK);
+    match r.json::<Value>().await.expect("json") {
+        Value::Object(m) => m,
+        other => panic!("counts: {other}"),
+    }
+}
+
+fn committed(oracle: &Oracle) -> Vec<Write> {
+    oracle.writes.lock().expect("oracle").iter().filter(|w| w.status.as_deref() == Some("Committed")).cloned().collect()
+}
+
+/// Waits until node `i` has applied everything the primary `p` has committed so far.
+async fn caught_up(net: &Network, i: usize, p: usize) {
+    let target = get_json(net.node(p), "/node/commit").await["transaction_id"].as_str().expect("txid").to_owned();
+    let s = net.node(i);
+    eventually(&format!("node {i} to catch up to {target}"), async || {
+        let Ok(r) = s.client(None).get(s.url(&format!("/node/tx?transaction_id={target}"))).send().await else { return false };
+        r.json::<Value>().await.is_ok_and(|v| v["status"] == "Committed")
+    })
+    .await;
+}
+
+/// Checks every write in the oracle against node `p`, once nothing is in flight: answered
+/// writes are `Committed` and counted once; the others are counted at most once.
+async fn check_oracle(net: &Network, p: usize, oracle: &Oracle) {
+    eventually("every answered write to have a final status", async || {
+        oracle.writes.lock().expect("oracle").iter().all(|w| w.txid.is_none() || w.status.is_some())
+    })
+    .await;
+    let writes = oracle.writes.lock().expect("oracle").clone();
+    let counts = counts(net.node(p), &client(net.node(p))).await;
+    for w in &writes {
+        let n = counts.get(&w.id).and_then(Value::as_u64);
+        match (&w.txid, w.status.as_deref()) {
+            (Some(txid), Some("Committed")) => assert_eq!(n, Some(1), "committed write {} ({txid})", w.id),
+            (Some(txid), other) => panic!("write {} was answered with {txid} but ended {other:?}", w.id),
+            (None, _) => assert!(n.is_none_or(|n| n == 1), "write {} without an answer is counted {n:?}", w.id),
+        }
+    }
+    // Nothing was applied that no client sent.
+    assert!(counts.len() <= writes.len(), "{} counters for {} writes", counts.len(), writes.len());
+}
+
+fn start_clients(net: &Network, seed: u64, oracle: &Arc<Oracle>) -> Vec<tokio::task::JoinHandle<()>> {
+    let ports: Vec<u16> = (0..net.nodes.len()).map(|i| net.port(i)).collect();
+    let http = client(net.node(0));
+    let mut tasks: Vec<_> = (0..4).map(|k| tokio::spawn(writer(k, seed + k as u64, ports.clone(), http.clone(), oracle.clone()))).collect();
+    tasks.push(tokio::spawn(statuses(ports, http, oracle.clone())));
+    tasks
+}
+
+async fn stop_clients(oracle: &Oracle, tasks: Vec<tokio::task::JoinHandle<()>>) {
+    oracle.stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("a client task panicked");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primary_is_killed_five_times_and_no_committed_write_is_lost() {
+    let ws = temp_workspace("failover");
+    let mut net = Network::open(&ws, 3, &repo_root().join("tests/apps/counters")).await;
+    let oracle = Arc::new(Oracle::default());
+    let tasks = start_clients(&net, 0x5eed, &oracle);
+    let mut elections = Vec::new();
+    for round in 0..5 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let p = net.primary().await;
+        let view_before = get_json(net.node(p), "/node/network").await["current_view"].as_u64().expect("view");
+        let before = committed(&oracle);
+        assert!(!before.is_empty() || round > 0, "writes commit before the first kill");
+        net.nodes[p].as_mut().expect("primary").kill9();
+        net.nodes[p] = None;
+        let killed = Instant::now();
+
+        // A survivor becomes primary within two election timeouts.
+        let survivors: Vec<usize> = (0..3).filter(|i| *i != p).collect();
+        let elected = 'wait: loop {
+            for &i in &survivors {
+                let s = net.node(i);
+                if let Ok(r) = s.client(None).get(s.url("/node/primary")).send().await {
+                    if r.status() == StatusCode::OK {
+                        break 'wait killed.elapsed();
+                    }
+                }
+            }
+            assert!(killed.elapsed() < Duration::from_secs(30), "no new primary 30 s after the kill");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        elections.push(elected);
+        let q = net.primary().await;
+        assert_ne!(q, p, "round {round}: the new primary is a survivor");
+
+        // Every write reported Committed before the kill is there, once, on the new primary.
+        let now = counts(net.node(q), &client(net.node(q))).await;
+        for w in &before {
+            assert_eq!(now.get(&w.id).and_then(Value::as_u64), Some(1), "round {round}: committed write {} after the kill", w.id);
+        }
+        // A committed transaction of the old view is not valid under the new view's number.
+        let view_after = get_json(net.node(q), "/node/network").await["current_view"].as_u64().expect("view");
+        assert!(view_after > view_before, "round {round}: a new view");
+        if let Some(w) = before.last() {
+            let seqno = w.txid.as_deref().and_then(|t| t.split('.').nth(1)).expect("seqno");
+            let status = get_json(net.node(q), &format!("/node/tx?transaction_id={view_after}.{seqno}")).await;
+            assert_eq!(status["status"], "Invalid", "round {round}: {view_after}.{seqno}");
+        }
+
+        // Writes succeed again, and the killed node comes back and catches up.
+        let mark = oracle.writes.lock().expect("oracle").len();
+        eventually("writes to commit again after the election", async || {
+            oracle.writes.lock().expect("oracle")[mark..].iter().any(|w| w.status.as_deref() == Some("Committed"))
+        })
+        .await;
+        net.restart(p);
+        caught_up(&net, p, q).await;
+    }
+    stop_clients(&oracle, tasks).await;
+    let p = net.primary().await;
+    check_oracle(&net, p, &oracle).await;
+    let writes = oracle.writes.lock().expect("oracle").clone();
+    let committed = writes.iter().filter(|w| w.status.is_some()).count();
+    eprintln!(
+        "failover: {} writes sent, {committed} committed, the others {:?}; new primary after {:?} (election timeout {ELECTION_TIMEOUT_MS} ms)",
+        writes.len(),
+        oracle.failures.lock().expect("oracle"),
+        elections
+    );
+    for (round, e) in elections.iter().enumerate() {
+        assert!(*e <= Duration::from_millis(2 * ELECTION_TIMEOUT_MS), "round {round}: a new primary only after {e:?}");
+    }
+
+    // Every node converges on the same ledger, and each verifies.
+    for i in 0..3 {
+        caught_up(&net, i, p).await;
+    }
+    for s in net.nodes.iter_mut().flatten() {
+        s.stop();
+    }
+    let ledgers: Vec<Vec<consort_ledger::LedgerEntry>> = (0..3)
+        .map(|i| {
+            let dir = ws.join(format!("n{i}/ledger"));
+            let (ok, out) = consort(&["ledger", "verify", dir.to_str().expect("path")]);
+            assert!(ok, "node {i}: {out}");
+            consort_ledger::LedgerFiles::open(&dir, 5 * 1024 * 1024).expect("ledger").1
+        })
+        .collect();
+    let common = ledgers.iter().map(Vec::len).min().expect("ledgers");
+    for (i, l) in ledgers.iter().enumerate().skip(1) {
+        assert_eq!(l[..common], ledgers[0][..common], "node {i}'s ledger equals node 0's");
+    }
+    let _ = std::fs::remove_dir_all(&ws);
+}

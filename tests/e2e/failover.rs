@@ -266,3 +266,154 @@ async fn the_primary_is_killed_five_times_and_no_committed_write_is_lost() {
     }
     let _ = std::fs::remove_dir_all(&ws);
 }
+
+/// POST `/app/count/{id}` through `s`; the answer's status and transaction id.
+async fn increment(s: &Sandbox, http: &reqwest::Client, id: &str) -> (StatusCode, Option<String>) {
+    let r = http.post(s.url(&format!("/app/count/{id}"))).send().await.expect("post");
+    let txid = r.headers().get("x-ms-ccf-transaction-id").map(|v| v.to_str().expect("txid").to_owned());
+    (r.status(), txid)
+}
+
+/// The number of ledger entries in node `i`'s directory (the node must be stopped).
+fn ledger_len(net: &Network, i: usize) -> usize {
+    consort_ledger::LedgerFiles::open(&net.ws.join(format!("n{i}/ledger")), 5 * 1024 * 1024).expect("ledger").1.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_restarts_and_an_unendorsed_node() {
+    let ws = temp_workspace("isolation");
+    let mut net = Network::open(&ws, 3, &repo_root().join("tests/apps/counters")).await;
+    let p = net.primary().await;
+    let backups: Vec<usize> = (0..3).filter(|i| *i != p).collect();
+    let http = client(net.node(p));
+
+    // forwarding_required "never": a backup executes the write itself and cannot commit it.
+    let (status, _) = {
+        let s = net.node(backups[0]);
+        let r = http.post(s.url("/app/local/never")).send().await.expect("post");
+        (r.status(), ())
+    };
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a 'never' write on a backup");
+    // redirection_strategy: to_primary from a backup, to_backup from the primary.
+    let no_redirects = reqwest::Client::builder()
+        .tls_certs_only([
+            reqwest::Certificate::from_pem(&std::fs::read(net.node(p).common().join("service_cert.pem")).expect("ca")).expect("ca")
+        ])
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = no_redirects.post(net.node(backups[0]).url("/app/redirected/r?x=1")).send().await.expect("post");
+    assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(r.headers()["location"], format!("https://127.0.0.1:{}/app/redirected/r?x=1", net.port(p)));
+    let r = no_redirects.get(net.node(p).url("/app/redirected/r")).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
+    let to = r.headers()["location"].to_str().expect("location").to_owned();
+    assert!(backups.iter().any(|b| to == format!("https://127.0.0.1:{}/app/redirected/r", net.port(*b))), "{to}");
+
+    // The primary is cut off (SIGSTOP): the others elect a primary and go on committing.
+    net.node(p).signal("STOP");
+    let mut q = None;
+    eventually("a new primary while the old one is stopped", async || {
+        for &b in &backups {
+            let s = net.node(b);
+            if s.client(None).get(s.url("/node/primary")).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
+                q = Some(b);
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    let q = q.expect("new primary");
+    let mut committed = Vec::new();
+    for k in 0..10 {
+        let (status, txid) = increment(net.node(q), &http, &format!("iso-{k}")).await;
+        assert_eq!(status, StatusCode::OK);
+        committed.push(txid.expect("txid"));
+    }
+    // A write sent to the stopped node waits; once it runs again it cannot commit on its own.
+    let stale = {
+        let url = net.node(p).url("/app/count/stale");
+        let http = http.clone();
+        tokio::spawn(async move {
+            let r = http.post(&url).send().await;
+            r.map(|r| (r.status(), r.headers().get("x-ms-ccf-transaction-id").map(|v| v.to_str().expect("txid").to_owned())))
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    net.node(p).signal("CONT");
+    let stale = stale.await.expect("task");
+    // It converges: it follows the new primary and has every write made while it was away.
+    eventually("the old primary to follow the new one", async || {
+        get_json(net.node(p), "/node/network").await["primary_id"] == net.node_ids[q].as_str()
+    })
+    .await;
+    caught_up(&net, p, q).await;
+    let now = counts(net.node(p), &client(net.node(p))).await;
+    for k in 0..10 {
+        assert_eq!(now.get(&format!("iso-{k}")).and_then(Value::as_u64), Some(1), "iso-{k} on the old primary");
+    }
+    match stale {
+        // Answered only if it committed (it reached the new primary, or was forwarded there).
+        Ok((StatusCode::OK, Some(txid))) => {
+            net.node(q).wait_committed(&http, &txid).await;
+            assert_eq!(now.get("stale").and_then(Value::as_u64), Some(1));
+        }
+        other => assert!(now.get("stale").and_then(Value::as_u64).is_none_or(|n| n == 1), "{other:?}"),
+    }
+
+    // All three restart at once (killed, no chance to flush): every committed write is there.
+    for s in net.nodes.iter_mut() {
+        s.take().expect("up").kill9();
+    }
+    for i in 0..3 {
+        net.restart(i);
+    }
+    let r = net.primary().await;
+    for txid in &committed {
+        net.node(r).wait_committed(&http, txid).await;
+    }
+    let now = counts(net.node(r), &http).await;
+    for k in 0..10 {
+        assert_eq!(now.get(&format!("iso-{k}")).and_then(Value::as_u64), Some(1), "iso-{k} after restarting all");
+    }
+    assert_eq!(increment(net.node(r), &http, "after-restart").await.0, StatusCode::OK);
+
+    // A node whose certificate another service endorsed cannot talk to the others: started with
+    // such a certificate (same key), it receives nothing while the others go on; given back its
+    // own certificate, it catches up.
+    let b = (0..3).find(|i| *i != r).expect("a backup");
+    net.nodes[b].take().expect("up").stop();
+    let before = ledger_len(&net, b);
+    let cert_file = ws.join(format!("n{b}/node_cert.pem"));
+    let own_cert = std::fs::read_to_string(&cert_file).expect("node cert");
+    let key = consort_crypto::NodeKey::from_pem(&std::fs::read_to_string(ws.join(format!("n{b}/node_privk.pem"))).expect("key"))
+        .expect("node key");
+    let other_service = consort_crypto::NodeKey::generate();
+    let other_cert = consort_crypto::self_signed_service_cert(&other_service, "Another Service").expect("service cert");
+    let forged =
+        consort_crypto::endorse_node_cert(&key.public_key_der(), "Consort Node", &["127.0.0.1".into()], &other_cert, &other_service)
+            .expect("endorse");
+    std::fs::write(&cert_file, forged).expect("write cert");
+    net.restart(b);
+    for k in 0..5 {
+        assert_eq!(increment(net.node(r), &http, &format!("unendorsed-{k}")).await.0, StatusCode::OK);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let still = net.node(r).client(None).get(net.node(r).url("/node/primary")).send().await.expect("primary");
+    assert_eq!(still.status(), StatusCode::OK, "the unendorsed node did not disturb the primary");
+    net.nodes[b].take().expect("up").stop();
+    assert_eq!(ledger_len(&net, b), before, "the unendorsed node received nothing");
+    let refusals = net.node(r).log();
+    assert!(refusals.contains("certificate"), "the primary's log names the refused certificate:\n{refusals}");
+    std::fs::write(&cert_file, own_cert).expect("write cert");
+    net.restart(b);
+    caught_up(&net, b, r).await;
+    let now = counts(net.node(b), &client(net.node(b))).await;
+    assert_eq!(now.get("unendorsed-4").and_then(Value::as_u64), Some(1), "the node caught up with its own certificate");
+
+    for s in net.nodes.iter_mut().flatten() {
+        s.stop();
+    }
+    let _ = std::fs::remove_dir_all(&ws);
+}

@@ -1,32 +1,15 @@
 //! Nodes joining a network as real processes: trusted at once while the service is opening,
-//! by a `transition_node_to_trusted` vote once it is open; everything replicates to them over
-//! the node-to-node TLS transport, and every ledger verifies.
+//! by a `transition_node_to_trusted` vote once it is open. Writes go through every node
+//! (backups forward them), reads are served by each; a fourth node is added and one of the
+//! first three retired while a client keeps writing; every ledger verifies.
 
-use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
+use consort_tests::cluster::{get_json, join_command, node_config};
 use consort_tests::{consort, eventually, repo_root, set_js_app, temp_workspace, Gov, Member, Sandbox};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-fn node_config(ws: &Path, i: usize, command: Value) -> Value {
-    json!({
-        "rpc_address": format!("127.0.0.1:{}", Sandbox::free_port()),
-        "node_address": format!("127.0.0.1:{}", Sandbox::free_port()),
-        "directory": ws.join(format!("n{i}")),
-        "js": {"workers": 1},
-        "ledger_signatures": {"tx_count": 100, "delay_ms": 100},
-        "command": command,
-    })
-}
-
-fn join_command(ws: &Path, primary: &Sandbox) -> Value {
-    json!({"type": "join", "target_rpc_address": format!("127.0.0.1:{}", primary.port),
-           "service_certificate": ws.join("n0/service_cert.pem"), "timeout_ms": 60_000})
-}
-
-async fn get_json(s: &Sandbox, path: &str) -> Value {
-    s.client(None).get(s.url(path)).send().await.expect("get").json().await.expect("json")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_join_by_governance_and_everything_replicates() {
@@ -35,19 +18,20 @@ async fn nodes_join_by_governance_and_everything_replicates() {
     let user = Member::create(&ws, "user0");
     let s0 = Sandbox::start_config(
         &ws,
-        node_config(&ws, 0, json!({"type": "start", "members": [{"certificate": ws.join("member0_cert.pem")}]})),
+        node_config(&ws, "n0", json!({"type": "start", "members": [{"certificate": ws.join("member0_cert.pem")}]})),
     );
 
-    // While the service is opening, a joining node is trusted at once and becomes a voter.
-    let s1 = Sandbox::start_config(&ws, node_config(&ws, 1, join_command(&ws, &s0)));
+    // While the service is opening, joining nodes are trusted at once and become voters.
+    let s1 = Sandbox::start_config(&ws, node_config(&ws, "n1", join_command(&s0)));
+    let s2 = Sandbox::start_config(&ws, node_config(&ws, "n2", join_command(&s0)));
     let gov = Gov::new(&s0);
     gov.activate(&member).await;
     eventually("the member's activation on the joined node", async || {
-        get_json(&s1, "/gov/service/members?api-version=2024-07-01").await["value"][0]["status"] == "Active"
+        get_json(&s2, "/gov/service/members?api-version=2024-07-01").await["value"][0]["status"] == "Active"
     })
     .await;
     let nodes = get_json(&s1, "/node/network/nodes").await["nodes"].as_array().expect("nodes").clone();
-    assert_eq!(nodes.len(), 2, "{nodes:?}");
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
     assert!(nodes.iter().all(|n| n["status"] == "Trusted"), "{nodes:?}");
 
     // Open the service with an app and a user.
@@ -55,27 +39,12 @@ async fn nodes_join_by_governance_and_everything_replicates() {
     let actions = vec![set_js_app(&repo_root().join("samples/logging")), json!({"name": "set_user", "args": {"cert": user.cert_pem}})];
     gov.open_service(&member, &service_cert, actions).await;
 
-    // Once it is open, a joining node waits, Pending, for the members' vote.
-    let third = node_config(&ws, 2, join_command(&ws, &s0));
-    let ws2 = ws.clone();
-    let joining = std::thread::spawn(move || Sandbox::start_config(&ws2, third));
-    let mut pending = None;
-    eventually("a Pending node", async || {
-        let nodes = get_json(&s0, "/node/network/nodes").await;
-        pending = nodes["nodes"].as_array().expect("nodes").iter().find(|n| n["status"] == "Pending").map(|n| n["node_id"].clone());
-        pending.is_some()
-    })
-    .await;
-    // The vote goes through a backup, which forwards governance writes to the primary.
-    let gov1 = Gov::new(&s1);
-    gov1.pass(&[&member], json!([{"name": "transition_node_to_trusted", "args": {"node_id": pending.expect("pending node")}}])).await;
-    let s2 = joining.join().expect("the third node starts once trusted");
-
     // Writes through every node (backups forward them to the primary, and answer with the
     // primary's transaction id), then every write read back on every node.
     let user_client = |s: &Sandbox| s.client(Some(ws.join("user0").to_str().expect("path")));
     let primary_id = get_json(&s0, "/node/network").await["primary_id"].clone();
     for (i, s) in [&s0, &s1, &s2].into_iter().enumerate() {
+        eventually(&format!("node {i} to open"), async || get_json(s, "/node/network").await["service_status"] == "Open").await;
         assert_eq!(get_json(s, "/node/network").await["primary_id"], primary_id, "node {i} names the primary");
         let r = user_client(s)
             .post(s.url("/app/log/private"))
@@ -105,41 +74,77 @@ async fn nodes_join_by_governance_and_everything_replicates() {
         }
     }
 
-    // A write through the primary is read back on every node.
-    let r = user_client(&s0).post(s0.url("/app/log/private")).json(&json!({"id": 7, "msg": "replicated"})).send().await.expect("post");
-    assert_eq!(r.status(), StatusCode::OK);
-    let written = r.headers()["x-ms-ccf-transaction-id"].to_str().expect("txid").to_owned();
-    for s in [&s1, &s2] {
-        eventually("the write on a backup", async || {
-            let r = user_client(s).get(s.url("/app/log/private?id=7")).send().await.expect("get");
-            r.status() == StatusCode::OK && r.json::<Value>().await.expect("json")["msg"] == "replicated"
+    // From here a client writes steadily through the primary; every write must succeed while
+    // a fourth node joins and one of the first three is retired.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (client, url, stop) = (user_client(&s0), s0.url("/app/log/public"), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let r = client.post(&url).json(&json!({"id": n, "msg": format!("steady {n}")})).send().await.expect("post");
+                assert_eq!(r.status(), StatusCode::OK, "steady write {n}: {}", r.text().await.unwrap_or_default());
+                n += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            n
         })
-        .await;
-    }
-    let written_seqno: usize = written.split('.').nth(1).and_then(|n| n.parse().ok()).expect("seqno");
+    };
+
+    // Once the service is open, a joining node waits, Pending, for the members' vote, which
+    // here goes through a backup (it forwards governance writes to the primary).
+    let fourth = node_config(&ws, "n3", join_command(&s0));
+    let ws2 = ws.clone();
+    let joining = std::thread::spawn(move || Sandbox::start_config(&ws2, fourth));
+    let mut pending = None;
+    eventually("a Pending node", async || {
+        let nodes = get_json(&s0, "/node/network/nodes").await;
+        pending = nodes["nodes"].as_array().expect("nodes").iter().find(|n| n["status"] == "Pending").map(|n| n["node_id"].clone());
+        pending.is_some()
+    })
+    .await;
+    let gov1 = Gov::new(&s1);
+    gov1.pass(&[&member], json!([{"name": "transition_node_to_trusted", "args": {"node_id": pending.expect("pending node")}}])).await;
+    let s3 = joining.join().expect("the fourth node starts once trusted");
+    eventually("four voters", async || get_json(&s0, "/node/consensus").await["voters"].as_array().expect("voters").len() == 4).await;
 
     // remove_node retires node 1: it leaves the Raft configuration, and the others go on.
     let node1 = get_json(&s1, "/node/state").await["node_id"].clone();
-    assert_eq!(get_json(&s0, "/node/consensus").await["voters"].as_array().expect("voters").len(), 3);
     gov.pass(&[&member], json!([{"name": "remove_node", "args": {"node_id": node1}}])).await;
     eventually("node 1 to leave the configuration", async || {
         let voters = get_json(&s0, "/node/consensus").await["voters"].clone();
-        voters.as_array().expect("voters").len() == 2 && !voters.as_array().expect("voters").contains(&node1)
+        voters.as_array().expect("voters").len() == 3 && !voters.as_array().expect("voters").contains(&node1)
     })
     .await;
-    let r = user_client(&s0).post(s0.url("/app/log/private")).json(&json!({"id": 8, "msg": "after"})).send().await.expect("post");
-    assert_eq!(r.status(), StatusCode::OK);
-    eventually("the write on the remaining backup", async || {
-        user_client(&s2).get(s2.url("/app/log/private?id=8")).send().await.expect("get").status() == StatusCode::OK
-    })
-    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.await.expect("every steady write succeeded");
+    assert!(written > 10, "{written} steady writes");
+    let last = written - 1;
+    for s in [&s2, &s3] {
+        eventually("the last steady write on a remaining node", async || {
+            let r = user_client(s).get(s.url(&format!("/app/log/public?id={last}"))).send().await.expect("get");
+            r.status() == StatusCode::OK
+        })
+        .await;
+    }
+    let upto: usize = get_json(&s0, "/node/commit").await["transaction_id"]
+        .as_str()
+        .and_then(|t| t.split('.').nth(1))
+        .and_then(|n| n.parse().ok())
+        .expect("seqno");
+    for s in [&s2, &s3] {
+        let txid = get_json(&s0, "/node/commit").await["transaction_id"].as_str().expect("txid").to_owned();
+        s.wait_committed(&s.client(None), &txid).await;
+    }
 
-    // Every node's ledger verifies, and the entries up to the write are identical.
-    let (mut s0, mut s1, mut s2) = (s0, s1, s2);
-    for s in [&mut s1, &mut s2, &mut s0] {
+    // Every node's ledger verifies; the remaining nodes' ledgers are identical up to the last
+    // commit, and the retired node's up to its removal.
+    let (mut s0, mut s1, mut s2, mut s3) = (s0, s1, s2, s3);
+    for s in [&mut s1, &mut s2, &mut s3, &mut s0] {
         s.stop();
     }
-    let ledgers: Vec<Vec<consort_ledger::LedgerEntry>> = (0..3)
+    let ledgers: Vec<Vec<consort_ledger::LedgerEntry>> = (0..4)
         .map(|i| {
             let dir = ws.join(format!("n{i}/ledger"));
             let (ok, out) = consort(&["ledger", "verify", dir.to_str().expect("path")]);
@@ -147,9 +152,11 @@ async fn nodes_join_by_governance_and_everything_replicates() {
             consort_ledger::LedgerFiles::open(&dir, 5 * 1024 * 1024).expect("ledger").1
         })
         .collect();
-    for (i, l) in ledgers.iter().enumerate().skip(1) {
-        assert!(l.len() >= written_seqno, "node {i} has the write");
-        assert_eq!(l[..written_seqno], ledgers[0][..written_seqno], "node {i}'s ledger equals the primary's");
+    for i in [2, 3] {
+        assert!(ledgers[i].len() >= upto, "node {i} has everything committed");
+        assert_eq!(ledgers[i][..upto], ledgers[0][..upto], "node {i}'s ledger equals the primary's");
     }
+    let retired = ledgers[1].len().min(upto);
+    assert_eq!(ledgers[1][..retired], ledgers[0][..retired], "the retired node's ledger is a prefix of the primary's");
     let _ = std::fs::remove_dir_all(&ws);
 }

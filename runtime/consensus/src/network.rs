@@ -350,12 +350,20 @@ impl Forwarder {
             }
             decode::<Result<serde_bytes::ByteBuf, String>>(&body)
         };
-        let answer = match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => return Err(ForwardError::NoAnswer(address.into(), e.to_string())),
-            Err(_) => return Err(ForwardError::NoAnswer(address.into(), format!("no answer in {timeout:?}"))),
+        let failed = match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer in {timeout:?}")),
         };
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let answer = match failed {
+            Ok(answer) => answer,
+            Err(why) => {
+                // The other pooled connections to that node are likely broken too (it restarted).
+                idle.retain(|(a, _, _)| a != address);
+                return Err(ForwardError::NoAnswer(address.into(), why));
+            }
+        };
         if idle.len() < FORWARDS_IN_FLIGHT_MAX {
             idle.push((address.to_owned(), Instant::now(), stream));
         }

@@ -160,3 +160,33 @@ async fn nodes_join_by_governance_and_everything_replicates() {
     assert_eq!(ledgers[1][..retired], ledgers[0][..retired], "the retired node's ledger is a prefix of the primary's");
     let _ = std::fs::remove_dir_all(&ws);
 }
+
+/// `consort sandbox --nodes 3`: three nodes on consecutive ports, opened by member0; a write
+/// through one backup is read through the other; stopping the sandbox stops all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_sandbox() {
+    let ws = temp_workspace("sandbox3");
+    let port = loop {
+        // Six consecutive free ports: node i serves on port + 2i and peers on port + 2i + 1.
+        let p = Sandbox::free_port();
+        if p < 60000 && (1..6).all(|k| std::net::TcpListener::bind(("127.0.0.1", p + k)).is_ok()) {
+            break p;
+        }
+    };
+    let mut sandbox = Sandbox::start_with(&ws, Some(&repo_root().join("samples/logging")), port, &["--nodes", "3"]);
+    let user = sandbox.client(Some("user0"));
+    let at = |k: u16| format!("https://127.0.0.1:{}", port + 2 * k);
+    assert_eq!(get_json(&sandbox, "/node/consensus").await["voters"].as_array().expect("voters").len(), 3);
+    let r = user.post(format!("{}/app/log/private", at(2))).json(&json!({"id": 1, "msg": "through node 2"})).send().await.expect("post");
+    assert_eq!(r.status(), StatusCode::OK);
+    eventually("the write on node 1", async || {
+        let r = user.get(format!("{}/app/log/private?id=1", at(1))).send().await.expect("get");
+        r.status() == StatusCode::OK && r.json::<Value>().await.expect("json")["msg"] == "through node 2"
+    })
+    .await;
+    sandbox.stop();
+    for k in 1..3 {
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port + 2 * k)).is_err(), "node {k} stopped with the sandbox");
+    }
+    let _ = std::fs::remove_dir_all(&ws);
+}

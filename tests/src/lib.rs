@@ -55,9 +55,15 @@ impl Sandbox {
     }
 
     pub fn start_on(workspace: &Path, app: Option<&Path>, port: u16) -> Sandbox {
+        Self::start_with(workspace, app, port, &[])
+    }
+
+    /// A sandbox with more `consort sandbox` arguments (`--nodes 3`, …).
+    pub fn start_with(workspace: &Path, app: Option<&Path>, port: u16, extra: &[&str]) -> Sandbox {
         let stderr_log = workspace.join(format!("node-{port}.log"));
         let mut cmd = Command::new(consort_bin());
         cmd.args(["sandbox", "--workspace"]).arg(workspace).args(["--rpc-port", &port.to_string(), "--signature-delay-ms", "100"]);
+        cmd.args(extra);
         if let Some(app) = app {
             cmd.arg("--app").arg(app);
         }

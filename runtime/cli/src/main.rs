@@ -86,9 +86,13 @@ fn main() -> ExitCode {
         Command::JsWorker => return consort_js::worker_main(),
         Command::Start { config: Some(config) } => run_node(&config),
         // SPEC 8: with no configuration at all, `consort start` runs the one-node sandbox.
-        Command::Start { config: None } => {
-            sandbox::run(sandbox::SandboxArgs { workspace: "workspace".into(), rpc_port: 8000, app: None, signature_delay_ms: 1000 })
-        }
+        Command::Start { config: None } => sandbox::run(sandbox::SandboxArgs {
+            workspace: "workspace".into(),
+            rpc_port: 8000,
+            app: None,
+            signature_delay_ms: 1000,
+            nodes: 1,
+        }),
         Command::Sandbox(args) => sandbox::run(args),
         Command::Gov(args) => gov::run(args),
         Command::Keygen { name, curve, dir } => {

@@ -1,5 +1,7 @@
-//! `consort sandbox`: a one-node network that member0 opens by governance, as CCF's sandbox
-//! does, and the lines that show how to call it.
+//! `consort sandbox`: a network on loopback that member0 opens by governance, as CCF's sandbox
+//! does, and the lines that show how to call it. Node 0 runs in this process; with `--nodes N`
+//! nodes 1.. run as `consort start --config` child processes that join it (trusted at once,
+//! since they join before the service opens), on the next ports up.
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +22,16 @@ pub struct SandboxArgs {
     /// Milliseconds between signature transactions (a receipt is available after the next one).
     #[arg(long, default_value_t = 1000)]
     pub signature_delay_ms: u64,
+    /// How many nodes: node i serves clients on rpc-port + 2i and peers on rpc-port + 2i + 1.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=NODES_MAX as i64))]
+    pub nodes: u16,
 }
+
+/// The most nodes a sandbox starts.
+const NODES_MAX: u16 = 9;
+
+/// How long the sandbox waits for its joining nodes to become voters.
+const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 pub fn run(args: SandboxArgs) -> Result<(), String> {
     crate::init_logging();
@@ -47,7 +58,13 @@ pub fn run(args: SandboxArgs) -> Result<(), String> {
     config.ledger_signatures.delay_ms = args.signature_delay_ms;
     config.js.runtime_options.return_exception_details = true;
     config.js.runtime_options.log_exception_details = true;
+    // A network that already ran needs a majority of its nodes to elect a primary, so its
+    // other nodes start first; new ones join once node 0 serves.
+    let node0_cert = config.directory.join("service_cert.pem");
+    let resuming = node0_cert.exists();
     crate::runtime()?.block_on(async {
+        let spawn_all = || (1..args.nodes).map(|i| spawn_joiner(&args, i, &node0_cert)).collect::<Result<Vec<_>, String>>();
+        let mut joiners = if resuming { spawn_all()? } else { Vec::new() };
         let node = Node::start(config).await?;
         let cert_path = common.join("service_cert.pem");
         std::fs::write(&cert_path, node.service_cert_pem()).map_err(|e| format!("writing {}: {e}", cert_path.display()))?;
@@ -56,14 +73,94 @@ pub fn run(args: SandboxArgs) -> Result<(), String> {
             tokio::spawn(async move { node.serve(crate::shutdown_signal()).await })
         };
         let url = format!("https://{}", node.rpc_address());
+        if !resuming {
+            match spawn_all() {
+                Ok(children) => joiners = children,
+                Err(e) => {
+                    serving.abort();
+                    return Err(e);
+                }
+            }
+        }
+        if let Err(e) = wait_for_voters(&url, node.service_cert_pem(), usize::from(args.nodes)).await {
+            serving.abort();
+            return Err(e);
+        }
         let member = gov_client::GovClient::new(&url, node.service_cert_pem(), gov_client::load_signer(&common.join("member0"))?)?;
         if let Err(e) = open_by_governance(&member, &common, node.service_cert_pem(), app).await {
             serving.abort();
             return Err(format!("opening the sandbox by governance: {e}"));
         }
-        print_instructions(&common, node.rpc_address());
-        serving.await.map_err(|e| format!("the node stopped: {e}"))?
+        print_instructions(&common, node.rpc_address(), args.nodes);
+        let served = serving.await.map_err(|e| format!("the node stopped: {e}"));
+        stop_joiners(joiners).await;
+        served?
     })
+}
+
+/// Starts node `i` as a child process joining node 0 (or resuming, if its directory exists).
+fn spawn_joiner(args: &SandboxArgs, i: u16, service_cert: &Path) -> Result<tokio::process::Child, String> {
+    let port = |k: u16| {
+        args.rpc_port.checked_add(k).ok_or_else(|| format!("--rpc-port {} leaves no room for {} nodes", args.rpc_port, args.nodes))
+    };
+    let config = serde_json::json!({
+        "rpc_address": format!("127.0.0.1:{}", port(2 * i)?),
+        "node_address": format!("127.0.0.1:{}", port(2 * i + 1)?),
+        "directory": args.workspace.join(format!("node{i}")),
+        "ledger_signatures": {"delay_ms": args.signature_delay_ms},
+        "command": {"type": "join", "target_rpc_address": format!("127.0.0.1:{}", args.rpc_port), "service_certificate": service_cert},
+    });
+    let file = args.workspace.join(format!("node{i}.json"));
+    std::fs::write(&file, serde_json::to_string_pretty(&config).expect("JSON")).map_err(|e| format!("writing {}: {e}", file.display()))?;
+    let log = args.workspace.join(format!("node{i}.log"));
+    let log = std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+    let program = std::env::current_exe().map_err(|e| format!("locating the consort binary: {e}"))?;
+    tokio::process::Command::new(program)
+        .args(["start", "--config"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("starting node {i}: {e}"))
+}
+
+/// Waits until `/node/consensus` on node 0 shows `n` voters.
+async fn wait_for_voters(url: &str, service_cert: &str, n: usize) -> Result<(), String> {
+    if n == 1 {
+        return Ok(());
+    }
+    let ca = reqwest::Certificate::from_pem(service_cert.as_bytes()).map_err(|e| format!("service certificate: {e}"))?;
+    let http = reqwest::Client::builder().tls_certs_only([ca]).build().map_err(|e| format!("HTTPS client: {e}"))?;
+    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    loop {
+        let voters = match http.get(format!("{url}/node/consensus")).send().await {
+            Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| v["voters"].as_array().map(Vec::len)).unwrap_or(0),
+            Err(_) => 0,
+        };
+        if voters >= n {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("only {voters} of {n} nodes became voters in {JOIN_TIMEOUT:?} (see node<i>.log in the workspace)"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Stops the joiners as node 0 was stopped (SIGTERM; Ctrl-C reached them already), waits for
+/// them, and kills any that did not stop.
+async fn stop_joiners(joiners: Vec<tokio::process::Child>) {
+    for child in &joiners {
+        if let Some(pid) = child.id() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        }
+    }
+    for mut child in joiners {
+        if tokio::time::timeout(std::time::Duration::from_secs(10), child.wait()).await.is_err() {
+            let _ = child.kill().await;
+        }
+    }
 }
 
 /// What CCF's sandbox does as member0: become Active, then one proposal that adds user0,
@@ -97,11 +194,15 @@ async fn open_by_governance(
     }
 }
 
-fn print_instructions(common: &Path, addr: std::net::SocketAddr) {
+fn print_instructions(common: &Path, addr: std::net::SocketAddr, nodes: u16) {
     let c = common.display();
     let curl = format!("curl --cacert {c}/service_cert.pem --cert {c}/user0_cert.pem --key {c}/user0_privk.pem");
     let url = format!("https://{addr}");
     println!("Consort sandbox is running at {url} (Ctrl-C to stop). Identities and the service certificate are in {c}/");
+    if nodes > 1 {
+        let others: Vec<String> = (1..nodes).map(|i| format!("https://127.0.0.1:{}", addr.port() + 2 * i)).collect();
+        println!("Its other nodes serve at {} (any node answers; backups forward writes to the primary).", others.join(", "));
+    }
     println!("Try the logging sample:");
     println!(
         "  {curl} -X POST {url}/app/log/private -H 'content-type: application/json' --data '{{\"id\": 1, \"msg\": \"a private message\"}}'"

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use consort_tests::{repo_root, temp_workspace, Sandbox};
 
 struct Row {
-    op: &'static str,
+    /// What was measured, as the table's first column shows it.
+    label: String,
     clients: usize,
     requests: usize,
     failures: usize,
@@ -29,7 +30,8 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-async fn load(s: &Sandbox, op: &'static str, clients: usize, seconds: f64) -> Row {
+/// `clients` concurrent clients sending `op` to the logging sample at `base` for `seconds`.
+async fn load(s: &Sandbox, base: &str, label: &str, op: &'static str, clients: usize, seconds: f64) -> Row {
     let client = s.client(Some("user0"));
     let stop = Arc::new(AtomicBool::new(false));
     let latencies = Arc::new(Mutex::new(Vec::new()));
@@ -37,7 +39,7 @@ async fn load(s: &Sandbox, op: &'static str, clients: usize, seconds: f64) -> Ro
     let mut tasks = Vec::new();
     for c in 0..clients {
         let (client, stop, latencies, failures) = (client.clone(), stop.clone(), latencies.clone(), failures.clone());
-        let url = s.url("/app/log/private");
+        let url = format!("{base}/app/log/private");
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             let mut failed = 0;
@@ -72,7 +74,15 @@ async fn load(s: &Sandbox, op: &'static str, clients: usize, seconds: f64) -> Ro
     let mut l = latencies.lock().expect("lock").clone();
     l.sort();
     let failures = *failures.lock().expect("lock");
-    Row { op, clients, requests: l.len(), failures, seconds: elapsed, p50_ms: percentile(&l, 0.5), p99_ms: percentile(&l, 0.99) }
+    Row {
+        label: label.to_owned(),
+        clients,
+        requests: l.len(),
+        failures,
+        seconds: elapsed,
+        p50_ms: percentile(&l, 0.5),
+        p99_ms: percentile(&l, 0.99),
+    }
 }
 
 fn bare_engine_get_per_second() -> f64 {
@@ -98,6 +108,32 @@ fn bare_engine_get_per_second() -> f64 {
     n as f64 / took.as_secs_f64()
 }
 
+/// A three-node sandbox on the same machine: committed writes through the primary and through
+/// a backup (which forwards them to the primary over the node-to-node channel).
+async fn three_nodes(seconds: f64) -> Vec<Row> {
+    let ws = temp_workspace("bench3");
+    let port = loop {
+        let p = consort_tests::Sandbox::free_port();
+        if p < 60000 && (1..6).all(|k| std::net::TcpListener::bind(("127.0.0.1", p + k)).is_ok()) {
+            break p;
+        }
+    };
+    let s = Sandbox::start_with(&ws, Some(&repo_root().join("samples/logging")), port, &["--nodes", "3"]);
+    let (primary, backup) = (format!("https://127.0.0.1:{port}"), format!("https://127.0.0.1:{}", port + 2));
+    let _ = load(&s, &backup, "", "POST", 16, 1.0).await; // warm-up
+    let mut rows = Vec::new();
+    for (label, base) in [("POST, 3 nodes, via the primary", &primary), ("POST, 3 nodes, via a backup", &backup)] {
+        for clients in [16, 64] {
+            let row = load(&s, base, label, "POST", clients, seconds).await;
+            eprintln!("{label} x{clients}: {:.0} req/s", row.requests as f64 / row.seconds);
+            rows.push(row);
+        }
+    }
+    drop(s);
+    let _ = std::fs::remove_dir_all(&ws);
+    rows
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let seconds: f64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0);
@@ -114,23 +150,25 @@ async fn main() {
             .expect("seed");
         assert!(r.status().is_success());
     }
-    let _ = load(&s, "GET", 16, 1.0).await; // warm-up: connections, workers, interpreters
+    let base = s.url("");
+    let _ = load(&s, &base, "", "GET", 16, 1.0).await; // warm-up: connections, workers, interpreters
     let mut rows = Vec::new();
     for op in ["POST", "GET"] {
         for clients in [1, 16, 64] {
-            let row = load(&s, op, clients, seconds).await;
+            let row = load(&s, &base, &format!("{op} /app/log/private"), op, clients, seconds).await;
             eprintln!("{op} x{clients}: {:.0} req/s", row.requests as f64 / row.seconds);
             rows.push(row);
         }
     }
     drop(s);
+    rows.extend(three_nodes(seconds).await);
     let bare = bare_engine_get_per_second();
     println!("| operation | clients | requests/s | p50 ms | p99 ms | failed |");
     println!("|---|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} /app/log/private | {} | {:.0} | {:.2} | {:.2} | {} |",
-            r.op,
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} |",
+            r.label,
             r.clients,
             r.requests as f64 / r.seconds,
             r.p50_ms,
@@ -138,7 +176,7 @@ async fn main() {
             r.failures
         );
     }
-    let get64 = rows.iter().find(|r| r.op == "GET" && r.clients == 64).map_or(0.0, |r| r.requests as f64 / r.seconds);
+    let get64 = rows.iter().find(|r| r.label == "GET /app/log/private" && r.clients == 64).map_or(0.0, |r| r.requests as f64 / r.seconds);
     println!();
     println!("Bare engine: the GET handler called directly on one reused interpreter, one thread: {bare:.0} calls/s.");
     println!(

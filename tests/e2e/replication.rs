@@ -156,6 +156,17 @@ async fn nodes_join_by_governance_and_everything_replicates() {
         assert!(ledgers[i].len() >= upto, "node {i} has everything committed");
         assert_eq!(ledgers[i][..upto], ledgers[0][..upto], "node {i}'s ledger equals the primary's");
     }
+    // Each node snapshots its state every 50 transactions; every snapshot matches its ledger.
+    for i in [0, 2, 3] {
+        let dir = ws.join(format!("n{i}/snapshots"));
+        let files: Vec<_> = std::fs::read_dir(&dir).expect("snapshot directory").map(|e| e.expect("entry").path()).collect();
+        assert!(!files.is_empty(), "node {i} wrote snapshots");
+        for f in files {
+            let ledger = ws.join(format!("n{i}/ledger"));
+            let (ok, out) = consort(&["snapshot", "verify", f.to_str().expect("path"), "--ledger", ledger.to_str().expect("path")]);
+            assert!(ok && out.contains("snapshot OK"), "node {i}, {}: {out}", f.display());
+        }
+    }
     let retired = ledgers[1].len().min(upto);
     assert_eq!(ledgers[1][..retired], ledgers[0][..retired], "the retired node's ledger is a prefix of the primary's");
     let _ = std::fs::remove_dir_all(&ws);

@@ -18,6 +18,7 @@ pub fn node_config(ws: &Path, name: &str, command: Value) -> Value {
         "directory": ws.join(name),
         "js": {"workers": 2},
         "ledger_signatures": {"tx_count": 100, "delay_ms": 100},
+        "snapshots": {"tx_count": 50},
         "consensus": {"election_timeout_ms": ELECTION_TIMEOUT_MS, "message_timeout_ms": 100},
         "command": command,
     })

@@ -49,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Offline checks of snapshots.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
     /// Offline checks of receipts.
     Receipt {
         #[command(subcommand)]
@@ -67,6 +72,17 @@ enum LedgerCommand {
         /// Pin the service certificate instead of reading it from the ledger's genesis.
         #[arg(long)]
         service_cert: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Check a snapshot (snapshot_<seqno>.committed) against a ledger directory: the entry at
+    /// its seqno is a signature of its view, and the ledger's public state there equals its own.
+    Verify {
+        snapshot: PathBuf,
+        #[arg(long)]
+        ledger: PathBuf,
     },
 }
 
@@ -100,6 +116,18 @@ fn main() -> ExitCode {
         }
         Command::Ledger { command: LedgerCommand::Verify { dir, service_cert } } => ledger_verify(&dir, service_cert.as_deref()),
         Command::Receipt { command: ReceiptCommand::Verify { service_cert, receipt } } => receipt_verify(&service_cert, &receipt),
+        Command::Snapshot { command: SnapshotCommand::Verify { snapshot, ledger } } => {
+            consort_consensus::snapshot::verify(&snapshot, &ledger).map(|r| {
+                println!(
+                    "snapshot OK: the state at {}.{} ({} public maps, {} public keys{}) matches the ledger",
+                    r.view,
+                    r.seqno,
+                    r.public_maps,
+                    r.public_keys,
+                    if r.has_private { ", private maps sealed" } else { "" }
+                )
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

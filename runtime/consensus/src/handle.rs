@@ -45,6 +45,8 @@ pub struct ConsensusConfig {
     pub election_timeout_ms: u64,
     /// How often the primary sends heartbeats (and is expected to answer peers).
     pub heartbeat_ms: u64,
+    /// Snapshots of the state, if any.
+    pub snapshots: Option<crate::snapshot::SnapshotConfig>,
 }
 
 /// Why a transaction did not commit.
@@ -134,8 +136,14 @@ impl Consensus {
         let (applied, _) = tokio::sync::watch::channel(TxId::default());
         let shared = Arc::new(Shared { store: Arc::new(Store::default()), ledger: RwLock::new(AppliedLedger::default()), applied });
         let secrets = Arc::new(LedgerSecrets::new(config.ledger_secret.clone(), config.later_ledger_secrets.clone()));
-        let sm =
-            StateMachine::new(shared.clone(), secrets.clone(), (config.node_id.clone(), config.node_key.clone()), commit_secret.clone());
+        let snapshots = config.snapshots.clone().map(crate::snapshot::Writer::start).transpose()?;
+        let sm = StateMachine::new(
+            shared.clone(),
+            secrets.clone(),
+            (config.node_id.clone(), config.node_key.clone()),
+            commit_secret.clone(),
+            snapshots,
+        );
         let raft_config = openraft::Config {
             cluster_name: "consort".into(),
             // openraft waits out the primary's lease (its `election_timeout_max`) and then its own

@@ -18,6 +18,7 @@ mod log_store;
 mod network;
 mod secrets;
 mod signer;
+pub mod snapshot;
 mod state_machine;
 mod types;
 

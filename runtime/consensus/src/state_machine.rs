@@ -91,6 +91,8 @@ pub struct StateMachine {
     commit: CommitSecret,
     last_applied: Option<LogId>,
     membership: StoredMembership<u64, openraft::BasicNode>,
+    /// Writes a snapshot of the state at every `tx_count`-th signature, if configured.
+    snapshots: Option<crate::snapshot::Writer>,
 }
 
 /// A transaction entry's writes: the public part as written, the private part opened with the
@@ -108,8 +110,14 @@ pub fn decode_writes(le: &LedgerEntry, secrets: &LedgerSecrets) -> Result<WriteS
 }
 
 impl StateMachine {
-    pub fn new(shared: Arc<Shared>, secrets: Arc<LedgerSecrets>, node: (String, NodeKey), commit: CommitSecret) -> Self {
-        StateMachine { shared, secrets, node, commit, last_applied: None, membership: StoredMembership::default() }
+    pub fn new(
+        shared: Arc<Shared>,
+        secrets: Arc<LedgerSecrets>,
+        node: (String, NodeKey),
+        commit: CommitSecret,
+        snapshots: Option<crate::snapshot::Writer>,
+    ) -> Self {
+        StateMachine { shared, secrets, node, commit, last_applied: None, membership: StoredMembership::default(), snapshots }
     }
 
     fn apply_one(&mut self, entry: &Entry) -> Result<(), StorageError> {
@@ -133,6 +141,14 @@ impl StateMachine {
                     )));
                 }
                 self.shared.store.advance(le.txid);
+                if let Some(writer) = self.snapshots.as_mut().filter(|w| w.due(le.txid.seqno)) {
+                    writer.submit(crate::snapshot::Job {
+                        state: self.shared.store.snapshot(),
+                        seqno: le.txid.seqno,
+                        view: le.txid.view,
+                        secret: (self.secrets.current_since(), self.secrets.current()),
+                    });
+                }
                 let mut ledger = self.shared.ledger.write().unwrap_or_else(|p| p.into_inner());
                 ledger.signatures.push((le.txid.seqno, record));
             }

@@ -47,6 +47,7 @@ fn node_config(dir: &Path, endorsed_by: &Service, trusts: &Service, join: bool) 
         signature_delay_ms: 50,
         election_timeout_ms: 1000,
         heartbeat_ms: 100,
+        snapshots: None,
     }
 }
 

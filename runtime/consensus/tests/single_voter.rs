@@ -40,6 +40,7 @@ fn config(dir: &Path, id: &Identity) -> ConsensusConfig {
         signature_delay_ms: 50,
         election_timeout_ms: 600,
         heartbeat_ms: 100,
+        snapshots: None,
     }
 }
 
@@ -167,5 +168,56 @@ async fn a_rekey_seals_later_writes_under_the_new_secret_and_survives_restart() 
     assert_eq!(tx.get("records", b"after"), Some(b"sealed-under-the-next-secret".to_vec()));
     c.shutdown().await;
     consort_ledger::verify::verify_dir(&dir.join("ledger"), Some(&id.service_pem)).expect("ledger verifies");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_are_written_bounded_and_verify_against_the_ledger() {
+    let dir = std::env::temp_dir().join(format!("consort-snapshots-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let id = identity();
+    let snapshots = dir.join("snapshots");
+    let mut cfg = config(&dir, &id);
+    cfg.snapshots = Some(consort_consensus::snapshot::SnapshotConfig { directory: snapshots.clone(), tx_count: 10 });
+    let c = Consensus::start(cfg).await.expect("start");
+    c.wait_ready(Duration::from_secs(10)).await.expect("ready");
+    let mut last = TxId::default();
+    for i in 0..60 {
+        let mut tx = c.store().begin();
+        tx.put("records", format!("k{i}").into_bytes(), format!("private-snapshot-value-{i}").into_bytes());
+        tx.put("public:records", format!("k{}", i % 7).into_bytes(), format!("v{i}").into_bytes());
+        if i % 5 == 0 {
+            tx.remove("public:records", format!("k{}", (i + 3) % 7).into_bytes());
+        }
+        last = c.commit(&tx, None).await.expect("commit");
+        if i % 10 == 9 {
+            // Let a signature land between batches, so snapshots fall at several seqnos.
+            wait_committed(&c, last).await;
+        }
+    }
+    wait_committed(&c, last).await;
+    c.shutdown().await;
+    drop(c);
+
+    let files = consort_consensus::snapshot::list(&snapshots);
+    assert!(!files.is_empty() && files.len() <= consort_consensus::snapshot::SNAPSHOTS_KEPT, "{files:?}");
+    let ledger = dir.join("ledger");
+    for (seqno, file) in &files {
+        let report = consort_consensus::snapshot::verify(file, &ledger).expect("the snapshot matches the ledger");
+        assert_eq!(report.seqno, *seqno);
+        assert!(report.public_keys > 0 && report.has_private, "{report:?}");
+        let bytes = std::fs::read(file).expect("read");
+        assert!(!bytes.windows(22).any(|w| w == b"private-snapshot-value"), "private values are sealed");
+        assert!(bytes.windows(2).any(|w| w[0] == b'v' && w[1].is_ascii_digit()), "public values are in the clear");
+    }
+    // A changed public value no longer matches the ledger.
+    let (_, newest) = files.last().expect("a snapshot");
+    let mut bytes = std::fs::read(newest).expect("read");
+    let at = bytes.windows(2).position(|w| w[0] == b'v' && w[1].is_ascii_digit()).expect("a public value");
+    bytes[at + 1] = if bytes[at + 1] == b'9' { b'8' } else { b'9' };
+    let forged = dir.join("forged.committed");
+    std::fs::write(&forged, bytes).expect("write");
+    let err = consort_consensus::snapshot::verify(&forged, &ledger).expect_err("a forged snapshot");
+    assert!(err.contains("public map \"public:records\" differs"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,7 +16,7 @@ mod tx;
 mod txid;
 mod write_set;
 
-pub use names::{MapKind, FRAMEWORK_PREFIXES};
+pub use names::{is_public, MapKind, FRAMEWORK_PREFIXES};
 pub use store::{Conflict, Reservation, State, Store};
 pub use tx::{Tx, TxError};
 pub use txid::{TxId, TxIdParseError};

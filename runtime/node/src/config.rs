@@ -19,6 +19,7 @@ pub struct NodeConfig {
     pub ledger: LedgerConfig,
     pub ledger_signatures: SignatureConfig,
     pub consensus: ConsensusTimes,
+    pub snapshots: SnapshotsConfig,
     pub limits: Limits,
     pub js: JsConfig,
     pub command: Command,
@@ -34,6 +35,7 @@ impl Default for NodeConfig {
             ledger: LedgerConfig::default(),
             ledger_signatures: SignatureConfig::default(),
             consensus: ConsensusTimes::default(),
+            snapshots: SnapshotsConfig::default(),
             limits: Limits::default(),
             js: JsConfig::default(),
             command: Command::Start(StartConfig::default()),
@@ -67,6 +69,23 @@ impl Default for SignatureConfig {
     fn default() -> Self {
         // CCF's defaults: receipts are available within a second of a write.
         SignatureConfig { tx_count: 5000, delay_ms: 1000 }
+    }
+}
+
+/// Snapshots of the state (CCF's `snapshots` section).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotsConfig {
+    /// Defaults to `<directory>/snapshots`.
+    pub directory: Option<PathBuf>,
+    /// A snapshot at the first signature at least this many transactions after the last one;
+    /// 0 turns snapshots off.
+    pub tx_count: u64,
+}
+
+impl Default for SnapshotsConfig {
+    fn default() -> Self {
+        SnapshotsConfig { directory: None, tx_count: 10_000 }
     }
 }
 
@@ -236,6 +255,14 @@ impl NodeConfig {
             }
         }
         self.js.runtime_options.check()
+    }
+
+    /// Where snapshots go, if they are on.
+    pub fn snapshots(&self) -> Option<consort_consensus::snapshot::SnapshotConfig> {
+        (self.snapshots.tx_count > 0).then(|| consort_consensus::snapshot::SnapshotConfig {
+            directory: self.snapshots.directory.clone().unwrap_or_else(|| self.directory.join("snapshots")),
+            tx_count: self.snapshots.tx_count,
+        })
     }
 
     pub fn ledger_dir(&self) -> PathBuf {

@@ -112,12 +112,7 @@ fn bare_engine_get_per_second() -> f64 {
 /// a backup (which forwards them to the primary over the node-to-node channel).
 async fn three_nodes(seconds: f64) -> Vec<Row> {
     let ws = temp_workspace("bench3");
-    let port = loop {
-        let p = consort_tests::Sandbox::free_port();
-        if p < 60000 && (1..6).all(|k| std::net::TcpListener::bind(("127.0.0.1", p + k)).is_ok()) {
-            break p;
-        }
-    };
+    let port = consort_tests::cluster::free_ports(6);
     let s = Sandbox::start_with(&ws, Some(&repo_root().join("samples/logging")), port, &["--nodes", "3"]);
     let (primary, backup) = (format!("https://127.0.0.1:{port}"), format!("https://127.0.0.1:{}", port + 2));
     let _ = load(&s, &backup, "", "POST", 16, 1.0).await; // warm-up

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use consort_tests::cluster::{get_json, Network, ELECTION_TIMEOUT_MS};
-use consort_tests::{consort, eventually, repo_root, temp_workspace, Sandbox};
+use consort_tests::cluster::{get_json, verified_ledgers, Network, ELECTION_TIMEOUT_MS};
+use consort_tests::{eventually, repo_root, temp_workspace, Sandbox};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -252,14 +252,7 @@ async fn the_primary_is_killed_five_times_and_no_committed_write_is_lost() {
     for s in net.nodes.iter_mut().flatten() {
         s.stop();
     }
-    let ledgers: Vec<Vec<consort_ledger::LedgerEntry>> = (0..3)
-        .map(|i| {
-            let dir = ws.join(format!("n{i}/ledger"));
-            let (ok, out) = consort(&["ledger", "verify", dir.to_str().expect("path")]);
-            assert!(ok, "node {i}: {out}");
-            consort_ledger::LedgerFiles::open(&dir, 5 * 1024 * 1024).expect("ledger").1
-        })
-        .collect();
+    let ledgers = verified_ledgers(&ws, 3);
     let common = ledgers.iter().map(Vec::len).min().expect("ledgers");
     for (i, l) in ledgers.iter().enumerate().skip(1) {
         assert_eq!(l[..common], ledgers[0][..common], "node {i}'s ledger equals node 0's");

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use consort_tests::cluster::{get_json, join_command, node_config};
+use consort_tests::cluster::{free_ports, get_json, join_command, node_config, verified_ledgers};
 use consort_tests::{consort, eventually, repo_root, set_js_app, temp_workspace, Gov, Member, Sandbox};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -144,14 +144,7 @@ async fn nodes_join_by_governance_and_everything_replicates() {
     for s in [&mut s1, &mut s2, &mut s3, &mut s0] {
         s.stop();
     }
-    let ledgers: Vec<Vec<consort_ledger::LedgerEntry>> = (0..4)
-        .map(|i| {
-            let dir = ws.join(format!("n{i}/ledger"));
-            let (ok, out) = consort(&["ledger", "verify", dir.to_str().expect("path")]);
-            assert!(ok, "node {i}: {out}");
-            consort_ledger::LedgerFiles::open(&dir, 5 * 1024 * 1024).expect("ledger").1
-        })
-        .collect();
+    let ledgers = verified_ledgers(&ws, 4);
     for i in [2, 3] {
         assert!(ledgers[i].len() >= upto, "node {i} has everything committed");
         assert_eq!(ledgers[i][..upto], ledgers[0][..upto], "node {i}'s ledger equals the primary's");
@@ -177,13 +170,8 @@ async fn nodes_join_by_governance_and_everything_replicates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_node_sandbox() {
     let ws = temp_workspace("sandbox3");
-    let port = loop {
-        // Six consecutive free ports: node i serves on port + 2i and peers on port + 2i + 1.
-        let p = Sandbox::free_port();
-        if p < 60000 && (1..6).all(|k| std::net::TcpListener::bind(("127.0.0.1", p + k)).is_ok()) {
-            break p;
-        }
-    };
+    // Node i serves on port + 2i and peers on port + 2i + 1.
+    let port = free_ports(6);
     let mut sandbox = Sandbox::start_with(&ws, Some(&repo_root().join("samples/logging")), port, &["--nodes", "3"]);
     let user = sandbox.client(Some("user0"));
     let at = |k: u16| format!("https://127.0.0.1:{}", port + 2 * k);

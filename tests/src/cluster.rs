@@ -30,6 +30,29 @@ pub fn join_command(target: &Sandbox) -> Value {
            "service_certificate": target.common().join("service_cert.pem"), "timeout_ms": 60_000})
 }
 
+/// The first of `n` consecutive free ports (`consort sandbox --nodes` takes two per node).
+pub fn free_ports(n: u16) -> u16 {
+    loop {
+        let p = Sandbox::free_port();
+        if p < 60000 && (1..n).all(|k| std::net::TcpListener::bind(("127.0.0.1", p + k)).is_ok()) {
+            return p;
+        }
+    }
+}
+
+/// The ledger entries of nodes `n0`..`n{count-1}` in `ws` (stopped), each checked first with
+/// `consort ledger verify`.
+pub fn verified_ledgers(ws: &Path, count: usize) -> Vec<Vec<consort_ledger::LedgerEntry>> {
+    (0..count)
+        .map(|i| {
+            let dir = ws.join(format!("n{i}/ledger"));
+            let (ok, out) = crate::consort(&["ledger", "verify", dir.to_str().expect("path")]);
+            assert!(ok, "node {i}: {out}");
+            consort_ledger::LedgerFiles::open(&dir, 5 * 1024 * 1024).expect("ledger").1
+        })
+        .collect()
+}
+
 /// GET `path` as an anonymous client; the JSON answer.
 pub async fn get_json(s: &Sandbox, path: &str) -> Value {
     s.client(None).get(s.url(path)).send().await.expect("get").json().await.expect("json")

@@ -69,6 +69,26 @@ struct Answer {
     body: ByteBuf,
 }
 
+/// The headers that travel with a forwarded request or answer.
+fn carried(headers: &HeaderMap) -> Vec<(String, ByteBuf)> {
+    headers
+        .iter()
+        .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()))
+        .map(|(k, v)| (k.as_str().to_owned(), ByteBuf::from(v.as_bytes())))
+        .collect()
+}
+
+/// Headers back from their travelling form (invalid ones are dropped).
+fn header_map(headers: &[(String, ByteBuf)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_bytes(v)) {
+            map.append(k, v);
+        }
+    }
+    map
+}
+
 /// Whether a request this node received from a client must run on the primary. `writes`: the
 /// request needs the primary whatever the connection did before (governance writes, joins,
 /// `always` and `readwrite` endpoints); `sticky`: it needs it only if this connection was
@@ -96,12 +116,7 @@ pub async fn to_primary(node: &Node, call: &Call<'_>) -> Reply {
         method: call.method.as_str().to_owned(),
         path: call.path.clone(),
         query: call.query.clone(),
-        headers: call
-            .headers
-            .iter()
-            .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()))
-            .map(|(k, v)| (k.as_str().to_owned(), ByteBuf::from(v.as_bytes())))
-            .collect(),
+        headers: carried(call.headers),
         body: ByteBuf::from(call.body.clone()),
         caller_cert: call.peer_cert.map(ByteBuf::from),
     };
@@ -118,11 +133,7 @@ pub async fn to_primary(node: &Node, call: &Call<'_>) -> Reply {
     match ciborium::from_reader::<Answer, _>(answer.as_slice()) {
         Ok(a) => {
             let mut r = reply::bytes(StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), a.body.into_vec());
-            for (k, v) in a.headers {
-                if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_bytes(&v)) {
-                    r.headers_mut().append(k, v);
-                }
-            }
+            *r.headers_mut() = header_map(&a.headers);
             r
         }
         Err(e) => reply::error(StatusCode::BAD_GATEWAY, "ForwardingFailed", format!("the primary's answer cannot be read: {e}")),
@@ -141,16 +152,7 @@ pub fn handler(node: Weak<Node>) -> ForwardHandler {
             };
             let (parts, body) = answer.into_parts();
             let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            let answer = Answer {
-                status: parts.status.as_u16(),
-                headers: parts
-                    .headers
-                    .iter()
-                    .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()))
-                    .map(|(k, v)| (k.as_str().to_owned(), ByteBuf::from(v.as_bytes())))
-                    .collect(),
-                body: ByteBuf::from(body.to_vec()),
-            };
+            let answer = Answer { status: parts.status.as_u16(), headers: carried(&parts.headers), body: ByteBuf::from(body.to_vec()) };
             let mut out = Vec::with_capacity(answer.body.len() + 256);
             ciborium::into_writer(&answer, &mut out).expect("an answer encodes");
             out
@@ -170,12 +172,7 @@ async fn execute(node: &Node, bytes: &[u8]) -> Reply {
     let Ok(method) = Method::from_bytes(request.method.as_bytes()) else {
         return reply::error(StatusCode::BAD_REQUEST, "InvalidInput", format!("a forwarded request has method {:?}", request.method));
     };
-    let mut headers = HeaderMap::new();
-    for (k, v) in &request.headers {
-        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_bytes(v)) {
-            headers.append(k, v);
-        }
-    }
+    let headers = header_map(&request.headers);
     let call = Call {
         method,
         path: request.path,
@@ -193,11 +190,12 @@ async fn execute(node: &Node, bytes: &[u8]) -> Reply {
 /// node's RPC address. `None` when the request stays here (no strategy, `none`, this node
 /// already has the right role, or no such node is known).
 pub fn redirect(node: &Node, call: &Call<'_>, strategy: Option<&str>) -> Option<Reply> {
+    let strategy = strategy.filter(|s| *s != "none")?;
     if matches!(call.origin, Origin::Forwarded) {
         return None;
     }
     let primary = node.consensus.primary()?;
-    let to_primary = match strategy? {
+    let to_primary = match strategy {
         "to_primary" if !node.consensus.is_primary() => true,
         "to_backup" if node.consensus.is_primary() => false,
         _ => return None,

@@ -172,8 +172,13 @@ async fn stop_clients(oracle: &Oracle, tasks: Vec<tokio::task::JoinHandle<()>>) 
     }
 }
 
+/// The tests of this file run one at a time: each runs three nodes on a 2-core machine, and
+/// the election times they check should not measure the other test's load.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_primary_is_killed_five_times_and_no_committed_write_is_lost() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let ws = temp_workspace("failover");
     let mut net = Network::open(&ws, 3, &repo_root().join("tests/apps/counters")).await;
     let oracle = Arc::new(Oracle::default());
@@ -274,6 +279,7 @@ fn ledger_len(net: &Network, i: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolation_restarts_and_an_unendorsed_node() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let ws = temp_workspace("isolation");
     let mut net = Network::open(&ws, 3, &repo_root().join("tests/apps/counters")).await;
     let p = net.primary().await;

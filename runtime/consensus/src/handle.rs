@@ -127,6 +127,42 @@ pub struct Consensus {
     pub(crate) config: ConsensusConfig,
 }
 
+/// openraft 0.9 draws a node's election timeout once per process, so two nodes that drew close
+/// values can split the vote again and again (a failover test saw ten split terms in a row
+/// under load). While this voter has known no primary for half an election timeout, it starts
+/// an election itself after a fresh random delay, which breaks such ties.
+async fn break_split_votes(raft: Raft<TypeConfig>, raft_id: u64, election_timeout: Duration) {
+    use std::hash::{BuildHasher, Hasher};
+    let mut leaderless_since: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (leaderless, voter, running) = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            (m.current_leader.is_none(), m.membership_config.membership().voter_ids().any(|v| v == raft_id), m.running_state.is_ok())
+        };
+        if !running {
+            return;
+        }
+        if !leaderless || !voter {
+            leaderless_since = None;
+            continue;
+        }
+        let since = *leaderless_since.get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() < election_timeout / 2 {
+            continue;
+        }
+        let jitter =
+            std::collections::hash_map::RandomState::new().build_hasher().finish() % (election_timeout.as_millis() as u64 / 4).max(1);
+        tokio::time::sleep(Duration::from_millis(jitter)).await;
+        if raft.metrics().borrow().current_leader.is_none() {
+            tracing::info!("no primary for {:?}: starting an election", since.elapsed());
+            let _ = raft.trigger().elect().await;
+        }
+        leaderless_since = Some(tokio::time::Instant::now());
+    }
+}
+
 impl Consensus {
     /// Opens the ledger and Raft state in the configured directories and starts Raft. A fresh
     /// directory becomes a one-voter network; an existing one replays its committed ledger.
@@ -195,6 +231,7 @@ impl Consensus {
             config,
         });
         tokio::spawn(crate::signer::run(Arc::downgrade(&consensus)));
+        tokio::spawn(break_split_votes(consensus.raft.clone(), raft_id, Duration::from_millis(consensus.config.election_timeout_ms)));
         Ok(consensus)
     }
 

@@ -124,7 +124,8 @@ async fn three_nodes(seconds: f64) -> Vec<Row> {
             rows.push(row);
         }
     }
-    drop(s);
+    let mut s = s;
+    s.stop();
     let _ = std::fs::remove_dir_all(&ws);
     rows
 }

@@ -166,7 +166,7 @@ async fn nodes_join_by_governance_and_everything_replicates() {
 }
 
 /// `consort sandbox --nodes 3`: three nodes on consecutive ports, opened by member0; a write
-/// through one backup is read through the other; stopping the sandbox stops all three.
+/// through one backup is read through the other; killing the sandbox stops all three.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_node_sandbox() {
     let ws = temp_workspace("sandbox3");
@@ -183,9 +183,13 @@ async fn a_three_node_sandbox() {
         r.status() == StatusCode::OK && r.json::<Value>().await.expect("json")["msg"] == "through node 2"
     })
     .await;
-    sandbox.stop();
+    // Even a sandbox killed outright takes its other nodes with it.
+    sandbox.kill9();
     for k in 1..3 {
-        assert!(std::net::TcpStream::connect(("127.0.0.1", port + 2 * k)).is_err(), "node {k} stopped with the sandbox");
+        eventually(&format!("node {k} to stop with the sandbox"), async || {
+            std::net::TcpStream::connect(("127.0.0.1", port + 2 * k)).is_err()
+        })
+        .await;
     }
     let _ = std::fs::remove_dir_all(&ws);
 }

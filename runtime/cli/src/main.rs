@@ -29,6 +29,10 @@ enum Command {
     Start {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Stop when the process that started this one exits (how `consort sandbox --nodes`
+        /// starts its other nodes, so that none outlives it, even if it is killed).
+        #[arg(long, hide = true)]
+        stop_with_parent: bool,
     },
     /// Start a one-node network whose member0 opens it by governance (adds user0, deploys the
     /// app, opens the service), and print how to call it.
@@ -100,9 +104,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::JsWorker => return consort_js::worker_main(),
-        Command::Start { config: Some(config) } => run_node(&config),
+        Command::Start { config: Some(config), stop_with_parent } => run_node(&config, stop_with_parent),
         // SPEC 8: with no configuration at all, `consort start` runs the one-node sandbox.
-        Command::Start { config: None } => sandbox::run(sandbox::SandboxArgs {
+        Command::Start { config: None, .. } => sandbox::run(sandbox::SandboxArgs {
             workspace: "workspace".into(),
             rpc_port: 8000,
             app: None,
@@ -160,13 +164,34 @@ pub(crate) async fn shutdown_signal() {
     tracing::info!("stopping");
 }
 
-fn run_node(config: &Path) -> Result<(), String> {
+/// Resolves when this process's parent has exited (it was re-parented); never if `watch` is off.
+async fn parent_gone(watch: bool) {
+    if !watch {
+        return std::future::pending().await;
+    }
+    let parent = std::os::unix::process::parent_id();
+    while std::os::unix::process::parent_id() == parent {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    tracing::warn!("the process that started this node exited: stopping");
+}
+
+fn run_node(config: &Path, stop_with_parent: bool) -> Result<(), String> {
     init_logging();
     let config = NodeConfig::from_file(config)?;
     runtime()?.block_on(async {
-        let node = Node::start(config).await?;
+        let node = tokio::select! {
+            node = Node::start(config) => node?,
+            _ = parent_gone(stop_with_parent) => return Err("the process that started this node exited".into()),
+        };
         eprintln!("consort: node {} serving on https://{}", node.node_id(), node.rpc_address());
-        node.serve(shutdown_signal()).await
+        node.serve(async {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = parent_gone(stop_with_parent) => {}
+            }
+        })
+        .await
     })
 }
 

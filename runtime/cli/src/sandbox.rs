@@ -116,7 +116,7 @@ fn spawn_joiner(args: &SandboxArgs, i: u16, service_cert: &Path) -> Result<tokio
     let log = std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
     let program = std::env::current_exe().map_err(|e| format!("locating the consort binary: {e}"))?;
     tokio::process::Command::new(program)
-        .args(["start", "--config"])
+        .args(["start", "--stop-with-parent", "--config"])
         .arg(&file)
         .stdout(std::process::Stdio::null())
         .stderr(log)

@@ -129,11 +129,7 @@ fn committed(oracle: &Oracle) -> Vec<Write> {
 async fn caught_up(net: &Network, i: usize, p: usize) {
     let target = get_json(net.node(p), "/node/commit").await["transaction_id"].as_str().expect("txid").to_owned();
     let s = net.node(i);
-    eventually(&format!("node {i} to catch up to {target}"), async || {
-        let Ok(r) = s.client(None).get(s.url(&format!("/node/tx?transaction_id={target}"))).send().await else { return false };
-        r.json::<Value>().await.is_ok_and(|v| v["status"] == "Committed")
-    })
-    .await;
+    s.wait_committed(&s.client(None), &target).await;
 }
 
 /// Checks every write in the oracle against node `p`, once nothing is in flight: answered

@@ -128,14 +128,10 @@ async fn nodes_join_by_governance_and_everything_replicates() {
         })
         .await;
     }
-    let upto: usize = get_json(&s0, "/node/commit").await["transaction_id"]
-        .as_str()
-        .and_then(|t| t.split('.').nth(1))
-        .and_then(|n| n.parse().ok())
-        .expect("seqno");
+    let committed = get_json(&s0, "/node/commit").await["transaction_id"].as_str().expect("txid").to_owned();
+    let upto: usize = committed.split('.').nth(1).and_then(|n| n.parse().ok()).expect("seqno");
     for s in [&s2, &s3] {
-        let txid = get_json(&s0, "/node/commit").await["transaction_id"].as_str().expect("txid").to_owned();
-        s.wait_committed(&s.client(None), &txid).await;
+        s.wait_committed(&s.client(None), &committed).await;
     }
 
     // Every node's ledger verifies; the remaining nodes' ledgers are identical up to the last

@@ -189,8 +189,8 @@ impl Sandbox {
     pub async fn wait_committed(&self, client: &reqwest::Client, txid: &str) {
         let url = self.url(&format!("/node/tx?transaction_id={txid}"));
         eventually(&format!("{txid} to commit"), async || {
-            let status: serde_json::Value = client.get(&url).send().await.expect("tx").json().await.expect("json");
-            status["status"] == "Committed"
+            let Ok(r) = client.get(&url).send().await else { return false };
+            r.json::<serde_json::Value>().await.is_ok_and(|status| status["status"] == "Committed")
         })
         .await;
     }

@@ -67,10 +67,7 @@ fn dump(state: &State, public: bool) -> Vec<MapDump> {
         .filter(|name| consort_kv::is_public(name) == public)
         .map(|name| MapDump {
             name: name.clone(),
-            entries: state
-                .iter(name)
-                .map(|(k, v)| (ByteBuf::from(k.clone()), ByteBuf::from(v.to_vec()), state.version_of(name, k)))
-                .collect(),
+            entries: state.iter_versioned(name).map(|(k, v, at)| (ByteBuf::from(k.clone()), ByteBuf::from(v.to_vec()), at)).collect(),
         })
         .filter(|m| !m.entries.is_empty())
         .collect()

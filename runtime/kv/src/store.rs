@@ -67,6 +67,11 @@ impl State {
         self.maps.get(map).into_iter().flat_map(|m| m.entries.iter().filter_map(|(k, e)| e.value.as_ref().map(|v| (k, v))))
     }
 
+    /// Live `(key, value, seqno that wrote it)` of one map in key order.
+    pub fn iter_versioned<'a>(&'a self, map: &str) -> impl Iterator<Item = (&'a Bytes, &'a Arc<[u8]>, u64)> + 'a {
+        self.maps.get(map).into_iter().flat_map(|m| m.entries.iter().filter_map(|(k, e)| e.value.as_ref().map(|v| (k, v, e.version))))
+    }
+
     /// Applies a write set as transaction `txid`: every key it writes gets version `txid.seqno`.
     pub fn apply(&mut self, txid: TxId, writes: &WriteSet) {
         assert!(txid.seqno > self.txid.seqno || self.txid == TxId::default(), "apply out of order: {txid} after {}", self.txid);

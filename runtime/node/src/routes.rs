@@ -163,20 +163,14 @@ fn node_endpoint(node: &Node, call: &Call<'_>) -> Reply {
         "/node/network/nodes" => reply::ok(&json!({"nodes": nodes(node)})),
         "/node/consensus" => {
             // The Raft configuration as this node sees it, by node id.
-            let (voters, primary) = (c.voters(), c.primary());
+            let voters = c.voters();
             let state = c.store().snapshot();
-            let (mut ids, mut primary_id) = (Vec::new(), None);
-            for (id, _) in state.iter(NODES_INFO) {
-                let id = String::from_utf8_lossy(id).into_owned();
-                let raft_id = consort_consensus::raft_node_id(&id);
-                if Some(raft_id) == primary {
-                    primary_id = Some(id.clone());
-                }
-                if voters.contains(&raft_id) {
-                    ids.push(id);
-                }
-            }
-            reply::ok(&json!({"voters": ids, "primary_id": primary_id, "current_view": c.current_view()}))
+            let ids: Vec<String> = state
+                .iter(NODES_INFO)
+                .map(|(id, _)| String::from_utf8_lossy(id).into_owned())
+                .filter(|id| voters.contains(&consort_consensus::raft_node_id(id)))
+                .collect();
+            reply::ok(&json!({"voters": ids, "primary_id": primary_node_id(node), "current_view": c.current_view()}))
         }
         "/node/network/nodes/self" => node_info(node, node.node_id()),
         "/node/network/nodes/primary" => match primary_node_id(node) {

@@ -92,7 +92,14 @@ async fn nodes_join_by_governance_and_everything_replicates() {
     };
 
     // Once the service is open, a joining node waits, Pending, for the members' vote, which
-    // here goes through a backup (it forwards governance writes to the primary).
+    // here goes through a backup (it forwards governance writes to the primary). Once trusted
+    // it fetches node 0's newest snapshot (GET /node/snapshot redirects to it) and starts
+    // from it instead of replaying the whole ledger.
+    eventually("a snapshot on node 0", async || {
+        let r = s0.client(None).get(s0.url("/node/snapshot")).send().await.expect("get");
+        r.status() == StatusCode::OK && r.url().path().starts_with("/node/snapshot/snapshot_")
+    })
+    .await;
     let fourth = node_config(&ws, "n3", join_command(&s0));
     let ws2 = ws.clone();
     let joining = std::thread::spawn(move || Sandbox::start_config(&ws2, fourth));
@@ -106,6 +113,10 @@ async fn nodes_join_by_governance_and_everything_replicates() {
     let gov1 = Gov::new(&s1);
     gov1.pass(&[&member], json!([{"name": "transition_node_to_trusted", "args": {"node_id": pending.expect("pending node")}}])).await;
     let s3 = joining.join().expect("the fourth node starts once trusted");
+    let startup = get_json(&s3, "/node/state").await["startup_seqno"].as_u64().expect("startup_seqno");
+    assert!(startup > 0, "the fourth node started from a snapshot");
+    let r = user_client(&s3).get(s3.url("/app/log/private?id=100")).send().await.expect("get");
+    assert_eq!(r.json::<Value>().await.expect("json")["msg"], "via 0", "private state written before the snapshot");
     eventually("four voters", async || get_json(&s0, "/node/consensus").await["voters"].as_array().expect("voters").len() == 4).await;
 
     // remove_node retires node 1: it leaves the Raft configuration, and the others go on.
@@ -141,17 +152,21 @@ async fn nodes_join_by_governance_and_everything_replicates() {
         s.stop();
     }
     let ledgers = verified_ledgers(&ws, 4);
-    for i in [2, 3] {
-        assert!(ledgers[i].len() >= upto, "node {i} has everything committed");
-        assert_eq!(ledgers[i][..upto], ledgers[0][..upto], "node {i}'s ledger equals the primary's");
-    }
-    // Each node snapshots its state every 50 transactions; every snapshot matches its ledger.
+    assert!(ledgers[2].len() >= upto, "node 2 has everything committed");
+    assert_eq!(ledgers[2][..upto], ledgers[0][..upto], "node 2's ledger equals the primary's");
+    // Node 3's ledger starts after its snapshot, and equals the primary's from there.
+    let first = startup as usize + 1;
+    assert_eq!(ledgers[3].first().map(|e| e.txid.seqno as usize), Some(first));
+    assert!(first + ledgers[3].len() >= upto, "node 3 has everything committed");
+    assert_eq!(ledgers[3][..upto - first], ledgers[0][first..upto], "node 3's ledger equals the primary's after its snapshot");
+    // Each node snapshots its state every 50 transactions; every snapshot matches the ledger
+    // (node 0's, which starts at genesis).
     for i in [0, 2, 3] {
         let dir = ws.join(format!("n{i}/snapshots"));
         let files: Vec<_> = std::fs::read_dir(&dir).expect("snapshot directory").map(|e| e.expect("entry").path()).collect();
         assert!(!files.is_empty(), "node {i} wrote snapshots");
         for f in files {
-            let ledger = ws.join(format!("n{i}/ledger"));
+            let ledger = ws.join("n0/ledger");
             let (ok, out) = consort(&["snapshot", "verify", f.to_str().expect("path"), "--ledger", ledger.to_str().expect("path")]);
             assert!(ok && out.contains("snapshot OK"), "node {i}, {}: {out}", f.display());
         }

@@ -42,11 +42,19 @@ pub fn free_ports(n: u16) -> u16 {
 
 /// The ledger entries of nodes `n0`..`n{count-1}` in `ws` (stopped), each checked first with
 /// `consort ledger verify`.
+/// A node that joined from a snapshot has a ledger that starts after it, and is verified with
+/// that snapshot (from its own snapshot directory).
 pub fn verified_ledgers(ws: &Path, count: usize) -> Vec<Vec<consort_ledger::LedgerEntry>> {
     (0..count)
         .map(|i| {
             let dir = ws.join(format!("n{i}/ledger"));
-            let (ok, out) = crate::consort(&["ledger", "verify", dir.to_str().expect("path")]);
+            let first = consort_ledger::files::list_chunks(&dir).expect("ledger").first().map_or(0, |c| c.first);
+            let snapshot = ws.join(format!("n{i}/snapshots/snapshot_{}.committed", first.saturating_sub(1)));
+            let mut args = vec!["ledger", "verify", dir.to_str().expect("path")];
+            if first > 0 {
+                args.extend(["--snapshot", snapshot.to_str().expect("path")]);
+            }
+            let (ok, out) = crate::consort(&args);
             assert!(ok, "node {i}: {out}");
             consort_ledger::LedgerFiles::open(&dir, 5 * 1024 * 1024).expect("ledger").1
         })

@@ -76,6 +76,10 @@ enum LedgerCommand {
         /// Pin the service certificate instead of reading it from the ledger's genesis.
         #[arg(long)]
         service_cert: Option<PathBuf>,
+        /// For a ledger that starts after a snapshot (a node that joined from one): that
+        /// snapshot, `snapshot_<first seqno - 1>.committed`.
+        #[arg(long)]
+        snapshot: Option<PathBuf>,
     },
 }
 
@@ -118,17 +122,18 @@ fn main() -> ExitCode {
         Command::Keygen { name, curve, dir } => {
             keygen(&dir, &name, curve).map(|(k, c)| println!("wrote {} and {}", k.display(), c.display()))
         }
-        Command::Ledger { command: LedgerCommand::Verify { dir, service_cert } } => ledger_verify(&dir, service_cert.as_deref()),
+        Command::Ledger { command: LedgerCommand::Verify { dir, service_cert, snapshot } } => {
+            ledger_verify(&dir, service_cert.as_deref(), snapshot.as_deref())
+        }
         Command::Receipt { command: ReceiptCommand::Verify { service_cert, receipt } } => receipt_verify(&service_cert, &receipt),
         Command::Snapshot { command: SnapshotCommand::Verify { snapshot, ledger } } => {
             consort_consensus::snapshot::verify(&snapshot, &ledger).map(|r| {
                 println!(
-                    "snapshot OK: the state at {}.{} ({} public maps, {} public keys{}) matches the ledger",
+                    "snapshot OK: the state at {}.{} ({} public maps, {} public keys; private maps sealed), its Merkle tree, signature and views match the ledger",
                     r.view,
                     r.seqno,
                     r.public_maps,
                     r.public_keys,
-                    if r.has_private { ", private maps sealed" } else { "" }
                 )
             })
         }
@@ -208,15 +213,28 @@ pub(crate) fn keygen(dir: &Path, name: &str, curve: consort_crypto::Curve) -> Re
     Ok((key_path, cert_path))
 }
 
-fn ledger_verify(dir: &Path, service_cert: Option<&Path>) -> Result<(), String> {
+fn ledger_verify(dir: &Path, service_cert: Option<&Path>, snapshot: Option<&Path>) -> Result<(), String> {
     let pinned = match service_cert {
         Some(p) => Some(std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?),
         None => None,
     };
-    let report = consort_ledger::verify::verify_dir(dir, pinned.as_deref()).map_err(|f| format!("ledger verification FAILED: {f}"))?;
+    let start = snapshot.map(consort_consensus::snapshot::verify_start).transpose()?;
+    let first = start.as_ref().map_or(0, |s| s.snapshot_seqno + 1);
+    if start.is_none() {
+        if let Some(c) = consort_ledger::files::list_chunks(dir).ok().and_then(|c| c.into_iter().next()).filter(|c| c.first > 0) {
+            return Err(format!(
+                "ledger verification FAILED: the ledger starts at seqno {} (its node joined from a snapshot); pass --snapshot <the snapshot_{}.committed it started from>",
+                c.first,
+                c.first - 1
+            ));
+        }
+    }
+    let report =
+        consort_ledger::verify::verify_dir_from(dir, pinned.as_deref(), start).map_err(|f| format!("ledger verification FAILED: {f}"))?;
     println!(
-        "ledger OK: {} entries in {} chunk files, {} signatures, last signed seqno {}, {} entries after it not yet signed",
-        report.entries,
+        "ledger OK: {} entries (seqnos {first} to {}) in {} chunk files, {} signatures, last signed seqno {}, {} entries after it not yet signed",
+        report.entries - first,
+        report.entries.saturating_sub(1),
         report.chunks,
         report.signatures,
         report.last_signed_seqno.map_or("none".into(), |s| s.to_string()),

@@ -11,6 +11,11 @@ pub fn txid_of(log_id: &LogId) -> TxId {
     TxId::new(log_id.leader_id.term, log_id.index)
 }
 
+/// The Raft log id of the entry at `txid` (a committed leader id carries the term only).
+pub fn log_id_of(txid: TxId) -> LogId {
+    LogId::new(CommittedLeaderId::new(txid.view, 0), txid.seqno)
+}
+
 pub fn to_ledger(entry: &Entry, commit: &CommitSecret) -> LedgerEntry {
     let txid = txid_of(&entry.log_id);
     let (kind, claims_digest, public, private) = match &entry.payload {
@@ -31,7 +36,7 @@ pub fn to_ledger(entry: &Entry, commit: &CommitSecret) -> LedgerEntry {
 }
 
 pub fn from_ledger(e: LedgerEntry) -> Result<Entry, String> {
-    let log_id = LogId::new(CommittedLeaderId::new(e.txid.view, 0), e.txid.seqno);
+    let log_id = log_id_of(e.txid);
     let payload = match e.kind {
         EntryKind::Blank => EntryPayload::Blank,
         EntryKind::Tx | EntryKind::Signature => EntryPayload::Normal(Proposal {

@@ -45,7 +45,8 @@ pub struct ConsensusConfig {
     pub election_timeout_ms: u64,
     /// How often the primary sends heartbeats (and is expected to answer peers).
     pub heartbeat_ms: u64,
-    /// Snapshots of the state, if any.
+    /// Where snapshots are written (if `tx_count` > 0) and found: a joining node with an empty
+    /// ledger starts from the newest one there. `None`: neither.
     pub snapshots: Option<crate::snapshot::SnapshotConfig>,
 }
 
@@ -87,6 +88,8 @@ pub enum ReceiptError {
     NotCommitted(TxId),
     #[error("transaction {0} is invalid: it was replaced by another view")]
     Invalid(TxId),
+    #[error("transaction {0} precedes the snapshot this node started from (its ledger starts at seqno {1}); ask a node that holds it")]
+    BeforeSnapshot(TxId, u64),
 }
 
 /// One committed transaction as historical queries see it (SPEC §4 `ccf.historicalState`).
@@ -125,6 +128,45 @@ pub struct Consensus {
     forwarder: Forwarder,
     forward_slot: ForwardSlot,
     pub(crate) config: ConsensusConfig,
+}
+
+/// Opens the Raft log on the ledger and finds the snapshot the node starts from, if any: a
+/// joining node with an empty ledger starts from the newest snapshot in its snapshot directory
+/// (fetched there by the join, or put there by its operator); a node whose ledger starts after
+/// seqno 0 (it joined from a snapshot) restarts from the newest one its ledger continues.
+fn open_log(
+    config: &ConsensusConfig,
+    commit: &CommitSecret,
+    secrets: &LedgerSecrets,
+) -> Result<(LogStore, Option<crate::snapshot::Loaded>), String> {
+    let snapshot_dir = config.snapshots.as_ref().map(|c| c.directory.clone());
+    let available = snapshot_dir.as_deref().map(crate::snapshot::list).unwrap_or_default();
+    let node = (config.node_id.as_str(), &config.node_key);
+    let ledger_empty = consort_ledger::files::list_chunks(&config.ledger_dir).map_or(true, |c| c.is_empty());
+    let mut start = match available.last() {
+        Some((_, path)) if ledger_empty && config.join => Some(crate::snapshot::open(path, secrets, node)?),
+        _ => None,
+    };
+    let first_if_empty = start.as_ref().map_or(0, |s| s.txid.seqno + 1);
+    let log = LogStore::open(&config.ledger_dir, &config.raft_dir, config.ledger_chunk_bytes, commit.clone(), first_if_empty)?;
+    let (first, next) = log.range();
+    if first > 0 && start.is_none() {
+        let Some((_, path)) = available.iter().rev().find(|(s, _)| *s + 1 >= first && *s < next) else {
+            return Err(format!(
+                "the ledger in {} starts at seqno {first} (this node joined from a snapshot), and {} holds no snapshot from seqno {} to {}: \
+                 put the snapshot it started from there",
+                config.ledger_dir.display(),
+                snapshot_dir.map_or("no snapshot directory".into(), |d| d.display().to_string()),
+                first - 1,
+                next - 1
+            ));
+        };
+        start = Some(crate::snapshot::open(path, secrets, node)?);
+    }
+    if let Some(s) = &start {
+        log.set_purged(crate::convert::log_id_of(s.txid));
+    }
+    Ok((log, start))
 }
 
 /// openraft 0.9 draws a node's election timeout once per process, so two nodes that drew close
@@ -168,18 +210,27 @@ impl Consensus {
     /// directory becomes a one-voter network; an existing one replays its committed ledger.
     pub async fn start(config: ConsensusConfig) -> Result<Arc<Consensus>, String> {
         let commit_secret = CommitSecret::from_ledger_secret(config.ledger_secret.as_bytes());
-        let log = LogStore::open(&config.ledger_dir, &config.raft_dir, config.ledger_chunk_bytes, commit_secret.clone())?;
-        let (applied, _) = tokio::sync::watch::channel(TxId::default());
-        let shared = Arc::new(Shared { store: Arc::new(Store::default()), ledger: RwLock::new(AppliedLedger::default()), applied });
         let secrets = Arc::new(LedgerSecrets::new(config.ledger_secret.clone(), config.later_ledger_secrets.clone()));
-        let snapshots = config.snapshots.clone().map(crate::snapshot::Writer::start).transpose()?;
+        let (log, start) = open_log(&config, &commit_secret, &secrets)?;
+        let (applied, _) = tokio::sync::watch::channel(TxId::default());
+        let (store, ledger) = match &start {
+            Some(s) => (Store::new(s.state.clone()), AppliedLedger::from_snapshot(s)),
+            None => (Store::default(), AppliedLedger::default()),
+        };
+        let shared = Arc::new(Shared { store: Arc::new(store), ledger: RwLock::new(ledger), applied });
+        let keep = log.range().0.checked_sub(1);
+        let snapshots = config.snapshots.clone().filter(|c| c.tx_count > 0).map(|c| crate::snapshot::Writer::start(c, keep)).transpose()?;
         let sm = StateMachine::new(
             shared.clone(),
             secrets.clone(),
             (config.node_id.clone(), config.node_key.clone()),
             commit_secret.clone(),
             snapshots,
+            start.as_ref(),
         );
+        if let Some(s) = &start {
+            tracing::info!("starting from the snapshot at {} ({})", s.txid, s.path.display());
+        }
         let raft_config = openraft::Config {
             cluster_name: "consort".into(),
             // openraft waits out the primary's lease (its `election_timeout_max`) and then its own
@@ -202,12 +253,10 @@ impl Consensus {
         let raft = Raft::new(raft_id, Arc::new(raft_config), Peers { tls: tls.clone() }, log, sm)
             .await
             .map_err(|e| format!("starting raft: {e}"))?;
-        let (stop_peers, mut stopped) = tokio::sync::watch::channel(false);
+        let (stop_peers, stopped) = tokio::sync::watch::channel(false);
         let forward_slot = ForwardSlot::default();
         let forwarder = Forwarder::new(&tls);
-        tokio::spawn(crate::network::serve(raft.clone(), peers_listener, tls, forward_slot.clone(), async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }));
+        tokio::spawn(crate::network::serve(raft.clone(), peers_listener, tls, forward_slot.clone(), stopped));
         if !config.join && !raft.is_initialized().await.map_err(|e| e.to_string())? {
             let members = BTreeMap::from([(raft_id, BasicNode::new(&config.node_address))]);
             raft.initialize(members).await.map_err(|e| format!("initialising the network: {e}"))?;
@@ -363,8 +412,11 @@ impl Consensus {
         let ledger = self.shared.ledger();
         let at = ledger.signatures.partition_point(|(_, s)| s.seqno < txid.seqno);
         let (_, sig) = ledger.signatures.get(at).ok_or(ReceiptError::NotCommitted(txid))?;
+        if txid.seqno < ledger.base {
+            return Err(ReceiptError::BeforeSnapshot(txid, ledger.base));
+        }
         let proof = ledger.tree.proof(txid.seqno, sig.seqno + 1).ok_or(ReceiptError::NotCommitted(txid))?;
-        let meta = ledger.entries[txid.seqno as usize];
+        let meta = *ledger.meta(txid.seqno).ok_or(ReceiptError::NotCommitted(txid))?;
         Ok(Receipt::new(sig, &proof, &meta.write_set_digest, self.commit_secret.evidence(txid), &meta.claims_digest))
     }
 

@@ -35,8 +35,15 @@ fn sled_err(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 impl LogStore {
-    pub fn open(ledger_dir: &Path, raft_dir: &Path, chunk_bytes: u64, commit: CommitSecret) -> Result<LogStore, String> {
-        let (files, entries) = LedgerFiles::open(ledger_dir, chunk_bytes).map_err(|e| e.to_string())?;
+    /// Opens the log on the ledger in `ledger_dir`; an empty ledger starts at `first_if_empty`.
+    pub fn open(
+        ledger_dir: &Path,
+        raft_dir: &Path,
+        chunk_bytes: u64,
+        commit: CommitSecret,
+        first_if_empty: u64,
+    ) -> Result<LogStore, String> {
+        let (files, entries) = LedgerFiles::open_from(ledger_dir, chunk_bytes, first_if_empty).map_err(|e| e.to_string())?;
         let db = sled::open(raft_dir).map_err(|e| format!("opening Raft state in {}: {e}", raft_dir.display()))?;
         let mut cache = BTreeMap::new();
         let skip = entries.len().saturating_sub(CACHE_ENTRIES_MAX);
@@ -47,11 +54,22 @@ impl LogStore {
         Ok(LogStore { inner: Arc::new(Mutex::new(Inner { files, cache, db, commit, last_purged: None })) })
     }
 
+    /// The first seqno and the next seqno of the ledger files.
+    pub fn range(&self) -> (u64, u64) {
+        let inner = self.lock();
+        (inner.files.first(), inner.files.len())
+    }
+
+    /// The node starts from the snapshot at `log_id`: Raft must take entries up to it as gone.
+    pub fn set_purged(&self, log_id: LogId) {
+        self.lock().last_purged = Some(log_id);
+    }
+
     /// The ledger entry at `index`, from the cache or the chunk files (historical queries).
     pub fn read_entry(&self, index: u64) -> Result<consort_ledger::LedgerEntry, String> {
         let inner = self.lock();
-        if index >= inner.files.len() {
-            return Err(format!("seqno {index} is not in this node's ledger"));
+        if index >= inner.files.len() || index < inner.files.first() {
+            return Err(format!("seqno {index} is not in this node's ledger (it holds {}..{})", inner.files.first(), inner.files.len()));
         }
         let entry = Self::entry_at(&inner, index).map_err(|e| e.to_string())?;
         Ok(to_ledger(&entry, &inner.commit))
@@ -79,7 +97,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let start = match range.start_bound() {
             Bound::Included(s) => *s,
             Bound::Excluded(s) => s + 1,
-            Bound::Unbounded => 0,
+            Bound::Unbounded => inner.files.first(),
         };
         let end = match range.end_bound() {
             Bound::Included(e) => e + 1,
@@ -97,7 +115,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let inner = self.lock();
         let len = inner.files.len();
-        let last_log_id = if len == 0 { inner.last_purged } else { Some(Self::entry_at(&inner, len - 1)?.log_id) };
+        let last_log_id = if len == inner.files.first() { inner.last_purged } else { Some(Self::entry_at(&inner, len - 1)?.log_id) };
         Ok(LogState { last_purged_log_id: inner.last_purged, last_log_id })
     }
 

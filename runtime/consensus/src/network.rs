@@ -129,10 +129,16 @@ pub(crate) async fn serve(
     listener: TcpListener,
     tls: PeerTls,
     forward: ForwardSlot,
-    shutdown: impl Future<Output = ()>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls.server);
     let slots = Arc::new(tokio::sync::Semaphore::new(PEER_CONNECTIONS_MAX));
+    // Accepted connections close too: a peer must not keep talking to a stopped Raft (in one
+    // process, a node restarted on the same address would never hear from it).
+    let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let shutdown = stopped(stop.clone());
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -146,7 +152,7 @@ pub(crate) async fn serve(
                 Err(e) => { tracing::warn!("node-to-node accept: {e}"); continue }
             },
         };
-        let (acceptor, raft, forward) = (acceptor.clone(), raft.clone(), forward.clone());
+        let (acceptor, raft, forward, stop) = (acceptor.clone(), raft.clone(), forward.clone(), stop.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let _ = tcp.set_nodelay(true);
@@ -155,8 +161,11 @@ pub(crate) async fn serve(
                 Ok(Err(e)) => return tracing::warn!("node-to-node TLS from {peer} refused: {e}"),
                 Err(_) => return tracing::warn!("node-to-node TLS from {peer}: handshake timed out"),
             };
-            if let Err(e) = answer(raft, forward, stream).await {
-                tracing::debug!("node-to-node connection from {peer} closed: {e}");
+            tokio::select! {
+                r = answer(raft, forward, stream) => if let Err(e) = r {
+                    tracing::debug!("node-to-node connection from {peer} closed: {e}");
+                },
+                _ = stopped(stop) => {}
             }
         });
     }

@@ -8,23 +8,31 @@
 //! against a ledger: the ledger's entry at `seqno` is a signature of `view`, and replaying the
 //! ledger's public writes up to it gives exactly the snapshot's public maps.
 //!
-//! Joining nodes still catch up from the ledger; snapshots are written, bounded (the newest
-//! [`SNAPSHOTS_KEPT`] are kept) and verifiable.
+//! A snapshot also carries what a node needs to go on from it without the ledger before it:
+//! the Merkle tree of entries `0..=seqno` (its frontier), the signature entry's record, the
+//! views' first seqnos and Raft's membership. A node whose ledger is empty joins from the
+//! newest snapshot (fetched from the network, or put in its snapshot directory) and keeps a
+//! ledger that starts after it ([`open`]); the private part, sealed over everything else,
+//! authenticates the whole file to anyone holding the ledger secret. Snapshots are bounded
+//! (the newest [`SNAPSHOTS_KEPT`] are kept) and verifiable against a ledger ([`verify`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 
-use consort_crypto::LedgerSecret;
-use consort_kv::{State, WriteSet};
-use consort_ledger::EntryKind;
+use consort_crypto::{LedgerSecret, NodeKey};
+use consort_kv::{State, TxId, WriteSet};
+use consort_ledger::{Digest, EntryKind, MerkleTree, SignatureRecord};
+use openraft::StoredMembership;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 /// Snapshot files a node keeps; older ones are removed once a newer one is written.
 pub const SNAPSHOTS_KEPT: usize = 3;
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
+/// A snapshot larger than this is refused (reading one allocates it whole).
+pub const SNAPSHOT_BYTES_MAX: u64 = 4 << 30;
 const PREFIX: &str = "snapshot_";
 const SUFFIX: &str = ".committed";
 
@@ -32,7 +40,8 @@ const SUFFIX: &str = ".committed";
 #[derive(Debug, Clone)]
 pub struct SnapshotConfig {
     pub directory: PathBuf,
-    /// A snapshot at the first signature at least this many seqnos after the previous one.
+    /// A snapshot at the first signature at least this many seqnos after the previous one;
+    /// 0 writes none (the directory is still where a joining node looks for one).
     pub tx_count: u64,
 }
 
@@ -52,9 +61,24 @@ struct Header {
     secret_since: u64,
 }
 
+/// What a node needs, besides the state, to go on from a snapshot: public, and bound to the
+/// sealed private part like the rest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Continuation {
+    /// The frontier of the Merkle tree of entries `0..=seqno` ([`MerkleTree::frontier`]).
+    pub tree: Vec<ByteBuf>,
+    /// The record of the signature entry at `seqno` (its public bytes).
+    pub signature: ByteBuf,
+    /// `(first seqno, view)` of every view up to `seqno`.
+    pub views: Vec<(u64, u64)>,
+    /// Raft's membership as of `seqno` (JSON of openraft's `StoredMembership`).
+    pub membership: ByteBuf,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct File {
     header: Header,
+    continuation: Continuation,
     public: Vec<MapDump>,
     /// CBOR of the private `Vec<MapDump>`, sealed; empty when there are no private maps.
     #[serde(with = "serde_bytes")]
@@ -73,31 +97,145 @@ fn dump(state: &State, public: bool) -> Vec<MapDump> {
         .collect()
 }
 
-fn aad(header: &Header, public: &[MapDump]) -> Vec<u8> {
+fn aad(header: &Header, continuation: &Continuation, public: &[MapDump]) -> Vec<u8> {
     let mut out = Vec::new();
-    ciborium::into_writer(&(header, public), &mut out).expect("CBOR encodes");
+    ciborium::into_writer(&(header, continuation, public), &mut out).expect("CBOR encodes");
     out
 }
 
-/// The bytes of a snapshot of `state` (as of signature entry `seqno` in `view`).
-pub fn encode(state: &State, seqno: u64, view: u64, (secret_since, secret): (u64, &LedgerSecret)) -> Vec<u8> {
+/// The bytes of a snapshot of `state` (as of signature entry `seqno` in `view`). The private
+/// part is sealed even when empty: its tag authenticates the whole file.
+pub(crate) fn encode(
+    state: &State,
+    seqno: u64,
+    view: u64,
+    continuation: Continuation,
+    (secret_since, secret): (u64, &LedgerSecret),
+) -> Vec<u8> {
     let header = Header { format: FORMAT, seqno, view, secret_since };
     let public = dump(state, true);
-    let private = dump(state, false);
-    let private_sealed = if private.is_empty() {
-        Vec::new()
-    } else {
-        let mut plain = Vec::new();
-        ciborium::into_writer(&private, &mut plain).expect("CBOR encodes");
-        secret.seal(&aad(&header, &public), &plain)
-    };
+    let mut plain = Vec::new();
+    ciborium::into_writer(&dump(state, false), &mut plain).expect("CBOR encodes");
+    let private_sealed = secret.seal(&aad(&header, &continuation, &public), &plain);
     let mut out = Vec::new();
-    ciborium::into_writer(&File { header, public, private_sealed }, &mut out).expect("CBOR encodes");
+    ciborium::into_writer(&File { header, continuation, public, private_sealed }, &mut out).expect("CBOR encodes");
     out
+}
+
+fn read_file(path: &Path) -> Result<File, String> {
+    let size = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.len();
+    if size > SNAPSHOT_BYTES_MAX {
+        return Err(format!("{}: {size} bytes, more than the {SNAPSHOT_BYTES_MAX}-byte limit", path.display()));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let snap: File = ciborium::from_reader(bytes.as_slice()).map_err(|e| format!("{}: not a snapshot: {e}", path.display()))?;
+    if snap.header.format != FORMAT {
+        return Err(format!("{}: snapshot format {} (this node reads {FORMAT})", path.display(), snap.header.format));
+    }
+    Ok(snap)
+}
+
+fn frontier_of(c: &Continuation, seqno: u64) -> Result<MerkleTree, String> {
+    let peaks: Vec<Digest> = c
+        .tree
+        .iter()
+        .map(|d| Digest::try_from(d.as_slice()).map_err(|_| "a tree hash is not 32 bytes".to_owned()))
+        .collect::<Result<_, _>>()?;
+    MerkleTree::from_frontier(seqno + 1, &peaks)
+}
+
+/// A snapshot opened to start a node from: the state and everything needed to go on from it.
+pub struct Loaded {
+    pub path: PathBuf,
+    pub txid: TxId,
+    pub state: State,
+    pub tree: MerkleTree,
+    pub signature: SignatureRecord,
+    /// `(first seqno, view)` of every view up to the snapshot.
+    pub views: Vec<(u64, u64)>,
+    pub membership: StoredMembership<u64, openraft::BasicNode>,
+}
+
+/// Opens the snapshot at `path` with the ledger secrets this node holds. A rekey recorded in
+/// the snapshot's state (the secret wrapped for `node`) is adopted first, so a node given the
+/// secrets at its join can open a snapshot taken after later rekeys. The sealed private part's
+/// tag covers the whole file: a snapshot that opens was written by a node of this service.
+pub(crate) fn open(path: &Path, secrets: &crate::secrets::LedgerSecrets, node: (&str, &NodeKey)) -> Result<Loaded, String> {
+    let snap = read_file(path)?;
+    let Header { seqno, view, .. } = snap.header;
+    let bad = |what: String| format!("{}: {what}", path.display());
+    let mut state = State::default();
+    for m in &snap.public {
+        for (k, v, at) in &m.entries {
+            state.restore(&m.name, k.to_vec(), v, *at);
+        }
+    }
+    if let Some(wrapped) = state.get(crate::LEDGER_SECRETS_TABLE, node.0.as_bytes()) {
+        let since = state.version_of(crate::LEDGER_SECRETS_TABLE, node.0.as_bytes());
+        let mut writes = WriteSet::default();
+        writes.maps.entry(crate::LEDGER_SECRETS_TABLE.to_owned()).or_default().insert(node.0.as_bytes().to_vec(), Some(wrapped.to_vec()));
+        secrets.apply(since, &writes, node.0, node.1).map_err(bad)?;
+    }
+    let aad = aad(&snap.header, &snap.continuation, &snap.public);
+    let plain = secrets.open(seqno, &aad, &snap.private_sealed).map_err(|e| {
+        bad(format!(
+            "does not open with this service's ledger secrets ({e}): it was not written by a node of this service, or it was changed"
+        ))
+    })?;
+    let private: Vec<MapDump> = ciborium::from_reader(plain.as_slice()).map_err(|e| bad(format!("the private part: {e}")))?;
+    for m in &private {
+        for (k, v, at) in &m.entries {
+            state.restore(&m.name, k.to_vec(), v, *at);
+        }
+    }
+    let txid = TxId::new(view, seqno);
+    state.advance(txid);
+    let c = &snap.continuation;
+    let signature: SignatureRecord = serde_json::from_slice(&c.signature).map_err(|e| bad(format!("the signature record: {e}")))?;
+    let membership = serde_json::from_slice(&c.membership).map_err(|e| bad(format!("the membership: {e}")))?;
+    // The tree is checked by the next signature this node applies: it signs a root over it.
+    let tree = frontier_of(c, seqno).map_err(bad)?;
+    Ok(Loaded { path: path.to_owned(), txid, state, tree, signature, views: c.views.clone(), membership })
+}
+
+/// What `consort ledger verify --snapshot` needs from a snapshot to check a ledger that starts
+/// after it (no secret needed: the ledger's own signatures vouch for the snapshot's tree).
+pub fn verify_start(path: &Path) -> Result<consort_ledger::verify::VerifyStart, String> {
+    let snap = read_file(path)?;
+    let tree = frontier_of(&snap.continuation, snap.header.seqno).map_err(|e| format!("{}: {e}", path.display()))?;
+    let service_cert_der = snap
+        .public
+        .iter()
+        .find(|m| m.name == consort_ledger::verify::SERVICE_INFO_TABLE)
+        .and_then(|m| m.entries.iter().find(|(k, _, _)| k.as_slice() == consort_kv::SINGLETON_KEY))
+        .and_then(|(_, v, _)| serde_json::from_slice::<serde_json::Value>(v).ok())
+        .and_then(|info| consort_crypto::cert_der_from_pem(info.get("cert")?.as_str()?).ok());
+    Ok(consort_ledger::verify::VerifyStart { snapshot_seqno: snap.header.seqno, view: snap.header.view, tree, service_cert_der })
+}
+
+/// Stores snapshot bytes fetched from another node as `snapshot_<seqno>.committed` in `dir`.
+pub fn store_fetched(dir: &Path, bytes: &[u8]) -> Result<PathBuf, String> {
+    let snap: File = ciborium::from_reader(bytes).map_err(|e| format!("the fetched snapshot: {e}"))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(format!("{PREFIX}{}{SUFFIX}", snap.header.seqno));
+    write_atomically(&path, bytes)?;
+    Ok(path)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let io = |e: std::io::Error| format!("{}: {e}", tmp.display());
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 /// The seqno of a snapshot file name, if it is one.
-fn seqno_of(name: &str) -> Option<u64> {
+pub fn seqno_of(name: &str) -> Option<u64> {
     name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.parse().ok()
 }
 
@@ -118,6 +256,7 @@ pub(crate) struct Job {
     pub state: Arc<State>,
     pub seqno: u64,
     pub view: u64,
+    pub continuation: Continuation,
     /// The ledger secret in force, and the seqno it applies from.
     pub secret: (u64, LedgerSecret),
 }
@@ -130,7 +269,8 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn start(config: SnapshotConfig) -> Result<Writer, String> {
+    /// `keep`: a snapshot never removed (the one this node's ledger starts after).
+    pub(crate) fn start(config: SnapshotConfig, keep: Option<u64>) -> Result<Writer, String> {
         std::fs::create_dir_all(&config.directory)
             .map_err(|e| format!("creating the snapshot directory {}: {e}", config.directory.display()))?;
         let last = list(&config.directory).last().map_or(0, |(s, _)| *s);
@@ -142,7 +282,7 @@ impl Writer {
             .name("consort-snapshots".into())
             .spawn(move || {
                 for job in rx {
-                    if let Err(e) = write(&dir, &job) {
+                    if let Err(e) = write(&dir, &job, keep) {
                         tracing::warn!("snapshot at {}: {e}", job.seqno);
                     }
                 }
@@ -166,20 +306,11 @@ impl Writer {
     }
 }
 
-fn write(dir: &Path, job: &Job) -> Result<(), String> {
-    let bytes = encode(&job.state, job.seqno, job.view, (job.secret.0, &job.secret.1));
-    let name = format!("{PREFIX}{}{SUFFIX}", job.seqno);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let io = |e: std::io::Error| format!("{}: {e}", tmp.display());
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, dir.join(&name)).map_err(io)?;
+fn write(dir: &Path, job: &Job, keep: Option<u64>) -> Result<(), String> {
+    let bytes = encode(&job.state, job.seqno, job.view, job.continuation.clone(), (job.secret.0, &job.secret.1));
+    write_atomically(&dir.join(format!("{PREFIX}{}{SUFFIX}", job.seqno)), &bytes)?;
     let all = list(dir);
-    for (_, old) in all.iter().take(all.len().saturating_sub(SNAPSHOTS_KEPT)) {
+    for (_, old) in all.iter().take(all.len().saturating_sub(SNAPSHOTS_KEPT)).filter(|(s, _)| Some(*s) != keep) {
         let _ = std::fs::remove_file(old);
     }
     tracing::info!("snapshot of the state at seqno {} written ({} bytes)", job.seqno, bytes.len());
@@ -196,20 +327,17 @@ pub struct SnapshotReport {
     pub view: u64,
     pub public_maps: usize,
     pub public_keys: usize,
-    pub has_private: bool,
 }
 
 /// Checks the snapshot in `file` against the ledger in `ledger_dir` (which should itself pass
 /// `consort ledger verify`).
 pub fn verify(file: &Path, ledger_dir: &Path) -> Result<SnapshotReport, String> {
-    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let snap: File = ciborium::from_reader(bytes.as_slice()).map_err(|e| format!("{}: not a snapshot: {e}", file.display()))?;
-    if snap.header.format != FORMAT {
-        return Err(format!("snapshot format {} (this tool reads {FORMAT})", snap.header.format));
-    }
+    let snap = read_file(file)?;
     let (seqno, view) = (snap.header.seqno, snap.header.view);
     let mut state: BTreeMap<String, ReplayedMap> = BTreeMap::new();
     let mut found = None;
+    let mut tree = MerkleTree::default();
+    let mut views: Vec<(u64, u64)> = Vec::new();
     let chunks = consort_ledger::files::list_chunks(ledger_dir).map_err(|e| e.to_string())?;
     'chunks: for chunk in chunks {
         let (records, _) = consort_ledger::files::read_chunk(&ledger_dir.join(chunk.file_name())).map_err(|e| e.to_string())?;
@@ -230,14 +358,29 @@ pub fn verify(file: &Path, ledger_dir: &Path) -> Result<SnapshotReport, String> 
                     }
                 }
             }
+            tree.append(e.leaf());
+            if views.last().is_none_or(|(_, v)| *v != e.txid.view) {
+                views.push((e.txid.seqno, e.txid.view));
+            }
             if e.txid.seqno == seqno {
-                found = Some((e.kind, e.txid.view));
+                found = Some((e.kind, e.txid.view, e.public));
             }
         }
     }
     match found {
-        Some((EntryKind::Signature, v)) if v == view => {}
-        Some((kind, v)) => return Err(format!("the ledger's entry {v}.{seqno} is a {kind:?} entry, not the signature {view}.{seqno}")),
+        Some((EntryKind::Signature, v, record)) if v == view => {
+            let c = &snap.continuation;
+            if c.signature.as_slice() != record.as_slice() {
+                return Err(format!("the snapshot's signature record differs from the ledger's entry {view}.{seqno}"));
+            }
+            if frontier_of(c, seqno)?.frontier() != tree.frontier() {
+                return Err(format!("the snapshot's Merkle tree differs from the ledger's entries 0..={seqno}"));
+            }
+            if c.views != views {
+                return Err(format!("the snapshot's views {:?} differ from the ledger's {views:?}", c.views));
+            }
+        }
+        Some((kind, v, _)) => return Err(format!("the ledger's entry {v}.{seqno} is a {kind:?} entry, not the signature {view}.{seqno}")),
         None => return Err(format!("the ledger has no entry at seqno {seqno}: it ends before the snapshot")),
     }
     let expected: Vec<MapDump> = state
@@ -257,11 +400,5 @@ pub fn verify(file: &Path, ledger_dir: &Path) -> Result<SnapshotReport, String> 
             .unwrap_or("?");
         return Err(format!("the snapshot's public map {differs:?} differs from the ledger's state at seqno {seqno}"));
     }
-    Ok(SnapshotReport {
-        seqno,
-        view,
-        public_maps: snap.public.len(),
-        public_keys: snap.public.iter().map(|m| m.entries.len()).sum(),
-        has_private: !snap.private_sealed.is_empty(),
-    })
+    Ok(SnapshotReport { seqno, view, public_maps: snap.public.len(), public_keys: snap.public.iter().map(|m| m.entries.len()).sum() })
 }

@@ -23,11 +23,16 @@ pub struct EntryMeta {
 }
 
 /// The applied ledger as the node sees it: the tree, each entry's facts, the signatures.
+/// A node that started from a snapshot knows the facts of the entries after it only.
 #[derive(Debug, Default)]
 pub struct AppliedLedger {
     pub tree: MerkleTree,
-    /// `entries[s]` describes seqno `s`.
+    /// The first seqno `entries` describes: 0, or one after the snapshot the node started from.
+    pub base: u64,
+    /// `entries[s - base]` describes seqno `s`.
     pub entries: Vec<EntryMeta>,
+    /// `(first seqno, view)` of the views before `base` (from the snapshot).
+    pub earlier_views: Vec<(u64, u64)>,
     /// Applied signature entries as `(seqno of the signature entry, record)`, in order.
     pub signatures: Vec<(u64, SignatureRecord)>,
     pub last_applied: TxId,
@@ -51,7 +56,40 @@ impl AppliedLedger {
     }
 
     pub fn view_of(&self, seqno: u64) -> Option<u64> {
-        self.entries.get(seqno as usize).map(|m| m.view)
+        if seqno < self.base {
+            let at = self.earlier_views.partition_point(|(first, _)| *first <= seqno);
+            return at.checked_sub(1).map(|i| self.earlier_views[i].1);
+        }
+        self.meta(seqno).map(|m| m.view)
+    }
+
+    /// The facts of the entry at `seqno`, if this node applied it.
+    pub fn meta(&self, seqno: u64) -> Option<&EntryMeta> {
+        self.entries.get(seqno.checked_sub(self.base)? as usize)
+    }
+
+    /// `(first seqno, view)` of every view applied so far.
+    pub fn view_history(&self) -> Vec<(u64, u64)> {
+        let mut out = self.earlier_views.clone();
+        for (i, m) in self.entries.iter().enumerate() {
+            if out.last().is_none_or(|(_, v)| *v != m.view) {
+                out.push((self.base + i as u64, m.view));
+            }
+        }
+        out
+    }
+
+    /// The ledger of a node that starts from a snapshot.
+    pub fn from_snapshot(s: &crate::snapshot::Loaded) -> AppliedLedger {
+        AppliedLedger {
+            tree: s.tree.clone(),
+            base: s.txid.seqno + 1,
+            entries: Vec::new(),
+            earlier_views: s.views.clone(),
+            signatures: vec![(s.txid.seqno, s.signature.clone())],
+            last_applied: s.txid,
+            last_non_signature: None,
+        }
     }
 
     fn push(&mut self, le: &LedgerEntry) {
@@ -93,6 +131,9 @@ pub struct StateMachine {
     membership: StoredMembership<u64, openraft::BasicNode>,
     /// Writes a snapshot of the state at every `tx_count`-th signature, if configured.
     snapshots: Option<crate::snapshot::Writer>,
+    /// The snapshot this node started from, which Raft may send to a peer that needs entries
+    /// this node's ledger does not have.
+    started_from: Option<(SnapshotMeta<u64, openraft::BasicNode>, std::path::PathBuf)>,
 }
 
 /// A transaction entry's writes: the public part as written, the private part opened with the
@@ -110,14 +151,26 @@ pub fn decode_writes(le: &LedgerEntry, secrets: &LedgerSecrets) -> Result<WriteS
 }
 
 impl StateMachine {
+    /// `start`: the snapshot the node starts from (`shared` already holds its state).
     pub fn new(
         shared: Arc<Shared>,
         secrets: Arc<LedgerSecrets>,
         node: (String, NodeKey),
         commit: CommitSecret,
         snapshots: Option<crate::snapshot::Writer>,
+        start: Option<&crate::snapshot::Loaded>,
     ) -> Self {
-        StateMachine { shared, secrets, node, commit, last_applied: None, membership: StoredMembership::default(), snapshots }
+        let last_applied = start.map(|s| crate::convert::log_id_of(s.txid));
+        let membership = start.map_or_else(StoredMembership::default, |s| s.membership.clone());
+        let started_from = start.map(|s| {
+            let meta = SnapshotMeta {
+                last_log_id: last_applied,
+                last_membership: s.membership.clone(),
+                snapshot_id: format!("snapshot-{}", s.txid),
+            };
+            (meta, s.path.clone())
+        });
+        StateMachine { shared, secrets, node, commit, last_applied, membership, snapshots, started_from }
     }
 
     fn apply_one(&mut self, entry: &Entry) -> Result<(), StorageError> {
@@ -141,16 +194,27 @@ impl StateMachine {
                     )));
                 }
                 self.shared.store.advance(le.txid);
+                let mut ledger = self.shared.ledger.write().unwrap_or_else(|p| p.into_inner());
+                ledger.signatures.push((le.txid.seqno, record));
+                ledger.push(&le);
                 if let Some(writer) = self.snapshots.as_mut().filter(|w| w.due(le.txid.seqno)) {
+                    let continuation = crate::snapshot::Continuation {
+                        tree: ledger.tree.frontier().iter().map(|d| serde_bytes::ByteBuf::from(d.to_vec())).collect(),
+                        signature: serde_bytes::ByteBuf::from(le.public.clone()),
+                        views: ledger.view_history(),
+                        membership: serde_bytes::ByteBuf::from(serde_json::to_vec(&self.membership).expect("membership serialises")),
+                    };
                     writer.submit(crate::snapshot::Job {
                         state: self.shared.store.snapshot(),
                         seqno: le.txid.seqno,
                         view: le.txid.view,
+                        continuation,
                         secret: (self.secrets.current_since(), self.secrets.current()),
                     });
                 }
-                let mut ledger = self.shared.ledger.write().unwrap_or_else(|p| p.into_inner());
-                ledger.signatures.push((le.txid.seqno, record));
+                drop(ledger);
+                self.last_applied = Some(entry.log_id);
+                return Ok(());
             }
             (EntryPayload::Membership(m), _) => {
                 self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
@@ -203,19 +267,30 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Err(no_snapshots())
     }
 
+    /// Only a node that started from a snapshot has one for Raft: its ledger has no entries
+    /// before it, so a peer that needs those is offered the snapshot (which it refuses unless
+    /// its own ledger is empty, see `install_snapshot`).
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(None)
+        let Some((meta, path)) = &self.started_from else { return Ok(None) };
+        let bytes = std::fs::read(path).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        Ok(Some(Snapshot { meta: meta.clone(), snapshot: Box::new(Cursor::new(bytes)) }))
     }
 }
 
-/// KV snapshots belong to the replication work (a joining node catching up); a one-node
-/// network never needs one, and Raft is configured never to build one (`SnapshotPolicy::Never`).
+/// Raft never builds snapshots (`SnapshotPolicy::Never`) and this node never installs one
+/// while running: every node keeps its whole ledger from where it started, and a node joins
+/// from a snapshot only at its start, with an empty ledger (`snapshot` module). A peer whose
+/// ledger ends before the first entry of every other node's cannot catch up; it stops with
+/// this error, and starts again on an empty directory to join from a snapshot.
 pub struct NoSnapshots;
 
 fn no_snapshots() -> StorageError {
     StorageIOError::write_snapshot(
         None,
-        &std::io::Error::other("this node does not build or install KV snapshots; peers catch up from the ledger"),
+        &std::io::Error::other(
+            "this node's ledger ends before the primary's begins (the primary joined from a snapshot): \
+             start this node on an empty directory so that it joins from a snapshot",
+        ),
     )
     .into()
 }

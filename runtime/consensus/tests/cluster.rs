@@ -142,3 +142,97 @@ async fn three_voters_replicate_keep_strangers_out_and_elect_a_new_primary() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A node with an empty ledger joins from another node's snapshot (taken after a rekey it was
+/// not given the secret of: it finds that secret wrapped for it in the snapshot), keeps a ledger
+/// that starts after the snapshot, and restarts from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joins_from_a_snapshot_and_restarts_from_it() {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    use consort_consensus::snapshot;
+    let root = std::env::temp_dir().join(format!("consort-snapshot-join-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let svc = service("service");
+    let (a_dir, b_dir) = (root.join("a"), root.join("b"));
+    let mut a_config = node_config(&a_dir, &svc, &svc, false);
+    a_config.snapshots = Some(snapshot::SnapshotConfig { directory: a_dir.join("snapshots"), tx_count: 10 });
+    let mut b_config = node_config(&b_dir, &svc, &svc, true);
+    b_config.snapshots = Some(snapshot::SnapshotConfig { directory: b_dir.join("snapshots"), tx_count: 10 });
+    let a = Consensus::start(a_config.clone()).await.expect("start a");
+    a.wait_ready(Duration::from_secs(10)).await.expect("a leads");
+
+    let mut first_writes = TxId::default();
+    for i in 0..25 {
+        first_writes = put(&a, &format!("k{i}"), &format!("value-{i}")).await;
+    }
+    // A rekey: the new secret wrapped for both nodes, as the governance action writes it.
+    let new_secret = LedgerSecret::generate();
+    let mut tx = a.store().begin();
+    for c in [&a_config, &b_config] {
+        let wrapped = consort_crypto::wrap_secret_for(&c.node_key.public_key_der(), &new_secret).expect("wrap");
+        tx.put(consort_consensus::LEDGER_SECRETS_TABLE, c.node_id.as_bytes().to_vec(), wrapped);
+    }
+    a.commit(&tx, None).await.expect("rekey");
+    let mut last = TxId::default();
+    for i in 25..50 {
+        last = put(&a, &format!("k{i}"), &format!("value-{i}")).await;
+    }
+    let snapshots = a_config.snapshots.as_ref().expect("configured").directory.clone();
+    wait_until("a snapshot after the rekey", || {
+        a.status(last) == TxStatus::Committed && snapshot::list(&snapshots).last().is_some_and(|(s, _)| *s > last.seqno - 20)
+    })
+    .await;
+    let (s, file) = snapshot::list(&snapshots).pop().expect("a snapshot");
+    std::fs::create_dir_all(b_dir.join("snapshots")).expect("mkdir");
+    std::fs::copy(&file, b_dir.join("snapshots").join(file.file_name().expect("name"))).expect("copy");
+
+    // B knows only the service's first secret; it starts from the snapshot and joins.
+    let b = Consensus::start(b_config.clone()).await.expect("b starts from the snapshot");
+    assert_eq!(b.ledger().base, s + 1);
+    a.add_voter(&b_config.node_id, &b_config.node_address, Duration::from_secs(10)).await.expect("b joins");
+    let mut after = TxId::default();
+    for i in 50..60 {
+        after = put(&a, &format!("k{i}"), &format!("value-{i}")).await;
+    }
+    wait_until("b commits the writes after the snapshot", || b.status(after) == TxStatus::Committed).await;
+    let check = |c: &Consensus, written: usize| {
+        let mut tx = c.store().begin();
+        assert_eq!(tx.get("records", b"k3"), Some(b"value-3".to_vec()), "private state from the snapshot");
+        assert_eq!(tx.get("records", b"k59"), Some(b"value-59".to_vec()), "private writes after it");
+        assert_eq!(tx.size("public:records"), written);
+        assert_eq!(c.status(first_writes), TxStatus::Committed, "a transaction before the snapshot is known committed");
+        assert_eq!(c.status(TxId::new(first_writes.view + 1, first_writes.seqno)), TxStatus::Invalid);
+        let err = c.receipt(first_writes).expect_err("no receipt from before the snapshot");
+        assert!(err.to_string().contains("precedes the snapshot"), "{err}");
+        let receipt = c.receipt(after).expect("a receipt after the snapshot");
+        let cert = consort_crypto::cert_der_from_pem(&svc.pem).expect("pem");
+        assert_eq!(receipt.verify(&cert).expect("the receipt verifies"), after);
+    };
+    check(&b, 60);
+
+    // B restarts from its snapshot and replays its own ledger after it.
+    b.shutdown().await;
+    drop(b);
+    let b = Consensus::start(b_config.clone()).await.expect("b restarts");
+    let mut more = TxId::default();
+    for i in 60..70 {
+        more = put(&a, &format!("k{i}"), &format!("value-{i}")).await;
+    }
+    wait_until("b commits after its restart", || b.status(more) == TxStatus::Committed).await;
+    check(&b, 70);
+    a.shutdown().await;
+    b.shutdown().await;
+    drop((a, b));
+
+    // B's ledger is A's from the snapshot on, and verifies with the snapshot's tree.
+    let (a_entries, b_entries) = (ledger_entries(&a_dir), ledger_entries(&b_dir));
+    assert_eq!(b_entries.first().map(|e| e.txid.seqno), Some(s + 1));
+    assert_eq!(b_entries[..], a_entries[(s + 1) as usize..(s + 1) as usize + b_entries.len()], "identical entries after the snapshot");
+    let b_snapshot = b_dir.join("snapshots").join(file.file_name().expect("name"));
+    assert!(b_snapshot.exists(), "the snapshot b's ledger starts after is kept");
+    let start = snapshot::verify_start(&b_snapshot).expect("snapshot");
+    let report = consort_ledger::verify::verify_dir_from(&b_dir.join("ledger"), Some(&svc.pem), Some(start)).expect("b's ledger verifies");
+    assert!(report.signatures >= 1 && report.last_signed_seqno >= Some(more.seqno), "{report:?}");
+    assert!(consort_ledger::verify::verify_dir(&b_dir.join("ledger"), Some(&svc.pem)).is_err(), "not without the snapshot");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -99,6 +99,16 @@ impl State {
     pub fn advance(&mut self, txid: TxId) {
         self.txid = txid;
     }
+
+    /// Puts one key as a snapshot recorded it: its value and the seqno that wrote it. A map's
+    /// version becomes the newest of its keys' (a snapshot holds no tombstones).
+    pub fn restore(&mut self, map: &str, key: Bytes, value: &[u8], version: u64) {
+        let m = self.maps.entry(map.to_owned()).or_default();
+        m.version = m.version.max(version);
+        if m.entries.insert(key, Entry { value: Some(Arc::from(value)), version }).is_none_or(|e| e.value.is_none()) {
+            m.live += 1;
+        }
+    }
 }
 
 /// The reason a transaction could not be reserved: something it read has changed or is about

@@ -183,7 +183,9 @@ pub struct LedgerFiles {
     dir: PathBuf,
     chunk_bytes_target: u64,
     chunks: Vec<Chunk>,
-    /// `index[s]` locates seqno `s` (the ledger starts at seqno 0).
+    /// The first seqno in these files: 0, or one after the snapshot the node started from.
+    first: u64,
+    /// `index[s - first]` locates seqno `s`.
     index: Vec<Loc>,
     writer: Option<File>,
     /// Entries below this seqno are committed.
@@ -194,10 +196,29 @@ impl LedgerFiles {
     /// Opens (or creates) the ledger in `dir`, cutting off a torn write at the tail of the open
     /// chunk. Any other damage is an error: the node must not run on a corrupt ledger.
     pub fn open(dir: &Path, chunk_bytes_target: u64) -> Result<(LedgerFiles, Vec<LedgerEntry>), LedgerFilesError> {
+        Self::open_from(dir, chunk_bytes_target, 0)
+    }
+
+    /// As [`LedgerFiles::open`]; an empty ledger starts at seqno `first_if_empty` (one after
+    /// the snapshot a joining node starts from). A ledger with files starts where its first
+    /// file does.
+    pub fn open_from(
+        dir: &Path,
+        chunk_bytes_target: u64,
+        first_if_empty: u64,
+    ) -> Result<(LedgerFiles, Vec<LedgerEntry>), LedgerFilesError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let names = list_chunks(dir)?;
-        let mut files =
-            LedgerFiles { dir: dir.to_owned(), chunk_bytes_target, chunks: Vec::new(), index: Vec::new(), writer: None, committed_end: 0 };
+        let first = names.first().map_or(first_if_empty, |c| c.first);
+        let mut files = LedgerFiles {
+            dir: dir.to_owned(),
+            chunk_bytes_target,
+            chunks: Vec::new(),
+            first,
+            index: Vec::new(),
+            writer: None,
+            committed_end: first,
+        };
         let mut entries = Vec::new();
         let count = names.len();
         for (i, name) in names.into_iter().enumerate() {
@@ -207,7 +228,7 @@ impl LedgerFiles {
             let mut bytes = records.last().map_or(0, |r| r.offset + r.frame_bytes);
             if let Some((offset, reason)) = damage {
                 if !is_tail || !reason.starts_with(TORN_WRITE) {
-                    return Err(LedgerFilesError::Corrupt { file: name.file_name(), offset, seqno: files.index.len() as u64, reason });
+                    return Err(LedgerFilesError::Corrupt { file: name.file_name(), offset, seqno: files.len(), reason });
                 }
                 tracing_free_warn(&format!("cutting a torn write off {} at byte {offset}: {reason}", path.display()));
                 let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
@@ -216,7 +237,7 @@ impl LedgerFiles {
                 bytes = offset;
             }
             for r in records {
-                let expected = files.index.len() as u64;
+                let expected = files.len();
                 if r.entry.txid.seqno != expected {
                     return Err(LedgerFilesError::Corrupt {
                         file: name.file_name(),
@@ -240,9 +261,14 @@ impl LedgerFiles {
         &self.dir
     }
 
-    /// The number of entries, which is also the next seqno.
+    /// The next seqno (the number of entries, for a ledger that starts at 0).
     pub fn len(&self) -> u64 {
-        self.index.len() as u64
+        self.first + self.index.len() as u64
+    }
+
+    /// The first seqno in these files (see [`LedgerFiles::open_from`]).
+    pub fn first(&self) -> u64 {
+        self.first
     }
 
     pub fn is_empty(&self) -> bool {
@@ -308,7 +334,7 @@ impl LedgerFiles {
     }
 
     pub fn read(&self, seqno: u64) -> Result<LedgerEntry, LedgerFilesError> {
-        let loc = *self.index.get(seqno as usize).ok_or(LedgerFilesError::Missing(seqno))?;
+        let loc = *seqno.checked_sub(self.first).and_then(|i| self.index.get(i as usize)).ok_or(LedgerFilesError::Missing(seqno))?;
         let path = self.path_of(loc.chunk);
         let mut f = File::open(&path).map_err(io_err(&path))?;
         f.seek(SeekFrom::Start(loc.offset)).map_err(io_err(&path))?;
@@ -336,7 +362,7 @@ impl LedgerFiles {
         if from < self.committed_end {
             return Err(LedgerFilesError::TruncateCommitted(from));
         }
-        let loc = self.index[from as usize];
+        let loc = self.index[(from - self.first) as usize];
         self.writer = None;
         for chunk in self.chunks.drain(loc.chunk + 1..).collect::<Vec<_>>() {
             let path = self.dir.join(chunk.name.file_name());
@@ -352,7 +378,7 @@ impl LedgerFiles {
         f.set_len(loc.offset).map_err(io_err(&new))?;
         f.sync_all().map_err(io_err(&new))?;
         self.chunks[loc.chunk].bytes = loc.offset;
-        self.index.truncate(from as usize);
+        self.index.truncate((from - self.first) as usize);
         if loc.offset == 0 {
             fs::remove_file(&new).map_err(io_err(&new))?;
             self.chunks.pop();
@@ -482,5 +508,27 @@ mod tests {
             assert_eq!(fs::read(&open_chunk).expect("read"), bytes, "{what}: nothing was cut");
             let _ = fs::remove_dir_all(&dir);
         }
+    }
+
+    #[test]
+    fn a_ledger_can_start_after_a_snapshot() {
+        let dir = tempdir("from");
+        let (mut files, _) = LedgerFiles::open_from(&dir, 300, 40).expect("open");
+        assert_eq!((files.first(), files.len()), (40, 40));
+        for s in 40..46 {
+            let kind = if s % 4 == 3 { EntryKind::Signature } else { EntryKind::Tx };
+            files.append(&entry(s, kind)).expect("append");
+        }
+        files.sync().expect("sync");
+        assert!(matches!(files.read(39), Err(LedgerFilesError::Missing(39))));
+        assert_eq!(files.read(41).expect("read"), entry(41, EntryKind::Tx));
+        assert!(files.truncate(39).is_err(), "nothing before the start can be cut");
+        drop(files);
+        let (mut files, entries) = LedgerFiles::open_from(&dir, 300, 0).expect("reopen: its files say where it starts");
+        assert_eq!((files.first(), files.len(), entries.len()), (40, 46, 6));
+        files.truncate(44).expect("truncate");
+        files.append(&entry(44, EntryKind::Tx)).expect("append after truncate");
+        assert_eq!(list_chunks(&dir).expect("list")[0].first, 40);
+        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -16,6 +16,7 @@ use crate::{EntryKind, MerkleTree, SignatureRecord};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
     pub chunks: usize,
+    /// One past the last intact entry: the number of entries, for a ledger that starts at 0.
     pub entries: u64,
     pub signatures: u64,
     /// The last seqno covered by a verified signature.
@@ -45,7 +46,31 @@ fn service_cert_in(public: &[u8]) -> Option<Vec<u8>> {
     consort_crypto::cert_der_from_pem(info.get("cert")?.as_str()?).ok()
 }
 
+/// Where a ledger that does not start at seqno 0 starts: what the snapshot before its first
+/// entry says about the entries it does not have.
+#[derive(Debug, Clone)]
+pub struct VerifyStart {
+    /// The seqno of the snapshot's signature entry; the ledger starts one after it.
+    pub snapshot_seqno: u64,
+    pub view: u64,
+    /// The Merkle tree of entries `0..=snapshot_seqno`, as its frontier.
+    pub tree: MerkleTree,
+    /// The service certificate as the snapshot's state names it (DER).
+    pub service_cert_der: Option<Vec<u8>>,
+}
+
 pub fn verify_dir(dir: &Path, pinned_service_cert_pem: Option<&str>) -> Result<VerifyReport, VerifyFailure> {
+    verify_dir_from(dir, pinned_service_cert_pem, None)
+}
+
+/// As [`verify_dir`], for a ledger that starts after the snapshot `start` describes (a node
+/// that joined from a snapshot). Its first signature checks the snapshot's tree too: the root
+/// it signs covers every entry before it.
+pub fn verify_dir_from(
+    dir: &Path,
+    pinned_service_cert_pem: Option<&str>,
+    start: Option<VerifyStart>,
+) -> Result<VerifyReport, VerifyFailure> {
     let fail = |file: &str, seqno: u64, reason: String| VerifyFailure { file: file.to_owned(), seqno, reason };
     let mut service_cert = match pinned_service_cert_pem {
         Some(pem) => Some(consort_crypto::cert_der_from_pem(pem).map_err(|e| fail("--service-cert", 0, e.to_string()))?),
@@ -55,10 +80,15 @@ pub fn verify_dir(dir: &Path, pinned_service_cert_pem: Option<&str>) -> Result<V
     if chunks.is_empty() {
         return Err(fail(&dir.display().to_string(), 0, "no ledger chunk files (ledger_*) in this directory".into()));
     }
-    let mut tree = MerkleTree::default();
+    let (mut tree, first, mut last_view, mut last_signed) = match start {
+        Some(s) => {
+            service_cert = service_cert.or(s.service_cert_der);
+            (s.tree, s.snapshot_seqno + 1, s.view, Some(s.snapshot_seqno))
+        }
+        None => (MerkleTree::default(), 0, 0, None),
+    };
     let mut report =
-        VerifyReport { chunks: chunks.len(), entries: 0, signatures: 0, last_signed_seqno: None, unsigned_entries: 0, torn_tail: None };
-    let mut last_view = 0;
+        VerifyReport { chunks: chunks.len(), entries: first, signatures: 0, last_signed_seqno: None, unsigned_entries: 0, torn_tail: None };
     let mut last_non_signature: Option<u64> = None;
     for (i, chunk) in chunks.iter().enumerate() {
         let file = chunk.file_name();
@@ -107,6 +137,7 @@ pub fn verify_dir(dir: &Path, pinned_service_cert_pem: Option<&str>) -> Result<V
                     sig.verify(cert).map_err(|err| fail(&file, seqno, format!("signature does not verify: {err}")))?;
                     report.signatures += 1;
                     report.last_signed_seqno = report.last_signed_seqno.max(Some(sig.seqno));
+                    last_signed = last_signed.max(Some(sig.seqno));
                 }
                 EntryKind::Blank | EntryKind::Membership => last_non_signature = Some(seqno),
             }
@@ -131,7 +162,7 @@ pub fn verify_dir(dir: &Path, pinned_service_cert_pem: Option<&str>) -> Result<V
             }
         }
     }
-    report.unsigned_entries = unsigned(last_non_signature, report.last_signed_seqno);
+    report.unsigned_entries = unsigned(last_non_signature, last_signed);
     Ok(report)
 }
 

@@ -174,6 +174,15 @@ pub struct JoinConfig {
     /// `transition_node_to_trusted` proposal accepted meanwhile).
     #[serde(default = "default_join_timeout_ms")]
     pub timeout_ms: u64,
+    /// Once trusted, fetch the target's newest snapshot and start from it (CCF's
+    /// `fetch_recent_snapshot`) instead of replaying the whole ledger. A snapshot already in
+    /// the snapshot directory is used either way.
+    #[serde(default = "default_true")]
+    pub fetch_recent_snapshot: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_join_timeout_ms() -> u64 {
@@ -257,12 +266,12 @@ impl NodeConfig {
         self.js.runtime_options.check()
     }
 
-    /// Where snapshots go, if they are on.
-    pub fn snapshots(&self) -> Option<consort_consensus::snapshot::SnapshotConfig> {
-        (self.snapshots.tx_count > 0).then(|| consort_consensus::snapshot::SnapshotConfig {
+    /// Where snapshots go (written only if `tx_count` > 0; a joining node looks there too).
+    pub fn snapshots(&self) -> consort_consensus::snapshot::SnapshotConfig {
+        consort_consensus::snapshot::SnapshotConfig {
             directory: self.snapshots.directory.clone().unwrap_or_else(|| self.directory.join("snapshots")),
             tx_count: self.snapshots.tx_count,
-        })
+        }
     }
 
     pub fn ledger_dir(&self) -> PathBuf {

@@ -200,7 +200,43 @@ pub async fn join(config: &NodeConfig, join: &JoinConfig, rpc_address: &str) -> 
         ledger_secret: LedgerSecret::from_bytes(raw),
         later_ledger_secrets: crate::identity::secrets_from_hex(answer.later_ledger_secrets)?,
     };
+    if join.fetch_recent_snapshot {
+        fetch_snapshot(config, &client, &join.target_rpc_address).await;
+    }
     NodeIdentity::create_joined(&config.directory, node_key, &service_cert_pem, grant)
+}
+
+/// A fresh joining node with no snapshot of its own fetches the target's newest one into its
+/// snapshot directory, and starts from it (consensus opens it with the ledger secrets, which
+/// also authenticates it). Without one it replays the primary's whole ledger, so a failure
+/// here is only logged.
+async fn fetch_snapshot(config: &NodeConfig, client: &reqwest::Client, target: &str) {
+    use consort_consensus::snapshot;
+    let dir = config.snapshots().directory;
+    let ledger_empty = consort_ledger::files::list_chunks(&config.ledger_dir()).map_or(true, |c| c.is_empty());
+    if !ledger_empty || !snapshot::list(&dir).is_empty() {
+        return;
+    }
+    let url = format!("https://{target}/node/snapshot");
+    let fetched = async {
+        let r = client.get(&url).send().await.map_err(|e| e.to_string())?;
+        if r.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !r.status().is_success() {
+            return Err(format!("{}: {}", r.status(), r.text().await.unwrap_or_default()));
+        }
+        if r.content_length().is_none_or(|n| n > snapshot::SNAPSHOT_BYTES_MAX) {
+            return Err(format!("no length, or more than {} bytes", snapshot::SNAPSHOT_BYTES_MAX));
+        }
+        let bytes = r.bytes().await.map_err(|e| e.to_string())?;
+        snapshot::store_fetched(&dir, &bytes).map(Some)
+    };
+    match fetched.await {
+        Ok(Some(path)) => tracing::info!("fetched the snapshot {} from {target}; starting from it", path.display()),
+        Ok(None) => tracing::info!("{target} has no snapshot yet: catching up from the ledger"),
+        Err(e) => tracing::warn!("fetching a snapshot from {url}: {e}; catching up from the ledger instead"),
+    }
 }
 
 /// On the primary: every trusted node with an address becomes a Raft voter (retried until it

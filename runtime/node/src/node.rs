@@ -97,7 +97,7 @@ impl Node {
             signature_delay_ms: config.ledger_signatures.delay_ms,
             election_timeout_ms: config.consensus.election_timeout_ms,
             heartbeat_ms: config.consensus.message_timeout_ms,
-            snapshots: config.snapshots(),
+            snapshots: Some(config.snapshots()),
         })
         .await?;
         consensus.wait_ready(READY_TIMEOUT).await?;

@@ -114,6 +114,10 @@ pub async fn dispatch(node: &Node, call: &Call<'_>) -> Reply {
     let path = call.path.clone();
     match path.as_str() {
         "/node/join" if call.method == Method::POST => crate::join::handle(node, call).await,
+        p if p == "/node/snapshot" || p.starts_with("/node/snapshot/") => match call.method {
+            Method::GET | Method::HEAD => snapshot(node, call).await,
+            _ => only_get(call, |_| unreachable!("only_get refuses other methods")),
+        },
         p if p.starts_with("/node/") => only_get(call, |c| node_endpoint(node, c)),
         "/app/commit" => only_get(call, |_| commit(node)),
         "/app/tx" => only_get(call, |c| tx_status(node, c)),
@@ -145,7 +149,8 @@ fn node_endpoint(node: &Node, call: &Call<'_>) -> Reply {
                 "node_id": node.node_id(),
                 "state": "PartOfNetwork",
                 "last_signed_seqno": ledger.last_signed().unwrap_or(0),
-                "startup_seqno": 0,
+                // The snapshot this node started from (0: it has the whole ledger).
+                "startup_seqno": ledger.base.saturating_sub(1),
             }))
         }
         "/node/network" => {
@@ -204,6 +209,45 @@ fn node_endpoint(node: &Node, call: &Call<'_>) -> Reply {
             false => reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "this node is not ready"),
         },
         _ => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Unknown path: {}", call.path)),
+    }
+}
+
+/// `GET /node/snapshot[?since=N]`: a redirect to the newest committed snapshot (newer than
+/// seqno N) this node holds, as CCF does; `GET /node/snapshot/<name>`: its bytes. A joining
+/// node fetches its starting state this way; the file is no secret (its private part is
+/// sealed with the ledger secret, whose tag also authenticates the rest).
+async fn snapshot(node: &Node, call: &Call<'_>) -> Reply {
+    use consort_consensus::snapshot;
+    let dir = node.config.snapshots().directory;
+    let not_found = |why: String| reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", why);
+    let Some(name) = call.path.strip_prefix("/node/snapshot/") else {
+        let since = match call.query_param("since").map(|s| s.parse::<u64>()) {
+            None => 0,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => return bad_query("since is a seqno".into()),
+        };
+        return match snapshot::list(&dir).into_iter().rfind(|(s, _)| *s > since) {
+            Some((_, path)) => {
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                let mut r = reply::empty(StatusCode::FOUND);
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("/node/snapshot/{name}")) {
+                    r.headers_mut().insert(hyper::header::LOCATION, v);
+                }
+                r
+            }
+            None => not_found(format!("this node has no committed snapshot after seqno {since}")),
+        };
+    };
+    if snapshot::seqno_of(name).is_none() || name.contains('/') {
+        return not_found(format!("{name} is not a snapshot's name (snapshot_<seqno>.committed)"));
+    }
+    match tokio::fs::read(dir.join(name)).await {
+        Ok(bytes) => {
+            let mut r = reply::bytes(StatusCode::OK, if call.method == Method::HEAD { Vec::new() } else { bytes });
+            r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/octet-stream"));
+            r
+        }
+        Err(_) => not_found(format!("this node has no snapshot {name} (it keeps the newest {})", snapshot::SNAPSHOTS_KEPT)),
     }
 }
 

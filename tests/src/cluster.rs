@@ -41,9 +41,8 @@ pub fn free_ports(n: u16) -> u16 {
 }
 
 /// The ledger entries of nodes `n0`..`n{count-1}` in `ws` (stopped), each checked first with
-/// `consort ledger verify`.
-/// A node that joined from a snapshot has a ledger that starts after it, and is verified with
-/// that snapshot (from its own snapshot directory).
+/// `consort ledger verify` — with `--snapshot` for a node that joined from a snapshot (its
+/// ledger starts after it; the snapshot is in its own snapshot directory).
 pub fn verified_ledgers(ws: &Path, count: usize) -> Vec<Vec<consort_ledger::LedgerEntry>> {
     (0..count)
         .map(|i| {

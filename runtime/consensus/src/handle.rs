@@ -497,7 +497,8 @@ impl Consensus {
 
     /// The primary's Raft id and node-to-node address, if a primary is known.
     pub fn primary_address(&self) -> Option<(u64, String)> {
-        let m = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         let id = m.current_leader?;
         Some((id, m.membership_config.membership().get_node(&id)?.addr.clone()))
     }

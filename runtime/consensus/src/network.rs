@@ -123,7 +123,7 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> std::io::Result<T> {
     ciborium::from_reader(body).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
 }
 
-/// Answers peers' Raft messages until `shutdown` resolves.
+/// Answers peers' Raft messages and forwarded requests until `stop` turns true.
 pub(crate) async fn serve(
     raft: Raft<TypeConfig>,
     listener: TcpListener,

@@ -3,8 +3,8 @@
 //!
 //! A snapshot holds every live key of every map with the seqno that wrote it, as of signature
 //! entry `seqno` (so everything in it is covered by that signature). Public maps are in the
-//! clear; private maps are sealed with the ledger secret in force at `seqno` (AES-256-GCM, the
-//! header and public part as AAD), as the ledger seals them. [`verify`] checks a snapshot
+//! clear; private maps are sealed with the ledger secret in force at `seqno` (AES-256-GCM, with
+//! the rest of the file as AAD), as the ledger seals them. [`verify`] checks a snapshot
 //! against a ledger: the ledger's entry at `seqno` is a signature of `view`, and replaying the
 //! ledger's public writes up to it gives exactly the snapshot's public maps.
 //!
@@ -80,7 +80,7 @@ struct File {
     header: Header,
     continuation: Continuation,
     public: Vec<MapDump>,
-    /// CBOR of the private `Vec<MapDump>`, sealed; empty when there are no private maps.
+    /// CBOR of the private `Vec<MapDump>`, sealed (also when it is empty).
     #[serde(with = "serde_bytes")]
     private_sealed: Vec<u8>,
 }
@@ -165,11 +165,7 @@ pub(crate) fn open(path: &Path, secrets: &crate::secrets::LedgerSecrets, node: (
     let Header { seqno, view, .. } = snap.header;
     let bad = |what: String| format!("{}: {what}", path.display());
     let mut state = State::default();
-    for m in &snap.public {
-        for (k, v, at) in &m.entries {
-            state.restore(&m.name, k.to_vec(), v, *at);
-        }
-    }
+    restore(&mut state, &snap.public);
     if let Some(wrapped) = state.get(crate::LEDGER_SECRETS_TABLE, node.0.as_bytes()) {
         let since = state.version_of(crate::LEDGER_SECRETS_TABLE, node.0.as_bytes());
         let mut writes = WriteSet::default();
@@ -183,11 +179,7 @@ pub(crate) fn open(path: &Path, secrets: &crate::secrets::LedgerSecrets, node: (
         ))
     })?;
     let private: Vec<MapDump> = ciborium::from_reader(plain.as_slice()).map_err(|e| bad(format!("the private part: {e}")))?;
-    for m in &private {
-        for (k, v, at) in &m.entries {
-            state.restore(&m.name, k.to_vec(), v, *at);
-        }
-    }
+    restore(&mut state, &private);
     let txid = TxId::new(view, seqno);
     state.advance(txid);
     let c = &snap.continuation;
@@ -196,6 +188,14 @@ pub(crate) fn open(path: &Path, secrets: &crate::secrets::LedgerSecrets, node: (
     // The tree is checked by the next signature this node applies: it signs a root over it.
     let tree = frontier_of(c, seqno).map_err(bad)?;
     Ok(Loaded { path: path.to_owned(), txid, state, tree, signature, views: c.views.clone(), membership })
+}
+
+fn restore(state: &mut State, maps: &[MapDump]) {
+    for m in maps {
+        for (k, v, at) in &m.entries {
+            state.restore(&m.name, k.to_vec(), v, *at);
+        }
+    }
 }
 
 /// What `consort ledger verify --snapshot` needs from a snapshot to check a ledger that starts
@@ -208,8 +208,7 @@ pub fn verify_start(path: &Path) -> Result<consort_ledger::verify::VerifyStart, 
         .iter()
         .find(|m| m.name == consort_ledger::verify::SERVICE_INFO_TABLE)
         .and_then(|m| m.entries.iter().find(|(k, _, _)| k.as_slice() == consort_kv::SINGLETON_KEY))
-        .and_then(|(_, v, _)| serde_json::from_slice::<serde_json::Value>(v).ok())
-        .and_then(|info| consort_crypto::cert_der_from_pem(info.get("cert")?.as_str()?).ok());
+        .and_then(|(_, v, _)| consort_ledger::verify::service_cert_of_info(v));
     Ok(consort_ledger::verify::VerifyStart { snapshot_seqno: snap.header.seqno, view: snap.header.view, tree, service_cert_der })
 }
 

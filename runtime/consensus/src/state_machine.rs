@@ -31,8 +31,8 @@ pub struct AppliedLedger {
     pub base: u64,
     /// `entries[s - base]` describes seqno `s`.
     pub entries: Vec<EntryMeta>,
-    /// `(first seqno, view)` of the views before `base` (from the snapshot).
-    pub earlier_views: Vec<(u64, u64)>,
+    /// `(first seqno, view)` of every view so far (from the snapshot for those before `base`).
+    pub views: Vec<(u64, u64)>,
     /// Applied signature entries as `(seqno of the signature entry, record)`, in order.
     pub signatures: Vec<(u64, SignatureRecord)>,
     pub last_applied: TxId,
@@ -57,8 +57,8 @@ impl AppliedLedger {
 
     pub fn view_of(&self, seqno: u64) -> Option<u64> {
         if seqno < self.base {
-            let at = self.earlier_views.partition_point(|(first, _)| *first <= seqno);
-            return at.checked_sub(1).map(|i| self.earlier_views[i].1);
+            let at = self.views.partition_point(|(first, _)| *first <= seqno);
+            return at.checked_sub(1).map(|i| self.views[i].1);
         }
         self.meta(seqno).map(|m| m.view)
     }
@@ -68,24 +68,13 @@ impl AppliedLedger {
         self.entries.get(seqno.checked_sub(self.base)? as usize)
     }
 
-    /// `(first seqno, view)` of every view applied so far.
-    pub fn view_history(&self) -> Vec<(u64, u64)> {
-        let mut out = self.earlier_views.clone();
-        for (i, m) in self.entries.iter().enumerate() {
-            if out.last().is_none_or(|(_, v)| *v != m.view) {
-                out.push((self.base + i as u64, m.view));
-            }
-        }
-        out
-    }
-
     /// The ledger of a node that starts from a snapshot.
     pub fn from_snapshot(s: &crate::snapshot::Loaded) -> AppliedLedger {
         AppliedLedger {
             tree: s.tree.clone(),
             base: s.txid.seqno + 1,
             entries: Vec::new(),
-            earlier_views: s.views.clone(),
+            views: s.views.clone(),
             signatures: vec![(s.txid.seqno, s.signature.clone())],
             last_applied: s.txid,
             last_non_signature: None,
@@ -101,6 +90,9 @@ impl AppliedLedger {
             claims_digest: le.claims_digest,
         });
         self.last_applied = le.txid;
+        if self.views.last().is_none_or(|(_, v)| *v != le.txid.view) {
+            self.views.push((le.txid.seqno, le.txid.view));
+        }
         if le.kind != EntryKind::Signature {
             self.last_non_signature = Some(le.txid.seqno);
         }
@@ -176,6 +168,7 @@ impl StateMachine {
     fn apply_one(&mut self, entry: &Entry) -> Result<(), StorageError> {
         let le = to_ledger(entry, &self.commit);
         let fail = |msg: String| -> StorageError { StorageIOError::apply(entry.log_id, &std::io::Error::other(msg)).into() };
+        let mut signed = None;
         match (&entry.payload, le.kind) {
             (EntryPayload::Normal(_), EntryKind::Tx) => {
                 let writes = decode_writes(&le, &self.secrets).map_err(fail)?;
@@ -194,27 +187,7 @@ impl StateMachine {
                     )));
                 }
                 self.shared.store.advance(le.txid);
-                let mut ledger = self.shared.ledger.write().unwrap_or_else(|p| p.into_inner());
-                ledger.signatures.push((le.txid.seqno, record));
-                ledger.push(&le);
-                if let Some(writer) = self.snapshots.as_mut().filter(|w| w.due(le.txid.seqno)) {
-                    let continuation = crate::snapshot::Continuation {
-                        tree: ledger.tree.frontier().iter().map(|d| serde_bytes::ByteBuf::from(d.to_vec())).collect(),
-                        signature: serde_bytes::ByteBuf::from(le.public.clone()),
-                        views: ledger.view_history(),
-                        membership: serde_bytes::ByteBuf::from(serde_json::to_vec(&self.membership).expect("membership serialises")),
-                    };
-                    writer.submit(crate::snapshot::Job {
-                        state: self.shared.store.snapshot(),
-                        seqno: le.txid.seqno,
-                        view: le.txid.view,
-                        continuation,
-                        secret: (self.secrets.current_since(), self.secrets.current()),
-                    });
-                }
-                drop(ledger);
-                self.last_applied = Some(entry.log_id);
-                return Ok(());
+                signed = Some(record);
             }
             (EntryPayload::Membership(m), _) => {
                 self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
@@ -222,7 +195,28 @@ impl StateMachine {
             }
             _ => self.shared.store.advance(le.txid),
         }
-        self.shared.ledger.write().unwrap_or_else(|p| p.into_inner()).push(&le);
+        let mut ledger = self.shared.ledger.write().unwrap_or_else(|p| p.into_inner());
+        ledger.push(&le);
+        if let Some(record) = signed {
+            ledger.signatures.push((le.txid.seqno, record));
+            // The snapshot covers this signature entry too: taken once it is in the tree.
+            if let Some(writer) = self.snapshots.as_mut().filter(|w| w.due(le.txid.seqno)) {
+                let continuation = crate::snapshot::Continuation {
+                    tree: ledger.tree.frontier().iter().map(|d| serde_bytes::ByteBuf::from(d.to_vec())).collect(),
+                    signature: serde_bytes::ByteBuf::from(le.public.clone()),
+                    views: ledger.views.clone(),
+                    membership: serde_bytes::ByteBuf::from(serde_json::to_vec(&self.membership).expect("membership serialises")),
+                };
+                writer.submit(crate::snapshot::Job {
+                    state: self.shared.store.snapshot(),
+                    seqno: le.txid.seqno,
+                    view: le.txid.view,
+                    continuation,
+                    secret: (self.secrets.current_since(), self.secrets.current()),
+                });
+            }
+        }
+        drop(ledger);
         self.last_applied = Some(entry.log_id);
         Ok(())
     }
@@ -268,8 +262,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     /// Only a node that started from a snapshot has one for Raft: its ledger has no entries
-    /// before it, so a peer that needs those is offered the snapshot (which it refuses unless
-    /// its own ledger is empty, see `install_snapshot`).
+    /// before it, so a peer that needs those is offered the snapshot (which it refuses, see
+    /// [`NoSnapshots`]).
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let Some((meta, path)) = &self.started_from else { return Ok(None) };
         let bytes = std::fs::read(path).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;

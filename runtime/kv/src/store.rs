@@ -64,7 +64,7 @@ impl State {
 
     /// Live `(key, value)` pairs of one map in key order.
     pub fn iter<'a>(&'a self, map: &str) -> impl Iterator<Item = (&'a Bytes, &'a Arc<[u8]>)> + 'a {
-        self.maps.get(map).into_iter().flat_map(|m| m.entries.iter().filter_map(|(k, e)| e.value.as_ref().map(|v| (k, v))))
+        self.iter_versioned(map).map(|(k, v, _)| (k, v))
     }
 
     /// Live `(key, value, seqno that wrote it)` of one map in key order.

@@ -79,7 +79,7 @@ pub struct SnapshotsConfig {
     /// Defaults to `<directory>/snapshots`.
     pub directory: Option<PathBuf>,
     /// A snapshot at the first signature at least this many transactions after the last one;
-    /// 0 turns snapshots off.
+    /// 0 writes none (a joining node still looks in `directory` for one to start from).
     pub tx_count: u64,
 }
 

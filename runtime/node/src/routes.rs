@@ -114,10 +114,10 @@ pub async fn dispatch(node: &Node, call: &Call<'_>) -> Reply {
     let path = call.path.clone();
     match path.as_str() {
         "/node/join" if call.method == Method::POST => crate::join::handle(node, call).await,
-        p if p == "/node/snapshot" || p.starts_with("/node/snapshot/") => match call.method {
-            Method::GET | Method::HEAD => snapshot(node, call).await,
-            _ => only_get(call, |_| unreachable!("only_get refuses other methods")),
-        },
+        // Other methods fall through to `only_get`, which refuses them.
+        p if (p == "/node/snapshot" || p.starts_with("/node/snapshot/")) && matches!(call.method, Method::GET | Method::HEAD) => {
+            snapshot(node, call).await
+        }
         p if p.starts_with("/node/") => only_get(call, |c| node_endpoint(node, c)),
         "/app/commit" => only_get(call, |_| commit(node)),
         "/app/tx" => only_get(call, |c| tx_status(node, c)),
@@ -238,7 +238,7 @@ async fn snapshot(node: &Node, call: &Call<'_>) -> Reply {
             None => not_found(format!("this node has no committed snapshot after seqno {since}")),
         };
     };
-    if snapshot::seqno_of(name).is_none() || name.contains('/') {
+    if snapshot::seqno_of(name).is_none() {
         return not_found(format!("{name} is not a snapshot's name (snapshot_<seqno>.committed)"));
     }
     match tokio::fs::read(dir.join(name)).await {
@@ -260,11 +260,11 @@ fn service_info(node: &Node) -> Value {
 fn primary_node_id(node: &Node) -> Option<String> {
     let primary = node.consensus.primary()?;
     let state = node.consensus.store().snapshot();
-    let id = state
+    let found = state
         .iter(NODES_INFO)
         .map(|(id, _)| String::from_utf8_lossy(id).into_owned())
         .find(|id| consort_consensus::raft_node_id(id) == primary);
-    id
+    found
 }
 
 fn nodes(node: &Node) -> Vec<Value> {

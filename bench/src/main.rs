@@ -149,15 +149,21 @@ async fn main() {
     let base = s.url("");
     let _ = load(&s, &base, "", "GET", 16, 1.0).await; // warm-up: connections, workers, interpreters
     let mut rows = Vec::new();
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     for op in ["POST", "GET"] {
         for clients in [1, 16, 64] {
+            if !only.is_empty() && only != format!("{op}{clients}") {
+                continue;
+            }
             let row = load(&s, &base, &format!("{op} /app/log/private"), op, clients, seconds).await;
             eprintln!("{op} x{clients}: {:.0} req/s", row.requests as f64 / row.seconds);
             rows.push(row);
         }
     }
     drop(s);
-    rows.extend(three_nodes(seconds).await);
+    if only.is_empty() {
+        rows.extend(three_nodes(seconds).await);
+    }
     let bare = bare_engine_get_per_second();
     println!("| operation | clients | requests/s | p50 ms | p99 ms | failed |");
     println!("|---|---:|---:|---:|---:|---:|");

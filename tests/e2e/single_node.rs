@@ -109,6 +109,12 @@ async fn logging_sample_over_mutual_tls() {
     assert!(metrics["interpreters_reused"].as_u64() > Some(0), "the sample sets interpreter_reuse: {metrics}");
     assert_eq!(metrics["max_execution_time"], 5000);
     assert_eq!(metrics["worker_crashes"], 0);
+    // App requests ran on the workers' copies of the state: each worker got one whole copy.
+    assert_eq!(metrics["node_kv_requests"], 0, "{metrics}");
+    assert!(
+        (1..=metrics["workers_started"].as_u64().expect("started")).contains(&metrics["state_copies_sent"].as_u64().expect("copies")),
+        "{metrics}"
+    );
     let (_, api) = get(&anonymous, &s.url("/app/api")).await;
     assert_eq!(api["openapi"], "3.0.0");
     assert_eq!(api["paths"]["/app/log/private"]["post"]["summary"], "Record a private message");

@@ -23,6 +23,15 @@ pub fn thread_live_bytes() -> i64 {
     LIVE_BYTES.try_with(Cell::get).unwrap_or(0)
 }
 
+/// Runs `f` without counting what it leaves allocated on this thread: for work a thread does
+/// on behalf of the system while a script's allocations are being watched.
+pub fn uncounted<R>(f: impl FnOnce() -> R) -> R {
+    let before = thread_live_bytes();
+    let r = f();
+    add(before.wrapping_sub(thread_live_bytes()));
+    r
+}
+
 fn add(delta: i64) {
     // `try_with`: during thread teardown the slot may be gone; then there is nothing to count.
     let _ = LIVE_BYTES.try_with(|c| c.set(c.get().wrapping_add(delta)));

@@ -1,8 +1,10 @@
 //! The pool of JS worker processes.
 //!
-//! Each slot holds one worker process (`consort js-worker`); the request's task on the async
-//! runtime sends it the job, answers its `ccf.kv` operations from the request's transaction,
-//! and takes the outcome. A watchdog kills a worker that runs past a hard deadline or grows past a
+//! Each slot holds one worker process (`consort js-worker`) and knows which state the worker's
+//! copy of the KV state equals; the request's task on the async runtime sends it the job with
+//! the delta to the request's snapshot, takes the outcome and absorbs the transaction's effects
+//! into the request's transaction (or answers each `ccf.kv` operation from that transaction,
+//! for governance calls and states too large to copy). A watchdog kills a worker that runs past a hard deadline or grows past a
 //! hard memory cap, backstops for the worker's own limits; a worker that dies (a script can
 //! crash Boa, for example through a built-in that recurses without a stack check) is answered
 //! with a clear 500 and replaced, and the node goes on serving.
@@ -15,14 +17,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use consort_kv::Tx;
+use consort_kv::{State, Tx, TxEffects};
 use tokio::io::BufReader;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Semaphore;
 
 use crate::bundle::{Bundle, EndpointDef};
 use crate::limits::{Limit, RuntimeOptions};
-use crate::protocol::{read_frame_async, write_frame_async, FromWorker, JsHost, ToWorker};
+use crate::protocol::{read_frame_async, write_frame_async, FromWorker, JobKv, JsHost, ToWorker};
 use crate::runtime::{JsRequest, JsResponse, KvAccess, ScriptError};
 
 /// How far past `max_execution_time_ms` a worker may run before the watchdog kills it. The
@@ -33,6 +35,9 @@ const WATCHDOG_PERIOD: Duration = Duration::from_millis(25);
 /// Resident memory a worker may reach beyond four times `max_heap_bytes` (Boa itself, the
 /// compiled app, allocator slack) before the watchdog kills it.
 const RSS_SLACK_BYTES: u64 = 512 * 1024 * 1024;
+/// The largest state (by [`State::size_estimate`]) a worker keeps a copy of. Requests on a
+/// larger state run their `ccf.kv` operations on the node, one round trip each.
+pub const STATE_COPY_MAX_BYTES: u64 = 128 * 1024 * 1024;
 
 /// How to start a worker process.
 #[derive(Debug, Clone)]
@@ -115,6 +120,8 @@ struct Process {
     /// The app version and the runtime options the worker has been sent (it keeps both).
     bundle_id: Option<u64>,
     options: Option<Arc<RuntimeOptions>>,
+    /// The state the worker's copy equals, once it has been sent one.
+    copy: Option<Arc<State>>,
 }
 
 /// A place for one worker: its process (started on first use, replaced when it dies) and what
@@ -143,6 +150,8 @@ struct Inner {
     workers: usize,
     queue_depth: usize,
     bundles: Mutex<Option<CachedBundle>>,
+    /// See [`STATE_COPY_MAX_BYTES`].
+    copy_max_bytes: u64,
     metrics: Counters,
     /// Held only to keep the watchdog going: it holds a weak reference and stops with the pool.
     _watched: Arc<Vec<Arc<Mutex<Watched>>>>,
@@ -165,6 +174,11 @@ pub struct PoolMetrics {
     /// Workers replaced between jobs because they held more than half their memory cap.
     pub workers_retired: u64,
     pub busy_rejections: u64,
+    /// Whole copies of the state sent to workers (a new worker's first request); later
+    /// requests send only what changed.
+    pub state_copies_sent: u64,
+    /// Requests whose `ccf.kv` operations ran on the node (the state was too large to copy).
+    pub node_kv_requests: u64,
 }
 
 #[derive(Default)]
@@ -176,6 +190,8 @@ struct Counters {
     started: AtomicU64,
     retired: AtomicU64,
     busy: AtomicU64,
+    state_copies: AtomicU64,
+    node_kv: AtomicU64,
 }
 
 impl JsPool {
@@ -197,6 +213,7 @@ impl JsPool {
             workers,
             queue_depth,
             bundles: Mutex::new(None),
+            copy_max_bytes: STATE_COPY_MAX_BYTES,
             metrics: Counters::default(),
             _watched: watched,
         };
@@ -218,7 +235,18 @@ impl JsPool {
             workers_started: m.started.load(Ordering::Relaxed),
             workers_retired: m.retired.load(Ordering::Relaxed),
             busy_rejections: m.busy.load(Ordering::Relaxed),
+            state_copies_sent: m.state_copies.load(Ordering::Relaxed),
+            node_kv_requests: m.node_kv.load(Ordering::Relaxed),
         }
+    }
+
+    /// Sets the largest state workers keep a copy of (see [`STATE_COPY_MAX_BYTES`]); 0 runs
+    /// every request's `ccf.kv` operations on the node. Only before the pool is shared.
+    pub fn with_state_copy_max_bytes(mut self, bytes: u64) -> JsPool {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.copy_max_bytes = bytes;
+        }
+        self
     }
 
     /// Runs the handler on a free worker.
@@ -386,7 +414,7 @@ impl Inner {
         let input = child.stdin.take().expect("piped stdin");
         let output = BufReader::new(child.stdout.take().expect("piped stdout"));
         lock(watched).child = Some(child);
-        Ok(Process { input, output, bundle_id: None, options: None })
+        Ok(Process { input, output, bundle_id: None, options: None, copy: None })
     }
 
     async fn run_job(
@@ -407,6 +435,11 @@ impl Inner {
         if fresh {
             slot.process = Some(self.spawn(&watched)?);
         }
+        // A request runs on the worker's copy of the state, brought to its snapshot, unless the
+        // state is too large to copy (or its transaction has already been used).
+        let snapshot = tx.snapshot().clone();
+        let is_request = matches!(work, Work::Request { .. });
+        let on_copy = is_request && tx.is_untouched() && self.copy_max_bytes > 0 && snapshot.size_estimate() <= self.copy_max_bytes;
         let (bundle, mut msg) = match work {
             Work::Request { bundle, endpoint, request } => {
                 let (id, json) = self.bundle_id(&bundle);
@@ -419,6 +452,7 @@ impl Inner {
                     access,
                     options: None,
                     historical: request.historical.as_deref().cloned(),
+                    kv: JobKv::Node,
                 };
                 (Some((id, json)), msg)
             }
@@ -430,10 +464,15 @@ impl Inner {
             let p = slot.process.as_mut().expect("spawned above");
             let sends_options = p.options.as_deref() != Some(&**options);
             match &mut msg {
-                ToWorker::Job { bundle: b, options: o, .. } => {
+                ToWorker::Job { bundle: b, options: o, kv, .. } => {
                     let (id, json) = bundle.as_ref().expect("a job has a bundle");
                     *b = (p.bundle_id != Some(*id)).then(|| json.to_string());
                     *o = sends_options.then(|| (**options).clone());
+                    *kv = match (on_copy, &p.copy) {
+                        (false, _) => JobKv::Node,
+                        (true, None) => JobKv::Copy { snapshot: snapshot.txid(), whole: Some(self.sync(None, &snapshot)), current: true },
+                        (true, Some(c)) => JobKv::Copy { snapshot: snapshot.txid(), whole: None, current: Arc::ptr_eq(c, &snapshot) },
+                    };
                 }
                 ToWorker::Call { options: o, .. } => *o = sends_options.then(|| (**options).clone()),
                 _ => {}
@@ -453,26 +492,46 @@ impl Inner {
                 }
             }
         }
-        {
-            let mut w = lock(&watched);
-            w.deadline = Some(Instant::now() + Duration::from_millis(options.max_execution_time_ms) + HARD_DEADLINE_GRACE);
-            w.rss_cap = options.max_heap_bytes.saturating_mul(4).saturating_add(RSS_SLACK_BYTES);
-            w.killed_for = None;
+        if is_request && !on_copy {
+            self.metrics.node_kv.fetch_add(1, Ordering::Relaxed);
         }
         let p = slot.process.as_mut().expect("spawned above");
-        let outcome = serve_worker(p, tx, self.host.as_ref()).await;
+        if on_copy && p.copy.is_none() {
+            p.copy = Some(snapshot.clone());
+        }
+        {
+            // The worker's copy of the state counts towards what it may hold (three times its
+            // estimate: the persistent maps' own nodes and the allocator's slack).
+            let copy = p.copy.as_ref().map_or(0, |c| c.size_estimate().saturating_mul(3));
+            let mut w = lock(&watched);
+            w.deadline = Some(Instant::now() + Duration::from_millis(options.max_execution_time_ms) + HARD_DEADLINE_GRACE);
+            w.rss_cap = options.max_heap_bytes.saturating_mul(4).saturating_add(RSS_SLACK_BYTES).saturating_add(copy);
+            w.killed_for = None;
+        }
+        let outcome = self.serve_worker(p, tx, on_copy.then_some(&snapshot)).await;
         let killed_for = {
             let mut w = lock(&watched);
             w.deadline = None;
             w.killed_for.take()
         };
         match outcome {
-            Ok(done) => {
+            Ok((done, effects)) => {
                 if let Some((id, _)) = bundle {
                     p.bundle_id = Some(id);
                 }
                 p.options = Some(options.clone());
-                Ok(done)
+                match effects.map(|e| tx.absorb(&e)) {
+                    Some(Err(e)) => {
+                        // Never commit from a copy that differs from the node's state; start
+                        // the worker afresh (with a whole copy) instead.
+                        slot.process = None;
+                        reap(&watched).await;
+                        Err(ScriptError::Crashed(format!(
+                            "internal: the JS worker's copy of the state is wrong ({e}); the node started a new worker"
+                        )))
+                    }
+                    _ => Ok(done),
+                }
             }
             Err(io) => {
                 // The worker is gone or unusable: reap it and start afresh next time.
@@ -490,25 +549,53 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// What brings a worker's copy of the state (`copy`: the state it equals, if any) to
+    /// `snapshot`: the delta, or the whole state for a worker without a copy.
+    fn sync(&self, copy: Option<&Arc<State>>, snapshot: &Arc<State>) -> consort_kv::StateDelta {
+        match copy {
+            Some(c) => snapshot.delta_from(c),
+            None => {
+                self.metrics.state_copies.fetch_add(1, Ordering::Relaxed);
+                snapshot.delta_from(&State::default())
+            }
+        }
+    }
+
+    /// Serves the worker's `ccf.kv` operations, consensus questions and (for a job on its copy
+    /// of the state at `snapshot`) its request for the delta, until it is done. A job run on
+    /// the copy ends with its transaction's effects.
+    async fn serve_worker(
+        &self,
+        p: &mut Process,
+        tx: &mut Tx,
+        snapshot: Option<&Arc<State>>,
+    ) -> std::io::Result<(Finished, Option<TxEffects>)> {
+        loop {
+            match read_frame_async::<FromWorker>(&mut p.output).await? {
+                FromWorker::Kv(op) => write_frame_async(&mut p.input, &ToWorker::Kv(op.apply(tx))).await?,
+                FromWorker::Host(query) => write_frame_async(&mut p.input, &ToWorker::Host(query.answer(self.host.as_ref()))).await?,
+                FromWorker::Sync => {
+                    let snapshot =
+                        snapshot.ok_or_else(|| std::io::Error::other("the worker asked for a state delta outside a copy job"))?;
+                    let delta = self.sync(p.copy.as_ref(), snapshot);
+                    p.copy = Some(snapshot.clone());
+                    write_frame_async(&mut p.input, &ToWorker::Sync(delta)).await?
+                }
+                FromWorker::Done { response, apply_writes, claims_digest, reused, effects } => {
+                    return Ok((Finished::Request((response, apply_writes, claims_digest, reused)), effects))
+                }
+                FromWorker::Returned(value) => return Ok((Finished::Call(value), None)),
+            }
+        }
+    }
+}
+
 /// Kills and waits for the slot's worker process, if any; returns how it ended.
 async fn reap(watched: &Mutex<Watched>) -> Option<String> {
     let mut child = lock(watched).child.take()?;
     let _ = child.start_kill();
     Some(child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()))
-}
-
-/// Serves the worker's `ccf.kv` operations and consensus questions until it is done.
-async fn serve_worker(p: &mut Process, tx: &mut Tx, host: &dyn JsHost) -> std::io::Result<Finished> {
-    loop {
-        match read_frame_async::<FromWorker>(&mut p.output).await? {
-            FromWorker::Kv(op) => write_frame_async(&mut p.input, &ToWorker::Kv(op.apply(tx))).await?,
-            FromWorker::Host(query) => write_frame_async(&mut p.input, &ToWorker::Host(query.answer(host))).await?,
-            FromWorker::Done { response, apply_writes, claims_digest, reused } => {
-                return Ok(Finished::Request((response, apply_writes, claims_digest, reused)))
-            }
-            FromWorker::Returned(value) => return Ok(Finished::Call(value)),
-        }
-    }
 }
 
 fn resident_bytes(pid: u32) -> Option<u64> {

@@ -109,6 +109,8 @@ pub enum ToWorker {
         options: Option<RuntimeOptions>,
         /// For `mode: "historical"` endpoints: the state `ccf.historicalState` shows.
         historical: Option<HistoricalState>,
+        /// Where the request's `ccf.kv` operations run.
+        kv: JobKv,
     },
     /// Call `function` exported by the one-module script `source` with `args` in a fresh
     /// interpreter (governance: the constitution's functions and ballots).
@@ -121,6 +123,21 @@ pub enum ToWorker {
     },
     Kv(KvReply),
     Host(HostAnswer),
+    /// The delta from the worker's copy of the state to the running request's snapshot.
+    Sync(consort_kv::StateDelta),
+}
+
+/// Where a request's `ccf.kv` operations run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum JobKv {
+    /// On the node's transaction, one round trip per operation (states too large to copy).
+    Node,
+    /// On the worker's copy of the state, at the request's `snapshot`. `whole` is the whole
+    /// state, for a worker without a copy yet; `current` says whether the copy is already at
+    /// the snapshot. If not, the worker asks for the delta (`FromWorker::Sync`) when the script
+    /// first reads: a script that only writes needs none. The worker sends the transaction's
+    /// effects back with its outcome.
+    Copy { snapshot: consort_kv::TxId, whole: Option<consort_kv::StateDelta>, current: bool },
 }
 
 /// A question for the node about consensus (`ccf.consensus.*`) or history (`ccf.historical.*`).
@@ -197,12 +214,16 @@ impl HostQuery {
 pub enum FromWorker {
     Kv(KvOp),
     Host(HostQuery),
+    /// Asks for `ToWorker::Sync`.
+    Sync,
     /// `reused`: the request ran on an interpreter kept from an earlier request.
     Done {
         response: Result<JsResponse, ScriptError>,
         apply_writes: Option<bool>,
         claims_digest: Option<[u8; 32]>,
         reused: bool,
+        /// For a job run on the worker's copy of the state: what its transaction read and wrote.
+        effects: Option<consort_kv::TxEffects>,
     },
     /// The outcome of a `Call`: the function's result as JSON text.
     Returned(Result<String, ScriptError>),

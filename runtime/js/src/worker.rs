@@ -1,7 +1,9 @@
 //! The JS worker process. It reads jobs from stdin, runs each in a fresh Boa context under the
-//! runtime limits, sends every `ccf.kv` operation to the node (which holds the transaction) and
-//! waits for the answer, and writes the outcome to stdout. The node starts it as
-//! `consort js-worker`; if a script crashes it, only this process dies.
+//! runtime limits, and writes the outcome to stdout. A job's `ccf.kv` operations run on the
+//! worker's copy of the node's state, which the job brings to its snapshot, and the outcome
+//! carries the transaction's effects; on a state too large to copy, and in governance calls,
+//! each operation is sent to the node (which holds the transaction) and answered. The node
+//! starts it as `consort js-worker`; if a script crashes it, only this process dies.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -11,7 +13,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 
 use crate::bundle::Bundle;
-use crate::protocol::{read_frame, write_frame, FromWorker, HostAnswer, HostQuery, KvOp, KvReply, ToWorker};
+use crate::protocol::{read_frame, write_frame, FromWorker, HostAnswer, HostQuery, JobKv, KvOp, KvReply, ToWorker};
 use crate::runtime::{Interpreter, KvBackend, ScriptError};
 use std::collections::HashMap;
 
@@ -58,6 +60,81 @@ impl KvBackend for RemoteKv {
             ToWorker::Kv(reply) => Ok(reply),
             other => Err(format!("protocol error: expected a kv reply, got {other:?}")),
         }
+    }
+}
+
+/// The worker's copy of the node's state, and the running request's transaction on it.
+#[derive(Default)]
+struct Mirror {
+    state: consort_kv::State,
+    /// The request's snapshot, and whether `state` is at it.
+    snapshot: consort_kv::TxId,
+    current: bool,
+    /// Opened at the script's first read (after bringing `state` to the snapshot).
+    tx: Option<consort_kv::Tx>,
+    /// What the script wrote before its first read.
+    blind: consort_kv::WriteSet,
+}
+
+impl Mirror {
+    /// Readies the copy for a request on `snapshot`.
+    fn begin(&mut self, snapshot: consort_kv::TxId, current: bool) {
+        (self.snapshot, self.current, self.tx, self.blind) = (snapshot, current, None, Default::default());
+    }
+
+    /// What the request's transaction read and wrote.
+    fn effects(&self) -> consort_kv::TxEffects {
+        match &self.tx {
+            Some(tx) => tx.effects(),
+            None => consort_kv::TxEffects::writes_only(self.snapshot, &self.blind),
+        }
+    }
+}
+
+/// `ccf.kv` on the worker's copy of the state (consensus questions still go to the node).
+struct CopyKv {
+    mirror: Rc<RefCell<Mirror>>,
+    node: RemoteKv,
+}
+
+impl KvBackend for CopyKv {
+    fn host(&self, query: HostQuery) -> Result<HostAnswer, String> {
+        self.node.host(query)
+    }
+
+    fn call(&self, op: KvOp) -> Result<KvReply, String> {
+        let mut m = self.mirror.borrow_mut();
+        let m = &mut *m;
+        if m.tx.is_none() {
+            if let KvOp::Put { map, key, value } = op {
+                m.blind.put(&map, key, value);
+                return Ok(KvReply::Done);
+            }
+            if !m.current {
+                let delta = match self.node.round_trip(FromWorker::Sync)? {
+                    ToWorker::Sync(delta) => delta,
+                    other => return Err(format!("protocol error: expected the state's delta, got {other:?}")),
+                };
+                // Bringing the copy up to date is not the script's allocation.
+                if let Err(e) = consort_alloc::uncounted(|| m.state.apply_delta(&delta)) {
+                    // The node's idea of this copy is wrong: stop, so that it starts a new worker.
+                    tracing::error!("JS worker: protocol error: {e}");
+                    std::process::exit(1);
+                }
+                m.current = true;
+            }
+            let mut tx = consort_kv::Tx::new(std::sync::Arc::new(m.state.clone()));
+            for (map, writes) in std::mem::take(&mut m.blind).maps {
+                for (key, value) in writes {
+                    match value {
+                        Some(value) => tx.put(&map, key, value),
+                        None => drop(tx.remove(&map, key)),
+                    }
+                }
+            }
+            m.tx = Some(tx);
+        }
+        Ok(op.apply(m.tx.as_mut().expect("opened above")))
     }
 }
 
@@ -114,15 +191,17 @@ fn serve() -> ExitCode {
     };
     let mut current: Option<(u64, Bundle)> = None;
     let mut kept: HashMap<String, Interpreter> = HashMap::new();
+    // The copy of the node's state that jobs with `JobKv::Copy` run on.
+    let mirror = Rc::new(RefCell::new(Mirror::default()));
     let mut options = crate::RuntimeOptions::default();
     loop {
         let msg = read_frame::<ToWorker>(&mut pipe.borrow_mut().input);
-        let (bundle_id, bundle_json, endpoint, request, body, access, historical) = match msg {
-            Ok(ToWorker::Job { bundle_id, bundle, endpoint, request, body, access, options: new_options, historical }) => {
+        let (bundle_id, bundle_json, endpoint, request, body, access, historical, kv) = match msg {
+            Ok(ToWorker::Job { bundle_id, bundle, endpoint, request, body, access, options: new_options, historical, kv }) => {
                 if let Some(o) = new_options {
                     options = o;
                 }
-                (bundle_id, bundle, endpoint, request, body, access, historical)
+                (bundle_id, bundle, endpoint, request, body, access, historical, kv)
             }
             Ok(ToWorker::Call { source, function, args, access, options: new_options }) => {
                 if let Some(o) = new_options {
@@ -145,6 +224,23 @@ fn serve() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // Whether the job runs on the copy. A whole state sent with the job is taken first,
+        // whatever happens next: the node counts on it.
+        let on_copy = match kv {
+            JobKv::Node => false,
+            JobKv::Copy { snapshot, whole, current } => {
+                let mut m = mirror.borrow_mut();
+                if let Some(whole) = whole {
+                    m.state = consort_kv::State::default();
+                    if let Err(e) = m.state.apply_delta(&whole) {
+                        tracing::error!("JS worker: protocol error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+                m.begin(snapshot, current);
+                true
+            }
+        };
         if let Some(json) = bundle_json {
             kept.clear();
             match Bundle::from_json(json.as_bytes()) {
@@ -155,6 +251,7 @@ fn serve() -> ExitCode {
                         apply_writes: None,
                         claims_digest: None,
                         reused: false,
+                        effects: None,
                     };
                     if write_frame(&mut pipe.borrow_mut().output, &done).is_err() {
                         return ExitCode::FAILURE;
@@ -163,6 +260,10 @@ fn serve() -> ExitCode {
                 }
             }
         }
+        let backend: Box<dyn KvBackend> = match on_copy {
+            false => Box::new(RemoteKv(pipe.clone())),
+            true => Box::new(CopyKv { mirror: mirror.clone(), node: RemoteKv(pipe.clone()) }),
+        };
         let done = match &current {
             Some((id, bundle)) if *id == bundle_id => {
                 // A historical request gets a fresh interpreter: modules read ccf.historicalState
@@ -176,8 +277,7 @@ fn serve() -> ExitCode {
                     .map(str::to_owned);
                 match interpreter_for(&mut kept, key.as_deref(), bundle, &options) {
                     Ok((mut interpreter, reused)) => {
-                        let (outcome, sound) =
-                            interpreter.run(&endpoint, &request, &body, historical.as_ref(), access, Box::new(RemoteKv(pipe.clone())));
+                        let (outcome, sound) = interpreter.run(&endpoint, &request, &body, historical.as_ref(), access, backend);
                         if let (Some(key), true) = (key, sound) {
                             if kept.len() >= options.max_cached_interpreters.max(1) as usize {
                                 // Keep the cache bounded: drop some other interpreter.
@@ -192,9 +292,10 @@ fn serve() -> ExitCode {
                             apply_writes: outcome.apply_writes,
                             claims_digest: outcome.claims_digest,
                             reused,
+                            effects: on_copy.then(|| mirror.borrow().effects()),
                         }
                     }
-                    Err(e) => FromWorker::Done { response: Err(e), apply_writes: None, claims_digest: None, reused: false },
+                    Err(e) => FromWorker::Done { response: Err(e), apply_writes: None, claims_digest: None, reused: false, effects: None },
                 }
             }
             _ => FromWorker::Done {
@@ -202,6 +303,7 @@ fn serve() -> ExitCode {
                 apply_writes: None,
                 claims_digest: None,
                 reused: false,
+                effects: None,
             },
         };
         if write_frame(&mut pipe.borrow_mut().output, &done).is_err() {

@@ -134,9 +134,67 @@ async fn check(pool: &JsPool, store: &Store, bundle: &Arc<Bundle>, c: Case<'_>) 
     }
 }
 
+/// Every case, with `ccf.kv` on the workers' copies of the state and on the node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_cases() {
-    let pool = pool(2);
+    run_cases(&pool(2)).await;
+    let on_node = pool(2).with_state_copy_max_bytes(0);
+    run_cases(&on_node).await;
+    assert_eq!(on_node.metrics().state_copies_sent, 0);
+    assert!(on_node.metrics().node_kv_requests > 20);
+}
+
+/// A request on a worker's copy of the state reads exactly the request's snapshot, its reads
+/// still make a transaction conflict with a later write, and a worker is sent the whole state
+/// once and afterwards only what changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_on_a_workers_copy_read_their_snapshot_and_conflict() {
+    let (pool, store, b) = (pool(1), Store::default(), bundle());
+    let run = |path: &'static str, body: &'static str, tx: consort_kv::Tx| {
+        let m = b.route(if body.is_empty() { "GET" } else { "POST" }, path).expect("route");
+        let access = if body.is_empty() { KvAccess::AppReadOnly } else { KvAccess::AppReadWrite };
+        let request = JsRequest { path: path.into(), params: m.params.clone(), body: body.as_bytes().to_vec(), ..Default::default() };
+        pool.execute(b.clone(), m.endpoint.clone(), request, tx, access, Default::default())
+    };
+    let body = |ex: &consort_js::Execution| String::from_utf8_lossy(&ex.response.as_ref().expect("ok").body).into_owned();
+    for i in 1..=3u64 {
+        let ex = run("/put", [r#"{"id": "a", "v": 1}"#, r#"{"id": "b", "v": 2}"#, r#"{"id": "a", "v": 3}"#][i as usize - 1], store.begin())
+            .await
+            .expect("pool");
+        let r = store.reserve(&ex.tx).expect("no conflict");
+        store.apply(TxId::new(1, i), ex.tx.write_set());
+        drop(r);
+    }
+    let old = store.begin();
+    let ex = run("/get/a", "", store.begin()).await.expect("pool");
+    assert!(body(&ex).contains(r#""v":3"#), "{}", body(&ex));
+    // A change after the request's snapshot: its read of "a" conflicts, and it was not seen.
+    let mut w = store.begin();
+    w.put("records", b"a".to_vec(), b"{}".to_vec());
+    store.apply(TxId::new(1, 4), w.write_set());
+    assert!(store.reserve(&ex.tx).is_err(), "the read on the copy is in the transaction's read set");
+    // An older snapshot than the copy's is reached too (the delta goes backwards).
+    let ex = run("/count", "", old).await.expect("pool");
+    assert_eq!(body(&ex), "2/2");
+    let ex = run("/get/a", "", store.begin()).await.expect("pool");
+    assert_eq!(body(&ex), "{}");
+    // A write-only request asks for no delta; a large delta brought in by a read does not count
+    // against the script's heap limit.
+    let mut w = store.begin();
+    w.put("records", b"big".to_vec(), vec![b'x'; 3 << 20]);
+    store.apply(TxId::new(1, 5), w.write_set());
+    let ex = run("/put", r#"{"id": "c", "v": 4}"#, store.begin()).await.expect("pool");
+    assert_eq!(ex.tx.write_set().maps["records"].len(), 1);
+    let small_heap = Arc::new(consort_js::RuntimeOptions { max_heap_bytes: 1 << 20, ..Default::default() });
+    let m = b.route("GET", "/get/a").expect("route");
+    let request = JsRequest { path: "/get/a".into(), params: m.params.clone(), ..Default::default() };
+    let ex = pool.execute(b.clone(), m.endpoint.clone(), request, store.begin(), KvAccess::AppReadOnly, small_heap).await.expect("pool");
+    assert_eq!(body(&ex), "{}");
+    let m = pool.metrics();
+    assert_eq!((m.state_copies_sent, m.node_kv_requests, m.executions), (1, 0, 8));
+}
+
+async fn run_cases(pool: &JsPool) {
     let store = Store::default();
     let b = bundle();
     let case = |method, path, body, status, content_type, body_contains, applies| Case {
@@ -174,7 +232,7 @@ async fn endpoint_cases() {
         case("GET", "/consensus", "", 200, Some("application/json"), r#"[{"view":3,"seqno":42},"Committed","Unknown",3,null]"#, true),
     ];
     for c in cases {
-        check(&pool, &store, &b, c).await;
+        check(pool, &store, &b, c).await;
     }
     let mut tx = store.begin();
     assert!(tx.get("records", b"kept").is_some(), "setApplyWrites(true) kept the write of a 400");

@@ -10,12 +10,14 @@
 //! A transaction that fails step 1 is re-executed by its caller on a fresh snapshot, so a
 //! conflicting write is never lost and never applied twice.
 
+mod mirror;
 mod names;
 mod store;
 mod tx;
 mod txid;
 mod write_set;
 
+pub use mirror::{EntryChange, MapDelta, MapHeader, MirrorError, StateDelta, TxEffects};
 pub use names::{is_public, MapKind, FRAMEWORK_PREFIXES};
 pub use store::{Conflict, Reservation, State, Store};
 pub use tx::{Tx, TxError};

@@ -8,27 +8,43 @@ use imbl::OrdMap;
 use crate::{Bytes, Tx, TxId, WriteSet};
 
 /// One key's committed value (or tombstone) and the seqno that wrote it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Entry {
     pub(crate) value: Option<Arc<[u8]>>,
     pub(crate) version: u64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct MapState {
     pub(crate) entries: OrdMap<Bytes, Entry>,
     /// The last seqno that changed any key of this map.
     pub(crate) version: u64,
     /// Keys with a value (tombstones excluded).
     pub(crate) live: usize,
+    /// Bytes of the live keys and their values.
+    pub(crate) bytes: u64,
+}
+
+impl MapState {
+    /// Sets `key`'s entry, keeping `live` and `bytes` true.
+    fn set(&mut self, key: Bytes, entry: Entry) {
+        let size = |k: &Bytes, e: &Entry| e.value.as_ref().map_or(0, |v| (k.len() + v.len()) as u64);
+        let added = size(&key, &entry);
+        let now_live = entry.value.is_some();
+        let before = self.entries.get(&key).map(|e| (e.value.is_some(), size(&key, e)));
+        let (was_live, removed) = before.unwrap_or((false, 0));
+        self.entries.insert(key, entry);
+        self.live = self.live + usize::from(now_live) - usize::from(was_live);
+        self.bytes = self.bytes + added - removed;
+    }
 }
 
 /// The committed state of every map as of `txid`. Cloning is O(1) (persistent maps), so every
 /// transaction reads its own immutable snapshot.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
-    maps: OrdMap<String, MapState>,
-    txid: TxId,
+    pub(crate) maps: OrdMap<String, MapState>,
+    pub(crate) txid: TxId,
 }
 
 impl State {
@@ -82,14 +98,7 @@ impl State {
             let map = self.maps.entry(name.clone()).or_default();
             map.version = txid.seqno;
             for (key, value) in map_writes {
-                let was_live = map.entries.get(key).is_some_and(|e| e.value.is_some());
-                let entry = Entry { value: value.as_deref().map(Arc::from), version: txid.seqno };
-                match (was_live, entry.value.is_some()) {
-                    (false, true) => map.live += 1,
-                    (true, false) => map.live -= 1,
-                    _ => {}
-                }
-                map.entries.insert(key.clone(), entry);
+                map.set(key.clone(), Entry { value: value.as_deref().map(Arc::from), version: txid.seqno });
             }
         }
         self.txid = txid;
@@ -105,9 +114,18 @@ impl State {
     pub fn restore(&mut self, map: &str, key: Bytes, value: &[u8], version: u64) {
         let m = self.maps.entry(map.to_owned()).or_default();
         m.version = m.version.max(version);
-        if m.entries.insert(key, Entry { value: Some(Arc::from(value)), version }).is_none_or(|e| e.value.is_none()) {
-            m.live += 1;
-        }
+        m.set(key, Entry { value: Some(Arc::from(value)), version });
+    }
+
+    /// Bytes of every live key and value.
+    pub fn bytes(&self) -> u64 {
+        self.maps.values().map(|m| m.bytes).sum()
+    }
+
+    /// About what a copy of this state takes, encoded or in memory: its keys and values, plus
+    /// 32 bytes for every entry (tombstones included).
+    pub fn size_estimate(&self) -> u64 {
+        self.maps.values().map(|m| m.bytes + 32 * m.entries.len() as u64).sum()
     }
 }
 

@@ -17,12 +17,12 @@ pub enum TxError {
 /// a clone so that a failing one leaves none of its writes.
 #[derive(Clone)]
 pub struct Tx {
-    snapshot: Arc<State>,
+    pub(crate) snapshot: Arc<State>,
     /// Version seen for each key read from the snapshot (0 = never written).
-    reads: HashMap<(String, Bytes), u64>,
+    pub(crate) reads: HashMap<(String, Bytes), u64>,
     /// Map version seen by whole-map reads (`forEach`, `size`).
-    map_reads: HashMap<String, u64>,
-    writes: WriteSet,
+    pub(crate) map_reads: HashMap<String, u64>,
+    pub(crate) writes: WriteSet,
 }
 
 impl Tx {

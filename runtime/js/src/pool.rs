@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 
 use crate::bundle::{Bundle, EndpointDef};
 use crate::limits::{Limit, RuntimeOptions};
-use crate::protocol::{read_frame_async, write_frame_async, FromWorker, JobKv, JsHost, ToWorker};
+use crate::protocol::{read_frame_async, write_frame_async, FromWorker, Handler, JobKv, JsHost, ToWorker};
 use crate::runtime::{JsRequest, JsResponse, KvAccess, ScriptError};
 
 /// How far past `max_execution_time_ms` a worker may run before the watchdog kills it. The
@@ -446,7 +446,7 @@ impl Inner {
                 let msg = ToWorker::Job {
                     bundle_id: id,
                     bundle: None,
-                    endpoint,
+                    handler: Handler::of(&endpoint),
                     request: serde_json::to_value(&request).map_err(|e| ScriptError::Exception(e.to_string()))?,
                     body: request.body,
                     access,

@@ -98,7 +98,7 @@ pub enum ToWorker {
     Job {
         bundle_id: u64,
         bundle: Option<String>,
-        endpoint: EndpointDef,
+        handler: Handler,
         /// The request object as the handler sees it, minus its body (built natively in the
         /// worker: Boa's `JSON.parse` goes through its full JS parser).
         request: serde_json::Value,
@@ -125,6 +125,24 @@ pub enum ToWorker {
     Host(HostAnswer),
     /// The delta from the worker's copy of the state to the running request's snapshot.
     Sync(consort_kv::StateDelta),
+}
+
+/// The function that handles a request, and the endpoint's `interpreter_reuse` key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handler {
+    pub js_module: String,
+    pub js_function: String,
+    pub reuse_key: Option<String>,
+}
+
+impl Handler {
+    pub fn of(endpoint: &EndpointDef) -> Handler {
+        Handler {
+            js_module: endpoint.js_module.clone(),
+            js_function: endpoint.js_function.clone(),
+            reuse_key: endpoint.interpreter_reuse.as_ref().and_then(|r| r.get("key")).and_then(|k| k.as_str()).map(str::to_owned),
+        }
+    }
 }
 
 /// Where a request's `ccf.kv` operations run.

@@ -703,18 +703,19 @@ impl Interpreter {
         self.options == *options && self.ctx.instructions_remaining() >= options.instruction_budget()
     }
 
-    /// Runs one request with `ccf.kv` going to `kv`. The second value says whether the
-    /// interpreter is still sound (a script stopped by a limit leaves it mid-execution).
+    /// Runs one request on `target` (module, function) with `ccf.kv` going to `kv`. The second
+    /// value says whether the interpreter is still sound (a script stopped by a limit leaves it
+    /// mid-execution).
     pub fn run(
         &mut self,
-        endpoint: &EndpointDef,
+        target: (&str, &str),
         request: &serde_json::Value,
         body: &[u8],
         historical: Option<&HistoricalState>,
         access: KvAccess,
         kv: Box<dyn KvBackend>,
     ) -> (RunOutcome, bool) {
-        let (response, session) = self.with_session(access, kv, |i, watch| i.invoke(endpoint, request, body, historical, watch));
+        let (response, session) = self.with_session(access, kv, |i, watch| i.invoke(target, request, body, historical, watch));
         let sound = !matches!(response, Err(ScriptError::Limit(_)));
         (RunOutcome { response, apply_writes: session.apply_writes.get(), claims_digest: session.claims_digest.get() }, sound)
     }
@@ -799,7 +800,7 @@ impl Interpreter {
 
     fn invoke(
         &mut self,
-        endpoint: &EndpointDef,
+        target: (&str, &str),
         request: &serde_json::Value,
         body: &[u8],
         historical: Option<&HistoricalState>,
@@ -808,7 +809,7 @@ impl Interpreter {
         if historical.is_some() || self.historical_set {
             self.set_historical(historical)?;
         }
-        let handler = self.handler((&endpoint.js_module, &endpoint.js_function))?;
+        let handler = self.handler(target)?;
         let ctx = &mut self.ctx;
         let body = new_buffer(body, ctx).map_err(|e| ScriptError::Exception(describe(&e, ctx)))?;
         let request = JsValue::from_json(request, ctx).map_err(|e| ScriptError::Exception(describe(&e, ctx)))?;
@@ -900,7 +901,8 @@ pub fn bench_direct_calls(
             interpreter = Interpreter::new(bundle, &options, true)?;
         }
         let kv = Box::new(LocalKv(RefCell::new(store.begin())));
-        let (outcome, _) = interpreter.run(endpoint, &request_value, &request.body, None, KvAccess::AppReadOnly, kv);
+        let target = (endpoint.js_module.as_str(), endpoint.js_function.as_str());
+        let (outcome, _) = interpreter.run(target, &request_value, &request.body, None, KvAccess::AppReadOnly, kv);
         outcome.response?;
     }
     Ok(started.elapsed())
@@ -921,13 +923,14 @@ mod tests {
         });
         let bundle = Bundle::from_json(json.to_string().as_bytes()).expect("bundle");
         let m = bundle.route("GET", "/f").expect("route");
+        let target = (m.endpoint.js_module.as_str(), m.endpoint.js_function.as_str());
         let request = serde_json::to_value(JsRequest { method: "GET".into(), path: "/app/f".into(), ..Default::default() }).expect("json");
         let store = consort_kv::Store::default();
         let options = RuntimeOptions::default();
         let run = || {
             let mut interpreter = Interpreter::new(&bundle, &options, false).expect("interpreter");
             let kv = Box::new(LocalKv(RefCell::new(store.begin())));
-            let (outcome, _) = interpreter.run(m.endpoint, &request, &[], None, KvAccess::AppReadOnly, kv);
+            let (outcome, _) = interpreter.run(target, &request, &[], None, KvAccess::AppReadOnly, kv);
             assert_eq!(outcome.response.expect("response").body, b"0");
         };
         for _ in 0..20 {

@@ -196,12 +196,12 @@ fn serve() -> ExitCode {
     let mut options = crate::RuntimeOptions::default();
     loop {
         let msg = read_frame::<ToWorker>(&mut pipe.borrow_mut().input);
-        let (bundle_id, bundle_json, endpoint, request, body, access, historical, kv) = match msg {
-            Ok(ToWorker::Job { bundle_id, bundle, endpoint, request, body, access, options: new_options, historical, kv }) => {
+        let (bundle_id, bundle_json, handler, request, body, access, historical, kv) = match msg {
+            Ok(ToWorker::Job { bundle_id, bundle, handler, request, body, access, options: new_options, historical, kv }) => {
                 if let Some(o) = new_options {
                     options = o;
                 }
-                (bundle_id, bundle, endpoint, request, body, access, historical, kv)
+                (bundle_id, bundle, handler, request, body, access, historical, kv)
             }
             Ok(ToWorker::Call { source, function, args, access, options: new_options }) => {
                 if let Some(o) = new_options {
@@ -268,16 +268,11 @@ fn serve() -> ExitCode {
             Some((id, bundle)) if *id == bundle_id => {
                 // A historical request gets a fresh interpreter: modules read ccf.historicalState
                 // when they load (`export const historicalState` in @microsoft/ccf-app).
-                let key = endpoint
-                    .interpreter_reuse
-                    .as_ref()
-                    .and_then(|r| r.get("key"))
-                    .and_then(|k| k.as_str())
-                    .filter(|_| historical.is_none())
-                    .map(str::to_owned);
+                let key = handler.reuse_key.clone().filter(|_| historical.is_none());
                 match interpreter_for(&mut kept, key.as_deref(), bundle, &options) {
                     Ok((mut interpreter, reused)) => {
-                        let (outcome, sound) = interpreter.run(&endpoint, &request, &body, historical.as_ref(), access, backend);
+                        let target = (handler.js_module.as_str(), handler.js_function.as_str());
+                        let (outcome, sound) = interpreter.run(target, &request, &body, historical.as_ref(), access, backend);
                         if let (Some(key), true) = (key, sound) {
                             if kept.len() >= options.max_cached_interpreters.max(1) as usize {
                                 // Keep the cache bounded: drop some other interpreter.

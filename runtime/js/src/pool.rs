@@ -1,13 +1,15 @@
 //! The pool of JS worker processes.
 //!
 //! Each slot holds one worker process (`consort js-worker`) and knows which state the worker's
-//! copy of the KV state equals; the request's task on the async runtime sends it the job with
-//! the delta to the request's snapshot, takes the outcome and absorbs the transaction's effects
-//! into the request's transaction (or answers each `ccf.kv` operation from that transaction,
-//! for governance calls and states too large to copy). A watchdog kills a worker that runs past a hard deadline or grows past a
-//! hard memory cap, backstops for the worker's own limits; a worker that dies (a script can
-//! crash Boa, for example through a built-in that recurses without a stack check) is answered
-//! with a clear 500 and replaced, and the node goes on serving.
+//! copy of the KV state equals; the request's task on the async runtime sends it the job,
+//! answers its request for the delta to the request's snapshot (when its copy is behind and the
+//! script reads), takes the outcome and absorbs the transaction's effects into the request's
+//! transaction. Governance calls, and requests on a state too large to copy, have each `ccf.kv`
+//! operation answered from the request's transaction instead. A watchdog kills a worker that
+//! runs past a hard deadline or grows past a hard memory cap, backstops for the worker's own
+//! limits; a worker that dies (a script can crash Boa, for example through a built-in that
+//! recurses without a stack check) is answered with a clear 500 and replaced, and the node goes
+//! on serving.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -547,9 +549,7 @@ impl Inner {
             }
         }
     }
-}
 
-impl Inner {
     /// What brings a worker's copy of the state (`copy`: the state it equals, if any) to
     /// `snapshot`: the delta, or the whole state for a worker without a copy.
     fn sync(&self, copy: Option<&Arc<State>>, snapshot: &Arc<State>) -> consort_kv::StateDelta {

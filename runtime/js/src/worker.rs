@@ -1,9 +1,10 @@
 //! The JS worker process. It reads jobs from stdin, runs each in a fresh Boa context under the
 //! runtime limits, and writes the outcome to stdout. A job's `ccf.kv` operations run on the
-//! worker's copy of the node's state, which the job brings to its snapshot, and the outcome
-//! carries the transaction's effects; on a state too large to copy, and in governance calls,
-//! each operation is sent to the node (which holds the transaction) and answered. The node
-//! starts it as `consort js-worker`; if a script crashes it, only this process dies.
+//! worker's copy of the node's state, brought to the job's snapshot (by a delta asked of the
+//! node) when the script first reads, and the outcome carries the transaction's effects. On a
+//! state too large to copy, and in governance calls, each operation is sent to the node (which
+//! holds the transaction) and answered. The node starts it as `consort js-worker`; if a script
+//! crashes it, only this process dies.
 
 use std::cell::RefCell;
 use std::fs::File;

@@ -142,7 +142,7 @@ fn open_log(
     let snapshot_dir = config.snapshots.as_ref().map(|c| c.directory.clone());
     let available = snapshot_dir.as_deref().map(crate::snapshot::list).unwrap_or_default();
     let node = (config.node_id.as_str(), &config.node_key);
-    let ledger_empty = consort_ledger::files::list_chunks(&config.ledger_dir).map_or(true, |c| c.is_empty());
+    let ledger_empty = consort_ledger::files::holds_no_chunk(&config.ledger_dir);
     let mut start = match available.last() {
         Some((_, path)) if ledger_empty && config.join => Some(crate::snapshot::open(path, secrets, node)?),
         _ => None,

@@ -78,7 +78,7 @@ pub enum PoolError {
 #[allow(clippy::large_enum_variant)]
 enum Work {
     /// An app endpoint's handler.
-    Request { bundle: Arc<Bundle>, endpoint: EndpointDef, request: JsRequest },
+    Request { bundle: Arc<Bundle>, handler: Handler, request: JsRequest },
     /// A function of a one-module script, in a fresh interpreter (governance).
     Call { source: Arc<str>, function: String, args: Vec<serde_json::Value> },
 }
@@ -255,13 +255,13 @@ impl JsPool {
     pub async fn execute(
         &self,
         bundle: Arc<Bundle>,
-        endpoint: EndpointDef,
+        endpoint: &EndpointDef,
         request: JsRequest,
         tx: Tx,
         access: KvAccess,
         options: Arc<RuntimeOptions>,
     ) -> Result<Execution, PoolError> {
-        let job = Job { work: Work::Request { bundle, endpoint, request }, tx, access, options };
+        let job = Job { work: Work::Request { bundle, handler: Handler::of(endpoint), request }, tx, access, options };
         let (finished, tx) = self.submit(job).await?;
         let (response, apply_writes, claims_digest) = match finished {
             Finished::Request((response, apply_writes, claims_digest, _)) => (response, apply_writes, claims_digest),
@@ -441,14 +441,15 @@ impl Inner {
         // state is too large to copy (or its transaction has already been used).
         let snapshot = tx.snapshot().clone();
         let is_request = matches!(work, Work::Request { .. });
-        let on_copy = is_request && tx.is_untouched() && self.copy_max_bytes > 0 && snapshot.size_estimate() <= self.copy_max_bytes;
+        let size = snapshot.size_estimate();
+        let on_copy = is_request && tx.is_untouched() && self.copy_max_bytes > 0 && size <= self.copy_max_bytes;
         let (bundle, mut msg) = match work {
-            Work::Request { bundle, endpoint, request } => {
+            Work::Request { bundle, handler, request } => {
                 let (id, json) = self.bundle_id(&bundle);
                 let msg = ToWorker::Job {
                     bundle_id: id,
                     bundle: None,
-                    handler: Handler::of(&endpoint),
+                    handler,
                     request: serde_json::to_value(&request).map_err(|e| ScriptError::Exception(e.to_string()))?,
                     body: request.body,
                     access,
@@ -502,9 +503,11 @@ impl Inner {
             p.copy = Some(snapshot.clone());
         }
         {
-            // The worker's copy of the state counts towards what it may hold (three times its
-            // estimate: the persistent maps' own nodes and the allocator's slack).
-            let copy = p.copy.as_ref().map_or(0, |c| c.size_estimate().saturating_mul(3));
+            // The worker's copy of the state (at the snapshot by the job's end, if it runs on it)
+            // counts towards what it may hold: three times its estimate, for the persistent
+            // maps' own nodes and the allocator's slack.
+            let copy = if on_copy { size } else { p.copy.as_ref().map_or(0, |c| c.size_estimate()) };
+            let copy = copy.saturating_mul(3);
             let mut w = lock(&watched);
             w.deadline = Some(Instant::now() + Duration::from_millis(options.max_execution_time_ms) + HARD_DEADLINE_GRACE);
             w.rss_cap = options.max_heap_bytes.saturating_mul(4).saturating_add(RSS_SLACK_BYTES).saturating_add(copy);

@@ -112,7 +112,7 @@ async fn check(pool: &JsPool, store: &Store, bundle: &Arc<Bundle>, c: Case<'_>) 
         body: c.body.as_bytes().to_vec(),
         historical: None,
     };
-    let ex = pool.execute(bundle.clone(), m.endpoint.clone(), request, store.begin(), access, Default::default()).await.expect("pool");
+    let ex = pool.execute(bundle.clone(), m.endpoint, request, store.begin(), access, Default::default()).await.expect("pool");
     let (status, ct, body) = match &ex.response {
         Ok(r) => (
             r.status,
@@ -154,7 +154,7 @@ async fn requests_on_a_workers_copy_read_their_snapshot_and_conflict() {
         let m = b.route(if body.is_empty() { "GET" } else { "POST" }, path).expect("route");
         let access = if body.is_empty() { KvAccess::AppReadOnly } else { KvAccess::AppReadWrite };
         let request = JsRequest { path: path.into(), params: m.params.clone(), body: body.as_bytes().to_vec(), ..Default::default() };
-        pool.execute(b.clone(), m.endpoint.clone(), request, tx, access, Default::default())
+        pool.execute(b.clone(), m.endpoint, request, tx, access, Default::default())
     };
     let body = |ex: &consort_js::Execution| String::from_utf8_lossy(&ex.response.as_ref().expect("ok").body).into_owned();
     for i in 1..=3u64 {
@@ -188,7 +188,7 @@ async fn requests_on_a_workers_copy_read_their_snapshot_and_conflict() {
     let small_heap = Arc::new(consort_js::RuntimeOptions { max_heap_bytes: 1 << 20, ..Default::default() });
     let m = b.route("GET", "/get/a").expect("route");
     let request = JsRequest { path: "/get/a".into(), params: m.params.clone(), ..Default::default() };
-    let ex = pool.execute(b.clone(), m.endpoint.clone(), request, store.begin(), KvAccess::AppReadOnly, small_heap).await.expect("pool");
+    let ex = pool.execute(b.clone(), m.endpoint, request, store.begin(), KvAccess::AppReadOnly, small_heap).await.expect("pool");
     assert_eq!(body(&ex), "{}");
     let m = pool.metrics();
     assert_eq!((m.state_copies_sent, m.node_kv_requests, m.executions), (1, 0, 8));
@@ -274,10 +274,8 @@ async fn module_state_persists_only_under_interpreter_reuse() {
     let get = async |path: &str| {
         let m = b.route("GET", path).expect("route");
         let request = JsRequest { method: "GET".into(), path: path.into(), ..Default::default() };
-        let ex = pool
-            .execute(b.clone(), m.endpoint.clone(), request, store.begin(), KvAccess::AppReadOnly, Default::default())
-            .await
-            .expect("pool");
+        let ex =
+            pool.execute(b.clone(), m.endpoint, request, store.begin(), KvAccess::AppReadOnly, Default::default()).await.expect("pool");
         String::from_utf8(ex.response.expect("ok").body).expect("utf8")
     };
     assert_eq!([get("/fresh").await, get("/fresh").await], ["1", "1"], "no reuse: fresh module state every time");
@@ -297,10 +295,8 @@ async fn pem_to_id_is_the_sha256_of_the_certificate() {
     let m = b.route("POST", "/pem-to-id").expect("route");
     for (body, want) in [(cert.as_str(), Ok(expected.as_str())), ("not a pem", Err("ccf.pemToId"))] {
         let request = JsRequest { method: "POST".into(), path: "/pem-to-id".into(), body: body.as_bytes().to_vec(), ..Default::default() };
-        let ex = pool
-            .execute(b.clone(), m.endpoint.clone(), request, store.begin(), KvAccess::AppReadOnly, Default::default())
-            .await
-            .expect("pool");
+        let ex =
+            pool.execute(b.clone(), m.endpoint, request, store.begin(), KvAccess::AppReadOnly, Default::default()).await.expect("pool");
         match (ex.response, want) {
             (Ok(r), Ok(id)) => assert_eq!(String::from_utf8(r.body).expect("utf8"), id),
             (Err(e), Err(needle)) => assert!(e.to_string().contains(needle), "{e}"),
@@ -365,7 +361,7 @@ export function run(request) {
     let request = JsRequest { method: "POST".into(), path: "/run".into(), body: body.into_bytes(), ..Default::default() };
     let m = b.route("POST", "/run").expect("route");
     let ex = pool
-        .execute(b.clone(), m.endpoint.clone(), request, Store::default().begin(), KvAccess::AppReadOnly, Default::default())
+        .execute(b.clone(), m.endpoint, request, Store::default().begin(), KvAccess::AppReadOnly, Default::default())
         .await
         .expect("pool");
     let out: serde_json::Value = serde_json::from_slice(&ex.response.expect("ran").body).expect("json");
@@ -443,7 +439,7 @@ export function range() {
             request.headers.insert("x-ms-ccf-transaction-id".into(), "3.41".into());
             let m = b.route("GET", path).expect("route");
             let ex = pool
-                .execute(b.clone(), m.endpoint.clone(), request, Store::default().begin(), KvAccess::AppReadOnly, Default::default())
+                .execute(b.clone(), m.endpoint, request, Store::default().begin(), KvAccess::AppReadOnly, Default::default())
                 .await
                 .expect("pool");
             serde_json::from_slice::<serde_json::Value>(&ex.response.expect("ran").body).expect("json")

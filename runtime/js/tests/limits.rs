@@ -44,7 +44,7 @@ async fn call_with(
     let m = b.route("POST", &format!("/{name}")).expect("route");
     let request = JsRequest { method: "POST".into(), path: format!("/{name}"), ..Default::default() };
     let started = Instant::now();
-    let ex = pool.execute(b.clone(), m.endpoint.clone(), request, store.begin(), KvAccess::AppReadWrite, options).await.expect("pool");
+    let ex = pool.execute(b.clone(), m.endpoint, request, store.begin(), KvAccess::AppReadWrite, options).await.expect("pool");
     (ex.response, started.elapsed())
 }
 

@@ -27,7 +27,7 @@ async fn call(pool: &JsPool, store: &Store, b: &Arc<Bundle>, name: &str) -> Resu
     let m = b.route("POST", &format!("/{name}")).expect("route");
     let request = JsRequest { method: "POST".into(), path: format!("/{name}"), ..Default::default() };
     let options = Arc::new(RuntimeOptions { max_execution_time_ms: 1000, ..Default::default() });
-    let ex = pool.execute(b.clone(), m.endpoint.clone(), request, store.begin(), KvAccess::AppReadWrite, options).await?;
+    let ex = pool.execute(b.clone(), m.endpoint, request, store.begin(), KvAccess::AppReadWrite, options).await?;
     Ok(ex.response.map(|r| r.body))
 }
 

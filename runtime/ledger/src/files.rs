@@ -83,6 +83,11 @@ pub fn list_chunks(dir: &Path) -> Result<Vec<ChunkName>, LedgerFilesError> {
     Ok(out)
 }
 
+/// Whether `dir` holds no ledger chunk (or cannot be read, or does not exist yet).
+pub fn holds_no_chunk(dir: &Path) -> bool {
+    list_chunks(dir).map_or(true, |c| c.is_empty())
+}
+
 /// One record read back from a chunk.
 pub struct Record {
     pub offset: u64,

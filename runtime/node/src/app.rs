@@ -89,12 +89,12 @@ pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
         historical,
     };
     let access = if m.endpoint.mode == Mode::Readwrite { KvAccess::AppReadWrite } else { KvAccess::AppReadOnly };
-    let endpoint = m.endpoint.clone();
+    let endpoint = m.endpoint;
     let retries = node.config.js.conflict_retries_max;
     let options = node.js_options_at(&state);
     for _ in 0..=retries {
         let tx = node.consensus.store().begin();
-        let ex = match node.pool.execute(Arc::clone(&app), endpoint.clone(), request.clone(), tx, access, options.clone()).await {
+        let ex = match node.pool.execute(Arc::clone(&app), endpoint, request.clone(), tx, access, options.clone()).await {
             Ok(ex) => ex,
             Err(e) => return reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string()),
         };

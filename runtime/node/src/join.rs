@@ -213,7 +213,7 @@ pub async fn join(config: &NodeConfig, join: &JoinConfig, rpc_address: &str) -> 
 async fn fetch_snapshot(config: &NodeConfig, client: &reqwest::Client, target: &str) {
     use consort_consensus::snapshot;
     let dir = config.snapshots().directory;
-    let ledger_empty = consort_ledger::files::list_chunks(&config.ledger_dir()).map_or(true, |c| c.is_empty());
+    let ledger_empty = consort_ledger::files::holds_no_chunk(&config.ledger_dir());
     if !ledger_empty || !snapshot::list(&dir).is_empty() {
         return;
     }

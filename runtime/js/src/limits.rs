@@ -13,7 +13,11 @@
 //!   allocations exceed `max_heap_bytes` is stopped at its next yield. One native operation
 //!   (say `"x".repeat(n)`) can overshoot by its own result before the check.
 //! - **stack**: Boa's recursion and VM-stack limits, derived from `max_stack_bytes`.
+//!
+//! A script that runs past [`LONG_RUN`] also runs this thread's long-run hook at its yields
+//! (see [`on_long_run`]): the JS worker uses it to give back the jobs queued behind it.
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::OnceLock;
@@ -25,6 +29,20 @@ use serde::{Deserialize, Serialize};
 /// Cost units between two checks of the deadline and the heap. Small, because a script can
 /// double a string every few units; measured overhead on the logging handler is in docs/perf.md.
 pub const YIELD_BUDGET: u32 = 64;
+
+/// How long a script runs before its thread's long-run hook is called at its yields (then at
+/// most every [`LONG_RUN_PERIOD`]).
+pub const LONG_RUN: Duration = Duration::from_millis(2);
+const LONG_RUN_PERIOD: Duration = Duration::from_millis(1);
+
+thread_local! {
+    static LONG_RUN_HOOK: RefCell<Option<Box<dyn FnMut()>>> = const { RefCell::new(None) };
+}
+
+/// Sets what this thread does at the yields of a script that has run past [`LONG_RUN`].
+pub fn on_long_run(hook: impl FnMut() + 'static) {
+    LONG_RUN_HOOK.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
+}
 
 /// The per-service JS limits, with CCF's names and defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,22 +122,30 @@ pub struct Watch {
     deadline: Instant,
     heap_base: i64,
     heap_max: i64,
+    /// When the long-run hook is due next.
+    long_run: Cell<Instant>,
 }
 
 impl Watch {
     pub fn start(o: &RuntimeOptions) -> Watch {
+        let now = Instant::now();
         Watch {
-            deadline: Instant::now() + Duration::from_millis(o.max_execution_time_ms),
+            deadline: now + Duration::from_millis(o.max_execution_time_ms),
             heap_base: consort_alloc::thread_live_bytes(),
             heap_max: i64::try_from(o.max_heap_bytes).unwrap_or(i64::MAX),
+            long_run: Cell::new(now + LONG_RUN),
         }
     }
 
     pub fn exceeded(&self) -> Option<Limit> {
+        self.exceeded_at(Instant::now())
+    }
+
+    fn exceeded_at(&self, now: Instant) -> Option<Limit> {
         if consort_alloc::thread_live_bytes().saturating_sub(self.heap_base) > self.heap_max {
             return Some(Limit::Heap);
         }
-        (Instant::now() >= self.deadline).then_some(Limit::Time)
+        (now >= self.deadline).then_some(Limit::Time)
     }
 
     /// Polls `fut` to completion on this thread, checking the limits each time it yields.
@@ -131,8 +157,17 @@ impl Watch {
             if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
                 return Ok(v);
             }
-            if let Some(limit) = self.exceeded() {
+            let now = Instant::now();
+            if let Some(limit) = self.exceeded_at(now) {
                 return Err(limit);
+            }
+            if now >= self.long_run.get() {
+                self.long_run.set(now + LONG_RUN_PERIOD);
+                LONG_RUN_HOOK.with(|h| {
+                    if let Some(hook) = h.borrow_mut().as_mut() {
+                        hook();
+                    }
+                });
             }
         }
     }

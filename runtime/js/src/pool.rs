@@ -4,7 +4,12 @@
 //! copy of the KV state equals; the request's task on the async runtime sends it the job,
 //! answers its request for the delta to the request's snapshot (when its copy is behind and the
 //! script reads), takes the outcome and absorbs the transaction's effects into the request's
-//! transaction. Governance calls, and requests on a state too large to copy, have each `ccf.kv`
+//! transaction. A worker may hold two jobs: the one it runs and the next, sent while the first
+//! runs so that the worker goes on to it at once (its caches still warm) instead of sleeping
+//! until the node has answered the first. Jobs run in the order they were sent; each request
+//! waits for its turn to read the worker's messages. A worker whose job runs past
+//! [`crate::limits::LONG_RUN`] gives back the job queued behind it, and the node runs that one
+//! elsewhere: a slow or hostile script never holds another request. Governance calls, and requests on a state too large to copy, have each `ccf.kv`
 //! operation answered from the request's transaction instead. A watchdog kills a worker that
 //! runs past a hard deadline or grows past a hard memory cap, backstops for the worker's own
 //! limits; a worker that dies (a script can crash Boa, for example through a built-in that
@@ -12,6 +17,7 @@
 //! on serving.
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -22,7 +28,7 @@ use std::time::{Duration, Instant};
 use consort_kv::{State, Tx, TxEffects};
 use tokio::io::BufReader;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 
 use crate::bundle::{Bundle, EndpointDef};
 use crate::limits::{Limit, RuntimeOptions};
@@ -40,6 +46,8 @@ const RSS_SLACK_BYTES: u64 = 512 * 1024 * 1024;
 /// The largest state (by [`State::size_estimate`]) a worker keeps a copy of. Requests on a
 /// larger state run their `ccf.kv` operations on the node, one round trip each.
 pub const STATE_COPY_MAX_BYTES: u64 = 128 * 1024 * 1024;
+/// Jobs a worker holds at most: the one it runs and the next.
+const JOBS_PER_WORKER: usize = 2;
 
 /// How to start a worker process.
 #[derive(Debug, Clone)]
@@ -115,26 +123,58 @@ struct Watched {
     retire: bool,
 }
 
-/// One worker process and its pipes.
+/// One worker process and its pipes, shared by the requests whose jobs it holds. Each writes
+/// its job under `input`, then waits for its turn (`meta.serving`) to read the worker's
+/// messages: the worker runs jobs in the order they were sent.
 struct Process {
-    input: ChildStdin,
-    output: BufReader<ChildStdout>,
+    input: tokio::sync::Mutex<ChildStdin>,
+    output: tokio::sync::Mutex<BufReader<ChildStdout>>,
+    meta: Mutex<Meta>,
+    /// Signalled when the turn moves on, a job is given back, or the process is discarded.
+    turn: Notify,
+}
+
+#[derive(Default)]
+struct Meta {
     /// The app version and the runtime options the worker has been sent (it keeps both).
     bundle_id: Option<u64>,
     options: Option<Arc<RuntimeOptions>>,
-    /// The state the worker's copy equals, once it has been sent one.
+    /// The state the worker's copy equals, once it has been sent one (as of the job whose turn
+    /// it is: a job that asks for a delta moves it).
     copy: Option<Arc<State>>,
+    /// The seq the next job gets, and the seq whose turn it is.
+    next_seq: u64,
+    serving: u64,
+    /// Jobs sent and not finished, with the snapshot of those run on the copy.
+    in_flight: BTreeMap<u64, Option<Arc<State>>>,
+    /// Jobs the worker gave back (no longer in flight), until their request has seen it.
+    handed_back: HashSet<u64>,
+    /// Gone or unusable: jobs still waiting for their turn go to another worker. `dead_in`:
+    /// the seq whose turn it was then (that job may have been running: it is answered as
+    /// crashed, not run again).
+    dead: bool,
+    dead_in: u64,
 }
 
 /// A place for one worker: its process (started on first use, replaced when it dies) and what
 /// the watchdog sees of it.
 struct Slot {
-    process: Option<Process>,
+    process: Mutex<Option<Arc<Process>>>,
     watched: Arc<Mutex<Watched>>,
 }
 
-/// The pool: idle slots, a semaphore with one permit per idle slot, and an admission count
-/// that bounds the requests running or waiting.
+/// How busy a slot is; all slots' under one lock, so that picking one is one decision.
+#[derive(Default, Clone, Copy)]
+struct Load {
+    jobs: usize,
+    /// When the job it runs now began (its request took its turn).
+    running_since: Option<Instant>,
+    /// The worker gave back the job behind the one it runs: send it none until that ends.
+    long: bool,
+}
+
+/// The pool: its slots, how busy each is, and an admission count that bounds the requests
+/// running or waiting.
 ///
 /// The worker's pipes are driven by the request's own task on the async runtime: a request
 /// crosses from the node to a worker and back without a thread of the node in between.
@@ -145,8 +185,12 @@ pub struct JsPool {
 struct Inner {
     command: WorkerCommand,
     host: Arc<dyn JsHost>,
-    idle: Mutex<Vec<Slot>>,
-    free: Semaphore,
+    slots: Vec<Slot>,
+    loads: Mutex<Vec<Load>>,
+    /// Signalled (one waiter at a time, in order) when a slot can take a job again.
+    dispatch: Notify,
+    /// Requests waiting for a slot: while there are some, new requests queue behind them.
+    waiting: AtomicUsize,
     /// Requests running or waiting for a slot.
     admitted: AtomicUsize,
     workers: usize,
@@ -161,6 +205,8 @@ struct Inner {
 
 /// The deployed bundle, its id and its JSON (what a worker is sent when it lacks the id).
 type CachedBundle = (Arc<Bundle>, u64, Arc<str>);
+/// A bundle's id and JSON.
+type AppId = (u64, Arc<str>);
 
 /// What `/node/js_metrics` reports about the pool, counted since the node started.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -181,6 +227,10 @@ pub struct PoolMetrics {
     pub state_copies_sent: u64,
     /// Requests whose `ccf.kv` operations ran on the node (the state was too large to copy).
     pub node_kv_requests: u64,
+    /// Jobs sent to a worker while it still ran another.
+    pub jobs_queued_on_worker: u64,
+    /// Of those, jobs the worker gave back because the one ahead ran long (run elsewhere).
+    pub jobs_handed_back: u64,
 }
 
 #[derive(Default)]
@@ -194,6 +244,8 @@ struct Counters {
     busy: AtomicU64,
     state_copies: AtomicU64,
     node_kv: AtomicU64,
+    queued_on_worker: AtomicU64,
+    handed_back: AtomicU64,
 }
 
 impl JsPool {
@@ -202,15 +254,17 @@ impl JsPool {
     /// `host` answers the scripts' `ccf.consensus` questions.
     pub fn new(command: WorkerCommand, workers: usize, queue_depth: usize, host: Arc<dyn JsHost>) -> JsPool {
         let workers = workers.max(1);
-        let slots: Vec<Slot> = (0..workers).map(|_| Slot { process: None, watched: Arc::default() }).collect();
+        let slots: Vec<Slot> = (0..workers).map(|_| Slot { process: Mutex::new(None), watched: Arc::default() }).collect();
         let watched = Arc::new(slots.iter().map(|s| s.watched.clone()).collect::<Vec<_>>());
         let weak = Arc::downgrade(&watched);
         std::thread::Builder::new().name("consort-js-watchdog".into()).spawn(move || watchdog(weak)).expect("spawning the JS watchdog");
         let inner = Inner {
             command,
             host,
-            idle: Mutex::new(slots),
-            free: Semaphore::new(workers),
+            slots,
+            loads: Mutex::new(vec![Load::default(); workers]),
+            dispatch: Notify::new(),
+            waiting: AtomicUsize::new(0),
             admitted: AtomicUsize::new(0),
             workers,
             queue_depth,
@@ -239,6 +293,8 @@ impl JsPool {
             busy_rejections: m.busy.load(Ordering::Relaxed),
             state_copies_sent: m.state_copies.load(Ordering::Relaxed),
             node_kv_requests: m.node_kv.load(Ordering::Relaxed),
+            jobs_queued_on_worker: m.queued_on_worker.load(Ordering::Relaxed),
+            jobs_handed_back: m.handed_back.load(Ordering::Relaxed),
         }
     }
 
@@ -322,50 +378,82 @@ impl Drop for Admission {
     }
 }
 
-/// A slot taken from the idle list; given back when dropped. A slot given back before its
-/// request finished (a panic, the runtime shutting down) loses its worker process, whose
-/// protocol state is unknown.
-struct Lease<'a> {
-    inner: &'a Inner,
-    slot: Option<Slot>,
-    finished: bool,
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        if let Some(mut slot) = self.slot.take() {
-            if !self.finished {
-                slot.process = None;
-                if let Some(mut child) = lock(&slot.watched).child.take() {
-                    let _ = child.start_kill();
-                }
-            }
-            lock(&self.inner.idle).push(slot);
-            self.inner.free.add_permits(1);
-        }
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 type Done = (Result<JsResponse, ScriptError>, Option<bool>, Option<[u8; 32]>, bool);
 
+/// How one attempt to run a job on a worker ended.
+enum Attempt {
+    Ran(Result<Finished, ScriptError>),
+    /// The job never started there (given back, or the worker went away before its turn): run
+    /// it on another.
+    NotStarted,
+}
+
+/// A job's place on a slot, from picking the slot to the job's end; leaving frees it.
+struct Placed<'a> {
+    inner: &'a Inner,
+    slot: usize,
+}
+
+impl Drop for Placed<'_> {
+    fn drop(&mut self) {
+        lock(&self.inner.loads)[self.slot].jobs -= 1;
+        self.inner.dispatch.notify_one();
+    }
+}
+
+/// The turn of a job on a worker; its end passes the turn on. A turn left before the job
+/// finished (a panic, the runtime shutting down) discards the worker, whose protocol state is
+/// unknown.
+struct Turn<'a> {
+    inner: &'a Inner,
+    slot: usize,
+    process: Arc<Process>,
+    seq: u64,
+    /// When it began (what the slot's load says while the job runs).
+    since: Instant,
+    finished: bool,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            if let Some(mut child) = self.inner.detach(self.slot, &self.process) {
+                let _ = child.start_kill();
+            }
+        }
+        {
+            let mut m = lock(&self.process.meta);
+            m.in_flight.remove(&self.seq);
+            m.serving = m.in_flight.range(self.seq + 1..).next().map_or(m.next_seq, |(next, _)| *next);
+        }
+        self.process.turn.notify_waiters();
+        // (Unless a new worker on the slot already runs a job of its own.)
+        let load = &mut lock(&self.inner.loads)[self.slot];
+        if load.running_since == Some(self.since) {
+            (load.running_since, load.long) = (None, false);
+        }
+    }
+}
+
 impl Inner {
     async fn run(&self, job: Job) -> Result<(Finished, Tx), PoolError> {
-        let permit = self.free.acquire().await.map_err(|_| PoolError::Stopped)?;
-        permit.forget();
-        let slot = lock(&self.idle).pop().expect("a free permit stands for an idle slot");
-        let mut lease = Lease { inner: self, slot: Some(slot), finished: false };
-        let slot = lease.slot.as_mut().expect("just taken");
         let Job { work, mut tx, access, options } = job;
-        let finished = match self.run_job(slot, work, &mut tx, access, &options).await {
-            Ok(f) => f,
+        // A request runs on the worker's copy of the state, brought to its snapshot, unless the
+        // state is too large to copy (or its transaction has already been used).
+        let snapshot = tx.snapshot().clone();
+        let size = snapshot.size_estimate();
+        let on_copy = matches!(work, Work::Request { .. }) && tx.is_untouched() && self.copy_max_bytes > 0 && size <= self.copy_max_bytes;
+        let finished = match self.message(work, access) {
             Err(e) => Finished::Request((Err(e), None, None, false)),
+            Ok((bundle, mut msg)) => {
+                let job = JobOn { bundle: bundle.as_ref(), tx: &mut tx, options: &options, copy: on_copy.then_some((&snapshot, size)) };
+                self.place(&mut msg, job).await
+            }
         };
-        lease.finished = true;
-        drop(lease);
         let m = &self.metrics;
         let (outcome, reused) = match &finished {
             Finished::Request((r, _, _, reused)) => (r.as_ref().err(), *reused),
@@ -383,6 +471,291 @@ impl Inner {
             _ => {}
         }
         Ok((finished, tx))
+    }
+
+    /// The message for `work`, without what depends on the worker it goes to (see `send`).
+    fn message(&self, work: Work, access: KvAccess) -> Result<(Option<AppId>, ToWorker), ScriptError> {
+        Ok(match work {
+            Work::Request { bundle, handler, request } => {
+                let (id, json) = self.bundle_id(&bundle);
+                let msg = ToWorker::Job {
+                    seq: 0,
+                    bundle_id: id,
+                    bundle: None,
+                    handler,
+                    request: serde_json::to_value(&request).map_err(|e| ScriptError::Exception(e.to_string()))?,
+                    body: request.body,
+                    access,
+                    options: None,
+                    historical: request.historical.as_deref().cloned(),
+                    kv: JobKv::Node,
+                };
+                (Some((id, json)), msg)
+            }
+            Work::Call { source, function, args } => {
+                (None, ToWorker::Call { seq: 0, source: source.to_string(), function, args, access, options: None })
+            }
+        })
+    }
+
+    /// Runs the job on a worker: an idle one if there is one, else behind the job of a worker
+    /// whose job began recently; again elsewhere if it is given back.
+    async fn place(&self, msg: &mut ToWorker, mut job: JobOn<'_>) -> Finished {
+        if job.copy.is_none() && matches!(msg, ToWorker::Job { .. }) {
+            self.metrics.node_kv.fetch_add(1, Ordering::Relaxed);
+        }
+        loop {
+            let placed = self.acquire().await;
+            match self.attempt(placed.slot, msg, &mut job).await {
+                Attempt::Ran(Ok(finished)) => return finished,
+                Attempt::Ran(Err(e)) => return Finished::Request((Err(e), None, None, false)),
+                Attempt::NotStarted => continue,
+            }
+        }
+    }
+
+    /// Waits for a slot that can take a job, in the order requests came.
+    async fn acquire(&self) -> Placed<'_> {
+        let mut queued = false;
+        loop {
+            let notified = self.dispatch.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if queued || self.waiting.load(Ordering::Acquire) == 0 {
+                if let Some(slot) = self.pick() {
+                    if queued {
+                        self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    return Placed { inner: self, slot };
+                }
+            }
+            if !queued {
+                queued = true;
+                self.waiting.fetch_add(1, Ordering::AcqRel);
+            }
+            notified.await;
+        }
+    }
+
+    /// An idle slot, else the slot whose job began longest ago but less than `LONG_RUN` ago
+    /// (it should end soonest) and has no job queued; counts the job on it.
+    fn pick(&self) -> Option<usize> {
+        let now = Instant::now();
+        let mut loads = lock(&self.loads);
+        let slot = match loads.iter().position(|l| l.jobs == 0) {
+            Some(idle) => idle,
+            None => {
+                loads
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, l)| l.jobs < JOBS_PER_WORKER && !l.long && !lock(&self.slots[*i].watched).retire)
+                    .map(|(i, l)| (i, l.running_since.map_or(Duration::ZERO, |t| now.saturating_duration_since(t))))
+                    .filter(|(_, age)| *age < crate::limits::LONG_RUN)
+                    .max_by_key(|(_, age)| *age)?
+                    .0
+            }
+        };
+        loads[slot].jobs += 1;
+        Some(slot)
+    }
+
+    /// The slot's worker process, started if it has none.
+    fn process(&self, slot: usize) -> Result<(Arc<Process>, bool), ScriptError> {
+        let s = &self.slots[slot];
+        let mut current = lock(&s.process);
+        if let Some(p) = current.as_ref() {
+            return Ok((p.clone(), false));
+        }
+        let p = Arc::new(self.spawn(&s.watched)?);
+        *current = Some(p.clone());
+        Ok((p, true))
+    }
+
+    /// Takes `process` out of its slot (if it is still there) and marks it dead, so that jobs
+    /// waiting for their turn on it go elsewhere; returns its child to kill.
+    fn detach(&self, slot: usize, process: &Arc<Process>) -> Option<Child> {
+        let s = &self.slots[slot];
+        let child = {
+            let mut current = lock(&s.process);
+            match current.as_ref() {
+                Some(p) if Arc::ptr_eq(p, process) => {
+                    *current = None;
+                    lock(&s.watched).child.take()
+                }
+                _ => None,
+            }
+        };
+        {
+            let mut m = lock(&process.meta);
+            if !m.dead {
+                (m.dead, m.dead_in) = (true, m.serving);
+            }
+        }
+        process.turn.notify_waiters();
+        child
+    }
+
+    /// Discards `process`: kills it and waits for it; returns how it ended.
+    async fn discard(&self, slot: usize, process: &Arc<Process>) -> Option<String> {
+        let mut child = self.detach(slot, process)?;
+        let _ = child.start_kill();
+        Some(child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()))
+    }
+
+    /// One attempt at running the job on the slot's worker: send it, wait for its turn, serve
+    /// the worker until it is done.
+    async fn attempt(&self, slot: usize, msg: &mut ToWorker, job: &mut JobOn<'_>) -> Attempt {
+        let watched = self.slots[slot].watched.clone();
+        let alone = lock(&self.loads)[slot].jobs == 1;
+        if alone && std::mem::take(&mut lock(&watched).retire) {
+            let current = lock(&self.slots[slot].process).clone();
+            if let Some(p) = current {
+                self.metrics.retired.fetch_add(1, Ordering::Relaxed);
+                self.discard(slot, &p).await;
+            }
+        }
+        let (p, fresh) = match self.process(slot) {
+            Ok(p) => p,
+            Err(e) => return Attempt::Ran(Err(e)),
+        };
+        let seq = match self.send(&p, msg, job).await {
+            Ok(seq) => seq,
+            Err(e) => {
+                self.discard(slot, &p).await;
+                // A worker that died while idle costs the request nothing: it goes to a new one.
+                return match fresh {
+                    true => Attempt::Ran(Err(ScriptError::Crashed(format!("cannot send the job to a new JS worker process: {e}")))),
+                    false => Attempt::NotStarted,
+                };
+            }
+        };
+        // Wait for the jobs ahead of this one to end.
+        loop {
+            let notified = p.turn.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut m = lock(&p.meta);
+                if m.handed_back.remove(&seq) || (m.dead && m.dead_in != seq) {
+                    m.in_flight.remove(&seq);
+                    return Attempt::NotStarted;
+                }
+                // (A worker that died in this job's turn is read to its end: the job's error.)
+                if m.serving == seq {
+                    break;
+                }
+            }
+            notified.await;
+        }
+        let mut turn = Turn { inner: self, slot, process: p.clone(), seq, since: Instant::now(), finished: false };
+        lock(&self.loads)[slot].running_since = Some(turn.since);
+        let options = job.options;
+        {
+            // The worker's copy of the state (at the snapshot by the job's end, if it runs on it)
+            // counts towards what it may hold: three times its estimate, for the persistent
+            // maps' own nodes and the allocator's slack.
+            let copy = match job.copy {
+                Some((_, size)) => size,
+                None => lock(&p.meta).copy.as_ref().map_or(0, |c| c.size_estimate()),
+            };
+            let mut w = lock(&watched);
+            w.deadline = Some(Instant::now() + Duration::from_millis(options.max_execution_time_ms) + HARD_DEADLINE_GRACE);
+            w.rss_cap = options.max_heap_bytes.saturating_mul(4).saturating_add(RSS_SLACK_BYTES).saturating_add(copy.saturating_mul(3));
+            w.killed_for = None;
+        }
+        let outcome = self.serve_worker(slot, &p, job).await;
+        let killed_for = {
+            let mut w = lock(&watched);
+            w.deadline = None;
+            w.killed_for.take()
+        };
+        let result = match outcome {
+            Ok((done, effects)) => match effects.map(|e| job.tx.absorb(&e)) {
+                Some(Err(e)) => {
+                    // Never commit from a copy that differs from the node's state; start the
+                    // worker afresh (with a whole copy) instead.
+                    self.discard(slot, &p).await;
+                    Err(ScriptError::Crashed(format!(
+                        "internal: the JS worker's copy of the state is wrong ({e}); the node started a new worker"
+                    )))
+                }
+                _ => Ok(done),
+            },
+            Err(io) => {
+                // The worker is gone or unusable: discard it (jobs behind this one go elsewhere).
+                let status = self.discard(slot, &p).await;
+                Err(match killed_for {
+                    Some(limit) => ScriptError::Limit(limit.describe(options)),
+                    None => ScriptError::Crashed(format!(
+                        "the script crashed its JS worker process ({}; {io}), for example by nesting a structure so deep that a built-in overflowed the stack; the node started a new worker",
+                        status.unwrap_or_else(|| "no status".into())
+                    )),
+                })
+            }
+        };
+        turn.finished = true;
+        drop(turn);
+        Attempt::Ran(result)
+    }
+
+    /// Sends the job to the worker with what it lacks (the app, the options, the state); returns
+    /// its seq.
+    async fn send(&self, p: &Process, msg: &mut ToWorker, job: &JobOn<'_>) -> std::io::Result<u64> {
+        let mut input = p.input.lock().await;
+        let mut whole = false;
+        let seq = {
+            let mut m = lock(&p.meta);
+            if m.dead {
+                return Err(std::io::Error::other("the worker was discarded"));
+            }
+            let seq = m.next_seq;
+            m.next_seq += 1;
+            if !m.in_flight.is_empty() {
+                self.metrics.queued_on_worker.fetch_add(1, Ordering::Relaxed);
+            }
+            let sends_options = m.options.as_deref() != Some(&**job.options);
+            if sends_options {
+                m.options = Some(job.options.clone());
+            }
+            match msg {
+                ToWorker::Job { seq: s, bundle: b, options: o, kv, .. } => {
+                    *s = seq;
+                    let (id, json) = job.bundle.expect("a job has a bundle");
+                    *b = (m.bundle_id != Some(*id)).then(|| json.to_string());
+                    m.bundle_id = Some(*id);
+                    *o = sends_options.then(|| (**job.options).clone());
+                    *kv = match job.copy {
+                        None => JobKv::Node,
+                        Some((snapshot, _)) => match &m.copy {
+                            None => {
+                                // The whole state goes with the job (computed below, unlocked).
+                                m.copy = Some(snapshot.clone());
+                                whole = true;
+                                JobKv::Copy { snapshot: snapshot.txid(), whole: None, current: true }
+                            }
+                            // At the snapshot already, and no job ahead moves it elsewhere.
+                            Some(c) => {
+                                let current =
+                                    Arc::ptr_eq(c, snapshot) && m.in_flight.values().flatten().all(|ahead| Arc::ptr_eq(ahead, snapshot));
+                                JobKv::Copy { snapshot: snapshot.txid(), whole: None, current }
+                            }
+                        },
+                    };
+                }
+                ToWorker::Call { seq: s, options: o, .. } => {
+                    *s = seq;
+                    *o = sends_options.then(|| (**job.options).clone());
+                }
+                _ => {}
+            }
+            m.in_flight.insert(seq, job.copy.map(|(snapshot, _)| snapshot.clone()));
+            seq
+        };
+        if let (true, ToWorker::Job { kv: JobKv::Copy { whole: w, .. }, .. }, Some((snapshot, _))) = (whole, &mut *msg, job.copy) {
+            *w = Some(self.sync(None, snapshot));
+        }
+        write_frame_async(&mut *input, &*msg).await?;
+        Ok(seq)
     }
 
     /// A bundle's id: a hash of its JSON, computed once per deployed version (the `Arc` is
@@ -416,141 +789,12 @@ impl Inner {
         let input = child.stdin.take().expect("piped stdin");
         let output = BufReader::new(child.stdout.take().expect("piped stdout"));
         lock(watched).child = Some(child);
-        Ok(Process { input, output, bundle_id: None, options: None, copy: None })
-    }
-
-    async fn run_job(
-        &self,
-        slot: &mut Slot,
-        work: Work,
-        tx: &mut Tx,
-        access: KvAccess,
-        options: &Arc<RuntimeOptions>,
-    ) -> Result<Finished, ScriptError> {
-        let watched = slot.watched.clone();
-        if std::mem::take(&mut lock(&watched).retire) && slot.process.is_some() {
-            self.metrics.retired.fetch_add(1, Ordering::Relaxed);
-            slot.process = None;
-            reap(&watched).await;
-        }
-        let fresh = slot.process.is_none();
-        if fresh {
-            slot.process = Some(self.spawn(&watched)?);
-        }
-        // A request runs on the worker's copy of the state, brought to its snapshot, unless the
-        // state is too large to copy (or its transaction has already been used).
-        let snapshot = tx.snapshot().clone();
-        let is_request = matches!(work, Work::Request { .. });
-        let size = snapshot.size_estimate();
-        let on_copy = is_request && tx.is_untouched() && self.copy_max_bytes > 0 && size <= self.copy_max_bytes;
-        let (bundle, mut msg) = match work {
-            Work::Request { bundle, handler, request } => {
-                let (id, json) = self.bundle_id(&bundle);
-                let msg = ToWorker::Job {
-                    bundle_id: id,
-                    bundle: None,
-                    handler,
-                    request: serde_json::to_value(&request).map_err(|e| ScriptError::Exception(e.to_string()))?,
-                    body: request.body,
-                    access,
-                    options: None,
-                    historical: request.historical.as_deref().cloned(),
-                    kv: JobKv::Node,
-                };
-                (Some((id, json)), msg)
-            }
-            Work::Call { source, function, args } => {
-                (None, ToWorker::Call { source: source.to_string(), function, args, access, options: None })
-            }
-        };
-        for attempt in 0..2 {
-            let p = slot.process.as_mut().expect("spawned above");
-            let sends_options = p.options.as_deref() != Some(&**options);
-            match &mut msg {
-                ToWorker::Job { bundle: b, options: o, kv, .. } => {
-                    let (id, json) = bundle.as_ref().expect("a job has a bundle");
-                    *b = (p.bundle_id != Some(*id)).then(|| json.to_string());
-                    *o = sends_options.then(|| (**options).clone());
-                    *kv = match (on_copy, &p.copy) {
-                        (false, _) => JobKv::Node,
-                        (true, None) => JobKv::Copy { snapshot: snapshot.txid(), whole: Some(self.sync(None, &snapshot)), current: true },
-                        (true, Some(c)) => JobKv::Copy { snapshot: snapshot.txid(), whole: None, current: Arc::ptr_eq(c, &snapshot) },
-                    };
-                }
-                ToWorker::Call { options: o, .. } => *o = sends_options.then(|| (**options).clone()),
-                _ => {}
-            }
-            match write_frame_async(&mut p.input, &msg).await {
-                Ok(()) => break,
-                Err(e) if fresh || attempt == 1 => {
-                    slot.process = None;
-                    reap(&watched).await;
-                    return Err(ScriptError::Crashed(format!("cannot send the job to a new JS worker process: {e}")));
-                }
-                // The worker died while idle (nothing of this request reached it): replace it
-                // and try once more, so that the request does not pay for someone else's crash.
-                Err(_) => {
-                    reap(&watched).await;
-                    slot.process = Some(self.spawn(&watched)?);
-                }
-            }
-        }
-        if is_request && !on_copy {
-            self.metrics.node_kv.fetch_add(1, Ordering::Relaxed);
-        }
-        let p = slot.process.as_mut().expect("spawned above");
-        if on_copy && p.copy.is_none() {
-            p.copy = Some(snapshot.clone());
-        }
-        {
-            // The worker's copy of the state (at the snapshot by the job's end, if it runs on it)
-            // counts towards what it may hold: three times its estimate, for the persistent
-            // maps' own nodes and the allocator's slack.
-            let copy = if on_copy { size } else { p.copy.as_ref().map_or(0, |c| c.size_estimate()) };
-            let copy = copy.saturating_mul(3);
-            let mut w = lock(&watched);
-            w.deadline = Some(Instant::now() + Duration::from_millis(options.max_execution_time_ms) + HARD_DEADLINE_GRACE);
-            w.rss_cap = options.max_heap_bytes.saturating_mul(4).saturating_add(RSS_SLACK_BYTES).saturating_add(copy);
-            w.killed_for = None;
-        }
-        let outcome = self.serve_worker(p, tx, on_copy.then_some(&snapshot)).await;
-        let killed_for = {
-            let mut w = lock(&watched);
-            w.deadline = None;
-            w.killed_for.take()
-        };
-        match outcome {
-            Ok((done, effects)) => {
-                if let Some((id, _)) = bundle {
-                    p.bundle_id = Some(id);
-                }
-                p.options = Some(options.clone());
-                match effects.map(|e| tx.absorb(&e)) {
-                    Some(Err(e)) => {
-                        // Never commit from a copy that differs from the node's state; start
-                        // the worker afresh (with a whole copy) instead.
-                        slot.process = None;
-                        reap(&watched).await;
-                        Err(ScriptError::Crashed(format!(
-                            "internal: the JS worker's copy of the state is wrong ({e}); the node started a new worker"
-                        )))
-                    }
-                    _ => Ok(done),
-                }
-            }
-            Err(io) => {
-                // The worker is gone or unusable: reap it and start afresh next time.
-                slot.process = None;
-                let status = reap(&watched).await;
-                Err(match killed_for {
-                    Some(limit) => ScriptError::Limit(limit.describe(options)),
-                    None => ScriptError::Crashed(format!(
-                        "the script crashed its JS worker process ({}; {io}), for example by nesting a structure so deep that a built-in overflowed the stack; the node started a new worker",
-                        status.unwrap_or_else(|| "no status".into())
-                    )),
-                })
-            }
-        }
+        Ok(Process {
+            input: tokio::sync::Mutex::new(input),
+            output: tokio::sync::Mutex::new(output),
+            meta: Mutex::new(Meta::default()),
+            turn: Notify::new(),
+        })
     }
 
     /// What brings a worker's copy of the state (`copy`: the state it equals, if any) to
@@ -566,39 +810,52 @@ impl Inner {
     }
 
     /// Serves the worker's `ccf.kv` operations, consensus questions and (for a job on its copy
-    /// of the state at `snapshot`) its request for the delta, until it is done. A job run on
-    /// the copy ends with its transaction's effects.
-    async fn serve_worker(
-        &self,
-        p: &mut Process,
-        tx: &mut Tx,
-        snapshot: Option<&Arc<State>>,
-    ) -> std::io::Result<(Finished, Option<TxEffects>)> {
+    /// of the state) its request for the delta, until it is done; takes note of jobs it gives
+    /// back. A job run on the copy ends with its transaction's effects. Only in the job's turn.
+    async fn serve_worker(&self, slot: usize, p: &Process, job: &mut JobOn<'_>) -> std::io::Result<(Finished, Option<TxEffects>)> {
+        let mut output = p.output.lock().await;
         loop {
-            match read_frame_async::<FromWorker>(&mut p.output).await? {
-                FromWorker::Kv(op) => write_frame_async(&mut p.input, &ToWorker::Kv(op.apply(tx))).await?,
-                FromWorker::Host(query) => write_frame_async(&mut p.input, &ToWorker::Host(query.answer(self.host.as_ref()))).await?,
+            let answer = match read_frame_async::<FromWorker>(&mut *output).await? {
+                FromWorker::Kv(op) => ToWorker::Kv(op.apply(job.tx)),
+                FromWorker::Host(query) => ToWorker::Host(query.answer(self.host.as_ref())),
                 FromWorker::Sync => {
-                    let snapshot =
-                        snapshot.ok_or_else(|| std::io::Error::other("the worker asked for a state delta outside a copy job"))?;
-                    let delta = self.sync(p.copy.as_ref(), snapshot);
-                    p.copy = Some(snapshot.clone());
-                    write_frame_async(&mut p.input, &ToWorker::Sync(delta)).await?
+                    let (snapshot, _) =
+                        job.copy.ok_or_else(|| std::io::Error::other("the worker asked for a state delta outside a copy job"))?;
+                    let copy = lock(&p.meta).copy.clone();
+                    let delta = self.sync(copy.as_ref(), snapshot);
+                    lock(&p.meta).copy = Some(snapshot.clone());
+                    ToWorker::Sync(delta)
+                }
+                FromWorker::Handback(seqs) => {
+                    self.metrics.handed_back.fetch_add(seqs.len() as u64, Ordering::Relaxed);
+                    {
+                        let mut m = lock(&p.meta);
+                        for seq in seqs {
+                            m.in_flight.remove(&seq);
+                            m.handed_back.insert(seq);
+                        }
+                    }
+                    lock(&self.loads)[slot].long = true;
+                    p.turn.notify_waiters();
+                    continue;
                 }
                 FromWorker::Done { response, apply_writes, claims_digest, reused, effects } => {
                     return Ok((Finished::Request((response, apply_writes, claims_digest, reused)), effects))
                 }
                 FromWorker::Returned(value) => return Ok((Finished::Call(value), None)),
-            }
+            };
+            write_frame_async(&mut *p.input.lock().await, &answer).await?;
         }
     }
 }
 
-/// Kills and waits for the slot's worker process, if any; returns how it ended.
-async fn reap(watched: &Mutex<Watched>) -> Option<String> {
-    let mut child = lock(watched).child.take()?;
-    let _ = child.start_kill();
-    Some(child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()))
+/// What a job needs besides its message: the app's id and JSON, its transaction, its options,
+/// and (for a job on the worker's copy of the state) its snapshot and the state's size.
+struct JobOn<'a> {
+    bundle: Option<&'a AppId>,
+    tx: &'a mut Tx,
+    options: &'a Arc<RuntimeOptions>,
+    copy: Option<(&'a Arc<State>, u64)>,
 }
 
 fn resident_bytes(pid: u32) -> Option<u64> {

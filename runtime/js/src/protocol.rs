@@ -94,8 +94,10 @@ impl KvOp {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToWorker {
     /// Run one request. `bundle` is sent when the worker does not have `bundle_id` yet, and
-    /// `options` when they changed.
+    /// `options` when they changed. `seq` numbers the jobs sent to one worker, in order: the node
+    /// may send a job while the worker still runs the one before it (see `FromWorker::Handback`).
     Job {
+        seq: u64,
         bundle_id: u64,
         bundle: Option<String>,
         handler: Handler,
@@ -115,6 +117,7 @@ pub enum ToWorker {
     /// Call `function` exported by the one-module script `source` with `args` in a fresh
     /// interpreter (governance: the constitution's functions and ballots).
     Call {
+        seq: u64,
         source: String,
         function: String,
         args: Vec<serde_json::Value>,
@@ -245,6 +248,19 @@ pub enum FromWorker {
     },
     /// The outcome of a `Call`: the function's result as JSON text.
     Returned(Result<String, ScriptError>),
+    /// Jobs (by `seq`) the worker received while running a job that has run long, and gives
+    /// back unstarted, so that the node runs them elsewhere instead of behind it.
+    Handback(Vec<u64>),
+}
+
+impl ToWorker {
+    /// The `seq` of a job or call.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            ToWorker::Job { seq, .. } | ToWorker::Call { seq, .. } => Some(*seq),
+            _ => None,
+        }
+    }
 }
 
 /// A message as one frame: `len:u32 LE ‖ CBOR`, ready to be written in one call.

@@ -5,8 +5,14 @@
 //! state too large to copy, and in governance calls, each operation is sent to the node (which
 //! holds the transaction) and answered. The node starts it as `consort js-worker`; if a script
 //! crashes it, only this process dies.
+//!
+//! The node may send the next job while one runs, so that the worker goes from one job to the
+//! next without sleeping; jobs read while one runs wait in a queue. Once a job has run for
+//! [`crate::limits::LONG_RUN`], the worker gives the queued jobs back (`FromWorker::Handback`) so
+//! that the node runs them on another worker instead of behind a slow or hostile script.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::os::fd::AsFd;
@@ -27,14 +33,59 @@ const SCRIPT_THREAD_STACK_BYTES: usize = 256 * 1024 * 1024;
 struct Pipe {
     input: BufReader<File>,
     output: BufWriter<File>,
+    /// Jobs the node sent while another ran, in order: run next, or given back.
+    queued: VecDeque<ToWorker>,
 }
 
 impl Pipe {
     fn from_stdio() -> std::io::Result<Pipe> {
         let input = File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
         let output = File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
-        Ok(Pipe { input: BufReader::new(input), output: BufWriter::new(output) })
+        Ok(Pipe { input: BufReader::new(input), output: BufWriter::new(output), queued: VecDeque::new() })
     }
+
+    /// The next job: a queued one, or the next from the node.
+    fn next_job(&mut self) -> std::io::Result<ToWorker> {
+        match self.queued.pop_front() {
+            Some(job) => Ok(job),
+            None => read_frame(&mut self.input),
+        }
+    }
+
+    /// The node's answer to the running job's question; jobs read on the way are queued.
+    fn answer(&mut self) -> std::io::Result<ToWorker> {
+        loop {
+            let msg = read_frame::<ToWorker>(&mut self.input)?;
+            if msg.seq().is_none() {
+                return Ok(msg);
+            }
+            self.queued.push_back(msg);
+        }
+    }
+
+    /// Takes in the jobs already waiting in the pipe (without blocking for more) and gives
+    /// every queued job back to the node. Only between the running job's questions.
+    fn hand_back(&mut self) -> std::io::Result<()> {
+        while !self.input.buffer().is_empty() || readable(self.input.get_ref())? {
+            let msg = read_frame::<ToWorker>(&mut self.input)?;
+            if msg.seq().is_none() {
+                return Err(std::io::Error::other(format!("protocol error: expected a job, got {msg:?}")));
+            }
+            self.queued.push_back(msg);
+        }
+        if self.queued.is_empty() {
+            return Ok(());
+        }
+        let seqs = self.queued.drain(..).filter_map(|m| m.seq()).collect();
+        write_frame(&mut self.output, &FromWorker::Handback(seqs))
+    }
+}
+
+/// Whether reading `f` would not block (data, or the other end closed).
+fn readable(f: &File) -> std::io::Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(f, PollFlags::IN)];
+    Ok(poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 }))? > 0)
 }
 
 /// `ccf.kv` over the pipe: one round trip per operation.
@@ -44,7 +95,7 @@ impl RemoteKv {
     fn round_trip(&self, msg: FromWorker) -> Result<ToWorker, String> {
         let mut pipe = self.0.borrow_mut();
         write_frame(&mut pipe.output, &msg).map_err(|e| format!("node unreachable: {e}"))?;
-        read_frame::<ToWorker>(&mut pipe.input).map_err(|e| format!("node unreachable: {e}"))
+        pipe.answer().map_err(|e| format!("node unreachable: {e}"))
     }
 }
 
@@ -190,21 +241,29 @@ fn serve() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let hand_back = pipe.clone();
+    crate::limits::on_long_run(move || {
+        if let Err(e) = hand_back.borrow_mut().hand_back() {
+            // The node is gone or the protocol is broken: this worker cannot go on.
+            tracing::error!("JS worker: giving back queued jobs: {e}");
+            std::process::exit(1);
+        }
+    });
     let mut current: Option<(u64, Bundle)> = None;
     let mut kept: HashMap<String, Interpreter> = HashMap::new();
     // The copy of the node's state that jobs with `JobKv::Copy` run on.
     let mirror = Rc::new(RefCell::new(Mirror::default()));
     let mut options = crate::RuntimeOptions::default();
     loop {
-        let msg = read_frame::<ToWorker>(&mut pipe.borrow_mut().input);
+        let msg = pipe.borrow_mut().next_job();
         let (bundle_id, bundle_json, handler, request, body, access, historical, kv) = match msg {
-            Ok(ToWorker::Job { bundle_id, bundle, handler, request, body, access, options: new_options, historical, kv }) => {
+            Ok(ToWorker::Job { seq: _, bundle_id, bundle, handler, request, body, access, options: new_options, historical, kv }) => {
                 if let Some(o) = new_options {
                     options = o;
                 }
                 (bundle_id, bundle, handler, request, body, access, historical, kv)
             }
-            Ok(ToWorker::Call { source, function, args, access, options: new_options }) => {
+            Ok(ToWorker::Call { seq: _, source, function, args, access, options: new_options }) => {
                 if let Some(o) = new_options {
                     options = o;
                 }

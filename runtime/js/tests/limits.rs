@@ -183,3 +183,110 @@ async fn a_worker_that_keeps_growing_is_replaced_between_requests() {
     assert!(m.workers_retired >= 1, "{m:?}");
     assert_eq!((m.limit_stops, m.worker_crashes), (0, 0), "{m:?}");
 }
+
+/// A script that runs for `ms` of wall time (yielding to the limits all along).
+fn busy_for(ms: u64) -> String {
+    format!("const end = Date.now() + {ms}; while (Date.now() < end) {{}} return {{ body: 'done' }};")
+}
+
+/// A worker may be sent the next job while it runs one. When the one it runs turns out long,
+/// the worker gives the queued job back and the pool runs it on another worker: here a quick
+/// request queued behind a one-second script is answered once the 150 ms script on the other
+/// worker ends, not after the long one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_queued_behind_a_long_script_is_given_back_and_run_elsewhere() {
+    let pool = Arc::new(pool(2));
+    let store = Arc::new(Store::default());
+    let (long, medium) = (busy_for(1000), busy_for(150));
+    let b = bundle(&[("long", &long), ("medium", &medium), ("ok", "return { body: 'fine' };")]);
+    let options = Arc::new(RuntimeOptions { max_execution_time_ms: 5_000, ..Default::default() });
+    // Both workers started and warm.
+    let (w1, w2) = tokio::join!(call(&pool, &store, &b, "ok"), call(&pool, &store, &b, "ok"));
+    assert!(w1.0.is_ok() && w2.0.is_ok());
+    let spawn = |name: &'static str| {
+        let (pool, store, b, options) = (pool.clone(), store.clone(), b.clone(), options.clone());
+        tokio::spawn(async move { call_with(&pool, &store, &b, name, options).await })
+    };
+    // The long script starts first, so the quick request is queued behind it (the oldest job
+    // still under LONG_RUN) rather than behind the medium one.
+    // (Blocking sleeps: the runtime's timer has a resolution of a millisecond, LONG_RUN's half.)
+    let long = spawn("long");
+    std::thread::sleep(Duration::from_micros(500));
+    let medium = spawn("medium");
+    std::thread::sleep(Duration::from_micros(300));
+    let (quick, took) = spawn("ok").await.expect("join");
+    assert_eq!(quick.expect("served").body, b"fine");
+    assert!(took < Duration::from_millis(600), "the quick request waited {took:?}: it was held behind the long script");
+    for h in [long, medium] {
+        assert_eq!(h.await.expect("join").0.expect("ran").body, b"done");
+    }
+    let m = pool.metrics();
+    assert!(m.jobs_handed_back <= m.jobs_queued_on_worker, "{m:?}");
+}
+
+/// The hand-back itself, on one worker: a request sent while a long script has just begun is
+/// queued on the worker, given back once the script has run LONG_RUN, and run after it; both
+/// answers are right. (Queuing needs the request to arrive within LONG_RUN of the script's
+/// start, so the test tries a few times on a loaded machine.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_gives_back_the_job_queued_behind_a_long_one() {
+    let pool = Arc::new(pool(1));
+    let store = Arc::new(Store::default());
+    let long = busy_for(100);
+    let b = bundle(&[("long", &long), ("ok", "return { body: 'fine' };")]);
+    assert!(call(&pool, &store, &b, "ok").await.0.is_ok());
+    for _ in 0..10 {
+        let (p, s, bb) = (pool.clone(), store.clone(), b.clone());
+        let long = tokio::spawn(async move { call(&p, &s, &bb, "long").await.0 });
+        std::thread::sleep(Duration::from_micros(300));
+        let (quick, _) = call(&pool, &store, &b, "ok").await;
+        assert_eq!(quick.expect("served").body, b"fine");
+        assert_eq!(long.await.expect("join").expect("ran").body, b"done");
+        if pool.metrics().jobs_handed_back > 0 {
+            break;
+        }
+    }
+    let m = pool.metrics();
+    assert!(m.jobs_handed_back >= 1 && m.jobs_queued_on_worker >= m.jobs_handed_back, "{m:?}");
+    assert_eq!((m.worker_crashes, m.workers_started), (0, 1), "{m:?}");
+}
+
+/// A request queued on a worker that then dies was never run: it runs on the next worker, and
+/// only the request that killed the worker gets the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_queued_behind_a_dying_worker_runs_on_the_next_one() {
+    let pool = Arc::new(pool(1));
+    let store = Arc::new(Store::default());
+    // One built-in call that allocates far past the worker's memory cap: it does not yield, so
+    // the worker cannot give the queued request back before the watchdog kills it. (Both
+    // endpoints share a kept interpreter, so that the request does not first spend
+    // milliseconds loading the app, yielding all along.)
+    let module = "export function hog() { return { body: 'x'.repeat(400 * 1024 * 1024).length }; }\n\
+                  export function ok() { return { body: 'fine' }; }";
+    let endpoint = |f: &str| serde_json::json!({"post": {"js_module": "m.js", "js_function": f, "authn_policies": [], "interpreter_reuse": {"key": "k"}}});
+    let json = serde_json::json!({
+        "metadata": {"endpoints": {"/hog": endpoint("hog"), "/ok": endpoint("ok")}},
+        "modules": [{"name": "m.js", "module": module}],
+    });
+    let b = Arc::new(Bundle::from_json(json.to_string().as_bytes()).expect("bundle"));
+    // A memory cap of 4 × 1 MiB plus the slack (512 MiB): the 800 MiB string is well past it.
+    let options = Arc::new(RuntimeOptions { max_execution_time_ms: 20_000, max_heap_bytes: 1024 * 1024, ..Default::default() });
+    for _ in 0..10 {
+        assert_eq!(call(&pool, &store, &b, "ok").await.0.expect("warm").body, b"fine");
+        let (p, s, bb, o) = (pool.clone(), store.clone(), b.clone(), options.clone());
+        let hog = tokio::spawn(async move { call_with(&p, &s, &bb, "hog", o).await.0 });
+        std::thread::sleep(Duration::from_micros(200));
+        let quick = call(&pool, &store, &b, "ok").await.0;
+        assert_eq!(quick.expect("served on the next worker").body, b"fine");
+        match hog.await.expect("join") {
+            Err(ScriptError::Limit(m)) => assert!(m.contains("max_heap_bytes"), "{m}"),
+            Err(ScriptError::Crashed(m)) => assert!(m.contains("crashed its JS worker"), "{m}"),
+            other => panic!("expected the worker to be stopped, got {other:?}"),
+        }
+        let m = pool.metrics();
+        if m.jobs_queued_on_worker > m.jobs_handed_back {
+            return;
+        }
+    }
+    panic!("no request was ever queued behind the dying one: {:?}", pool.metrics());
+}

@@ -194,6 +194,49 @@ async fn requests_on_a_workers_copy_read_their_snapshot_and_conflict() {
     assert_eq!((m.state_copies_sent, m.node_kv_requests, m.executions), (1, 0, 8));
 }
 
+/// Requests queued on one worker behind each other, on different snapshots: each reads its own
+/// (a job ahead that brings the worker's copy to its snapshot must not leave the next one on
+/// the wrong state, which the node would refuse to absorb). The handler keeps its interpreter,
+/// so that a job is short enough (even in a debug build) for the next to be queued behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_queued_on_one_worker_each_read_their_own_snapshot() {
+    let module = "export function get() { return { body: ccf.bufToStr(ccf.kv.records.get(ccf.strToBuf('a'))) }; }";
+    let json = serde_json::json!({
+        "metadata": {"endpoints": {"/a": {"get": {"js_module": "m.js", "js_function": "get", "authn_policies": [],
+            "mode": "readonly", "interpreter_reuse": {"key": "k"}}}}},
+        "modules": [{"name": "m.js", "module": module}],
+    });
+    let b = Arc::new(Bundle::from_json(json.to_string().as_bytes()).expect("bundle"));
+    let (pool, store) = (Arc::new(pool(1)), Store::default());
+    let mut snapshots = Vec::new();
+    for v in 1..=4u64 {
+        let mut w = store.begin();
+        w.put("records", b"a".to_vec(), format!("v{v}").into_bytes());
+        store.apply(TxId::new(1, v), w.write_set());
+        snapshots.push(store.begin());
+    }
+    let endpoint = b.route("GET", "/a").expect("route").endpoint.clone();
+    for _ in 0..10 {
+        let runs: Vec<_> = [3usize, 0, 3, 1, 3, 0, 2, 3, 1, 0, 3, 2]
+            .into_iter()
+            .map(|i| {
+                let (pool, b, endpoint, tx) = (pool.clone(), b.clone(), endpoint.clone(), snapshots[i].clone());
+                let request = JsRequest { path: "/a".into(), ..Default::default() };
+                tokio::spawn(async move {
+                    let ex = pool.execute(b, &endpoint, request, tx, KvAccess::AppReadOnly, Default::default()).await.expect("pool");
+                    (i, String::from_utf8_lossy(&ex.response.expect("read on its snapshot").body).into_owned())
+                })
+            })
+            .collect();
+        for run in runs {
+            let (i, body) = run.await.expect("join");
+            assert_eq!(body, format!("v{}", i + 1));
+        }
+    }
+    let m = pool.metrics();
+    assert!(m.jobs_queued_on_worker > 0 && m.worker_crashes == 0, "{m:?}");
+}
+
 async fn run_cases(pool: &JsPool) {
     let store = Store::default();
     let b = bundle();

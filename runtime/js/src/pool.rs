@@ -752,7 +752,11 @@ impl Inner {
             seq
         };
         if let (true, ToWorker::Job { kv: JobKv::Copy { whole: w, .. }, .. }, Some((snapshot, _))) = (whole, &mut *msg, job.copy) {
-            *w = Some(self.sync(None, snapshot));
+            // The whole state is up to `STATE_COPY_MAX_BYTES`: built off the async runtime.
+            self.metrics.state_copies.fetch_add(1, Ordering::Relaxed);
+            let snapshot = snapshot.clone();
+            let delta = tokio::task::spawn_blocking(move || snapshot.delta_from(&State::default()));
+            *w = Some(delta.await.map_err(|e| std::io::Error::other(format!("building the state's copy: {e}")))?);
         }
         write_frame_async(&mut *input, &*msg).await?;
         Ok(seq)
@@ -797,18 +801,6 @@ impl Inner {
         })
     }
 
-    /// What brings a worker's copy of the state (`copy`: the state it equals, if any) to
-    /// `snapshot`: the delta, or the whole state for a worker without a copy.
-    fn sync(&self, copy: Option<&Arc<State>>, snapshot: &Arc<State>) -> consort_kv::StateDelta {
-        match copy {
-            Some(c) => snapshot.delta_from(c),
-            None => {
-                self.metrics.state_copies.fetch_add(1, Ordering::Relaxed);
-                snapshot.delta_from(&State::default())
-            }
-        }
-    }
-
     /// Serves the worker's `ccf.kv` operations, consensus questions and (for a job on its copy
     /// of the state) its request for the delta, until it is done; takes note of jobs it gives
     /// back. A job run on the copy ends with its transaction's effects. Only in the job's turn.
@@ -821,8 +813,9 @@ impl Inner {
                 FromWorker::Sync => {
                     let (snapshot, _) =
                         job.copy.ok_or_else(|| std::io::Error::other("the worker asked for a state delta outside a copy job"))?;
-                    let copy = lock(&p.meta).copy.clone();
-                    let delta = self.sync(copy.as_ref(), snapshot);
+                    // (A worker never sent a copy holds the empty state.)
+                    let copy = lock(&p.meta).copy.clone().unwrap_or_default();
+                    let delta = snapshot.delta_from(&copy);
                     lock(&p.meta).copy = Some(snapshot.clone());
                     ToWorker::Sync(delta)
                 }

@@ -448,12 +448,13 @@ impl Inner {
         let size = snapshot.size_estimate();
         let on_copy = matches!(work, Work::Request { .. }) && tx.is_untouched() && self.copy_max_bytes > 0 && size <= self.copy_max_bytes;
         let finished = match self.message(work, access) {
-            Err(e) => Finished::Request((Err(e), None, None, false)),
+            Err(e) => Err(e),
             Ok((bundle, mut msg)) => {
                 let job = JobOn { bundle: bundle.as_ref(), tx: &mut tx, options: &options, copy: on_copy.then_some((&snapshot, size)) };
                 self.place(&mut msg, job).await
             }
-        };
+        }
+        .unwrap_or_else(|e| Finished::Request((Err(e), None, None, false)));
         let m = &self.metrics;
         let (outcome, reused) = match &finished {
             Finished::Request((r, _, _, reused)) => (r.as_ref().err(), *reused),
@@ -500,16 +501,14 @@ impl Inner {
 
     /// Runs the job on a worker: an idle one if there is one, else behind the job of a worker
     /// whose job began recently; again elsewhere if it is given back.
-    async fn place(&self, msg: &mut ToWorker, mut job: JobOn<'_>) -> Finished {
+    async fn place(&self, msg: &mut ToWorker, mut job: JobOn<'_>) -> Result<Finished, ScriptError> {
         if job.copy.is_none() && matches!(msg, ToWorker::Job { .. }) {
             self.metrics.node_kv.fetch_add(1, Ordering::Relaxed);
         }
         loop {
             let placed = self.acquire().await;
-            match self.attempt(placed.slot, msg, &mut job).await {
-                Attempt::Ran(Ok(finished)) => return finished,
-                Attempt::Ran(Err(e)) => return Finished::Request((Err(e), None, None, false)),
-                Attempt::NotStarted => continue,
+            if let Attempt::Ran(result) = self.attempt(placed.slot, msg, &mut job).await {
+                return result;
             }
         }
     }
@@ -702,7 +701,8 @@ impl Inner {
     /// its seq.
     async fn send(&self, p: &Process, msg: &mut ToWorker, job: &JobOn<'_>) -> std::io::Result<u64> {
         let mut input = p.input.lock().await;
-        let mut whole = false;
+        // A worker without a copy is sent the whole state, built below, unlocked.
+        let mut whole_of = None;
         let seq = {
             let mut m = lock(&p.meta);
             if m.dead {
@@ -728,9 +728,8 @@ impl Inner {
                         None => JobKv::Node,
                         Some((snapshot, _)) => match &m.copy {
                             None => {
-                                // The whole state goes with the job (computed below, unlocked).
                                 m.copy = Some(snapshot.clone());
-                                whole = true;
+                                whole_of = Some(snapshot.clone());
                                 JobKv::Copy { snapshot: snapshot.txid(), whole: None, current: true }
                             }
                             // At the snapshot already, and no job ahead moves it elsewhere.
@@ -751,12 +750,14 @@ impl Inner {
             m.in_flight.insert(seq, job.copy.map(|(snapshot, _)| snapshot.clone()));
             seq
         };
-        if let (true, ToWorker::Job { kv: JobKv::Copy { whole: w, .. }, .. }, Some((snapshot, _))) = (whole, &mut *msg, job.copy) {
-            // The whole state is up to `STATE_COPY_MAX_BYTES`: built off the async runtime.
+        if let Some(snapshot) = whole_of {
+            // Up to `STATE_COPY_MAX_BYTES`: built off the async runtime.
             self.metrics.state_copies.fetch_add(1, Ordering::Relaxed);
-            let snapshot = snapshot.clone();
             let delta = tokio::task::spawn_blocking(move || snapshot.delta_from(&State::default()));
-            *w = Some(delta.await.map_err(|e| std::io::Error::other(format!("building the state's copy: {e}")))?);
+            let delta = delta.await.map_err(|e| std::io::Error::other(format!("building the state's copy: {e}")))?;
+            if let ToWorker::Job { kv: JobKv::Copy { whole, .. }, .. } = msg {
+                *whole = Some(delta);
+            }
         }
         write_frame_async(&mut *input, &*msg).await?;
         Ok(seq)

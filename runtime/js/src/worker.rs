@@ -233,6 +233,11 @@ fn call(
     interpreter.call((CALL_MODULE, function), args, access, Box::new(kv)).0
 }
 
+/// The outcome of a job that did not run its handler.
+fn failed(e: ScriptError) -> FromWorker {
+    FromWorker::Done { response: Err(e), apply_writes: None, claims_digest: None, reused: false, effects: None }
+}
+
 fn serve() -> ExitCode {
     let pipe = match Pipe::from_stdio() {
         Ok(p) => Rc::new(RefCell::new(p)),
@@ -306,13 +311,7 @@ fn serve() -> ExitCode {
             match Bundle::from_json(json.as_bytes()) {
                 Ok(b) => current = Some((bundle_id, b)),
                 Err(e) => {
-                    let done = FromWorker::Done {
-                        response: Err(ScriptError::Load(e.to_string())),
-                        apply_writes: None,
-                        claims_digest: None,
-                        reused: false,
-                        effects: None,
-                    };
+                    let done = failed(ScriptError::Load(e.to_string()));
                     if write_frame(&mut pipe.borrow_mut().output, &done).is_err() {
                         return ExitCode::FAILURE;
                     }
@@ -350,16 +349,10 @@ fn serve() -> ExitCode {
                             effects: on_copy.then(|| mirror.borrow().effects()),
                         }
                     }
-                    Err(e) => FromWorker::Done { response: Err(e), apply_writes: None, claims_digest: None, reused: false, effects: None },
+                    Err(e) => failed(e),
                 }
             }
-            _ => FromWorker::Done {
-                response: Err(ScriptError::Load("the worker was not sent this app".into())),
-                apply_writes: None,
-                claims_digest: None,
-                reused: false,
-                effects: None,
-            },
+            _ => failed(ScriptError::Load("the worker was not sent this app".into())),
         };
         if write_frame(&mut pipe.borrow_mut().output, &done).is_err() {
             return ExitCode::FAILURE;

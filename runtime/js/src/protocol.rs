@@ -154,8 +154,9 @@ pub enum JobKv {
     /// On the node's transaction, one round trip per operation (states too large to copy).
     Node,
     /// On the worker's copy of the state, at the request's `snapshot`. `whole` is the whole
-    /// state, for a worker without a copy yet; `current` says whether the copy is already at
-    /// the snapshot. If not, the worker asks for the delta (`FromWorker::Sync`) when the script
+    /// state, for a worker without a copy yet; `current` says that the copy will be at the
+    /// snapshot when the job starts (the node says so only when no job queued ahead of it can
+    /// move the copy). If not, the worker asks for the delta (`FromWorker::Sync`) when the script
     /// first reads: a script that only writes needs none. The worker sends the transaction's
     /// effects back with its outcome.
     Copy { snapshot: consort_kv::TxId, whole: Option<consort_kv::StateDelta>, current: bool },

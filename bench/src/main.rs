@@ -108,6 +108,26 @@ fn bare_engine_get_per_second() -> f64 {
     n as f64 / took.as_secs_f64()
 }
 
+/// A one-node sandbox whose ledger syncs every transaction before it is answered
+/// (`ledger.sync = "transactions"`), where the default syncs at signatures, as CCF does.
+async fn synced_every_transaction(seconds: f64) -> Vec<Row> {
+    let ws = temp_workspace("bench-sync");
+    let port = consort_tests::cluster::free_ports(2);
+    let s = Sandbox::start_with(&ws, Some(&repo_root().join("samples/logging")), port, &["--ledger-sync", "transactions"]);
+    let base = format!("https://127.0.0.1:{port}");
+    let _ = load(&s, &base, "", "POST", 16, 1.0).await; // warm-up
+    let mut rows = Vec::new();
+    for clients in [16, 64] {
+        let label = "POST, ledger.sync = transactions";
+        let row = load(&s, &base, label, "POST", clients, seconds).await;
+        eprintln!("{label} x{clients}: {:.0} req/s", row.requests as f64 / row.seconds);
+        rows.push(row);
+    }
+    drop(s);
+    let _ = std::fs::remove_dir_all(&ws);
+    rows
+}
+
 /// A three-node sandbox on the same machine: committed writes through the primary and through
 /// a backup (which forwards them to the primary over the node-to-node channel).
 async fn three_nodes(seconds: f64) -> Vec<Row> {
@@ -161,6 +181,9 @@ async fn main() {
         }
     }
     drop(s);
+    if only.is_empty() || only == "SYNC" {
+        rows.extend(synced_every_transaction(seconds).await);
+    }
     if only.is_empty() {
         rows.extend(three_nodes(seconds).await);
     }

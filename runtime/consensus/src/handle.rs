@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use consort_crypto::{LedgerSecret, NodeKey};
 use consort_kv::{Store, Tx, TxId, WriteSet};
-use consort_ledger::{CommitSecret, Receipt};
+use consort_ledger::{CommitSecret, Durability, Receipt};
 use openraft::error::ClientWriteError;
 use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
 
@@ -24,6 +24,8 @@ pub struct ConsensusConfig {
     /// Where Raft's own state (vote, committed mark) lives, in sled.
     pub raft_dir: PathBuf,
     pub ledger_chunk_bytes: u64,
+    /// When ledger appends are synced to disk (`ledger.sync`).
+    pub ledger_durability: Durability,
     /// This node's id (hex SHA-256 of its public key) and node-to-node address.
     pub node_id: String,
     pub node_address: String,
@@ -148,7 +150,14 @@ fn open_log(
         _ => None,
     };
     let first_if_empty = start.as_ref().map_or(0, |s| s.txid.seqno + 1);
-    let log = LogStore::open(&config.ledger_dir, &config.raft_dir, config.ledger_chunk_bytes, commit.clone(), first_if_empty)?;
+    let log = LogStore::open(
+        &config.ledger_dir,
+        &config.raft_dir,
+        config.ledger_chunk_bytes,
+        config.ledger_durability,
+        commit.clone(),
+        first_if_empty,
+    )?;
     let (first, next) = log.range();
     if first > 0 && start.is_none() {
         let Some((_, path)) = available.iter().rev().find(|(s, _)| *s + 1 >= first && *s < next) else {

@@ -6,7 +6,7 @@ use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use consort_ledger::{CommitSecret, LedgerFiles};
+use consort_ledger::{CommitSecret, Durability, LedgerFiles};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError, Vote};
 
@@ -23,6 +23,10 @@ struct Inner {
     db: sled::Db,
     commit: CommitSecret,
     last_purged: Option<LogId>,
+    /// The newest entry a crash of the machine cannot have lost (when the ledger opened): the
+    /// committed mark Raft reads back is never above it (see `read_committed`).
+    durable_at_open: Option<LogId>,
+    durability: Durability,
 }
 
 #[derive(Clone)]
@@ -40,10 +44,18 @@ impl LogStore {
         ledger_dir: &Path,
         raft_dir: &Path,
         chunk_bytes: u64,
+        durability: Durability,
         commit: CommitSecret,
         first_if_empty: u64,
     ) -> Result<LogStore, String> {
-        let (files, entries) = LedgerFiles::open_from(ledger_dir, chunk_bytes, first_if_empty).map_err(|e| e.to_string())?;
+        let (files, entries) = LedgerFiles::open_from(ledger_dir, chunk_bytes, first_if_empty, durability).map_err(|e| e.to_string())?;
+        // Under `SyncPoints` the entries after the last sync point may be gone after a power
+        // loss even though Raft's committed mark (in sled) counts them.
+        let durable = match durability {
+            Durability::EveryAppend => entries.last(),
+            Durability::SyncPoints => entries.iter().rev().find(|e| e.kind.is_sync_point()),
+        };
+        let durable_at_open = durable.map(|e| crate::convert::log_id_of(e.txid));
         let db = sled::open(raft_dir).map_err(|e| format!("opening Raft state in {}: {e}", raft_dir.display()))?;
         let mut cache = BTreeMap::new();
         let skip = entries.len().saturating_sub(CACHE_ENTRIES_MAX);
@@ -51,7 +63,7 @@ impl LogStore {
             let entry = from_ledger(e)?;
             cache.insert(entry.log_id.index, entry);
         }
-        Ok(LogStore { inner: Arc::new(Mutex::new(Inner { files, cache, db, commit, last_purged: None })) })
+        Ok(LogStore { inner: Arc::new(Mutex::new(Inner { files, cache, db, commit, last_purged: None, durable_at_open, durability })) })
     }
 
     /// The first seqno and the next seqno of the ledger files.
@@ -132,12 +144,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 
+    /// Under `SyncPoints` the vote comes back as not yet granted by a quorum, so a primary
+    /// that restarts never leads again in its old view: it may have lost entries after its
+    /// last sync point that peers still hold at the same index and view, and a new view is the
+    /// only way for the ids of what it writes next not to collide with theirs. Forgetting that
+    /// a vote was granted is safe; the vote itself (whom this node voted for) is kept.
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
         let inner = self.lock();
-        match inner.db.get("vote").map_err(sled_err)? {
-            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(sled_err)?)),
-            None => Ok(None),
+        let Some(bytes) = inner.db.get("vote").map_err(sled_err)? else { return Ok(None) };
+        let mut vote: Vote<u64> = serde_json::from_slice(&bytes).map_err(sled_err)?;
+        if inner.durability == Durability::SyncPoints {
+            vote.committed = false;
         }
+        Ok(Some(vote))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
@@ -150,12 +169,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 
+    /// Raft reads this once, at start. The mark is never above what the ledger surely holds:
+    /// under `SyncPoints` a power loss can take the transactions after the last sync point
+    /// while sled kept a mark that counts them. Committed entries are re-learnt from peers
+    /// (Raft's committed index need not be durable); for this node alone, those transactions
+    /// are lost, as their status (`Invalid` once a new view starts below them) says.
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
         let inner = self.lock();
-        match inner.db.get("committed").map_err(sled_err)? {
-            Some(v) => Ok(serde_json::from_slice(&v).map_err(sled_err)?),
-            None => Ok(None),
-        }
+        let stored: Option<LogId> = match inner.db.get("committed").map_err(sled_err)? {
+            Some(v) => serde_json::from_slice(&v).map_err(sled_err)?,
+            None => None,
+        };
+        let cap = inner.durable_at_open.or(inner.last_purged);
+        Ok(match (stored, cap) {
+            (Some(s), Some(c)) if s.index > c.index => Some(c),
+            (Some(_), None) => None,
+            _ => stored,
+        })
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
@@ -172,8 +202,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         while inner.cache.len() > CACHE_ENTRIES_MAX {
             inner.cache.pop_first();
         }
-        // Acknowledge only once the whole batch is on disk: one fsync per batch.
-        let synced = inner.files.sync().map_err(|e| std::io::Error::other(e.to_string()));
+        // Acknowledged once durable as the ledger's policy says: every batch, or sync points.
+        let synced = inner.files.settle().map_err(|e| std::io::Error::other(e.to_string()));
         drop(inner);
         callback.log_io_completed(synced);
         Ok(())

@@ -35,6 +35,7 @@ fn node_config(dir: &Path, endorsed_by: &Service, trusts: &Service, join: bool) 
         ledger_dir: dir.join("ledger"),
         raft_dir: dir.join("raft"),
         ledger_chunk_bytes: 4096,
+        ledger_durability: consort_ledger::Durability::default(),
         node_id: node_id_of_public_key(&node_key.public_key_der()),
         node_address: free_address(),
         node_key,
@@ -234,5 +235,62 @@ async fn a_node_joins_from_a_snapshot_and_restarts_from_it() {
     let report = consort_ledger::verify::verify_dir_from(&b_dir.join("ledger"), Some(&svc.pem), Some(start)).expect("b's ledger verifies");
     assert!(report.signatures >= 1 && report.last_signed_seqno >= Some(more.seqno), "{report:?}");
     assert!(consort_ledger::verify::verify_dir(&b_dir.join("ledger"), Some(&svc.pem)).is_err(), "not without the snapshot");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A backup that lost the writes after its last sync point (a power loss, under the default
+/// `Durability::SyncPoints`) comes back with a shorter log than the primary had counted: the
+/// primary sends the lost entries again and the backup ends with the same ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_that_lost_its_unsynced_tail_catches_up_again() {
+    let root = std::env::temp_dir().join(format!("consort-cluster-revert-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let svc = service("service");
+    let dirs: Vec<PathBuf> = (0..3).map(|i| root.join(format!("n{i}"))).collect();
+    let mut configs = Vec::new();
+    let mut nodes: Vec<Arc<Consensus>> = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let mut config = node_config(dir, &svc, &svc, i > 0);
+        (config.signature_tx_count, config.signature_delay_ms) = (1000, 600_000);
+        configs.push(config.clone());
+        nodes.push(Consensus::start(config).await.expect("start"));
+    }
+    nodes[0].wait_ready(Duration::from_secs(10)).await.expect("first node leads");
+    for c in &configs[1..] {
+        nodes[0].add_voter(&c.node_id, &c.node_address, Duration::from_secs(10)).await.expect("add voter");
+    }
+    let applied = |n: &Consensus, key: &str| n.store().begin().get("records", key.as_bytes()).is_some();
+    let mut unsigned = Vec::new();
+    for i in 0..5 {
+        unsigned.push(put(&nodes[0], &format!("k{i}"), "v").await);
+    }
+    wait_until("every node applies the writes", || nodes.iter().all(|n| applied(n, "k4"))).await;
+
+    // Node 2 loses everything after its last sync point (the view's start, or the membership
+    // change that made it a voter): what the primary already counted as replicated to it.
+    let stopped = nodes.pop().expect("node 2");
+    stopped.shutdown().await;
+    drop(stopped);
+    let entries = ledger_entries(&dirs[2]);
+    let cut = entries.iter().position(|e| e.txid == unsigned[0]).expect("node 2 held the writes");
+    assert!(entries[cut..].iter().all(|e| !e.kind.is_sync_point()), "no sync point after the writes");
+    let open_chunk = consort_ledger::files::list_chunks(&dirs[2].join("ledger")).expect("chunks").pop().expect("a chunk");
+    let path = dirs[2].join("ledger").join(open_chunk.file_name());
+    let (records, _) = consort_ledger::files::read_chunk(&path).expect("read");
+    let offset = records.iter().find(|r| r.entry.txid == unsigned[0]).expect("in the open chunk").offset;
+    std::fs::OpenOptions::new().write(true).open(&path).expect("open").set_len(offset).expect("cut");
+    assert_eq!(ledger_entries(&dirs[2]).len(), cut);
+
+    nodes.push(Consensus::start(configs[2].clone()).await.expect("node 2 restarts"));
+    let after = put(&nodes[0], "after", "v").await;
+    wait_until("node 2 holds the lost writes and the next one again", || applied(&nodes[2], "k0") && applied(&nodes[2], "after")).await;
+    assert_eq!(nodes[2].status(unsigned[4]), nodes[0].status(unsigned[4]));
+    for n in &nodes {
+        n.shutdown().await;
+    }
+    drop(nodes);
+    let (primary, restarted) = (ledger_entries(&dirs[0]), ledger_entries(&dirs[2]));
+    let upto = after.seqno as usize + 1;
+    assert_eq!(restarted[..upto], primary[..upto], "the same entries again");
     let _ = std::fs::remove_dir_all(&root);
 }

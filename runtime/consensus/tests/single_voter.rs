@@ -28,6 +28,7 @@ fn config(dir: &Path, id: &Identity) -> ConsensusConfig {
         ledger_dir: dir.join("ledger"),
         raft_dir: dir.join("raft"),
         ledger_chunk_bytes: 4096,
+        ledger_durability: consort_ledger::Durability::default(),
         node_id: node_id_of_public_key(&id.node_key.public_key_der()),
         node_address: "127.0.0.1:0".into(),
         node_key: id.node_key.clone(),
@@ -220,5 +221,69 @@ async fn snapshots_are_written_bounded_and_verify_against_the_ledger() {
     std::fs::write(&forged, bytes).expect("write");
     let err = consort_consensus::snapshot::verify(&forged, &ledger).expect_err("a forged snapshot");
     assert!(err.contains("public map \"public:records\" differs"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What a power loss can do to a ledger synced at signatures only: the page cache held the
+/// transactions after the last signature, and the disk kept some of them and not others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_power_loss_takes_only_transactions_no_signature_covers() {
+    let dir = std::env::temp_dir().join(format!("consort-power-loss-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let id = identity();
+    let mut cfg = config(&dir, &id);
+    (cfg.signature_tx_count, cfg.signature_delay_ms) = (5, 600_000);
+    let c = Consensus::start(cfg.clone()).await.expect("start");
+    c.wait_ready(Duration::from_secs(10)).await.expect("ready");
+    // Every fifth entry brings a signature: write until one covers the last write.
+    let mut signed = None;
+    for i in 0..10 {
+        let txid = put(&c, &format!("signed{i}"), "kept").await;
+        for _ in 0..20 {
+            if c.status(txid) == TxStatus::Committed {
+                signed = Some(i);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if signed.is_some() {
+            break;
+        }
+    }
+    let signed = signed.expect("a signature within ten writes");
+    let mut unsigned = Vec::new();
+    for i in 0..3 {
+        unsigned.push(put(&c, &format!("unsigned{i}"), "lost").await);
+    }
+    assert_eq!(c.status(unsigned[2]), TxStatus::Pending, "no signature covers them (and Raft's committed mark counts them)");
+    c.shutdown().await;
+    drop(c);
+
+    // The first unsigned transaction never reached the disk; the two after it did.
+    let open_chunk = std::fs::read_dir(dir.join("ledger"))
+        .expect("dir")
+        .map(|f| f.expect("entry").path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| !n.contains('-')))
+        .expect("an open chunk");
+    let (records, damage) = consort_ledger::files::read_chunk(&open_chunk).expect("read");
+    assert!(damage.is_none());
+    let first = records.iter().find(|r| r.entry.txid == unsigned[0]).expect("the first unsigned transaction is in the open chunk");
+    let mut bytes = std::fs::read(&open_chunk).expect("read");
+    bytes[first.offset as usize..(first.offset + first.frame_bytes) as usize].fill(0);
+    std::fs::write(&open_chunk, &bytes).expect("write");
+
+    let c = Consensus::start(cfg).await.expect("a node starts after a power loss");
+    c.wait_ready(Duration::from_secs(10)).await.expect("ready again");
+    let mut tx = c.store().begin();
+    assert_eq!(tx.get("records", format!("signed{signed}").as_bytes()), Some(b"kept".to_vec()), "what a signature covers survives");
+    for i in 0..3 {
+        assert_eq!(tx.get("records", format!("unsigned{i}").as_bytes()), None, "unsigned{i} went with the damage");
+    }
+    let after = put(&c, "after", "v").await;
+    assert!(
+        after.view > unsigned[0].view && after.seqno <= unsigned[2].seqno + 2,
+        "{after} takes the lost seqnos in a new view (lost: {unsigned:?}, signed: {signed})"
+    );
+    assert_eq!(c.status(unsigned[0]), TxStatus::Invalid, "a new view started below it");
+    c.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

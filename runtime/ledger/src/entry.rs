@@ -29,6 +29,12 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
+    /// Entries that end a run of transactions and are synced with everything before them
+    /// ([`crate::files::Durability::SyncPoints`]): signatures, view starts, membership changes.
+    pub fn is_sync_point(self) -> bool {
+        self != EntryKind::Tx
+    }
+
     fn from_u8(b: u8) -> Option<Self> {
         Some(match b {
             1 => EntryKind::Tx,

@@ -13,7 +13,7 @@ pub mod verify;
 
 pub use entry::{EntryError, EntryKind, LedgerEntry, ZERO_DIGEST};
 pub use evidence::CommitSecret;
-pub use files::{LedgerFiles, LedgerFilesError};
+pub use files::{Durability, LedgerFiles, LedgerFilesError};
 pub use merkle::{MerkleTree, ProofStep};
 pub use receipt::{Receipt, ReceiptError};
 pub use signature::SignatureRecord;

@@ -50,11 +50,34 @@ pub struct LedgerConfig {
     pub directory: Option<PathBuf>,
     /// A chunk file closes at the first signature after it reaches this size.
     pub chunk_bytes: u64,
+    /// When appends are synced to disk (`"signatures"` or `"transactions"`).
+    pub sync: LedgerSync,
 }
 
 impl Default for LedgerConfig {
     fn default() -> Self {
-        LedgerConfig { directory: None, chunk_bytes: 5 * 1024 * 1024 }
+        LedgerConfig { directory: None, chunk_bytes: 5 * 1024 * 1024, sync: LedgerSync::default() }
+    }
+}
+
+/// `ledger.sync`: what a transaction's answer waits for on disk (docs/decisions.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerSync {
+    /// Written to the OS before it is answered; synced with the next signature, so what a
+    /// committed signature covers survives a power loss (CCF's model).
+    #[default]
+    Signatures,
+    /// Synced before it is answered, at the cost of one `fdatasync` per transaction.
+    Transactions,
+}
+
+impl LedgerSync {
+    pub fn durability(self) -> consort_ledger::Durability {
+        match self {
+            LedgerSync::Signatures => consort_ledger::Durability::SyncPoints,
+            LedgerSync::Transactions => consort_ledger::Durability::EveryAppend,
+        }
     }
 }
 
@@ -293,12 +316,17 @@ mod tests {
         let c = NodeConfig::from_file(&json).expect("json");
         assert_eq!(c.rpc_address, "127.0.0.1:9000");
         assert_eq!(c.ledger_signatures.tx_count, 5000);
+        assert_eq!(c.ledger.sync, LedgerSync::Signatures);
         let Command::Start(s) = &c.command else { panic!("a start command") };
         assert_eq!(s.members.len(), 1);
         let toml = dir.join("c.toml");
-        std::fs::write(&toml, "directory = \"n\"\n[ledger_signatures]\ntx_count = 10\ndelay_ms = 50\n").expect("write");
+        std::fs::write(&toml, "directory = \"n\"\n[ledger]\nsync = \"transactions\"\n[ledger_signatures]\ntx_count = 10\ndelay_ms = 50\n")
+            .expect("write");
         let c = NodeConfig::from_file(&toml).expect("toml");
         assert_eq!((c.ledger_signatures.tx_count, c.ledger_dir()), (10, PathBuf::from("n/ledger")));
+        assert_eq!(c.ledger.sync.durability(), consort_ledger::Durability::EveryAppend);
+        std::fs::write(&toml, "[ledger]\nsync = \"never\"\n").expect("write");
+        assert!(NodeConfig::from_file(&toml).expect_err("unknown policy").contains("never"));
         std::fs::write(&json, r#"{"command": {"type": "start", "members": [{"certificate": "m.pem", "recovery_role": "Owner"}]}}"#)
             .expect("write");
         assert!(NodeConfig::from_file(&json).expect_err("no key").contains("needs encryption_public_key"));

@@ -160,7 +160,11 @@ fn open_log(
     )?;
     let (first, next) = log.range();
     if first > 0 && start.is_none() {
-        let Some((_, path)) = available.iter().rev().find(|(s, _)| *s + 1 >= first && *s < next) else {
+        // The snapshot the ledger starts after: the node replays its whole ledger, as a node
+        // that started at genesis does, and keeps every receipt it could give before. A newer
+        // one its ledger continues only if that file is gone.
+        let exact = available.iter().find(|(s, _)| *s + 1 == first);
+        let Some((_, path)) = exact.or_else(|| available.iter().rev().find(|(s, _)| *s + 1 >= first && *s < next)) else {
             return Err(format!(
                 "the ledger in {} starts at seqno {first} (this node joined from a snapshot), and {} holds no snapshot from seqno {} to {}: \
                  put the snapshot it started from there",

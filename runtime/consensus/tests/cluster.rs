@@ -215,6 +215,7 @@ async fn a_node_joins_from_a_snapshot_and_restarts_from_it() {
     b.shutdown().await;
     drop(b);
     let b = Consensus::start(b_config.clone()).await.expect("b restarts");
+    assert_eq!(b.ledger().base, s + 1, "b replays its whole ledger, not from a snapshot it wrote since");
     let mut more = TxId::default();
     for i in 60..70 {
         more = put(&a, &format!("k{i}"), &format!("value-{i}")).await;

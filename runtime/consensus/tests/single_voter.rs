@@ -131,7 +131,10 @@ async fn a_rekey_seals_later_writes_under_the_new_secret_and_survives_restart() 
     let _ = std::fs::remove_dir_all(&dir);
     let id = identity();
     let node_id = node_id_of_public_key(&id.node_key.public_key_der());
-    let c = Consensus::start(config(&dir, &id)).await.expect("start");
+    // This test also runs the ledger that syncs every transaction (`ledger.sync = "transactions"`).
+    let mut cfg = config(&dir, &id);
+    cfg.ledger_durability = consort_ledger::Durability::EveryAppend;
+    let c = Consensus::start(cfg.clone()).await.expect("start");
     c.wait_ready(Duration::from_secs(10)).await.expect("ready");
     assert_eq!(c.ledger_secrets(), (1, 0));
 
@@ -161,7 +164,7 @@ async fn a_rekey_seals_later_writes_under_the_new_secret_and_survives_restart() 
     assert!(next.open(&aad, &sealed).is_ok());
 
     // A restarted node finds the new secret in the ledger, wrapped for its own key.
-    let c = Consensus::start(config(&dir, &id)).await.expect("restart");
+    let c = Consensus::start(cfg).await.expect("restart");
     c.wait_ready(Duration::from_secs(10)).await.expect("ready again");
     assert_eq!(c.ledger_secrets(), (2, rekeyed.seqno + 1));
     let mut tx = c.store().begin();

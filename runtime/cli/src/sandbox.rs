@@ -23,34 +23,16 @@ pub struct SandboxArgs {
     #[arg(long, default_value_t = 1000)]
     pub signature_delay_ms: u64,
     /// When ledger appends are synced to disk: `signatures` (CCF's model) or `transactions`.
-    #[arg(long, value_enum, default_value_t = LedgerSyncArg::Signatures)]
-    pub ledger_sync: LedgerSyncArg,
+    #[arg(long, default_value = "signatures", value_parser = parse_ledger_sync)]
+    pub ledger_sync: LedgerSync,
     /// How many nodes: node i serves clients on rpc-port + 2i and peers on rpc-port + 2i + 1.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=NODES_MAX as i64))]
     pub nodes: u16,
 }
 
-/// `--ledger-sync`: the node configuration's `ledger.sync`.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum LedgerSyncArg {
-    Signatures,
-    Transactions,
-}
-
-impl LedgerSyncArg {
-    fn config(self) -> LedgerSync {
-        match self {
-            LedgerSyncArg::Signatures => LedgerSync::Signatures,
-            LedgerSyncArg::Transactions => LedgerSync::Transactions,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            LedgerSyncArg::Signatures => "signatures",
-            LedgerSyncArg::Transactions => "transactions",
-        }
-    }
+/// `--ledger-sync`, read as the node configuration's `ledger.sync` is.
+fn parse_ledger_sync(s: &str) -> Result<LedgerSync, String> {
+    serde_json::from_value(serde_json::Value::from(s)).map_err(|e| e.to_string())
 }
 
 /// The most nodes a sandbox starts.
@@ -82,7 +64,7 @@ pub fn run(args: SandboxArgs) -> Result<(), String> {
         ..NodeConfig::default()
     };
     config.ledger_signatures.delay_ms = args.signature_delay_ms;
-    config.ledger.sync = args.ledger_sync.config();
+    config.ledger.sync = args.ledger_sync;
     config.js.runtime_options.return_exception_details = true;
     config.js.runtime_options.log_exception_details = true;
     // A network that already ran needs a majority of its nodes to elect a primary, so its
@@ -135,7 +117,7 @@ fn spawn_joiner(args: &SandboxArgs, i: u16, service_cert: &Path) -> Result<tokio
         "node_address": format!("127.0.0.1:{}", port(2 * i + 1)?),
         "directory": args.workspace.join(format!("node{i}")),
         "ledger_signatures": {"delay_ms": args.signature_delay_ms},
-        "ledger": {"sync": args.ledger_sync.name()},
+        "ledger": {"sync": args.ledger_sync},
         "command": {"type": "join", "target_rpc_address": format!("127.0.0.1:{}", args.rpc_port), "service_certificate": service_cert},
     });
     let file = args.workspace.join(format!("node{i}.json"));

@@ -173,8 +173,7 @@ fn intact_after(bytes: &[u8], from: usize) -> After {
 /// Reads every record of one chunk file. Returns the good records and, if the file does not
 /// end cleanly, where and why it stopped (classified as under [`Durability::EveryAppend`]).
 pub fn read_chunk(path: &Path) -> Result<(Vec<Record>, Damage), LedgerFilesError> {
-    let (records, damage) = read_chunk_as(path, Durability::EveryAppend)?;
-    Ok((records, damage))
+    read_chunk_as(path, Durability::EveryAppend)
 }
 
 /// As [`read_chunk`], with damage classified under `durability`.

@@ -61,7 +61,7 @@ impl Default for LedgerConfig {
 }
 
 /// `ledger.sync`: what a transaction's answer waits for on disk (docs/decisions.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LedgerSync {
     /// Written to the OS before it is answered; synced with the next signature, so what a

@@ -108,6 +108,13 @@ fn bare_engine_get_per_second() -> f64 {
     n as f64 / took.as_secs_f64()
 }
 
+/// One row of the table, reported on standard error as it is measured.
+async fn measure(s: &Sandbox, base: &str, label: &str, op: &'static str, clients: usize, seconds: f64) -> Row {
+    let row = load(s, base, label, op, clients, seconds).await;
+    eprintln!("{label} x{clients}: {:.0} req/s", row.requests as f64 / row.seconds);
+    row
+}
+
 /// A one-node sandbox whose ledger syncs every transaction before it is answered
 /// (`ledger.sync = "transactions"`), where the default syncs at signatures, as CCF does.
 async fn synced_every_transaction(seconds: f64) -> Vec<Row> {
@@ -118,10 +125,7 @@ async fn synced_every_transaction(seconds: f64) -> Vec<Row> {
     let _ = load(&s, &base, "", "POST", 16, 1.0).await; // warm-up
     let mut rows = Vec::new();
     for clients in [16, 64] {
-        let label = "POST, ledger.sync = transactions";
-        let row = load(&s, &base, label, "POST", clients, seconds).await;
-        eprintln!("{label} x{clients}: {:.0} req/s", row.requests as f64 / row.seconds);
-        rows.push(row);
+        rows.push(measure(&s, &base, "POST, ledger.sync = transactions", "POST", clients, seconds).await);
     }
     drop(s);
     let _ = std::fs::remove_dir_all(&ws);
@@ -139,9 +143,7 @@ async fn three_nodes(seconds: f64) -> Vec<Row> {
     let mut rows = Vec::new();
     for (label, base) in [("POST, 3 nodes, via the primary", &primary), ("POST, 3 nodes, via a backup", &backup)] {
         for clients in [16, 64] {
-            let row = load(&s, base, label, "POST", clients, seconds).await;
-            eprintln!("{label} x{clients}: {:.0} req/s", row.requests as f64 / row.seconds);
-            rows.push(row);
+            rows.push(measure(&s, base, label, "POST", clients, seconds).await);
         }
     }
     let mut s = s;
@@ -175,9 +177,7 @@ async fn main() {
             if !only.is_empty() && only != format!("{op}{clients}") {
                 continue;
             }
-            let row = load(&s, &base, &format!("{op} /app/log/private"), op, clients, seconds).await;
-            eprintln!("{op} x{clients}: {:.0} req/s", row.requests as f64 / row.seconds);
-            rows.push(row);
+            rows.push(measure(&s, &base, &format!("{op} /app/log/private"), op, clients, seconds).await);
         }
     }
     drop(s);

@@ -115,7 +115,7 @@ fn main() -> ExitCode {
             rpc_port: 8000,
             app: None,
             signature_delay_ms: 1000,
-            ledger_sync: consort_node::config::LedgerSync::Signatures,
+            ledger_sync: consort_ledger::Durability::SyncPoints,
             nodes: 1,
         }),
         Command::Sandbox(args) => sandbox::run(args),

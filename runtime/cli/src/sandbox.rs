@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use consort_node::config::{Command as NodeCommand, IdentityConfig, LedgerSync, StartConfig};
+use consort_ledger::Durability;
+use consort_node::config::{Command as NodeCommand, IdentityConfig, StartConfig};
 use consort_node::{Node, NodeConfig};
 
 use crate::gov_client;
@@ -24,14 +25,14 @@ pub struct SandboxArgs {
     pub signature_delay_ms: u64,
     /// When ledger appends are synced to disk: `signatures` (CCF's model) or `transactions`.
     #[arg(long, default_value = "signatures", value_parser = parse_ledger_sync)]
-    pub ledger_sync: LedgerSync,
+    pub ledger_sync: Durability,
     /// How many nodes: node i serves clients on rpc-port + 2i and peers on rpc-port + 2i + 1.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=NODES_MAX as i64))]
     pub nodes: u16,
 }
 
 /// `--ledger-sync`, read as the node configuration's `ledger.sync` is.
-fn parse_ledger_sync(s: &str) -> Result<LedgerSync, String> {
+fn parse_ledger_sync(s: &str) -> Result<Durability, String> {
     serde_json::from_value(serde_json::Value::from(s)).map_err(|e| e.to_string())
 }
 

@@ -73,16 +73,19 @@ fn ledger_entries(dir: &Path) -> Vec<consort_ledger::LedgerEntry> {
     consort_ledger::LedgerFiles::open(&dir.join("ledger"), 4096).expect("ledger").1
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_voters_replicate_keep_strangers_out_and_elect_a_new_primary() {
-    let root = std::env::temp_dir().join(format!("consort-cluster-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let svc = service("service");
+/// Three nodes in `root/n0..n2` (each config passed through `adjust`): node 0 founds the
+/// network and makes the others voters.
+async fn three_voters(
+    root: &Path,
+    svc: &Service,
+    adjust: impl Fn(&mut ConsensusConfig),
+) -> (Vec<PathBuf>, Vec<ConsensusConfig>, Vec<Arc<Consensus>>) {
     let dirs: Vec<PathBuf> = (0..3).map(|i| root.join(format!("n{i}"))).collect();
-    let mut nodes: Vec<Arc<Consensus>> = Vec::new();
     let mut configs = Vec::new();
+    let mut nodes: Vec<Arc<Consensus>> = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
-        let config = node_config(dir, &svc, &svc, i > 0);
+        let mut config = node_config(dir, svc, svc, i > 0);
+        adjust(&mut config);
         configs.push(config.clone());
         nodes.push(Consensus::start(config).await.expect("start"));
     }
@@ -90,6 +93,15 @@ async fn three_voters_replicate_keep_strangers_out_and_elect_a_new_primary() {
     for c in &configs[1..] {
         nodes[0].add_voter(&c.node_id, &c.node_address, Duration::from_secs(10)).await.expect("add voter");
     }
+    (dirs, configs, nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_voters_replicate_keep_strangers_out_and_elect_a_new_primary() {
+    let root = std::env::temp_dir().join(format!("consort-cluster-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let svc = service("service");
+    let (dirs, _, nodes) = three_voters(&root, &svc, |_| {}).await;
     assert_eq!(nodes[0].voters().len(), 3);
 
     let mut last = TxId::default();
@@ -247,19 +259,7 @@ async fn a_backup_that_lost_its_unsynced_tail_catches_up_again() {
     let root = std::env::temp_dir().join(format!("consort-cluster-revert-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let svc = service("service");
-    let dirs: Vec<PathBuf> = (0..3).map(|i| root.join(format!("n{i}"))).collect();
-    let mut configs = Vec::new();
-    let mut nodes: Vec<Arc<Consensus>> = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let mut config = node_config(dir, &svc, &svc, i > 0);
-        (config.signature_tx_count, config.signature_delay_ms) = (1000, 600_000);
-        configs.push(config.clone());
-        nodes.push(Consensus::start(config).await.expect("start"));
-    }
-    nodes[0].wait_ready(Duration::from_secs(10)).await.expect("first node leads");
-    for c in &configs[1..] {
-        nodes[0].add_voter(&c.node_id, &c.node_address, Duration::from_secs(10)).await.expect("add voter");
-    }
+    let (dirs, configs, mut nodes) = three_voters(&root, &svc, |c| (c.signature_tx_count, c.signature_delay_ms) = (1000, 600_000)).await;
     let applied = |n: &Consensus, key: &str| n.store().begin().get("records", key.as_bytes()).is_some();
     let mut unsigned = Vec::new();
     for i in 0..5 {

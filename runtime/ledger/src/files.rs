@@ -118,8 +118,9 @@ pub type Damage = Option<(u64, String)>;
 /// follows the damage. Anything else (damage with intact records after it) is corruption.
 pub const TORN_WRITE: &str = "torn write";
 
-/// When appended entries are made durable (`ledger.sync` in the node's configuration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// When appended entries are made durable: `ledger.sync` in the node's configuration, whose
+/// values name what an answered write waits for (`"signatures"`, `"transactions"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Durability {
     /// Every append is written to the OS (it survives the process); `fdatasync` runs at sync
     /// points only — signature, view-start and membership entries — and before one is written.
@@ -127,8 +128,10 @@ pub enum Durability {
     /// loss can lose only transactions no signature covers yet (as in CCF, which flushes each
     /// transaction to the OS and leaves durability to replication).
     #[default]
+    #[serde(rename = "signatures")]
     SyncPoints,
     /// `fdatasync` ends every append: nothing acknowledged is lost even by a power loss.
+    #[serde(rename = "transactions")]
     EveryAppend,
 }
 
@@ -418,8 +421,7 @@ impl LedgerFiles {
             w.set_len(self.chunks[chunk].bytes).map_err(io_err(&path))?;
             w.sync_all().map_err(io_err(&path))?;
         }
-        self.unsynced = false;
-        self.sync_point_unsynced = false;
+        self.mark_synced();
         let from = self.path_of(chunk);
         self.chunks[chunk].name.last = Some(self.len() - 1);
         let to = self.path_of(chunk);
@@ -434,9 +436,13 @@ impl LedgerFiles {
             w.sync_data().map_err(|source| LedgerFilesError::Io { path: self.dir.clone(), source })?;
             self.syncs += 1;
         }
-        self.unsynced = false;
-        self.sync_point_unsynced = false;
+        self.mark_synced();
         Ok(())
+    }
+
+    /// Everything appended so far is on disk.
+    fn mark_synced(&mut self) {
+        (self.unsynced, self.sync_point_unsynced) = (false, false);
     }
 
     /// How many times appended records were synced since the ledger opened.
@@ -498,7 +504,7 @@ impl LedgerFiles {
         let f = OpenOptions::new().write(true).open(&new).map_err(io_err(&new))?;
         f.set_len(loc.offset).map_err(io_err(&new))?;
         f.sync_all().map_err(io_err(&new))?;
-        (self.unsynced, self.sync_point_unsynced) = (false, false);
+        self.mark_synced();
         self.chunks[loc.chunk].bytes = loc.offset;
         self.index.truncate((from - self.first) as usize);
         if loc.offset == 0 {

@@ -50,34 +50,13 @@ pub struct LedgerConfig {
     pub directory: Option<PathBuf>,
     /// A chunk file closes at the first signature after it reaches this size.
     pub chunk_bytes: u64,
-    /// When appends are synced to disk (`"signatures"` or `"transactions"`).
-    pub sync: LedgerSync,
+    /// When appends are synced to disk (`"signatures"` or `"transactions"`; docs/decisions.md).
+    pub sync: consort_ledger::Durability,
 }
 
 impl Default for LedgerConfig {
     fn default() -> Self {
-        LedgerConfig { directory: None, chunk_bytes: 5 * 1024 * 1024, sync: LedgerSync::default() }
-    }
-}
-
-/// `ledger.sync`: what a transaction's answer waits for on disk (docs/decisions.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LedgerSync {
-    /// Written to the OS before it is answered; synced with the next signature, so what a
-    /// committed signature covers survives a power loss (CCF's model).
-    #[default]
-    Signatures,
-    /// Synced before it is answered, at the cost of one `fdatasync` per transaction.
-    Transactions,
-}
-
-impl LedgerSync {
-    pub fn durability(self) -> consort_ledger::Durability {
-        match self {
-            LedgerSync::Signatures => consort_ledger::Durability::SyncPoints,
-            LedgerSync::Transactions => consort_ledger::Durability::EveryAppend,
-        }
+        LedgerConfig { directory: None, chunk_bytes: 5 * 1024 * 1024, sync: consort_ledger::Durability::default() }
     }
 }
 
@@ -316,7 +295,7 @@ mod tests {
         let c = NodeConfig::from_file(&json).expect("json");
         assert_eq!(c.rpc_address, "127.0.0.1:9000");
         assert_eq!(c.ledger_signatures.tx_count, 5000);
-        assert_eq!(c.ledger.sync, LedgerSync::Signatures);
+        assert_eq!(c.ledger.sync, consort_ledger::Durability::SyncPoints);
         let Command::Start(s) = &c.command else { panic!("a start command") };
         assert_eq!(s.members.len(), 1);
         let toml = dir.join("c.toml");
@@ -324,7 +303,7 @@ mod tests {
             .expect("write");
         let c = NodeConfig::from_file(&toml).expect("toml");
         assert_eq!((c.ledger_signatures.tx_count, c.ledger_dir()), (10, PathBuf::from("n/ledger")));
-        assert_eq!(c.ledger.sync.durability(), consort_ledger::Durability::EveryAppend);
+        assert_eq!(c.ledger.sync, consort_ledger::Durability::EveryAppend);
         std::fs::write(&toml, "[ledger]\nsync = \"never\"\n").expect("write");
         assert!(NodeConfig::from_file(&toml).expect_err("unknown policy").contains("never"));
         std::fs::write(&json, r#"{"command": {"type": "start", "members": [{"certificate": "m.pem", "recovery_role": "Owner"}]}}"#)

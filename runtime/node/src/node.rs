@@ -85,7 +85,7 @@ impl Node {
             ledger_dir: config.ledger_dir(),
             raft_dir: config.directory.join("raft"),
             ledger_chunk_bytes: config.ledger.chunk_bytes,
-            ledger_durability: config.ledger.sync.durability(),
+            ledger_durability: config.ledger.sync,
             node_id: identity.node_id.clone(),
             node_address: config.node_address.clone(),
             node_key: identity.node_key.clone(),

@@ -32,12 +32,7 @@ pub fn join_command(target: &Sandbox) -> Value {
 
 /// The first of `n` consecutive free ports (`consort sandbox --nodes` takes two per node).
 pub fn free_ports(n: u16) -> u16 {
-    loop {
-        let p = Sandbox::free_port();
-        if p < 60000 && (1..n).all(|k| std::net::TcpListener::bind(("127.0.0.1", p + k)).is_ok()) {
-            return p;
-        }
-    }
+    crate::free_port_run(n)
 }
 
 /// The ledger entries of nodes `n0`..`n{count-1}` in `ws` (stopped), each checked first with

@@ -35,7 +35,26 @@ pub fn temp_workspace(name: &str) -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    free_port_run(1)
+}
+
+/// The first of `n` consecutive ports free on 127.0.0.1, taken below the kernel's ephemeral
+/// range: a port from inside it can be handed to some test's outgoing connection between the
+/// check here and the bind of the node it is meant for ("address already in use").
+pub fn free_port_run(n: u16) -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_start.saturating_sub(n).max(10_001));
+    loop {
+        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let p = low + (random % u64::from(high - low)) as u16;
+        if (0..n).all(|k| TcpListener::bind(("127.0.0.1", p + k)).is_ok()) {
+            return p;
+        }
+    }
 }
 
 /// A one-node network started with `consort sandbox` (or `consort start --config`).

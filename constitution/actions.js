@@ -100,13 +100,19 @@ function serviceConfig() {
   return readJson("public:ccf.gov.service.config", SINGLETON()) || {};
 }
 
-function activeRecoveryMembers() {
+// Members with a recovery role (Participant or Owner; a key without a role is a Participant).
+function recoveryMembers(activeOnly) {
   let n = 0;
   ccf.kv["public:ccf.gov.members.encryption_public_keys"].forEach((_, id) => {
     const info = readJson("public:ccf.gov.members.info", id);
-    if (info !== undefined && info.status === "Active") n++;
+    if (info === undefined || info.recovery_role === "NonParticipant") return;
+    if (!activeOnly || info.status === "Active") n++;
   });
   return n;
+}
+
+function activeRecoveryMembers() {
+  return recoveryMembers(true);
 }
 
 // Other open proposals are decided under the rules they were made under: when those rules
@@ -327,13 +333,23 @@ const actions = new Map([
     },
     apply: (args) => {
       const info = serviceInfo();
-      if (info.status === "Open" && args.recovery_threshold > activeRecoveryMembers()) {
-        throw new Error(`recovery_threshold ${args.recovery_threshold} is above the number of active recovery members (${activeRecoveryMembers()})`);
+      if (info.status === "WaitingForRecoveryShares") {
+        throw new Error(`the recovery threshold cannot change while the service is ${info.status}`);
+      }
+      // Once open, shares go to active members only; before, members are yet to activate.
+      const members = info.status === "Open" ? activeRecoveryMembers() : recoveryMembers();
+      if (args.recovery_threshold > members) {
+        throw new Error(`recovery_threshold ${args.recovery_threshold} is above the number of ${info.status === "Open" ? "active " : ""}recovery members (${members})`);
       }
       const config = serviceConfig();
       config.recovery_threshold = args.recovery_threshold;
       writeJson("public:ccf.gov.service.config", SINGLETON(), config);
+      ccf.node.triggerRecoverySharesRefresh();
     },
+  }],
+  ["trigger_recovery_shares_refresh", {
+    validate: (args) => expectNoArgs(args),
+    apply: () => ccf.node.triggerRecoverySharesRefresh(),
   }],
   ["set_recent_cose_proposals_window_size", {
     validate: (args) => {

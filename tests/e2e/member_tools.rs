@@ -7,17 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use consort_tests::{consort, repo_root, temp_workspace, Gov, Member, Sandbox, YES};
+use consort_tests::{ccf_cose_sign1, consort, repo_root, temp_workspace, Gov, Member, Sandbox, YES};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-/// `ccf_cose_sign1` from the virtualenv `make test` creates.
-fn ccf_cose_sign1() -> PathBuf {
-    let venv = std::env::var("CCF_VENV").map(PathBuf::from).unwrap_or_else(|_| repo_root().join("target/ccf-venv"));
-    let bin = venv.join("bin/ccf_cose_sign1");
-    assert!(bin.exists(), "{} is missing: run `make ccf-tools` (`make test` does)", bin.display());
-    bin
-}
 
 /// `consort gov` against the sandbox as the member at `member` (a path prefix); returns success,
 /// the JSON documents printed on stdout, and stderr.

@@ -55,6 +55,17 @@ pub fn verified_ledgers(ws: &Path, count: usize) -> Vec<Vec<consort_ledger::Ledg
         .collect()
 }
 
+/// The snapshot files (`snapshot_<seqno>.committed`) in `dir`.
+pub fn snapshot_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("snapshot_") && n.ends_with(".committed")))
+        .collect()
+}
+
 /// GET `path` as an anonymous client; the JSON answer.
 pub async fn get_json(s: &Sandbox, path: &str) -> Value {
     s.client(None).get(s.url(path)).send().await.expect("get").json().await.expect("json")

@@ -26,6 +26,14 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// `ccf_cose_sign1` from the `ccf` Python package, in the virtualenv `make test` creates.
+pub fn ccf_cose_sign1() -> PathBuf {
+    let venv = std::env::var("CCF_VENV").map(PathBuf::from).unwrap_or_else(|_| repo_root().join("target/ccf-venv"));
+    let bin = venv.join("bin/ccf_cose_sign1");
+    assert!(bin.exists(), "{} is missing: run `make ccf-tools` (`make test` does)", bin.display());
+    bin
+}
+
 /// A fresh directory under the system temp dir, removed first if it exists.
 pub fn temp_workspace(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("consort-e2e-{name}-{}", std::process::id()));

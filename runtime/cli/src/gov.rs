@@ -45,6 +45,10 @@ pub enum GovCommand {
         /// transition_service_to_open, naming the --service-cert as the next service identity.
         #[arg(long)]
         open_service: bool,
+        /// With --open-service on a recovered service: the certificate of the service it
+        /// recovers (the previous service identity).
+        #[arg(long, requires = "open_service")]
+        previous_service_cert: Option<PathBuf>,
         /// Vote for the proposal right after creating it.
         #[arg(long)]
         accept: bool,
@@ -64,6 +68,14 @@ pub enum GovCommand {
     Withdraw { proposal_id: String },
     /// Acknowledge the state digest: an Accepted member becomes Active.
     Ack,
+    /// Fetch this member's recovery share, decrypt it and submit it to a recovering service
+    /// (what CCF's submit_recovery_share.sh does).
+    SubmitRecoveryShare {
+        /// The member's RSA encryption private key; default: the --member prefix's
+        /// `_enc_privk.pem`.
+        #[arg(long)]
+        enc_key: Option<PathBuf>,
+    },
     /// List proposals.
     List,
     /// Show a proposal, with its actions.
@@ -78,7 +90,17 @@ pub fn run(args: GovArgs) -> Result<(), String> {
     let client = gov_client::GovClient::new(&args.url, &cert, gov_client::load_signer(&args.member)?)?;
     crate::runtime()?.block_on(async {
         let answer = match args.command {
-            GovCommand::Propose { file, set_user, remove_user, set_member, set_js_app, remove_js_app, open_service, accept } => {
+            GovCommand::Propose {
+                file,
+                set_user,
+                remove_user,
+                set_member,
+                set_js_app,
+                remove_js_app,
+                open_service,
+                previous_service_cert,
+                accept,
+            } => {
                 let mut proposal = match file {
                     Some(f) => {
                         let text = std::fs::read_to_string(&f).map_err(|e| format!("reading {}: {e}", f.display()))?;
@@ -106,7 +128,11 @@ pub fn run(args: GovArgs) -> Result<(), String> {
                     actions.push(gov_client::actions::remove_js_app());
                 }
                 if open_service {
-                    actions.push(gov_client::actions::transition_service_to_open(&cert));
+                    let previous = match &previous_service_cert {
+                        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?),
+                        None => None,
+                    };
+                    actions.push(gov_client::actions::transition_service_to_open(&cert, previous.as_deref()));
                 }
                 if actions.is_empty() {
                     return Err("nothing to propose: give a proposal file or at least one action flag".into());
@@ -131,6 +157,11 @@ pub fn run(args: GovArgs) -> Result<(), String> {
             }
             GovCommand::Withdraw { proposal_id } => client.withdraw(&proposal_id).await?,
             GovCommand::Ack => client.ack().await?,
+            GovCommand::SubmitRecoveryShare { enc_key } => {
+                let path = enc_key.unwrap_or_else(|| gov_client::with_suffix(&args.member, "_enc_privk.pem"));
+                let pem = std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+                client.submit_recovery_share(&pem).await?
+            }
             GovCommand::List => client.get("/members/proposals").await?.success()?,
             GovCommand::Show { proposal_id } => {
                 let info = client.get(&format!("/members/proposals/{proposal_id}")).await?.success()?;

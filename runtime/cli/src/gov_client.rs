@@ -63,7 +63,7 @@ pub fn load_signer(prefix: &Path) -> Result<GovSigner, String> {
     GovSigner::from_pem(&key_pem, &cert_pem).map_err(|e| format!("{} and {}: {e}", key.display(), cert.display()))
 }
 
-fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
+pub fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
     let mut s = prefix.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
@@ -151,6 +151,28 @@ impl GovClient {
         self.post(&format!("/members/proposals/{proposal_id}:withdraw"), "withdrawal", Some(proposal_id), b"").await?.success()
     }
 
+    /// What CCF's `submit_recovery_share.sh` does: fetches this member's encrypted recovery
+    /// share, decrypts it with the member's RSA key (`enc_private_pem`), and submits it.
+    pub async fn submit_recovery_share(&self, enc_private_pem: &str) -> Result<Answer, String> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let id = self.member_id().to_owned();
+        let fetched = self.get(&format!("/recovery/encrypted-shares/{id}")).await?.success()?;
+        let encrypted = fetched.body["encryptedShare"].as_str().ok_or("the answer has no encryptedShare")?;
+        let encrypted = b64.decode(encrypted).map_err(|e| format!("encryptedShare: {e}"))?;
+        let share = consort_crypto::recovery::decrypt_share(enc_private_pem, &encrypted)
+            .map_err(|e| format!("decrypting the recovery share with the member's encryption key: {e}"))?;
+        let body = serde_json::to_vec(&json!({"share": b64.encode(share)})).map_err(|e| e.to_string())?;
+        self.post(&format!("/recovery/members/{id}:recover"), "recovery_share", None, &body).await?.success()
+    }
+
+    /// The identity of the service a recovered service recovers (`/node/service/previous_identity`).
+    pub async fn previous_service_identity(&self) -> Result<String, String> {
+        let url = format!("{}/node/service/previous_identity", self.base);
+        let a = Self::answer(self.http.get(&url).send().await, &url).await?.success()?;
+        a.body["previous_service_identity"].as_str().map(str::to_owned).ok_or_else(|| format!("{url}: no previous_service_identity"))
+    }
+
     /// This member's status (Accepted, Active), as the service has it.
     pub async fn my_status(&self) -> Result<String, String> {
         let a = self.get(&format!("/service/members/{}", self.member_id())).await?.success()?;
@@ -208,7 +230,13 @@ pub mod actions {
         json!({"name": "remove_js_app", "args": {}})
     }
 
-    pub fn transition_service_to_open(service_cert_pem: &str) -> Value {
-        json!({"name": "transition_service_to_open", "args": {"next_service_identity": service_cert_pem}})
+    /// Opens the service; for a recovered service, `previous_service_cert_pem` names the
+    /// identity of the service it recovers.
+    pub fn transition_service_to_open(service_cert_pem: &str, previous_service_cert_pem: Option<&str>) -> Value {
+        let mut args = json!({"next_service_identity": service_cert_pem});
+        if let Some(previous) = previous_service_cert_pem {
+            args["previous_service_identity"] = json!(previous);
+        }
+        json!({"name": "transition_service_to_open", "args": args})
     }
 }

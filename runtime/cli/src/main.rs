@@ -47,6 +47,10 @@ enum Command {
         curve: consort_crypto::Curve,
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// Also write NAME_enc_privk.pem and NAME_enc_pubk.pem: an RSA encryption key for a
+        /// recovery member (as CCF's keygenerator.sh --gen-enc-key).
+        #[arg(long)]
+        gen_enc_key: bool,
     },
     /// Offline checks of a ledger.
     Ledger {
@@ -100,6 +104,11 @@ enum ReceiptCommand {
     Verify {
         #[arg(long)]
         service_cert: PathBuf,
+        /// For a receipt issued before a recovery: the previous identities as the recovered
+        /// service endorsed them (PEM bundle, newest first: `endorsements` of
+        /// `GET /node/service/previous_identity`).
+        #[arg(long)]
+        endorsements: Option<PathBuf>,
         receipt: PathBuf,
     },
 }
@@ -117,16 +126,24 @@ fn main() -> ExitCode {
             signature_delay_ms: 1000,
             ledger_sync: consort_ledger::Durability::SyncPoints,
             nodes: 1,
+            recover: false,
         }),
         Command::Sandbox(args) => sandbox::run(args),
         Command::Gov(args) => gov::run(args),
-        Command::Keygen { name, curve, dir } => {
-            keygen(&dir, &name, curve).map(|(k, c)| println!("wrote {} and {}", k.display(), c.display()))
-        }
+        Command::Keygen { name, curve, dir, gen_enc_key } => keygen(&dir, &name, curve).and_then(|(k, c)| {
+            println!("wrote {} and {}", k.display(), c.display());
+            if gen_enc_key {
+                let (k, p) = keygen_encryption(&dir, &name)?;
+                println!("wrote {} and {}", k.display(), p.display());
+            }
+            Ok(())
+        }),
         Command::Ledger { command: LedgerCommand::Verify { dir, service_cert, snapshot } } => {
             ledger_verify(&dir, service_cert.as_deref(), snapshot.as_deref())
         }
-        Command::Receipt { command: ReceiptCommand::Verify { service_cert, receipt } } => receipt_verify(&service_cert, &receipt),
+        Command::Receipt { command: ReceiptCommand::Verify { service_cert, endorsements, receipt } } => {
+            receipt_verify(&service_cert, endorsements.as_deref(), &receipt)
+        }
         Command::Snapshot { command: SnapshotCommand::Verify { snapshot, ledger } } => {
             consort_consensus::snapshot::verify(&snapshot, &ledger).map(|r| {
                 println!(
@@ -214,6 +231,16 @@ pub(crate) fn keygen(dir: &Path, name: &str, curve: consort_crypto::Curve) -> Re
     Ok((key_path, cert_path))
 }
 
+/// `NAME_enc_privk.pem` and `NAME_enc_pubk.pem`: a recovery member's RSA encryption key.
+pub(crate) fn keygen_encryption(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf), String> {
+    let (private, public) = consort_crypto::recovery::generate_encryption_key().map_err(|e| e.to_string())?;
+    let private_path = dir.join(format!("{name}_enc_privk.pem"));
+    let public_path = dir.join(format!("{name}_enc_pubk.pem"));
+    std::fs::write(&private_path, private).map_err(|e| format!("writing {}: {e}", private_path.display()))?;
+    std::fs::write(&public_path, public).map_err(|e| format!("writing {}: {e}", public_path.display()))?;
+    Ok((private_path, public_path))
+}
+
 fn ledger_verify(dir: &Path, service_cert: Option<&Path>, snapshot: Option<&Path>) -> Result<(), String> {
     let pinned = match service_cert {
         Some(p) => Some(std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?),
@@ -247,12 +274,20 @@ fn ledger_verify(dir: &Path, service_cert: Option<&Path>, snapshot: Option<&Path
     Ok(())
 }
 
-fn receipt_verify(service_cert: &Path, receipt: &Path) -> Result<(), String> {
+fn receipt_verify(service_cert: &Path, endorsements: Option<&Path>, receipt: &Path) -> Result<(), String> {
     let pem = std::fs::read_to_string(service_cert).map_err(|e| format!("reading {}: {e}", service_cert.display()))?;
     let der = consort_crypto::cert_der_from_pem(&pem).map_err(|e| format!("{}: {e}", service_cert.display()))?;
+    let chain = match endorsements {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let blocks = pem::parse_many(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            blocks.into_iter().filter(|b| b.tag() == "CERTIFICATE").map(|b| b.into_contents()).collect()
+        }
+    };
     let text = std::fs::read_to_string(receipt).map_err(|e| format!("reading {}: {e}", receipt.display()))?;
     let receipt: consort_ledger::Receipt = serde_json::from_str(&text).map_err(|e| format!("{}: not a receipt: {e}", receipt.display()))?;
-    let txid = receipt.verify(&der).map_err(|e| format!("receipt REJECTED: {e}"))?;
+    let txid = receipt.verify_with_endorsements(&der, &chain).map_err(|e| format!("receipt REJECTED: {e}"))?;
     println!("receipt OK: transaction {txid} is in the ledger signed by node {}", receipt.node_id);
     Ok(())
 }

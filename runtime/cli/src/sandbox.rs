@@ -29,6 +29,11 @@ pub struct SandboxArgs {
     /// How many nodes: node i serves clients on rpc-port + 2i and peers on rpc-port + 2i + 1.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=NODES_MAX as i64))]
     pub nodes: u16,
+    /// Recover the sandbox in --workspace whose nodes are gone: its node directories move to
+    /// lost<N>/, a new node 0 recovers the service from node 0's ledger and snapshots, and
+    /// member0 opens it by proposal and submits its recovery share.
+    #[arg(long)]
+    pub recover: bool,
 }
 
 /// `--ledger-sync`, read as the node configuration's `ledger.sync` is.
@@ -55,13 +60,26 @@ pub fn run(args: SandboxArgs) -> Result<(), String> {
             crate::keygen(&common, name, consort_crypto::Curve::Secp384r1)?;
         }
     }
-    let member0 =
-        IdentityConfig { certificate: common.join("member0_cert.pem"), data: None, encryption_public_key: None, recovery_role: None };
+    // member0 is a recovery Participant, as in CCF's sandbox.
+    if !common.join("member0_enc_pubk.pem").exists() {
+        crate::keygen_encryption(&common, "member0")?;
+    }
+    let member0 = IdentityConfig {
+        certificate: common.join("member0_cert.pem"),
+        data: None,
+        encryption_public_key: Some(common.join("member0_enc_pubk.pem")),
+        recovery_role: None,
+    };
+    let command = if args.recover {
+        NodeCommand::Recover(lose_nodes(&args.workspace, &common)?)
+    } else {
+        NodeCommand::Start(StartConfig { members: vec![member0], ..Default::default() })
+    };
     let mut config = NodeConfig {
         rpc_address: format!("127.0.0.1:{}", args.rpc_port),
         node_address: format!("127.0.0.1:{}", args.rpc_port.wrapping_add(1)),
         directory: args.workspace.join("node0"),
-        command: NodeCommand::Start(StartConfig { members: vec![member0], ..Default::default() }),
+        command,
         ..NodeConfig::default()
     };
     config.ledger_signatures.delay_ms = args.signature_delay_ms;
@@ -97,6 +115,10 @@ pub fn run(args: SandboxArgs) -> Result<(), String> {
             return Err(e);
         }
         let member = gov_client::GovClient::new(&url, node.service_cert_pem(), gov_client::load_signer(&common.join("member0"))?)?;
+        if let Err(e) = open_recovered(&member, &common, node.service_cert_pem()).await {
+            serving.abort();
+            return Err(format!("opening the recovered sandbox: {e}"));
+        }
         if let Err(e) = open_by_governance(&member, &common, node.service_cert_pem(), app).await {
             serving.abort();
             return Err(format!("opening the sandbox by governance: {e}"));
@@ -106,6 +128,58 @@ pub fn run(args: SandboxArgs) -> Result<(), String> {
         stop_joiners(joiners).await;
         served?
     })
+}
+
+/// Moves the lost sandbox's node directories (and their configurations and logs) to
+/// `lost<N>/` in the workspace, and names node 0's ledger and snapshots, and the service
+/// certificate, as what the new node 0 recovers from.
+fn lose_nodes(workspace: &Path, common: &Path) -> Result<consort_node::config::RecoverConfig, String> {
+    if !workspace.join("node0").join("ledger").is_dir() {
+        return Err(format!("--recover: {} holds no node0/ledger to recover from", workspace.display()));
+    }
+    let lost = (1..).map(|n| workspace.join(format!("lost{n}"))).find(|d| !d.exists()).expect("an unused name");
+    std::fs::create_dir_all(&lost).map_err(|e| format!("creating {}: {e}", lost.display()))?;
+    let entries = std::fs::read_dir(workspace).map_err(|e| format!("{}: {e}", workspace.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("node") {
+            std::fs::rename(entry.path(), lost.join(&name)).map_err(|e| format!("moving {name} to {}: {e}", lost.display()))?;
+        }
+    }
+    let previous_cert = lost.join("service_cert.pem");
+    std::fs::copy(common.join("service_cert.pem"), &previous_cert).map_err(|e| format!("keeping the previous service certificate: {e}"))?;
+    let node0 = lost.join("node0");
+    Ok(consort_node::config::RecoverConfig {
+        previous_ledger: node0.join("ledger"),
+        previous_snapshots: Some(node0.join("snapshots")).filter(|d| d.is_dir()),
+        previous_service_identity: previous_cert,
+    })
+}
+
+/// On a recovered service, what the members do: open it by proposal (naming the previous
+/// identity), then submit member0's recovery share, and wait until the service is open.
+async fn open_recovered(member: &gov_client::GovClient, common: &Path, service_cert: &str) -> Result<(), String> {
+    let status = member.service_status().await?;
+    if status != "Recovering" && status != "WaitingForRecoveryShares" {
+        return Ok(());
+    }
+    if status == "Recovering" {
+        let info = member.previous_service_identity().await?;
+        let voted = member.propose_and_accept(vec![gov_client::actions::transition_service_to_open(service_cert, Some(&info))]).await?;
+        if voted.body["proposalState"] != "Accepted" {
+            return Err(format!("the proposal to open the recovered service was not accepted: {}", voted.body_text()));
+        }
+    }
+    let key = std::fs::read_to_string(common.join("member0_enc_privk.pem")).map_err(|e| format!("member0's encryption key: {e}"))?;
+    member.submit_recovery_share(&key).await?;
+    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    while member.service_status().await? != "Open" {
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("the recovered service did not open in {JOIN_TIMEOUT:?} (see /node/state)"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(())
 }
 
 /// Starts node `i` as a child process joining node 0 (or resuming, if its directory exists).
@@ -193,7 +267,7 @@ async fn open_by_governance(
     }
     actions.extend(app);
     if !open {
-        actions.push(gov_client::actions::transition_service_to_open(service_cert));
+        actions.push(gov_client::actions::transition_service_to_open(service_cert, None));
     }
     if actions.is_empty() {
         return Ok(());

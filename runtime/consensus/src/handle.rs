@@ -39,6 +39,10 @@ pub struct ConsensusConfig {
     /// Start as a new member of an existing network (wait to be added by its primary) instead
     /// of founding a one-voter network when the directory is fresh.
     pub join: bool,
+    /// Start a recovered service: the ledger is empty and the snapshot directory holds the
+    /// previous service's state at its last signature ([`crate::recovery`]); the new service's
+    /// first view comes after that signature's.
+    pub recover: bool,
     /// A signature transaction every `signature_tx_count` transactions or `signature_delay_ms`.
     pub signature_tx_count: u64,
     pub signature_delay_ms: u64,
@@ -146,7 +150,7 @@ fn open_log(
     let node = (config.node_id.as_str(), &config.node_key);
     let ledger_empty = consort_ledger::files::holds_no_chunk(&config.ledger_dir);
     let mut start = match available.last() {
-        Some((_, path)) if ledger_empty && config.join => Some(crate::snapshot::open(path, secrets, node)?),
+        Some((_, path)) if ledger_empty && (config.join || config.recover) => Some(crate::snapshot::open(path, secrets, node)?),
         _ => None,
     };
     let first_if_empty = start.as_ref().map_or(0, |s| s.txid.seqno + 1);
@@ -178,6 +182,10 @@ fn open_log(
     }
     if let Some(s) = &start {
         log.set_purged(crate::convert::log_id_of(s.txid));
+        if config.recover && ledger_empty {
+            // Raft's terms are our views: the recovered service's first view is a new one.
+            log.seed_vote(s.txid.view, crate::raft_node_id(&config.node_id))?;
+        }
     }
     Ok((log, start))
 }
@@ -455,6 +463,12 @@ impl Consensus {
     /// applies.
     pub fn ledger_secrets(&self) -> (usize, u64) {
         (self.secrets.count(), self.secrets.current_since())
+    }
+
+    /// Every ledger secret the service has had, `(first seqno, secret)` ascending: what
+    /// recovery shares protect.
+    pub fn all_ledger_secrets(&self) -> Vec<(u64, LedgerSecret)> {
+        self.secrets.all()
     }
 
     /// The secrets after the first, as a joining node needs them.

@@ -16,6 +16,7 @@ mod convert;
 mod handle;
 mod log_store;
 mod network;
+pub mod recovery;
 mod secrets;
 mod signer;
 pub mod snapshot;

@@ -77,6 +77,19 @@ impl LogStore {
         self.lock().last_purged = Some(log_id);
     }
 
+    /// Records a vote in `term` for this node unless a vote is stored: a node that starts from
+    /// a state whose last entry is in `term` campaigns in a later term.
+    pub fn seed_vote(&self, term: u64, node_id: u64) -> Result<(), String> {
+        let inner = self.lock();
+        let fail = |e: String| format!("recording the first vote: {e}");
+        if inner.db.get("vote").map_err(|e| fail(e.to_string()))?.is_none() {
+            let bytes = serde_json::to_vec(&Vote::new(term, node_id)).map_err(|e| fail(e.to_string()))?;
+            inner.db.insert("vote", bytes).map_err(|e| fail(e.to_string()))?;
+            inner.db.flush().map_err(|e| fail(e.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// The ledger entry at `index`, from the cache or the chunk files (historical queries).
     pub fn read_entry(&self, index: u64) -> Result<consort_ledger::LedgerEntry, String> {
         let inner = self.lock();

@@ -27,6 +27,11 @@ impl LedgerSecrets {
         LedgerSecrets { list: RwLock::new(list) }
     }
 
+    /// Every secret, `(first seqno, secret)` ascending (the first from 0).
+    pub fn all(&self) -> Vec<(u64, LedgerSecret)> {
+        self.read().clone()
+    }
+
     /// Every secret after the first, for a joining node.
     pub fn later(&self) -> Vec<(u64, LedgerSecret)> {
         self.read().iter().skip(1).map(|(from, s)| (*from, s.clone())).collect()

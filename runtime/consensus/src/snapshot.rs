@@ -156,38 +156,81 @@ pub struct Loaded {
     pub membership: StoredMembership<u64, openraft::BasicNode>,
 }
 
-/// Opens the snapshot at `path` with the ledger secrets this node holds. A rekey recorded in
-/// the snapshot's state (the secret wrapped for `node`) is adopted first, so a node given the
-/// secrets at its join can open a snapshot taken after later rekeys. The sealed private part's
-/// tag covers the whole file: a snapshot that opens was written by a node of this service.
-pub(crate) fn open(path: &Path, secrets: &crate::secrets::LedgerSecrets, node: (&str, &NodeKey)) -> Result<Loaded, String> {
+/// A snapshot's public part, which needs no secret: what a recovery replays before the
+/// members' shares open the private part ([`Public::open_private`]).
+pub struct Public {
+    pub path: PathBuf,
+    pub txid: TxId,
+    /// Public maps only.
+    pub state: State,
+    pub tree: MerkleTree,
+    pub signature: SignatureRecord,
+    /// The signature entry's public bytes (its record as JSON).
+    pub signature_entry: Vec<u8>,
+    pub views: Vec<(u64, u64)>,
+    pub membership: StoredMembership<u64, openraft::BasicNode>,
+    file: File,
+}
+
+/// Reads the snapshot at `path` without opening its private part.
+pub fn open_public(path: &Path) -> Result<Public, String> {
     let snap = read_file(path)?;
     let Header { seqno, view, .. } = snap.header;
     let bad = |what: String| format!("{}: {what}", path.display());
     let mut state = State::default();
     restore(&mut state, &snap.public);
-    if let Some(wrapped) = state.get(crate::LEDGER_SECRETS_TABLE, node.0.as_bytes()) {
-        let since = state.version_of(crate::LEDGER_SECRETS_TABLE, node.0.as_bytes());
-        let mut writes = WriteSet::default();
-        writes.maps.entry(crate::LEDGER_SECRETS_TABLE.to_owned()).or_default().insert(node.0.as_bytes().to_vec(), Some(wrapped.to_vec()));
-        secrets.apply(since, &writes, node.0, node.1).map_err(bad)?;
-    }
-    let aad = aad(&snap.header, &snap.continuation, &snap.public);
-    let plain = secrets.open(seqno, &aad, &snap.private_sealed).map_err(|e| {
-        bad(format!(
-            "does not open with this service's ledger secrets ({e}): it was not written by a node of this service, or it was changed"
-        ))
-    })?;
-    let private: Vec<MapDump> = ciborium::from_reader(plain.as_slice()).map_err(|e| bad(format!("the private part: {e}")))?;
-    restore(&mut state, &private);
     let txid = TxId::new(view, seqno);
     state.advance(txid);
     let c = &snap.continuation;
     let signature: SignatureRecord = serde_json::from_slice(&c.signature).map_err(|e| bad(format!("the signature record: {e}")))?;
     let membership = serde_json::from_slice(&c.membership).map_err(|e| bad(format!("the membership: {e}")))?;
-    // The tree is checked by the next signature this node applies: it signs a root over it.
+    // The tree is checked by the next signature its reader applies: it signs a root over it.
     let tree = frontier_of(c, seqno).map_err(bad)?;
-    Ok(Loaded { path: path.to_owned(), txid, state, tree, signature, views: c.views.clone(), membership })
+    Ok(Public {
+        path: path.to_owned(),
+        txid,
+        state,
+        tree,
+        signature,
+        signature_entry: c.signature.to_vec(),
+        views: c.views.clone(),
+        membership,
+        file: snap,
+    })
+}
+
+impl Public {
+    /// The private maps, opened with `secrets`. The sealed part's tag covers the whole file:
+    /// a snapshot that opens was written by a node of the service that holds these secrets.
+    pub fn open_private(&self, secrets: &crate::secrets::LedgerSecrets) -> Result<Vec<MapDump>, String> {
+        let f = &self.file;
+        let aad = aad(&f.header, &f.continuation, &f.public);
+        let plain = secrets.open(f.header.seqno, &aad, &f.private_sealed).map_err(|e| {
+            format!(
+                "{}: does not open with this service's ledger secrets ({e}): it was not written by a node of this service, or it was changed",
+                self.path.display()
+            )
+        })?;
+        ciborium::from_reader(plain.as_slice()).map_err(|e| format!("{}: the private part: {e}", self.path.display()))
+    }
+}
+
+/// Opens the snapshot at `path` with the ledger secrets this node holds. A rekey recorded in
+/// the snapshot's state (the secret wrapped for `node`) is adopted first, so a node given the
+/// secrets at its join can open a snapshot taken after later rekeys.
+pub(crate) fn open(path: &Path, secrets: &crate::secrets::LedgerSecrets, node: (&str, &NodeKey)) -> Result<Loaded, String> {
+    let public = open_public(path)?;
+    let mut state = public.state.clone();
+    if let Some(wrapped) = state.get(crate::LEDGER_SECRETS_TABLE, node.0.as_bytes()) {
+        let since = state.version_of(crate::LEDGER_SECRETS_TABLE, node.0.as_bytes());
+        let mut writes = WriteSet::default();
+        writes.maps.entry(crate::LEDGER_SECRETS_TABLE.to_owned()).or_default().insert(node.0.as_bytes().to_vec(), Some(wrapped.to_vec()));
+        secrets.apply(since, &writes, node.0, node.1).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    restore(&mut state, &public.open_private(secrets)?);
+    state.advance(public.txid);
+    let Public { path, txid, tree, signature, views, membership, .. } = public;
+    Ok(Loaded { path, txid, state, tree, signature, views, membership })
 }
 
 fn restore(state: &mut State, maps: &[MapDump]) {

@@ -44,6 +44,7 @@ fn node_config(dir: &Path, endorsed_by: &Service, trusts: &Service, join: bool) 
         later_ledger_secrets: Vec::new(),
         service_cert_pem: trusts.pem.clone(),
         join,
+        recover: false,
         signature_tx_count: 10,
         signature_delay_ms: 50,
         election_timeout_ms: 1000,

@@ -1,4 +1,5 @@
-//! One-voter consensus over real files: commits, conflicts, signatures, receipts, restart.
+//! One-voter consensus over real files: commits, conflicts, signatures, receipts, restart, and
+//! reading its files back as a recovery does.
 
 use std::path::Path;
 use std::time::Duration;
@@ -37,6 +38,7 @@ fn config(dir: &Path, id: &Identity) -> ConsensusConfig {
         later_ledger_secrets: Vec::new(),
         service_cert_pem: id.service_pem.clone(),
         join: false,
+        recover: false,
         signature_tx_count: 10,
         signature_delay_ms: 50,
         election_timeout_ms: 600,
@@ -284,5 +286,74 @@ async fn a_power_loss_takes_only_transactions_no_signature_covers() {
     );
     assert_eq!(c.status(unsigned[0]), TxStatus::Invalid, "a new view started below it");
     c.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What a recovery reads of a lost service (`consort_consensus::recovery`): the public state to
+/// the last signature with or without a snapshot, the private maps once the secrets are known,
+/// and refusals of another service's certificate or secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_previous_state_is_read_to_the_last_signature_with_or_without_a_snapshot() {
+    let dir = std::env::temp_dir().join(format!("consort-recovery-read-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let id = identity();
+    let (service_pem, secret) = (id.service_pem.clone(), id.secret.clone());
+    let c = Consensus::start(ConsensusConfig {
+        snapshots: Some(consort_consensus::snapshot::SnapshotConfig { directory: dir.join("snapshots"), tx_count: 20 }),
+        ..config(&dir, &id)
+    })
+    .await
+    .expect("start");
+    c.wait_ready(Duration::from_secs(10)).await.expect("ready");
+    let mut last = TxId::default();
+    for i in 0..60 {
+        let mut tx = c.store().begin();
+        tx.put("records", format!("k{i}").into_bytes(), format!("private {i}").into_bytes());
+        tx.put("public:records", format!("k{i}").into_bytes(), format!("public {i}").into_bytes());
+        if i == 30 {
+            tx.remove("records", b"k3".to_vec());
+        }
+        last = c.commit(&tx, None).await.expect("commit");
+    }
+    for _ in 0..200 {
+        if c.status(last) == TxStatus::Committed && !consort_consensus::snapshot::list(&dir.join("snapshots")).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(c.status(last), TxStatus::Committed);
+    c.shutdown().await;
+    drop(c);
+
+    let from_snapshot =
+        consort_consensus::recovery::read_previous(&dir.join("ledger"), Some(&dir.join("snapshots")), &service_pem).expect("read");
+    assert!(from_snapshot.files.snapshot.is_some(), "the newest snapshot is used");
+    let from_genesis = consort_consensus::recovery::read_previous(&dir.join("ledger"), None, &service_pem).expect("read");
+    assert!(from_genesis.files.snapshot.is_none());
+    assert!(from_genesis.replayed > from_snapshot.replayed);
+    for p in [&from_snapshot, &from_genesis] {
+        assert!(p.files.last.seqno > last.seqno, "the last signature covers the last write");
+        assert_eq!(p.signature.seqno + 1, p.files.last.seqno);
+        assert_eq!(p.tree.len(), p.files.last.seqno + 1);
+        assert_eq!(p.state.get("public:records", b"k59").map(|v| v.to_vec()), Some(b"public 59".to_vec()));
+        assert!(p.state.get("records", b"k1").is_none(), "no private map before the secrets are given");
+    }
+    assert_eq!(from_snapshot.tree.root_at(from_snapshot.tree.len()), from_genesis.tree.root_at(from_genesis.tree.len()));
+    for p in [&from_snapshot, &from_genesis] {
+        let private = p.files.private_state(&[(0, secret.clone())]).expect("private maps");
+        let records = &private["records"];
+        assert_eq!(records.len(), 59, "k3 was deleted");
+        assert_eq!(records.get(b"k42".as_slice()).map(Vec::as_slice), Some(b"private 42".as_slice()));
+        assert!(!records.contains_key(b"k3".as_slice()));
+        assert!(p.files.private_state(&[(0, LedgerSecret::generate())]).is_err(), "another service's secret");
+    }
+    let other_key = NodeKey::generate();
+    let other = self_signed_service_cert(&other_key, "another service").expect("cert");
+    let wrong =
+        consort_consensus::recovery::read_previous(&dir.join("ledger"), None, &other).err().expect("another certificate is refused");
+    assert!(wrong.contains("does not verify"), "{wrong}");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).expect("dir");
+    assert!(consort_consensus::recovery::read_previous(&empty, None, &service_pem).err().expect("no ledger").contains("no ledger chunk"));
     let _ = std::fs::remove_dir_all(&dir);
 }

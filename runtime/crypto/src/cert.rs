@@ -85,6 +85,26 @@ pub fn endorse_node_cert(
     Ok(params.signed_by(&spki, &issuer).map_err(gen_err)?.pem())
 }
 
+/// The previous service identity endorsed by the current one after a recovery: a certificate
+/// with the previous identity's subject and public key, issued (signed) by the current service
+/// identity. Whoever trusts the current identity can check a node certificate the previous one
+/// endorsed against it ([`verify_endorsement`]), hence a receipt from before the recovery.
+pub fn endorse_previous_identity(previous_cert_pem: &str, service_cert_pem: &str, service_key: &NodeKey) -> Result<String, CryptoError> {
+    let previous = ParsedCert::from_pem(previous_cert_pem)?;
+    let service_kp = KeyPair::from_pem(&service_key.to_pem()).map_err(gen_err)?;
+    let issuer = Issuer::from_ca_cert_pem(service_cert_pem, service_kp).map_err(gen_err)?;
+    let der = cert_der_from_pem(previous_cert_pem)?;
+    let (_, parsed) = parse_x509_certificate(&der).map_err(|e| CryptoError::Certificate(e.to_string()))?;
+    // Service identities (ours, as rcgen writes them) carry only a common name.
+    let cn = parsed.subject().iter_common_name().next().and_then(|a| a.as_str().ok()).unwrap_or_default().to_owned();
+    let mut params = params_with_cn(&cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    let spki = SubjectPublicKeyInfo::from_der(&previous.public_key_der).map_err(gen_err)?;
+    Ok(params.signed_by(&spki, &issuer).map_err(gen_err)?.pem())
+}
+
 /// The DER of the first certificate in a PEM text.
 pub fn cert_der_from_pem(pem: &str) -> Result<Vec<u8>, CryptoError> {
     let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| CryptoError::Pem(e.to_string()))?;
@@ -173,6 +193,22 @@ pub fn verify_endorsement(cert_der: &[u8], issuer_der: &[u8]) -> Result<(), Cryp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recovered_service_endorses_the_previous_identity() {
+        let (old_key, new_key) = (NodeKey::generate(), NodeKey::generate());
+        let old = self_signed_service_cert(&old_key, "Consort Service").expect("old");
+        let new = self_signed_service_cert(&new_key, "Consort Service").expect("new");
+        let node_key = NodeKey::generate();
+        let old_node = endorse_node_cert(&node_key.public_key_der(), "n", &[], &old, &old_key).expect("node");
+        let der = |pem: &str| cert_der_from_pem(pem).expect("der");
+        assert!(verify_endorsement(&der(&old_node), &der(&new)).is_err(), "the new identity did not endorse the old node");
+        let endorsement = endorse_previous_identity(&old, &new, &new_key).expect("endorse");
+        verify_endorsement(&der(&endorsement), &der(&new)).expect("the new identity signed the endorsement");
+        verify_endorsement(&der(&old_node), &der(&endorsement)).expect("the old node checks against the endorsement");
+        let forged = endorse_previous_identity(&old, &new, &NodeKey::generate()).expect("endorse with another key");
+        assert!(verify_endorsement(&der(&forged), &der(&new)).is_err(), "signed by a key that is not the new identity's");
+    }
 
     #[test]
     fn service_endorses_node_and_ids_are_stable() {

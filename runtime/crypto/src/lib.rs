@@ -10,13 +10,14 @@ pub mod cose;
 mod error;
 pub mod jwt;
 mod key;
+pub mod recovery;
 mod signer;
 mod wrap;
 
 pub use aead::{LedgerSecret, AEAD_NONCE_BYTES, AEAD_TAG_BYTES};
 pub use cert::{
-    cert_der_from_pem, cert_pem_from_der, endorse_node_cert, id_of_cert_der, identity_cert, node_id_of_public_key,
-    self_signed_service_cert, verify_endorsement, Curve, ParsedCert,
+    cert_der_from_pem, cert_pem_from_der, endorse_node_cert, endorse_previous_identity, id_of_cert_der, identity_cert,
+    node_id_of_public_key, self_signed_service_cert, verify_endorsement, Curve, ParsedCert,
 };
 pub use error::CryptoError;
 pub use key::{verify_p384_signature, NodeKey};

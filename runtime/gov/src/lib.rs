@@ -7,6 +7,7 @@
 
 mod engine;
 mod proposal;
+pub mod recovery;
 mod replay;
 mod signed;
 pub mod tables;

@@ -151,11 +151,21 @@
         throw new Error("next_service_identity is not this service's certificate");
       }
       if (info.status === "Open") throw new Error("the service is already Open");
-      info.status = "Open";
+      if (info.status === "WaitingForRecoveryShares") throw new Error("the service is already waiting for recovery shares");
+      if (info.status === "Recovering") {
+        // A recovered service opens once members have submitted their recovery shares.
+        const previous = previousIdentity === undefined ? "" : bufToStr(previousIdentity).trim();
+        if (previous !== String(info.previous_service_identity).trim()) {
+          throw new Error("previous_service_identity is not the certificate of the service this one recovers");
+        }
+        info.status = "WaitingForRecoveryShares";
+      } else {
+        info.status = "Open";
+      }
       writeJson(SERVICE_INFO, singleton(), info);
     },
     triggerLedgerRekey: () => N.requestLedgerRekey(),
-    triggerRecoverySharesRefresh: notImplemented("ccf.node.triggerRecoverySharesRefresh"),
+    triggerRecoverySharesRefresh: () => N.requestSharesRefresh(),
     triggerACMERefresh: notImplemented("ccf.node.triggerACMERefresh"),
   };
   const network = {

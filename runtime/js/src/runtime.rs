@@ -491,19 +491,29 @@ fn check_bundle(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<J
 
 /// Where `ccf.node.triggerLedgerRekey()` records its request: the node sees it in the
 /// transaction and adds the new ledger secret, wrapped for each trusted node, before committing.
-pub const LEDGER_REKEY_REQUEST_TABLE: &str = "public:ccf.internal.ledger_rekey_requests";
+pub const LEDGER_REKEY_REQUEST_TABLE: &str = consort_kv::LEDGER_REKEY_REQUESTS;
 
-/// `__consort.requestLedgerRekey()`: only the constitution's `apply` may ask (the one place a
-/// script writes to a framework table, and only this one key).
-fn request_ledger_rekey(_: &JsValue, _: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    let session =
-        ctx.get_data::<Session>().ok_or_else(|| js_err("ccf.node.triggerLedgerRekey is only available while a proposal applies"))?;
+/// Records a request the node acts on in the same transaction (`ccf.node.triggerLedgerRekey`,
+/// `ccf.node.triggerRecoverySharesRefresh`): only the constitution's `apply` may ask (the one
+/// place a script writes to a framework table, and only these keys).
+fn node_request(ctx: &mut Context, hook: &str, table: &str) -> JsResult<JsValue> {
+    let session = ctx.get_data::<Session>().ok_or_else(|| js_err(format!("{hook} is only available while a proposal applies")))?;
     if session.access != KvAccess::GovApply {
-        return Err(js_err("ccf.node.triggerLedgerRekey may only be called by the constitution's apply"));
+        return Err(js_err(format!("{hook} may only be called by the constitution's apply")));
     }
-    let op = KvOp::Put { map: LEDGER_REKEY_REQUEST_TABLE.into(), key: Vec::new(), value: vec![1] };
-    session.kv.call(op).map_err(|e| js_err(format!("ccf.node.triggerLedgerRekey: {e}")))?;
+    let op = KvOp::Put { map: table.into(), key: Vec::new(), value: vec![1] };
+    session.kv.call(op).map_err(|e| js_err(format!("{hook}: {e}")))?;
     Ok(JsValue::undefined())
+}
+
+/// `__consort.requestLedgerRekey()`.
+fn request_ledger_rekey(_: &JsValue, _: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    node_request(ctx, "ccf.node.triggerLedgerRekey", LEDGER_REKEY_REQUEST_TABLE)
+}
+
+/// `__consort.requestSharesRefresh()`.
+fn request_shares_refresh(_: &JsValue, _: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    node_request(ctx, "ccf.node.triggerRecoverySharesRefresh", consort_kv::RECOVERY_SHARES_REFRESH_REQUESTS)
 }
 
 fn pem_to_id(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
@@ -527,7 +537,7 @@ fn log(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
 type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
 fn install_globals(ctx: &mut Context) -> JsResult<()> {
-    let natives: [(&str, Native, usize); 24] = [
+    let natives: [(&str, Native, usize); 25] = [
         ("kvHas", kv_has, 2),
         ("kvGet", kv_get, 2),
         ("kvVersion", kv_version, 2),
@@ -552,6 +562,7 @@ fn install_globals(ctx: &mut Context) -> JsResult<()> {
         ("jwkDer", jwk_der, 1),
         ("checkBundle", check_bundle, 1),
         ("requestLedgerRekey", request_ledger_rekey, 0),
+        ("requestSharesRefresh", request_shares_refresh, 0),
     ];
     let mut init = ObjectInitializer::new(ctx);
     for (name, f, len) in natives {

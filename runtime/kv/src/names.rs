@@ -3,6 +3,13 @@
 /// Prefixes reserved for the framework; an app may not create maps under them.
 pub const FRAMEWORK_PREFIXES: [&str; 2] = ["ccf.", "public:ccf."];
 
+/// Where the constitution's `ccf.node.triggerLedgerRekey()` records its request: the node
+/// adds the new ledger secret to the same transaction before committing it.
+pub const LEDGER_REKEY_REQUESTS: &str = "public:ccf.internal.ledger_rekey_requests";
+/// Where `ccf.node.triggerRecoverySharesRefresh()` records its request: the node issues new
+/// recovery shares in the same transaction.
+pub const RECOVERY_SHARES_REFRESH_REQUESTS: &str = "public:ccf.internal.recovery_shares_refresh_requests";
+
 /// What a map name means for access rules and for the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MapKind {

@@ -119,4 +119,26 @@ impl Receipt {
         record.verify(service_cert_der)?;
         Ok(txid)
     }
+
+    /// As [`Receipt::verify`], for a receipt a previous service issued: `endorsements` are the
+    /// previous service identities as each recovery endorsed them (`/node/service/previous_identity`),
+    /// newest first. Each must be signed by the identity trusted before it, starting from
+    /// `service_cert_der`; the receipt verifies against one of them.
+    pub fn verify_with_endorsements(&self, service_cert_der: &[u8], endorsements: &[Vec<u8>]) -> Result<TxId, ReceiptError> {
+        let mut error = match self.verify(service_cert_der) {
+            Ok(txid) => return Ok(txid),
+            Err(e) => e,
+        };
+        let mut trusted = service_cert_der;
+        for endorsement in endorsements {
+            consort_crypto::verify_endorsement(endorsement, trusted)
+                .map_err(|e| ReceiptError::Malformed(format!("a previous identity's endorsement does not verify: {e}")))?;
+            match self.verify(endorsement) {
+                Ok(txid) => return Ok(txid),
+                Err(e) => error = e,
+            }
+            trusted = endorsement;
+        }
+        Err(error)
+    }
 }

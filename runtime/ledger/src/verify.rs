@@ -116,8 +116,10 @@ pub fn verify_dir_from(
             last_view = e.txid.view;
             match e.kind {
                 EntryKind::Tx => {
-                    if service_cert.is_none() {
-                        service_cert = service_cert_in(&e.public);
+                    // Unpinned, the ledger names its service identity: at genesis, and anew
+                    // when a recovery starts a new service after a snapshot of the previous one.
+                    if pinned_service_cert_pem.is_none() {
+                        service_cert = service_cert_in(&e.public).or(service_cert);
                     }
                     last_non_signature = Some(seqno);
                 }

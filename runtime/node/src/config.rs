@@ -163,6 +163,23 @@ pub enum Command {
     /// Join an existing network through one of its nodes (or resume, if the directory holds a
     /// node that joined before).
     Join(JoinConfig),
+    /// Start a new service from the ledger of a lost one (SPEC §9; resume, if the directory
+    /// holds the recovery node already). The previous files are only read.
+    Recover(RecoverConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverConfig {
+    /// The previous service's ledger directory (one node's ledger; the longest one holds the
+    /// most committed transactions).
+    pub previous_ledger: PathBuf,
+    /// The previous service's snapshot directory, if any: the recovery starts from the newest
+    /// snapshot the ledger continues, and replays only the ledger after it.
+    #[serde(default)]
+    pub previous_snapshots: Option<PathBuf>,
+    /// The previous service certificate (PEM): the previous ledger must verify against it.
+    pub previous_service_identity: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -256,6 +273,15 @@ impl NodeConfig {
         let members = match &self.command {
             Command::Start(start) => start.members.as_slice(),
             Command::Join(_) => &[],
+            Command::Recover(r) => {
+                if same_dir(&r.previous_ledger, &self.ledger_dir()) {
+                    return Err(format!(
+                        "command.previous_ledger {} is this node's own ledger directory: a recovery writes a new ledger elsewhere and only reads the previous one",
+                        r.previous_ledger.display()
+                    ));
+                }
+                &[]
+            }
         };
         for m in members {
             if m.recovery_role.is_some_and(|r| r != RecoveryRole::NonParticipant) && m.encryption_public_key.is_none() {
@@ -278,6 +304,14 @@ impl NodeConfig {
 
     pub fn ledger_dir(&self) -> PathBuf {
         self.ledger.directory.clone().unwrap_or_else(|| self.directory.join("ledger"))
+    }
+}
+
+/// Whether two paths name the same directory (as far as the file system can tell).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }
 
@@ -309,6 +343,18 @@ mod tests {
         std::fs::write(&json, r#"{"command": {"type": "start", "members": [{"certificate": "m.pem", "recovery_role": "Owner"}]}}"#)
             .expect("write");
         assert!(NodeConfig::from_file(&json).expect_err("no key").contains("needs encryption_public_key"));
+        std::fs::write(
+            &json,
+            r#"{"directory": "n", "command": {"type": "recover", "previous_ledger": "n/ledger", "previous_service_identity": "s.pem"}}"#,
+        )
+        .expect("write");
+        assert!(NodeConfig::from_file(&json).expect_err("own ledger").contains("own ledger directory"));
+        std::fs::write(
+            &json,
+            r#"{"directory": "n", "command": {"type": "recover", "previous_ledger": "old/ledger", "previous_service_identity": "s.pem"}}"#,
+        )
+        .expect("write");
+        assert!(matches!(NodeConfig::from_file(&json).expect("recover").command, Command::Recover(_)));
         std::fs::write(&json, r#"{"rpc_adress": "x"}"#).expect("write");
         assert!(NodeConfig::from_file(&json).expect_err("typo").contains("rpc_adress"));
         let _ = std::fs::remove_dir_all(&dir);

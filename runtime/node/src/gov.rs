@@ -54,6 +54,17 @@ pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
             }
             _ => not_found(path),
         },
+        (&Method::POST, ["recovery", "members", action]) => match action.split_once(':') {
+            Some((member, "recover")) => recovery_share(node, call, member).await,
+            _ => not_found(path),
+        },
+        (&Method::GET, ["recovery", "encrypted-shares", member]) => match consort_gov::recovery::encrypted_share(&state, member) {
+            Some(share) => {
+                use base64::Engine;
+                reply::ok(&json!({"memberId": member, "encryptedShare": base64::engine::general_purpose::STANDARD.encode(share)}))
+            }
+            None => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Recovery share not found for member {member}.")),
+        },
         (&Method::POST, ["members", "state-digests", action]) => match action.split_once(':') {
             Some((member, "update")) => write(node, call, Write::Update { member_id: member.to_owned() }).await,
             Some((member, "ack")) => write(node, call, Write::Ack { member_id: member.to_owned() }).await,
@@ -259,7 +270,11 @@ async fn write(node: &Node, call: &Call<'_>, op: Write) -> Reply {
             Ok(a) => a,
             Err(e) => return gov_error(e),
         };
-        if let Err(e) = add_rekey_secrets(&mut tx) {
+        let made = match add_rekey_secrets(&mut tx) {
+            Ok(made) => made,
+            Err(e) => return gov_error(e),
+        };
+        if let Err(e) = crate::recovery::reissue_if_needed(node, &mut tx, made) {
             return gov_error(e);
         }
         let txid = if tx.write_set().is_empty() {
@@ -287,9 +302,10 @@ async fn write(node: &Node, call: &Call<'_>, op: Write) -> Reply {
 /// If the constitution asked for a ledger rekey (`ccf.node.triggerLedgerRekey`), the new
 /// secret goes into this same transaction, wrapped for each trusted node; each node starts
 /// using it when it applies the transaction (`consort_consensus::LEDGER_SECRETS_TABLE`).
-fn add_rekey_secrets(tx: &mut Tx) -> Result<(), GovError> {
+/// Returns the new secret.
+fn add_rekey_secrets(tx: &mut Tx) -> Result<Option<consort_crypto::LedgerSecret>, GovError> {
     if tx.write_set().maps.get(consort_js::LEDGER_REKEY_REQUEST_TABLE).is_none_or(|w| w.is_empty()) {
-        return Ok(());
+        return Ok(None);
     }
     let secret = consort_crypto::LedgerSecret::generate();
     let mut wrapped = Vec::new();
@@ -310,7 +326,88 @@ fn add_rekey_secrets(tx: &mut Tx) -> Result<(), GovError> {
     for (node_id, sealed) in wrapped {
         tx.put(consort_consensus::LEDGER_SECRETS_TABLE, node_id, sealed);
     }
-    Ok(())
+    Ok(Some(secret))
+}
+
+/// `POST /gov/recovery/members/{memberId}:recover`: a member's share of the previous service's
+/// recovery key (a `recovery_share` COSE_Sign1 of `{"share": base64}`). Answers how many shares
+/// are in and how many are needed; at the threshold the recovery node restores the private
+/// state and opens the service (`crate::recovery`). Shares that do not combine are discarded,
+/// and the service keeps waiting.
+async fn recovery_share(node: &Node, call: &Call<'_>, member_id: &str) -> Reply {
+    if crate::forward::needed(node, call, true, false) {
+        return crate::forward::to_primary(node, call).await;
+    }
+    if crate::auth::media_type(call.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())) != Some("application/cose") {
+        return reply::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedContentType",
+            "a recovery share is a COSE_Sign1 body (application/cose)",
+        );
+    }
+    use consort_gov::recovery as shares;
+    for _ in 0..=node.config.js.conflict_retries_max {
+        let mut tx = node.consensus.store().begin();
+        let req = match consort_gov::verify_signed_request(&mut tx, &call.body, "recovery_share", MemberRequirement::Active) {
+            Ok(r) => r,
+            Err(e) => return gov_error(e),
+        };
+        if req.member_id != member_id {
+            return reply::error(
+                StatusCode::BAD_REQUEST,
+                "InvalidAuthenticationInfo",
+                format!("Member ID from path parameter ({member_id}) does not match member ID from body signature ({}).", req.member_id),
+            );
+        }
+        let submitted = match shares::submit_share(&mut tx, member_id, &req.content) {
+            Ok(s) => s,
+            Err(e) => return gov_error(e),
+        };
+        let mut refused = None;
+        if submitted.reached() {
+            if node.recovery.files.is_none() {
+                return reply::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "this primary cannot read the previous ledger: the node started with command \"recover\" must be the primary to finish the recovery",
+                );
+            }
+            if let Err(reason) = shares::combine_submitted(&mut tx) {
+                tx.clear(shares::SUBMITTED_SHARES);
+                refused = Some(reason);
+            }
+        }
+        let txid = match node.consensus.commit(&tx, None).await {
+            Ok(txid) => txid,
+            Err(CommitError::Conflict(_)) => continue,
+            Err(e) => return reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string()),
+        };
+        if let Some(reason) = refused {
+            let message = format!(
+                "The {} submitted recovery shares do not give the recovery key: {reason}. They were discarded; the service is still waiting \
+                 for recovery shares, and each member submits its share again.",
+                submitted.count
+            );
+            return reply::with_txid(reply::error(StatusCode::BAD_REQUEST, "RecoverySharesInvalid", message), txid);
+        }
+        let mut message = if submitted.full_key {
+            "Full recovery key successfully submitted".to_owned()
+        } else {
+            format!("{}/{} recovery shares successfully submitted", submitted.count, submitted.threshold)
+        };
+        if submitted.reached() {
+            message.push_str("\nEnd of recovery procedure initiated");
+            node.recovery.kick();
+        }
+        let body = json!({
+            "message": message,
+            "submittedCount": submitted.count,
+            "recoveryThreshold": submitted.threshold,
+            "fullKeySubmitted": submitted.full_key,
+        });
+        return reply::with_txid(reply::ok(&body), txid);
+    }
+    reply::error(StatusCode::SERVICE_UNAVAILABLE, "TransactionConflict", "the recovery share conflicted with concurrent writes; retry")
 }
 
 async fn run(node: &Node, tx: &mut Tx, js: &GovJs<'_>, req: &SignedRequest, op: &Write) -> Result<Option<Value>, GovError> {

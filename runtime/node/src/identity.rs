@@ -56,19 +56,18 @@ impl NodeIdentity {
 
     /// Creates a service identity, a node key and its endorsed certificate, and a ledger secret.
     pub fn create(dir: &Path, hostnames: &[String]) -> Result<NodeIdentity, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let identity = NodeIdentity::generate(hostnames)?;
+        identity.save(dir)?;
+        Ok(identity)
+    }
+
+    /// A new service identity and node, in memory only ([`NodeIdentity::save`] writes it).
+    pub fn generate(hostnames: &[String]) -> Result<NodeIdentity, String> {
         let service_key = NodeKey::generate();
         let service_cert_pem = self_signed_service_cert(&service_key, "Consort Service").map_err(|e| e.to_string())?;
         let node_key = NodeKey::generate();
         let node_cert_pem = endorse_node_cert(&node_key.public_key_der(), "Consort Node", hostnames, &service_cert_pem, &service_key)
             .map_err(|e| e.to_string())?;
-        let ledger_secret = LedgerSecret::generate();
-        write_private(&dir.join(SERVICE_KEY), service_key.to_pem().as_bytes())?;
-        write_private(&dir.join(SERVICE_CERT), service_cert_pem.as_bytes())?;
-        write_private(&dir.join(LEDGER_SECRET), hex::encode(ledger_secret.as_bytes()).as_bytes())?;
-        write_private(&dir.join(NODE_CERT), node_cert_pem.as_bytes())?;
-        // Written last: its presence means the identity is complete.
-        write_private(&dir.join(NODE_KEY), node_key.to_pem().as_bytes())?;
         let node_id = node_id_of_public_key(&node_key.public_key_der());
         Ok(NodeIdentity {
             node_key,
@@ -76,9 +75,20 @@ impl NodeIdentity {
             node_id,
             service_cert_pem,
             service_key,
-            ledger_secret,
+            ledger_secret: LedgerSecret::generate(),
             later_ledger_secrets: Vec::new(),
         })
+    }
+
+    /// Writes a service founder's identity to `dir`.
+    pub fn save(&self, dir: &Path) -> Result<(), String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        write_private(&dir.join(SERVICE_KEY), self.service_key.to_pem().as_bytes())?;
+        write_private(&dir.join(SERVICE_CERT), self.service_cert_pem.as_bytes())?;
+        write_private(&dir.join(LEDGER_SECRET), hex::encode(self.ledger_secret.as_bytes()).as_bytes())?;
+        write_private(&dir.join(NODE_CERT), self.node_cert_pem.as_bytes())?;
+        // Written last: its presence means the identity is complete.
+        write_private(&dir.join(NODE_KEY), self.node_key.to_pem().as_bytes())
     }
 
     /// Writes what a joining node was granted next to its own key, and returns its identity.

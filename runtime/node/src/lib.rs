@@ -12,6 +12,7 @@ mod historical;
 mod identity;
 mod join;
 mod node;
+mod recovery;
 mod reply;
 mod routes;
 mod server;

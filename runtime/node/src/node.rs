@@ -57,6 +57,8 @@ pub struct Node {
     pub(crate) consensus: Arc<Consensus>,
     pub(crate) pool: JsPool,
     pub(crate) historical: Arc<Historical>,
+    /// The previous service's files, on a node started with `recover`.
+    pub(crate) recovery: crate::recovery::Recovery,
     app: RwLock<Option<CachedApp>>,
     /// The JS limits as last read, keyed by the version of their table.
     js_options: RwLock<(u64, Arc<RuntimeOptions>)>,
@@ -73,14 +75,22 @@ impl Node {
         let listener = TcpListener::bind(&config.rpc_address).await.map_err(|e| format!("binding {}: {e}", config.rpc_address))?;
         let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
         let identity = if NodeIdentity::exists(&config.directory) {
+            if matches!(config.command, Command::Recover(_)) && crate::recovery::Recovery::load(&config.directory)?.files.is_none() {
+                return Err(format!(
+                    "{} holds a node of a running or lost service, not one a recovery started: a recovery starts in a fresh directory",
+                    config.directory.display()
+                ));
+            }
             NodeIdentity::load(&config.directory)?
         } else {
             match &config.command {
                 Command::Start(_) => NodeIdentity::create(&config.directory, &config.hostnames)?,
                 Command::Join(join) => crate::join::join(&config, join, &local_addr.to_string()).await?,
+                Command::Recover(recover) => crate::recovery::prepare(&config, recover).await?,
             }
         };
         let joining = matches!(config.command, Command::Join(_));
+        let recovery = crate::recovery::Recovery::load(&config.directory)?;
         let consensus = Consensus::start(ConsensusConfig {
             ledger_dir: config.ledger_dir(),
             raft_dir: config.directory.join("raft"),
@@ -94,6 +104,7 @@ impl Node {
             later_ledger_secrets: identity.later_ledger_secrets.clone(),
             service_cert_pem: identity.service_cert_pem.clone(),
             join: joining,
+            recover: recovery.files.is_some(),
             signature_tx_count: config.ledger_signatures.tx_count,
             signature_delay_ms: config.ledger_signatures.delay_ms,
             election_timeout_ms: config.consensus.election_timeout_ms,
@@ -112,6 +123,8 @@ impl Node {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             tracing::info!("joined the service; applied up to {}", consensus.last_committed());
+        } else if recovery.files.is_some() {
+            crate::recovery::open_recovery(&consensus, &identity, (&local_addr.to_string(), &config.node_address)).await?;
         } else if consensus.store().snapshot().get(SERVICE_INFO, &SINGLETON_KEY).is_none() {
             let Command::Start(start) = &config.command else { unreachable!("joining is handled above") };
             let mut tx = consensus.store().begin();
@@ -130,6 +143,7 @@ impl Node {
         let host = Arc::new(ConsensusHost(consensus.clone(), historical.clone()));
         let pool = JsPool::new(WorkerCommand { program, args: vec!["js-worker".into()] }, workers, config.js.queue_depth, host);
         let node = Arc::new(Node {
+            recovery,
             config,
             identity,
             consensus,
@@ -143,6 +157,9 @@ impl Node {
         });
         node.consensus.set_forward_handler(crate::forward::handler(Arc::downgrade(&node)));
         tokio::spawn(crate::join::reconcile(Arc::downgrade(&node)));
+        if node.recovery.files.is_some() {
+            tokio::spawn(crate::recovery::finisher(Arc::downgrade(&node)));
+        }
         Ok(node)
     }
 

@@ -145,13 +145,44 @@ fn node_endpoint(node: &Node, call: &Call<'_>) -> Reply {
     match call.path.as_str() {
         "/node/state" => {
             let ledger = c.ledger();
-            reply::ok(&json!({
+            let status = service_info(node)["status"].clone();
+            // CCF's node states: a recovering service is a public network until its private
+            // maps are restored.
+            let state = if node.recovery.reading_private_ledger() {
+                "ReadingPrivateLedger"
+            } else if status == "Recovering" || status == "WaitingForRecoveryShares" {
+                "PartOfPublicNetwork"
+            } else {
+                "PartOfNetwork"
+            };
+            let mut body = json!({
                 "node_id": node.node_id(),
-                "state": "PartOfNetwork",
+                "state": state,
                 "last_signed_seqno": ledger.last_signed().unwrap_or(0),
                 // The snapshot this node started from (0: it has the whole ledger).
                 "startup_seqno": ledger.base.saturating_sub(1),
-            }))
+            });
+            if let Some(failure) = node.recovery.failure() {
+                body["recovery_failure"] = json!(failure);
+            }
+            reply::ok(&body)
+        }
+        "/node/service/previous_identity" => {
+            let state = c.store().snapshot();
+            let info = service_info(node);
+            let endorsements: Vec<String> = state
+                .get(crate::recovery::PREVIOUS_IDENTITY_ENDORSEMENTS, &SINGLETON_KEY)
+                .and_then(|v| serde_json::from_slice(v).ok())
+                .unwrap_or_default();
+            match info["previous_service_identity"].as_str() {
+                Some(previous) => reply::ok(&json!({
+                    "previous_service_identity": previous,
+                    // Consort's addition: each previous identity endorsed by the one after it,
+                    // newest first (`consort receipt verify --endorsements`).
+                    "endorsements": endorsements.concat(),
+                })),
+                None => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", "This service is not a recovery of a previous service."),
+            }
         }
         "/node/network" => {
             let info = service_info(node);
@@ -160,7 +191,7 @@ fn node_endpoint(node: &Node, call: &Call<'_>) -> Reply {
                 "service_certificate": node.service_cert_pem(),
                 "current_view": c.current_view(),
                 "primary_id": primary_node_id(node),
-                "recovery_count": 0,
+                "recovery_count": info.get("recovery_count").cloned().unwrap_or(json!(0)),
                 // Where the current ledger secret starts (0 until the first trigger_ledger_rekey).
                 "latest_ledger_secret_seqno": c.ledger_secrets().1,
             }))

@@ -193,7 +193,12 @@ async fn recovery() -> String {
     for entry in std::fs::read_dir(ws.join("node0/snapshots")).expect("snapshots").flatten() {
         std::fs::remove_file(entry.path()).expect("remove snapshot");
     }
-    let entries = consort_ledger::files::list_chunks(&ws.join("node0/ledger")).expect("chunks").last().map_or(0, |c| c.last.unwrap_or(0));
+    let ledger = ws.join("node0/ledger");
+    let entries: usize = consort_ledger::files::list_chunks(&ledger)
+        .expect("chunks")
+        .iter()
+        .map(|c| consort_ledger::files::read_chunk(&ledger.join(c.file_name())).expect("chunk").0.len())
+        .sum();
     let started = Instant::now();
     let r = Sandbox::start_with(&ws, Some(&app), port, &["--recover"]);
     let total = started.elapsed();
@@ -212,7 +217,7 @@ async fn recovery() -> String {
     drop(r);
     let _ = std::fs::remove_dir_all(&ws);
     format!(
-        "Recovery of a ledger of {} transactions (written in {:.1} s, about {entries} ledger entries with signatures; snapshots removed so the whole ledger is replayed): \
+        "Recovery of a ledger of {} transactions (written in {:.1} s, {entries} ledger entries with the signatures; snapshots removed so the whole ledger is replayed): \
          public replay (verify + replay) {public_secs:.2} s = {:.0} tx/s; private maps: {private}; from `consort sandbox --recover` to an open service {:.2} s.",
         RECOVERY_TRANSACTIONS,
         wrote.as_secs_f64(),

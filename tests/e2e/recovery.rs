@@ -205,7 +205,8 @@ async fn a_lost_service_is_recovered_from_one_nodes_files_and_recovered_again() 
     let n0_ledger_before: Vec<(String, Vec<u8>)> = dir_files(&ws.join("n0/ledger"));
 
     // A recovery node on n0's ledger and snapshots; a second node joins it.
-    let r0 = Sandbox::start_config(&ws, node_config(&ws, "r0", recover_command(&ws.join("n0"), &ws.join("n0/service_cert.pem"))));
+    let r0_config = node_config(&ws, "r0", recover_command(&ws.join("n0"), &ws.join("n0/service_cert.pem")));
+    let r0 = Sandbox::start_config(&ws, r0_config.clone());
     assert_eq!(status(&r0).await, "Recovering");
     assert_eq!(get_json(&r0, "/node/state").await["state"], "PartOfPublicNetwork");
     let r1 = Sandbox::start_config(&ws, node_config(&ws, "r1", join_command(&r0)));
@@ -249,6 +250,16 @@ async fn a_lost_service_is_recovered_from_one_nodes_files_and_recovered_again() 
     let (ok, out) = receipt_verifies(&r0_cert, Some(&endorsements), &receipt_file);
     assert!(ok, "{out}");
     assert_eq!(dir_files(&ws.join("n0/ledger")), n0_ledger_before, "the previous ledger is never modified");
+    // The recovery node restarts on its directory as any node does.
+    let mut r0 = r0;
+    r0.stop();
+    let r0 = Sandbox::start_config(&ws, r0_config);
+    let ru = r0.client(Some(ws.join("user0").to_str().expect("path")));
+    eventually("the restarted recovery node to serve the app", async || {
+        ru.get(r0.url("/app/log/private?id=129")).send().await.is_ok_and(|r| r.status() == StatusCode::OK)
+    })
+    .await;
+    reads_back(&r0, &ru, &expected).await;
     eventually("a snapshot of the recovered service", async || consort_tests::cluster::snapshot_files(&ws.join("r0/snapshots")).len() > 1)
         .await;
 

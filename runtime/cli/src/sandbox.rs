@@ -142,7 +142,10 @@ fn lose_nodes(workspace: &Path, common: &Path) -> Result<consort_node::config::R
     let entries = std::fs::read_dir(workspace).map_err(|e| format!("{}: {e}", workspace.display()))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("node") {
+        // What the sandbox made for node i: node<i>/, node<i>.json, node<i>.log.
+        let stem = name.split('.').next().unwrap_or_default();
+        let ours = stem.strip_prefix("node").is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()));
+        if ours && matches!(name.strip_prefix(stem), Some("" | ".json" | ".log")) {
             std::fs::rename(entry.path(), lost.join(&name)).map_err(|e| format!("moving {name} to {}: {e}", lost.display()))?;
         }
     }

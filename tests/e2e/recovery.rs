@@ -443,3 +443,30 @@ async fn a_recovery_refuses_bad_files_bad_shares_and_members_without_a_role() {
     assert!(ok && out.contains("2/2"), "{out}");
     wait_open(&[&r0]).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sandbox_recovers_itself_when_its_nodes_are_gone() {
+    let ws = temp_workspace("recovery-sandbox");
+    let app = repo_root().join("samples/logging");
+    let port = consort_tests::cluster::free_ports(4);
+    let mut s = Sandbox::start_with(&ws, Some(&app), port, &["--nodes", "2"]);
+    assert!(ws.join("sandbox_common/member0_enc_privk.pem").exists(), "member0 has CCF's encryption key files");
+    let user = s.client(Some("user0"));
+    let txid = log(&s, &user, "private", 1, "before the disaster").await;
+    s.wait_committed(&user, &txid).await;
+    let previous_cert = cert_of(&s);
+    s.kill9();
+    // Node 1 stops once it sees its parent gone; its ports are then free for the new node 1.
+    eventually("the lost node 1 to stop", async || std::net::TcpStream::connect(("127.0.0.1", port + 2)).is_err()).await;
+    let r = Sandbox::start_with(&ws, Some(&app), port, &["--nodes", "2", "--recover"]);
+    assert_ne!(cert_of(&r), previous_cert, "the recovered service has a new identity");
+    assert!(ws.join("lost1/node0/ledger").is_dir() && ws.join("lost1/node1").is_dir(), "the lost nodes are kept aside");
+    let user = r.client(Some("user0"));
+    reads_back(&r, &user, &BTreeMap::from([(("private".to_owned(), 1), "before the disaster".to_owned())])).await;
+    assert_eq!(get_json(&r, "/node/network").await["recovery_count"], 1);
+    let backup = format!("https://127.0.0.1:{}/app/log/private?id=1", port + 2);
+    eventually("the joined node to serve the restored state", async || {
+        user.get(&backup).send().await.is_ok_and(|r| r.status() == StatusCode::OK)
+    })
+    .await;
+}

@@ -470,3 +470,56 @@ async fn the_sandbox_recovers_itself_when_its_nodes_are_gone() {
     })
     .await;
 }
+
+/// A process stopped by PID however the test ends.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// While it reads the previous ledger, the recovery node answers `/node/state` with CCF's
+/// `ReadingPublicLedger` and everything else with 503. The previous ledger here is a named
+/// pipe, so the read waits until the test writes to it: the state is observed for certain.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recovery_node_says_it_is_reading_the_previous_ledger() {
+    let ws = temp_workspace("recovery-reading");
+    let (_, _) = member(&ws, "m0", Some("Participant"));
+    let previous = ws.join("previous");
+    std::fs::create_dir_all(previous.join("ledger")).expect("dir");
+    let chunk = previous.join("ledger/ledger_0");
+    assert!(Command::new("mkfifo").arg(&chunk).status().expect("mkfifo").success());
+    let other = Member::create(&ws, "some-service");
+    std::fs::write(ws.join("previous_cert.pem"), &other.cert_pem).expect("write");
+    let config = node_config(&ws, "r0", recover_command(&previous, &ws.join("previous_cert.pem")));
+    let port = config["rpc_address"].as_str().and_then(|a| a.rsplit(':').next()).expect("port").to_owned();
+    let file = ws.join("r0.json");
+    std::fs::write(&file, config.to_string()).expect("config");
+    let mut node = KilledOnDrop(
+        Command::new(consort_bin())
+            .args(["start", "--config"])
+            .arg(&file)
+            .stderr(std::fs::File::create(ws.join("r0.log")).expect("log"))
+            .spawn()
+            .expect("start"),
+    );
+    // The new service certificate is not written before the previous ledger is read: -k.
+    let get = |path: &str| {
+        let out =
+            Command::new("curl").args(["-sk", "-w", "\n%{http_code}", &format!("https://127.0.0.1:{port}{path}")]).output().expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    eventually("the node to answer while it reads", async || get("/node/state").ends_with("200")).await;
+    assert!(get("/node/state").contains(r#""state":"ReadingPublicLedger""#), "{}", get("/node/state"));
+    assert!(get("/node/network").ends_with("503"), "{}", get("/node/network"));
+    // An empty previous ledger: the recovery stops, saying why, and leaves no node behind.
+    drop(std::fs::OpenOptions::new().write(true).open(&chunk).expect("open the pipe"));
+    let status = node.0.wait().expect("wait");
+    assert!(!status.success());
+    let log = std::fs::read_to_string(ws.join("r0.log")).unwrap_or_default();
+    assert!(log.contains("holds no signature"), "{log}");
+    assert!(!ws.join("r0/node_privk.pem").exists());
+}

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use consort_crypto::LedgerSecret;
 use consort_kv::{State, TxId, WriteSet};
@@ -58,8 +59,14 @@ fn verify_failure(dir: &Path, f: consort_ledger::verify::VerifyFailure) -> Strin
 }
 
 /// Reads the previous service from `ledger_dir` (and the newest usable snapshot in
-/// `snapshot_dir`), checking it against `service_cert_pem`.
-pub fn read_previous(ledger_dir: &Path, snapshot_dir: Option<&Path>, service_cert_pem: &str) -> Result<Previous, String> {
+/// `snapshot_dir`), checking it against `service_cert_pem`. `progress` is set to the seqno of
+/// each signature entry as the replay reaches it.
+pub fn read_previous(
+    ledger_dir: &Path,
+    snapshot_dir: Option<&Path>,
+    service_cert_pem: &str,
+    progress: &AtomicU64,
+) -> Result<Previous, String> {
     let chunks = list_chunks(ledger_dir).map_err(|e| format!("the previous ledger {}: {e}", ledger_dir.display()))?;
     let first = chunks
         .first()
@@ -122,6 +129,9 @@ pub fn read_previous(ledger_dir: &Path, snapshot_dir: Option<&Path>, service_cer
                 }
             }
             replay.push(record.entry).map_err(|e| format!("{}: {e}", file.display()))?;
+            if let Some((t, _)) = &replay.last {
+                progress.store(t.seqno, Ordering::Relaxed);
+            }
         }
     }
     let dropped = replay.pending.len() as u64;

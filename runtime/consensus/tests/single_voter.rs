@@ -325,10 +325,13 @@ async fn the_previous_state_is_read_to_the_last_signature_with_or_without_a_snap
     c.shutdown().await;
     drop(c);
 
+    let progress = std::sync::atomic::AtomicU64::new(0);
     let from_snapshot =
-        consort_consensus::recovery::read_previous(&dir.join("ledger"), Some(&dir.join("snapshots")), &service_pem).expect("read");
+        consort_consensus::recovery::read_previous(&dir.join("ledger"), Some(&dir.join("snapshots")), &service_pem, &progress)
+            .expect("read");
     assert!(from_snapshot.files.snapshot.is_some(), "the newest snapshot is used");
-    let from_genesis = consort_consensus::recovery::read_previous(&dir.join("ledger"), None, &service_pem).expect("read");
+    assert_eq!(progress.load(std::sync::atomic::Ordering::Relaxed), from_snapshot.files.last.seqno, "progress reaches the last signature");
+    let from_genesis = consort_consensus::recovery::read_previous(&dir.join("ledger"), None, &service_pem, &progress).expect("read");
     assert!(from_genesis.files.snapshot.is_none());
     assert!(from_genesis.replayed > from_snapshot.replayed);
     for p in [&from_snapshot, &from_genesis] {
@@ -349,11 +352,15 @@ async fn the_previous_state_is_read_to_the_last_signature_with_or_without_a_snap
     }
     let other_key = NodeKey::generate();
     let other = self_signed_service_cert(&other_key, "another service").expect("cert");
-    let wrong =
-        consort_consensus::recovery::read_previous(&dir.join("ledger"), None, &other).err().expect("another certificate is refused");
+    let wrong = consort_consensus::recovery::read_previous(&dir.join("ledger"), None, &other, &progress)
+        .err()
+        .expect("another certificate is refused");
     assert!(wrong.contains("does not verify"), "{wrong}");
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).expect("dir");
-    assert!(consort_consensus::recovery::read_previous(&empty, None, &service_pem).err().expect("no ledger").contains("no ledger chunk"));
+    assert!(consort_consensus::recovery::read_previous(&empty, None, &service_pem, &progress)
+        .err()
+        .expect("no ledger")
+        .contains("no ledger chunk"));
     let _ = std::fs::remove_dir_all(&dir);
 }

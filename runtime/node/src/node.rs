@@ -86,7 +86,7 @@ impl Node {
             match &config.command {
                 Command::Start(_) => NodeIdentity::create(&config.directory, &config.hostnames)?,
                 Command::Join(join) => crate::join::join(&config, join, &local_addr.to_string()).await?,
-                Command::Recover(recover) => crate::recovery::prepare(&config, recover).await?,
+                Command::Recover(recover) => crate::recovery::prepare(&config, recover, &listener).await?,
             }
         };
         let joining = matches!(config.command, Command::Join(_));

@@ -16,8 +16,8 @@
 //! service opens, the recovery starts again from the previous files (never modified).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use consort_consensus::recovery::PreviousFiles;
 use consort_consensus::CommitError;
@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 use crate::config::{NodeConfig, RecoverConfig};
 use crate::identity::NodeIdentity;
 use crate::node::Node;
+use crate::reply;
 use crate::tables::{NODES_INFO, SERVICE_INFO};
 
 /// The recovery node's record of the previous files (in its directory), so that it can finish
@@ -83,7 +84,9 @@ impl Recovery {
 /// Step 1: reads and checks the previous ledger, makes the new identity, and leaves the
 /// previous public state as the snapshot the new ledger starts after. Nothing is written
 /// before the previous ledger has been read whole, so a failed recovery can simply be retried.
-pub async fn prepare(config: &NodeConfig, r: &RecoverConfig) -> Result<NodeIdentity, String> {
+/// Meanwhile the node answers on `listener`: `/node/state` says `ReadingPublicLedger` (with the
+/// last signature replayed so far), anything else 503.
+pub async fn prepare(config: &NodeConfig, r: &RecoverConfig, listener: &tokio::net::TcpListener) -> Result<NodeIdentity, String> {
     let ledger_dir = config.ledger_dir();
     if !consort_ledger::files::holds_no_chunk(&ledger_dir) {
         return Err(format!(
@@ -99,12 +102,20 @@ pub async fn prepare(config: &NodeConfig, r: &RecoverConfig) -> Result<NodeIdent
         .map_err(|e| format!("the previous service certificate {}: {e}", r.previous_service_identity.display()))?;
     consort_crypto::ParsedCert::from_pem(&previous_cert)
         .map_err(|e| format!("the previous service certificate {}: {e}", r.previous_service_identity.display()))?;
+    let identity = NodeIdentity::generate(&config.hostnames)?;
     let (ledger, snapshots) = (r.previous_ledger.clone(), r.previous_snapshots.clone());
+    let progress = Arc::new(AtomicU64::new(0));
     let started = std::time::Instant::now();
-    let previous =
-        tokio::task::spawn_blocking(move || consort_consensus::recovery::read_previous(&ledger, snapshots.as_deref(), &previous_cert))
-            .await
-            .map_err(|e| format!("reading the previous ledger: {e}"))??;
+    let reading = {
+        let progress = progress.clone();
+        tokio::task::spawn_blocking(move || {
+            consort_consensus::recovery::read_previous(&ledger, snapshots.as_deref(), &previous_cert, &progress)
+        })
+    };
+    let reply = reading_reply(identity.node_id.clone(), progress);
+    let previous = crate::server::answer_while(listener, &identity, &config.limits, reply, reading)
+        .await?
+        .map_err(|e| format!("reading the previous ledger: {e}"))??;
     tracing::info!(
         "read the previous ledger in {:.2?}: {} entries replayed{} up to the signature at {}; {} uncommitted entries after it dropped",
         started.elapsed(),
@@ -113,7 +124,6 @@ pub async fn prepare(config: &NodeConfig, r: &RecoverConfig) -> Result<NodeIdent
         previous.files.last,
         previous.dropped
     );
-    let identity = NodeIdentity::generate(&config.hostnames)?;
     let raft_id = consort_consensus::raft_node_id(&identity.node_id);
     consort_consensus::recovery::write_start_snapshot(&snapshot_dir, &previous, (raft_id, &config.node_address), &identity.ledger_secret)?;
     std::fs::create_dir_all(&config.directory).map_err(|e| format!("{}: {e}", config.directory.display()))?;
@@ -121,6 +131,21 @@ pub async fn prepare(config: &NodeConfig, r: &RecoverConfig) -> Result<NodeIdent
     std::fs::write(config.directory.join(PREVIOUS_FILES), record).map_err(|e| format!("{}: {e}", config.directory.display()))?;
     identity.save(&config.directory)?;
     Ok(identity)
+}
+
+/// What the node answers while it reads the previous ledger (CCF's `ReadingPublicLedger`).
+fn reading_reply(node_id: String, progress: Arc<AtomicU64>) -> crate::server::StandInReply {
+    Arc::new(move |method, path| {
+        let seqno = progress.load(Ordering::Relaxed);
+        if method == hyper::Method::GET && path == "/node/state" {
+            return reply::ok(&json!({"node_id": node_id, "state": "ReadingPublicLedger", "last_signed_seqno": seqno, "startup_seqno": 0}));
+        }
+        reply::error(
+            hyper::StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            format!("this node is reading the previous service's ledger (replayed up to seqno {seqno} so far); retry once /node/state says otherwise"),
+        )
+    })
 }
 
 /// Step 2: the new service's first transaction, once (a restarted recovery node finds it done).

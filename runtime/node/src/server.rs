@@ -17,6 +17,8 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::config::Limits;
+use crate::identity::NodeIdentity;
 use crate::node::Node;
 
 /// Accepts any well-formed client certificate: TLS proves the client holds its key; which
@@ -73,10 +75,10 @@ impl ClientCertVerifier for CallerCertificates {
     }
 }
 
-fn tls_acceptor(node: &Node) -> Result<TlsAcceptor, String> {
+fn tls_acceptor(identity: &NodeIdentity) -> Result<TlsAcceptor, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cert = CertificateDer::from_pem_slice(node.identity.node_cert_pem.as_bytes()).map_err(|e| format!("node certificate: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(node.identity.node_key.to_pem().as_bytes()).map_err(|e| format!("node key: {e}"))?;
+    let cert = CertificateDer::from_pem_slice(identity.node_cert_pem.as_bytes()).map_err(|e| format!("node certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(identity.node_key.to_pem().as_bytes()).map_err(|e| format!("node key: {e}"))?;
     let config = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
@@ -87,7 +89,7 @@ fn tls_acceptor(node: &Node) -> Result<TlsAcceptor, String> {
 }
 
 pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
-    let acceptor = tls_acceptor(&node)?;
+    let acceptor = tls_acceptor(&node.identity)?;
     let limits = node.config.limits.clone();
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections_max));
     tokio::pin!(shutdown);
@@ -135,6 +137,53 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::f
             if let Err(e) = result {
                 tracing::debug!("connection ended: {e}");
             }
+        });
+    }
+}
+
+/// What a stand-in server answers to a request, by method and path.
+pub type StandInReply = Arc<dyn Fn(&hyper::Method, &str) -> crate::reply::Reply + Send + Sync>;
+
+/// Runs `work` (a node's start before it can serve, such as a recovery reading the previous
+/// ledger) while answering clients on `listener` with `reply(method, path)`: one request per
+/// connection, so that no client keeps talking to this stand-in once the node serves.
+pub async fn answer_while<T>(
+    listener: &TcpListener,
+    identity: &NodeIdentity,
+    limits: &Limits,
+    reply: StandInReply,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, String> {
+    let acceptor = tls_acceptor(identity)?;
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections_max));
+    let (handshake_ms, header_ms) = (limits.tls_handshake_timeout_ms, limits.header_read_timeout_ms);
+    tokio::pin!(work);
+    loop {
+        let permit = tokio::select! {
+            done = &mut work => return Ok(done),
+            p = connections.clone().acquire_owned() => p.map_err(|e| e.to_string())?,
+        };
+        let tcp = tokio::select! {
+            done = &mut work => return Ok(done),
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(_) => continue,
+            },
+        };
+        let (acceptor, reply) = (acceptor.clone(), reply.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_millis(handshake_ms), acceptor.accept(tcp)).await else { return };
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let r = reply(req.method(), req.uri().path());
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let _ = http1::Builder::new()
+                .keep_alive(false)
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_millis(header_ms))
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
         });
     }
 }

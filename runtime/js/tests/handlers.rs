@@ -504,3 +504,78 @@ export function range() {
     assert_eq!(range["dropped"], serde_json::json!([true, false]));
     assert_eq!(range["noState"], true);
 }
+
+/// The web-compatibility built-ins of ECMAScript's Annex B, which npm libraries (jsrsasign
+/// among them) call: each case's value as a handler computes it, against what the standard
+/// says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annex_b_built_ins_are_there() {
+    const CASES: &str = r#"
+export function cases() {
+  const getter = {};
+  getter.__defineGetter__("g", () => 7);
+  const setter = {};
+  let set = 0;
+  setter.__defineSetter__("s", (v) => { set = v; });
+  setter.s = 5;
+  const re = /a/g;
+  re.compile("b", "i");
+  const d = new Date(Date.UTC(2020, 0, 1));
+  return { body: {
+    substr: "abcdef".substr(1, 3),
+    substrNegative: "abcdef".substr(-2),
+    escape: escape("a b+\u00e4@*_-./"),
+    unescape: unescape("%u0107%20x%41"),
+    anchor: "x".anchor("n"),
+    big: "x".big(),
+    bold: "x".bold(),
+    fontcolor: "x".fontcolor("red"),
+    link: "x".link("u"),
+    sub: "x".sub(),
+    getYear: d.getYear(),
+    toGMTString: d.toGMTString() === d.toUTCString(),
+    defineGetter: getter.g,
+    defineSetter: set,
+    lookupGetter: typeof getter.__lookupGetter__("g"),
+    protoLiteral: Object.getPrototypeOf({ __proto__: Array.prototype }) === Array.prototype,
+    protoAccessor: ({}).__proto__ === Object.prototype,
+    regexpCompile: re.source + "/" + re.flags,
+  } };
+}
+"#;
+    let json = serde_json::json!({
+        "metadata": {"endpoints": {"/cases": {"get": {"js_module": "b.js", "js_function": "cases", "authn_policies": [], "mode": "readonly"}}}},
+        "modules": [{"name": "b.js", "module": CASES}]
+    });
+    let b = Arc::new(Bundle::from_json(json.to_string().as_bytes()).expect("bundle"));
+    consort_js::validate_bundle(&b).expect("a bundle using Annex B loads");
+    let (pool, store) = (pool(1), Store::default());
+    let m = b.route("GET", "/cases").expect("route");
+    let request = JsRequest { path: "/cases".into(), ..Default::default() };
+    let ex = pool.execute(b.clone(), m.endpoint, request, store.begin(), KvAccess::AppReadOnly, Default::default()).await.expect("pool");
+    let body = String::from_utf8_lossy(&ex.response.as_ref().expect("the cases run").body).into_owned();
+    let got: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {:?}", ex.response));
+    let expected = serde_json::json!({
+        "substr": "bcd",
+        "substrNegative": "ef",
+        "escape": "a%20b+%E4@*_-./",
+        "unescape": "\u{107} xA",
+        "anchor": "<a name=\"n\">x</a>",
+        "big": "<big>x</big>",
+        "bold": "<b>x</b>",
+        "fontcolor": "<font color=\"red\">x</font>",
+        "link": "<a href=\"u\">x</a>",
+        "sub": "<sub>x</sub>",
+        "getYear": 120,
+        "toGMTString": true,
+        "defineGetter": 7,
+        "defineSetter": 5,
+        "lookupGetter": "function",
+        "protoLiteral": true,
+        "protoAccessor": true,
+        "regexpCompile": "b/i",
+    });
+    for (name, want) in expected.as_object().expect("object") {
+        assert_eq!(&got[name], want, "Annex B case {name}: {body}");
+    }
+}

@@ -267,16 +267,21 @@
     const j = r === undefined ? undefined : JSON.stringify(r);
     return j === undefined ? "null" : j;
   };
+  // The body of the request being handled. A body object kept from an earlier request (in a
+  // reused interpreter) reads the current request's body, as in CCF, where the body accessors
+  // read the request in progress: no request ever sees another's body.
+  let currentBody = new ArrayBuffer(0);
   globalThis.__consort_invoke = function (handler, request, body) {
     const caller = request.caller;
     if (caller) {
       coseContent(caller);
       if (Array.isArray(caller.policy)) for (const p of caller.policy) coseContent(caller[p]);
     }
+    currentBody = body;
     request.body = {
-      text: () => N.bufToStr(body),
-      json: () => JSON.parse(N.bufToStr(body)),
-      arrayBuffer: () => body,
+      text: () => N.bufToStr(currentBody),
+      json: () => JSON.parse(N.bufToStr(currentBody)),
+      arrayBuffer: () => currentBody,
     };
     const r = handler(request);
     if (r === null || typeof r !== "object" || Array.isArray(r)) {

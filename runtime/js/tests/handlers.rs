@@ -328,6 +328,29 @@ async fn module_state_persists_only_under_interpreter_reuse() {
     assert_eq!(get("/fresh").await, "1");
 }
 
+/// A reused interpreter never shows a request another request's body: a body object a handler
+/// kept in `globalThis` reads the request in progress, as in CCF.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_body_reads_the_current_request() {
+    let module = "export function keep(request) { globalThis.kept ??= request.body; \
+                  return { body: globalThis.kept.text() + '|' + request.body.text() + '|' + request.body.json().n }; }";
+    let json = serde_json::json!({
+        "metadata": {"endpoints": {"/keep": {"post": {"js_module": "m.js", "js_function": "keep", "authn_policies": [], "interpreter_reuse": {"key": "k"}}}}},
+        "modules": [{"name": "m.js", "module": module}]
+    });
+    let b = Arc::new(Bundle::from_json(json.to_string().as_bytes()).expect("bundle"));
+    let (pool, store) = (pool(1), Store::default());
+    let m = b.route("POST", "/keep").expect("route");
+    let mut answers = Vec::new();
+    for body in [r#"{"n": 1}"#, r#"{"n": 2}"#, r#"{"n": 3}"#] {
+        let request = JsRequest { method: "POST".into(), path: "/keep".into(), body: body.as_bytes().to_vec(), ..Default::default() };
+        let ex =
+            pool.execute(b.clone(), m.endpoint, request, store.begin(), KvAccess::AppReadWrite, Default::default()).await.expect("pool");
+        answers.push(String::from_utf8(ex.response.expect("ok").body).expect("utf8"));
+    }
+    assert_eq!(answers, [r#"{"n": 1}|{"n": 1}|1"#, r#"{"n": 2}|{"n": 2}|2"#, r#"{"n": 3}|{"n": 3}|3"#]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pem_to_id_is_the_sha256_of_the_certificate() {
     let (_, cert) = consort_crypto::identity_cert("user1", consort_crypto::Curve::Secp256r1).expect("cert");

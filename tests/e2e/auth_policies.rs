@@ -76,6 +76,25 @@ async fn jwt_and_cose_policies_accept_and_refuse_with_reasons() {
     ];
     let (gov, member0) = (Gov::new(&s), Member::from_pem(&member_key, &member_cert));
     gov.open_service(&member0, &service_cert, actions).await;
+    // What governance set, as CCF's /gov/service views show it.
+    let users = gov.get("/service/users").await;
+    assert_eq!(users["value"][0]["userId"], json!(user_id), "{users}");
+    let one = gov.get(&format!("/service/users/{user_id}")).await;
+    assert_eq!((&one["certificate"], &one["userData"]), (&json!(user_cert), &json!({"user_data": {"role": "reader"}})), "{one}");
+    let missing = gov.client.get(gov.url(&format!("/service/users/{}", "0".repeat(64)))).send().await.expect("get");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let jwk = gov.get("/service/jwk").await;
+    assert_eq!(jwk["issuers"][issuer]["autoRefresh"], json!(false), "{jwk}");
+    let key = &jwk["keys"]["key-1"][0];
+    assert_eq!(key["issuer"], json!(issuer), "{jwk}");
+    assert!(key["publicKey"].as_str().is_some_and(|p| p.starts_with("-----BEGIN PUBLIC KEY-----")), "{jwk}");
+    let modules = gov.get("/service/javascript-modules").await;
+    let name = modules["value"][0]["moduleName"].as_str().expect("a module").to_owned();
+    let source =
+        gov.client.get(gov.url(&format!("/service/javascript-modules/{}", name.trim_start_matches('/')))).send().await.expect("get");
+    assert_eq!(source.status(), StatusCode::OK);
+    assert_eq!(gov.get("/service/js-modules").await, modules, "the older name answers the same");
+
     let anonymous = s.client(None);
     let user = s.client(Some(ws.join("user0").to_str().expect("path")));
     let t = now();

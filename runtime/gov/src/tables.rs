@@ -31,6 +31,8 @@ pub const JS_RUNTIME_OPTIONS: &str = "public:ccf.gov.js_runtime_options";
 pub const JWT_ISSUERS: &str = "public:ccf.gov.jwt.issuers";
 /// Key id → list of `{public_key, issuer, constraint?}` (CCF 6's v2 metadata).
 pub const JWT_PUBLIC_SIGNING_KEYS: &str = "public:ccf.gov.jwt.public_signing_keys_metadata_v2";
+/// Bundle name → PEM certificates (a JSON string), for JWT issuers' key endpoints (CCF's table).
+pub const CA_CERT_BUNDLES: &str = "public:ccf.gov.tls.ca_cert_bundles";
 /// Proposal id → the proposal as submitted (raw JSON text).
 pub const PROPOSALS: &str = "public:ccf.gov.proposals";
 /// Proposal id → [`crate::ProposalInfo`].

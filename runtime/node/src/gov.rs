@@ -143,11 +143,21 @@ pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
             }
             reply::ok(&json!({"endpoints": endpoints}))
         }
-        (&Method::GET, ["service", "js-modules"]) => {
+        (&Method::GET, ["service", "users"]) => {
+            let list: Vec<Value> = state.iter(USERS_CERTS).map(|(k, c)| user_view(&state, &String::from_utf8_lossy(k), c)).collect();
+            reply::ok(&json!({"value": list}))
+        }
+        (&Method::GET, ["service", "users", id]) => match state.get(USERS_CERTS, id.as_bytes()) {
+            Some(cert) => reply::ok(&user_view(&state, id, cert)),
+            None => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("User {id} does not exist.")),
+        },
+        (&Method::GET, ["service", "jwk"]) => reply::ok(&jwk_view(&state)),
+        // CCF's name, and the one Consort had first.
+        (&Method::GET, ["service", "javascript-modules" | "js-modules"]) => {
             let list: Vec<Value> = state.iter(MODULES).map(|(k, _)| json!({"moduleName": String::from_utf8_lossy(k)})).collect();
             reply::ok(&json!({"value": list}))
         }
-        (&Method::GET, ["service", "js-modules", name]) => {
+        (&Method::GET, ["service", "javascript-modules" | "js-modules", name]) => {
             let name = consort_js::percent_decode(name, false);
             let key = if name.starts_with('/') { name.clone() } else { format!("/{name}") };
             match state.get(MODULES, key.as_bytes()).or_else(|| state.get(MODULES, name.as_bytes())) {
@@ -198,6 +208,47 @@ fn member_view(state: &State, id: &str) -> Value {
         v["publicEncryptionKey"] = json!(key);
     }
     v
+}
+
+/// CCF's user description: `userData` is the whole `users.info` value (`{user_data}`), or null.
+fn user_view(state: &State, id: &str, cert: &[u8]) -> Value {
+    let info: Value = read(state, USERS_INFO, id).unwrap_or(Value::Null);
+    json!({"userId": id, "certificate": String::from_utf8_lossy(cert), "userData": info})
+}
+
+/// `GET /gov/service/jwk`: JWT issuers and their signing keys (as PEM), as CCF shows them.
+fn jwk_view(state: &State) -> Value {
+    use base64::Engine;
+    let mut issuers = serde_json::Map::new();
+    for (issuer, v) in state.iter(JWT_ISSUERS) {
+        let meta: Value = serde_json::from_slice(v).unwrap_or(Value::Null);
+        let mut view = json!({"autoRefresh": meta.get("auto_refresh").cloned().unwrap_or(json!(false))});
+        if let Some(name) = meta.get("ca_cert_bundle_name").filter(|n| !n.is_null()) {
+            view["caCertBundleName"] = name.clone();
+        }
+        issuers.insert(String::from_utf8_lossy(issuer).into_owned(), view);
+    }
+    let mut keys = serde_json::Map::new();
+    for (kid, v) in state.iter(JWT_PUBLIC_SIGNING_KEYS) {
+        let list: Vec<Value> = serde_json::from_slice(v).unwrap_or_default();
+        let shown: Vec<Value> = list
+            .iter()
+            .map(|m| {
+                let der = m["public_key"].as_str().and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+                let pem = der.map(|d| pem::encode(&pem::Pem::new("PUBLIC KEY", d)));
+                json!({"publicKey": pem, "issuer": m["issuer"], "constraint": m.get("constraint").cloned().unwrap_or(Value::Null)})
+            })
+            .collect();
+        keys.insert(String::from_utf8_lossy(kid).into_owned(), Value::Array(shown));
+    }
+    let bundles: serde_json::Map<String, Value> = state
+        .iter(CA_CERT_BUNDLES)
+        .map(|(name, v)| {
+            let pem = serde_json::from_slice::<String>(v).unwrap_or_else(|_| String::from_utf8_lossy(v).into_owned());
+            (String::from_utf8_lossy(name).into_owned(), Value::String(pem))
+        })
+        .collect();
+    json!({"issuers": issuers, "keys": keys, "caCertBundles": bundles})
 }
 
 fn node_view(id: &str, value: &[u8]) -> Value {

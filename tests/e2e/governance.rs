@@ -77,6 +77,9 @@ async fn three_members_govern_users_apps_and_refuse_bad_requests() {
     let r = user_client.get(s.url("/app/log/private?id=1")).send().await.expect("call");
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(r.text().await.expect("text").contains("not open"));
+    let ready = |path: &str| s.client(None).get(s.url(path)).send();
+    assert_eq!(ready("/node/ready/app").await.expect("ready").status(), StatusCode::SERVICE_UNAVAILABLE, "the app is not open yet");
+    assert_eq!(ready("/node/ready/gov").await.expect("ready").status(), StatusCode::NO_CONTENT, "governance is");
     let service_cert = std::fs::read_to_string(ws.join("node/service_cert.pem")).expect("service cert");
     let (status, body) =
         gov.propose(m0, json!([{"name": "transition_service_to_open", "args": {"next_service_identity": user.cert_pem}}])).await;

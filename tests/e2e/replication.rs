@@ -46,6 +46,10 @@ async fn nodes_join_by_governance_and_everything_replicates() {
     for (i, s) in [&s0, &s1, &s2].into_iter().enumerate() {
         eventually(&format!("node {i} to open"), async || get_json(s, "/node/network").await["service_status"] == "Open").await;
         assert_eq!(get_json(s, "/node/network").await["primary_id"], primary_id, "node {i} names the primary");
+        for ready in ["/node/ready/app", "/node/ready/gov"] {
+            let r = s.client(None).get(s.url(ready)).send().await.expect("ready");
+            assert_eq!(r.status(), StatusCode::NO_CONTENT, "{ready} on node {i}: every node of an open network is ready");
+        }
         let r = user_client(s)
             .post(s.url("/app/log/private"))
             .json(&json!({"id": 100 + i, "msg": format!("via {i}")}))

@@ -235,11 +235,23 @@ fn node_endpoint(node: &Node, call: &Call<'_>) -> Reply {
             }
             reply::ok(&m)
         }
-        "/node/ready/app" | "/node/ready/gov" => match c.is_primary() {
-            true => reply::empty(StatusCode::NO_CONTENT),
-            false => reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "this node is not ready"),
-        },
+        // Any node of the network is ready once it knows a primary (a backup forwards writes to
+        // it), so load balancers can spread requests: governance from the start, the app once
+        // the service is open.
+        "/node/ready/gov" => ready(c.primary().is_some(), "this node knows no primary yet"),
+        "/node/ready/app" => ready(
+            c.primary().is_some() && node.is_open_at(&c.store().snapshot()),
+            "the service is not open, or this node knows no primary yet",
+        ),
         _ => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Unknown path: {}", call.path)),
+    }
+}
+
+fn ready(yes: bool, why_not: &str) -> Reply {
+    if yes {
+        reply::empty(StatusCode::NO_CONTENT)
+    } else {
+        reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", why_not)
     }
 }
 

@@ -94,6 +94,16 @@ async fn jwt_and_cose_policies_accept_and_refuse_with_reasons() {
         gov.client.get(gov.url(&format!("/service/javascript-modules/{}", name.trim_start_matches('/')))).send().await.expect("get");
     assert_eq!(source.status(), StatusCode::OK);
     assert_eq!(gov.get("/service/js-modules").await, modules, "the older name answers the same");
+    let js_app = gov.get("/service/javascript-app").await;
+    assert_eq!(js_app["endpoints"]["/jwt"]["GET"]["jsFunction"], "whoami", "CCF's view: upper-case verbs, camelCase: {js_app}");
+    let get = async |query: &str| {
+        let r = gov.client.get(format!("{}&{query}", gov.url("/service/javascript-app"))).send().await.expect("get");
+        (r.status(), r.json::<Value>().await.expect("json"))
+    };
+    let (status, original) = get("case=original").await;
+    assert_eq!((status, &original["endpoints"]["/jwt"]["GET"]["js_function"]), (StatusCode::OK, &json!("whoami")), "{original}");
+    let (status, refused) = get("case=camel").await;
+    assert_eq!((status, &refused["error"]["code"]), (StatusCode::BAD_REQUEST, &json!("InvalidQueryParameterValue")));
 
     let anonymous = s.client(None);
     let user = s.client(Some(ws.join("user0").to_str().expect("path")));

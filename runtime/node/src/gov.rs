@@ -128,18 +128,35 @@ pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
             None => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Node {id} does not exist.")),
         },
         (&Method::GET, ["service", "javascript-app"]) => {
+            // CCF's view: camelCase fields under the upper-case verb, or with `?case=original`
+            // each endpoint as set_js_app stored it.
+            let original = match call.query_param("case").as_deref() {
+                None => false,
+                Some("original") => true,
+                Some(_) => {
+                    return reply::error(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidQueryParameterValue",
+                        "Accepted values for the 'case' query parameter are: original",
+                    )
+                }
+            };
             let mut endpoints = serde_json::Map::new();
             for (k, v) in state.iter(ENDPOINTS) {
                 let key = String::from_utf8_lossy(k);
                 let Some((method, path)) = key.split_once(' ') else { continue };
                 let def: Value = serde_json::from_slice(v).unwrap_or(Value::Null);
-                let view = json!({
-                    "jsModule": def.get("js_module"), "jsFunction": def.get("js_function"),
-                    "forwardingRequired": def.get("forwarding_required"), "redirectionStrategy": def.get("redirection_strategy"),
-                    "authnPolicies": def.get("authn_policies"), "mode": def.get("mode"), "openApi": def.get("openapi"),
-                });
+                let view = if original {
+                    def
+                } else {
+                    json!({
+                        "jsModule": def.get("js_module"), "jsFunction": def.get("js_function"),
+                        "forwardingRequired": def.get("forwarding_required"), "redirectionStrategy": def.get("redirection_strategy"),
+                        "authnPolicies": def.get("authn_policies"), "mode": def.get("mode"), "openApi": def.get("openapi"),
+                    })
+                };
                 let entry = endpoints.entry(path.to_owned()).or_insert_with(|| json!({}));
-                entry[method.to_ascii_lowercase()] = view;
+                entry[method.to_ascii_uppercase()] = view;
             }
             reply::ok(&json!({"endpoints": endpoints}))
         }

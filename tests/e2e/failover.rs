@@ -169,8 +169,12 @@ async fn stop_clients(oracle: &Oracle, tasks: Vec<tokio::task::JoinHandle<()>>) 
 }
 
 /// The tests of this file run one at a time: each runs three nodes on a 2-core machine, and
-/// the election times they check should not measure the other test's load.
+/// the elections they count should not be stretched by the other test's load.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Views one failover may take: the view after the kill, plus a few elections that split or
+/// time out (a logical bound, which a busy machine does not stretch as it stretches time).
+const ELECTION_VIEWS_MAX: u64 = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_primary_is_killed_five_times_and_no_committed_write_is_lost() {
@@ -190,7 +194,8 @@ async fn the_primary_is_killed_five_times_and_no_committed_write_is_lost() {
         net.nodes[p] = None;
         let killed = Instant::now();
 
-        // A survivor becomes primary within two election timeouts.
+        // A survivor becomes primary (how long it took is reported, not asserted: a test bounds
+        // no wall-clock time, and a build beside it stretches every election).
         let survivors: Vec<usize> = (0..3).filter(|i| *i != p).collect();
         let elected = 'wait: loop {
             for &i in &survivors {
@@ -216,6 +221,9 @@ async fn the_primary_is_killed_five_times_and_no_committed_write_is_lost() {
         // A committed transaction of the old view is not valid under the new view's number.
         let view_after = get_json(net.node(q), "/node/network").await["current_view"].as_u64().expect("view");
         assert!(view_after > view_before, "round {round}: a new view");
+        // Split votes repeated term after term (openraft draws each node's timeout once) would
+        // show as many views spent on one failover.
+        assert!(view_after - view_before <= ELECTION_VIEWS_MAX, "round {round}: {} views to elect a primary", view_after - view_before);
         if let Some(w) = before.last() {
             let seqno = w.txid.as_deref().and_then(|t| t.split('.').nth(1)).expect("seqno");
             let status = get_json(net.node(q), &format!("/node/tx?transaction_id={view_after}.{seqno}")).await;
@@ -242,9 +250,6 @@ async fn the_primary_is_killed_five_times_and_no_committed_write_is_lost() {
         oracle.failures.lock().expect("oracle"),
         elections
     );
-    for (round, e) in elections.iter().enumerate() {
-        assert!(*e <= Duration::from_millis(2 * ELECTION_TIMEOUT_MS), "round {round}: a new primary only after {e:?}");
-    }
 
     // Every node converges on the same ledger, and each verifies.
     for i in 0..3 {

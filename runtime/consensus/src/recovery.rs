@@ -111,6 +111,9 @@ pub fn read_previous(
         }
     };
     let after = replay.last.clone();
+    if let Some((t, _)) = &after {
+        progress.store(t.seqno, Ordering::Relaxed);
+    }
     for chunk in chunks {
         let file = ledger_dir.join(chunk.file_name());
         let (records, _) = read_chunk(&file).map_err(|e| format!("{}: {e}", file.display()))?;

@@ -231,12 +231,9 @@ impl PreviousFiles {
                 if e.txid.seqno > self.last.seqno {
                     break;
                 }
-                let aad = LedgerEntry::private_aad(&e.claims_digest, &e.public);
-                let plain = secrets
-                    .open(e.txid.seqno, &aad, &e.private)
-                    .map_err(|err| format!("{} at seqno {}: the private writes do not open: {err}", file.display(), e.txid.seqno))?;
-                let writes = WriteSet::decode(&plain).map_err(|err| format!("private writes of {}: {err}", e.txid))?;
-                for (map, keys) in writes.maps {
+                // Opened as the state machine opens an entry; only the private maps are kept.
+                let writes = crate::state_machine::decode_writes(&e, &secrets).map_err(|err| format!("{}: {err}", file.display()))?;
+                for (map, keys) in writes.maps.into_iter().filter(|(map, _)| !consort_kv::is_public(map)) {
                     let m = out.entry(map).or_default();
                     for (k, v) in keys {
                         match v {

@@ -54,14 +54,19 @@ async fn put(c: &Consensus, key: &str, value: &str) -> TxId {
     c.commit(&tx, None).await.expect("commit")
 }
 
-async fn wait_committed(c: &Consensus, txid: TxId) {
+/// Polls `holds` every 20 ms for up to 4 s; panics naming `what` if it never holds.
+async fn wait_until(what: &str, mut holds: impl FnMut() -> bool) {
     for _ in 0..200 {
-        if c.status(txid) == TxStatus::Committed {
+        if holds() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("{txid} never committed");
+    panic!("timed out waiting for {what}");
+}
+
+async fn wait_committed(c: &Consensus, txid: TxId) {
+    wait_until(&format!("{txid} to commit"), || c.status(txid) == TxStatus::Committed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,13 +320,8 @@ async fn the_previous_state_is_read_to_the_last_signature_with_or_without_a_snap
         }
         last = c.commit(&tx, None).await.expect("commit");
     }
-    for _ in 0..200 {
-        if c.status(last) == TxStatus::Committed && !consort_consensus::snapshot::list(&dir.join("snapshots")).is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(c.status(last), TxStatus::Committed);
+    wait_committed(&c, last).await;
+    wait_until("a snapshot", || !consort_consensus::snapshot::list(&dir.join("snapshots")).is_empty()).await;
     c.shutdown().await;
     drop(c);
 

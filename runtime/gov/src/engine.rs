@@ -67,7 +67,8 @@ fn signed_for(req: &SignedRequest, proposal_id: &str) -> Result<(), GovError> {
     }
 }
 
-fn signed_by(req: &SignedRequest, member_id: &str) -> Result<(), GovError> {
+/// Refuses a request whose path names another member than the one who signed it.
+pub fn signed_by(req: &SignedRequest, member_id: &str) -> Result<(), GovError> {
     if req.member_id != member_id {
         return Err(GovError::new(
             400,

@@ -12,7 +12,9 @@ mod replay;
 mod signed;
 pub mod tables;
 
-pub use engine::{ack_state_digest, create_proposal, submit_ballot, update_state_digest, withdraw_proposal, Constitution, Phase};
+pub use engine::{
+    ack_state_digest, create_proposal, signed_by, submit_ballot, update_state_digest, withdraw_proposal, Constitution, Phase,
+};
 pub use proposal::{Failure, ProposalInfo, ProposalState};
 pub use signed::{verify_signed_request, MemberRequirement, SignedRequest, MSG_TYPES};
 

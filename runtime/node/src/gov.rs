@@ -308,19 +308,24 @@ fn gov_error(e: GovError) -> Reply {
     reply::error(StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.code, e.message)
 }
 
+/// Governance writes are COSE_Sign1 bodies: the refusal of any other content type.
+fn not_cose(call: &Call<'_>) -> Option<Reply> {
+    match crate::auth::media_type(call.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
+        Some("application/cose") => None,
+        other => Some(reply::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedContentType",
+            format!("governance writes are COSE_Sign1 bodies with content-type application/cose, got {other:?}"),
+        )),
+    }
+}
+
 async fn write(node: &Node, call: &Call<'_>, op: Write) -> Reply {
     if crate::forward::needed(node, call, true, false) {
         return crate::forward::to_primary(node, call).await;
     }
-    match crate::auth::media_type(call.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
-        Some("application/cose") => {}
-        other => {
-            return reply::error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UnsupportedContentType",
-                format!("governance writes are COSE_Sign1 bodies with content-type application/cose, got {other:?}"),
-            )
-        }
+    if let Some(refused) = not_cose(call) {
+        return refused;
     }
     let retries = node.config.js.conflict_retries_max;
     for _ in 0..=retries {
@@ -406,12 +411,8 @@ async fn recovery_share(node: &Node, call: &Call<'_>, member_id: &str) -> Reply 
     if crate::forward::needed(node, call, true, false) {
         return crate::forward::to_primary(node, call).await;
     }
-    if crate::auth::media_type(call.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())) != Some("application/cose") {
-        return reply::error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UnsupportedContentType",
-            "a recovery share is a COSE_Sign1 body (application/cose)",
-        );
+    if let Some(refused) = not_cose(call) {
+        return refused;
     }
     use consort_gov::recovery as shares;
     for _ in 0..=node.config.js.conflict_retries_max {
@@ -420,12 +421,8 @@ async fn recovery_share(node: &Node, call: &Call<'_>, member_id: &str) -> Reply 
             Ok(r) => r,
             Err(e) => return gov_error(e),
         };
-        if req.member_id != member_id {
-            return reply::error(
-                StatusCode::BAD_REQUEST,
-                "InvalidAuthenticationInfo",
-                format!("Member ID from path parameter ({member_id}) does not match member ID from body signature ({}).", req.member_id),
-            );
+        if let Err(e) = consort_gov::signed_by(&req, member_id) {
+            return gov_error(e);
         }
         let submitted = match shares::submit_share(&mut tx, member_id, &req.content) {
             Ok(s) => s,

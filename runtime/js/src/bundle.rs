@@ -1,7 +1,7 @@
 //! Bundles: `{"metadata": <app.json>, "modules": [{"name", "module"}]}` (SPEC §4), and routing
 //! of requests to their endpoint definitions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -136,6 +136,12 @@ impl Bundle {
             if !path.starts_with('/') {
                 return Err(BundleError::Endpoint { endpoint: path.clone(), message: "path must start with '/'".into() });
             }
+            if path.matches('{').count() != path.matches('}').count() {
+                return Err(BundleError::Endpoint {
+                    endpoint: path.clone(),
+                    message: "invalid templated path: unbalanced curly brackets".into(),
+                });
+            }
             for (method, def) in methods {
                 let endpoint = format!("{} {path}", method.to_uppercase());
                 let err = |message: String| BundleError::Endpoint { endpoint: endpoint.clone(), message };
@@ -161,55 +167,82 @@ impl Bundle {
         Ok(())
     }
 
-    /// Finds the endpoint for `method` and `path` (without `/app`): exact paths win over
-    /// templates. `Err(true)` means the path exists but not for this method (405).
-    pub fn route(&self, method: &str, path: &str) -> Result<EndpointMatch<'_>, bool> {
+    /// Finds the endpoint for `method` and `path` (the path without `/app`), as CCF does: an
+    /// exact path first, then the templates; two templates that both match are an error that
+    /// names them, never a silent pick.
+    pub fn route(&self, method: &str, path: &str) -> Result<EndpointMatch<'_>, RouteError> {
         let method = method.to_ascii_lowercase();
-        let mut path_found = false;
-        if let Some(methods) = self.metadata.endpoints.get(path) {
-            if let Some(endpoint) = methods.get(&method) {
-                return Ok(EndpointMatch { route: path_key(&self.metadata, path), method, endpoint, params: BTreeMap::new() });
-            }
-            path_found = true;
+        if let Some((route, endpoint)) = self.metadata.endpoints.get_key_value(path).and_then(|(k, m)| Some((k, m.get(&method)?))) {
+            return Ok(EndpointMatch { route, method, endpoint, params: BTreeMap::new() });
         }
+        let mut found: Vec<EndpointMatch<'_>> = Vec::new();
         for (template, methods) in &self.metadata.endpoints {
-            let Some(params) = match_template(template, path) else {
-                continue;
-            };
-            match methods.get(&method) {
-                Some(endpoint) => return Ok(EndpointMatch { route: template, method, endpoint, params }),
-                None => path_found = true,
+            let Some(endpoint) = methods.get(&method) else { continue };
+            if let Some(params) = match_template(template, path) {
+                found.push(EndpointMatch { route: template, method: method.clone(), endpoint, params });
             }
         }
-        Err(path_found)
+        match found.len() {
+            0 => Err(RouteError::NotFound),
+            1 => Ok(found.remove(0)),
+            _ => Err(RouteError::Ambiguous(found.iter().map(|m| m.route.to_owned()).collect())),
+        }
+    }
+
+    /// The methods (upper case) some endpoint answers at `path`, exact or templated: what an
+    /// `Allow` header lists.
+    pub fn methods_at(&self, path: &str) -> BTreeSet<String> {
+        self.metadata
+            .endpoints
+            .iter()
+            .filter(|(template, _)| template.as_str() == path || match_template(template, path).is_some())
+            .flat_map(|(_, methods)| methods.keys().map(|m| m.to_ascii_uppercase()))
+            .collect()
     }
 }
 
-fn path_key<'a>(metadata: &'a AppMetadata, path: &str) -> &'a str {
-    metadata.endpoints.get_key_value(path).map(|(k, _)| k.as_str()).unwrap_or_default()
+/// Why a request found no endpoint of the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    /// No endpoint has this method at this path.
+    NotFound,
+    /// More than one template matches (the templates, in order).
+    Ambiguous(Vec<String>),
 }
 
+impl std::fmt::Display for RouteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteError::NotFound => f.write_str("no endpoint matches"),
+            RouteError::Ambiguous(templates) => write!(f, "the path matches more than one endpoint template: {}", templates.join(", ")),
+        }
+    }
+}
+
+/// Matches `path` against a CCF path template: each `{name}` takes one or more characters up to
+/// the next `/` or, when a literal character follows the parameter, up to that character
+/// (`/{id}:cancel`). Values are given as they appear in the path, not percent-decoded, as in
+/// CCF. `None` for a path without parameters or one that does not match.
 fn match_template(template: &str, path: &str) -> Option<BTreeMap<String, String>> {
     if !template.contains('{') {
         return None;
     }
-    let t: Vec<&str> = template.split('/').collect();
-    let p: Vec<&str> = path.split('/').collect();
-    if t.len() != p.len() {
-        return None;
-    }
+    let (mut t, mut p) = (template, path);
     let mut params = BTreeMap::new();
-    for (ts, ps) in t.iter().zip(&p) {
-        match ts.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
-            Some(name) if !ps.is_empty() => {
-                params.insert(name.to_owned(), percent_decode(ps, false));
-            }
-            Some(_) => return None,
-            None if ts == ps => {}
-            None => return None,
+    while let Some(open) = t.find('{') {
+        p = p.strip_prefix(&t[..open])?;
+        let close = open + t[open..].find('}')?;
+        let name = &t[open + 1..close];
+        t = &t[close + 1..];
+        let terminator = t.chars().next().filter(|c| *c != '/');
+        let len = p.find(|c: char| c == '/' || Some(c) == terminator).unwrap_or(p.len());
+        if len == 0 {
+            return None;
         }
+        params.insert(name.to_owned(), p[..len].to_owned());
+        p = &p[len..];
     }
-    Some(params)
+    (t == p).then_some(params)
 }
 
 /// Decodes `%XX` escapes (malformed escapes are kept as they are); in a query string
@@ -254,15 +287,57 @@ mod tests {
     }
 
     #[test]
-    fn routes_exact_before_template_and_reports_405() {
+    fn routes_exact_before_template_and_lists_methods() {
         let b = bundle();
         assert_eq!(b.route("GET", "/log/private").expect("exact").endpoint.js_function, "get");
         assert_eq!(b.route("GET", "/log/count").expect("exact").endpoint.js_function, "count");
         let m = b.route("get", "/log/a%20b").expect("template");
-        assert_eq!((m.route, m.params["id"].as_str()), ("/log/{id}", "a b"));
-        assert!(matches!(b.route("PUT", "/log/private"), Err(true)));
-        assert!(matches!(b.route("GET", "/nope"), Err(false)));
-        assert!(matches!(b.route("GET", "/log/"), Err(false)));
+        assert_eq!((m.route, m.params["id"].as_str()), ("/log/{id}", "a%20b"));
+        assert_eq!(b.route("PUT", "/log/private").expect_err("no PUT"), RouteError::NotFound);
+        assert_eq!(b.route("GET", "/nope").expect_err("no path"), RouteError::NotFound);
+        assert_eq!(b.route("GET", "/log/").expect_err("empty parameter"), RouteError::NotFound);
+        let methods = |p| b.methods_at(p).into_iter().collect::<Vec<_>>();
+        assert_eq!(methods("/log/private"), ["GET", "POST"]);
+        assert_eq!(methods("/log/7"), ["GET"]);
+        assert!(methods("/nope").is_empty());
+    }
+
+    #[test]
+    fn templates_match_as_ccf_matches_them() {
+        type Params = Option<&'static [(&'static str, &'static str)]>;
+        let cases: [(&str, &str, Params); 10] = [
+            ("/a/{x}", "/a/1", Some(&[("x", "1")])),
+            ("/a/{x}", "/a/1/2", None),
+            ("/a/{x}", "/a/", None),
+            ("/a/{x}/b/{y}", "/a/1/b/two", Some(&[("x", "1"), ("y", "two")])),
+            ("/a/{x}:cancel", "/a/7:cancel", Some(&[("x", "7")])),
+            ("/a/{x}:cancel", "/a/7:other", None),
+            ("/a/{x}.json", "/a/doc.json", Some(&[("x", "doc")])),
+            ("/a/{x}", "/a/%2F", Some(&[("x", "%2F")])),
+            ("/a/b", "/a/b", None),
+            ("/a/{x", "/a/1", None),
+        ];
+        for (template, path, want) in cases {
+            let got = match_template(template, path);
+            let want = want.map(|w| w.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>());
+            assert_eq!(got, want, "{template} against {path}");
+        }
+    }
+
+    #[test]
+    fn two_templates_matching_one_path_are_reported_not_picked() {
+        let json = serde_json::json!({
+            "metadata": {"endpoints": {
+                "/x/{a}": {"get": {"js_module": "m.js", "js_function": "a"}},
+                "/{b}/y": {"get": {"js_module": "m.js", "js_function": "b"}},
+                "/x/y": {"post": {"js_module": "m.js", "js_function": "c"}}
+            }},
+            "modules": [{"name": "m.js", "module": ""}]
+        });
+        let b = Bundle::from_json(json.to_string().as_bytes()).expect("valid");
+        assert_eq!(b.route("GET", "/x/y").expect_err("ambiguous"), RouteError::Ambiguous(vec!["/x/{a}".into(), "/{b}/y".into()]));
+        assert_eq!(b.route("POST", "/x/y").expect("exact").endpoint.js_function, "c");
+        assert_eq!(b.route("GET", "/x/z").expect("one template").endpoint.js_function, "a");
     }
 
     #[test]

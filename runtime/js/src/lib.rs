@@ -12,7 +12,7 @@ pub mod protocol;
 mod runtime;
 mod worker;
 
-pub use bundle::{percent_decode, AppMetadata, Bundle, BundleError, EndpointDef, EndpointMatch, Mode};
+pub use bundle::{percent_decode, AppMetadata, Bundle, BundleError, EndpointDef, EndpointMatch, Mode, RouteError};
 pub use crypto::jwk_public_key_der;
 pub use limits::{instructions_per_ms, Limit, RuntimeOptions};
 pub use pool::{CallOutcome, Execution, JsPool, PoolError, PoolMetrics, WorkerCommand};

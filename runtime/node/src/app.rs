@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use consort_consensus::CommitError;
-use consort_js::{Bundle, JsRequest, KvAccess, Mode, ScriptError};
+use consort_js::{Bundle, EndpointMatch, JsRequest, KvAccess, Mode, ScriptError};
 use consort_kv::State;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
@@ -14,40 +14,15 @@ use crate::reply::{self, Reply};
 use crate::routes::Call;
 use crate::tables::{ENDPOINTS, MODULES};
 
-pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
-    // One snapshot serves routing, authentication and the limits of this request.
-    let state = node.consensus.store().snapshot();
-    if !node.is_open_at(&state) {
+/// Runs the app endpoint `m` (routed on `state`, in `app`) for `call`.
+pub async fn call(node: &Node, call: &Call<'_>, state: &State, app: &Arc<Bundle>, m: EndpointMatch<'_>) -> Reply {
+    if !node.is_open_at(state) {
         return reply::error(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceNotOpen",
             "the service is not open yet: members open it with a transition_service_to_open proposal",
         );
     }
-    let app = match node.app_at(&state) {
-        Ok(Some(app)) => app,
-        Ok(None) => return reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", "no application is deployed"),
-        Err(e) => {
-            return reply::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                format!("the deployed application cannot be read: {e}"),
-            )
-        }
-    };
-    let app_path = call.path.strip_prefix("/app").unwrap_or("/");
-    let app_path = if app_path.is_empty() { "/" } else { app_path };
-    let m = match app.route(call.method.as_str(), app_path) {
-        Ok(m) => m,
-        Err(true) => {
-            return reply::error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "UnsupportedHttpVerb",
-                format!("{} is not allowed on {}", call.method, call.path),
-            )
-        }
-        Err(false) => return reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Unknown path: {}", call.path)),
-    };
     if let Some(r) = crate::forward::redirect(node, call, m.endpoint.redirection_strategy.as_deref()) {
         return r;
     }
@@ -61,7 +36,7 @@ pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
         content_type: header(CONTENT_TYPE),
         body: &call.body,
     };
-    let caller = match crate::auth::authenticate(&state, &m.endpoint.authn_policies, creds) {
+    let caller = match crate::auth::authenticate(state, &m.endpoint.authn_policies, creds) {
         Ok(c) => c,
         Err(why) => return reply::error(StatusCode::UNAUTHORIZED, "Unauthorized", why),
     };
@@ -79,7 +54,8 @@ pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
         method: call.method.as_str().to_owned(),
         path: call.path.clone(),
         url: if call.query.is_empty() { call.path.clone() } else { format!("{}?{}", call.path, call.query) },
-        route: m.route.to_owned(),
+        // CCF's full template, with the front end's prefix.
+        route: format!("/app{}", m.route),
         query: call.query.clone(),
         hostname,
         headers,
@@ -91,10 +67,10 @@ pub async fn call(node: &Node, call: &Call<'_>) -> Reply {
     let access = if m.endpoint.mode == Mode::Readwrite { KvAccess::AppReadWrite } else { KvAccess::AppReadOnly };
     let endpoint = m.endpoint;
     let retries = node.config.js.conflict_retries_max;
-    let options = node.js_options_at(&state);
+    let options = node.js_options_at(state);
     for _ in 0..=retries {
         let tx = node.consensus.store().begin();
-        let ex = match node.pool.execute(Arc::clone(&app), endpoint, request.clone(), tx, access, options.clone()).await {
+        let ex = match node.pool.execute(Arc::clone(app), endpoint, request.clone(), tx, access, options.clone()).await {
             Ok(ex) => ex,
             Err(e) => return reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string()),
         };

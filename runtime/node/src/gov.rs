@@ -18,10 +18,37 @@ use crate::node::Node;
 use crate::reply::{self, Reply};
 use crate::routes::Call;
 
+/// The one method each `/gov` path answers (`None`: no such path).
+fn methods(parts: &[&str]) -> Option<&'static Method> {
+    let action = |segment: &str, verbs: &[&str]| segment.split_once(':').is_some_and(|(_, verb)| verbs.contains(&verb));
+    match parts {
+        ["members", "proposals:create"] => Some(&Method::POST),
+        ["members", "proposals", a] if action(a, &["withdraw"]) => Some(&Method::POST),
+        ["members", "proposals", _, "ballots", a] if action(a, &["submit"]) => Some(&Method::POST),
+        ["recovery", "members", a] if action(a, &["recover"]) => Some(&Method::POST),
+        ["members", "state-digests", a] if action(a, &["update", "ack"]) => Some(&Method::POST),
+        ["members", "proposals"]
+        | ["members", "proposals", _]
+        | ["members", "proposals", _, "actions"]
+        | ["members", "proposals", _, "ballots", _]
+        | ["members", "state-digests", _]
+        | ["recovery", "encrypted-shares", _]
+        | ["service", "info" | "constitution" | "members" | "nodes" | "javascript-app" | "users" | "jwk" | "javascript-modules" | "js-modules"]
+        | ["service", "members" | "nodes" | "users" | "javascript-modules" | "js-modules" | "transactions", _] => Some(&Method::GET),
+        _ => None,
+    }
+}
+
 /// The API versions this node answers (CCF 6's current one and its preview).
 const API_VERSIONS: [&str; 2] = ["2024-07-01", "2023-06-01-preview"];
 
 pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
+    let path = call.path.strip_prefix("/gov").unwrap_or("");
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let allowed = methods(&parts);
+    if allowed != Some(&call.method) {
+        return crate::routes::refuse_method(call, allowed.map(|m| m.to_string()));
+    }
     match call.query_param("api-version") {
         Some(v) if API_VERSIONS.contains(&v.as_str()) => {}
         Some(v) => {
@@ -39,8 +66,6 @@ pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
             )
         }
     }
-    let path = call.path.strip_prefix("/gov").unwrap_or("");
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let state = node.consensus.store().snapshot();
     match (&call.method, parts.as_slice()) {
         (&Method::POST, ["members", "proposals:create"]) => write(node, call, Write::Create).await,

@@ -1,6 +1,7 @@
 //! The node: the only crate that wires everything together and does IO — configuration,
 //! identity files, the HTTPS server, routing, authentication, and the start of a network.
 
+mod accept;
 mod app;
 mod auth;
 mod bundle_dir;

@@ -109,35 +109,156 @@ pub async fn handle(node: &Node, req: Request<Incoming>, peer_cert: Option<&[u8]
     dispatch(node, &call).await
 }
 
-/// Answers a request, whether a client sent it to this node or a backup forwarded it.
-pub async fn dispatch(node: &Node, call: &Call<'_>) -> Reply {
-    let path = call.path.clone();
-    match path.as_str() {
-        "/node/join" if call.method == Method::POST => crate::join::handle(node, call).await,
-        // Other methods fall through to `only_get`, which refuses them.
-        p if (p == "/node/snapshot" || p.starts_with("/node/snapshot/")) && matches!(call.method, Method::GET | Method::HEAD) => {
-            snapshot(node, call).await
-        }
-        p if p.starts_with("/node/") => only_get(call, |c| node_endpoint(node, c)),
-        "/app/commit" => only_get(call, |_| commit(node)),
-        "/app/tx" => only_get(call, |c| tx_status(node, c)),
-        "/app/receipt" => only_get(call, |c| receipt(node, c)),
-        "/app/api" => only_get(call, |_| openapi(node)),
-        p if p.starts_with("/app/") || p == "/app" => crate::app::call(node, call).await,
-        p if p.starts_with("/gov/") => crate::gov::handle(node, call).await,
-        _ => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Unknown path: {path}")),
+/// Which part of the node answers a path, as CCF picks its front end: `/app/…`, `/gov/…` and
+/// `/node/…` go to their own with the rest of the path; any other path goes to the app whole
+/// (`/foo` is the app's `/foo`, as is `/app/foo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    App,
+    Gov,
+    Node,
+}
+
+pub fn actor_of(path: &str) -> (Actor, &str) {
+    let Some(slash) = path.strip_prefix('/').and_then(|rest| rest.find('/')).map(|i| i + 1) else {
+        return (Actor::App, path);
+    };
+    match &path[1..slash] {
+        "app" => (Actor::App, &path[slash..]),
+        "gov" => (Actor::Gov, &path[slash..]),
+        "node" => (Actor::Node, &path[slash..]),
+        _ => (Actor::App, path),
     }
 }
 
-fn only_get(call: &Call<'_>, f: impl FnOnce(&Call<'_>) -> Reply) -> Reply {
-    if call.method != Method::GET && call.method != Method::HEAD {
-        return reply::error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "UnsupportedHttpVerb",
-            format!("{} is not allowed on {}", call.method, call.path),
-        );
+/// Answers a request, whether a client sent it to this node or a backup forwarded it.
+pub async fn dispatch(node: &Node, call: &Call<'_>) -> Reply {
+    match actor_of(&call.path) {
+        (Actor::Node, _) => node_actor(node, call).await,
+        (Actor::Gov, _) => crate::gov::handle(node, call).await,
+        (Actor::App, path) => app_actor(node, call, path).await,
     }
-    f(call)
+}
+
+/// The methods each built-in `/node` path answers.
+fn node_methods(path: &str) -> &'static [&'static str] {
+    const GET: &[&str] = &["GET", "HEAD"];
+    const GET_PATHS: &[&str] = &[
+        "/node/state",
+        "/node/service/previous_identity",
+        "/node/network",
+        "/node/network/nodes",
+        "/node/consensus",
+        "/node/commit",
+        "/node/tx",
+        "/node/version",
+        "/node/primary",
+        "/node/js_metrics",
+        "/node/ready/gov",
+        "/node/ready/app",
+        "/node/snapshot",
+    ];
+    match path {
+        "/node/join" => &["POST"],
+        p if GET_PATHS.contains(&p) || p.starts_with("/node/network/nodes/") || p.starts_with("/node/snapshot/") => GET,
+        _ => &[],
+    }
+}
+
+async fn node_actor(node: &Node, call: &Call<'_>) -> Reply {
+    let allowed = node_methods(&call.path);
+    if !allowed.contains(&call.method.as_str()) {
+        return refuse_method(call, allowed.iter().map(|m| m.to_string()));
+    }
+    match call.path.as_str() {
+        "/node/join" => crate::join::handle(node, call).await,
+        p if p == "/node/snapshot" || p.starts_with("/node/snapshot/") => snapshot(node, call).await,
+        _ => json_refused(call).unwrap_or_else(|| node_endpoint(node, call)),
+    }
+}
+
+/// The app's endpoints first, then the built-in ones (CCF's order: an app that defines
+/// `/commit` answers `GET /app/commit` itself).
+async fn app_actor(node: &Node, call: &Call<'_>, path: &str) -> Reply {
+    let state = node.consensus.store().snapshot();
+    let app = node.app_at(&state);
+    if let Ok(Some(app)) = &app {
+        match app.route(call.method.as_str(), path) {
+            Ok(m) => return crate::app::call(node, call, &state, app, m).await,
+            Err(consort_js::RouteError::Ambiguous(templates)) => {
+                return reply::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    format!("Multiple potential matches for path {path}: {}", templates.join(", ")),
+                )
+            }
+            Err(consort_js::RouteError::NotFound) => {}
+        }
+    }
+    let builtin: &[&str] = match path {
+        "/commit" | "/tx" | "/receipt" | "/api" => &["GET", "HEAD"],
+        _ => &[],
+    };
+    if builtin.contains(&call.method.as_str()) {
+        if let Some(refusal) = json_refused(call) {
+            return refusal;
+        }
+        return match path {
+            "/commit" => commit(node),
+            "/tx" => tx_status(node, call),
+            "/receipt" => receipt(node, call),
+            _ => openapi(node),
+        };
+    }
+    let mut allowed: Vec<String> = builtin.iter().map(|m| m.to_string()).collect();
+    match &app {
+        Ok(Some(app)) => allowed.extend(app.methods_at(path)),
+        Ok(None) => {}
+        Err(e) => {
+            return reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!("the deployed application cannot be read: {e}"),
+            )
+        }
+    }
+    refuse_method(call, allowed)
+}
+
+/// The answer to a method a path does not have, as CCF gives it: `OPTIONS` is a 204 and any
+/// other method a 405, both with `Allow: OPTIONS, <the path's methods>`; a path with no
+/// methods at all is a 404.
+pub fn refuse_method(call: &Call<'_>, allowed: impl IntoIterator<Item = String>) -> Reply {
+    const ORDER: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    let mut allowed: Vec<String> = allowed.into_iter().collect();
+    if allowed.is_empty() {
+        return reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Unknown path: {}", call.path));
+    }
+    allowed.sort_by_key(|m| ORDER.iter().position(|o| o == m).unwrap_or(ORDER.len()));
+    allowed.dedup();
+    allowed.retain(|m| m != "OPTIONS");
+    allowed.insert(0, "OPTIONS".to_owned());
+    let allow = allowed.join(", ");
+    let mut r = if call.method == Method::OPTIONS {
+        reply::empty(StatusCode::NO_CONTENT)
+    } else {
+        reply::error(StatusCode::METHOD_NOT_ALLOWED, "UnsupportedHttpVerb", format!("Allowed methods for '{}' are: {allow}.", call.path))
+    };
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&allow) {
+        r.headers_mut().insert(hyper::header::ALLOW, v);
+    }
+    r
+}
+
+/// The refusal, if the request's `Accept` header does not admit the JSON a built-in endpoint
+/// answers with.
+fn json_refused(call: &Call<'_>) -> Option<Reply> {
+    let header = call.headers.get(hyper::header::ACCEPT).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    match crate::accept::admits_json(header) {
+        Ok(()) => None,
+        Err(crate::accept::Refusal::Malformed(m)) => Some(reply::error(StatusCode::BAD_REQUEST, "InvalidHeaderValue", m)),
+        Err(crate::accept::Refusal::NotAcceptable(m)) => Some(reply::error(StatusCode::NOT_ACCEPTABLE, "UnsupportedContentType", m)),
+    }
 }
 
 fn node_endpoint(node: &Node, call: &Call<'_>) -> Reply {

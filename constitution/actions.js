@@ -280,11 +280,11 @@ const actions = new Map([
   ["set_js_runtime_options", {
     validate: (args) => {
       expect(args.max_heap_bytes, "integer", "max_heap_bytes");
-      expectRange(args.max_heap_bytes, 1024 * 1024, Number.MAX_SAFE_INTEGER, "max_heap_bytes");
+      expectRange(args.max_heap_bytes, 0, Number.MAX_SAFE_INTEGER, "max_heap_bytes");
       expect(args.max_stack_bytes, "integer", "max_stack_bytes");
-      expectRange(args.max_stack_bytes, 64 * 1024, Number.MAX_SAFE_INTEGER, "max_stack_bytes");
+      expectRange(args.max_stack_bytes, 0, Number.MAX_SAFE_INTEGER, "max_stack_bytes");
       expect(args.max_execution_time_ms, "integer", "max_execution_time_ms");
-      expectRange(args.max_execution_time_ms, 1, Number.MAX_SAFE_INTEGER, "max_execution_time_ms");
+      expectRange(args.max_execution_time_ms, 0, Number.MAX_SAFE_INTEGER, "max_execution_time_ms");
       expect(args.log_exception_details, "boolean?", "log_exception_details");
       expect(args.return_exception_details, "boolean?", "return_exception_details");
       expect(args.max_cached_interpreters, "integer?", "max_cached_interpreters");

@@ -1,7 +1,7 @@
 //! Issue 17: what CCF apps and clients expect of routing, errors and the `ccf` global, against
 //! a real node running the compat test app.
 
-use consort_tests::{repo_root, temp_workspace, Sandbox};
+use consort_tests::{repo_root, temp_workspace, Gov, Member, Sandbox};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -96,4 +96,101 @@ async fn routing_as_ccf_routes() {
         }
     }
     assert_eq!(call(&c, Method::GET, &s.url("/app/tx?transaction_id=2.1"), &[("accept", "text/html")]).await.0, StatusCode::NOT_ACCEPTABLE);
+}
+
+/// The sandbox's member0, to change the runtime options by governance.
+fn sandbox_member(s: &Sandbox) -> Member {
+    let read = |suffix: &str| std::fs::read_to_string(s.common().join(format!("member0_{suffix}.pem"))).expect("member0 identity");
+    Member::from_pem(&read("privk"), &read("cert"))
+}
+
+async fn set_options(gov: &Gov, member: &Member, heap: u64, stack: u64, time: u64, details: bool) {
+    let args = json!({"max_heap_bytes": heap, "max_stack_bytes": stack, "max_execution_time_ms": time,
+        "log_exception_details": details, "return_exception_details": details, "max_cached_interpreters": 10});
+    gov.pass(&[member], json!([{"name": "set_js_runtime_options", "args": args}])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_and_limits_in_ccf_shapes() {
+    let ws = temp_workspace("compat-errors");
+    let s = Sandbox::start(&ws, Some(&repo_root().join("tests/apps/compat")));
+    let (gov, member) = (Gov::new(&s), sandbox_member(&s));
+    let c = s.client(Some("user0"));
+    let post = async |path: &str, body: Value| {
+        let r = c.post(s.url(path)).json(&body).send().await.expect("post");
+        let status = r.status();
+        (status, r.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    const THROWN: &str = "Exception thrown while executing.";
+    const TOO_LONG: &str = "Operation took too long to complete.";
+    let failed = |(status, body): (StatusCode, Value), message: &str, detail: Option<&str>| {
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        assert_eq!((&body["error"]["code"], &body["error"]["message"]), (&json!("InternalError"), &json!(message)), "{body}");
+        match detail {
+            Some(d) => assert_eq!(
+                (&body["error"]["details"][0]["code"], &body["error"]["details"][0]["message"]),
+                (&json!("JSException"), &json!(d)),
+                "{body}"
+            ),
+            None => assert!(body["error"].get("details").is_none(), "{body}"),
+        }
+    };
+
+    // An exception (the sandbox returns exception details): CCF's message, the thrown error and
+    // its trace in details.
+    let (status, body) = call(&c, Method::GET, &s.url("/app/throw"), &[]).await.into_parts();
+    failed((status, body.clone()), THROWN, Some("Error: boom from the handler"));
+    assert!(body["error"]["details"][0]["trace"].as_str().is_some_and(|t| t.contains("compat.js:") && !t.contains("unknown")), "{body}");
+
+    // Date is real time; the CCF 6 switches answer their previous setting.
+    let (_, _, t) = call(&c, Method::GET, &s.url("/app/time"), &[]).await;
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as f64;
+    assert!(t["before"].as_f64().is_some_and(|b| b > 1.7e12 && b <= now_ms), "{t}");
+    assert_eq!((&t["switch"], &t["metrics"]), (&json!([false, true]), &json!([false, true])), "{t}");
+    assert_eq!(t["refused"], "TypeError: First argument must be a boolean", "{t}");
+
+    // Stack: a smaller stack overflows deeper recursion; one too small for any call fails at once.
+    assert_eq!(post("/app/recursive", json!({"depth": 10})).await.0, StatusCode::OK);
+    set_options(&gov, &member, 100 << 20, 512 << 10, 5000, true).await;
+    failed(post("/app/recursive", json!({"depth": 100_000})).await, THROWN, Some("InternalError: stack overflow"));
+    assert_eq!(post("/app/recursive", json!({"depth": 10})).await.0, StatusCode::OK);
+    set_options(&gov, &member, 100 << 20, 100, 5000, true).await;
+    failed(post("/app/recursive", json!({"depth": 1})).await, THROWN, Some("InternalError: stack overflow"));
+    // Around the least stack Consort gives a context: an answer or a stack overflow, never a
+    // crashed worker.
+    for stack in [15 << 10, 16 << 10, 17 << 10, 24 << 10] {
+        set_options(&gov, &member, 100 << 20, stack, 5000, true).await;
+        let (status, body) = post("/app/recursive", json!({"depth": 4})).await;
+        if status != StatusCode::OK {
+            failed((status, body), THROWN, Some("InternalError: stack overflow"));
+        }
+    }
+
+    // Heap: values CCF accepts are applied as given, however small.
+    set_options(&gov, &member, 3 << 20, 1 << 20, 5000, true).await;
+    failed(post("/app/alloc", json!({"size": 5 << 20})).await, THROWN, Some("InternalError: out of memory"));
+    assert_eq!(post("/app/alloc", json!({"size": 1 << 10})).await.0, StatusCode::OK);
+    set_options(&gov, &member, 100, 1 << 20, 5000, true).await;
+    failed(post("/app/alloc", json!({"size": 1})).await, THROWN, Some("InternalError: out of memory"));
+
+    // Time: a budget of 0 fails every request, as in CCF.
+    set_options(&gov, &member, 100 << 20, 1 << 20, 30, true).await;
+    failed(post("/app/sleep", json!({"time": 500})).await, TOO_LONG, Some("InternalError: interrupted"));
+    set_options(&gov, &member, 100 << 20, 1 << 20, 0, true).await;
+    failed(post("/app/sleep", json!({"time": 10})).await, TOO_LONG, Some("InternalError: interrupted"));
+
+    // Without return_exception_details: CCF's messages, no details.
+    set_options(&gov, &member, 100 << 20, 1 << 20, 5000, false).await;
+    failed(call(&c, Method::GET, &s.url("/app/throw"), &[]).await.into_parts(), THROWN, None);
+    assert_eq!(post("/app/sleep", json!({"time": 10})).await.0, StatusCode::OK);
+}
+
+trait IntoParts {
+    fn into_parts(self) -> (StatusCode, Value);
+}
+
+impl IntoParts for (StatusCode, reqwest::header::HeaderMap, Value) {
+    fn into_parts(self) -> (StatusCode, Value) {
+        (self.0, self.2)
+    }
 }

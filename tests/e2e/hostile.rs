@@ -61,7 +61,15 @@ async fn hostile_scripts_never_take_the_node_down() {
         let body: Value = r.json().await.expect("json error");
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{name}: {body}");
         assert_eq!(body["error"]["code"], "InternalError", "{name}");
-        let message = body["error"]["message"].as_str().expect("message");
+        // CCF's message, then what the details say: the thrown value or the limit's words and
+        // the limit it was (the sandbox returns exception details).
+        let detail = &body["error"]["details"][0];
+        let message = format!(
+            "{} {} {}",
+            body["error"]["message"].as_str().expect("message"),
+            detail["message"].as_str().unwrap_or_default(),
+            detail["trace"].as_str().unwrap_or_default()
+        );
         // A heap bomb may run out of time first on a slow machine, and the crash case may not
         // finish building its structure within the time limit: either way a limit is honest.
         let may_time_out = expect == "max_heap_bytes" || name == "crash";

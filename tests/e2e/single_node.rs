@@ -62,10 +62,17 @@ async fn logging_sample_over_mutual_tls() {
     for (who, client) in [("no certificate", &anonymous), ("unknown certificate", &stranger), ("member", &member)] {
         let (status, err) = get(client, &s.url("/app/log/public?id=a")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{who}: {err}");
-        assert_eq!(err["error"]["code"], "Unauthorized", "{who}");
+        assert_eq!(err["error"]["code"], "InvalidAuthenticationInfo", "{who}");
+        assert_eq!(err["error"]["message"], "Invalid authentication credentials.", "{who}");
     }
-    let (status, err) = get(&anonymous, &s.url("/app/log/public?id=a")).await;
-    assert!(err["error"]["message"].as_str().expect("message").contains("no client certificate"), "{status} {err}");
+    // CCF's details: one entry per policy, saying why it refused.
+    let (_, err) = get(&anonymous, &s.url("/app/log/public?id=a")).await;
+    assert_eq!(
+        err["error"]["details"],
+        json!([{"auth_policy": "user_cert", "code": "InvalidAuthenticationInfo", "message": "No caller user certificate"}])
+    );
+    let (_, err) = get(&stranger, &s.url("/app/log/public?id=a")).await;
+    assert_eq!(err["error"]["details"][0]["message"], "Could not find matching user certificate", "{err}");
     assert_eq!(get(&anonymous, &s.url("/app/log/public/anonymous?id=a")).await, (StatusCode::OK, json!({"msg": "public hello"})));
     let (_, who) = get(&user, &s.url("/app/whoami")).await;
     assert_eq!(who["policy"], "user_cert");

@@ -163,6 +163,13 @@ impl ParsedCert {
     }
 }
 
+/// A certificate's validity period: (Not Before, Not After) in seconds since the Unix epoch.
+pub fn validity_period(der: &[u8]) -> Result<(i64, i64), CryptoError> {
+    let x509 = parse_strict(der)?;
+    let v = x509.validity();
+    Ok((v.not_before.timestamp(), v.not_after.timestamp()))
+}
+
 fn parse_strict(der: &[u8]) -> Result<X509Certificate<'_>, CryptoError> {
     let (rest, x509) = parse_x509_certificate(der).map_err(|e| CryptoError::Certificate(e.to_string()))?;
     if !rest.is_empty() {

@@ -1,10 +1,11 @@
 //! JWT bearer tokens checked as CCF's `jwt` policy does: the token's `kid` selects the issuer
 //! keys governance stored (`public:ccf.gov.jwt.public_signing_keys_metadata_v2`); the first key
 //! whose signature verifies, whose time window holds and whose issuer constraint matches wins.
-//! RS256, ES256 and ES384; `exp` is required and `nbf` checked when present, with no leeway.
+//! RS256, ES256 and ES384; `exp` and `iss` are required and `nbf` checked when present, with no
+//! leeway; each failure is worded as CCF words it.
 
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
 /// One stored key of a `kid` (CCF's `OpenIDJWKMetadata`).
@@ -39,61 +40,73 @@ pub struct VerifiedJwt {
     pub payload: Value,
 }
 
-/// Checks `token`; `keys(kid)` answers the stored keys of a `kid`. Errors say what failed.
-pub fn verify_jwt(token: &str, keys: impl Fn(&str) -> Vec<JwtKeyMetadata>) -> Result<VerifiedJwt, String> {
-    let header_json = token.split('.').next().unwrap_or_default();
-    let header: Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header_json.trim_end_matches('='))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or("malformed JWT: the header is not base64url JSON")?;
-    let parsed = jsonwebtoken::decode_header(token).map_err(|e| format!("malformed JWT: {e}"))?;
-    let alg = parsed.alg;
-    if !matches!(alg, Algorithm::RS256 | Algorithm::ES256 | Algorithm::ES384) {
-        return Err(format!("JWT algorithm {alg:?} is not accepted (RS256, ES256 or ES384)"));
+/// Checks the `Authorization` header's bearer token at time `now` (Unix seconds) as CCF's
+/// `jwt` policy does, in CCF's order and with CCF's words for each failure; `keys(kid)`
+/// answers the stored keys of a `kid`.
+pub fn verify_jwt(authorization: Option<&str>, keys: impl Fn(&str) -> Vec<JwtKeyMetadata>, now: i64) -> Result<VerifiedJwt, String> {
+    let header_value = authorization.ok_or("Missing authorization header")?;
+    let (scheme, token) = header_value.split_once(' ').ok_or("Authorization header only contains one field")?;
+    if scheme != "Bearer" {
+        return Err("Authorization header does not have Bearer scheme".into());
     }
-    let kid = parsed.kid.ok_or("the JWT header has no kid")?;
+    let parts: Vec<&str> = token.split('.').collect();
+    let [header_b64, payload_b64, signature_b64] = parts.as_slice() else {
+        return Err("Malformed JWT: must contain exactly 3 parts".into());
+    };
+    let json = |part: &str| -> Result<Value, String> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part.trim_end_matches('='))
+            .map_err(|e| format!("JWT header or payload is not valid base64url: {e}"))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("JWT header or payload is not valid JSON: {e}"))
+    };
+    let (header, payload) = (json(header_b64)?, json(payload_b64)?);
+    if !header.is_object() || !payload.is_object() {
+        return Err("JWT header or payload is not an object".into());
+    }
+    let text = |v: &Value, field: &str| v.get(field).and_then(Value::as_str).map(str::to_owned);
+    let number = |field: &str| payload.get(field).and_then(Value::as_i64);
+    let (Some(alg), Some(kid)) = (text(&header, "alg"), text(&header, "kid")) else {
+        return Err("JWT header does not follow schema: alg and kid are required strings".into());
+    };
+    let Some(exp) = number("exp") else { return Err("JWT payload is missing required field: exp".into()) };
+    let Some(iss) = text(&payload, "iss") else { return Err("JWT payload is missing required field: iss".into()) };
+    let tid = text(&payload, "tid");
+    let alg = match alg.as_str() {
+        "RS256" => Algorithm::RS256,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        other => return Err(format!("JWT algorithm {other:?} is not accepted (RS256, ES256 or ES384)")),
+    };
     let candidates = keys(&kid);
     if candidates.is_empty() {
         return Err(format!("JWT signing key not found for kid {kid}"));
     }
-    let mut validation = Validation::new(alg);
-    validation.leeway = 0;
-    validation.validate_aud = false;
-    validation.validate_nbf = true;
-    validation.set_required_spec_claims(&["exp"]);
+    let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
     let mut last = String::new();
     for key in candidates {
-        let decoding = match decoding_key(&key.public_key, alg) {
-            Ok(k) => k,
-            Err(e) => {
-                last = e;
-                continue;
-            }
-        };
-        let payload = match jsonwebtoken::decode::<Value>(token, &decoding, &validation) {
-            Ok(data) => data.claims,
-            Err(e) => {
-                last = match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the JWT has expired (exp)".into(),
-                    jsonwebtoken::errors::ErrorKind::ImmatureSignature => "the JWT is not valid yet (nbf)".into(),
-                    jsonwebtoken::errors::ErrorKind::InvalidSignature => "JWT signature verification failed".into(),
-                    jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(c) => format!("the JWT has no {c} claim"),
-                    _ => format!("JWT rejected: {e}"),
-                };
-                continue;
-            }
-        };
-        let iss = payload.get("iss").and_then(Value::as_str);
-        let tid = payload.get("tid").and_then(Value::as_str);
-        let issuer_ok = match (&key.constraint, iss) {
-            (Some(constraint), Some(iss)) => issuer_matches(constraint, iss, tid),
-            (Some(_), None) => false,
-            (None, Some(iss)) => iss == key.issuer,
-            (None, None) => true,
+        let verified = decoding_key(&key.public_key, alg)
+            .and_then(|k| jsonwebtoken::crypto::verify(signature_b64, signed.as_bytes(), &k, alg).map_err(|e| e.to_string()));
+        if verified != Ok(true) {
+            last = "Signature verification failed".into();
+            continue;
+        }
+        if let Some(nbf) = number("nbf").filter(|nbf| now < *nbf) {
+            last = format!("Current time {now} is before token's Not Before (nbf) claim {nbf}");
+            continue;
+        }
+        if now > exp {
+            last = format!("Current time {now} is after token's Expiration Time (exp) claim {exp}");
+            continue;
+        }
+        // CCF checks a key's constraint; a key stored without one is Consort's stricter case:
+        // the token's issuer must be the key's issuer.
+        let constraint = key.constraint.as_deref().unwrap_or(&key.issuer);
+        let issuer_ok = match &key.constraint {
+            Some(c) => issuer_matches(c, &iss, tid.as_deref()),
+            None => iss == key.issuer,
         };
         if !issuer_ok {
-            last = format!("the JWT issuer {iss:?} does not match the key's issuer constraint for kid {kid}");
+            last = format!("Kid {kid} failed issuer constraint validation {constraint}");
             continue;
         }
         return Ok(VerifiedJwt { key_issuer: key.issuer, header, payload });
@@ -101,13 +114,28 @@ pub fn verify_jwt(token: &str, keys: impl Fn(&str) -> Vec<JwtKeyMetadata>) -> Re
     Err(last)
 }
 
-/// `{tenantid}` in a constraint matches the token's own `tid` (Microsoft Entra multi-tenant keys).
+/// The host whose tokens carry a tenant (`tid`) that the issuer's path must name.
+const ENTRA_HOST: &str = "login.microsoftonline.com";
+
+/// CCF's issuer check against a key's constraint. For Microsoft Entra (`login.microsoftonline.com`)
+/// `{tenantid}` in the constraint stands for the token's `tid`, and the tenant the token's `iss`
+/// names (its first path segment) must be that `tid`; any other issuer must equal the
+/// constraint, and its tokens must carry no `tid` (an Entra-only claim).
 fn issuer_matches(constraint: &str, iss: &str, tid: Option<&str>) -> bool {
-    match (constraint.contains("{tenantid}"), tid) {
-        (true, Some(tid)) => constraint.replace("{tenantid}", tid) == iss,
-        (true, None) => false,
-        (false, _) => constraint == iss,
+    let host = |url: &str| url.split_once("://").map_or(url, |(_, rest)| rest).split(['/', ':', '?']).next().unwrap_or("").to_owned();
+    if host(constraint) != ENTRA_HOST {
+        return iss == constraint && tid.is_none();
     }
+    let constraint = match tid {
+        Some(tid) => constraint.replace("{tenantid}", tid),
+        None => constraint.to_owned(),
+    };
+    if iss != constraint {
+        return false;
+    }
+    let path = iss.split_once("://").map_or(iss, |(_, rest)| rest).split_once('/').map_or("", |(_, path)| path);
+    let tenant = path.split('/').find(|s| !s.is_empty());
+    matches!((tenant, tid), (Some(tenant), Some(tid)) if tenant == tid)
 }
 
 fn decoding_key(spki_der: &[u8], alg: Algorithm) -> Result<DecodingKey, String> {
@@ -142,37 +170,56 @@ mod tests {
         encode(&header, &claims, key).expect("encode")
     }
 
+    fn bearer(token: &str) -> String {
+        format!("Bearer {token}")
+    }
+
     #[test]
-    fn valid_tokens_pass_and_each_failure_is_named() {
+    fn valid_tokens_pass_and_each_failure_is_named_as_ccf_names_it() {
         let (signer, spki) = es256();
         let (other_signer, _) = es256();
         let meta = JwtKeyMetadata { public_key: spki, issuer: "https://issuer.example".into(), constraint: None };
         let lookup = |kid: &str| if kid == "k1" { vec![meta.clone()] } else { vec![] };
         let t = now();
         let good = token(&signer, "k1", serde_json::json!({"iss": "https://issuer.example", "sub": "alice", "exp": t + 60, "nbf": t - 1}));
-        let ok = verify_jwt(&good, lookup).expect("valid");
+        let ok = verify_jwt(Some(&bearer(&good)), lookup, t as i64).expect("valid");
         assert_eq!(ok.key_issuer, "https://issuer.example");
         assert_eq!(ok.payload["sub"], "alice");
         assert_eq!(ok.header["kid"], "k1");
 
+        let iss = "https://issuer.example";
         let cases = [
-            (token(&signer, "k1", serde_json::json!({"iss": "https://issuer.example", "exp": t - 10})), "expired"),
-            (token(&signer, "k1", serde_json::json!({"iss": "https://issuer.example", "exp": t + 60, "nbf": t + 60})), "not valid yet"),
-            (token(&signer, "k1", serde_json::json!({"iss": "https://issuer.example"})), "no exp claim"),
+            (bearer(&token(&signer, "k1", serde_json::json!({"iss": iss, "exp": t - 10}))), "is after token's Expiration Time (exp) claim"),
             (
-                token(&other_signer, "k1", serde_json::json!({"iss": "https://issuer.example", "exp": t + 60})),
-                "signature verification failed",
+                bearer(&token(&signer, "k1", serde_json::json!({"iss": iss, "exp": t + 60, "nbf": t + 60}))),
+                "is before token's Not Before (nbf) claim",
             ),
-            (token(&signer, "k2", serde_json::json!({"exp": t + 60})), "signing key not found for kid k2"),
-            (token(&signer, "k1", serde_json::json!({"iss": "https://evil.example", "exp": t + 60})), "does not match"),
-            ("not.a.jwt".to_owned(), "malformed JWT"),
+            (bearer(&token(&signer, "k1", serde_json::json!({"iss": iss}))), "JWT payload is missing required field: exp"),
+            (bearer(&token(&signer, "k1", serde_json::json!({"exp": t + 60}))), "JWT payload is missing required field: iss"),
+            (bearer(&token(&other_signer, "k1", serde_json::json!({"iss": iss, "exp": t + 60}))), "Signature verification failed"),
+            (bearer(&token(&signer, "k2", serde_json::json!({"iss": iss, "exp": t + 60}))), "JWT signing key not found for kid k2"),
+            (
+                bearer(&token(&signer, "k1", serde_json::json!({"iss": "https://evil.example", "exp": t + 60}))),
+                "Kid k1 failed issuer constraint validation https://issuer.example",
+            ),
+            (bearer("not.a.jwt"), "not valid"),
+            (bearer("two.parts"), "Malformed JWT: must contain exactly 3 parts"),
+            (bearer("e30.W10.c2ln"), "JWT header or payload is not an object"),
+            ("Bearer".to_owned(), "Authorization header only contains one field"),
+            (format!("Basic {good}"), "Authorization header does not have Bearer scheme"),
         ];
-        for (tok, why) in cases {
-            let err = verify_jwt(&tok, lookup).expect_err(why);
+        for (header, why) in cases {
+            let err = verify_jwt(Some(&header), lookup, t as i64).expect_err(why);
             assert!(err.contains(why), "{why}: {err}");
         }
-        let hs = encode(&Header::new(Algorithm::HS256), &serde_json::json!({"exp": t + 60}), &EncodingKey::from_secret(b"s")).expect("hs");
-        assert!(verify_jwt(&hs, lookup).expect_err("hs256").contains("not accepted"));
+        assert_eq!(verify_jwt(None, lookup, t as i64).expect_err("none"), "Missing authorization header");
+        let hs = encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"exp": t + 60, "iss": iss, "kid": "k1"}),
+            &EncodingKey::from_secret(b"s"),
+        )
+        .expect("hs");
+        assert!(verify_jwt(Some(&bearer(&hs)), lookup, t as i64).is_err());
     }
 
     #[test]
@@ -194,22 +241,39 @@ mod tests {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some("rsa".into());
         let rs = encode(&header, &claims, &EncodingKey::from_rsa_der(&pkcs1)).expect("rs256");
-        assert_eq!(verify_jwt(&rs, keys).expect("rs256 verifies").key_issuer, "i");
+        let t = now() as i64;
+        assert_eq!(verify_jwt(Some(&bearer(&rs)), keys, t).expect("rs256 verifies").key_issuer, "i");
         let mut header = Header::new(Algorithm::ES384);
         header.kid = Some("ec".into());
         let es = encode(&header, &claims, &EncodingKey::from_ec_der(&p384.serialize_der())).expect("es384");
-        verify_jwt(&es, keys).expect("es384 verifies");
+        verify_jwt(Some(&bearer(&es)), keys, t).expect("es384 verifies");
         // A token naming the other key's kid fails: the stored key does not fit its algorithm.
         header.kid = Some("rsa".into());
         let crossed = encode(&header, &claims, &EncodingKey::from_ec_der(&p384.serialize_der())).expect("es384");
-        assert!(verify_jwt(&crossed, keys).expect_err("crossed").contains("does not fit"));
+        assert_eq!(verify_jwt(Some(&bearer(&crossed)), keys, t).expect_err("crossed"), "Signature verification failed");
     }
 
     #[test]
-    fn constraints_allow_tenant_issuers() {
-        assert!(issuer_matches("https://login.example/{tenantid}/v2.0", "https://login.example/t1/v2.0", Some("t1")));
-        assert!(!issuer_matches("https://login.example/{tenantid}/v2.0", "https://login.example/t1/v2.0", Some("t2")));
-        assert!(!issuer_matches("https://login.example/{tenantid}/v2.0", "https://login.example/t1/v2.0", None));
+    fn constraints_as_ccf_checks_them() {
+        let entra = "https://login.microsoftonline.com/{tenantid}/v2.0";
+        let single = "https://login.microsoftonline.com/t1/v2.0";
+        let cases = [
+            // Multi-tenant Entra keys: the tid fills the constraint and must be the issuer's tenant.
+            (entra, "https://login.microsoftonline.com/t1/v2.0", Some("t1"), true),
+            (entra, "https://login.microsoftonline.com/t1/v2.0", Some("t2"), false),
+            (entra, "https://login.microsoftonline.com/t1/v2.0", None, false),
+            // Single-tenant Entra keys: the tid must be the tenant in iss.
+            (single, single, Some("t1"), true),
+            (single, single, Some("t2"), false),
+            (single, single, None, false),
+            // Other issuers: iss equals the constraint, and no tid.
+            ("https://issuer.example", "https://issuer.example", None, true),
+            ("https://issuer.example", "https://issuer.example", Some("t1"), false),
+            ("https://issuer.example", "https://other.example", None, false),
+        ];
+        for (constraint, iss, tid, want) in cases {
+            assert_eq!(issuer_matches(constraint, iss, tid), want, "{constraint} {iss} {tid:?}");
+        }
         let meta = JwtKeyMetadata { public_key: vec![1, 2], issuer: "i".into(), constraint: Some("c".into()) };
         let json = serde_json::to_value(&meta).expect("json");
         assert_eq!(json, serde_json::json!({"public_key": "AQI=", "issuer": "i", "constraint": "c"}));

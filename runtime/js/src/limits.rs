@@ -70,25 +70,17 @@ impl Default for RuntimeOptions {
 }
 
 impl RuntimeOptions {
-    pub fn check(&self) -> Result<(), String> {
-        if self.max_heap_bytes < 1024 * 1024 || self.max_stack_bytes < 64 * 1024 || self.max_execution_time_ms == 0 {
-            return Err(
-                "js runtime options: max_heap_bytes must be at least 1 MiB, max_stack_bytes at least 64 KiB, max_execution_time_ms above 0"
-                    .into(),
-            );
-        }
-        Ok(())
-    }
-
     /// JS call depth allowed by `max_stack_bytes` (one Boa frame costs about 1 KiB of Rust
     /// stack when calls nest through natives; the worker threads have room for the maximum).
+    /// Any value is applied as given, as CCF applies it: a stack too small for the handler's
+    /// first call fails the request with a stack overflow.
     pub fn recursion_limit(&self) -> usize {
-        (self.max_stack_bytes / 1024).clamp(64, 16 * 1024) as usize
+        (self.max_stack_bytes / 1024).min(16 * 1024) as usize
     }
 
     /// Values on Boa's VM stack allowed by `max_stack_bytes` (16 bytes a value).
     pub fn vm_stack_values(&self) -> usize {
-        (self.max_stack_bytes / 16).clamp(4 * 1024, 4 * 1024 * 1024) as usize
+        (self.max_stack_bytes / 16).min(4 * 1024 * 1024) as usize
     }
 
     /// The instruction backstop for one request: four times what the measured rate runs in
@@ -100,7 +92,7 @@ impl RuntimeOptions {
 }
 
 /// Which limit stopped a script.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Limit {
     Time,
     Heap,
@@ -108,6 +100,16 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// What CCF reports as the exception for this limit (QuickJS's words): a client that
+    /// checks `details[0].message` of a 500 sees the same on Consort.
+    pub fn ccf_reason(self) -> &'static str {
+        match self {
+            Limit::Time => "InternalError: interrupted",
+            Limit::Heap => "InternalError: out of memory",
+            Limit::Stack => "InternalError: stack overflow",
+        }
+    }
+
     pub fn describe(self, o: &RuntimeOptions) -> String {
         match self {
             Limit::Time => format!("script exceeded the time limit (max_execution_time_ms = {})", o.max_execution_time_ms),

@@ -342,7 +342,7 @@ impl JsPool {
         let (finished, tx) = self.submit(job).await?;
         let result = match finished {
             Finished::Call(Ok(json)) => serde_json::from_str(&json)
-                .map_err(|e| ScriptError::Exception(format!("internal: the result of {function} is not JSON: {e}"))),
+                .map_err(|e| ScriptError::exception(format!("internal: the result of {function} is not JSON: {e}"))),
             Finished::Call(Err(e)) | Finished::Request((Err(e), ..)) => Err(e),
             Finished::Request(_) => Err(ScriptError::Crashed("internal: a call was answered as a request".into())),
         };
@@ -463,7 +463,7 @@ impl Inner {
         m.executions.fetch_add(1, Ordering::Relaxed);
         m.reused.fetch_add(u64::from(reused), Ordering::Relaxed);
         match outcome {
-            Some(ScriptError::Limit(_)) => {
+            Some(ScriptError::Limit(..)) => {
                 m.limit_stops.fetch_add(1, Ordering::Relaxed);
             }
             Some(ScriptError::Crashed(_)) => {
@@ -484,7 +484,7 @@ impl Inner {
                     bundle_id: id,
                     bundle: None,
                     handler,
-                    request: serde_json::to_value(&request).map_err(|e| ScriptError::Exception(e.to_string()))?,
+                    request: serde_json::to_value(&request).map_err(|e| ScriptError::exception(e.to_string()))?,
                     body: request.body,
                     access,
                     options: None,
@@ -684,7 +684,7 @@ impl Inner {
                 // The worker is gone or unusable: discard it (jobs behind this one go elsewhere).
                 let status = self.discard(slot, &p).await;
                 Err(match killed_for {
-                    Some(limit) => ScriptError::Limit(limit.describe(options)),
+                    Some(limit) => ScriptError::Limit(limit, limit.describe(options)),
                     None => ScriptError::Crashed(format!(
                         "the script crashed its JS worker process ({}; {io}), for example by nesting a structure so deep that a built-in overflowed the stack; the node started a new worker",
                         status.unwrap_or_else(|| "no status".into())

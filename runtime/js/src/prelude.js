@@ -191,6 +191,9 @@
     }
   }
 
+  let untrustedDateTime = false;
+  let metricsLogging = false;
+
   globalThis.ccf = {
     kv,
     strToBuf,
@@ -208,6 +211,22 @@
     removeJwtPublicSigningKeys: (issuer) => dropIssuerKeys(String(issuer)),
     // Consort compiles modules once per app version by itself: nothing to refresh.
     refreshAppBytecodeCache: () => {},
+    // `Date` always tells the real time on Consort (SPEC: Date.now() works; CCF 7 does the
+    // same): the switch is kept for CCF 6 apps and answers the previous setting.
+    enableUntrustedDateTime: function (...args) {
+      if (args.length !== 1) throw new TypeError(`Passed ${args.length} arguments, but expected 1`);
+      const previous = untrustedDateTime;
+      untrustedDateTime = !!args[0];
+      return previous;
+    },
+    // Logs each request's execution time from this interpreter on (the node's log).
+    enableMetricsLogging: function (...args) {
+      if (args.length !== 1) throw new TypeError(`Passed ${args.length} arguments, but expected 1`);
+      if (typeof args[0] !== "boolean") throw new TypeError("First argument must be a boolean");
+      const previous = metricsLogging;
+      metricsLogging = args[0];
+      return previous;
+    },
     // Consort's own helpers for constitutions.
     consort: {
       // Throws an Error naming the problem if the bundle ({metadata, modules}) would not load:
@@ -283,7 +302,11 @@
       json: () => JSON.parse(N.bufToStr(currentBody)),
       arrayBuffer: () => currentBody,
     };
+    const started = Date.now();
     const r = handler(request);
+    if (metricsLogging) {
+      N.log("info", `JS execution metrics: ${request.method} ${request.path}: ${Date.now() - started} ms`);
+    }
     if (r === null || typeof r !== "object" || Array.isArray(r)) {
       throw new TypeError("handler must return an object {statusCode?, headers?, body?}, got " + (r === null ? "null" : Array.isArray(r) ? "an array" : typeof r));
     }

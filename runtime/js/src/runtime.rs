@@ -22,7 +22,7 @@ use crate::protocol::{HistoricalState, HostAnswer, HostQuery, KvOp, KvReply};
 const PRELUDE: &str = include_str!("prelude.js");
 
 /// The authentication policies this node can check.
-const KNOWN_POLICIES: [&str; 6] = ["user_cert", "member_cert", "any_cert", "no_auth", "jwt", "user_cose_sign1"];
+const KNOWN_POLICIES: [&str; 7] = ["user_cert", "member_cert", "any_cert", "no_auth", "jwt", "user_cose_sign1", "member_cose_sign1"];
 
 pub(crate) fn check_policy(policy: &serde_json::Value) -> Result<(), String> {
     match policy {
@@ -70,19 +70,27 @@ pub struct JsResponse {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum ScriptError {
-    /// The handler threw (or returned something that is not a response).
-    #[error("{0}")]
-    Exception(String),
+    /// The handler threw (or returned something that is not a response): what it threw
+    /// (`Error: message`) and, when the engine has one, the stack trace at the throw.
+    #[error("{message}")]
+    Exception { message: String, trace: Option<String> },
     /// The bundle's modules could not be loaded or the function is missing.
     #[error("{0}")]
     Load(String),
-    /// A runtime limit stopped the script; the message names the limit.
-    #[error("{0}")]
-    Limit(String),
+    /// A runtime limit stopped the script; the message names the limit and its value.
+    #[error("{1}")]
+    Limit(Limit, String),
     /// The worker process running the script died (the script crashed it, for example by
     /// nesting a structure so deep that a built-in overflowed the stack).
     #[error("{0}")]
     Crashed(String),
+}
+
+impl ScriptError {
+    /// An exception without a stack trace.
+    pub fn exception(message: impl Into<String>) -> ScriptError {
+        ScriptError::Exception { message: message.into(), trace: None }
+    }
 }
 
 /// Which maps the running script may touch (SPEC §3).
@@ -581,6 +589,18 @@ fn describe(err: &JsError, ctx: &mut Context) -> String {
     }
 }
 
+/// The stack trace of a thrown error object (its `stack`, without the first line, which
+/// repeats the message, and without the framework's frames), if it has one.
+fn trace_of(err: &JsError, ctx: &mut Context) -> Option<String> {
+    let thrown = err.clone().into_opaque(ctx).ok()?;
+    let stack = thrown.as_object()?.get(boa_engine::js_string!("stack"), ctx).ok()?;
+    let stack = stack.as_string()?.to_std_string_escaped();
+    // Frames of the framework's own glue (the prelude and the call into the handler) have no
+    // module name; the app's frames name theirs.
+    let frames: Vec<&str> = stack.lines().skip(1).filter(|line| !line.contains("(unknown at ")).collect();
+    (!frames.is_empty()).then(|| frames.join("\n"))
+}
+
 /// Which runtime limit, if any, an uncatchable engine error stands for.
 fn limit_of(err: &JsError, ctx: &mut Context) -> Option<Limit> {
     match err.try_native(ctx) {
@@ -594,9 +614,9 @@ fn limit_of(err: &JsError, ctx: &mut Context) -> Option<Limit> {
 /// An error from running script code: the limit if it was one, else the exception.
 fn script_error(err: &JsError, ctx: &mut Context, options: &RuntimeOptions, loading: bool) -> ScriptError {
     match limit_of(err, ctx) {
-        Some(limit) => ScriptError::Limit(limit.describe(options)),
+        Some(limit) => ScriptError::Limit(limit, limit.describe(options)),
         None if loading => ScriptError::Load(describe(err, ctx)),
-        None => ScriptError::Exception(describe(err, ctx)),
+        None => ScriptError::Exception { message: describe(err, ctx), trace: trace_of(err, ctx) },
     }
 }
 
@@ -651,7 +671,7 @@ fn evaluate_module(ctx: &mut Context, module: &Module, options: &RuntimeOptions)
         PromiseState::Rejected(v) => {
             let e = JsError::from_opaque(v);
             if let Some(limit) = limit_of(&e, ctx) {
-                return Err(ScriptError::Limit(limit.describe(options)));
+                return Err(ScriptError::Limit(limit, limit.describe(options)));
             }
             Err(ScriptError::Load(describe(&e, ctx)))
         }
@@ -659,16 +679,27 @@ fn evaluate_module(ctx: &mut Context, module: &Module, options: &RuntimeOptions)
     }
 }
 
+/// The least call depth a context is given: Boa 0.22 panics when it cannot create a module's
+/// promise for lack of depth, so a `max_stack_bytes` below this (16 KiB) fails every request
+/// at once with a stack overflow, before any of the app's code runs, which is what CCF does
+/// with a stack too small to enter the handler.
+const MIN_RECURSION_LIMIT: usize = 16;
+
 fn new_context(bundle: &Bundle, options: &RuntimeOptions, instruction_budget: usize) -> Result<(Context, Rc<BundleLoader>), ScriptError> {
+    if options.recursion_limit() < MIN_RECURSION_LIMIT {
+        return Err(ScriptError::Limit(Limit::Stack, Limit::Stack.describe(options)));
+    }
     let loader = Rc::new(BundleLoader { modules: bundle.modules.clone(), cache: RefCell::new(HashMap::new()) });
     let mut ctx = Context::builder()
         .module_loader(loader.clone())
         .instructions_remaining(instruction_budget)
         .build()
         .map_err(|e| ScriptError::Load(e.to_string()))?;
+    // The framework's globals are installed under Boa's own limits; the service's limits,
+    // however small, hold for the app's code from its first module on.
+    install_globals(&mut ctx).map_err(|e| ScriptError::Load(format!("installing the ccf global: {e}")))?;
     ctx.runtime_limits_mut().set_recursion_limit(options.recursion_limit());
     ctx.runtime_limits_mut().set_stack_size_limit(options.vm_stack_values());
-    install_globals(&mut ctx).map_err(|e| ScriptError::Load(format!("installing the ccf global: {e}")))?;
     Ok((ctx, loader))
 }
 
@@ -727,7 +758,7 @@ impl Interpreter {
         kv: Box<dyn KvBackend>,
     ) -> (RunOutcome, bool) {
         let (response, session) = self.with_session(access, kv, |i, watch| i.invoke(target, request, body, historical, watch));
-        let sound = !matches!(response, Err(ScriptError::Limit(_)));
+        let sound = !matches!(response, Err(ScriptError::Limit(..)));
         (RunOutcome { response, apply_writes: session.apply_writes.get(), claims_digest: session.claims_digest.get() }, sound)
     }
 
@@ -767,7 +798,7 @@ impl Interpreter {
         kv: Box<dyn KvBackend>,
     ) -> (Result<String, ScriptError>, bool) {
         let (result, _) = self.with_session(access, kv, |i, watch| i.call_function((module, function), args, watch));
-        let sound = !matches!(result, Err(ScriptError::Limit(_)));
+        let sound = !matches!(result, Err(ScriptError::Limit(..)));
         (result, sound)
     }
 
@@ -785,19 +816,19 @@ impl Interpreter {
         };
         let mut values = vec![f];
         for a in args {
-            values.push(JsValue::from_json(a, ctx).map_err(|e| ScriptError::Exception(describe(&e, ctx)))?);
+            values.push(JsValue::from_json(a, ctx).map_err(|e| ScriptError::exception(describe(&e, ctx)))?);
         }
         let result = evaluate(ctx, &script, values, watch, &self.options)?;
         result
             .as_string()
             .map(|s| s.to_std_string_escaped())
-            .ok_or_else(|| ScriptError::Exception("internal: the call's result was not serialised".into()))
+            .ok_or_else(|| ScriptError::exception("internal: the call's result was not serialised"))
     }
 
     /// `ccf.historicalState` for this request (or none), through the prelude's builder.
     fn set_historical(&mut self, historical: Option<&HistoricalState>) -> Result<(), ScriptError> {
         let ctx = &mut self.ctx;
-        let fail = |e: JsError, ctx: &mut Context| ScriptError::Exception(describe(&e, ctx));
+        let fail = |e: JsError, ctx: &mut Context| ScriptError::exception(describe(&e, ctx));
         let value = match historical {
             Some(h) => historical_to_js(h, ctx).map_err(|e| fail(e, ctx))?,
             None => JsValue::undefined(),
@@ -822,8 +853,8 @@ impl Interpreter {
         }
         let handler = self.handler(target)?;
         let ctx = &mut self.ctx;
-        let body = new_buffer(body, ctx).map_err(|e| ScriptError::Exception(describe(&e, ctx)))?;
-        let request = JsValue::from_json(request, ctx).map_err(|e| ScriptError::Exception(describe(&e, ctx)))?;
+        let body = new_buffer(body, ctx).map_err(|e| ScriptError::exception(describe(&e, ctx)))?;
+        let request = JsValue::from_json(request, ctx).map_err(|e| ScriptError::exception(describe(&e, ctx)))?;
         let result = evaluate(ctx, &self.invoke, vec![handler, request, body], watch, &self.options)?;
         read_response(&result, ctx)
     }
@@ -839,12 +870,12 @@ fn evaluate(
     options: &RuntimeOptions,
 ) -> Result<JsValue, ScriptError> {
     if let Some(limit) = watch.exceeded() {
-        return Err(ScriptError::Limit(limit.describe(options)));
+        return Err(ScriptError::Limit(limit, limit.describe(options)));
     }
     let args = JsArray::from_iter(args, ctx);
     ctx.global_object().set(js_string!("__consort_args"), args, false, ctx).map_err(|e| ScriptError::Load(e.to_string()))?;
     let result = match watch.drive(script.evaluate_async_with_budget(ctx, crate::limits::YIELD_BUDGET)) {
-        Err(limit) => return Err(ScriptError::Limit(limit.describe(options))),
+        Err(limit) => return Err(ScriptError::Limit(limit, limit.describe(options))),
         Ok(r) => r.and_then(|v| ctx.run_jobs().map(|()| v)),
     };
     result.map_err(|e| script_error(&e, ctx, options, false))
@@ -875,7 +906,7 @@ struct ResponseMeta {
 }
 
 fn read_response(result: &JsValue, ctx: &mut Context) -> Result<JsResponse, ScriptError> {
-    let bad = |what: &str| ScriptError::Exception(format!("internal: malformed handler result ({what})"));
+    let bad = |what: &str| ScriptError::exception(format!("internal: malformed handler result ({what})"));
     let arr = result.as_object().ok_or_else(|| bad("not an array"))?;
     let meta = arr.get(0, ctx).map_err(|_| bad("meta"))?.as_string().ok_or_else(|| bad("meta"))?.to_std_string_escaped();
     let meta: ResponseMeta = serde_json::from_str(&meta).map_err(|_| bad("meta json"))?;
@@ -905,7 +936,7 @@ pub fn bench_direct_calls(
 ) -> Result<std::time::Duration, ScriptError> {
     let options = RuntimeOptions::default();
     let mut interpreter = Interpreter::new(bundle, &options, true)?;
-    let request_value = serde_json::to_value(request).map_err(|e| ScriptError::Exception(e.to_string()))?;
+    let request_value = serde_json::to_value(request).map_err(|e| ScriptError::exception(e.to_string()))?;
     let started = std::time::Instant::now();
     for _ in 0..iterations {
         if !interpreter.usable_for(&options) {

@@ -91,7 +91,7 @@ async fn governance_calls_follow_the_permission_matrix() {
                     assert_eq!(out.tx.get(map, b"k").as_deref(), Some(&b"written"[..]), "{map}: the write is in the returned tx");
                 }
             }
-            (Err(words), Err(ScriptError::Exception(message))) => {
+            (Err(words), Err(ScriptError::Exception { message, .. })) => {
                 assert!(message.contains(words) && message.contains(map), "{map} {op} {access:?}: {message}");
                 assert!(out.tx.write_set().is_empty(), "a refused write leaves nothing");
             }
@@ -105,7 +105,9 @@ async fn governance_calls_follow_the_permission_matrix() {
     assert!(asked.tx.write_set().maps.contains_key(consort_js::LEDGER_REKEY_REQUEST_TABLE));
     for access in [KvAccess::GovReadOnly, KvAccess::AppReadWrite] {
         let refused = call("rekey", vec![], access).await;
-        assert!(matches!(&refused.result, Err(ScriptError::Exception(m)) if m.contains("only be called by the constitution's apply")));
+        assert!(
+            matches!(&refused.result, Err(ScriptError::Exception { message: m, .. }) if m.contains("only be called by the constitution's apply"))
+        );
         assert!(refused.tx.write_set().is_empty());
     }
 
@@ -113,6 +115,6 @@ async fn governance_calls_follow_the_permission_matrix() {
     let missing = call("resolve", vec![], KvAccess::GovReadOnly).await.result.expect_err("no such export");
     assert!(matches!(&missing, ScriptError::Load(m) if m.contains("resolve")), "{missing:?}");
     let spun = call("spin", vec![], KvAccess::GovReadOnly).await.result.expect_err("limit");
-    assert!(matches!(&spun, ScriptError::Limit(m) if m.contains("max_execution_time_ms")), "{spun:?}");
+    assert!(matches!(&spun, ScriptError::Limit(_, m) if m.contains("max_execution_time_ms")), "{spun:?}");
     assert_eq!(call("vote", vec![json!("{}"), json!("m1")], KvAccess::GovReadOnly).await.result.expect("vote"), json!(false));
 }

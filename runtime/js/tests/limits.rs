@@ -80,7 +80,7 @@ async fn each_hostile_script_is_stopped_by_its_limit() {
         let for_heap = *limit == "max_heap_bytes";
         let (response, took) = call_with(&pool, &store, &b, name, options(for_heap)).await;
         match response {
-            Err(ScriptError::Limit(message)) => assert!(message.contains(limit), "{name}: {message} should name {limit}"),
+            Err(ScriptError::Limit(_, message)) => assert!(message.contains(limit), "{name}: {message} should name {limit}"),
             other => panic!("{name}: expected the {limit} limit, got {other:?}"),
         }
         // Not a timing test: only that it stops at all, well within an order of magnitude.
@@ -102,7 +102,7 @@ async fn thrown_values_of_any_kind_are_500s_with_their_text() {
     let b = bundle(&cases);
     for (name, expect) in [("obj", "code"), ("num", "42"), ("nul", "null"), ("str", "plain"), ("err", "RangeError: r")] {
         match call(&pool, &store, &b, name).await.0 {
-            Err(ScriptError::Exception(m)) => assert!(m.contains(expect), "{name}: {m}"),
+            Err(ScriptError::Exception { message: m, .. }) => assert!(m.contains(expect), "{name}: {m}"),
             other => panic!("{name}: {other:?}"),
         }
     }
@@ -126,7 +126,7 @@ async fn other_requests_are_served_while_hostile_ones_run() {
         served += 1;
     }
     for h in hostile {
-        assert!(matches!(h.await.expect("join"), Err(ScriptError::Limit(_))));
+        assert!(matches!(h.await.expect("join"), Err(ScriptError::Limit(..))));
     }
     assert!(served > 1);
 }
@@ -148,7 +148,7 @@ async fn crashing_the_worker_costs_only_that_request() {
         let options = Arc::new(RuntimeOptions { max_execution_time_ms: 20_000, max_heap_bytes: 512 * 1024 * 1024, ..Default::default() });
         match call_with(&pool, &store, &b, name, options).await.0 {
             Err(ScriptError::Crashed(m)) => assert!(m.contains("crashed its JS worker"), "{name}: {m}"),
-            Err(ScriptError::Limit(m)) => assert!(m.contains("max_"), "{name}: {m}"),
+            Err(ScriptError::Limit(_, m)) => assert!(m.contains("max_"), "{name}: {m}"),
             other => panic!("{name}: expected a crash or a limit, got {other:?}"),
         }
         assert_eq!(call(&pool, &store, &b, "ok").await.0.expect("served after a crash").body, b"still here");
@@ -279,7 +279,7 @@ async fn a_request_queued_behind_a_dying_worker_runs_on_the_next_one() {
         let quick = call(&pool, &store, &b, "ok").await.0;
         assert_eq!(quick.expect("served on the next worker").body, b"fine");
         match hog.await.expect("join") {
-            Err(ScriptError::Limit(m)) => assert!(m.contains("max_heap_bytes"), "{m}"),
+            Err(ScriptError::Limit(_, m)) => assert!(m.contains("max_heap_bytes"), "{m}"),
             Err(ScriptError::Crashed(m)) => assert!(m.contains("crashed its JS worker"), "{m}"),
             other => panic!("expected the worker to be stopped, got {other:?}"),
         }

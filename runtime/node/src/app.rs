@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use consort_consensus::CommitError;
-use consort_js::{Bundle, EndpointMatch, JsRequest, KvAccess, Mode, ScriptError};
+use consort_js::{Bundle, EndpointMatch, JsRequest, KvAccess, Limit, Mode, RuntimeOptions, ScriptError};
 use consort_kv::State;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
@@ -38,7 +38,7 @@ pub async fn call(node: &Node, call: &Call<'_>, state: &State, app: &Arc<Bundle>
     };
     let caller = match crate::auth::authenticate(state, &m.endpoint.authn_policies, creds) {
         Ok(c) => c,
-        Err(why) => return reply::error(StatusCode::UNAUTHORIZED, "Unauthorized", why),
+        Err(refusals) => return unauthenticated(refusals),
     };
     let historical = if m.endpoint.mode == Mode::Historical {
         match historical_state(node, call) {
@@ -76,17 +76,7 @@ pub async fn call(node: &Node, call: &Call<'_>, state: &State, app: &Arc<Bundle>
         };
         let response = match ex.response {
             Ok(r) => r,
-            Err(ScriptError::Limit(message)) => {
-                tracing::warn!("{} {}: {message}", call.method, call.path);
-                return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message);
-            }
-            Err(e) => {
-                if options.log_exception_details {
-                    tracing::warn!("{} {}: {e}", call.method, call.path);
-                }
-                let message = if options.return_exception_details { e.to_string() } else { "Exception thrown while executing.".to_owned() };
-                return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message);
-            }
+            Err(e) => return script_failure(call, e, &options),
         };
         let apply = ex.apply_writes.unwrap_or((200..300).contains(&response.status));
         let txid = if apply && !ex.tx.write_set().is_empty() {
@@ -105,6 +95,54 @@ pub async fn call(node: &Node, call: &Call<'_>, state: &State, app: &Arc<Bundle>
         "TransactionConflict",
         format!("the transaction conflicted with concurrent writes {} times; retry", retries + 1),
     )
+}
+
+/// The 401 when no policy accepted the caller, as CCF gives it: "Invalid authentication
+/// credentials." with one `details` entry per policy saying why it refused (and, when the last
+/// policy is `jwt`, its `WWW-Authenticate` challenge).
+fn unauthenticated(refusals: Vec<crate::auth::Refusal>) -> Reply {
+    const CODE: &str = "InvalidAuthenticationInfo";
+    let bearer = refusals.last().is_some_and(|r| r.policy == "jwt");
+    let details = refusals.into_iter().map(|r| serde_json::json!({"auth_policy": r.policy, "code": CODE, "message": r.message})).collect();
+    let mut r = reply::error_with_details(StatusCode::UNAUTHORIZED, CODE, "Invalid authentication credentials.", details);
+    if bearer {
+        r.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="JWT bearer token access", error="invalid_token""#),
+        );
+    }
+    r
+}
+
+/// The 500 for a handler that gave no answer, in CCF's shape: "Exception thrown while
+/// executing." ("Operation took too long to complete." for the time limit) and, with
+/// `return_exception_details`, `details[0] = {code: "JSException", message, trace}` where the
+/// message is what was thrown, or CCF's words for a limit (`InternalError: out of memory`),
+/// whose trace then names the limit and its value. A module that cannot be loaded answers its
+/// reason, as in CCF.
+fn script_failure(call: &Call<'_>, e: ScriptError, options: &RuntimeOptions) -> Reply {
+    const THROWN: &str = "Exception thrown while executing.";
+    let (message, reason, trace) = match e {
+        ScriptError::Load(why) => return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", why),
+        ScriptError::Limit(limit, description) => {
+            tracing::warn!("{} {}: {description}", call.method, call.path);
+            let message = if limit == Limit::Time { "Operation took too long to complete." } else { THROWN };
+            (message, limit.ccf_reason().to_owned(), Some(description))
+        }
+        ScriptError::Exception { message, trace } => (THROWN, message, trace),
+        other => (THROWN, other.to_string(), None),
+    };
+    if options.log_exception_details {
+        tracing::warn!("{} {}: {reason}: {}", call.method, call.path, trace.as_deref().unwrap_or("<no trace>"));
+    }
+    if !options.return_exception_details {
+        return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message);
+    }
+    let mut detail = serde_json::json!({"code": "JSException", "message": reason});
+    if let Some(trace) = trace {
+        detail["trace"] = serde_json::Value::String(trace);
+    }
+    reply::error_with_details(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message, vec![detail])
 }
 
 /// The state a `mode: "historical"` endpoint runs with: the committed transaction named by the

@@ -22,31 +22,43 @@ pub struct Credentials<'a> {
     pub body: &'a [u8],
 }
 
-/// `Ok(None)` for an empty policy list; `Err` names what was missing for every policy.
-pub fn authenticate(state: &State, policies: &[Value], creds: Credentials<'_>) -> Result<Option<Value>, String> {
+/// Why one policy refused a request (CCF's `ODataAuthErrorDetails`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The policy's name (`user_cert`, `jwt`, `all_of`, ...).
+    pub policy: String,
+    pub message: String,
+}
+
+/// `Ok(None)` for an empty policy list; `Err` says why each policy refused, in order.
+pub fn authenticate(state: &State, policies: &[Value], creds: Credentials<'_>) -> Result<Option<Value>, Vec<Refusal>> {
     if policies.is_empty() {
         return Ok(None);
     }
-    let mut failures = Vec::new();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let mut refusals = Vec::new();
     for policy in policies {
-        match identity(state, policy, creds) {
+        match identity(state, policy, creds, now) {
             Ok(caller) => return Ok(Some(caller)),
-            Err(why) => failures.push(why),
+            Err(message) => {
+                let name = policy.as_str().unwrap_or("all_of").to_owned();
+                refusals.push(Refusal { policy: name, message });
+            }
         }
     }
-    Err(failures.join("; "))
+    Err(refusals)
 }
 
-fn identity(state: &State, policy: &Value, creds: Credentials<'_>) -> Result<Value, String> {
+fn identity(state: &State, policy: &Value, creds: Credentials<'_>, now: i64) -> Result<Value, String> {
     match policy {
-        Value::String(name) => named(state, name, creds),
+        Value::String(name) => named(state, name, creds, now),
         Value::Object(o) => {
             let parts = o.get("all_of").and_then(Value::as_array).ok_or("unknown policy object")?;
             let mut caller = serde_json::Map::new();
             let mut names = Vec::new();
             for part in parts {
                 let name = part.as_str().ok_or("all_of holds policy names")?;
-                caller.insert(name.to_owned(), named(state, name, creds).map_err(|e| format!("all_of: {e}"))?);
+                caller.insert(name.to_owned(), named(state, name, creds, now).map_err(|e| format!("{name}: {e}"))?);
                 names.push(Value::String(name.to_owned()));
             }
             caller.insert("policy".into(), Value::Array(names));
@@ -56,56 +68,70 @@ fn identity(state: &State, policy: &Value, creds: Credentials<'_>) -> Result<Val
     }
 }
 
-fn named(state: &State, name: &str, creds: Credentials<'_>) -> Result<Value, String> {
-    let need_cert = || creds.cert_der.ok_or_else(|| format!("{name}: no client certificate was presented"));
+/// CCF's check of a caller certificate's validity period, with CCF's words.
+fn valid_at(der: &[u8], now: i64) -> Result<(), String> {
+    let (not_before, not_after) = consort_crypto::validity_period(der).map_err(|e| e.to_string())?;
+    if now < not_before {
+        return Err(format!("Current time {now} is before certificate's Not Before validity period {not_before}"));
+    }
+    if now > not_after {
+        return Err(format!("Current time {now} is after certificate's Not After validity period {not_after}"));
+    }
+    Ok(())
+}
+
+fn named(state: &State, name: &str, creds: Credentials<'_>, now: i64) -> Result<Value, String> {
     match name {
         "no_auth" => Ok(json!({"policy": "no_auth"})),
-        "any_cert" => Ok(json!({"policy": "any_cert", "cert": cert_pem_from_der(need_cert()?)})),
+        "any_cert" => {
+            let der = creds.cert_der.ok_or("No caller certificate")?;
+            Ok(json!({"policy": "any_cert", "cert": cert_pem_from_der(der)}))
+        }
         "user_cert" | "member_cert" => {
-            let der = need_cert()?;
-            let id = id_of_cert_der(der);
             let who = if name == "user_cert" { Who::User } else { Who::Member };
+            let der = creds.cert_der.ok_or_else(|| format!("No caller {} certificate", who.noun()))?;
+            valid_at(der, now)?;
+            let id = id_of_cert_der(der);
             if state.get(who.certs(), id.as_bytes()).is_none() {
-                return Err(format!("{name}: the client certificate (id {id}) is not a registered {}", who.noun()));
+                return Err(format!("Could not find matching {} certificate", who.noun()));
             }
             Ok(json!({"policy": name, "id": id, "data": who.data(state, &id), "cert": cert_pem_from_der(der)}))
         }
         "jwt" => {
-            let token = creds
-                .authorization
-                .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-                .map(str::trim)
-                .ok_or("jwt: no \"Authorization: Bearer <token>\" header was presented")?;
             let keys = |kid: &str| -> Vec<JwtKeyMetadata> {
                 state.get(JWT_PUBLIC_SIGNING_KEYS, kid.as_bytes()).and_then(|v| serde_json::from_slice(v).ok()).unwrap_or_default()
             };
-            let jwt = verify_jwt(token, keys).map_err(|e| format!("jwt: {e}"))?;
+            let jwt = verify_jwt(creds.authorization, keys, now)?;
             Ok(json!({"policy": "jwt", "jwt": {"keyIssuer": jwt.key_issuer, "header": jwt.header, "payload": jwt.payload}}))
         }
-        "user_cose_sign1" => {
-            let fail = |e: String| format!("user_cose_sign1: {e}");
+        "user_cose_sign1" | "member_cose_sign1" => {
+            let who = if name == "user_cose_sign1" { Who::User } else { Who::Member };
             match media_type(creds.content_type) {
                 Some("application/cose") => {}
-                Some(other) => return Err(fail(format!("the content type is {other:?}, not application/cose"))),
-                None => return Err(fail("the request has no content-type (application/cose expected)".into())),
+                Some(_) => return Err("Content type is not set to application/cose".into()),
+                None => return Err("Missing content-type header".into()),
             }
-            let sign1 = Sign1::parse(creds.body).map_err(fail)?;
+            let sign1 = Sign1::parse(creds.body)?;
+            if who == Who::Member && (sign1.text("ccf.gov.msg.type").is_none() || sign1.int("ccf.gov.msg.created_at").is_none()) {
+                return Err("Missing ccf.gov.msg.type or ccf.gov.msg.created_at in the protected header".into());
+            }
             let pem = state
-                .get(USERS_CERTS, sign1.kid.as_bytes())
+                .get(who.certs(), sign1.kid.as_bytes())
                 .and_then(|v| String::from_utf8(v.to_vec()).ok())
-                .ok_or_else(|| fail(format!("the signer (kid {}) is not a registered user", sign1.kid)))?;
-            let der = cert_der_from_pem(&pem).map_err(|e| fail(format!("stored certificate: {e}")))?;
-            sign1.verify_with_cert(&der).map_err(fail)?;
+                .ok_or_else(|| format!("Signer is not a known {}", who.noun()))?;
+            let der = cert_der_from_pem(&pem).map_err(|e| format!("stored certificate: {e}"))?;
+            sign1.verify_with_cert(&der).map_err(|e| format!("Failed to validate COSE Sign1: {e}"))?;
             use base64::Engine;
             // `content` becomes an ArrayBuffer in the worker (prelude.js).
             let content = base64::engine::general_purpose::STANDARD.encode(&sign1.payload);
-            Ok(json!({"policy": "user_cose_sign1", "id": sign1.kid, "data": Who::User.data(state, &sign1.kid), "cert": pem,
+            Ok(json!({"policy": name, "id": sign1.kid, "data": who.data(state, &sign1.kid), "cert": pem,
                 "cose": {"content": content}}))
         }
         other => Err(format!("{other}: not a policy this node can check")),
     }
 }
 
+#[derive(PartialEq, Eq)]
 enum Who {
     User,
     Member,

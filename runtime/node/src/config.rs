@@ -291,7 +291,7 @@ impl NodeConfig {
                 ));
             }
         }
-        self.js.runtime_options.check()
+        Ok(())
     }
 
     /// Where snapshots go (written only if `tx_count` > 0; a joining node looks there too).

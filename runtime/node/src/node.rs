@@ -233,7 +233,7 @@ impl Node {
             }
         }
         let options = match state.get(JS_RUNTIME_OPTIONS, &SINGLETON_KEY).map(|v| serde_json::from_slice::<RuntimeOptions>(v)) {
-            Some(Ok(o)) if o.check().is_ok() => o,
+            Some(Ok(o)) => o,
             Some(_) => {
                 tracing::warn!("{JS_RUNTIME_OPTIONS} holds an invalid value; using the defaults");
                 RuntimeOptions::default()

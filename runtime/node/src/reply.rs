@@ -1,4 +1,5 @@
-//! Building HTTP answers: JSON bodies, errors as `{"error": {"code", "message"}}` (SPEC §4).
+//! Building HTTP answers: JSON bodies, errors as `{"error": {"code", "message"}}` (SPEC §4), with
+//! CCF's `details` array where CCF gives one.
 
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -22,6 +23,11 @@ pub fn ok(value: &serde_json::Value) -> Reply {
 
 pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Reply {
     json(status, &serde_json::json!({"error": {"code": code, "message": message.into()}}))
+}
+
+/// An error with CCF's `details` array (objects with at least `code` and `message`).
+pub fn error_with_details(status: StatusCode, code: &str, message: impl Into<String>, details: Vec<serde_json::Value>) -> Reply {
+    json(status, &serde_json::json!({"error": {"code": code, "message": message.into(), "details": details}}))
 }
 
 pub fn empty(status: StatusCode) -> Reply {

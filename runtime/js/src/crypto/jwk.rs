@@ -211,9 +211,20 @@ fn field_str<'a>(jwk: &'a Map<String, Value>, name: &str) -> Result<&'a str, Str
     jwk.get(name).and_then(Value::as_str).ok_or_else(|| format!("the JWK has no string field {name:?}"))
 }
 
+/// A JWK's binary field: base64url as RFC 7517 says, or standard base64 (with or without
+/// padding), which CCF's decoder accepts too and some issuers publish.
 fn field_bytes(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
     let text = field_str(jwk, name)?;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).map_err(|e| format!("{name} is not base64url: {e}"))
+    let url_safe: String = text
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(url_safe).map_err(|e| format!("{name} is not base64url: {e}"))
 }
 
 fn uint<'a>(bytes: &'a [u8], name: &str) -> Result<UintRef<'a>, String> {

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)] // a panic is the failure report here
 
 use super::*;
+use base64::Engine;
 use serde_json::json;
 
 fn run(op: &str, params: Value, bufs: &[&[u8]]) -> Result<Out, CryptoFailure> {
@@ -160,6 +161,21 @@ fn pem_and_jwk_convert_both_ways_for_every_key_type() {
         let again = text(to_pem, json!({ "jwk": private_jwk }));
         assert_eq!(json_of(to_jwk, json!({ "pem": again })), private_jwk);
     }
+    // Standard base64 (padded, with + and /) in n, e, x, y reads as the base64url it stands for.
+    for (generate, params, pub_to_jwk, pub_to_pem) in [
+        ("generateRsaKeyPair", json!({"size": 2048}), "pubRsaPemToJwk", "pubRsaJwkToPem"),
+        ("generateEcdsaKeyPair", json!({"curve": "secp384r1"}), "pubPemToJwk", "pubJwkToPem"),
+    ] {
+        let (_, public) = pair(generate, params);
+        let mut jwk = json_of(pub_to_jwk, json!({ "pem": public }));
+        for field in ["n", "e", "x", "y"] {
+            if let Some(v) = jwk[field].as_str() {
+                let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v).expect("base64url");
+                jwk[field] = json!(base64::engine::general_purpose::STANDARD.encode(raw));
+            }
+        }
+        assert_eq!(text(pub_to_pem, json!({ "jwk": jwk })), public, "{generate}");
+    }
     // An EC JWK whose d does not belong to x, y is refused; so is a wrong kty.
     let (a, _) = pair("generateEcdsaKeyPair", json!({"curve": "secp256r1"}));
     let (_, b) = pair("generateEcdsaKeyPair", json!({"curve": "secp256r1"}));
@@ -210,7 +226,9 @@ fn certificate_chains_are_checked_to_a_trusted_root() {
     };
     assert!(valid(&[&leaf, &mid], &[&root]));
     assert!(valid(&[&mid], &[&root]));
-    assert!(valid(&[&root], &[&root]), "a trusted certificate is valid by itself");
+    assert!(valid(&[&root], &[&root]), "a trusted CA certificate is valid by itself");
+    assert!(valid(&[&mid], &[&mid]), "so is a trusted intermediate CA");
+    assert!(!valid(&[&leaf], &[&leaf]), "a trusted certificate that is not a CA is no anchor (CCF's npm test)");
     assert!(valid(&[&leaf], &[&mid]), "an intermediate may be trusted directly");
     assert!(!valid(&[&leaf], &[&root]), "intermediate missing");
     assert!(!valid(&[&leaf, &mid], &[&other_root]));

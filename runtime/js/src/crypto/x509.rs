@@ -4,7 +4,7 @@
 //! chain's other certificates as intermediates, to a trusted certificate: each link's issuer name
 //! matches the next subject and its signature verifies under the next public key, every
 //! intermediate and trust anchor is a CA (basic constraints), and every certificate on the path is
-//! inside its validity period now. A target that is itself trusted is valid. The path is at most
+//! inside its validity period now. A target that is itself trusted is valid if it is a CA. The path is at most
 //! as long as the chain, so a hostile bundle cannot make the search run away.
 
 use x509_parser::certificate::X509Certificate;
@@ -32,7 +32,8 @@ pub fn is_valid_chain(chain: &str, trusted: &str) -> bool {
         return false;
     }
     if trusted.iter().any(|t| *t == chain[0]) {
-        return true;
+        // A target trusted directly must be a CA, as CCF's check requires of every anchor.
+        return is_ca(target);
     }
     let mut current = target;
     for _ in 0..chain_certs.len() {
@@ -51,10 +52,13 @@ fn parse_certs(ders: &[Vec<u8>]) -> Option<Vec<X509Certificate<'_>>> {
     ders.iter().map(|d| x509_parser::parse_x509_certificate(d).ok().map(|(_, c)| c)).collect()
 }
 
+fn is_ca(cert: &X509Certificate) -> bool {
+    cert.basic_constraints().ok().flatten().is_some_and(|bc| bc.value.ca)
+}
+
 /// `issuer` is a CA, valid now, named as `cert`'s issuer, and its key verifies `cert`'s signature.
 fn issued_by(cert: &X509Certificate, issuer: &X509Certificate, now: ASN1Time) -> bool {
-    let is_ca = issuer.basic_constraints().ok().flatten().is_some_and(|bc| bc.value.ca);
-    is_ca
+    is_ca(issuer)
         && issuer.validity().is_valid_at(now)
         && cert.issuer() == issuer.subject()
         && cert.verify_signature(Some(issuer.public_key())).is_ok()

@@ -171,9 +171,76 @@ function setMemberInfo(id, update) {
   writeJson("public:ccf.gov.members.info", enc(id), Object.assign(info, update));
 }
 
+// Recovery shares are re-issued for the new threshold.
+function setRecoveryThreshold(threshold) {
+  const info = serviceInfo();
+  if (info.status === "WaitingForRecoveryShares") {
+    throw new Error(`the recovery threshold cannot change while the service is ${info.status}`);
+  }
+  // Once open, shares go to active members only; before, members are yet to activate.
+  const members = info.status === "Open" ? activeRecoveryMembers() : recoveryMembers();
+  if (threshold > members) {
+    throw new Error(`recovery_threshold ${threshold} is above the number of ${info.status === "Open" ? "active " : ""}recovery members (${members})`);
+  }
+  const config = serviceConfig();
+  config.recovery_threshold = threshold;
+  writeJson("public:ccf.gov.service.config", SINGLETON(), config);
+  ccf.node.triggerRecoverySharesRefresh();
+}
+
+// A certificate validity period: `valid_from` is an X.509 UTC time ("20250101000000Z"), the
+// period at most the service configuration's maximum (a year unless set).
+function expectValidity(args) {
+  expect(args.valid_from, "string", "valid_from");
+  expect(args.validity_period_days, "integer?", "validity_period_days");
+  if (args.validity_period_days !== undefined && args.validity_period_days !== null) {
+    expectRange(args.validity_period_days, 1, Number.MAX_SAFE_INTEGER, "validity_period_days");
+  }
+}
+
+function validityDays(requested, maxKey, what) {
+  const max = serviceConfig()[maxKey] ?? 365;
+  if (requested === undefined || requested === null) return max;
+  if (requested > max) throw new Error(`validity_period_days ${requested} is above the ${what} maximum of ${max} days`);
+  return requested;
+}
+
+// The node's certificate signing request endorsed by the service for the given period,
+// recorded where the node reads it (it presents it from then on).
+function endorseNode(nodeId, info, validFrom, requestedDays) {
+  if (typeof info.certificate_signing_request !== "string") throw new Error(`node ${nodeId} has no certificate signing request`);
+  const days = validityDays(requestedDays, "maximum_node_certificate_validity_days", "node certificate");
+  const cert = ccf.network.generateEndorsedCertificate(info.certificate_signing_request, validFrom, days);
+  ccf.kv["public:ccf.gov.nodes.endorsed_certificates"].set(enc(nodeId), enc(cert));
+}
+
+function trustedNode(nodeId) {
+  const info = readJson("public:ccf.gov.nodes.info", enc(nodeId));
+  if (info === undefined) throw new Error(`node ${nodeId} does not exist`);
+  if (info.status !== "Trusted") throw new Error(`node ${nodeId} is ${info.status}, not Trusted`);
+  return info;
+}
+
+function expectHex(value, field, bytes) {
+  expect(value, "string", field);
+  if (!new RegExp(`^[0-9a-fA-F]{${bytes * 2}}$`).test(value)) throw new Error(`${field} must be ${bytes} bytes of hex, but is ${JSON.stringify(value)}`);
+}
+
+// TEE-only rules (code ids, SEV-SNP measurements, host data, UVM endorsements, TCB versions):
+// Consort runs no TEE, so these are recorded in CCF's tables, shown by /gov/service/join-policy,
+// and have no effect on who may join. A new rule changes what open proposals would mean, so
+// they are dropped, as CCF does.
+function allowToJoin(map, key, value, proposalId) {
+  ccf.kv[map].set(enc(key), ccf.jsonCompatibleToBuf(value));
+  dropOtherOpenProposals(proposalId);
+}
+
 const actions = new Map([
   ["set_constitution", {
-    validate: (args) => expect(args.constitution, "string", "constitution"),
+    validate: (args) => {
+      expect(args.constitution, "string", "constitution");
+      ccf.gov.validateConstitution(args.constitution);
+    },
     apply: (args, proposalId) => {
       writeJson("public:ccf.gov.constitution", SINGLETON(), args.constitution);
       dropOtherOpenProposals(proposalId);
@@ -199,6 +266,10 @@ const actions = new Map([
       else keys.delete(enc(id));
       const role = args.recovery_role || (args.encryption_pub_key ? "Participant" : "NonParticipant");
       writeJson("public:ccf.gov.members.info", enc(id), { status: "Accepted", member_data: args.member_data ?? null, recovery_role: role });
+      // The state the new member acknowledges to become active: the latest signed root, as CCF
+      // records it (the member may also ask for a fresher one with state-digests/{id}:update).
+      const signature = readJson("public:ccf.internal.signatures", SINGLETON());
+      writeJson("public:ccf.gov.members.acks", enc(id), signature === undefined ? {} : { state_digest: signature.root });
     },
   }],
   ["remove_member", {
@@ -313,8 +384,12 @@ const actions = new Map([
       const info = readJson("public:ccf.gov.nodes.info", enc(args.node_id));
       if (info === undefined) throw new Error(`node ${args.node_id} does not exist`);
       if (info.status === "Retired") throw new Error(`node ${args.node_id} is retired`);
+      if (info.status !== "Trusted") info.ledger_secret_seqno = ccf.network.getLatestLedgerSecretSeqno();
       info.status = "Trusted";
       writeJson("public:ccf.gov.nodes.info", enc(args.node_id), info);
+      // With a validity period the node's certificate is endorsed from its signing request for
+      // that period, as in CCF; without one it keeps the certificate it was given at its join.
+      if (args.valid_from !== undefined && args.valid_from !== null) endorseNode(args.node_id, info, args.valid_from, args.validity_period_days);
     },
   }],
   ["remove_node", {
@@ -331,21 +406,7 @@ const actions = new Map([
       expect(args.recovery_threshold, "integer", "recovery_threshold");
       expectRange(args.recovery_threshold, 1, 254, "recovery_threshold");
     },
-    apply: (args) => {
-      const info = serviceInfo();
-      if (info.status === "WaitingForRecoveryShares") {
-        throw new Error(`the recovery threshold cannot change while the service is ${info.status}`);
-      }
-      // Once open, shares go to active members only; before, members are yet to activate.
-      const members = info.status === "Open" ? activeRecoveryMembers() : recoveryMembers();
-      if (args.recovery_threshold > members) {
-        throw new Error(`recovery_threshold ${args.recovery_threshold} is above the number of ${info.status === "Open" ? "active " : ""}recovery members (${members})`);
-      }
-      const config = serviceConfig();
-      config.recovery_threshold = args.recovery_threshold;
-      writeJson("public:ccf.gov.service.config", SINGLETON(), config);
-      ccf.node.triggerRecoverySharesRefresh();
-    },
+    apply: (args) => setRecoveryThreshold(args.recovery_threshold),
   }],
   ["trigger_recovery_shares_refresh", {
     validate: (args) => expectNoArgs(args),
@@ -391,6 +452,175 @@ const actions = new Map([
       if (metadata === undefined) throw new Error(`JWT issuer ${args.issuer} is not set`);
       ccf.setJwtPublicSigningKeys(args.issuer, metadata, args.jwks);
     },
+  }],
+  ["set_service_configuration", {
+    validate: (args) => {
+      expect(args, "object", "args");
+      const known = ["reconfiguration_type", "recovery_threshold", "recent_cose_proposals_window_size"];
+      for (const k of Object.keys(args)) if (!known.includes(k)) throw new Error(`${k} cannot be changed by set_service_configuration (only ${known.join(", ")})`);
+      if (args.reconfiguration_type !== undefined) expectOneOf(args.reconfiguration_type, ["OneTransaction", "TwoTransaction"], "reconfiguration_type");
+      expect(args.recovery_threshold, "integer?", "recovery_threshold");
+      if (args.recovery_threshold !== undefined) expectRange(args.recovery_threshold, 1, 254, "recovery_threshold");
+      expect(args.recent_cose_proposals_window_size, "integer?", "recent_cose_proposals_window_size");
+      if (args.recent_cose_proposals_window_size !== undefined) expectRange(args.recent_cose_proposals_window_size, 1, 10000, "recent_cose_proposals_window_size");
+    },
+    apply: (args) => {
+      const config = serviceConfig();
+      const from = config.reconfiguration_type ?? "OneTransaction";
+      if (args.reconfiguration_type !== undefined && args.reconfiguration_type !== from && !(from === "OneTransaction" && args.reconfiguration_type === "TwoTransaction")) {
+        throw new Error(`the reconfiguration type cannot change from ${from} to ${args.reconfiguration_type}`);
+      }
+      // Consort reconfigures Raft in one step either way (openraft's joint consensus); the
+      // setting is recorded as CCF records it.
+      if (args.reconfiguration_type !== undefined) config.reconfiguration_type = args.reconfiguration_type;
+      if (args.recent_cose_proposals_window_size !== undefined) config.recent_cose_proposals_window_size = args.recent_cose_proposals_window_size;
+      writeJson("public:ccf.gov.service.config", SINGLETON(), config);
+      if (args.recovery_threshold !== undefined && args.recovery_threshold !== config.recovery_threshold) setRecoveryThreshold(args.recovery_threshold);
+    },
+  }],
+  ["set_ca_cert_bundle", {
+    validate: (args) => {
+      expect(args.name, "string", "name");
+      expectCert(args.cert_bundle, "cert_bundle");
+    },
+    apply: (args) => ccf.kv["public:ccf.gov.tls.ca_cert_bundles"].set(enc(args.name), enc(args.cert_bundle)),
+  }],
+  ["remove_ca_cert_bundle", {
+    validate: (args) => expect(args.name, "string", "name"),
+    apply: (args) => ccf.kv["public:ccf.gov.tls.ca_cert_bundles"].delete(enc(args.name)),
+  }],
+  ["set_node_data", {
+    validate: (args) => expectId(args.node_id, "node_id"),
+    apply: (args) => {
+      const info = readJson("public:ccf.gov.nodes.info", enc(args.node_id));
+      if (info === undefined) throw new Error(`node ${args.node_id} does not exist`);
+      info.node_data = args.node_data;
+      writeJson("public:ccf.gov.nodes.info", enc(args.node_id), info);
+    },
+  }],
+  ["set_node_certificate_validity", {
+    validate: (args) => {
+      expectId(args.node_id, "node_id");
+      expectValidity(args);
+    },
+    apply: (args) => endorseNode(args.node_id, trustedNode(args.node_id), args.valid_from, args.validity_period_days),
+  }],
+  ["set_all_nodes_certificate_validity", {
+    validate: (args) => expectValidity(args),
+    apply: (args) => {
+      const trusted = [];
+      ccf.kv["public:ccf.gov.nodes.info"].forEach((v, k) => {
+        const info = ccf.bufToJsonCompatible(v);
+        if (info.status === "Trusted") trusted.push([dec(k), info]);
+      });
+      for (const [id, info] of trusted) endorseNode(id, info, args.valid_from, args.validity_period_days);
+    },
+  }],
+  ["set_service_certificate_validity", {
+    validate: (args) => expectValidity(args),
+    apply: (args) => {
+      const days = validityDays(args.validity_period_days, "maximum_service_certificate_validity_days", "service certificate");
+      const info = serviceInfo();
+      info.cert = ccf.network.generateNetworkCertificate(args.valid_from, days);
+      writeJson("public:ccf.gov.service.info", SINGLETON(), info);
+    },
+  }],
+  ["assert_service_identity", {
+    validate: (args) => {
+      expectCert(args.service_identity, "service_identity");
+      if (serviceInfo().cert !== args.service_identity) throw new Error("the service identity is not this service's certificate");
+    },
+    apply: () => {},
+  }],
+  ["trigger_snapshot", {
+    validate: (args) => expectNoArgs(args),
+    apply: () => ccf.node.triggerSnapshot(),
+  }],
+  ["trigger_ledger_chunk", {
+    validate: (args) => expectNoArgs(args),
+    apply: () => ccf.node.triggerLedgerChunk(),
+  }],
+  ["refresh_js_app_bytecode_cache", {
+    validate: (args) => expectNoArgs(args),
+    apply: () => ccf.refreshAppBytecodeCache(),
+  }],
+  ["add_node_code", {
+    validate: (args) => expectHex(args.code_id, "code_id", 32),
+    apply: (args, proposalId) => allowToJoin("public:ccf.gov.nodes.code_ids", args.code_id, "AllowedToJoin", proposalId),
+  }],
+  ["remove_node_code", {
+    validate: (args) => expectHex(args.code_id, "code_id", 32),
+    apply: (args) => ccf.kv["public:ccf.gov.nodes.code_ids"].delete(enc(args.code_id)),
+  }],
+  ["add_snp_measurement", {
+    validate: (args) => expectHex(args.measurement, "measurement", 48),
+    apply: (args, proposalId) => allowToJoin("public:ccf.gov.nodes.snp.measurements", args.measurement, "AllowedToJoin", proposalId),
+  }],
+  ["remove_snp_measurement", {
+    validate: (args) => expectHex(args.measurement, "measurement", 48),
+    apply: (args) => ccf.kv["public:ccf.gov.nodes.snp.measurements"].delete(enc(args.measurement)),
+  }],
+  ["add_snp_host_data", {
+    validate: (args) => {
+      expectHex(args.host_data, "host_data", 32);
+      expect(args.security_policy, "string?", "security_policy");
+      if (args.security_policy) {
+        const digest = Array.from(new Uint8Array(ccf.crypto.digest("SHA-256", enc(args.security_policy))), (b) => b.toString(16).padStart(2, "0")).join("");
+        if (digest !== args.host_data.toLowerCase()) throw new Error(`host_data ${args.host_data} is not the SHA-256 of security_policy (${digest})`);
+      }
+    },
+    apply: (args, proposalId) => allowToJoin("public:ccf.gov.nodes.snp.host_data", args.host_data, args.security_policy ?? "", proposalId),
+  }],
+  ["remove_snp_host_data", {
+    validate: (args) => expectHex(args.host_data, "host_data", 32),
+    apply: (args) => ccf.kv["public:ccf.gov.nodes.snp.host_data"].delete(enc(args.host_data)),
+  }],
+  ["add_snp_uvm_endorsement", {
+    validate: (args) => {
+      expect(args.did, "string", "did");
+      expect(args.feed, "string", "feed");
+      expect(args.svn, "string", "svn");
+    },
+    apply: (args, proposalId) => {
+      const feeds = readJson("public:ccf.gov.nodes.snp.uvm_endorsements", enc(args.did)) || {};
+      feeds[args.feed] = { svn: args.svn };
+      allowToJoin("public:ccf.gov.nodes.snp.uvm_endorsements", args.did, feeds, proposalId);
+    },
+  }],
+  ["remove_snp_uvm_endorsement", {
+    validate: (args) => {
+      expect(args.did, "string", "did");
+      expect(args.feed, "string", "feed");
+    },
+    apply: (args) => {
+      const map = "public:ccf.gov.nodes.snp.uvm_endorsements";
+      const feeds = readJson(map, enc(args.did));
+      if (feeds === undefined || !(args.feed in feeds)) throw new Error(`no UVM endorsement for did ${args.did} and feed ${args.feed}`);
+      delete feeds[args.feed];
+      if (Object.keys(feeds).length === 0) ccf.kv[map].delete(enc(args.did));
+      else writeJson(map, enc(args.did), feeds);
+    },
+  }],
+  ["set_snp_minimum_tcb_version", {
+    validate: (args) => {
+      expectHex(args.cpuid, "cpuid", 4);
+      expect(args.tcb_version, "object", "tcb_version");
+      for (const f of ["boot_loader", "tee", "snp", "microcode"]) expect(args.tcb_version[f], "integer", `tcb_version.${f}`);
+      expect(args.tcb_version.fmc, "integer?", "tcb_version.fmc");
+    },
+    apply: (args, proposalId) => allowToJoin("public:ccf.gov.nodes.snp.tcb_versions", args.cpuid, args.tcb_version, proposalId),
+  }],
+  ["set_snp_minimum_tcb_version_hex", {
+    validate: (args) => {
+      expectHex(args.cpuid, "cpuid", 4);
+      expectHex(args.tcb_version, "tcb_version", 8);
+      ccf.tcbHexToPolicy(args.cpuid, args.tcb_version);
+    },
+    apply: (args, proposalId) => allowToJoin("public:ccf.gov.nodes.snp.tcb_versions", args.cpuid, ccf.tcbHexToPolicy(args.cpuid, args.tcb_version), proposalId),
+  }],
+  ["remove_snp_minimum_tcb_version", {
+    validate: (args) => expectHex(args.cpuid, "cpuid", 4),
+    apply: (args) => ccf.kv["public:ccf.gov.nodes.snp.tcb_versions"].delete(enc(args.cpuid)),
   }],
   ["remove_jwt_issuer", {
     validate: (args) => expect(args.issuer, "string", "issuer"),

@@ -248,6 +248,7 @@ impl Consensus {
             commit_secret.clone(),
             snapshots,
             start.as_ref(),
+            log.clone(),
         );
         if let Some(s) = &start {
             tracing::info!("starting from the snapshot at {} ({})", s.txid, s.path.display());
@@ -403,7 +404,8 @@ impl Consensus {
         }
     }
 
-    pub(crate) fn applied_watch(&self) -> tokio::sync::watch::Receiver<TxId> {
+    /// Changes each time entries are applied (to the id of the last one).
+    pub fn applied_watch(&self) -> tokio::sync::watch::Receiver<TxId> {
         self.shared.applied.subscribe()
     }
 

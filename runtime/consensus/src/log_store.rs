@@ -66,6 +66,11 @@ impl LogStore {
         Ok(LogStore { inner: Arc::new(Mutex::new(Inner { files, cache, db, commit, last_purged: None, durable_at_open, durability })) })
     }
 
+    /// Closes the open ledger chunk after the next signature appended.
+    pub fn request_chunk(&self) {
+        self.lock().files.close_at_next_signature();
+    }
+
     /// The first seqno and the next seqno of the ledger files.
     pub fn range(&self) -> (u64, u64) {
         let inner = self.lock();

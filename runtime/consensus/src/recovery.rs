@@ -186,6 +186,7 @@ impl Replay {
                     let writes = WriteSet::decode(&e.public).map_err(|err| format!("public writes of {}: {err}", e.txid))?;
                     self.state.apply(e.txid, &writes);
                 }
+                EntryKind::Signature => self.state.apply(e.txid, &crate::state_machine::signature_writes(&e.public)),
                 _ => self.state.advance(e.txid),
             }
             self.tree.append(e.leaf());

@@ -388,8 +388,12 @@ pub fn verify(file: &Path, ledger_dir: &Path) -> Result<SnapshotReport, String> 
             if e.txid.seqno > seqno {
                 break 'chunks;
             }
-            if e.kind == EntryKind::Tx {
-                let writes = WriteSet::decode(&e.public).map_err(|err| format!("public writes of {}: {err}", e.txid))?;
+            let writes = match e.kind {
+                EntryKind::Tx => Some(WriteSet::decode(&e.public).map_err(|err| format!("public writes of {}: {err}", e.txid))?),
+                EntryKind::Signature => Some(crate::state_machine::signature_writes(&e.public)),
+                _ => None,
+            };
+            if let Some(writes) = writes {
                 for (map, keys) in writes.maps {
                     let m = state.entry(map).or_default();
                     for (k, v) in keys {

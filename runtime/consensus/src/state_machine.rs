@@ -126,6 +126,10 @@ pub struct StateMachine {
     /// The snapshot this node started from, which Raft may send to a peer that needs entries
     /// this node's ledger does not have.
     started_from: Option<(SnapshotMeta<u64, openraft::BasicNode>, std::path::PathBuf)>,
+    /// The Raft log, to close its open chunk when governance asks (`ccf.node.triggerLedgerChunk`).
+    log: crate::log_store::LogStore,
+    /// Whether governance asked for a snapshot at the next signature (`ccf.node.triggerSnapshot`).
+    snapshot_requested: bool,
 }
 
 /// A transaction entry's writes: the public part as written, the private part opened with the
@@ -151,6 +155,7 @@ impl StateMachine {
         commit: CommitSecret,
         snapshots: Option<crate::snapshot::Writer>,
         start: Option<&crate::snapshot::Loaded>,
+        log: crate::log_store::LogStore,
     ) -> Self {
         let last_applied = start.map(|s| crate::convert::log_id_of(s.txid));
         let membership = start.map_or_else(StoredMembership::default, |s| s.membership.clone());
@@ -162,7 +167,7 @@ impl StateMachine {
             };
             (meta, s.path.clone())
         });
-        StateMachine { shared, secrets, node, commit, last_applied, membership, snapshots, started_from }
+        StateMachine { shared, secrets, node, commit, last_applied, membership, snapshots, started_from, log, snapshot_requested: false }
     }
 
     fn apply_one(&mut self, entry: &Entry) -> Result<(), StorageError> {
@@ -173,6 +178,10 @@ impl StateMachine {
             (EntryPayload::Normal(_), EntryKind::Tx) => {
                 let writes = decode_writes(&le, &self.secrets).map_err(fail)?;
                 self.secrets.apply(le.txid.seqno, &writes, &self.node.0, &self.node.1).map_err(fail)?;
+                self.snapshot_requested |= writes.maps.contains_key(consort_kv::SNAPSHOT_REQUESTS);
+                if writes.maps.contains_key(consort_kv::LEDGER_CHUNK_REQUESTS) {
+                    self.log.request_chunk();
+                }
                 self.shared.store.apply(le.txid, &writes);
             }
             (EntryPayload::Normal(_), EntryKind::Signature) => {
@@ -186,7 +195,7 @@ impl StateMachine {
                         le.txid, record.seqno
                     )));
                 }
-                self.shared.store.advance(le.txid);
+                self.shared.store.apply(le.txid, &signature_writes(&le.public));
                 signed = Some(record);
             }
             (EntryPayload::Membership(m), _) => {
@@ -200,7 +209,8 @@ impl StateMachine {
         if let Some(record) = signed {
             ledger.signatures.push((le.txid.seqno, record));
             // The snapshot covers this signature entry too: taken once it is in the tree.
-            if let Some(writer) = self.snapshots.as_mut().filter(|w| w.due(le.txid.seqno)) {
+            let requested = std::mem::take(&mut self.snapshot_requested);
+            if let Some(writer) = self.snapshots.as_mut().filter(|w| requested || w.due(le.txid.seqno)) {
                 let continuation = crate::snapshot::Continuation {
                     tree: ledger.tree.frontier().iter().map(|d| serde_bytes::ByteBuf::from(d.to_vec())).collect(),
                     signature: serde_bytes::ByteBuf::from(le.public.clone()),
@@ -220,6 +230,19 @@ impl StateMachine {
         self.last_applied = Some(entry.log_id);
         Ok(())
     }
+}
+
+/// The table CCF keeps its latest signature in (CCF's default constitution reads its `root`
+/// when it adds a member).
+pub const SIGNATURES_TABLE: &str = "public:ccf.internal.signatures";
+
+/// What a signature entry writes to the store: its record (the entry's public part) as the
+/// latest signature. Derived from the entry by every node alike, so replicas, snapshots and
+/// replays agree; the ledger entry itself is unchanged.
+pub(crate) fn signature_writes(record: &[u8]) -> WriteSet {
+    let mut writes = WriteSet::default();
+    writes.put(SIGNATURES_TABLE, consort_kv::SINGLETON_KEY.to_vec(), record.to_vec());
+    writes
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {

@@ -73,13 +73,7 @@ pub fn endorse_node_cert(
     let service_kp = KeyPair::from_pem(&service_key.to_pem()).map_err(gen_err)?;
     let issuer = Issuer::from_ca_cert_pem(service_cert_pem, service_kp).map_err(gen_err)?;
     let mut params = params_with_cn(cn);
-    params.subject_alt_names = hosts
-        .iter()
-        .map(|h| match h.parse::<std::net::IpAddr>() {
-            Ok(ip) => Ok(SanType::IpAddress(ip)),
-            Err(_) => h.clone().try_into().map(SanType::DnsName).map_err(gen_err),
-        })
-        .collect::<Result<_, _>>()?;
+    params.subject_alt_names = subject_alt_names(hosts)?;
     params.use_authority_key_identifier_extension = true;
     let spki = SubjectPublicKeyInfo::from_der(node_public_key_der).map_err(gen_err)?;
     Ok(params.signed_by(&spki, &issuer).map_err(gen_err)?.pem())
@@ -103,6 +97,107 @@ pub fn endorse_previous_identity(previous_cert_pem: &str, service_cert_pem: &str
     params.use_authority_key_identifier_extension = true;
     let spki = SubjectPublicKeyInfo::from_der(&previous.public_key_der).map_err(gen_err)?;
     Ok(params.signed_by(&spki, &issuer).map_err(gen_err)?.pem())
+}
+
+/// Sets a validity period as CCF's governance gives it: from `valid_from` (X.509 time, as
+/// CCF's tools write it: `YYYYMMDDHHMMSSZ` or `YYMMDDHHMMSSZ`; RFC 3339 `YYYY-MM-DDTHH:MM:SSZ`
+/// too) for `days` days, Not After being one second before the end (RFC 5280's inclusive bound).
+fn set_validity(params: &mut CertificateParams, valid_from: &str, days: u64) -> Result<(), CryptoError> {
+    let bad = || CryptoError::Certificate(format!("valid_from {valid_from:?} is not a UTC time (YYYYMMDDHHMMSSZ)"));
+    let digits: String = valid_from.chars().filter(char::is_ascii_digit).collect();
+    let (year, rest) = match digits.len() {
+        14 => (digits[..4].parse::<i32>().map_err(|_| bad())?, &digits[4..]),
+        // UTCTime: 50-99 are 19xx, as RFC 5280 says.
+        12 => {
+            let yy = digits[..2].parse::<i32>().map_err(|_| bad())?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &digits[2..])
+        }
+        _ => return Err(bad()),
+    };
+    let field = |i: usize| rest[i..i + 2].parse::<u8>().map_err(|_| bad());
+    let (month, day, hour, minute, second) = (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
+    if !valid_from.ends_with('Z') || !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return Err(bad());
+    }
+    if days == 0 {
+        return Err(CryptoError::Certificate("a validity period is at least one day".into()));
+    }
+    let start = rcgen::date_time_ymd(year, month, day)
+        + std::time::Duration::from_secs(u64::from(hour) * 3600 + u64::from(minute) * 60 + u64::from(second));
+    params.not_before = start;
+    params.not_after = start + std::time::Duration::from_secs(days.saturating_mul(86_400) - 1);
+    Ok(())
+}
+
+/// CCF's `ccf.network.generateEndorsedCertificate`: a certificate for the key and subject of
+/// a node's certificate signing request (its signature checked), signed by the service
+/// identity, valid from `valid_from` for `days` days.
+pub fn endorse_csr(
+    csr_pem: &str,
+    valid_from: &str,
+    days: u64,
+    service_cert_pem: &str,
+    service_key: &NodeKey,
+) -> Result<String, CryptoError> {
+    let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| CryptoError::Certificate(format!("the certificate signing request: {e}")))?;
+    let service_kp = KeyPair::from_pem(&service_key.to_pem()).map_err(gen_err)?;
+    let issuer = Issuer::from_ca_cert_pem(service_cert_pem, service_kp).map_err(gen_err)?;
+    let mut params = csr.params;
+    set_validity(&mut params, valid_from, days)?;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.use_authority_key_identifier_extension = true;
+    Ok(params.signed_by(&csr.public_key, &issuer).map_err(gen_err)?.pem())
+}
+
+/// A certificate signing request for `key` with common name `cn` and `hosts` as its subject
+/// alternative names (what a joining node hands the service, as in CCF).
+pub fn node_csr(key: &NodeKey, cn: &str, hosts: &[String]) -> Result<String, CryptoError> {
+    let kp = KeyPair::from_pem(&key.to_pem()).map_err(gen_err)?;
+    let mut params = params_with_cn(cn);
+    params.subject_alt_names = subject_alt_names(hosts)?;
+    params.serialize_request(&kp).map_err(gen_err)?.pem().map_err(gen_err)
+}
+
+/// A SubjectPublicKeyInfo (DER) as a `PUBLIC KEY` PEM block (LF line endings), as CCF's
+/// `nodes.info` records a node's key.
+pub fn public_key_pem(spki_der: &[u8]) -> String {
+    pem::encode_config(&pem::Pem::new("PUBLIC KEY", spki_der.to_vec()), pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF))
+}
+
+/// The SubjectPublicKeyInfo (DER) of a certificate signing request whose signature verifies.
+pub fn csr_public_key(csr_pem: &str) -> Result<Vec<u8>, CryptoError> {
+    use x509_parser::prelude::FromDer;
+    let bad = |e: String| CryptoError::Certificate(format!("the certificate signing request: {e}"));
+    let (_, block) = x509_parser::pem::parse_x509_pem(csr_pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let (_, csr) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents).map_err(|e| bad(e.to_string()))?;
+    csr.verify_signature().map_err(|e| bad(format!("its signature does not verify ({e})")))?;
+    Ok(csr.certification_request_info.subject_pki.raw.to_vec())
+}
+
+/// CCF's `ccf.network.generateNetworkCertificate`: the service identity re-issued (same key,
+/// same subject) for a new validity period.
+pub fn renew_service_cert(service_cert_pem: &str, service_key: &NodeKey, valid_from: &str, days: u64) -> Result<String, CryptoError> {
+    let der = cert_der_from_pem(service_cert_pem)?;
+    let (_, parsed) = parse_x509_certificate(&der).map_err(|e| CryptoError::Certificate(e.to_string()))?;
+    let cn = parsed.subject().iter_common_name().next().and_then(|a| a.as_str().ok()).unwrap_or_default().to_owned();
+    let kp = KeyPair::from_pem(&service_key.to_pem()).map_err(gen_err)?;
+    let mut params = params_with_cn(&cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    set_validity(&mut params, valid_from, days)?;
+    Ok(params.self_signed(&kp).map_err(gen_err)?.pem())
+}
+
+fn subject_alt_names(hosts: &[String]) -> Result<Vec<SanType>, CryptoError> {
+    hosts
+        .iter()
+        .map(|h| match h.parse::<std::net::IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => h.clone().try_into().map(SanType::DnsName).map_err(gen_err),
+        })
+        .collect()
 }
 
 /// The DER of the first certificate in a PEM text.
@@ -200,6 +295,46 @@ pub fn verify_endorsement(cert_der: &[u8], issuer_der: &[u8]) -> Result<(), Cryp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn governance_endorses_csrs_and_renews_the_service_identity_for_given_periods() {
+        let service_key = NodeKey::generate();
+        let service = self_signed_service_cert(&service_key, "Consort Service").expect("service");
+        let node_key = NodeKey::generate();
+        let csr = node_csr(&node_key, "Consort Node", &["127.0.0.1".into(), "node.example".into()]).expect("csr");
+        assert_eq!(csr_public_key(&csr).expect("key"), node_key.public_key_der(), "the CSR carries the node's key");
+        let der = |pem: &str| cert_der_from_pem(pem).expect("der");
+        // 2025-01-01T00:00:00Z, for ten days: Not After is one second before the tenth day ends.
+        let start = 1_735_689_600;
+        for from in ["20250101000000Z", "250101000000Z", "2025-01-01T00:00:00Z"] {
+            let cert = endorse_csr(&csr, from, 10, &service, &service_key).expect("endorsed");
+            assert_eq!(validity_period(&der(&cert)).expect("validity"), (start, start + 10 * 86_400 - 1), "{from}");
+            verify_endorsement(&der(&cert), &der(&service)).expect("signed by the service identity");
+            assert_eq!(ParsedCert::from_pem(&cert).expect("cert").public_key_der, node_key.public_key_der(), "the CSR's key");
+        }
+        let refusals = [
+            ("20250101000000", 10, "UTC"),
+            ("2025-13-01T00:00:00Z", 10, "UTC"),
+            ("yesterday", 10, "UTC"),
+            ("20250101000000Z", 0, "one day"),
+        ];
+        for (from, days, why) in refusals {
+            let err = endorse_csr(&csr, from, days, &service, &service_key).expect_err(from).to_string();
+            assert!(err.contains(why), "{from}: {err}");
+        }
+        let mut tampered = csr.clone().into_bytes();
+        let at = tampered.len() / 2;
+        tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+        assert!(endorse_csr(&String::from_utf8_lossy(&tampered), "20250101000000Z", 1, &service, &service_key).is_err(), "a damaged CSR");
+        assert!(csr_public_key(&String::from_utf8_lossy(&tampered)).is_err());
+
+        let renewed = renew_service_cert(&service, &service_key, "20250101000000Z", 365).expect("renewed");
+        assert_eq!(validity_period(&der(&renewed)).expect("validity"), (start, start + 365 * 86_400 - 1));
+        let (old, new) = (ParsedCert::from_pem(&service).expect("old"), ParsedCert::from_pem(&renewed).expect("new"));
+        assert_eq!((old.public_key_der, old.subject), (new.public_key_der, new.subject), "same key, same subject");
+        let node = endorse_csr(&csr, "20250101000000Z", 1, &service, &service_key).expect("node");
+        verify_endorsement(&der(&node), &der(&renewed)).expect("the renewed identity still vouches for what the old one signed");
+    }
 
     #[test]
     fn a_recovered_service_endorses_the_previous_identity() {

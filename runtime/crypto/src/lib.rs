@@ -16,8 +16,9 @@ mod wrap;
 
 pub use aead::{LedgerSecret, AEAD_NONCE_BYTES, AEAD_TAG_BYTES};
 pub use cert::{
-    cert_der_from_pem, cert_pem_from_der, endorse_node_cert, endorse_previous_identity, id_of_cert_der, identity_cert,
-    node_id_of_public_key, self_signed_service_cert, validity_period, verify_endorsement, Curve, ParsedCert,
+    cert_der_from_pem, cert_pem_from_der, csr_public_key, endorse_csr, endorse_node_cert, endorse_previous_identity, id_of_cert_der,
+    identity_cert, node_csr, node_id_of_public_key, public_key_pem, renew_service_cert, self_signed_service_cert, validity_period,
+    verify_endorsement, Curve, ParsedCert,
 };
 pub use error::CryptoError;
 pub use key::{verify_p384_signature, NodeKey};

@@ -15,6 +15,18 @@ pub const USERS_CERTS: &str = "public:ccf.gov.users.certs";
 /// User id → `{user_data}`.
 pub const USERS_INFO: &str = "public:ccf.gov.users.info";
 pub const NODES_INFO: &str = "public:ccf.gov.nodes.info";
+/// TEE rules recorded by governance (CCF's tables; Consort runs no TEE, so they decide nothing):
+/// code id / measurement → `"AllowedToJoin"`, host data → its security policy, DID → feed →
+/// `{svn}`, CPUID → minimum TCB version.
+pub const NODES_CODE_IDS: &str = "public:ccf.gov.nodes.code_ids";
+pub const NODES_VIRTUAL_MEASUREMENTS: &str = "public:ccf.gov.nodes.virtual.measurements";
+pub const NODES_VIRTUAL_HOST_DATA: &str = "public:ccf.gov.nodes.virtual.host_data";
+pub const NODES_SNP_MEASUREMENTS: &str = "public:ccf.gov.nodes.snp.measurements";
+pub const NODES_SNP_HOST_DATA: &str = "public:ccf.gov.nodes.snp.host_data";
+pub const NODES_SNP_UVM_ENDORSEMENTS: &str = "public:ccf.gov.nodes.snp.uvm_endorsements";
+pub const NODES_SNP_TCB_VERSIONS: &str = "public:ccf.gov.nodes.snp.tcb_versions";
+/// Node id → the node's certificate (PEM text) endorsed by the service identity, as CCF keeps it.
+pub const NODES_ENDORSED_CERTIFICATES: &str = "public:ccf.gov.nodes.endorsed_certificates";
 /// Singleton: `{status, cert, ...}`.
 pub const SERVICE_INFO: &str = "public:ccf.gov.service.info";
 /// Singleton: service configuration (`recent_cose_proposals_window_size`, `recovery_threshold`, ...).

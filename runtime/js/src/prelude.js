@@ -166,12 +166,28 @@
     },
     triggerLedgerRekey: () => N.requestLedgerRekey(),
     triggerRecoverySharesRefresh: () => N.requestSharesRefresh(),
+    triggerSnapshot: () => N.requestSnapshot(),
+    triggerLedgerChunk: () => N.requestLedgerChunk(),
     triggerACMERefresh: notImplemented("ccf.node.triggerACMERefresh"),
   };
+  function arity(name, expected, args) {
+    if (args.length !== expected) {
+      throw new TypeError(`${name}: passed ${args.length} arguments but expected ${expected === 0 ? "none" : expected}`);
+    }
+  }
   const network = {
-    generateEndorsedCertificate: notImplemented("ccf.network.generateEndorsedCertificate"),
-    generateNetworkCertificate: notImplemented("ccf.network.generateNetworkCertificate"),
-    getLatestLedgerSecretSeqno: notImplemented("ccf.network.getLatestLedgerSecretSeqno"),
+    generateEndorsedCertificate: (...args) => {
+      arity("ccf.network.generateEndorsedCertificate", 3, args);
+      return N.endorseCsr(String(args[0]), String(args[1]), Number(args[2]));
+    },
+    generateNetworkCertificate: (...args) => {
+      arity("ccf.network.generateNetworkCertificate", 2, args);
+      return N.renewServiceCert(String(args[0]), Number(args[1]));
+    },
+    getLatestLedgerSecretSeqno: (...args) => {
+      arity("ccf.network.getLatestLedgerSecretSeqno", 0, args);
+      return N.latestSecretSeqno();
+    },
   };
   function setJwtPublicSigningKeys(issuer, metadata, jwks) {
     issuer = String(issuer);
@@ -191,6 +207,30 @@
     }
   }
 
+  // CCF's `ccf.tcbHexToPolicy(cpuid, tcbHex)`: an AMD SEV-SNP TCB version (8 bytes, hex, most
+  // significant first) read as the product's fields; the product comes from the CPUID
+  // (Fn0000_0001_EAX, hex).
+  function tcbHexToPolicy(...args) {
+    if (args.length !== 2) throw new TypeError(`Passed ${args.length} arguments, but expected 2`);
+    const [cpuidHex, tcbHex] = args.map(String);
+    if (!/^[0-9a-fA-F]{8}$/.test(cpuidHex)) throw new TypeError("CPUID could not be parsed");
+    const cpuid = parseInt(cpuidHex, 16);
+    const family = ((cpuid >> 8) & 0xf) + ((cpuid >> 20) & 0xff);
+    const model = (((cpuid >> 16) & 0xf) << 4) | ((cpuid >> 4) & 0xf);
+    const product = { "25:1": "Milan", "25:17": "Genoa", "26:1": "Turin" }[`${family}:${model}`];
+    if (product === undefined) throw new Error(`SEV-SNP: Unsupported CPUID family ${family} model ${model}`);
+    if (!/^([0-9a-fA-F]{2})*$/.test(tcbHex)) throw new TypeError("TCB could not be parsed from hex_str");
+    if (tcbHex.length !== 16) throw new Error(`Invalid TCB version data size: ${tcbHex.length / 2}`);
+    // Little-endian in the report: raw[0] is the last byte of the hex string.
+    const raw = [];
+    for (let i = 14; i >= 0; i -= 2) raw.push(parseInt(tcbHex.slice(i, i + 2), 16));
+    const hexstring = tcbHex.toLowerCase();
+    if (product === "Turin") {
+      return { hexstring, microcode: raw[7], snp: raw[3], tee: raw[2], boot_loader: raw[1], fmc: raw[0] };
+    }
+    return { hexstring, microcode: raw[7], snp: raw[6], tee: raw[1], boot_loader: raw[0] };
+  }
+
   let untrustedDateTime = false;
   let metricsLogging = false;
 
@@ -205,8 +245,15 @@
       setClaimsDigest: (b) => N.setClaimsDigest(buf(b, "claims digest")),
     },
     pemToId: (pem) => N.pemToId(String(pem)),
+    tcbHexToPolicy,
     node,
     network,
+    gov: {
+      validateConstitution: (...args) => {
+        if (args.length !== 1) throw new TypeError(`Passed ${args.length} arguments, but expected 1`);
+        return N.checkConstitution(args[0]);
+      },
+    },
     setJwtPublicSigningKeys,
     removeJwtPublicSigningKeys: (issuer) => dropIssuerKeys(String(issuer)),
     // Consort compiles modules once per app version by itself: nothing to refresh.

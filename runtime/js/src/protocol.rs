@@ -166,10 +166,35 @@ pub enum JobKv {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum HostQuery {
     LastCommitted,
-    Status { view: u64, seqno: u64 },
-    ViewOf { seqno: u64 },
-    StateRange { handle: u64, from: u64, to: u64, expiry_seconds: u64 },
-    DropStates { handle: u64 },
+    Status {
+        view: u64,
+        seqno: u64,
+    },
+    ViewOf {
+        seqno: u64,
+    },
+    StateRange {
+        handle: u64,
+        from: u64,
+        to: u64,
+        expiry_seconds: u64,
+    },
+    DropStates {
+        handle: u64,
+    },
+    /// `ccf.network.getLatestLedgerSecretSeqno()`.
+    LatestLedgerSecretSeqno,
+    /// `ccf.network.generateEndorsedCertificate(csr, validFrom, validityPeriodDays)`.
+    EndorseCsr {
+        csr: String,
+        valid_from: String,
+        days: u64,
+    },
+    /// `ccf.network.generateNetworkCertificate(validFrom, validityPeriodDays)`.
+    RenewServiceCert {
+        valid_from: String,
+        days: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -183,6 +208,9 @@ pub enum HostAnswer {
     /// `None` while some of the range is still loading.
     States(Result<Option<Vec<HistoricalState>>, String>),
     Dropped(bool),
+    Seqno(u64),
+    /// A certificate (PEM), or why none could be made.
+    Certificate(Result<String, String>),
 }
 
 /// One committed transaction for historical queries: its id, receipt and writes.
@@ -213,6 +241,12 @@ pub trait JsHost: Send + Sync {
     fn state_range(&self, handle: u64, from: u64, to: u64, expiry_seconds: u64) -> Result<Option<Vec<HistoricalState>>, String>;
     /// `ccf.historical.dropCachedStates`: whether the handle held anything.
     fn drop_states(&self, handle: u64) -> bool;
+    /// The seqno from which the current ledger secret applies.
+    fn latest_ledger_secret_seqno(&self) -> u64;
+    /// A certificate for a certificate signing request, signed by the service identity.
+    fn endorse_csr(&self, csr: &str, valid_from: &str, days: u64) -> Result<String, String>;
+    /// The service identity re-issued for a new validity period.
+    fn renew_service_cert(&self, valid_from: &str, days: u64) -> Result<String, String>;
 }
 
 impl HostQuery {
@@ -228,6 +262,9 @@ impl HostQuery {
                 HostAnswer::States(host.state_range(handle, from, to, expiry_seconds))
             }
             HostQuery::DropStates { handle } => HostAnswer::Dropped(host.drop_states(handle)),
+            HostQuery::LatestLedgerSecretSeqno => HostAnswer::Seqno(host.latest_ledger_secret_seqno()),
+            HostQuery::EndorseCsr { csr, valid_from, days } => HostAnswer::Certificate(host.endorse_csr(&csr, &valid_from, days)),
+            HostQuery::RenewServiceCert { valid_from, days } => HostAnswer::Certificate(host.renew_service_cert(&valid_from, days)),
         }
     }
 }

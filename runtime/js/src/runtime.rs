@@ -458,6 +458,56 @@ fn consensus_view(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<
     }
 }
 
+/// The session of a governance `apply`: `ccf.network`'s certificate hooks and the node
+/// requests exist for the constitution only.
+fn gov_apply_session<'a>(ctx: &'a Context, hook: &str) -> JsResult<&'a Session> {
+    let session = ctx.get_data::<Session>().ok_or_else(|| js_err(format!("{hook} is only available while a proposal applies")))?;
+    if session.access != KvAccess::GovApply {
+        return Err(js_err(format!("{hook} may only be called by the constitution's apply")));
+    }
+    Ok(session)
+}
+
+/// `__consort.latestSecretSeqno()`.
+fn latest_secret_seqno(_: &JsValue, _: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    match host(ctx, HostQuery::LatestLedgerSecretSeqno)? {
+        HostAnswer::Seqno(s) => Ok(JsValue::from(s as f64)),
+        other => Err(js_err(format!("ccf.network: unexpected answer {other:?}"))),
+    }
+}
+
+fn certificate(ctx: &Context, hook: &str, query: HostQuery) -> JsResult<JsValue> {
+    let session = gov_apply_session(ctx, hook)?;
+    match session.kv.host(query).map_err(|e| js_err(format!("{hook}: {e}")))? {
+        HostAnswer::Certificate(Ok(pem)) => Ok(JsString::from(pem.as_str()).into()),
+        HostAnswer::Certificate(Err(e)) => Err(js_err(format!("{hook}: {e}"))),
+        other => Err(js_err(format!("{hook}: unexpected answer {other:?}"))),
+    }
+}
+
+/// `__consort.endorseCsr(csr, validFrom, days)`.
+fn endorse_csr(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let (csr, valid_from, days) =
+        (arg_string(args, 0, "csr")?, arg_string(args, 1, "valid_from")?, arg_u64(args, 2, "validity_period_days")?);
+    certificate(ctx, "ccf.network.generateEndorsedCertificate", HostQuery::EndorseCsr { csr, valid_from, days })
+}
+
+/// `__consort.renewServiceCert(validFrom, days)`.
+fn renew_service_cert(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let (valid_from, days) = (arg_string(args, 0, "valid_from")?, arg_u64(args, 1, "validity_period_days")?);
+    certificate(ctx, "ccf.network.generateNetworkCertificate", HostQuery::RenewServiceCert { valid_from, days })
+}
+
+/// `__consort.requestSnapshot()`.
+fn request_snapshot(_: &JsValue, _: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    node_request(ctx, "ccf.node.triggerSnapshot", consort_kv::SNAPSHOT_REQUESTS)
+}
+
+/// `__consort.requestLedgerChunk()`.
+fn request_ledger_chunk(_: &JsValue, _: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    node_request(ctx, "ccf.node.triggerLedgerChunk", consort_kv::LEDGER_CHUNK_REQUESTS)
+}
+
 /// `__consort.crypto(op, paramsJson, ...buffers)`: the whole of `ccf.crypto` (see `crate::crypto`);
 /// JSON answers come back as a string for the prelude to parse.
 fn crypto(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
@@ -497,6 +547,17 @@ fn check_bundle(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<J
     Ok(JsValue::undefined())
 }
 
+/// `__consort.checkConstitution(source)`: throws a TypeError unless `validate_constitution`
+/// accepts the source.
+fn check_constitution(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
+    let source = match args.first() {
+        Some(v) if v.is_string() => arg_string(args, 0, "constitution")?,
+        _ => return Err(type_err("constitution is not a string")),
+    };
+    validate_constitution(&source).map_err(type_err)?;
+    Ok(JsValue::from(true))
+}
+
 /// Where `ccf.node.triggerLedgerRekey()` records its request: the node sees it in the
 /// transaction and adds the new ledger secret, wrapped for each trusted node, before committing.
 pub const LEDGER_REKEY_REQUEST_TABLE: &str = consort_kv::LEDGER_REKEY_REQUESTS;
@@ -505,10 +566,7 @@ pub const LEDGER_REKEY_REQUEST_TABLE: &str = consort_kv::LEDGER_REKEY_REQUESTS;
 /// `ccf.node.triggerRecoverySharesRefresh`): only the constitution's `apply` may ask (the one
 /// place a script writes to a framework table, and only these keys).
 fn node_request(ctx: &mut Context, hook: &str, table: &str) -> JsResult<JsValue> {
-    let session = ctx.get_data::<Session>().ok_or_else(|| js_err(format!("{hook} is only available while a proposal applies")))?;
-    if session.access != KvAccess::GovApply {
-        return Err(js_err(format!("{hook} may only be called by the constitution's apply")));
-    }
+    let session = gov_apply_session(ctx, hook)?;
     let op = KvOp::Put { map: table.into(), key: Vec::new(), value: vec![1] };
     session.kv.call(op).map_err(|e| js_err(format!("{hook}: {e}")))?;
     Ok(JsValue::undefined())
@@ -545,7 +603,7 @@ fn log(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
 type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
 fn install_globals(ctx: &mut Context) -> JsResult<()> {
-    let natives: [(&str, Native, usize); 25] = [
+    let natives: [(&str, Native, usize); 31] = [
         ("kvHas", kv_has, 2),
         ("kvGet", kv_get, 2),
         ("kvVersion", kv_version, 2),
@@ -571,6 +629,12 @@ fn install_globals(ctx: &mut Context) -> JsResult<()> {
         ("checkBundle", check_bundle, 1),
         ("requestLedgerRekey", request_ledger_rekey, 0),
         ("requestSharesRefresh", request_shares_refresh, 0),
+        ("requestSnapshot", request_snapshot, 0),
+        ("requestLedgerChunk", request_ledger_chunk, 0),
+        ("latestSecretSeqno", latest_secret_seqno, 0),
+        ("endorseCsr", endorse_csr, 3),
+        ("renewServiceCert", renew_service_cert, 2),
+        ("checkConstitution", check_constitution, 1),
     ];
     let mut init = ObjectInitializer::new(ctx);
     for (name, f, len) in natives {
@@ -892,6 +956,43 @@ pub fn validate_bundle(bundle: &Bundle) -> Result<(), crate::BundleError> {
                 endpoint: format!("{} {path}", method.to_uppercase()),
                 message: e.to_string(),
             })?;
+        }
+    }
+    Ok(())
+}
+
+/// CCF's `ccf.gov.validateConstitution`: the source is a module that exports `validate(input)`,
+/// `resolve(proposal, proposerId, votes[, proposalId])` and `apply(proposal, proposerId)`,
+/// each taking the number of arguments CCF checks (a function's `length`). The errors are
+/// CCF's words.
+pub fn validate_constitution(source: &str) -> Result<(), String> {
+    const PATH: &str = "proposed constitution";
+    if source.is_empty() {
+        return Err("constitution is empty".into());
+    }
+    let specs: [(&str, &[&str], &[&str]); 3] = [
+        ("validate", &["input"], &[]),
+        ("resolve", &["proposal", "proposerId", "votes"], &["proposalId"]),
+        ("apply", &["proposal", "proposerId"], &[]),
+    ];
+    let mut bundle = Bundle::default();
+    bundle.modules.insert("constitution.js".into(), source.to_owned());
+    let options = RuntimeOptions::default();
+    for (name, required, optional) in specs {
+        let (mut ctx, loader) = new_context(&bundle, &options, options.instruction_budget()).map_err(|e| e.to_string())?;
+        let f = load_handler(&mut ctx, &loader, ("constitution.js", name), &options)
+            .map_err(|e| format!("{PATH} does not export a function named {name}: {e}"))?;
+        let length =
+            f.as_object().and_then(|o| o.get(js_string!("length"), &mut ctx).ok()).and_then(|l| l.as_number()).unwrap_or(0.0) as usize;
+        let plural = |n: usize| if n == 1 { "arg" } else { "args" };
+        let actual = format!("{PATH} exports function {name} with {length} {}", plural(length));
+        let (min, max) = (required.len(), required.len() + optional.len());
+        if length < min || length > max {
+            return Err(if optional.is_empty() {
+                format!("{actual}, expected {min} {} ({})", plural(min), required.join(", "))
+            } else {
+                format!("{actual}, expected between {min} and {max} args ({}[, {}])", required.join(", "), optional.join(", "))
+            });
         }
     }
     Ok(())

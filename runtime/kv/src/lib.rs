@@ -18,7 +18,10 @@ mod txid;
 mod write_set;
 
 pub use mirror::{EntryChange, MapDelta, MapHeader, MirrorError, StateDelta, TxEffects};
-pub use names::{is_public, MapKind, FRAMEWORK_PREFIXES, LEDGER_REKEY_REQUESTS, RECOVERY_SHARES_REFRESH_REQUESTS};
+pub use names::{
+    is_public, MapKind, FRAMEWORK_PREFIXES, LEDGER_CHUNK_REQUESTS, LEDGER_REKEY_REQUESTS, RECOVERY_SHARES_REFRESH_REQUESTS,
+    SNAPSHOT_REQUESTS,
+};
 pub use store::{Conflict, Reservation, State, Store};
 pub use tx::{Tx, TxError};
 pub use txid::{TxId, TxIdParseError};

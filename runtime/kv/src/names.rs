@@ -9,6 +9,12 @@ pub const LEDGER_REKEY_REQUESTS: &str = "public:ccf.internal.ledger_rekey_reques
 /// Where `ccf.node.triggerRecoverySharesRefresh()` records its request: the node issues new
 /// recovery shares in the same transaction.
 pub const RECOVERY_SHARES_REFRESH_REQUESTS: &str = "public:ccf.internal.recovery_shares_refresh_requests";
+/// Where `ccf.node.triggerSnapshot()` records its request: every node snapshots at the first
+/// signature it applies after the request.
+pub const SNAPSHOT_REQUESTS: &str = "public:ccf.internal.snapshot_requests";
+/// Where `ccf.node.triggerLedgerChunk()` records its request: every node closes its open
+/// ledger chunk at the next signature it appends after applying the request.
+pub const LEDGER_CHUNK_REQUESTS: &str = "public:ccf.internal.ledger_chunk_requests";
 
 /// What a map name means for access rules and for the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -265,6 +265,9 @@ pub struct LedgerFiles {
     syncs: u64,
     /// Entries below this seqno are committed.
     committed_end: u64,
+    /// Whether the open chunk closes after the next signature whatever its size
+    /// (`ccf.node.triggerLedgerChunk`).
+    close_requested: bool,
 }
 
 impl LedgerFiles {
@@ -299,6 +302,7 @@ impl LedgerFiles {
             unsynced: false,
             sync_point_unsynced: false,
             syncs: 0,
+            close_requested: false,
             committed_end: first,
         };
         let mut entries = Vec::new();
@@ -408,10 +412,16 @@ impl LedgerFiles {
         self.index.push(Loc { chunk, offset });
         self.unsynced = true;
         self.sync_point_unsynced |= sync_point;
-        if entry.kind == crate::EntryKind::Signature && self.chunks[chunk].bytes >= self.chunk_bytes_target {
+        if entry.kind == crate::EntryKind::Signature && (self.chunks[chunk].bytes >= self.chunk_bytes_target || self.close_requested) {
+            self.close_requested = false;
             self.close_open_chunk()?;
         }
         Ok(())
+    }
+
+    /// Closes the open chunk after the next signature entry, whatever its size.
+    pub fn close_at_next_signature(&mut self) {
+        self.close_requested = true;
     }
 
     fn close_open_chunk(&mut self) -> Result<(), LedgerFilesError> {
@@ -593,6 +603,22 @@ mod tests {
         files.append(&entry(9, EntryKind::Tx)).expect("append after truncate");
         assert_eq!(files.len(), 10);
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_requested_chunk_closes_at_the_next_signature_whatever_its_size() {
+        let dir = tempdir("chunk-request");
+        let (mut files, _) = LedgerFiles::open(&dir, 1 << 20).expect("open");
+        let kind = |s: u64| if s % 3 == 2 { EntryKind::Signature } else { EntryKind::Tx };
+        for s in 0..4 {
+            files.append(&entry(s, kind(s))).expect("append");
+        }
+        files.close_at_next_signature();
+        for s in 4..9 {
+            files.append(&entry(s, kind(s))).expect("append");
+        }
+        let names: Vec<String> = list_chunks(&dir).expect("list").iter().map(|c| c.file_name()).collect();
+        assert_eq!(names, ["ledger_0-5", "ledger_6"], "closed at the signature at 5, once; the signature at 8 does not close");
     }
 
     #[test]

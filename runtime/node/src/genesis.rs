@@ -20,20 +20,30 @@ pub fn write_genesis(
     tx: &mut Tx,
     id: &NodeIdentity,
     start: &StartConfig,
-    (rpc_address, node_address): (&str, &str),
+    (rpc_address, node_address, hostnames): (&str, &str, &[String]),
     js_options: &consort_js::RuntimeOptions,
 ) -> Result<(), String> {
     put_json(tx, JS_RUNTIME_OPTIONS, &SINGLETON_KEY, &serde_json::to_value(js_options).expect("options serialise"));
     put_json(tx, CONSTITUTION, &SINGLETON_KEY, &serde_json::Value::String(constitution(start)?));
-    put_json(tx, SERVICE_CONFIG, &SINGLETON_KEY, &serde_json::json!({"recent_cose_proposals_window_size": 100}));
+    // CCF's defaults: a year is the longest validity governance may give a certificate.
+    put_json(
+        tx,
+        SERVICE_CONFIG,
+        &SINGLETON_KEY,
+        &serde_json::json!({"recent_cose_proposals_window_size": 100, "reconfiguration_type": "OneTransaction",
+            "maximum_node_certificate_validity_days": 365, "maximum_service_certificate_validity_days": 365}),
+    );
     // Members open the service with a `transition_service_to_open` proposal.
     put_json(tx, SERVICE_INFO, &SINGLETON_KEY, &serde_json::json!({"status": "Opening", "cert": id.service_cert_pem}));
+    let csr = consort_crypto::node_csr(&id.node_key, "Consort Node", hostnames).map_err(|e| e.to_string())?;
     put_json(
         tx,
         NODES_INFO,
         id.node_id.as_bytes(),
-        &serde_json::json!({"status": "Trusted", "cert": id.node_cert_pem, "rpc_address": rpc_address, "node_address": node_address}),
+        &serde_json::json!({"status": "Trusted", "cert": id.node_cert_pem, "rpc_address": rpc_address, "node_address": node_address,
+            "public_key": consort_crypto::public_key_pem(&id.node_key.public_key_der()), "certificate_signing_request": csr}),
     );
+    tx.put(NODES_ENDORSED_CERTIFICATES, id.node_id.clone().into_bytes(), id.node_cert_pem.clone().into_bytes());
     for m in &start.members {
         let (member_id, pem) = read_identity(m, "member")?;
         tx.put(MEMBERS_CERTS, member_id.clone().into_bytes(), pem.into_bytes());

@@ -33,7 +33,8 @@ fn methods(parts: &[&str]) -> Option<&'static Method> {
         | ["members", "proposals", _, "ballots", _]
         | ["members", "state-digests", _]
         | ["recovery", "encrypted-shares", _]
-        | ["service", "info" | "constitution" | "members" | "nodes" | "javascript-app" | "users" | "jwk" | "javascript-modules" | "js-modules"]
+        | ["service", "info" | "constitution" | "members" | "nodes" | "javascript-app" | "users" | "jwk" | "join-policy" | "javascript-modules"
+        | "js-modules"]
         | ["service", "members" | "nodes" | "users" | "javascript-modules" | "js-modules" | "transactions", _] => Some(&Method::GET),
         _ => None,
     }
@@ -145,11 +146,11 @@ pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
             None => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Member {id} does not exist.")),
         },
         (&Method::GET, ["service", "nodes"]) => {
-            let list: Vec<Value> = state.iter(NODES_INFO).map(|(k, v)| node_view(&String::from_utf8_lossy(k), v)).collect();
+            let list: Vec<Value> = state.iter(NODES_INFO).map(|(k, v)| node_view(&state, &String::from_utf8_lossy(k), v)).collect();
             reply::ok(&json!({"value": list}))
         }
         (&Method::GET, ["service", "nodes", id]) => match state.get(NODES_INFO, id.as_bytes()) {
-            Some(v) => reply::ok(&node_view(id, v)),
+            Some(v) => reply::ok(&node_view(&state, id, v)),
             None => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Node {id} does not exist.")),
         },
         (&Method::GET, ["service", "javascript-app"]) => {
@@ -194,6 +195,7 @@ pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
             None => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("User {id} does not exist.")),
         },
         (&Method::GET, ["service", "jwk"]) => reply::ok(&jwk_view(&state)),
+        (&Method::GET, ["service", "join-policy"]) => reply::ok(&join_policy_view(&state)),
         // CCF's name, and the one Consort had first.
         (&Method::GET, ["service", "javascript-modules" | "js-modules"]) => {
             let list: Vec<Value> = state.iter(MODULES).map(|(k, _)| json!({"moduleName": String::from_utf8_lossy(k)})).collect();
@@ -259,6 +261,32 @@ fn user_view(state: &State, id: &str, cert: &[u8]) -> Value {
 }
 
 /// `GET /gov/service/jwk`: JWT issuers and their signing keys (as PEM), as CCF shows them.
+/// CCF's `/gov/service/join-policy`: the TEE rules governance recorded (Consort runs no TEE,
+/// so they decide nothing here; see the constitution's TEE actions).
+fn join_policy_view(state: &State) -> Value {
+    let text = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
+    let allowed = |map: &str| -> Vec<Value> {
+        state
+            .iter(map)
+            .filter(|(_, v)| serde_json::from_slice::<Value>(v).is_ok_and(|s| s == "AllowedToJoin"))
+            .map(|(k, _)| Value::String(text(k)))
+            .collect()
+    };
+    let by_key = |map: &str| -> serde_json::Map<String, Value> {
+        state.iter(map).map(|(k, v)| (text(k), serde_json::from_slice(v).unwrap_or(Value::Null))).collect()
+    };
+    json!({
+        "sgx": {"measurements": allowed(NODES_CODE_IDS)},
+        "virtual": {"measurements": allowed(NODES_VIRTUAL_MEASUREMENTS), "hostData": state.iter(NODES_VIRTUAL_HOST_DATA).map(|(k, _)| Value::String(text(k))).collect::<Vec<_>>()},
+        "snp": {
+            "measurements": allowed(NODES_SNP_MEASUREMENTS),
+            "hostData": by_key(NODES_SNP_HOST_DATA),
+            "uvmEndorsements": by_key(NODES_SNP_UVM_ENDORSEMENTS),
+            "tcbVersions": by_key(NODES_SNP_TCB_VERSIONS),
+        },
+    })
+}
+
 fn jwk_view(state: &State) -> Value {
     use base64::Engine;
     let mut issuers = serde_json::Map::new();
@@ -293,9 +321,13 @@ fn jwk_view(state: &State) -> Value {
     json!({"issuers": issuers, "keys": keys, "caCertBundles": bundles})
 }
 
-fn node_view(id: &str, value: &[u8]) -> Value {
+/// A node as CCF's `/gov/service/nodes` shows it: the certificate is the one governance
+/// endorsed (`nodes.endorsed_certificates`), else the one it was given at its join.
+fn node_view(state: &State, id: &str, value: &[u8]) -> Value {
     let info: Value = serde_json::from_slice(value).unwrap_or(Value::Null);
-    json!({"nodeId": id, "status": info.get("status"), "certificate": info.get("cert"),
+    let endorsed = state.get(NODES_ENDORSED_CERTIFICATES, id.as_bytes()).map(|c| Value::String(String::from_utf8_lossy(c).into_owned()));
+    json!({"nodeId": id, "status": info.get("status"), "certificate": endorsed.or_else(|| info.get("cert").cloned()),
+           "nodeData": info.get("node_data").cloned().unwrap_or(Value::Null), "retiredCommitted": false,
            "rpcAddress": info.get("rpc_address"), "nodeAddress": info.get("node_address")})
 }
 

@@ -20,7 +20,7 @@ use crate::identity::{JoinGrant, NodeIdentity};
 use crate::node::Node;
 use crate::reply::{self, Reply};
 use crate::routes::Call;
-use crate::tables::{NODES_INFO, SERVICE_INFO};
+use crate::tables::{NODES_ENDORSED_CERTIFICATES, NODES_INFO, SERVICE_INFO};
 
 /// Hostnames a joining node may ask to have in its certificate.
 const HOSTNAMES_MAX: usize = 16;
@@ -33,6 +33,10 @@ struct JoinRequest {
     rpc_address: String,
     node_address: String,
     hostnames: Vec<String>,
+    /// The node's certificate signing request (PEM), as CCF nodes send it: governance endorses
+    /// it (`ccf.network.generateEndorsedCertificate`) for the validity period members choose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    certificate_signing_request: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -72,6 +76,19 @@ pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
             )
         }
     };
+    if let Some(csr) = &req.certificate_signing_request {
+        match consort_crypto::csr_public_key(csr) {
+            Ok(key) if key == spki => {}
+            Ok(_) => {
+                return reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidInput",
+                    "the certificate signing request is not for the TLS client certificate's key",
+                )
+            }
+            Err(e) => return reply::error(StatusCode::BAD_REQUEST, "InvalidInput", e.to_string()),
+        }
+    }
     if req.hostnames.len() > HOSTNAMES_MAX {
         return reply::error(StatusCode::BAD_REQUEST, "InvalidInput", format!("at most {HOSTNAMES_MAX} hostnames"));
     }
@@ -108,8 +125,15 @@ pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
                     Ok(c) => c,
                     Err(e) => return reply::error(StatusCode::BAD_REQUEST, "InvalidInput", format!("endorsing the node: {e}")),
                 };
-                let info = json!({"status": status, "cert": cert, "rpc_address": req.rpc_address, "node_address": req.node_address});
+                let mut info = json!({"status": status, "cert": cert, "rpc_address": req.rpc_address, "node_address": req.node_address,
+                    "public_key": consort_crypto::public_key_pem(&spki)});
+                if let Some(csr) = &req.certificate_signing_request {
+                    info["certificate_signing_request"] = json!(csr);
+                }
                 consort_gov::put_json(&mut tx, NODES_INFO, node_id.as_bytes(), &info);
+                if status == "Trusted" {
+                    tx.put(NODES_ENDORSED_CERTIFICATES, node_id.clone().into_bytes(), cert.clone().into_bytes());
+                }
                 match node.consensus.commit(&tx, None).await {
                     Ok(txid) => tracing::info!("node {node_id} asked to join: {status} at {txid}"),
                     Err(CommitError::Conflict(_)) => continue,
@@ -129,7 +153,14 @@ pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
         };
         match status.as_str() {
             "Trusted" => {
-                answer.node_certificate = info["cert"].as_str().map(str::to_owned);
+                // The certificate governance endorsed when it trusted the node, if it did.
+                let endorsed = node
+                    .consensus
+                    .store()
+                    .snapshot()
+                    .get(NODES_ENDORSED_CERTIFICATES, node_id.as_bytes())
+                    .map(|c| String::from_utf8_lossy(c).into_owned());
+                answer.node_certificate = endorsed.or_else(|| info["cert"].as_str().map(str::to_owned));
                 answer.service_key = Some(node.identity.service_key.to_pem());
                 answer.ledger_secret = Some(hex::encode(node.identity.ledger_secret.as_bytes()));
                 answer.later_ledger_secrets =
@@ -159,8 +190,13 @@ pub async fn join(config: &NodeConfig, join: &JoinConfig, rpc_address: &str) -> 
         .build()
         .map_err(|e| format!("HTTPS client: {e}"))?;
     let url = format!("https://{}/node/join", join.target_rpc_address);
-    let body =
-        JoinRequest { rpc_address: rpc_address.to_owned(), node_address: config.node_address.clone(), hostnames: config.hostnames.clone() };
+    let csr = consort_crypto::node_csr(&node_key, "Consort Node", &config.hostnames).map_err(|e| e.to_string())?;
+    let body = JoinRequest {
+        rpc_address: rpc_address.to_owned(),
+        node_address: config.node_address.clone(),
+        hostnames: config.hostnames.clone(),
+        certificate_signing_request: Some(csr),
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(join.timeout_ms);
     let mut told_pending = false;
     let answer = loop {

@@ -21,8 +21,9 @@ use consort_js::protocol::HistoricalState;
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Answers the scripts' `ccf.consensus` and `ccf.historical` questions from this node's
-/// consensus state and ledger.
-struct ConsensusHost(Arc<Consensus>, Arc<Historical>);
+/// consensus state and ledger, and signs what governance's `ccf.network` hooks ask for with
+/// the service identity (its certificate and key).
+struct ConsensusHost(Arc<Consensus>, Arc<Historical>, (String, consort_crypto::NodeKey));
 
 impl consort_js::JsHost for ConsensusHost {
     fn last_committed(&self) -> (u64, u64) {
@@ -46,6 +47,18 @@ impl consort_js::JsHost for ConsensusHost {
     fn drop_states(&self, handle: u64) -> bool {
         self.1.drop_handle(HistoricalHandle::App(handle))
     }
+
+    fn latest_ledger_secret_seqno(&self) -> u64 {
+        self.0.ledger_secrets().1
+    }
+
+    fn endorse_csr(&self, csr: &str, valid_from: &str, days: u64) -> Result<String, String> {
+        consort_crypto::endorse_csr(csr, valid_from, days, &self.2 .0, &self.2 .1).map_err(|e| e.to_string())
+    }
+
+    fn renew_service_cert(&self, valid_from: &str, days: u64) -> Result<String, String> {
+        consort_crypto::renew_service_cert(&self.2 .0, &self.2 .1, valid_from, days).map_err(|e| e.to_string())
+    }
 }
 
 /// The app as last read, keyed by the versions of the endpoints and modules tables.
@@ -59,6 +72,8 @@ pub struct Node {
     pub(crate) historical: Arc<Historical>,
     /// The previous service's files, on a node started with `recover`.
     pub(crate) recovery: crate::recovery::Recovery,
+    /// The TLS certificate this node presents (governance may re-issue it).
+    pub(crate) served_cert: Arc<crate::server::ServedCert>,
     app: RwLock<Option<CachedApp>>,
     /// The JS limits as last read, keyed by the version of their table.
     js_options: RwLock<(u64, Arc<RuntimeOptions>)>,
@@ -128,7 +143,13 @@ impl Node {
         } else if consensus.store().snapshot().get(SERVICE_INFO, &SINGLETON_KEY).is_none() {
             let Command::Start(start) = &config.command else { unreachable!("joining is handled above") };
             let mut tx = consensus.store().begin();
-            write_genesis(&mut tx, &identity, start, (&local_addr.to_string(), &config.node_address), &config.js.runtime_options)?;
+            write_genesis(
+                &mut tx,
+                &identity,
+                start,
+                (&local_addr.to_string(), &config.node_address, &config.hostnames),
+                &config.js.runtime_options,
+            )?;
             let txid = consensus.commit(&tx, None).await.map_err(|e| format!("genesis transaction: {e}"))?;
             tracing::info!("started a new service; genesis transaction {txid}");
         } else {
@@ -140,10 +161,13 @@ impl Node {
         // script that crashes Boa takes down only its worker.
         let program = std::env::current_exe().map_err(|e| format!("locating the consort binary for JS workers: {e}"))?;
         let historical = Arc::new(Historical::new(consensus.clone(), tokio::runtime::Handle::current()));
-        let host = Arc::new(ConsensusHost(consensus.clone(), historical.clone()));
+        let service = (identity.service_cert_pem.clone(), identity.service_key.clone());
+        let host = Arc::new(ConsensusHost(consensus.clone(), historical.clone(), service));
         let pool = JsPool::new(WorkerCommand { program, args: vec!["js-worker".into()] }, workers, config.js.queue_depth, host);
+        let served_cert = Arc::new(crate::server::ServedCert::new(&identity)?);
         let node = Arc::new(Node {
             recovery,
+            served_cert,
             config,
             identity,
             consensus,
@@ -157,6 +181,7 @@ impl Node {
         });
         node.consensus.set_forward_handler(crate::forward::handler(Arc::downgrade(&node)));
         tokio::spawn(crate::join::reconcile(Arc::downgrade(&node)));
+        tokio::spawn(follow_endorsed_certificate(Arc::downgrade(&node)));
         if node.recovery.files.is_some() {
             tokio::spawn(crate::recovery::finisher(Arc::downgrade(&node)));
         }
@@ -243,5 +268,31 @@ impl Node {
         let options = Arc::new(options);
         *self.js_options.write().unwrap_or_else(|p| p.into_inner()) = (version, options.clone());
         options
+    }
+}
+
+/// Presents the certificate governance endorsed for this node
+/// (`public:ccf.gov.nodes.endorsed_certificates`, written when a node is trusted with a
+/// validity period and by `set_node_certificate_validity`) from the next handshake after the
+/// node applies it. Runs until the node stops.
+async fn follow_endorsed_certificate(node: std::sync::Weak<Node>) {
+    let Some(mut applied) = node.upgrade().map(|n| n.consensus.applied_watch()) else { return };
+    let mut seen = u64::MAX;
+    while applied.changed().await.is_ok() {
+        let Some(node) = node.upgrade() else { return };
+        let state = node.consensus.store().snapshot();
+        let version = state.map_version(crate::tables::NODES_ENDORSED_CERTIFICATES);
+        if version == seen {
+            continue;
+        }
+        seen = version;
+        let Some(pem) = state.get(crate::tables::NODES_ENDORSED_CERTIFICATES, node.node_id().as_bytes()) else { continue };
+        let pem = String::from_utf8_lossy(pem).into_owned();
+        if pem != node.served_cert.pem() {
+            match node.served_cert.replace(&pem) {
+                Ok(()) => tracing::info!("presenting the node certificate governance endorsed"),
+                Err(e) => tracing::warn!("the endorsed node certificate is not usable: {e}"),
+            }
+        }
     }
 }

@@ -75,21 +75,65 @@ impl ClientCertVerifier for CallerCertificates {
     }
 }
 
-fn tls_acceptor(identity: &NodeIdentity) -> Result<TlsAcceptor, String> {
+/// The certificate the node presents, which governance may re-issue (CCF's
+/// `set_node_certificate_validity`): each handshake gets the current one.
+#[derive(Debug)]
+pub struct ServedCert {
+    key: Arc<dyn rustls::sign::SigningKey>,
+    current: std::sync::RwLock<(String, Arc<rustls::sign::CertifiedKey>)>,
+}
+
+impl ServedCert {
+    pub fn new(identity: &NodeIdentity) -> Result<ServedCert, String> {
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let key_der = PrivateKeyDer::from_pem_slice(identity.node_key.to_pem().as_bytes()).map_err(|e| format!("node key: {e}"))?;
+        let key = provider.key_provider.load_private_key(key_der).map_err(|e| format!("node key: {e}"))?;
+        let certified = Self::certified(&key, &identity.node_cert_pem)?;
+        Ok(ServedCert { key, current: std::sync::RwLock::new((identity.node_cert_pem.clone(), certified)) })
+    }
+
+    fn certified(key: &Arc<dyn rustls::sign::SigningKey>, pem: &str) -> Result<Arc<rustls::sign::CertifiedKey>, String> {
+        let cert = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| format!("node certificate: {e}"))?;
+        Ok(Arc::new(rustls::sign::CertifiedKey::new(vec![cert], key.clone())))
+    }
+
+    /// The certificate presented now (PEM).
+    pub fn pem(&self) -> String {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).0.clone()
+    }
+
+    /// Presents `pem` from the next handshake on; it must certify this node's key.
+    pub fn replace(&self, pem: &str) -> Result<(), String> {
+        let parsed = consort_crypto::ParsedCert::from_pem(pem).map_err(|e| e.to_string())?;
+        let ours = self.pem();
+        let current = consort_crypto::ParsedCert::from_pem(&ours).map_err(|e| e.to_string())?;
+        if parsed.public_key_der != current.public_key_der {
+            return Err("the certificate is not for this node's key".into());
+        }
+        let certified = Self::certified(&self.key, pem)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = (pem.to_owned(), certified);
+        Ok(())
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServedCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|p| p.into_inner()).1.clone())
+    }
+}
+
+fn tls_acceptor(cert: Arc<ServedCert>) -> Result<TlsAcceptor, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cert = CertificateDer::from_pem_slice(identity.node_cert_pem.as_bytes()).map_err(|e| format!("node certificate: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(identity.node_key.to_pem().as_bytes()).map_err(|e| format!("node key: {e}"))?;
     let config = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_client_cert_verifier(Arc::new(CallerCertificates { provider }))
-        .with_single_cert(vec![cert], key)
-        .map_err(|e| format!("TLS configuration: {e}"))?;
+        .with_cert_resolver(cert);
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
-    let acceptor = tls_acceptor(&node.identity)?;
+    let acceptor = tls_acceptor(node.served_cert.clone())?;
     let limits = node.config.limits.clone();
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections_max));
     tokio::pin!(shutdown);
@@ -154,7 +198,7 @@ pub async fn answer_while<T>(
     reply: StandInReply,
     work: impl std::future::Future<Output = T>,
 ) -> Result<T, String> {
-    let acceptor = tls_acceptor(identity)?;
+    let acceptor = tls_acceptor(Arc::new(ServedCert::new(identity)?))?;
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections_max));
     let (handshake_ms, header_ms) = (limits.tls_handshake_timeout_ms, limits.header_read_timeout_ms);
     tokio::pin!(work);

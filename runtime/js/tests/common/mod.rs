@@ -15,6 +15,18 @@ pub fn pool(workers: usize) -> JsPool {
 pub struct FixedHost;
 
 impl consort_js::JsHost for FixedHost {
+    fn latest_ledger_secret_seqno(&self) -> u64 {
+        7
+    }
+
+    fn endorse_csr(&self, csr: &str, valid_from: &str, days: u64) -> Result<String, String> {
+        Ok(format!("endorsed {} from {valid_from} for {days} days", csr.len()))
+    }
+
+    fn renew_service_cert(&self, valid_from: &str, days: u64) -> Result<String, String> {
+        Ok(format!("renewed from {valid_from} for {days} days"))
+    }
+
     fn last_committed(&self) -> (u64, u64) {
         (3, 42)
     }

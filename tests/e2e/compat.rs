@@ -1,7 +1,7 @@
 //! Issue 17: what CCF apps and clients expect of routing, errors and the `ccf` global, against
 //! a real node running the compat test app.
 
-use consort_tests::{repo_root, temp_workspace, Gov, Member, Sandbox};
+use consort_tests::{eventually, repo_root, temp_workspace, Gov, Member, Sandbox};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -193,4 +193,52 @@ impl IntoParts for (StatusCode, reqwest::header::HeaderMap, Value) {
     fn into_parts(self) -> (StatusCode, Value) {
         (self.0, self.2)
     }
+}
+
+/// A process the test started, stopped by PID however the test ends.
+struct StoppedOnDrop(std::process::Child);
+
+impl Drop for StoppedOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_deploys_the_logging_sample_and_runs_every_node_as_its_own_process() {
+    let ws = temp_workspace("compat-sandbox");
+    let port = consort_tests::cluster::free_ports(4);
+    let s = Sandbox::start_with(&ws, None, port, &["--nodes", "2"]);
+    // Without --app: the logging sample, so the curl lines the sandbox prints work as printed.
+    let user = s.client(Some("user0"));
+    let r = user.post(s.url("/app/log/private")).json(&json!({"id": 1, "msg": "a private message"})).send().await.expect("post");
+    assert_eq!(r.status(), StatusCode::OK);
+    // Every node is its own process, node 0 included, with its pid printed.
+    let pids = s.node_pids();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    for pid in &pids {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("a running node");
+        assert!(String::from_utf8_lossy(&cmdline).contains("start"), "node {pid} is a `consort start` process");
+    }
+    // Node 1 killed and restarted by hand with the command the sandbox printed: it serves again.
+    let at1 = format!("https://127.0.0.1:{}", port + 2);
+    let ok = std::process::Command::new("kill").args(["-KILL", &pids[1].to_string()]).status().expect("kill").success();
+    assert!(ok);
+    eventually("node 1 to be gone", async || std::net::TcpStream::connect(("127.0.0.1", port + 2)).is_err()).await;
+    let log = std::fs::File::create(ws.join("node1-by-hand.log")).expect("log");
+    let _node1 = StoppedOnDrop(
+        std::process::Command::new(consort_tests::consort_bin())
+            .args(["start", "--config"])
+            .arg(ws.join("node1.json"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("restart node 1"),
+    );
+    eventually("node 1 to serve the write again", async || {
+        let Ok(r) = user.get(format!("{at1}/app/log/private?id=1")).send().await else { return false };
+        r.status() == StatusCode::OK && r.json::<Value>().await.is_ok_and(|v| v["msg"] == "a private message")
+    })
+    .await;
 }

@@ -68,6 +68,8 @@ pub fn free_port_run(n: u16) -> u16 {
 /// A one-node network started with `consort sandbox` (or `consort start --config`).
 pub struct Sandbox {
     child: Option<Child>,
+    /// The node processes a `consort sandbox` started (it prints `PID node<i> <pid>`).
+    node_pids: std::sync::Arc<std::sync::Mutex<Vec<u32>>>,
     pub workspace: PathBuf,
     pub port: u16,
     stderr_log: PathBuf,
@@ -98,15 +100,26 @@ impl Sandbox {
         let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().expect("spawn consort");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let node_pids = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let pids = node_pids.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(pid) = line.strip_prefix("PID node").and_then(|rest| rest.split_whitespace().nth(1)).and_then(|p| p.parse().ok()) {
+                    pids.lock().unwrap_or_else(|p| p.into_inner()).push(pid);
+                }
                 if line.starts_with("READY ") {
                     let _ = tx.send(());
                 }
             }
         });
-        let mut sandbox =
-            Sandbox { child: Some(child), workspace: workspace.to_owned(), port, stderr_log, certs: workspace.join("sandbox_common") };
+        let mut sandbox = Sandbox {
+            child: Some(child),
+            node_pids,
+            workspace: workspace.to_owned(),
+            port,
+            stderr_log,
+            certs: workspace.join("sandbox_common"),
+        };
         if rx.recv_timeout(Duration::from_secs(60)).is_err() {
             let log = std::fs::read_to_string(&sandbox.stderr_log).unwrap_or_default();
             sandbox.kill9();
@@ -135,7 +148,7 @@ impl Sandbox {
             .stderr(log)
             .spawn()
             .expect("spawn consort");
-        let mut s = Sandbox { child: Some(child), workspace: workspace.to_owned(), port, stderr_log, certs: directory.clone() };
+        let mut s = Sandbox { child: Some(child), node_pids: Default::default(), workspace: workspace.to_owned(), port, stderr_log, certs: directory.clone() };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !(directory.join("service_cert.pem").exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()) {
             if Instant::now() > deadline {
@@ -183,22 +196,45 @@ impl Sandbox {
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
+                    // A sandbox stops its nodes and waits for them before it exits.
+                    self.node_pids.lock().unwrap_or_else(|p| p.into_inner()).clear();
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
             let _ = child.kill();
             let _ = child.wait();
+            self.kill_nodes();
             panic!("node did not stop within 20 s of SIGTERM");
         }
     }
 
-    /// Kills the node with SIGKILL: no chance to flush or clean up.
+    /// Kills the node with SIGKILL: no chance to flush or clean up. For a `consort sandbox`,
+    /// its node processes too, each by its pid.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.kill_nodes();
+    }
+
+    /// SIGKILLs the sandbox's node processes (those still running) and waits until they are gone.
+    fn kill_nodes(&self) {
+        let pids: Vec<u32> = std::mem::take(&mut *self.node_pids.lock().unwrap_or_else(|p| p.into_inner()));
+        for pid in &pids {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).stderr(Stdio::null()).status();
+        }
+        let alive = |pid: &u32| Path::new(&format!("/proc/{pid}")).exists() && !zombie(*pid);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pids.iter().any(alive) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The pid of each node process of a `consort sandbox`, node 0 first.
+    pub fn node_pids(&self) -> Vec<u32> {
+        self.node_pids.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Sends `signal` (`STOP`, `CONT`, …) to the node's process.
@@ -221,6 +257,11 @@ impl Sandbox {
         })
         .await;
     }
+}
+
+/// Whether process `pid` has exited and waits for its parent to collect it.
+fn zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
 }
 
 /// Polls `check` every 50 ms for up to 10 s; panics naming `what` if it never holds.

@@ -1,13 +1,14 @@
 //! `consort sandbox`: a network on loopback that member0 opens by governance, as CCF's sandbox
-//! does, and the lines that show how to call it. Node 0 runs in this process; with `--nodes N`
-//! nodes 1.. run as `consort start --config` child processes that join it (trusted at once,
-//! since they join before the service opens), on the next ports up.
+//! does, and the lines that show how to call it. Every node, node 0 included, is its own
+//! `consort start --config` process supervised by the sandbox: node i serves on the i-th pair
+//! of ports; any node can be killed and restarted by hand (the sandbox prints each pid and the
+//! command), and Ctrl-C stops them all.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use consort_ledger::Durability;
-use consort_node::config::{Command as NodeCommand, IdentityConfig, StartConfig};
-use consort_node::{Node, NodeConfig};
+use serde_json::{json, Value};
 
 use crate::gov_client;
 
@@ -17,7 +18,8 @@ pub struct SandboxArgs {
     pub workspace: PathBuf,
     #[arg(long, default_value_t = 8000)]
     pub rpc_port: u16,
-    /// An app directory (app.json and src/) or a bundle.json, deployed by a `set_js_app` proposal.
+    /// An app directory (app.json and src/) or a bundle.json, deployed by a `set_js_app`
+    /// proposal. Without it a new sandbox gets the logging sample (built into the binary).
     #[arg(long)]
     pub app: Option<PathBuf>,
     /// Milliseconds between signature transactions (a receipt is available after the next one).
@@ -44,15 +46,37 @@ fn parse_ledger_sync(s: &str) -> Result<Durability, String> {
 /// The most nodes a sandbox starts.
 const NODES_MAX: u16 = 9;
 
-/// How long the sandbox waits for its joining nodes to become voters.
-const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long the sandbox waits for its joining nodes to become voters, and for node 0 to serve.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The logging sample, deployed when no `--app` is given: the sandbox works from any directory.
+const LOGGING_SAMPLE: [(&str, &str); 2] = [
+    ("logging.js", include_str!("../../../samples/logging/src/logging.js")),
+    ("util.js", include_str!("../../../samples/logging/src/util.js")),
+];
+const LOGGING_SAMPLE_METADATA: &str = include_str!("../../../samples/logging/app.json");
+
+fn logging_sample() -> Result<Value, String> {
+    let metadata: Value = serde_json::from_str(LOGGING_SAMPLE_METADATA).map_err(|e| format!("the built-in logging sample: {e}"))?;
+    let modules: Vec<Value> = LOGGING_SAMPLE.iter().map(|(name, module)| json!({"name": name, "module": module})).collect();
+    let bundle = consort_js::Bundle::from_json(json!({"metadata": metadata, "modules": modules}).to_string().as_bytes())
+        .map_err(|e| format!("the built-in logging sample: {e}"))?;
+    Ok(json!({"name": "set_js_app", "args": {"bundle": bundle.to_json(), "disable_bytecode_cache": false}}))
+}
+
+/// One node the sandbox started: its index, process and configuration file.
+struct Child {
+    index: u16,
+    process: tokio::process::Child,
+    config: PathBuf,
+}
 
 pub fn run(args: SandboxArgs) -> Result<(), String> {
     crate::init_logging();
     // Read and check the app before anything starts, so a bad bundle is reported at once.
     let app = match &args.app {
-        Some(path) => Some(gov_client::actions::set_js_app(path)?),
-        None => None,
+        Some(path) => gov_client::actions::set_js_app(path)?,
+        None => logging_sample()?,
     };
     let common = args.workspace.join("sandbox_common");
     for name in ["member0", "user0"] {
@@ -64,70 +88,143 @@ pub fn run(args: SandboxArgs) -> Result<(), String> {
     if !common.join("member0_enc_pubk.pem").exists() {
         crate::keygen_encryption(&common, "member0")?;
     }
-    let member0 = IdentityConfig {
-        certificate: common.join("member0_cert.pem"),
-        data: None,
-        encryption_public_key: Some(common.join("member0_enc_pubk.pem")),
-        recovery_role: None,
-    };
     let command = if args.recover {
-        NodeCommand::Recover(lose_nodes(&args.workspace, &common)?)
+        let r = lose_nodes(&args.workspace, &common)?;
+        json!({"type": "recover", "previous_ledger": r.previous_ledger, "previous_snapshots": r.previous_snapshots,
+               "previous_service_identity": r.previous_service_identity})
     } else {
-        NodeCommand::Start(StartConfig { members: vec![member0], ..Default::default() })
+        json!({"type": "start", "members": [{"certificate": common.join("member0_cert.pem"),
+               "encryption_public_key": common.join("member0_enc_pubk.pem")}]})
     };
-    let mut config = NodeConfig {
-        rpc_address: format!("127.0.0.1:{}", args.rpc_port),
-        node_address: format!("127.0.0.1:{}", args.rpc_port.wrapping_add(1)),
-        directory: args.workspace.join("node0"),
-        command,
-        ..NodeConfig::default()
-    };
-    config.ledger_signatures.delay_ms = args.signature_delay_ms;
-    config.ledger.sync = args.ledger_sync;
-    config.js.runtime_options.return_exception_details = true;
-    config.js.runtime_options.log_exception_details = true;
-    // A network that already ran needs a majority of its nodes to elect a primary, so its
-    // other nodes start first; new ones join once node 0 serves.
-    let node0_cert = config.directory.join("service_cert.pem");
+    let node0_cert = args.workspace.join("node0").join("service_cert.pem");
+    // A network that already ran needs a majority of its nodes to elect a primary, so all its
+    // nodes start together; new ones join once node 0 serves.
     let resuming = node0_cert.exists();
     crate::runtime()?.block_on(async {
-        let spawn_all = || (1..args.nodes).map(|i| spawn_joiner(&args, i, &node0_cert)).collect::<Result<Vec<_>, String>>();
-        let mut joiners = if resuming { spawn_all()? } else { Vec::new() };
-        let node = Node::start(config).await?;
-        let cert_path = common.join("service_cert.pem");
-        std::fs::write(&cert_path, node.service_cert_pem()).map_err(|e| format!("writing {}: {e}", cert_path.display()))?;
-        let serving = {
-            let node = node.clone();
-            tokio::spawn(async move { node.serve(crate::shutdown_signal()).await })
-        };
-        let url = format!("https://{}", node.rpc_address());
-        if !resuming {
-            match spawn_all() {
-                Ok(children) => joiners = children,
-                Err(e) => {
-                    serving.abort();
-                    return Err(e);
+        let mut children = Vec::new();
+        let result = supervise(&args, &common, command, &node0_cert, resuming, app, &mut children).await;
+        stop_children(children).await;
+        result
+    })
+}
+
+async fn supervise(
+    args: &SandboxArgs,
+    common: &Path,
+    command: Value,
+    node0_cert: &Path,
+    resuming: bool,
+    app: Value,
+    children: &mut Vec<Child>,
+) -> Result<(), String> {
+    children.push(spawn_node(args, 0, command)?);
+    if resuming {
+        for i in 1..args.nodes {
+            children.push(spawn_node(args, i, join_command(args, node0_cert))?);
+        }
+    }
+    let url = format!("https://127.0.0.1:{}", args.rpc_port);
+    let service_cert = wait_for_node0(&url, node0_cert, &mut children[0]).await?;
+    let cert_path = common.join("service_cert.pem");
+    std::fs::write(&cert_path, &service_cert).map_err(|e| format!("writing {}: {e}", cert_path.display()))?;
+    if !resuming {
+        for i in 1..args.nodes {
+            children.push(spawn_node(args, i, join_command(args, node0_cert))?);
+        }
+    }
+    wait_for_voters(&url, &service_cert, usize::from(args.nodes)).await?;
+    let member = gov_client::GovClient::new(&url, &service_cert, gov_client::load_signer(&common.join("member0"))?)?;
+    open_recovered(&member, common, &service_cert).await.map_err(|e| format!("opening the recovered sandbox: {e}"))?;
+    // A given app is deployed whenever the sandbox starts; the default one only with a new service.
+    let app = (args.app.is_some() || member.service_status().await? != "Open").then_some(app);
+    open_by_governance(&member, common, &service_cert, app).await.map_err(|e| format!("opening the sandbox by governance: {e}"))?;
+    print_instructions(common, &url, children);
+    // Until Ctrl-C (or SIGTERM): a node that exits is reported, and may be restarted by hand.
+    let shutdown = crate::shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut running: Vec<bool> = children.iter().map(|_| true).collect();
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        for (c, up) in children.iter_mut().zip(running.iter_mut()) {
+            if *up {
+                if let Ok(Some(status)) = c.process.try_wait() {
+                    *up = false;
+                    println!("node {} exited ({status}); restart it with: consort start --config {}", c.index, c.config.display());
                 }
             }
         }
-        if let Err(e) = wait_for_voters(&url, node.service_cert_pem(), usize::from(args.nodes)).await {
-            serving.abort();
-            return Err(e);
+    }
+}
+
+/// The configuration of node `i` (its directory `node<i>`, ports rpc-port + 2i and + 2i + 1).
+fn node_config(args: &SandboxArgs, i: u16, command: Value) -> Result<Value, String> {
+    let port = |k: u16| {
+        args.rpc_port.checked_add(k).ok_or_else(|| format!("--rpc-port {} leaves no room for {} nodes", args.rpc_port, args.nodes))
+    };
+    Ok(json!({
+        "rpc_address": format!("127.0.0.1:{}", port(2 * i)?),
+        "node_address": format!("127.0.0.1:{}", port(2 * i + 1)?),
+        "directory": args.workspace.join(format!("node{i}")),
+        "ledger_signatures": {"delay_ms": args.signature_delay_ms},
+        "ledger": {"sync": args.ledger_sync},
+        // The sandbox is for developing: exceptions are logged and answered with their details.
+        "js": {"runtime_options": {"return_exception_details": true, "log_exception_details": true}},
+        "command": command,
+    }))
+}
+
+fn join_command(args: &SandboxArgs, service_cert: &Path) -> Value {
+    json!({"type": "join", "target_rpc_address": format!("127.0.0.1:{}", args.rpc_port), "service_certificate": service_cert})
+}
+
+/// Starts node `i` as a child process (it stops if the sandbox is gone); its configuration is
+/// `node<i>.json` and its log `node<i>.log` in the workspace.
+fn spawn_node(args: &SandboxArgs, i: u16, command: Value) -> Result<Child, String> {
+    let config = node_config(args, i, command)?;
+    let file = args.workspace.join(format!("node{i}.json"));
+    std::fs::create_dir_all(&args.workspace).map_err(|e| format!("creating {}: {e}", args.workspace.display()))?;
+    std::fs::write(&file, serde_json::to_string_pretty(&config).expect("JSON")).map_err(|e| format!("writing {}: {e}", file.display()))?;
+    let log = args.workspace.join(format!("node{i}.log"));
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(|e| format!("opening {}: {e}", log.display()))?;
+    let program = std::env::current_exe().map_err(|e| format!("locating the consort binary: {e}"))?;
+    let process = tokio::process::Command::new(program)
+        .args(["start", "--stop-with-parent", "--config"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("starting node {i}: {e}"))?;
+    Ok(Child { index: i, process, config: file })
+}
+
+/// Waits until node 0 has written the service certificate and answers; its text.
+async fn wait_for_node0(url: &str, cert: &Path, node0: &mut Child) -> Result<String, String> {
+    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = node0.process.try_wait() {
+            return Err(format!("node 0 exited ({status}); see node0.log in the workspace"));
         }
-        let member = gov_client::GovClient::new(&url, node.service_cert_pem(), gov_client::load_signer(&common.join("member0"))?)?;
-        if let Err(e) = open_recovered(&member, &common, node.service_cert_pem()).await {
-            serving.abort();
-            return Err(format!("opening the recovered sandbox: {e}"));
+        if let Ok(pem) = std::fs::read_to_string(cert) {
+            let answered = match reqwest::Certificate::from_pem(pem.as_bytes()) {
+                Ok(ca) => match reqwest::Client::builder().tls_certs_only([ca]).timeout(Duration::from_secs(5)).build() {
+                    Ok(http) => http.get(format!("{url}/node/state")).send().await.is_ok(),
+                    Err(_) => false,
+                },
+                Err(_) => false,
+            };
+            if answered {
+                return Ok(pem);
+            }
         }
-        if let Err(e) = open_by_governance(&member, &common, node.service_cert_pem(), app).await {
-            serving.abort();
-            return Err(format!("opening the sandbox by governance: {e}"));
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("node 0 did not serve within {JOIN_TIMEOUT:?}; see node0.log in the workspace"));
         }
-        print_instructions(&common, node.rpc_address(), args.nodes);
-        let served = serving.await.map_err(|e| format!("the node stopped: {e}"));
-        stop_joiners(joiners).await;
-        served?
-    })
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Moves the lost sandbox's node directories (and their configurations and logs) to
@@ -185,34 +282,6 @@ async fn open_recovered(member: &gov_client::GovClient, common: &Path, service_c
     Ok(())
 }
 
-/// Starts node `i` as a child process joining node 0 (or resuming, if its directory exists).
-fn spawn_joiner(args: &SandboxArgs, i: u16, service_cert: &Path) -> Result<tokio::process::Child, String> {
-    let port = |k: u16| {
-        args.rpc_port.checked_add(k).ok_or_else(|| format!("--rpc-port {} leaves no room for {} nodes", args.rpc_port, args.nodes))
-    };
-    let config = serde_json::json!({
-        "rpc_address": format!("127.0.0.1:{}", port(2 * i)?),
-        "node_address": format!("127.0.0.1:{}", port(2 * i + 1)?),
-        "directory": args.workspace.join(format!("node{i}")),
-        "ledger_signatures": {"delay_ms": args.signature_delay_ms},
-        "ledger": {"sync": args.ledger_sync},
-        "command": {"type": "join", "target_rpc_address": format!("127.0.0.1:{}", args.rpc_port), "service_certificate": service_cert},
-    });
-    let file = args.workspace.join(format!("node{i}.json"));
-    std::fs::write(&file, serde_json::to_string_pretty(&config).expect("JSON")).map_err(|e| format!("writing {}: {e}", file.display()))?;
-    let log = args.workspace.join(format!("node{i}.log"));
-    let log = std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
-    let program = std::env::current_exe().map_err(|e| format!("locating the consort binary: {e}"))?;
-    tokio::process::Command::new(program)
-        .args(["start", "--stop-with-parent", "--config"])
-        .arg(&file)
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("starting node {i}: {e}"))
-}
-
 /// Waits until `/node/consensus` on node 0 shows `n` voters.
 async fn wait_for_voters(url: &str, service_cert: &str, n: usize) -> Result<(), String> {
     if n == 1 {
@@ -236,17 +305,17 @@ async fn wait_for_voters(url: &str, service_cert: &str, n: usize) -> Result<(), 
     }
 }
 
-/// Stops the joiners as node 0 was stopped (SIGTERM; Ctrl-C reached them already), waits for
+/// Stops every node the sandbox started (SIGTERM; Ctrl-C reached them already), waits for
 /// them, and kills any that did not stop.
-async fn stop_joiners(joiners: Vec<tokio::process::Child>) {
-    for child in &joiners {
-        if let Some(pid) = child.id() {
+async fn stop_children(children: Vec<Child>) {
+    for child in &children {
+        if let Some(pid) = child.process.id() {
             let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
         }
     }
-    for mut child in joiners {
-        if tokio::time::timeout(std::time::Duration::from_secs(10), child.wait()).await.is_err() {
-            let _ = child.kill().await;
+    for mut child in children {
+        if tokio::time::timeout(Duration::from_secs(10), child.process.wait()).await.is_err() {
+            let _ = child.process.kill().await;
         }
     }
 }
@@ -282,14 +351,16 @@ async fn open_by_governance(
     }
 }
 
-fn print_instructions(common: &Path, addr: std::net::SocketAddr, nodes: u16) {
+fn print_instructions(common: &Path, url: &str, children: &[Child]) {
     let c = common.display();
     let curl = format!("curl --cacert {c}/service_cert.pem --cert {c}/user0_cert.pem --key {c}/user0_privk.pem");
-    let url = format!("https://{addr}");
     println!("Consort sandbox is running at {url} (Ctrl-C to stop). Identities and the service certificate are in {c}/");
-    if nodes > 1 {
-        let others: Vec<String> = (1..nodes).map(|i| format!("https://127.0.0.1:{}", addr.port() + 2 * i)).collect();
-        println!("Its other nodes serve at {} (any node answers; backups forward writes to the primary).", others.join(", "));
+    for child in children {
+        let pid = child.process.id().map_or("?".to_owned(), |p| p.to_string());
+        println!("  node {} (pid {pid}): restart it with consort start --config {}", child.index, child.config.display());
+    }
+    if children.len() > 1 {
+        println!("Any node answers (backups forward writes to the primary); kill one (kill -9 <pid>) to try a failover.");
     }
     println!("Try the logging sample:");
     println!(
@@ -309,6 +380,10 @@ fn print_instructions(common: &Path, addr: std::net::SocketAddr, nodes: u16) {
     println!(
         "  consort gov --url {url} --service-cert {c}/service_cert.pem --member {c}/member0 propose --set-js-app samples/logging --accept"
     );
-
+    for child in children {
+        if let Some(pid) = child.process.id() {
+            println!("PID node{} {pid}", child.index);
+        }
+    }
     println!("READY {url}");
 }

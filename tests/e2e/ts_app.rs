@@ -85,3 +85,142 @@ async fn typescript_app_built_with_ccf_app_runs_unchanged() {
     drop(s);
     let _ = std::fs::remove_dir_all(&ws);
 }
+
+/// POST `body` (JSON) to `/app/<path>` as `client`; status and body bytes.
+async fn post_raw(client: &reqwest::Client, s: &Sandbox, path: &str, body: Value) -> (StatusCode, Vec<u8>) {
+    let r = client.post(s.url(&format!("/app/{path}"))).json(&body).send().await.expect("post");
+    (r.status(), r.bytes().await.expect("body").to_vec())
+}
+
+fn json_of(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|_| panic!("JSON, got {}", String::from_utf8_lossy(bytes)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_npm_app_bundling_jsrsasign_calls_every_ccf_crypto_function() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let dist = repo_root().join("tests/apps/npm-crypto/dist");
+    assert!(dist.join("bundle.json").exists(), "build the app first: make ts-sample (make test does)");
+    let ws = temp_workspace("npm-crypto");
+    let s = Sandbox::start(&ws, Some(&dist));
+    let user = s.client(Some("user0"));
+
+    // jsrsasign loads (it needs Annex B's String.prototype.substr) and works.
+    let r = user.get(s.url("/app/crypto")).send().await.expect("crypto");
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["available"], true, "{body}");
+    assert_eq!(body["version"], "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "jsrsasign's SHA-256 of abc");
+
+    // Key generation, as CCF's npm test checks it.
+    let (status, key) = post_raw(&user, &s, "generateAesKey", json!({"size": 256})).await;
+    assert_eq!((status, key.len()), (StatusCode::OK, 32));
+    assert_ne!(key, vec![0u8; 32]);
+    for (path, args) in [
+        ("generateRsaKeyPair", json!({"size": 2048})),
+        ("generateEcdsaKeyPair", json!({"curve": "secp256r1"})),
+        ("generateEcdsaKeyPair", json!({"curve": "secp384r1"})),
+        ("generateEddsaKeyPair", json!({"curve": "curve25519"})),
+        ("generateEddsaKeyPair", json!({"curve": "x25519"})),
+    ] {
+        let (status, pair) = post_raw(&user, &s, path, args.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{path} {args}");
+        let pair = json_of(&pair);
+        assert!(pair["privateKey"].as_str().is_some_and(|k| k.starts_with("-----BEGIN PRIVATE KEY-----")), "{path}: {pair}");
+        assert!(pair["publicKey"].as_str().is_some_and(|k| k.starts_with("-----BEGIN PUBLIC KEY-----")), "{path}: {pair}");
+    }
+
+    // Wrapping: RSA-OAEP, AES-KWP and RSA-OAEP-AES-KWP round trips with keys the app made.
+    let (_, rsa) = post_raw(&user, &s, "generateRsaKeyPair", json!({"size": 2048})).await;
+    let rsa = json_of(&rsa);
+    let (private, public) = (rsa["privateKey"].as_str().expect("private"), rsa["publicKey"].as_str().expect("public"));
+    let (_, aes) = post_raw(&user, &s, "generateAesKey", json!({"size": 256})).await;
+    let secret = b"thirty-two bytes of key material";
+    let label = b64(b"label42");
+    for (wrapping, unwrapping, algo) in [
+        (b64(public.as_bytes()), b64(private.as_bytes()), json!({"name": "RSA-OAEP", "label": label})),
+        (b64(&aes), b64(&aes), json!({"name": "AES-KWP"})),
+        (b64(public.as_bytes()), b64(private.as_bytes()), json!({"name": "RSA-OAEP-AES-KWP", "aesKeySize": 256, "label": label})),
+    ] {
+        let (status, wrapped) =
+            post_raw(&user, &s, "wrapKey", json!({"key": b64(secret), "wrappingKey": wrapping, "wrapAlgo": algo})).await;
+        assert_eq!(status, StatusCode::OK, "{algo}");
+        let (status, unwrapped) =
+            post_raw(&user, &s, "unwrapKey", json!({"key": b64(&wrapped), "unwrappingKey": unwrapping, "wrapAlgo": algo})).await;
+        assert_eq!((status, unwrapped.as_slice()), (StatusCode::OK, secret.as_slice()), "{algo}");
+    }
+
+    // Signing and verification: RSA-PSS, ECDSA (P1363), EdDSA and HMAC, each verified by the app.
+    let data = b"data to sign";
+    let (_, ec) = post_raw(&user, &s, "generateEcdsaKeyPair", json!({"curve": "secp256r1"})).await;
+    let (_, ed) = post_raw(&user, &s, "generateEddsaKeyPair", json!({"curve": "curve25519"})).await;
+    let (ec, ed) = (json_of(&ec), json_of(&ed));
+    for (algorithm, private, public) in [
+        (json!({"name": "RSA-PSS", "hash": "SHA-256", "saltLength": 32}), rsa["privateKey"].clone(), rsa["publicKey"].clone()),
+        (json!({"name": "ECDSA", "hash": "SHA-256"}), ec["privateKey"].clone(), ec["publicKey"].clone()),
+        (json!({"name": "EdDSA"}), ed["privateKey"].clone(), ed["publicKey"].clone()),
+    ] {
+        let (status, signature) = post_raw(&user, &s, "sign", json!({"algorithm": algorithm, "key": private, "data": b64(data)})).await;
+        assert_eq!(status, StatusCode::OK, "{algorithm}");
+        let verify = |d: &[u8]| json!({"algorithm": algorithm, "key": public, "signature": b64(&signature), "data": b64(d)});
+        assert_eq!(json_of(&post_raw(&user, &s, "verifySignature", verify(data)).await.1), json!(true), "{algorithm}");
+        assert_eq!(json_of(&post_raw(&user, &s, "verifySignature", verify(b"other data")).await.1), json!(false), "{algorithm}");
+    }
+    // ECDSA signatures are P1363 (r || s), checked here outside the JS host.
+    let (_, signature) =
+        post_raw(&user, &s, "sign", json!({"algorithm": {"name": "ECDSA", "hash": "SHA-256"}, "key": ec["privateKey"], "data": b64(data)}))
+            .await;
+    {
+        use p256::ecdsa::signature::Verifier;
+        use p256::pkcs8::DecodePublicKey;
+        let key = p256::ecdsa::VerifyingKey::from_public_key_pem(ec["publicKey"].as_str().expect("pem")).expect("key");
+        key.verify(data, &p256::ecdsa::Signature::from_slice(&signature).expect("64 bytes")).expect("verifies");
+    }
+    let (status, mac) = post_raw(&user, &s, "sign", json!({"algorithm": {"name": "HMAC", "hash": "SHA-256"}, "key": "key", "data": b64(b"The quick brown fox jumps over the lazy dog")})).await;
+    assert_eq!((status, hex::encode(mac)), (StatusCode::OK, "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8".to_owned()));
+    let (_, sha) = post_raw(&user, &s, "digest", json!({"algorithm": "SHA-256", "data": b64(b"abc")})).await;
+    // A string body is text, as SPEC's body rules say.
+    assert_eq!(String::from_utf8_lossy(&sha), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+
+    // Certificates: bundles and chains (a trusted certificate that is not a CA anchors nothing).
+    let service_cert = std::fs::read_to_string(s.common().join("service_cert.pem")).expect("service cert");
+    let user_cert = std::fs::read_to_string(s.common().join("user0_cert.pem")).expect("user cert");
+    let r = user.post(s.url("/app/isValidX509CertBundle")).body(service_cert.clone()).send().await.expect("bundle");
+    assert_eq!(r.json::<Value>().await.expect("json"), json!(true));
+    let r = user.post(s.url("/app/isValidX509CertBundle")).body("garbage").send().await.expect("bundle");
+    assert_eq!(r.json::<Value>().await.expect("json"), json!(false));
+    let chain = |c: &str, t: &str| json!({"chain": c, "trusted": t});
+    assert_eq!(json_of(&post_raw(&user, &s, "isValidX509CertChain", chain(&service_cert, &service_cert)).await.1), json!(true));
+    assert_eq!(json_of(&post_raw(&user, &s, "isValidX509CertChain", chain(&user_cert, &user_cert)).await.1), json!(false));
+
+    // The twelve PEM/JWK converters, both ways, for each key type; a bad PEM is an error.
+    for (pair, to_pub, to_priv, from_pub, from_priv) in [
+        (&ec, "pubPemToJwk", "pemToJwk", "pubJwkToPem", "jwkToPem"),
+        (&rsa, "pubRsaPemToJwk", "rsaPemToJwk", "pubRsaJwkToPem", "rsaJwkToPem"),
+        (&ed, "pubEddsaPemToJwk", "eddsaPemToJwk", "pubEddsaJwkToPem", "eddsaJwkToPem"),
+    ] {
+        let (status, jwk) = post_raw(&user, &s, &format!("convert/{to_pub}"), json!({"pem": pair["publicKey"], "kid": "k1"})).await;
+        let jwk = json_of(&jwk);
+        assert_eq!((status, &jwk["kid"]), (StatusCode::OK, &json!("k1")), "{to_pub}: {jwk}");
+        let (_, pem) = post_raw(&user, &s, &format!("convert/{from_pub}"), json!({"jwk": jwk})).await;
+        assert_eq!(json!(String::from_utf8_lossy(&pem)), pair["publicKey"], "{from_pub}");
+        let (_, jwk) = post_raw(&user, &s, &format!("convert/{to_priv}"), json!({"pem": pair["privateKey"]})).await;
+        let (_, pem) = post_raw(&user, &s, &format!("convert/{from_priv}"), json!({"jwk": json_of(&jwk)})).await;
+        assert_eq!(json!(String::from_utf8_lossy(&pem)), pair["privateKey"], "{from_priv}");
+    }
+    let (status, _) = post_raw(&user, &s, "convert/pubPemToJwk", json!({"pem": "invalid_pem"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // jsrsasign and ccf.crypto agree: jsrsasign verifies what ccf.crypto signed, both compute
+    // the same HMAC, and jsrsasign reads keys and certificates ccf.crypto and the service made.
+    let (status, cross) = post_raw(&user, &s, "crossCheck", json!({"certificate": service_cert})).await;
+    let cross = json_of(&cross);
+    assert_eq!(status, StatusCode::OK, "{cross}");
+    assert_eq!(
+        (&cross["jsrsasignVerifies"], &cross["sameHmac"], &cross["curve"]),
+        (&json!(true), &json!(true), &json!("secp256r1")),
+        "{cross}"
+    );
+    assert!(cross["subject"].as_str().is_some_and(|s| s.contains("CN=")), "{cross}");
+}

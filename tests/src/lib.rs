@@ -104,7 +104,9 @@ impl Sandbox {
         let pids = node_pids.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(pid) = line.strip_prefix("PID node").and_then(|rest| rest.split_whitespace().nth(1)).and_then(|p| p.parse().ok()) {
+                if let Some(pid) =
+                    line.strip_prefix("PID node").and_then(|rest| rest.split_whitespace().nth(1)).and_then(|p| p.parse().ok())
+                {
                     pids.lock().unwrap_or_else(|p| p.into_inner()).push(pid);
                 }
                 if line.starts_with("READY ") {
@@ -148,7 +150,14 @@ impl Sandbox {
             .stderr(log)
             .spawn()
             .expect("spawn consort");
-        let mut s = Sandbox { child: Some(child), node_pids: Default::default(), workspace: workspace.to_owned(), port, stderr_log, certs: directory.clone() };
+        let mut s = Sandbox {
+            child: Some(child),
+            node_pids: Default::default(),
+            workspace: workspace.to_owned(),
+            port,
+            stderr_log,
+            certs: directory.clone(),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !(directory.join("service_cert.pem").exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()) {
             if Instant::now() > deadline {
@@ -261,7 +270,8 @@ impl Sandbox {
 
 /// Whether process `pid` has exited and waits for its parent to collect it.
 fn zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
 }
 
 /// Polls `check` every 50 ms for up to 10 s; panics naming `what` if it never holds.

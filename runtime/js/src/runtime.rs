@@ -948,10 +948,12 @@ fn evaluate(
 /// Checks at deploy time that every endpoint's module compiles and exports its function.
 pub fn validate_bundle(bundle: &Bundle) -> Result<(), crate::BundleError> {
     let options = RuntimeOptions::default();
+    // One context for the whole bundle: each module compiles and runs once, however many
+    // endpoints name it (a bundled npm library can be half a megabyte).
+    let (mut ctx, loader) =
+        new_context(bundle, &options, options.instruction_budget()).map_err(|e| crate::BundleError::Invalid(e.to_string()))?;
     for (path, methods) in &bundle.metadata.endpoints {
         for (method, def) in methods {
-            let (mut ctx, loader) =
-                new_context(bundle, &options, options.instruction_budget()).map_err(|e| crate::BundleError::Invalid(e.to_string()))?;
             load_handler(&mut ctx, &loader, (&def.js_module, &def.js_function), &options).map_err(|e| crate::BundleError::Endpoint {
                 endpoint: format!("{} {path}", method.to_uppercase()),
                 message: e.to_string(),

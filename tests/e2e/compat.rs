@@ -242,3 +242,67 @@ async fn the_sandbox_deploys_the_logging_sample_and_runs_every_node_as_its_own_p
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snp_attestation_reports_are_verified_as_ccf_verifies_them() {
+    use base64::Engine;
+    use consort_crypto::snp::fixture;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let ws = temp_workspace("compat-snp");
+    let member = Member::create(&ws, "member0");
+    // A chain made with test keys, its root trusted by this node's configuration (AMD's roots
+    // are always trusted; a test chain's never is unless configured).
+    let chip = [5u8; 64];
+    let chain = fixture::chain((3, 0, 8, 115, None), chip, false);
+    let stranger = fixture::chain((3, 0, 8, 115, None), chip, false);
+    let mut config =
+        consort_tests::cluster::node_config(&ws, "n0", json!({"type": "start", "members": [{"certificate": ws.join("member0_cert.pem")}]}));
+    config["js"]["snp_trusted_roots"] = json!([{"product": "Milan", "fingerprint": chain.ark_fingerprint}]);
+    let s = Sandbox::start_config(&ws, config);
+    let service_cert = std::fs::read_to_string(s.common().join("service_cert.pem")).expect("service cert");
+    Gov::new(&s).open_service(&member, &service_cert, vec![consort_tests::set_js_app(&repo_root().join("tests/apps/compat"))]).await;
+    let c = s.client(None);
+    let verify = async |report: &[u8], pem: &str, extra: Value| {
+        let mut body = json!({"evidence": b64(report), "endorsements": b64(pem.as_bytes())});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let r = c.post(s.url("/app/snp")).json(&body).send().await.expect("snp");
+        (r.status(), r.json::<Value>().await.expect("json"))
+    };
+    let mut report = fixture::report(fixture::milan_tcb(3, 0, 8, 115), chip);
+    fixture::sign(&mut report, &chain.vcek);
+
+    let (status, a) = verify(&report, &chain.pem, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{a}");
+    assert_eq!(
+        (&a["version"], &a["reported_tcb"], &a["measurement"]),
+        (&json!(3), &json!("7308000000000003"), &json!("09".repeat(48))),
+        "{a}"
+    );
+    assert_eq!(
+        (&a["report_data"], &a["chip_id_bytes"], &a["signature_r_bytes"], &a["buffers"]),
+        (&json!("07".repeat(64)), &json!(64), &json!(72), &json!(true))
+    );
+    assert_eq!(a["policy"], json!({"abi_minor": 0, "abi_major": 1, "smt": 1, "migrate_ma": 0, "debug": 0, "single_socket": 0}));
+    assert_eq!((&a["flags"]["signing_key"], &a["plaform_info"]["smt_en"]), (&json!(0), &json!(0)));
+    assert_eq!(verify(&report, &chain.pem, json!({"endorsed_tcb": "7308000000000003"})).await.0, StatusCode::OK);
+
+    // Refusals: CCF's RangeErrors with CCF's words.
+    let mut tampered = report.clone();
+    tampered[0x90] ^= 1;
+    let mut stranger_report = fixture::report(fixture::milan_tcb(3, 0, 8, 115), chip);
+    fixture::sign(&mut stranger_report, &stranger.vcek);
+    let refusals = [
+        (tampered, chain.pem.clone(), json!({}), "Chip certificate (VCEK) did not sign this attestation"),
+        (stranger_report, stranger.pem.clone(), json!({}), "The root of trust public key for this attestation was not the expected one"),
+        (report.clone(), chain.pem.clone(), json!({"endorsed_tcb": "0000000000000000"}), "does not match reported TCB 7308000000000003"),
+        (report[..100].to_vec(), chain.pem.clone(), json!({}), "not of expected size 1184: 100"),
+        (report.clone(), chain.pem.clone(), json!({"uvm_endorsements": "AA=="}), "uvm_endorsements is not implemented"),
+    ];
+    for (r, pem, extra, why) in refusals {
+        let (status, e) = verify(&r, &pem, extra).await;
+        assert_eq!((status, &e["name"]), (StatusCode::BAD_REQUEST, &json!("RangeError")), "{why}: {e}");
+        assert!(e["message"].as_str().is_some_and(|m| m.contains(why)), "{why}: {e}");
+    }
+}

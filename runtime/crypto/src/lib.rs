@@ -12,6 +12,7 @@ pub mod jwt;
 mod key;
 pub mod recovery;
 mod signer;
+pub mod snp;
 mod wrap;
 
 pub use aead::{LedgerSecret, AEAD_NONCE_BYTES, AEAD_TAG_BYTES};

@@ -231,6 +231,26 @@
     return { hexstring, microcode: raw[7], snp: raw[6], tee: raw[1], boot_loader: raw[0] };
   }
 
+  // CCF's `snp_attestation.verifySnpAttestation`: byte fields of the result as ArrayBuffers.
+  // Verifying UVM endorsements (Microsoft's COSE documents) is not implemented: asking for it
+  // throws rather than answer without it.
+  const SNP_BYTES = ["family_id", "image_id", "report_data", "measurement", "host_data", "id_key_digest", "author_key_digest",
+    "report_id", "report_id_ma", "chip_id"];
+  globalThis.snp_attestation = {
+    verifySnpAttestation: function (...args) {
+      if (args.length < 2 || args.length > 4) throw new TypeError(`Passed ${args.length} arguments, but expected between 2 and 4`);
+      const [evidence, endorsements, uvmEndorsements, endorsedTcb] = args;
+      if (uvmEndorsements !== undefined) {
+        throw new RangeError("snp_attestation.verifySnpAttestation: verifying uvm_endorsements is not implemented by Consort");
+      }
+      const r = JSON.parse(N.verifySnp(evidence, endorsements, endorsedTcb === undefined ? undefined : String(endorsedTcb)));
+      for (const k of SNP_BYTES) r.attestation[k] = N.b64ToBuf(r.attestation[k]);
+      r.attestation.signature.r = N.b64ToBuf(r.attestation.signature.r);
+      r.attestation.signature.s = N.b64ToBuf(r.attestation.signature.s);
+      return r;
+    },
+  };
+
   let untrustedDateTime = false;
   let metricsLogging = false;
 

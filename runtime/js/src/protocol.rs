@@ -195,6 +195,9 @@ pub enum HostQuery {
         valid_from: String,
         days: u64,
     },
+    /// The AMD root certificates the node trusts beyond AMD's own (for
+    /// `snp_attestation.verifySnpAttestation`).
+    SnpExtraRoots,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -211,6 +214,8 @@ pub enum HostAnswer {
     Seqno(u64),
     /// A certificate (PEM), or why none could be made.
     Certificate(Result<String, String>),
+    /// (product, SHA-256 of the root certificate's DER, hex) pairs.
+    SnpRoots(Vec<(String, String)>),
 }
 
 /// One committed transaction for historical queries: its id, receipt and writes.
@@ -247,6 +252,10 @@ pub trait JsHost: Send + Sync {
     fn endorse_csr(&self, csr: &str, valid_from: &str, days: u64) -> Result<String, String>;
     /// The service identity re-issued for a new validity period.
     fn renew_service_cert(&self, valid_from: &str, days: u64) -> Result<String, String>;
+    /// SEV-SNP roots of trust configured beyond AMD's: (product, certificate SHA-256 hex).
+    fn snp_extra_roots(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 impl HostQuery {
@@ -265,6 +274,7 @@ impl HostQuery {
             HostQuery::LatestLedgerSecretSeqno => HostAnswer::Seqno(host.latest_ledger_secret_seqno()),
             HostQuery::EndorseCsr { csr, valid_from, days } => HostAnswer::Certificate(host.endorse_csr(&csr, &valid_from, days)),
             HostQuery::RenewServiceCert { valid_from, days } => HostAnswer::Certificate(host.renew_service_cert(&valid_from, days)),
+            HostQuery::SnpExtraRoots => HostAnswer::SnpRoots(host.snp_extra_roots()),
         }
     }
 }

@@ -508,6 +508,57 @@ fn request_ledger_chunk(_: &JsValue, _: &[JsValue], ctx: &mut Context) -> JsResu
     node_request(ctx, "ccf.node.triggerLedgerChunk", consort_kv::LEDGER_CHUNK_REQUESTS)
 }
 
+/// `__consort.verifySnp(evidence, endorsements, endorsedTcb?)`: CCF's
+/// `snp_attestation.verifySnpAttestation` (a RangeError naming what failed), as JSON text whose
+/// byte fields are base64 (the prelude makes them ArrayBuffers). AMD's roots of trust, plus
+/// those the node is configured with.
+fn verify_snp(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    use consort_crypto::snp::{self, Product};
+    let evidence = arg_bytes(args, 0, "evidence")?;
+    let endorsements = arg_bytes(args, 1, "endorsements")?;
+    let endorsed_tcb = match args.get(2) {
+        Some(v) if !v.is_undefined() => Some(arg_string(args, 2, "endorsed_tcb")?),
+        _ => None,
+    };
+    let mut roots = snp::amd_roots();
+    if let Ok(HostAnswer::SnpRoots(extra)) = host(ctx, HostQuery::SnpExtraRoots) {
+        for (product, fingerprint) in extra {
+            let product = match product.as_str() {
+                "Milan" => Product::Milan,
+                "Genoa" => Product::Genoa,
+                "Turin" => Product::Turin,
+                _ => continue,
+            };
+            roots.push((product, fingerprint));
+        }
+    }
+    let q = snp::verify(&evidence, &endorsements, endorsed_tcb.as_deref(), &roots)
+        .map_err(|e| -> JsError { JsNativeError::range().with_message(e).into() })?;
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let bits =
+        |pairs: &[(&str, u64)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>();
+    let flags: Vec<(&str, u64)> = q.flag_bits().iter().map(|(k, v)| (*k, u64::from(*v))).collect();
+    let platform_info = bits(&q.platform_info_bits());
+    let attestation = serde_json::json!({
+        "version": q.version, "guest_svn": q.guest_svn, "policy": bits(&q.policy_bits()),
+        "family_id": b64(&q.family_id), "image_id": b64(&q.image_id), "vmpl": q.vmpl, "signature_algo": q.signature_algo,
+        "platform_version": q.platform_version.hex(),
+        // CCF spells it `plaform_info`; its TypeScript types say `platform_info`: both are here.
+        "plaform_info": platform_info, "platform_info": platform_info,
+        "flags": bits(&flags),
+        "report_data": b64(&q.report_data), "measurement": b64(&q.measurement), "host_data": b64(&q.host_data),
+        "id_key_digest": b64(&q.id_key_digest), "author_key_digest": b64(&q.author_key_digest),
+        "report_id": b64(&q.report_id), "report_id_ma": b64(&q.report_id_ma), "reported_tcb": q.reported_tcb.hex(),
+        "cpuid_fam_id": q.cpuid_fam_id, "cpuid_mod_id": q.cpuid_mod_id, "cpuid_step": q.cpuid_step, "chip_id": b64(&q.chip_id),
+        "committed_tcb": q.committed_tcb.hex(), "current_minor": q.current_minor, "current_build": q.current_build,
+        "current_major": q.current_major, "committed_build": q.committed_build, "committed_minor": q.committed_minor,
+        "committed_major": q.committed_major, "launch_tcb": q.launch_tcb.hex(),
+        "signature": {"r": b64(&q.signature_r), "s": b64(&q.signature_s)},
+    });
+    Ok(JsString::from(serde_json::json!({ "attestation": attestation }).to_string().as_str()).into())
+}
+
 /// `__consort.crypto(op, paramsJson, ...buffers)`: the whole of `ccf.crypto` (see `crate::crypto`);
 /// JSON answers come back as a string for the prelude to parse.
 fn crypto(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
@@ -603,7 +654,7 @@ fn log(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
 type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
 fn install_globals(ctx: &mut Context) -> JsResult<()> {
-    let natives: [(&str, Native, usize); 31] = [
+    let natives: [(&str, Native, usize); 32] = [
         ("kvHas", kv_has, 2),
         ("kvGet", kv_get, 2),
         ("kvVersion", kv_version, 2),
@@ -635,6 +686,7 @@ fn install_globals(ctx: &mut Context) -> JsResult<()> {
         ("endorseCsr", endorse_csr, 3),
         ("renewServiceCert", renew_service_cert, 2),
         ("checkConstitution", check_constitution, 1),
+        ("verifySnp", verify_snp, 3),
     ];
     let mut init = ObjectInitializer::new(ctx);
     for (name, f, len) in natives {

@@ -147,11 +147,28 @@ pub struct JsConfig {
     /// The service's initial JS limits, written at genesis to `public:ccf.gov.js_runtime_options`
     /// (governance changes them there afterwards).
     pub runtime_options: consort_js::RuntimeOptions,
+    /// Root certificates `snp_attestation.verifySnpAttestation` trusts beyond AMD's own (a new
+    /// product's, or a test chain's): each `{product: "Milan"|"Genoa"|"Turin", fingerprint:
+    /// <SHA-256 of the certificate's DER, hex>}`.
+    pub snp_trusted_roots: Vec<SnpRoot>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnpRoot {
+    pub product: String,
+    pub fingerprint: String,
 }
 
 impl Default for JsConfig {
     fn default() -> Self {
-        JsConfig { workers: 0, queue_depth: 1024, conflict_retries_max: 30, runtime_options: consort_js::RuntimeOptions::default() }
+        JsConfig {
+            workers: 0,
+            queue_depth: 1024,
+            conflict_retries_max: 30,
+            runtime_options: consort_js::RuntimeOptions::default(),
+            snp_trusted_roots: Vec::new(),
+        }
     }
 }
 
@@ -288,6 +305,17 @@ impl NodeConfig {
                 return Err(format!(
                     "member {}: a recovery role other than NonParticipant needs encryption_public_key",
                     m.certificate.display()
+                ));
+            }
+        }
+        for root in &self.js.snp_trusted_roots {
+            if !matches!(root.product.as_str(), "Milan" | "Genoa" | "Turin")
+                || root.fingerprint.len() != 64
+                || hex::decode(&root.fingerprint).is_err()
+            {
+                return Err(format!(
+                    "js.snp_trusted_roots: {{product: {:?}, fingerprint: {:?}}} needs a product Milan, Genoa or Turin and a SHA-256 in hex",
+                    root.product, root.fingerprint
                 ));
             }
         }

@@ -23,7 +23,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Answers the scripts' `ccf.consensus` and `ccf.historical` questions from this node's
 /// consensus state and ledger, and signs what governance's `ccf.network` hooks ask for with
 /// the service identity (its certificate and key).
-struct ConsensusHost(Arc<Consensus>, Arc<Historical>, (String, consort_crypto::NodeKey));
+struct ConsensusHost(Arc<Consensus>, Arc<Historical>, (String, consort_crypto::NodeKey), Vec<(String, String)>);
 
 impl consort_js::JsHost for ConsensusHost {
     fn last_committed(&self) -> (u64, u64) {
@@ -58,6 +58,10 @@ impl consort_js::JsHost for ConsensusHost {
 
     fn renew_service_cert(&self, valid_from: &str, days: u64) -> Result<String, String> {
         consort_crypto::renew_service_cert(&self.2 .0, &self.2 .1, valid_from, days).map_err(|e| e.to_string())
+    }
+
+    fn snp_extra_roots(&self) -> Vec<(String, String)> {
+        self.3.clone()
     }
 }
 
@@ -162,7 +166,8 @@ impl Node {
         let program = std::env::current_exe().map_err(|e| format!("locating the consort binary for JS workers: {e}"))?;
         let historical = Arc::new(Historical::new(consensus.clone(), tokio::runtime::Handle::current()));
         let service = (identity.service_cert_pem.clone(), identity.service_key.clone());
-        let host = Arc::new(ConsensusHost(consensus.clone(), historical.clone(), service));
+        let snp_roots = config.js.snp_trusted_roots.iter().map(|r| (r.product.clone(), r.fingerprint.to_ascii_lowercase())).collect();
+        let host = Arc::new(ConsensusHost(consensus.clone(), historical.clone(), service, snp_roots));
         let pool = JsPool::new(WorkerCommand { program, args: vec!["js-worker".into()] }, workers, config.js.queue_depth, host);
         let served_cert = Arc::new(crate::server::ServedCert::new(&identity)?);
         let node = Arc::new(Node {

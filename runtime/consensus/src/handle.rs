@@ -248,7 +248,7 @@ impl Consensus {
             commit_secret.clone(),
             snapshots,
             start.as_ref(),
-            log.clone(),
+            log.chunk_request(),
         );
         if let Some(s) = &start {
             tracing::info!("starting from the snapshot at {} ({})", s.txid, s.path.display());

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use consort_ledger::{CommitSecret, Durability, LedgerFiles};
@@ -32,6 +33,10 @@ struct Inner {
 #[derive(Clone)]
 pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
+    /// Set (by the state machine) when governance asks to close the open ledger chunk at the
+    /// next signature; kept apart so that the asker does not keep the log (and its sled lock)
+    /// alive.
+    chunk_requested: Arc<AtomicBool>,
 }
 
 fn sled_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -63,12 +68,15 @@ impl LogStore {
             let entry = from_ledger(e)?;
             cache.insert(entry.log_id.index, entry);
         }
-        Ok(LogStore { inner: Arc::new(Mutex::new(Inner { files, cache, db, commit, last_purged: None, durable_at_open, durability })) })
+        Ok(LogStore {
+            inner: Arc::new(Mutex::new(Inner { files, cache, db, commit, last_purged: None, durable_at_open, durability })),
+            chunk_requested: Arc::default(),
+        })
     }
 
-    /// Closes the open ledger chunk after the next signature appended.
-    pub fn request_chunk(&self) {
-        self.lock().files.close_at_next_signature();
+    /// The flag that closes the open ledger chunk after the next signature appended once set.
+    pub fn chunk_request(&self) -> Arc<AtomicBool> {
+        self.chunk_requested.clone()
     }
 
     /// The first seqno and the next seqno of the ledger files.
@@ -212,6 +220,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut inner = self.lock();
+        if self.chunk_requested.swap(false, Ordering::Relaxed) {
+            inner.files.close_at_next_signature();
+        }
         for entry in entries {
             let le = to_ledger(&entry, &inner.commit);
             inner.files.append(&le).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;

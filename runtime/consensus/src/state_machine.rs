@@ -126,8 +126,8 @@ pub struct StateMachine {
     /// The snapshot this node started from, which Raft may send to a peer that needs entries
     /// this node's ledger does not have.
     started_from: Option<(SnapshotMeta<u64, openraft::BasicNode>, std::path::PathBuf)>,
-    /// The Raft log, to close its open chunk when governance asks (`ccf.node.triggerLedgerChunk`).
-    log: crate::log_store::LogStore,
+    /// Set to close the Raft log's open chunk when governance asks (`ccf.node.triggerLedgerChunk`).
+    chunk_request: Arc<std::sync::atomic::AtomicBool>,
     /// Whether governance asked for a snapshot at the next signature (`ccf.node.triggerSnapshot`).
     snapshot_requested: bool,
 }
@@ -155,7 +155,7 @@ impl StateMachine {
         commit: CommitSecret,
         snapshots: Option<crate::snapshot::Writer>,
         start: Option<&crate::snapshot::Loaded>,
-        log: crate::log_store::LogStore,
+        chunk_request: Arc<std::sync::atomic::AtomicBool>,
     ) -> Self {
         let last_applied = start.map(|s| crate::convert::log_id_of(s.txid));
         let membership = start.map_or_else(StoredMembership::default, |s| s.membership.clone());
@@ -167,7 +167,18 @@ impl StateMachine {
             };
             (meta, s.path.clone())
         });
-        StateMachine { shared, secrets, node, commit, last_applied, membership, snapshots, started_from, log, snapshot_requested: false }
+        StateMachine {
+            shared,
+            secrets,
+            node,
+            commit,
+            last_applied,
+            membership,
+            snapshots,
+            started_from,
+            chunk_request,
+            snapshot_requested: false,
+        }
     }
 
     fn apply_one(&mut self, entry: &Entry) -> Result<(), StorageError> {
@@ -180,7 +191,7 @@ impl StateMachine {
                 self.secrets.apply(le.txid.seqno, &writes, &self.node.0, &self.node.1).map_err(fail)?;
                 self.snapshot_requested |= writes.maps.contains_key(consort_kv::SNAPSHOT_REQUESTS);
                 if writes.maps.contains_key(consort_kv::LEDGER_CHUNK_REQUESTS) {
-                    self.log.request_chunk();
+                    self.chunk_request.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 self.shared.store.apply(le.txid, &writes);
             }

@@ -86,3 +86,48 @@ async fn hostile_scripts_never_take_the_node_down() {
     drop(s);
     let _ = std::fs::remove_dir_all(&ws);
 }
+
+/// A `set_js_app` action for one module whose top level is `source`.
+fn app_running_at_load(source: &str) -> Value {
+    json!({"name": "set_js_app", "args": {"bundle": {
+        "metadata": {"endpoints": {"/x": {"get": {"js_module": "m.js", "js_function": "f", "authn_policies": [], "mode": "readonly"}}}},
+        "modules": [{"name": "m.js", "module": format!("{source}\nexport function f() {{ return {{}}; }}")}],
+    }}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_inputs_get_prompt_4xx_answers_and_change_nothing() {
+    let ws = temp_workspace("bad-inputs");
+    let s = Sandbox::start(&ws, Some(&repo_root().join("samples/logging")));
+    let read = |suffix: &str| std::fs::read_to_string(s.common().join(format!("member0_{suffix}.pem"))).expect("member0 identity");
+    let (gov, member) = (Gov::new(&s), Member::from_pem(&read("privk"), &read("cert")));
+    let user = s.client(Some("user0"));
+
+    // Invalid UTF-8 inside a JSON string is refused (the body is never silently changed).
+    let mut body = br#"{"id": 7, "msg": "caf"#.to_vec();
+    body.extend([0xC3, 0x28]);
+    body.extend(br#""}"#);
+    let r = user.post(s.url("/app/log/private")).header("content-type", "application/json").body(body).send().await.expect("post");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = user.get(s.url("/app/log/private?id=7")).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "nothing was written");
+
+    // A malformed percent escape in the query is the client's error.
+    let r = user.get(s.url("/app/log/private?id=%zz")).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.expect("text").contains("malformed percent-encoding"));
+
+    // A module that loops at its top level fails validation (400, not a 500 from the governance
+    // call's own limit), and the app is unchanged.
+    let (status, body) = gov.propose(&member, json!([app_running_at_load("while (true) {}")])).await;
+    assert_eq!((status, &body["error"]["code"]), (StatusCode::BAD_REQUEST, &json!("ProposalFailedToValidate")), "{body}");
+    assert_eq!(user.get(s.url("/app/log/private/count")).send().await.expect("count").status(), StatusCode::OK, "the sample still serves");
+
+    // A governance request dated in 2100 (or long ago) is refused, whatever the replay window says.
+    let proposal = serde_json::to_vec(&json!({"actions": [{"name": "trigger_ledger_rekey"}]})).expect("json");
+    for created_at in [4_102_444_800u64, 1_000_000_000] {
+        let signed = member.sign_as(&member.id, "proposal", None, Some(created_at), &proposal);
+        let (status, body, _) = gov.post("/members/proposals:create", signed).await;
+        assert_eq!((status, &body["error"]["code"]), (StatusCode::BAD_REQUEST, &json!("InvalidCreatedAt")), "{created_at}: {body}");
+    }
+}

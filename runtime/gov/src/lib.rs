@@ -16,7 +16,7 @@ pub use engine::{
     ack_state_digest, create_proposal, signed_by, submit_ballot, update_state_digest, withdraw_proposal, Constitution, Phase,
 };
 pub use proposal::{Failure, ProposalInfo, ProposalState};
-pub use signed::{verify_signed_request, MemberRequirement, SignedRequest, MSG_TYPES};
+pub use signed::{check_created_at, verify_signed_request, MemberRequirement, SignedRequest, MSG_TYPES};
 
 /// A governance request refused: the HTTP status, CCF's error code, and what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -39,6 +39,19 @@ fn unauthorized(message: impl Into<String>) -> GovError {
     GovError::new(401, "InvalidAuthenticationInfo", message)
 }
 
+/// Whether a request's `created_at` is within `skew` seconds of `now` (the node's clock), as
+/// well as the replay window's checks: a request dated far ahead (or long ago) is refused.
+pub fn check_created_at(req: &SignedRequest, now: u64, skew: u64) -> Result<(), GovError> {
+    if req.created_at.abs_diff(now) > skew {
+        return Err(GovError::new(
+            400,
+            "InvalidCreatedAt",
+            format!("ccf.gov.msg.created_at {} is more than {skew} s away from this node's clock ({now})", req.created_at),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a signed governance request against the member tables in `tx`: a well-formed tagged
 /// COSE_Sign1, a known member's signature, the expected message type and a `created_at`; and, if
 /// asked, that the member is active.

@@ -365,8 +365,8 @@
     }
     currentBody = body;
     request.body = {
-      text: () => N.bufToStr(currentBody),
-      json: () => JSON.parse(N.bufToStr(currentBody)),
+      text: () => N.bodyText(currentBody),
+      json: () => JSON.parse(N.bodyText(currentBody)),
       arrayBuffer: () => currentBody,
     };
     const started = Date.now();

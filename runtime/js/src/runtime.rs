@@ -343,6 +343,14 @@ fn buf_to_str(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsV
     Ok(JsString::from(String::from_utf8_lossy(&b).as_ref()).into())
 }
 
+/// `__consort.bodyText(buffer)`: a request body as text, which must be UTF-8: a body that is not
+/// is never silently changed (a TypeError the handler may catch, as JSON parse errors).
+fn body_text(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
+    let b = arg_bytes(args, 0, "argument")?;
+    let text = std::str::from_utf8(&b).map_err(|e| type_err(format!("the request body is not valid UTF-8 ({e})")))?;
+    Ok(JsString::from(text).into())
+}
+
 /// A historical state as the prelude expects it:
 /// `{transactionId: "view.seqno", receipt: "<json>", maps: {name: [[key, value|null], ...]}}`.
 fn historical_to_js(state: &HistoricalState, ctx: &mut Context) -> JsResult<JsValue> {
@@ -654,7 +662,7 @@ fn log(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
 type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
 fn install_globals(ctx: &mut Context) -> JsResult<()> {
-    let natives: [(&str, Native, usize); 32] = [
+    let natives: [(&str, Native, usize); 33] = [
         ("kvHas", kv_has, 2),
         ("kvGet", kv_get, 2),
         ("kvVersion", kv_version, 2),
@@ -665,6 +673,7 @@ fn install_globals(ctx: &mut Context) -> JsResult<()> {
         ("kvEntries", kv_entries, 1),
         ("strToBuf", str_to_buf, 1),
         ("bufToStr", buf_to_str, 1),
+        ("bodyText", body_text, 1),
         ("b64ToBuf", b64_to_buf, 1),
         ("stateRange", historical_range, 4),
         ("dropStates", historical_drop, 1),
@@ -997,9 +1006,16 @@ fn evaluate(
     result.map_err(|e| script_error(&e, ctx, options, false))
 }
 
+/// The limits a bundle's modules load under when a proposal is checked: well inside the
+/// governance call's own, so that a module that loops or allocates without end at its top level
+/// is a prompt validation failure, not a stopped proposal.
+const VALIDATION_TIME_MS: u64 = 2000;
+const VALIDATION_HEAP_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Checks at deploy time that every endpoint's module compiles and exports its function.
 pub fn validate_bundle(bundle: &Bundle) -> Result<(), crate::BundleError> {
-    let options = RuntimeOptions::default();
+    let options =
+        RuntimeOptions { max_execution_time_ms: VALIDATION_TIME_MS, max_heap_bytes: VALIDATION_HEAP_BYTES, ..RuntimeOptions::default() };
     // One context for the whole bundle: each module compiles and runs once, however many
     // endpoints name it (a bundled npm library can be half a megabyte).
     let (mut ctx, loader) =

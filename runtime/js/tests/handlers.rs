@@ -295,6 +295,10 @@ fn deploy_refuses_missing_functions_and_bad_modules() {
     let err = consort_js::validate_bundle(&mk("import x from 'lodash'; export function f() {}", "f")).expect_err("bare import").to_string();
     assert!(err.contains("bundle your dependencies"), "{err}");
     consort_js::validate_bundle(&mk("export function f() {}", "f")).expect("ok");
+    // A module that loops at its top level is refused by the validation's own limits (which sit
+    // inside the governance call's), naming the limit.
+    let err = consort_js::validate_bundle(&mk("while (true) {} export function f() {}", "f")).expect_err("endless").to_string();
+    assert!(err.contains("max_execution_time_ms"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

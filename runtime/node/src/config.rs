@@ -121,6 +121,9 @@ pub struct Limits {
     pub header_read_timeout_ms: u64,
     /// A TLS handshake that takes longer is abandoned.
     pub tls_handshake_timeout_ms: u64,
+    /// A signed governance request whose `ccf.gov.msg.created_at` is further than this from the
+    /// node's clock (seconds, either way) is refused, as well as one the replay window has seen.
+    pub governance_clock_skew_s: u64,
 }
 
 impl Default for Limits {
@@ -131,6 +134,7 @@ impl Default for Limits {
             connections_max: 1024,
             header_read_timeout_ms: 10_000,
             tls_handshake_timeout_ms: 10_000,
+            governance_clock_skew_s: 24 * 3600,
         }
     }
 }

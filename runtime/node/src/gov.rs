@@ -387,10 +387,11 @@ async fn write(node: &Node, call: &Call<'_>, op: Write) -> Reply {
     let retries = node.config.js.conflict_retries_max;
     for _ in 0..=retries {
         let mut tx = node.consensus.store().begin();
-        let req = match consort_gov::verify_signed_request(&mut tx, &call.body, op.msg_type(), op.requirement()) {
-            Ok(r) => r,
-            Err(e) => return gov_error(e),
-        };
+        let req =
+            match consort_gov::verify_signed_request(&mut tx, &call.body, op.msg_type(), op.requirement()).and_then(|r| fresh(node, r)) {
+                Ok(r) => r,
+                Err(e) => return gov_error(e),
+            };
         let js = GovJs::new(node, node.js_options_at(tx.snapshot()));
         let outcome = run(node, &mut tx, &js, &req, &op).await;
         if js.broken.load(Ordering::Relaxed) {
@@ -427,6 +428,13 @@ async fn write(node: &Node, call: &Call<'_>, op: Write) -> Reply {
         "TransactionConflict",
         format!("the governance transaction conflicted with concurrent writes {} times; retry", retries + 1),
     )
+}
+
+/// The request, if its `created_at` is within the configured skew of this node's clock.
+fn fresh(node: &Node, req: SignedRequest) -> Result<SignedRequest, GovError> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    consort_gov::check_created_at(&req, now, node.config.limits.governance_clock_skew_s)?;
+    Ok(req)
 }
 
 /// If the constitution asked for a ledger rekey (`ccf.node.triggerLedgerRekey`), the new
@@ -474,7 +482,9 @@ async fn recovery_share(node: &Node, call: &Call<'_>, member_id: &str) -> Reply 
     use consort_gov::recovery as shares;
     for _ in 0..=node.config.js.conflict_retries_max {
         let mut tx = node.consensus.store().begin();
-        let req = match consort_gov::verify_signed_request(&mut tx, &call.body, "recovery_share", MemberRequirement::Active) {
+        let req = match consort_gov::verify_signed_request(&mut tx, &call.body, "recovery_share", MemberRequirement::Active)
+            .and_then(|r| fresh(node, r))
+        {
             Ok(r) => r,
             Err(e) => return gov_error(e),
         };

@@ -1,6 +1,6 @@
 // The logging sample, in the shape of CCF's JS logging app: records in a private map (sealed
 // in the ledger) and a public map (in the clear), addressed by id.
-import { parseQuery, notFound, badRequest } from "./util.js";
+import { BadQuery, parseQuery, notFound, badRequest } from "./util.js";
 
 const privateRecords = ccf.kv["records"];
 const publicRecords = ccf.kv["public:records"];
@@ -12,6 +12,18 @@ function key(id) {
 function idFrom(request) {
   const id = parseQuery(request.query).id;
   return id === undefined || id === "" ? undefined : id;
+}
+
+// A handler whose malformed query (`?id=%zz`) is the client's error, answered with a 400.
+function answering(handler) {
+  return (request) => {
+    try {
+      return handler(request);
+    } catch (e) {
+      if (e instanceof BadQuery) return badRequest(e.message);
+      throw e;
+    }
+  };
 }
 
 function record(map, request) {
@@ -49,12 +61,12 @@ function count(map) {
 }
 
 export const recordPrivate = (r) => record(privateRecords, r);
-export const getPrivate = (r) => fetch(privateRecords, r);
-export const deletePrivate = (r) => remove(privateRecords, r);
+export const getPrivate = answering((r) => fetch(privateRecords, r));
+export const deletePrivate = answering((r) => remove(privateRecords, r));
 export const countPrivate = () => count(privateRecords);
 export const recordPublic = (r) => record(publicRecords, r);
-export const getPublic = (r) => fetch(publicRecords, r);
-export const deletePublic = (r) => remove(publicRecords, r);
+export const getPublic = answering((r) => fetch(publicRecords, r));
+export const deletePublic = answering((r) => remove(publicRecords, r));
 export const countPublic = () => count(publicRecords);
 
 // Who is calling, as the authentication policy saw it.
@@ -64,7 +76,7 @@ export function whoAmI(request) {
 
 // What consensus says about a transaction id (?transaction_id=<view>.<seqno>), through
 // ccf.consensus, with the last committed id.
-export function consensusStatus(request) {
+export const consensusStatus = answering((request) => {
   const txid = parseQuery(request.query).transaction_id || "";
   const m = /^(\d+)\.(\d+)$/.exec(txid);
   if (!m) return badRequest("transaction_id=<view>.<seqno> is required");
@@ -76,19 +88,19 @@ export function consensusStatus(request) {
       lastCommitted: ccf.consensus.getLastCommittedTxId(),
     },
   };
-}
+});
 
 // Historical queries, as in CCF's logging app. On `mode: "historical"` endpoints the
 // transaction comes from the x-ms-ccf-transaction-id request header, and
 // ccf.historicalState.kv holds what that transaction wrote.
-export function getHistorical(request) {
+export const getHistorical = answering((request) => {
   const id = idFrom(request);
   if (id === undefined) return badRequest("missing query parameter id");
   const state = ccf.historicalState;
   const msg = state.kv["records"].get(key(id));
   if (msg === undefined) return notFound(`Transaction ${state.transactionId} did not write record ${id}.`);
   return { body: { msg: ccf.bufToStr(msg) } };
-}
+});
 
 export function getHistoricalWithReceipt(request) {
   const answer = getHistorical(request);
@@ -98,7 +110,7 @@ export function getHistoricalWithReceipt(request) {
 
 // Every write of public record `id` between two seqnos, through ccf.historical.getStateRange;
 // 202 with retry-after while the range loads.
-export function getPublicRange(request) {
+export const getPublicRange = answering((request) => {
   const q = parseQuery(request.query);
   const id = q.id;
   const from = Number(q.from_seqno);
@@ -123,4 +135,4 @@ export function getPublicRange(request) {
     if (msg !== undefined) entries.push({ seqno: Number(s.transactionId.split(".")[1]), msg: ccf.bufToStr(msg) });
   }
   return { body: { entries } };
-}
+});

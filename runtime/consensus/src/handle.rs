@@ -63,9 +63,17 @@ pub enum CommitError {
     /// Something it read changed or is about to; execute it again on a fresh snapshot.
     #[error("{0}")]
     Conflict(#[from] consort_kv::Conflict),
-    /// This node is not the primary, or consensus is not running.
+    /// Refused: this node is not the primary, or the primary that took the write lost it before
+    /// it committed (a new primary removed it). It did not and will not happen.
+    #[error("not the primary: {0}")]
+    NotPrimary(String),
+    /// Refused: consensus is not running, and the write was never handed to it.
     #[error("consensus unavailable: {0}")]
     Unavailable(String),
+    /// Consensus stopped after it took the write: it may still commit (when this node restarts,
+    /// or under another primary). `txid` is where this node's log holds it, when it does.
+    #[error("the outcome of the write is unknown: {reason}")]
+    OutcomeUnknown { reason: String, txid: Option<TxId> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,17 +373,24 @@ impl Consensus {
         let proposal = Proposal::transaction(tx.write_set().clone(), claims_digest, &self.secrets.current());
         let guard = self.sequencer.lock().await;
         let reservation = self.shared.store.reserve(tx)?;
-        let queued = self.raft.client_write_ff(proposal).await;
+        // Entries this node appends after this point are where the write may land.
+        let appended_before = self.log.range().1;
+        let queued = self.raft.client_write_ff(proposal.clone()).await;
         drop(guard);
         let outcome = match queued {
             Ok(rx) => match rx.await {
                 Ok(Ok(response)) => Ok(txid_of(&response.log_id)),
-                Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
-                    Err(CommitError::Unavailable(format!("not the primary (primary is {:?})", f.leader_id)))
-                }
+                // openraft answers so when the write reached a node that is not the leader, and
+                // when a new leader removed the entry from this node's log: either way it is gone.
+                Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(CommitError::NotPrimary(format!("the primary is {:?}", f.leader_id))),
                 Ok(Err(e)) => Err(CommitError::Unavailable(e.to_string())),
-                Err(_) => Err(CommitError::Unavailable("consensus stopped before the write was applied".into())),
+                // Raft stopped while it held the write: it may have been appended and may commit.
+                Err(_) => Err(CommitError::OutcomeUnknown {
+                    reason: "consensus stopped after it took the write".into(),
+                    txid: self.appended_at(&proposal, appended_before),
+                }),
             },
+            // Raft had stopped: the write never reached it.
             Err(fatal) => Err(CommitError::Unavailable(fatal.to_string())),
         };
         match outcome {
@@ -389,6 +404,20 @@ impl Consensus {
                 Err(e)
             }
         }
+    }
+
+    /// Where this node's log holds `proposal`, looking from seqno `from` on (a sealed write's
+    /// ciphertext is unique; a public-only write is found by its content).
+    fn appended_at(&self, proposal: &Proposal, from: u64) -> Option<TxId> {
+        let (_, end) = self.log.range();
+        (from..end).find_map(|seqno| {
+            let e = self.log.read_entry(seqno).ok()?;
+            let same = e.kind == consort_ledger::EntryKind::Tx
+                && e.public == proposal.public
+                && e.private == proposal.private
+                && e.claims_digest == proposal.claims_digest;
+            same.then_some(e.txid)
+        })
     }
 
     /// Proposes a signature entry (used by the signer task).

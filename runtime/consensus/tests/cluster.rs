@@ -296,3 +296,43 @@ async fn a_backup_that_lost_its_unsynced_tail_catches_up_again() {
     assert_eq!(restarted[..upto], primary[..upto], "the same entries again");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A write the primary took but could not commit (its backups are gone) when its consensus
+/// stops is reported as of unknown outcome, with the transaction id its log holds it at, never
+/// as refused: a refused write must not happen, and this one may still commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_consensus_stops_holding_is_of_unknown_outcome_with_its_txid() {
+    use consort_consensus::CommitError;
+    let root = std::env::temp_dir().join(format!("consort-cluster-unknown-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let svc = service("service");
+    let (_dirs, _configs, nodes) = three_voters(&root, &svc, |_| {}).await;
+    put(&nodes[0], "before", "the backups stop").await;
+    nodes[1].shutdown().await;
+    nodes[2].shutdown().await;
+    // The primary takes the write, appends it, and can never commit it alone.
+    let primary = nodes[0].clone();
+    let write = tokio::spawn(async move {
+        let mut tx = primary.store().begin();
+        tx.put("public:records", b"held".to_vec(), b"by the primary".to_vec());
+        primary.commit(&tx, None).await
+    });
+    // The last committed id is in the primary's term; the write goes after it, in that term.
+    let held_at = nodes[0].last_committed();
+    wait_until("the primary to append the write", || {
+        nodes[0].status(TxId::new(held_at.view, held_at.seqno + 1)) != TxStatus::Unknown || write.is_finished()
+    })
+    .await;
+    nodes[0].shutdown().await;
+    match write.await.expect("join") {
+        Err(CommitError::OutcomeUnknown { txid: Some(txid), .. }) => {
+            assert!(txid.seqno > held_at.seqno, "{txid} is after the last committed {held_at}");
+        }
+        other => panic!("expected an unknown outcome with a transaction id, got {other:?}"),
+    }
+    // A node whose consensus is stopped refuses a write outright: it never reaches Raft.
+    let mut tx = nodes[0].store().begin();
+    tx.put("public:records", b"after".to_vec(), b"the stop".to_vec());
+    assert!(matches!(nodes[0].commit(&tx, None).await, Err(CommitError::Unavailable(_))));
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -83,7 +83,7 @@ pub async fn call(node: &Node, call: &Call<'_>, state: &State, app: &Arc<Bundle>
             match node.consensus.commit(&ex.tx, ex.claims_digest).await {
                 Ok(txid) => txid,
                 Err(CommitError::Conflict(_)) => continue,
-                Err(e) => return reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string()),
+                Err(e) => return reply::commit_failure(e),
             }
         } else {
             ex.tx.read_txid()

@@ -124,7 +124,14 @@ pub async fn to_primary(node: &Node, call: &Call<'_>) -> Reply {
     ciborium::into_writer(&request, &mut bytes).expect("a forwarded request encodes");
     let answer = match node.consensus.forward(bytes, FORWARD_TIMEOUT).await {
         Ok(a) => a,
-        Err(e @ ForwardError::NoAnswer(..)) => return reply::error(StatusCode::GATEWAY_TIMEOUT, "ForwardingFailed", e.to_string()),
+        // Sent, but unanswered: the primary may have executed it (see `reply::commit_failure`).
+        Err(e @ ForwardError::NoAnswer(..)) => {
+            return reply::error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "TransactionOutcomeUnknown",
+                format!("{e}; do not retry before reading back what it would have written"),
+            )
+        }
         Err(ForwardError::IsPrimary) => {
             return reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "this node became the primary; retry")
         }

@@ -414,7 +414,7 @@ async fn write(node: &Node, call: &Call<'_>, op: Write) -> Reply {
             match node.consensus.commit(&tx, None).await {
                 Ok(txid) => txid,
                 Err(CommitError::Conflict(_)) => continue,
-                Err(e) => return reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string()),
+                Err(e) => return reply::commit_failure(e),
             }
         };
         let r = match answer {
@@ -512,7 +512,7 @@ async fn recovery_share(node: &Node, call: &Call<'_>, member_id: &str) -> Reply 
         let txid = match node.consensus.commit(&tx, None).await {
             Ok(txid) => txid,
             Err(CommitError::Conflict(_)) => continue,
-            Err(e) => return reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string()),
+            Err(e) => return reply::commit_failure(e),
         };
         if let Some(reason) = refused {
             let message = format!(

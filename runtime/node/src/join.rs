@@ -137,7 +137,7 @@ pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
                 match node.consensus.commit(&tx, None).await {
                     Ok(txid) => tracing::info!("node {node_id} asked to join: {status} at {txid}"),
                     Err(CommitError::Conflict(_)) => continue,
-                    Err(e) => return reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string()),
+                    Err(e) => return reply::commit_failure(e),
                 }
                 info
             }

@@ -46,3 +46,27 @@ pub fn with_txid(mut r: Reply, txid: consort_kv::TxId) -> Reply {
     }
     r
 }
+
+/// The answer to a write consensus did not commit (anything but a conflict, which is re-run):
+/// 503 `ServiceUnavailable` when it did not and will not happen (not the primary, consensus not
+/// running: safe to retry), and 500 `TransactionOutcomeUnknown` when consensus took it and
+/// stopped, so that it may still commit; that answer carries the transaction id when this node's
+/// log holds the write, for the client to ask `/app/tx` before retrying.
+pub fn commit_failure(e: consort_consensus::CommitError) -> Reply {
+    use consort_consensus::CommitError;
+    match e {
+        CommitError::OutcomeUnknown { reason, txid } => {
+            let ask = match txid {
+                Some(t) => format!("; ask GET /app/tx?transaction_id={t} before retrying"),
+                None => "; do not retry before reading back what it would have written".into(),
+            };
+            let r =
+                error(StatusCode::INTERNAL_SERVER_ERROR, "TransactionOutcomeUnknown", format!("{reason}: the write may still commit{ask}"));
+            match txid {
+                Some(t) => with_txid(r, t),
+                None => r,
+            }
+        }
+        other => error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", other.to_string()),
+    }
+}

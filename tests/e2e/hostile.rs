@@ -9,24 +9,31 @@ use consort_tests::{repo_root, set_js_app, temp_workspace, Gov, Member, Sandbox}
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+/// One node on free ports with `settings` (top-level configuration fields), opened by its one
+/// member with `actions`; the node and its client port.
+async fn open_node(ws: &std::path::Path, settings: Value, actions: Vec<Value>) -> (Sandbox, u16) {
+    let port = Sandbox::free_port();
+    let member = Member::create(ws, "member0");
+    let mut config = json!({
+        "rpc_address": format!("127.0.0.1:{port}"),
+        "node_address": format!("127.0.0.1:{}", Sandbox::free_port()),
+        "directory": ws.join("node"),
+        "command": {"type": "start", "members": [{"certificate": ws.join("member0_cert.pem")}]},
+    });
+    if let (Some(c), Some(extra)) = (config.as_object_mut(), settings.as_object()) {
+        c.extend(extra.clone());
+    }
+    let s = Sandbox::start_config(ws, config);
+    let service_cert = std::fs::read_to_string(ws.join("node/service_cert.pem")).expect("service cert");
+    Gov::new(&s).open_service(&member, &service_cert, actions).await;
+    (s, port)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_scripts_never_take_the_node_down() {
     let ws = temp_workspace("hostile");
-    let port = Sandbox::free_port();
-    let dir = ws.join("node");
-    let member = Member::create(&ws, "member0");
-    let s = Sandbox::start_config(
-        &ws,
-        json!({
-            "rpc_address": format!("127.0.0.1:{port}"),
-            "node_address": format!("127.0.0.1:{}", Sandbox::free_port()),
-            "directory": dir,
-            "js": {"workers": 2, "runtime_options": {"max_execution_time_ms": 500, "max_heap_bytes": 64 * 1024 * 1024, "return_exception_details": true}},
-            "command": {"type": "start", "members": [{"certificate": ws.join("member0_cert.pem")}]},
-        }),
-    );
-    let service_cert = std::fs::read_to_string(dir.join("service_cert.pem")).expect("service cert");
-    Gov::new(&s).open_service(&member, &service_cert, vec![set_js_app(&repo_root().join("tests/apps/hostile"))]).await;
+    let js = json!({"workers": 2, "runtime_options": {"max_execution_time_ms": 500, "max_heap_bytes": 64 * 1024 * 1024, "return_exception_details": true}});
+    let (s, _) = open_node(&ws, json!({"js": js}), vec![set_js_app(&repo_root().join("tests/apps/hostile"))]).await;
     let client = s.client(None);
     let stop = Arc::new(AtomicBool::new(false));
     let bystander = {
@@ -130,4 +137,66 @@ async fn bad_inputs_get_prompt_4xx_answers_and_change_nothing() {
         let (status, body, _) = gov.post("/members/proposals:create", signed).await;
         assert_eq!((status, &body["error"]["code"]), (StatusCode::BAD_REQUEST, &json!("InvalidCreatedAt")), "{created_at}: {body}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_connections_cannot_starve_well_behaved_clients() {
+    let ws = temp_workspace("slow-connections");
+    // A handshake deadline longer than the user's request timeout (30 s): without the eviction
+    // of the oldest handshakes the user would wait for the attacker's to expire.
+    let limits = json!({"connections_max": 48, "connections_soft_max": 40, "handshakes_max": 8, "tls_handshake_timeout_ms": 120_000});
+    let (s, port) = open_node(&ws, json!({"limits": limits}), vec![]).await;
+
+    // An attacker keeps opening connections that send one byte now and then and never finish
+    // their TLS handshake: far more than the node's slots, from the same address as the user.
+    let stop = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let attacker = {
+        let (stop, opened) = (stop.clone(), opened.clone());
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut held = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(mut c) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    let _ = c.write_all(&[0x16]).await;
+                    held.push(c);
+                    opened.fetch_add(1, Ordering::Relaxed);
+                }
+                if held.len() > 400 {
+                    held.remove(0);
+                }
+                for c in held.iter_mut().step_by(17) {
+                    let _ = c.write_all(&[0x03]).await;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    consort_tests::eventually("the attacker to hold more connections than the node has slots", async || {
+        opened.load(Ordering::Relaxed) > 100
+    })
+    .await;
+    // The user connects afresh for every request (each needs a handshake) and is served.
+    let mut served = 0;
+    for _ in 0..30 {
+        let user = s.client(None);
+        let r = user.get(s.url("/node/commit")).send().await.expect("the user's request is answered");
+        assert_eq!(r.status(), StatusCode::OK);
+        served += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    attacker.await.expect("attacker");
+    assert_eq!(served, 30);
+
+    // Past the soft cap a new connection gets one 503 and is closed; past the hard cap, closed.
+    let mut sessions = Vec::new();
+    for _ in 0..40 {
+        let c = s.client(None);
+        assert_eq!(c.get(s.url("/node/commit")).send().await.expect("session").status(), StatusCode::OK);
+        sessions.push(c);
+    }
+    let r = s.client(None).get(s.url("/node/commit")).send().await.expect("answered");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json::<Value>().await.expect("json")["error"]["code"], "SessionCapExceeded");
+    drop(sessions);
 }

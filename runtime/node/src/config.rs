@@ -115,8 +115,16 @@ pub struct Limits {
     pub request_body_bytes_max: usize,
     /// More headers than this and the request is refused with 431.
     pub request_headers_max: usize,
-    /// Further connections wait in the accept queue.
+    /// Connections beyond this are closed as soon as they are accepted (CCF's
+    /// `max_open_sessions_hard`).
     pub connections_max: usize,
+    /// Connections beyond this are answered with one 503 and closed (CCF's
+    /// `max_open_sessions_soft`).
+    pub connections_soft_max: usize,
+    /// At most this many connections may be in their TLS handshake at once: a new one evicts the
+    /// oldest, so that connections that trickle bytes cannot hold the node's slots while
+    /// well-behaved clients wait.
+    pub handshakes_max: usize,
     /// A client that does not finish sending its headers in this time is disconnected.
     pub header_read_timeout_ms: u64,
     /// A TLS handshake that takes longer is abandoned.
@@ -132,6 +140,8 @@ impl Default for Limits {
             request_body_bytes_max: 1024 * 1024,
             request_headers_max: 100,
             connections_max: 1024,
+            connections_soft_max: 1000,
+            handshakes_max: 128,
             header_read_timeout_ms: 10_000,
             tls_handshake_timeout_ms: 10_000,
             governance_clock_skew_s: 24 * 3600,
@@ -311,6 +321,13 @@ impl NodeConfig {
                     m.certificate.display()
                 ));
             }
+        }
+        let l = &self.limits;
+        if l.connections_soft_max > l.connections_max || l.handshakes_max == 0 || l.handshakes_max > l.connections_max {
+            return Err(format!(
+                "limits: connections_soft_max ({}) must be at most connections_max ({}), and handshakes_max ({}) between 1 and connections_max",
+                l.connections_soft_max, l.connections_max, l.handshakes_max
+            ));
         }
         for root in &self.js.snp_trusted_roots {
             if !matches!(root.product.as_str(), "Milan" | "Genoa" | "Turin")

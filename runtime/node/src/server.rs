@@ -132,16 +132,40 @@ fn tls_acceptor(cert: Arc<ServedCert>) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// The connections in their TLS handshake, oldest first, each with what evicts it.
+#[derive(Default)]
+struct Handshakes {
+    pending: std::sync::Mutex<std::collections::VecDeque<(u64, tokio::sync::oneshot::Sender<()>)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Handshakes {
+    /// Registers a new handshake; evicts the oldest beyond `max`. The receiver fires on eviction.
+    fn begin(&self, max: usize) -> (u64, tokio::sync::oneshot::Receiver<()>) {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.push_back((id, tx));
+        while pending.len() > max {
+            if let Some((_, evict)) = pending.pop_front() {
+                let _ = evict.send(());
+            }
+        }
+        (id, rx)
+    }
+
+    fn end(&self, id: u64) {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).retain(|(p, _)| *p != id);
+    }
+}
+
 pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
     let acceptor = tls_acceptor(node.served_cert.clone())?;
     let limits = node.config.limits.clone();
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections_max));
+    let handshakes = Arc::new(Handshakes::default());
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            p = connections.clone().acquire_owned() => p.map_err(|e| e.to_string())?,
-        };
         let (tcp, _peer) = tokio::select! {
             _ = &mut shutdown => return Ok(()),
             accepted = listener.accept() => match accepted {
@@ -153,13 +177,23 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::f
                 }
             },
         };
+        // Past the hard cap a connection is closed at once (CCF's max_open_sessions_hard).
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            drop(tcp);
+            continue;
+        };
+        // Past the soft cap it gets one 503 (CCF's max_open_sessions_soft).
+        let over_soft = limits.connections_max - connections.available_permits() > limits.connections_soft_max;
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let node = node.clone();
-        let limits = limits.clone();
+        let (acceptor, node, limits, handshakes) = (acceptor.clone(), node.clone(), limits.clone(), handshakes.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let handshake = tokio::time::timeout(Duration::from_millis(limits.tls_handshake_timeout_ms), acceptor.accept(tcp)).await;
+            let (id, evicted) = handshakes.begin(limits.handshakes_max);
+            let handshake = tokio::select! {
+                h = tokio::time::timeout(Duration::from_millis(limits.tls_handshake_timeout_ms), acceptor.accept(tcp)) => h,
+                _ = evicted => return tracing::debug!("TLS handshake evicted by newer connections"),
+            };
+            handshakes.end(id);
             let tls = match handshake {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
@@ -169,10 +203,15 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::f
             let session = Arc::new(crate::forward::Session::default());
             let service = service_fn(move |req| {
                 let (node, peer_cert, session) = (node.clone(), peer_cert.clone(), session.clone());
-                async move { Ok::<_, Infallible>(crate::routes::handle(&node, req, peer_cert.as_deref().map(|v| v.as_slice()), &session).await) }
+                async move {
+                    if over_soft {
+                        return Ok::<_, Infallible>(too_many_sessions());
+                    }
+                    Ok(crate::routes::handle(&node, req, peer_cert.as_deref().map(|v| v.as_slice()), &session).await)
+                }
             });
             let result = http1::Builder::new()
-                .keep_alive(true)
+                .keep_alive(!over_soft)
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
                 .max_headers(limits.request_headers_max)
@@ -183,6 +222,17 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::f
             }
         });
     }
+}
+
+/// The one answer of a connection past the soft cap.
+fn too_many_sessions() -> crate::reply::Reply {
+    let mut r = crate::reply::error(
+        hyper::StatusCode::SERVICE_UNAVAILABLE,
+        "SessionCapExceeded",
+        "Service is currently busy and cannot accept new sessions; retry shortly",
+    );
+    r.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+    r
 }
 
 /// What a stand-in server answers to a request, by method and path.

@@ -2,7 +2,8 @@
 //! with SIGKILL five times (a fixed seed picks the nodes they write through), stopped with
 //! SIGSTOP, and while all nodes restart at once. A client-side oracle keeps every write's
 //! outcome and checks it against the service: every write reported `Committed` is there, none
-//! is applied twice (each id's counter is at most 1), and the nodes agree.
+//! that was refused (503) is, none is applied twice (each id's counter is at most 1), and the
+//! nodes agree.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,8 @@ struct Write {
     txid: Option<String>,
     /// `Committed` or `Invalid`, once `/node/tx` said so.
     status: Option<String>,
+    /// Answered 503: the node said the write did not and will not happen.
+    refused: bool,
 }
 
 #[derive(Default)]
@@ -63,6 +66,7 @@ async fn writer(k: usize, seed: u64, ports: Vec<u16>, http: reqwest::Client, ora
         let id = format!("w{k}-{n}");
         n += 1;
         let url = format!("https://127.0.0.1:{port}/app/count/{id}");
+        let mut refused = false;
         let txid = match http.post(&url).send().await {
             Ok(r) if r.status() == StatusCode::OK => {
                 let txid = r.headers()["x-ms-ccf-transaction-id"].to_str().expect("txid").to_owned();
@@ -72,7 +76,10 @@ async fn writer(k: usize, seed: u64, ports: Vec<u16>, http: reqwest::Client, ora
             }
             other => {
                 let kind = match other {
-                    Ok(r) => r.status().to_string(),
+                    Ok(r) => {
+                        refused = r.status() == StatusCode::SERVICE_UNAVAILABLE;
+                        r.status().to_string()
+                    }
                     Err(e) if e.is_connect() => "not connected".into(),
                     Err(e) if e.is_timeout() => "timed out".into(),
                     Err(_) => "connection broken".into(),
@@ -81,7 +88,7 @@ async fn writer(k: usize, seed: u64, ports: Vec<u16>, http: reqwest::Client, ora
                 None
             }
         };
-        oracle.writes.lock().expect("oracle").push(Write { id, txid, status: None });
+        oracle.writes.lock().expect("oracle").push(Write { id, txid, status: None, refused });
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -146,6 +153,9 @@ async fn check_oracle(net: &Network, p: usize, oracle: &Oracle) {
         match (&w.txid, w.status.as_deref()) {
             (Some(txid), Some("Committed")) => assert_eq!(n, Some(1), "committed write {} ({txid})", w.id),
             (Some(txid), other) => panic!("write {} was answered with {txid} but ended {other:?}", w.id),
+            // A 503 says the write did not and will not happen: it must not be there.
+            (None, _) if w.refused => assert_eq!(n, None, "write {} was refused (503) but is counted {n:?}", w.id),
+            // No answer, or an unknown outcome (500/504 TransactionOutcomeUnknown): either way.
             (None, _) => assert!(n.is_none_or(|n| n == 1), "write {} without an answer is counted {n:?}", w.id),
         }
     }
@@ -310,8 +320,14 @@ async fn isolation_restarts_and_an_unendorsed_node() {
     let to = r.headers()["location"].to_str().expect("location").to_owned();
     assert!(backups.iter().any(|b| to == format!("https://127.0.0.1:{}/app/redirected/r", net.port(*b))), "{to}");
 
-    // The primary is cut off (SIGSTOP): the others elect a primary and go on committing.
+    // The primary is cut off (SIGSTOP): the others elect a primary and go on committing. A
+    // write a backup forwarded to it just then is answered as soon as the backup knows the
+    // primary changed, as of unknown outcome (the frozen primary holds it), not at a timeout.
     net.node(p).signal("STOP");
+    let in_flight = {
+        let (http, url) = (http.clone(), net.node(backups[0]).url("/app/count/frozen-0"));
+        tokio::spawn(async move { http.post(url).send().await })
+    };
     let mut q = None;
     eventually("a new primary while the old one is stopped", async || {
         for &b in &backups {
@@ -325,6 +341,18 @@ async fn isolation_restarts_and_an_unendorsed_node() {
     })
     .await;
     let q = q.expect("new primary");
+    let r = in_flight.await.expect("join").expect("the forwarded write is answered");
+    let (status, body) = (r.status(), r.json::<Value>().await.expect("json"));
+    assert_eq!((status, &body["error"]["code"]), (StatusCode::GATEWAY_TIMEOUT, &Value::from("TransactionOutcomeUnknown")), "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("the primary changed")), "{body}");
+    // The backup's clients are served again, through the new primary.
+    let other = backups.iter().copied().find(|b| *b != q).expect("the remaining backup");
+    let mut attempt = 0;
+    eventually("a write through the remaining backup to commit", async || {
+        attempt += 1;
+        increment(net.node(other), &http, &format!("through-the-backup-{attempt}")).await.0 == StatusCode::OK
+    })
+    .await;
     let mut committed = Vec::new();
     for k in 0..10 {
         let (status, txid) = increment(net.node(q), &http, &format!("iso-{k}")).await;

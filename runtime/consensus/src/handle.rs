@@ -568,7 +568,24 @@ impl Consensus {
         if id == self.raft_id {
             return Err(ForwardError::IsPrimary);
         }
-        self.forwarder.call(&address, request, timeout).await
+        // A primary that stops being the primary (frozen, or deposed by an election) will not
+        // answer usefully: the request's wait ends as soon as this node knows another (or none),
+        // instead of at the timeout. It was sent, so its outcome is unknown.
+        let mut metrics = self.raft.metrics();
+        let deposed = async move {
+            loop {
+                if metrics.borrow_and_update().current_leader != Some(id) {
+                    return;
+                }
+                if metrics.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        };
+        tokio::select! {
+            answer = self.forwarder.call(&address, request, timeout) => answer,
+            () = deposed => Err(ForwardError::NoAnswer(address, "the primary changed while the request was with it".into())),
+        }
     }
 
     /// Installs what answers requests backups forward to this node (once; later calls are

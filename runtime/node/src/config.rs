@@ -129,6 +129,9 @@ pub struct Limits {
     pub header_read_timeout_ms: u64,
     /// A TLS handshake that takes longer is abandoned.
     pub tls_handshake_timeout_ms: u64,
+    /// How long a backup waits for the primary's answer to a request it forwarded (it stops
+    /// waiting sooner if the primary changes); then the answer is that the outcome is unknown.
+    pub forwarding_timeout_ms: u64,
     /// A signed governance request whose `ccf.gov.msg.created_at` is further than this from the
     /// node's clock (seconds, either way) is refused, as well as one the replay window has seen.
     pub governance_clock_skew_s: u64,
@@ -145,6 +148,7 @@ impl Default for Limits {
             header_read_timeout_ms: 10_000,
             tls_handshake_timeout_ms: 10_000,
             governance_clock_skew_s: 24 * 3600,
+            forwarding_timeout_ms: 10_000,
         }
     }
 }

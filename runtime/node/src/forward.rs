@@ -25,9 +25,6 @@ use crate::reply::{self, Reply};
 use crate::routes::Call;
 use crate::tables::NODES_INFO;
 
-/// How long a backup waits for the primary's answer to a forwarded request.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Headers that describe one HTTP connection, not the request or answer: not carried over.
 const HOP_BY_HOP: [&str; 6] = ["connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "te"];
 
@@ -122,7 +119,7 @@ pub async fn to_primary(node: &Node, call: &Call<'_>) -> Reply {
     };
     let mut bytes = Vec::with_capacity(call.body.len() + 512);
     ciborium::into_writer(&request, &mut bytes).expect("a forwarded request encodes");
-    let answer = match node.consensus.forward(bytes, FORWARD_TIMEOUT).await {
+    let answer = match node.consensus.forward(bytes, Duration::from_millis(node.config.limits.forwarding_timeout_ms)).await {
         Ok(a) => a,
         // Sent, but unanswered: the primary may have executed it (see `reply::commit_failure`).
         Err(e @ ForwardError::NoAnswer(..)) => {

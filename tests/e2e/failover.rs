@@ -445,3 +445,88 @@ async fn isolation_restarts_and_an_unendorsed_node() {
     }
     let _ = std::fs::remove_dir_all(&ws);
 }
+
+/// How many of `ids` appear in the writes of the ledger files in `dir` (read as they are, while
+/// the node runs: a write's public key bytes appear verbatim in its entry).
+fn written_in_ledger(dir: &std::path::Path, ids: &[String]) -> usize {
+    let Ok(chunks) = consort_ledger::files::list_chunks(dir) else { return 0 };
+    let mut found = std::collections::BTreeSet::new();
+    for c in chunks {
+        let Ok((records, _)) = consort_ledger::files::read_chunk(&dir.join(c.file_name())) else { continue };
+        for r in records {
+            for id in ids {
+                if r.entry.public.windows(id.len()).any(|w| w == id.as_bytes()) {
+                    found.insert(id.clone());
+                }
+            }
+        }
+    }
+    found.len()
+}
+
+/// The fault that once answered 503 for writes that then committed: writes reach a primary
+/// whose backups are stopped (SIGSTOP), so they cannot commit, and the primary is stopped
+/// (SIGTERM) while it holds them. Each is answered as of unknown outcome (500
+/// `TransactionOutcomeUnknown`), never as refused; once the nodes run again none is there twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_held_by_a_primary_that_stops_are_never_answered_as_refused() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let ws = temp_workspace("held-writes");
+    let mut net = Network::open(&ws, 3, &repo_root().join("tests/apps/counters")).await;
+    let p = net.primary().await;
+    eventually("three voters", async || get_json(net.node(p), "/node/consensus").await["voters"].as_array().is_some_and(|v| v.len() == 3))
+        .await;
+    let backups: Vec<usize> = (0..3).filter(|i| *i != p).collect();
+    let http = client(net.node(p));
+    for &b in &backups {
+        net.node(b).signal("STOP");
+    }
+    const HELD: usize = 4;
+    let ids: Vec<String> = (0..HELD).map(|k| format!("held-{k}")).collect();
+    let writes: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (http, url) = (http.clone(), net.node(p).url(&format!("/app/count/{id}")));
+            tokio::spawn(async move {
+                let r = http.post(url).send().await?;
+                let status = r.status();
+                let body = r.json::<Value>().await.unwrap_or_default();
+                Ok::<_, reqwest::Error>((status, body))
+            })
+        })
+        .collect();
+    // All of them are in the primary's ledger, waiting for backups that do not answer.
+    let ledger = ws.join(format!("n{p}/ledger"));
+    eventually("the primary to hold every write", async || written_in_ledger(&ledger, &ids) == HELD).await;
+    net.nodes[p].as_mut().expect("primary").stop();
+    net.nodes[p] = None;
+    for (id, w) in ids.iter().zip(writes) {
+        let (status, body) = w.await.expect("join").expect("a stopping node answers what it holds");
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (StatusCode::INTERNAL_SERVER_ERROR, &Value::from("TransactionOutcomeUnknown")),
+            "{id}: {body}"
+        );
+    }
+    // The nodes run again; whatever became of the held writes, none is there twice.
+    for &b in &backups {
+        net.node(b).signal("CONT");
+    }
+    net.restart(p);
+    let q = net.primary().await;
+    let mut attempt = 0;
+    eventually("the network to commit again", async || {
+        attempt += 1;
+        increment(net.node(q), &client(net.node(q)), &format!("after-{attempt}")).await.0 == StatusCode::OK
+    })
+    .await;
+    let counts = counts(net.node(q), &client(net.node(q))).await;
+    for id in &ids {
+        let n = counts.get(id).and_then(Value::as_u64);
+        assert!(n.is_none_or(|n| n == 1), "{id} counted {n:?}");
+    }
+    for s in net.nodes.iter_mut().flatten() {
+        s.stop();
+    }
+    let _ = std::fs::remove_dir_all(&ws);
+}

@@ -17,6 +17,9 @@ use crate::identity::NodeIdentity;
 use crate::tables::{ENDPOINTS, JS_RUNTIME_OPTIONS, MODULES, SERVICE_INFO};
 use consort_js::protocol::HistoricalState;
 
+/// How long a stopping node waits for the requests in flight to be answered.
+const STOP_ANSWER_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a node may take to elect itself and replay its ledger before it gives up.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -208,8 +211,11 @@ impl Node {
     /// Serves clients until `shutdown` resolves, then stops consensus cleanly.
     pub async fn serve(self: &Arc<Self>, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
         let listener = self.listener.lock().unwrap_or_else(|p| p.into_inner()).take().ok_or("serve called twice")?;
-        crate::server::serve(self.clone(), listener, shutdown).await?;
+        let drain = crate::server::serve(self.clone(), listener, shutdown).await?;
         self.consensus.shutdown().await;
+        // Requests waiting on consensus now have their answer (a write it held is of unknown
+        // outcome): they reach their clients before the process ends.
+        drain.finish(STOP_ANSWER_WAIT).await;
         Ok(())
     }
 

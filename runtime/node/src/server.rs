@@ -159,15 +159,36 @@ impl Handshakes {
     }
 }
 
-pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
+/// The connections of a server that stopped accepting: [`Drain::finish`] lets each answer the
+/// request it is serving, then closes it.
+pub struct Drain {
+    stop: tokio::sync::watch::Sender<bool>,
+    connections: Arc<tokio::sync::Semaphore>,
+    max: usize,
+}
+
+impl Drain {
+    /// Asks every connection to close after its current request and waits (at most `wait`)
+    /// until they have.
+    pub async fn finish(self, wait: Duration) {
+        let _ = self.stop.send(true);
+        let all = u32::try_from(self.max).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(wait, self.connections.acquire_many(all)).await;
+    }
+}
+
+/// Serves until `shutdown`; then stops accepting and returns the connections still open.
+pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) -> Result<Drain, String> {
     let acceptor = tls_acceptor(node.served_cert.clone())?;
     let limits = node.config.limits.clone();
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections_max));
     let handshakes = Arc::new(Handshakes::default());
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let drain = Drain { stop, connections: connections.clone(), max: limits.connections_max };
     tokio::pin!(shutdown);
     loop {
         let (tcp, _peer) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => return Ok(drain),
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -186,6 +207,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::f
         let over_soft = limits.connections_max - connections.available_permits() > limits.connections_soft_max;
         let _ = tcp.set_nodelay(true);
         let (acceptor, node, limits, handshakes) = (acceptor.clone(), node.clone(), limits.clone(), handshakes.clone());
+        let mut stopping = stopping.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let (id, evicted) = handshakes.begin(limits.handshakes_max);
@@ -210,13 +232,31 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::f
                     Ok(crate::routes::handle(&node, req, peer_cert.as_deref().map(|v| v.as_slice()), &session).await)
                 }
             });
-            let result = http1::Builder::new()
+            let connection = http1::Builder::new()
                 .keep_alive(!over_soft)
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
                 .max_headers(limits.request_headers_max)
-                .serve_connection(TokioIo::new(tls), service)
-                .await;
+                .serve_connection(TokioIo::new(tls), service);
+            tokio::pin!(connection);
+            // When the node stops, the request being served is answered, then the connection closes.
+            let stopped = async move {
+                loop {
+                    if *stopping.borrow_and_update() {
+                        return;
+                    }
+                    if stopping.changed().await.is_err() {
+                        return std::future::pending().await;
+                    }
+                }
+            };
+            let result = tokio::select! {
+                r = connection.as_mut() => r,
+                () = stopped => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
             if let Err(e) = result {
                 tracing::debug!("connection ended: {e}");
             }

@@ -464,14 +464,34 @@ fn written_in_ledger(dir: &std::path::Path, ids: &[String]) -> usize {
     found.len()
 }
 
+/// How a test stops the primary that holds writes.
+#[derive(Clone, Copy, PartialEq)]
+enum Stop {
+    /// SIGTERM: the node answers the requests it holds before it exits.
+    Term,
+    /// SIGKILL: no answer at all (the connections drop).
+    Kill,
+}
+
 /// The fault that once answered 503 for writes that then committed: writes reach a primary
 /// whose backups are stopped (SIGSTOP), so they cannot commit, and the primary is stopped
 /// (SIGTERM) while it holds them. Each is answered as of unknown outcome (500
 /// `TransactionOutcomeUnknown`), never as refused; once the nodes run again none is there twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_held_by_a_primary_that_stops_are_never_answered_as_refused() {
+    held_writes_then(Stop::Term).await;
+}
+
+/// The same with kill -9 of the primary: no answer comes (the connections drop), and after the
+/// restart none of the writes is there twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_held_by_a_primary_that_is_killed_are_applied_at_most_once() {
+    held_writes_then(Stop::Kill).await;
+}
+
+async fn held_writes_then(stop: Stop) {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let ws = temp_workspace("held-writes");
+    let ws = temp_workspace(if stop == Stop::Term { "held-writes-term" } else { "held-writes-kill" });
     let mut net = Network::open(&ws, 3, &repo_root().join("tests/apps/counters")).await;
     let p = net.primary().await;
     eventually("three voters", async || get_json(net.node(p), "/node/consensus").await["voters"].as_array().is_some_and(|v| v.len() == 3))

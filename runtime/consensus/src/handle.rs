@@ -144,6 +144,32 @@ pub struct Consensus {
     pub(crate) config: ConsensusConfig,
 }
 
+/// What identifies a write among the log's entries without keeping a copy of it: the sealed
+/// private part's authentication tag (unique: every seal draws a fresh nonce), or a digest of
+/// the public part when there is no private one.
+#[derive(PartialEq, Eq)]
+struct Fingerprint {
+    claims_digest: [u8; 32],
+    lengths: (usize, usize),
+    tail: [u8; 32],
+}
+
+impl Fingerprint {
+    fn of(p: &Proposal) -> Fingerprint {
+        Self::of_parts(&p.claims_digest, &p.public, &p.private)
+    }
+
+    fn of_parts(claims_digest: &[u8; 32], public: &[u8], private: &[u8]) -> Fingerprint {
+        let mut tail = [0u8; 32];
+        if private.len() >= 16 {
+            tail[..16].copy_from_slice(&private[private.len() - 16..]);
+        } else {
+            tail = *blake3::hash(public).as_bytes();
+        }
+        Fingerprint { claims_digest: *claims_digest, lengths: (public.len(), private.len()), tail }
+    }
+}
+
 /// Opens the Raft log on the ledger and finds the snapshot the node starts from, if any: a
 /// joining node with an empty ledger starts from the newest snapshot in its snapshot directory
 /// (fetched there by the join, or put there by its operator); a node whose ledger starts after
@@ -375,7 +401,8 @@ impl Consensus {
         let reservation = self.shared.store.reserve(tx)?;
         // Entries this node appends after this point are where the write may land.
         let appended_before = self.log.range().1;
-        let queued = self.raft.client_write_ff(proposal.clone()).await;
+        let fingerprint = Fingerprint::of(&proposal);
+        let queued = self.raft.client_write_ff(proposal).await;
         drop(guard);
         let outcome = match queued {
             Ok(rx) => match rx.await {
@@ -387,7 +414,7 @@ impl Consensus {
                 // Raft stopped while it held the write: it may have been appended and may commit.
                 Err(_) => Err(CommitError::OutcomeUnknown {
                     reason: "consensus stopped after it took the write".into(),
-                    txid: self.appended_at(&proposal, appended_before),
+                    txid: self.appended_at(&fingerprint, appended_before),
                 }),
             },
             // Raft had stopped: the write never reached it.
@@ -406,16 +433,13 @@ impl Consensus {
         }
     }
 
-    /// Where this node's log holds `proposal`, looking from seqno `from` on (a sealed write's
-    /// ciphertext is unique; a public-only write is found by its content).
-    fn appended_at(&self, proposal: &Proposal, from: u64) -> Option<TxId> {
+    /// Where this node's log holds the write `fingerprint` identifies, looking from seqno `from` on.
+    fn appended_at(&self, fingerprint: &Fingerprint, from: u64) -> Option<TxId> {
         let (_, end) = self.log.range();
         (from..end).find_map(|seqno| {
             let e = self.log.read_entry(seqno).ok()?;
-            let same = e.kind == consort_ledger::EntryKind::Tx
-                && e.public == proposal.public
-                && e.private == proposal.private
-                && e.claims_digest == proposal.claims_digest;
+            let same =
+                e.kind == consort_ledger::EntryKind::Tx && Fingerprint::of_parts(&e.claims_digest, &e.public, &e.private) == *fingerprint;
             same.then_some(e.txid)
         })
     }

@@ -283,21 +283,21 @@ pub fn verify(
     }
 
     // ---- the report's contents ----
-    let flag = |name: &str| quote.flag_bits().iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v);
-    let policy = |name: &str| quote.policy_bits().iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v);
-    if flag("signing_key") != 0 {
-        return Err(format!("SEV-SNP: Attestation report must be signed by VCEK: {}", flag("signing_key")));
+    let [_, (_, mask_chip_key), (_, signing_key)] = quote.flag_bits();
+    let [.., (_, migrate_ma), (_, debug), _] = quote.policy_bits();
+    if signing_key != 0 {
+        return Err(format!("SEV-SNP: Attestation report must be signed by VCEK: {signing_key}"));
     }
-    if flag("mask_chip_key") != 0 {
+    if mask_chip_key != 0 {
         return Err("SEV-SNP: Mask chip key must not be set".into());
     }
     if quote.vmpl > 3 {
         return Err(format!("SEV-SNP: This report seems to be host generated (VMPL {} > 3)", quote.vmpl));
     }
-    if policy("debug") != 0 {
+    if debug != 0 {
         return Err("SEV-SNP: SNP attestation report guest policy debugging must not be enabled".into());
     }
-    if policy("migrate_ma") != 0 {
+    if migrate_ma != 0 {
         return Err("SEV-SNP: SNP attestation report guest policy migration must not be enabled".into());
     }
     if let Some(endorsed) = endorsed_tcb_of(&vcek, product)? {

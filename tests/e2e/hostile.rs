@@ -205,3 +205,36 @@ async fn slow_connections_cannot_starve_well_behaved_clients() {
     assert_eq!(refused.json::<Value>().await.expect("json")["error"]["code"], "SessionCapExceeded");
     drop(sessions);
 }
+
+/// With `connections_per_address_max`, one address cannot hold every connection: an attacker
+/// on 127.0.0.2 keeps as many idle TLS sessions open as it can (finished handshakes, which no
+/// eviction of handshakes frees), and a user on 127.0.0.1 still connects and is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_every_connection() {
+    let ws = temp_workspace("per-address");
+    let limits = json!({"connections_max": 24, "connections_soft_max": 24, "handshakes_max": 8, "connections_per_address_max": 10});
+    let (s, _) = open_node(&ws, json!({"limits": limits}), vec![]).await;
+    let attacker = |_| {
+        let ca = std::fs::read(s.common().join("service_cert.pem")).expect("service cert");
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("ca")])
+            .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+            .build()
+            .expect("client")
+    };
+    // Each client keeps its session open after its request (keep-alive).
+    let sessions: Vec<reqwest::Client> = (0..30).map(attacker).collect();
+    let mut served = 0;
+    for c in &sessions {
+        if c.get(s.url("/node/commit")).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
+            served += 1;
+        }
+    }
+    assert_eq!(served, 10, "the attacker's address gets its share of the connections and no more");
+    // More than the node's connections were asked for; a user from another address is served.
+    for _ in 0..10 {
+        let r = s.client(None).get(s.url("/node/commit")).send().await.expect("the user's request is answered");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    drop(sessions);
+}

@@ -125,6 +125,10 @@ pub struct Limits {
     /// oldest, so that connections that trickle bytes cannot hold the node's slots while
     /// well-behaved clients wait.
     pub handshakes_max: usize,
+    /// At most this many connections from one peer address (0: no cap, the default, because
+    /// behind a load balancer or a NAT every client has the same address); more are closed as
+    /// soon as they are accepted.
+    pub connections_per_address_max: usize,
     /// A client that does not finish sending its headers in this time is disconnected.
     pub header_read_timeout_ms: u64,
     /// A TLS handshake that takes longer is abandoned.
@@ -145,6 +149,7 @@ impl Default for Limits {
             connections_max: 1024,
             connections_soft_max: 1000,
             handshakes_max: 128,
+            connections_per_address_max: 0,
             header_read_timeout_ms: 10_000,
             tls_handshake_timeout_ms: 10_000,
             governance_clock_skew_s: 24 * 3600,
@@ -333,6 +338,12 @@ impl NodeConfig {
                 l.connections_soft_max, l.connections_max, l.handshakes_max
             ));
         }
+        if l.connections_per_address_max > l.connections_max {
+            return Err(format!(
+                "limits: connections_per_address_max ({}) must be at most connections_max ({}) (0: no cap)",
+                l.connections_per_address_max, l.connections_max
+            ));
+        }
         for root in &self.js.snp_trusted_roots {
             if !matches!(root.product.as_str(), "Milan" | "Genoa" | "Turin")
                 || root.fingerprint.len() != 64
@@ -408,6 +419,20 @@ mod tests {
         )
         .expect("write");
         assert!(matches!(NodeConfig::from_file(&json).expect("recover").command, Command::Recover(_)));
+        for (limits, refused) in [
+            (r#"{"connections_max": 10, "connections_soft_max": 11}"#, "connections_soft_max (11)"),
+            (r#"{"connections_max": 10, "handshakes_max": 0}"#, "handshakes_max (0)"),
+            (
+                r#"{"connections_max": 10, "connections_soft_max": 10, "handshakes_max": 5, "connections_per_address_max": 11}"#,
+                "per_address_max (11)",
+            ),
+        ] {
+            std::fs::write(&json, format!(r#"{{"command": {{"type": "start", "members": []}}, "limits": {limits}}}"#)).expect("write");
+            assert!(NodeConfig::from_file(&json).expect_err(refused).contains(refused), "{limits}");
+        }
+        std::fs::write(&json, r#"{"command": {"type": "start", "members": []}, "limits": {"connections_per_address_max": 16}}"#)
+            .expect("write");
+        assert_eq!(NodeConfig::from_file(&json).expect("a cap per address").limits.connections_per_address_max, 16);
         std::fs::write(&json, r#"{"rpc_adress": "x"}"#).expect("write");
         assert!(NodeConfig::from_file(&json).expect_err("typo").contains("rpc_adress"));
         let _ = std::fs::remove_dir_all(&dir);

@@ -2,6 +2,7 @@
 //! identity files, the HTTPS server, routing, authentication, and the start of a network.
 
 mod accept;
+mod admission;
 mod app;
 mod auth;
 mod bundle_dir;

@@ -17,6 +17,7 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admission::{AddressSlots, Handshakes};
 use crate::config::Limits;
 use crate::identity::NodeIdentity;
 use crate::node::Node;
@@ -132,33 +133,6 @@ fn tls_acceptor(cert: Arc<ServedCert>) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// The connections in their TLS handshake, oldest first, each with what evicts it.
-#[derive(Default)]
-struct Handshakes {
-    pending: std::sync::Mutex<std::collections::VecDeque<(u64, tokio::sync::oneshot::Sender<()>)>>,
-    next: std::sync::atomic::AtomicU64,
-}
-
-impl Handshakes {
-    /// Registers a new handshake; evicts the oldest beyond `max`. The receiver fires on eviction.
-    fn begin(&self, max: usize) -> (u64, tokio::sync::oneshot::Receiver<()>) {
-        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.push_back((id, tx));
-        while pending.len() > max {
-            if let Some((_, evict)) = pending.pop_front() {
-                let _ = evict.send(());
-            }
-        }
-        (id, rx)
-    }
-
-    fn end(&self, id: u64) {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).retain(|(p, _)| *p != id);
-    }
-}
-
 /// The connections of a server that stopped accepting: [`Drain::finish`] lets each answer the
 /// request it is serving, then closes it.
 pub struct Drain {
@@ -183,11 +157,12 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::f
     let limits = node.config.limits.clone();
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections_max));
     let handshakes = Arc::new(Handshakes::default());
+    let addresses = AddressSlots::new(limits.connections_per_address_max);
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let drain = Drain { stop, connections: connections.clone(), max: limits.connections_max };
     tokio::pin!(shutdown);
     loop {
-        let (tcp, _peer) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             _ = &mut shutdown => return Ok(drain),
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -198,7 +173,12 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::f
                 }
             },
         };
-        // Past the hard cap a connection is closed at once (CCF's max_open_sessions_hard).
+        // Past the hard cap a connection is closed at once (CCF's max_open_sessions_hard), and
+        // so is one from an address that holds its share of the slots already.
+        let Some(address_slot) = addresses.take(peer.ip()) else {
+            drop(tcp);
+            continue;
+        };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             drop(tcp);
             continue;
@@ -209,7 +189,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::f
         let (acceptor, node, limits, handshakes) = (acceptor.clone(), node.clone(), limits.clone(), handshakes.clone());
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permits = (permit, address_slot);
             let (id, evicted) = handshakes.begin(limits.handshakes_max);
             let handshake = tokio::select! {
                 h = tokio::time::timeout(Duration::from_millis(limits.tls_handshake_timeout_ms), acceptor.accept(tcp)) => h,

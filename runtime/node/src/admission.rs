@@ -6,34 +6,64 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-/// The connections in their TLS handshake, oldest first, each with what evicts it.
+/// A handshake whose client has sent its hello is evicted by a newcomer only after this long:
+/// a well-behaved client finishes in milliseconds, so such a handshake is stalled.
+pub const HANDSHAKE_GRACE: Duration = Duration::from_secs(1);
+
+/// The connections in their TLS handshake, oldest first. A connection that has not yet sent its
+/// whole ClientHello costs nothing but its slot, and is what a trickle of bytes holds: it is
+/// evicted first. One whose hello came is a client the node is doing cryptography for; it is
+/// evicted only when it has stalled past [`HANDSHAKE_GRACE`]. When nothing can be evicted the
+/// newcomer is turned away at once, so a flood of real clients gets handshakes finished at the
+/// node's pace instead of each evicting another before it completes.
 #[derive(Default)]
 pub struct Handshakes {
-    pending: Mutex<VecDeque<(u64, oneshot::Sender<()>)>>,
+    pending: Mutex<VecDeque<Pending>>,
     next: AtomicU64,
 }
 
+struct Pending {
+    id: u64,
+    started: Instant,
+    hello: bool,
+    evict: oneshot::Sender<()>,
+}
+
 impl Handshakes {
-    /// Registers a new handshake; evicts the oldest beyond `max`. The receiver fires on eviction.
-    pub fn begin(&self, max: usize) -> (u64, oneshot::Receiver<()>) {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
+    /// Registers a handshake starting `now`, within `max` at once; the receiver fires if it is
+    /// evicted. `None`: there are `max` handshakes and none can be evicted.
+    pub fn begin(&self, max: usize, now: Instant) -> Option<(u64, oneshot::Receiver<()>)> {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.push_back((id, tx));
-        while pending.len() > max {
-            if let Some((_, evict)) = pending.pop_front() {
-                let _ = evict.send(());
+        while pending.len() >= max.max(1) {
+            let evictable = pending
+                .iter()
+                .position(|p| !p.hello)
+                .or_else(|| pending.front().filter(|p| now.saturating_duration_since(p.started) >= HANDSHAKE_GRACE).map(|_| 0));
+            let i = evictable?;
+            if let Some(p) = pending.remove(i) {
+                let _ = p.evict.send(());
             }
         }
-        (id, rx)
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (evict, rx) = oneshot::channel();
+        pending.push_back(Pending { id, started: now, hello: false, evict });
+        Some((id, rx))
+    }
+
+    /// The client of handshake `id` sent its whole ClientHello.
+    pub fn hello(&self, id: u64) {
+        if let Some(p) = self.pending.lock().unwrap_or_else(|p| p.into_inner()).iter_mut().find(|p| p.id == id) {
+            p.hello = true;
+        }
     }
 
     /// The handshake `id` finished (or failed): it can no longer be evicted.
     pub fn end(&self, id: u64) {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).retain(|(p, _)| *p != id);
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).retain(|p| p.id != id);
     }
 }
 
@@ -92,22 +122,40 @@ mod tests {
     const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
 
     #[test]
-    fn the_oldest_handshakes_are_evicted_beyond_the_bound() {
-        let h = Handshakes::default();
-        let (first, mut first_rx) = h.begin(2);
-        let (_, mut second_rx) = h.begin(2);
+    fn connections_without_a_hello_are_evicted_oldest_first() {
+        let (h, t0) = (Handshakes::default(), Instant::now());
+        let (first, mut first_rx) = h.begin(2, t0).expect("room");
+        let (_, mut second_rx) = h.begin(2, t0).expect("room");
         assert!(first_rx.try_recv().is_err(), "two fit");
-        let (_, mut third_rx) = h.begin(2);
+        let (_, mut third_rx) = h.begin(2, t0).expect("the oldest makes room");
         assert!(first_rx.try_recv().is_ok(), "the oldest goes");
         assert!(second_rx.try_recv().is_err() && third_rx.try_recv().is_err());
-        // A finished handshake no longer counts, and is never evicted.
-        let (done, mut done_rx) = h.begin(2);
+        // A finished handshake no longer counts.
+        h.end(first);
+        let (done, mut done_rx) = h.begin(2, t0).expect("room");
         assert!(second_rx.try_recv().is_ok());
         h.end(done);
-        h.end(first);
-        let (_, _) = h.begin(2);
-        assert!(third_rx.try_recv().is_err(), "room for two after one ended");
-        assert!(done_rx.try_recv().is_err());
+        assert!(h.begin(2, t0).is_some(), "room after one ended");
+        assert!(third_rx.try_recv().is_err() && done_rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_client_that_sent_its_hello_is_evicted_only_once_stalled() {
+        let (h, t0) = (Handshakes::default(), Instant::now());
+        let (a, mut a_rx) = h.begin(2, t0).expect("room");
+        let (b, mut b_rx) = h.begin(2, t0).expect("room");
+        h.hello(a);
+        // The newer connection without a hello goes first, although it is younger.
+        let (c, mut c_rx) = h.begin(2, t0).expect("b makes room");
+        assert!(b_rx.try_recv().is_ok() && a_rx.try_recv().is_err());
+        h.end(b);
+        h.hello(c);
+        // Both are in their cryptography, neither stalled: the newcomer is turned away.
+        assert!(h.begin(2, t0 + HANDSHAKE_GRACE / 2).is_none());
+        assert!(a_rx.try_recv().is_err() && c_rx.try_recv().is_err());
+        // Past the grace the oldest is evicted.
+        let (_, _) = h.begin(2, t0 + HANDSHAKE_GRACE).expect("a stalled");
+        assert!(a_rx.try_recv().is_ok() && c_rx.try_recv().is_err());
     }
 
     #[test]

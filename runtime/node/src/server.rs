@@ -123,14 +123,14 @@ impl rustls::server::ResolvesServerCert for ServedCert {
     }
 }
 
-fn tls_acceptor(cert: Arc<ServedCert>) -> Result<TlsAcceptor, String> {
+fn tls_config(cert: Arc<ServedCert>) -> Result<Arc<rustls::ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_client_cert_verifier(Arc::new(CallerCertificates { provider }))
         .with_cert_resolver(cert);
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 /// The connections of a server that stopped accepting: [`Drain::finish`] lets each answer the
@@ -153,7 +153,7 @@ impl Drain {
 
 /// Serves until `shutdown`; then stops accepting and returns the connections still open.
 pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) -> Result<Drain, String> {
-    let acceptor = tls_acceptor(node.served_cert.clone())?;
+    let tls = tls_config(node.served_cert.clone())?;
     let limits = node.config.limits.clone();
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections_max));
     let handshakes = Arc::new(Handshakes::default());
@@ -183,16 +183,27 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::f
             drop(tcp);
             continue;
         };
+        // So is one for which no handshake slot can be freed (see `Handshakes`).
+        let Some((id, evicted)) = handshakes.begin(limits.handshakes_max, std::time::Instant::now()) else {
+            drop(tcp);
+            continue;
+        };
         // Past the soft cap it gets one 503 (CCF's max_open_sessions_soft).
         let over_soft = limits.connections_max - connections.available_permits() > limits.connections_soft_max;
         let _ = tcp.set_nodelay(true);
-        let (acceptor, node, limits, handshakes) = (acceptor.clone(), node.clone(), limits.clone(), handshakes.clone());
+        let (tls, node, limits, handshakes) = (tls.clone(), node.clone(), limits.clone(), handshakes.clone());
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
             let _permits = (permit, address_slot);
-            let (id, evicted) = handshakes.begin(limits.handshakes_max);
+            // The deadline covers the whole handshake: bytes that trickle in do not extend it.
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(limits.tls_handshake_timeout_ms);
+            let handshake = async {
+                let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+                handshakes.hello(id);
+                start.into_stream(tls).await
+            };
             let handshake = tokio::select! {
-                h = tokio::time::timeout(Duration::from_millis(limits.tls_handshake_timeout_ms), acceptor.accept(tcp)) => h,
+                h = tokio::time::timeout_at(deadline, handshake) => h,
                 _ = evicted => return tracing::debug!("TLS handshake evicted by newer connections"),
             };
             handshakes.end(id);
@@ -268,7 +279,7 @@ pub async fn answer_while<T>(
     reply: StandInReply,
     work: impl std::future::Future<Output = T>,
 ) -> Result<T, String> {
-    let acceptor = tls_acceptor(Arc::new(ServedCert::new(identity)?))?;
+    let acceptor = TlsAcceptor::from(tls_config(Arc::new(ServedCert::new(identity)?))?);
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections_max));
     let (handshake_ms, header_ms) = (limits.tls_handshake_timeout_ms, limits.header_read_timeout_ms);
     tokio::pin!(work);

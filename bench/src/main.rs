@@ -152,6 +152,169 @@ async fn three_nodes(seconds: f64) -> Vec<Row> {
     rows
 }
 
+/// A user calling the logging sample alone for `seconds`, over a new connection (a TLS
+/// handshake) for each request if `fresh`, else over one kept-alive session; labelled `label`.
+async fn user_alone(s: &Sandbox, label: &str, fresh: bool, seconds: f64) -> Row {
+    let ca = std::fs::read(s.common().join("service_cert.pem")).expect("service cert");
+    let mut identity = std::fs::read(s.common().join("user0_cert.pem")).expect("cert");
+    identity.extend(std::fs::read(s.common().join("user0_privk.pem")).expect("key"));
+    let user = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("ca")])
+        .identity(reqwest::Identity::from_pem(&identity).expect("identity"))
+        .pool_max_idle_per_host(if fresh { 0 } else { 1 })
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    if !fresh {
+        let _ = user.get(s.url("/app/log/private?id=1")).send().await.expect("the session").bytes().await;
+    }
+    let (mut latencies, mut failures) = (Vec::new(), std::collections::BTreeMap::<String, usize>::new());
+    let started = Instant::now();
+    while started.elapsed().as_secs_f64() < seconds {
+        let sent = Instant::now();
+        match user.get(s.url("/app/log/private?id=1")).send().await {
+            Ok(r) if r.status().is_success() => {
+                let _ = r.bytes().await;
+                latencies.push(sent.elapsed());
+            }
+            Ok(r) => *failures.entry(r.status().to_string()).or_default() += 1,
+            Err(e) => *failures.entry(if e.is_timeout() { "timed out" } else { "connection failed" }.into()).or_default() += 1,
+        }
+    }
+    latencies.sort();
+    let row = Row {
+        label: label.to_owned(),
+        clients: 1,
+        requests: latencies.len(),
+        failures: failures.values().sum(),
+        seconds: started.elapsed().as_secs_f64(),
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+    };
+    eprintln!("{label}: p99 {:.1} ms, failed {failures:?}", row.p99_ms);
+    row
+}
+
+/// What a user sees while the node is attacked through its connections (default limits): a
+/// user alone (over one session, and reconnecting for every request), then reconnecting while
+/// 1,100 connections trickle one byte a second into TLS handshakes they never finish, then
+/// while 2,000 clients open TLS connections as fast as they can (reconnecting, and over one
+/// session).
+async fn connection_attacks(seconds: f64) -> Vec<Row> {
+    let ws = temp_workspace("bench-attack");
+    let port = consort_tests::cluster::free_ports(2);
+    let s = Sandbox::start_with(&ws, Some(&repo_root().join("samples/logging")), port, &[]);
+    let user = s.client(Some("user0"));
+    let r = user.post(s.url("/app/log/private")).json(&serde_json::json!({"id": 1, "msg": "benchmark message"})).send().await;
+    assert!(r.expect("seed").status().is_success());
+    let mut rows = vec![
+        user_alone(&s, "user GET, one session, no attack", false, seconds).await,
+        user_alone(&s, "user GET, new connection each, no attack", true, seconds).await,
+    ];
+    let attack = consort_tests::attack::trickle(port, 1100, Duration::from_secs(1));
+    consort_tests::eventually("the slow connections to be open", async || attack.opened.load(Ordering::Relaxed) >= 1100).await;
+    rows.push(user_alone(&s, "user GET, new connection each, 1,100 connections trickling 1 byte/s", true, seconds).await);
+    attack.stop();
+    let ca = std::fs::read(s.common().join("service_cert.pem")).expect("service cert");
+    let attack = consort_tests::attack::tls_churn(s.url("/node/commit"), &ca, 2000);
+    consort_tests::eventually("the TLS clients to connect", async || attack.opened.load(Ordering::Relaxed) >= 2000).await;
+    for (label, fresh) in [("user GET, new connection each", true), ("user GET, one session", false)] {
+        let count = || (attack.opened.load(Ordering::Relaxed), attack.answered.load(Ordering::Relaxed));
+        let ((opened, answered), started) = (count(), Instant::now());
+        let mut row = user_alone(&s, label, fresh, seconds).await;
+        let per_second = |n: usize| n as f64 / started.elapsed().as_secs_f64();
+        let (tried, served) = (per_second(count().0 - opened), per_second(count().1 - answered));
+        row.label = format!("{label}, 2,000 clients reconnecting ({tried:.0} connections/s, {served:.0} answered/s)");
+        rows.push(row);
+    }
+    attack.stop();
+    drop(s);
+    let _ = std::fs::remove_dir_all(&ws);
+    rows
+}
+
+/// When a write was sent, and when its acknowledgement came.
+type Sent = (Instant, Instant);
+
+/// Failovers seen by clients pinned to the backups: three nodes (the counters test app, the
+/// test election timeout), 8 clients writing through each backup; the primary is frozen
+/// (SIGSTOP) three times. For each: when a backup first said it was primary, and when each
+/// backup's clients got their first acknowledgement of a write sent after the freeze.
+async fn failover_for_backups() -> String {
+    use consort_tests::cluster::{get_json, Network, ELECTION_TIMEOUT_MS};
+    let ws = temp_workspace("bench-failover");
+    let net = Network::open(&ws, 3, &repo_root().join("tests/apps/counters")).await;
+    let ca = std::fs::read(net.node(0).common().join("service_cert.pem")).expect("service cert");
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("ca")])
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("client");
+    let mut rounds = Vec::new();
+    for round in 0..3 {
+        let p = net.primary().await;
+        let backups: Vec<usize> = (0..3).filter(|i| *i != p).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        // Per backup: when each acknowledged write was sent, and when its acknowledgement came.
+        let acks: Arc<Mutex<[Vec<Sent>; 2]>> = Arc::default();
+        let mut tasks = Vec::new();
+        for (b, &node) in backups.iter().enumerate() {
+            for c in 0..8 {
+                let (stop, acks, http, base) = (stop.clone(), acks.clone(), http.clone(), net.node(node).url("/app/count"));
+                tasks.push(tokio::spawn(async move {
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let sent = Instant::now();
+                        if http.post(format!("{base}/r{round}-b{b}-c{c}-{n}")).send().await.is_ok_and(|r| r.status().is_success()) {
+                            acks.lock().expect("lock")[b].push((sent, Instant::now()));
+                        }
+                    }
+                }));
+            }
+        }
+        consort_tests::eventually("both backups' clients to be served", async || acks.lock().expect("lock").iter().all(|a| a.len() > 20))
+            .await;
+        net.node(p).signal("STOP");
+        let frozen = Instant::now();
+        let mut elected = None;
+        while elected.is_none() {
+            assert!(frozen.elapsed() < Duration::from_secs(60), "no new primary a minute after the freeze");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            for &b in &backups {
+                let s = net.node(b);
+                if s.client(None).get(s.url("/node/primary")).send().await.is_ok_and(|r| r.status().is_success()) {
+                    elected = Some((b, frozen.elapsed()));
+                }
+            }
+        }
+        let (q, elected) = elected.expect("elected");
+        let first_after = |b: usize| acks.lock().expect("lock")[b].iter().find(|(sent, _)| *sent > frozen).map(|(_, at)| *at - frozen);
+        consort_tests::eventually("both backups' clients to be served again", async || (0..2).all(|b| first_after(b).is_some())).await;
+        let (to_new, to_other) = {
+            let i = backups.iter().position(|b| *b == q).expect("a backup");
+            (first_after(i).expect("ack"), first_after(1 - i).expect("ack"))
+        };
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            let _ = t.await;
+        }
+        net.node(p).signal("CONT");
+        consort_tests::eventually("the old primary to follow the new one", async || {
+            get_json(net.node(p), "/node/network").await["primary_id"] == net.node_ids[q].as_str()
+        })
+        .await;
+        rounds.push(format!("{:.2} / {:.2} / {:.2}", elected.as_secs_f64(), to_new.as_secs_f64(), to_other.as_secs_f64()));
+    }
+    drop(net);
+    let _ = std::fs::remove_dir_all(&ws);
+    format!(
+        "Failover for clients of backups (3 nodes, election timeout {ELECTION_TIMEOUT_MS} ms, 8 clients writing through each backup, the primary frozen with SIGSTOP), \
+         seconds from the freeze to a new primary / to the first acknowledged write through the new primary / through the other backup (which forwards), per round: {}.",
+        rounds.join("; ")
+    )
+}
+
 /// Transactions in the ledger the recovery benchmark recovers (half private, half public).
 const RECOVERY_TRANSACTIONS: u64 = 100_000;
 
@@ -274,6 +437,10 @@ async fn main() {
     if only.is_empty() {
         rows.extend(three_nodes(seconds).await);
     }
+    if only.is_empty() || only == "ATTACK" {
+        rows.extend(connection_attacks(seconds).await);
+    }
+    let failover = if only.is_empty() || only == "FAILOVER" { Some(failover_for_backups().await) } else { None };
     let bare = bare_engine_get_per_second();
     println!("| operation | clients | requests/s | p50 ms | p99 ms | failed |");
     println!("|---|---:|---:|---:|---:|---:|");
@@ -291,13 +458,20 @@ async fn main() {
     let get64 = rows.iter().find(|r| r.label == "GET /app/log/private" && r.clients == 64).map_or(0.0, |r| r.requests as f64 / r.seconds);
     println!();
     println!("Bare engine: the GET handler called directly on one reused interpreter, one thread: {bare:.0} calls/s.");
-    println!(
-        "Framework over the engine on GET at 64 clients: {:.0} req/s on {cores} cores = {:.0} req/s per core, {:.2}x the time of a bare call.",
-        get64,
-        get64 / cores as f64,
-        if get64 > 0.0 { bare / (get64 / cores as f64) } else { f64::INFINITY }
-    );
+    if get64 > 0.0 {
+        let per_core = get64 / cores as f64;
+        println!(
+            "Framework over the engine on GET at 64 clients: {get64:.0} req/s on {cores} cores = {per_core:.0} req/s per core, {:.2}x the time of a bare call.",
+            bare / per_core
+        );
+    }
     let _ = std::fs::remove_dir_all(&ws);
-    println!();
-    println!("{}", recovery().await);
+    if let Some(failover) = failover {
+        println!();
+        println!("{failover}");
+    }
+    if only.is_empty() {
+        println!();
+        println!("{}", recovery().await);
+    }
 }

@@ -147,33 +147,11 @@ async fn slow_connections_cannot_starve_well_behaved_clients() {
     let limits = json!({"connections_max": 48, "connections_soft_max": 40, "handshakes_max": 8, "tls_handshake_timeout_ms": 120_000});
     let (s, port) = open_node(&ws, json!({"limits": limits}), vec![]).await;
 
-    // An attacker keeps opening connections that send one byte now and then and never finish
-    // their TLS handshake: far more than the node's slots, from the same address as the user.
-    let stop = Arc::new(AtomicBool::new(false));
-    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let attacker = {
-        let (stop, opened) = (stop.clone(), opened.clone());
-        tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            let mut held = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                if let Ok(mut c) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-                    let _ = c.write_all(&[0x16]).await;
-                    held.push(c);
-                    opened.fetch_add(1, Ordering::Relaxed);
-                }
-                if held.len() > 400 {
-                    held.remove(0);
-                }
-                for c in held.iter_mut().step_by(17) {
-                    let _ = c.write_all(&[0x03]).await;
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        })
-    };
+    // An attacker holds connections that send one byte now and then and never finish their TLS
+    // handshake: far more than the node's slots, from the same address as the user.
+    let attack = consort_tests::attack::trickle(port, 400, Duration::from_millis(100));
     consort_tests::eventually("the attacker to hold more connections than the node has slots", async || {
-        opened.load(Ordering::Relaxed) > 100
+        attack.opened.load(Ordering::Relaxed) > 100
     })
     .await;
     // The user connects afresh for every request (each needs a handshake) and is served.
@@ -184,8 +162,7 @@ async fn slow_connections_cannot_starve_well_behaved_clients() {
         assert_eq!(r.status(), StatusCode::OK);
         served += 1;
     }
-    stop.store(true, Ordering::Relaxed);
-    attacker.await.expect("attacker");
+    attack.stop();
     assert_eq!(served, 30);
 
     // Past the soft cap a new connection gets one 503 and is closed; past the hard cap, closed.

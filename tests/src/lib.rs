@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod attack;
 pub mod cluster;
 
 /// The `consort` binary that `make test` builds before running the tests.

@@ -124,10 +124,12 @@ async fn bad_inputs_get_prompt_4xx_answers_and_change_nothing() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.text().await.expect("text").contains("malformed percent-encoding"));
 
-    // A module that loops at its top level fails validation (400, not a 500 from the governance
-    // call's own limit), and the app is unchanged.
-    let (status, body) = gov.propose(&member, json!([app_running_at_load("while (true) {}")])).await;
-    assert_eq!((status, &body["error"]["code"]), (StatusCode::BAD_REQUEST, &json!("ProposalFailedToValidate")), "{body}");
+    // A module that loops or allocates without end at its top level fails validation (400 at
+    // the validation's own limit, not a 500 from the governance call's), and the app is unchanged.
+    for source in ["while (true) {}", "const kept = []; while (true) kept.push(new Array(4096).fill(7));"] {
+        let (status, body) = gov.propose(&member, json!([app_running_at_load(source)])).await;
+        assert_eq!((status, &body["error"]["code"]), (StatusCode::BAD_REQUEST, &json!("ProposalFailedToValidate")), "{source}: {body}");
+    }
     assert_eq!(user.get(s.url("/app/log/private/count")).send().await.expect("count").status(), StatusCode::OK, "the sample still serves");
 
     // A governance request dated in 2100 (or long ago) is refused, whatever the replay window says.

@@ -149,6 +149,8 @@ struct Meta {
     in_flight: BTreeMap<u64, Option<Arc<State>>>,
     /// Jobs the worker gave back (no longer in flight), until their request has seen it.
     handed_back: HashSet<u64>,
+    /// The worker asked to be discarded after the job it is finishing (`FromWorker::Retire`).
+    retire: bool,
     /// Gone or unusable: jobs still waiting for their turn go to another worker. `dead_in`:
     /// the seq whose turn it was then (that job may have been running: it is answered as
     /// crashed, not run again).
@@ -678,7 +680,14 @@ impl Inner {
                         "internal: the JS worker's copy of the state is wrong ({e}); the node started a new worker"
                     )))
                 }
-                _ => Ok(done),
+                _ => {
+                    if lock(&p.meta).retire {
+                        // Its answer stands; the worker holds work it could not stop.
+                        self.metrics.retired.fetch_add(1, Ordering::Relaxed);
+                        self.discard(slot, &p).await;
+                    }
+                    Ok(done)
+                }
             },
             Err(io) => {
                 // The worker is gone or unusable: discard it (jobs behind this one go elsewhere).
@@ -831,6 +840,10 @@ impl Inner {
                     }
                     lock(&self.loads)[slot].long = true;
                     p.turn.notify_waiters();
+                    continue;
+                }
+                FromWorker::Retire => {
+                    lock(&p.meta).retire = true;
                     continue;
                 }
                 FromWorker::Done { response, apply_writes, claims_digest, reused, effects } => {

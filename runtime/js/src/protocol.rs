@@ -299,6 +299,9 @@ pub enum FromWorker {
     /// Jobs (by `seq`) the worker received while running a job that has run long, and gives
     /// back unstarted, so that the node runs them elsewhere instead of behind it.
     Handback(Vec<u64>),
+    /// Sent before the outcome of a job: the worker must not be used again (it holds work it
+    /// could not stop, such as a bundle check that ran past its limits); the node discards it.
+    Retire,
 }
 
 impl ToWorker {

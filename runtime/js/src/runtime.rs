@@ -599,11 +599,69 @@ fn jwk_der(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValu
 }
 
 /// `__consort.checkBundle(bundleJson)`: throws unless the bundle would load (`validate_bundle`).
+///
+/// The modules' top level runs without the yields that let a handler be stopped at its limits
+/// (Boa 0.22 evaluates a module in one go), so a module that allocates without end would only
+/// be stopped by the governance call's hard limits, seconds later. The check therefore runs on
+/// a thread of its own, which this thread watches: past [`VALIDATION_TIME_MS`], or once the
+/// process has grown by [`VALIDATION_RSS_GROWTH_MAX`], the bundle is refused at once and the
+/// thread abandoned; the worker then asks the node to retire it (`FromWorker::Retire`), which
+/// ends the thread with the process.
 fn check_bundle(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
     let json = arg_string(args, 0, "bundle")?;
     let bundle = Bundle::from_json(json.as_bytes()).map_err(|e| js_err(format!("bundle: {e}")))?;
-    validate_bundle(&bundle).map_err(|e| js_err(format!("bundle: {e}")))?;
-    Ok(JsValue::undefined())
+    let (done, outcome) = std::sync::mpsc::channel();
+    let checker = std::thread::Builder::new()
+        .name("consort-bundle-check".into())
+        .stack_size(BUNDLE_CHECK_STACK_BYTES)
+        .spawn(move || done.send(validate_bundle(&bundle).map_err(|e| e.to_string())))
+        .map_err(|e| js_err(format!("bundle: cannot start its check: {e}")))?;
+    let started = std::time::Instant::now();
+    let rss_before = resident_bytes();
+    let deadline = started + std::time::Duration::from_millis(VALIDATION_TIME_MS);
+    loop {
+        match outcome.recv_timeout(std::time::Duration::from_millis(5)) {
+            Ok(result) => {
+                let _ = checker.join();
+                return result.map(|()| JsValue::undefined()).map_err(|e| js_err(format!("bundle: {e}")));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(js_err("bundle: its check crashed (a module's top level overflowed the stack?)"));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        let why = if std::time::Instant::now() >= deadline {
+            format!("its modules did not finish loading within the time limit of validation ({VALIDATION_TIME_MS} ms)")
+        } else if resident_bytes().saturating_sub(rss_before) > VALIDATION_RSS_GROWTH_MAX {
+            format!("its modules allocated more than validation allows ({} MiB) while loading", VALIDATION_RSS_GROWTH_MAX >> 20)
+        } else {
+            continue;
+        };
+        BUNDLE_CHECK_ABANDONED.store(true, std::sync::atomic::Ordering::Relaxed);
+        return Err(js_err(format!("bundle: {why}")));
+    }
+}
+
+/// The stack of a bundle check's thread (as a JS worker's script thread has).
+const BUNDLE_CHECK_STACK_BYTES: usize = 256 * 1024 * 1024;
+/// How much a bundle check may grow the process before it is refused: the validation heap
+/// limit with room for the allocator's and the collector's slack.
+const VALIDATION_RSS_GROWTH_MAX: u64 = 4 * VALIDATION_HEAP_BYTES;
+
+/// Set when a bundle check was abandoned while its thread still runs.
+static BUNDLE_CHECK_ABANDONED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a bundle check was abandoned in this process (its thread may still be running).
+pub fn bundle_check_abandoned() -> bool {
+    BUNDLE_CHECK_ABANDONED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The process's resident memory (0 where `/proc` cannot say).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
 }
 
 /// `__consort.checkConstitution(source)`: throws a TypeError unless `validate_constitution`
@@ -1008,7 +1066,7 @@ fn evaluate(
 
 /// The limits a bundle's modules load under when a proposal is checked: well inside the
 /// governance call's own, so that a module that loops or allocates without end at its top level
-/// is a prompt validation failure, not a stopped proposal.
+/// is a prompt validation failure, not a stopped proposal (see `check_bundle`).
 const VALIDATION_TIME_MS: u64 = 2000;
 const VALIDATION_HEAP_BYTES: u64 = 64 * 1024 * 1024;
 

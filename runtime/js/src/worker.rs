@@ -233,6 +233,12 @@ fn call(
     interpreter.call((CALL_MODULE, function), args, access, Box::new(kv)).0
 }
 
+/// Asks the node to retire this worker if a bundle check left a thread running (see
+/// `runtime::check_bundle`); false if the node cannot be told.
+fn ask_retirement_if_stuck(pipe: &Rc<RefCell<Pipe>>) -> bool {
+    !crate::runtime::bundle_check_abandoned() || write_frame(&mut pipe.borrow_mut().output, &FromWorker::Retire).is_ok()
+}
+
 /// The outcome of a job that did not run its handler.
 fn failed(e: ScriptError) -> FromWorker {
     FromWorker::Done { response: Err(e), apply_writes: None, claims_digest: None, reused: false, effects: None }
@@ -273,7 +279,7 @@ fn serve() -> ExitCode {
                     options = o;
                 }
                 let value = call(&source, &function, &args, access, &options, RemoteKv(pipe.clone()));
-                if write_frame(&mut pipe.borrow_mut().output, &FromWorker::Returned(value)).is_err() {
+                if !ask_retirement_if_stuck(&pipe) || write_frame(&mut pipe.borrow_mut().output, &FromWorker::Returned(value)).is_err() {
                     return ExitCode::FAILURE;
                 }
                 continue;
@@ -354,7 +360,7 @@ fn serve() -> ExitCode {
             }
             _ => failed(ScriptError::Load("the worker was not sent this app".into())),
         };
-        if write_frame(&mut pipe.borrow_mut().output, &done).is_err() {
+        if !ask_retirement_if_stuck(&pipe) || write_frame(&mut pipe.borrow_mut().output, &done).is_err() {
             return ExitCode::FAILURE;
         }
     }

@@ -118,3 +118,36 @@ async fn governance_calls_follow_the_permission_matrix() {
     assert!(matches!(&spun, ScriptError::Limit(_, m) if m.contains("max_execution_time_ms")), "{spun:?}");
     assert_eq!(call("vote", vec![json!("{}"), json!("m1")], KvAccess::GovReadOnly).await.result.expect("vote"), json!(false));
 }
+
+/// A bundle check whose modules never finish loading at their top level (looping, or
+/// allocating without end) is refused within the validation's own limits, well inside the
+/// call's; the worker that still runs the abandoned check is retired, and the next call is
+/// served by a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_check_that_never_finishes_is_refused_and_its_worker_retired() {
+    let pool = pool(1);
+    let store = Store::default();
+    let source: Arc<str> = r#"
+export function check(module) {
+  const bundle = { metadata: { endpoints: { "/x": { get: { js_module: "m.js", js_function: "f" } } } },
+                   modules: [{ name: "m.js", module: module + "\nexport function f() {}" }] };
+  try { ccf.consort.validateJsApp(bundle); return "loaded"; } catch (e) { return String(e.message); }
+}
+"#
+    .into();
+    // The call's own limit is far above the validation's: only the check's watch can answer in time.
+    let options = Arc::new(RuntimeOptions { max_execution_time_ms: 60_000, ..Default::default() });
+    let check = |module: &'static str| {
+        let (pool, source, options, tx) = (&pool, source.clone(), options.clone(), store.begin());
+        async move { pool.call(source, "check", vec![json!(module)], tx, KvAccess::GovReadOnly, options).await.expect("pool") }
+    };
+    assert_eq!(check("const x = 1;").await.result.expect("call"), json!("loaded"));
+    assert_eq!(pool.metrics().workers_retired, 0);
+    for (k, module) in ["while (true) {}", "const kept = []; while (true) kept.push(new Array(4096).fill(7));"].into_iter().enumerate() {
+        let refusal = check(module).await.result.expect("call");
+        let refusal = refusal.as_str().expect("the refusal");
+        assert!(refusal.contains("bundle: its modules"), "{module}: {refusal}");
+        assert_eq!(pool.metrics().workers_retired, k as u64 + 1, "{module}: the worker is retired");
+        assert_eq!(check("const y = 2;").await.result.expect("call"), json!("loaded"), "a new worker serves the next call");
+    }
+}

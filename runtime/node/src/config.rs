@@ -122,8 +122,9 @@ pub struct Limits {
     /// `max_open_sessions_soft`).
     pub connections_soft_max: usize,
     /// At most this many connections may be in their TLS handshake at once: a new one evicts the
-    /// oldest, so that connections that trickle bytes cannot hold the node's slots while
-    /// well-behaved clients wait.
+    /// oldest that has not sent its whole ClientHello (or one stalled for a second after it), so
+    /// that connections that trickle bytes cannot hold the node's slots while well-behaved
+    /// clients wait; with none to evict, the new one is closed (see `admission::Handshakes`).
     pub handshakes_max: usize,
     /// At most this many connections from one peer address (0: no cap, the default, because
     /// behind a load balancer or a NAT every client has the same address); more are closed as

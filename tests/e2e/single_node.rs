@@ -275,6 +275,26 @@ async fn receipts_restarts_and_the_ledger() {
     assert!(has(public_text), "public writes are in the clear");
     assert!(!has(private_text) && !has("after restart"), "private writes are encrypted");
 
+    // A node stopped cleanly leaves only records in its chunks: nothing after the last one.
+    for f in &files {
+        let (records, damage) = consort_ledger::files::read_chunk(f).expect("chunk");
+        let end = records.last().map_or(0, |r| r.offset + r.frame_bytes);
+        assert_eq!((std::fs::metadata(f).expect("meta").len(), damage), (end, None), "{}", f.display());
+    }
+    // A byte after the last record of the open chunk (past zeros a node had reserved) is found
+    // and named with its offset.
+    let open_chunk = files.last().expect("the open chunk");
+    let clean = std::fs::read(open_chunk).expect("read");
+    let mut damaged = clean.clone();
+    damaged.extend([0u8; 100]);
+    damaged.push(0x17);
+    std::fs::write(open_chunk, &damaged).expect("write");
+    let (ok, out) = consort(&["ledger", "verify", ledger.to_str().expect("utf8")]);
+    assert!(!ok, "bytes after the last record must fail verification: {out}");
+    let name = open_chunk.file_name().expect("name").to_str().expect("utf8");
+    assert!(out.contains(name) && out.contains(&format!("byte {}", clean.len() + 100)), "{out}");
+    std::fs::write(open_chunk, &clean).expect("write");
+
     // One flipped byte is found and named.
     let victim = &files[0];
     let mut bytes = std::fs::read(victim).expect("read");

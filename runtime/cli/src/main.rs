@@ -259,6 +259,14 @@ fn ledger_verify(dir: &Path, service_cert: Option<&Path>, snapshot: Option<&Path
     }
     let report =
         consort_ledger::verify::verify_dir_from(dir, pinned.as_deref(), start).map_err(|f| format!("ledger verification FAILED: {f}"))?;
+    // Bytes after the last record of the open chunk: a write a crash tore (a node cuts it off
+    // when it restarts) or damage; either way the files are not as a clean node leaves them.
+    if let Some(t) = report.torn_tail {
+        return Err(format!(
+            "ledger verification FAILED: damage after the last record, {t}; the {} entries before it verify (if the node crashed, it cuts this off when it restarts)",
+            report.entries - first
+        ));
+    }
     println!(
         "ledger OK: {} entries (seqnos {first} to {}) in {} chunk files, {} signatures, last signed seqno {}, {} entries after it not yet signed",
         report.entries - first,
@@ -268,9 +276,6 @@ fn ledger_verify(dir: &Path, service_cert: Option<&Path>, snapshot: Option<&Path
         report.last_signed_seqno.map_or("none".into(), |s| s.to_string()),
         report.unsigned_entries
     );
-    if let Some(t) = report.torn_tail {
-        println!("note: torn, unacknowledged write at the end: {t} (a node cuts it off when it restarts)");
-    }
     Ok(())
 }
 

@@ -623,8 +623,12 @@ impl Consensus {
         self.raft.metrics().borrow().current_leader
     }
 
+    /// Stops Raft and its peers, then leaves the ledger's open chunk holding only its records.
     pub async fn shutdown(&self) {
         let _ = self.stop_peers.send(true);
         let _ = self.raft.shutdown().await;
+        if let Err(e) = self.log.close() {
+            tracing::warn!("closing the ledger: {e}");
+        }
     }
 }

@@ -74,6 +74,12 @@ impl LogStore {
         })
     }
 
+    /// Ends writing for a clean shutdown (Raft has stopped): everything appended is synced and
+    /// the open chunk is cut to its records (no reserved zeros after them).
+    pub fn close(&self) -> Result<(), consort_ledger::LedgerFilesError> {
+        self.lock().files.close_tail()
+    }
+
     /// The flag that closes the open ledger chunk after the next signature appended once set.
     pub fn chunk_request(&self) -> Arc<AtomicBool> {
         self.chunk_requested.clone()

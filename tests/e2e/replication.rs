@@ -208,3 +208,98 @@ async fn a_three_node_sandbox() {
     }
     let _ = std::fs::remove_dir_all(&ws);
 }
+
+/// `/node/metrics` on every node of a three-node network, parsed as Prometheus would: one
+/// primary, the process and ledger figures, and counters that move with the traffic sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_reports_metrics_that_move_with_traffic() {
+    use consort_tests::cluster::Network;
+    let ws = temp_workspace("metrics");
+    let net = Network::open(&ws, 3, &repo_root().join("tests/apps/counters")).await;
+    let p = net.primary().await;
+    let before = scrape_all(&net).await;
+    let roles: Vec<f64> = before.iter().map(|m| value(m, "consort_raft_role", &[("role", "primary")]).expect("role")).collect();
+    assert_eq!(roles.iter().sum::<f64>(), 1.0, "exactly one node says it is primary: {roles:?}");
+    assert_eq!(roles[p], 1.0, "and it is the primary");
+    for (i, m) in before.iter().enumerate() {
+        for name in
+            ["process_resident_memory_bytes", "process_open_fds", "consort_ledger_bytes", "consort_ledger_chunks", "consort_raft_view"]
+        {
+            assert!(value(m, name, &[]).is_some_and(|v| v > 0.0), "node {i}: {name}");
+        }
+    }
+
+    // Twenty writes through each node (backups forward them to the primary).
+    const WRITES: f64 = 20.0;
+    let http = net.node(p).client(None);
+    let mut last = String::new();
+    for i in 0..3 {
+        for k in 0..WRITES as usize {
+            let r = http.post(net.node(i).url(&format!("/app/count/m{i}-{k}"))).send().await.expect("write");
+            assert_eq!(r.status(), StatusCode::OK);
+            last = r.headers()["x-ms-ccf-transaction-id"].to_str().expect("txid").to_owned();
+        }
+    }
+    let seqno: f64 = last.split('.').nth(1).and_then(|s| s.parse().ok()).expect("seqno");
+    for i in 0..3 {
+        net.node(i).wait_committed(&http, &last).await;
+    }
+    let mut after = Vec::new();
+    for i in 0..3 {
+        let s = net.node(i);
+        // A signature covers the last write on every node once it has applied it.
+        let mut m = scrape(s).await;
+        eventually("the last write to be signed", async || {
+            m = scrape(s).await;
+            value(&m, "consort_committed_seqno", &[]).is_some_and(|v| v >= seqno)
+        })
+        .await;
+        after.push(m);
+    }
+    for i in 0..3 {
+        let ok = |m: &prometheus_parse::Scrape| value(m, "consort_requests_total", &[("class", "app"), ("status", "200")]).unwrap_or(0.0);
+        assert!(ok(&after[i]) - ok(&before[i]) >= WRITES, "node {i}: app requests answered 200");
+        let timed = |m: &prometheus_parse::Scrape| histogram_count(m, "consort_request_duration_seconds", "app");
+        assert!(timed(&after[i]) - timed(&before[i]) >= WRITES, "node {i}: app request latencies");
+    }
+    // The primary ran every write's handler.
+    let ran = |m: &prometheus_parse::Scrape| value(m, "consort_js_executions_total", &[]).unwrap_or(0.0);
+    assert!(ran(&after[p]) - ran(&before[p]) >= 3.0 * WRITES, "the primary's JS executions");
+    let _ = std::fs::remove_dir_all(&ws);
+}
+
+async fn scrape(s: &Sandbox) -> prometheus_parse::Scrape {
+    let r = s.client(None).get(s.url("/node/metrics")).send().await.expect("scrape");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"].to_str().is_ok_and(|t| t.starts_with("text/plain")));
+    let text = r.text().await.expect("text");
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("the Prometheus text format")
+}
+
+async fn scrape_all(net: &consort_tests::cluster::Network) -> Vec<prometheus_parse::Scrape> {
+    let mut all = Vec::new();
+    for i in 0..net.nodes.len() {
+        all.push(scrape(net.node(i)).await);
+    }
+    all
+}
+
+/// The value of the sample `name` with `labels` (a counter, gauge or untyped sample).
+fn value(m: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    m.samples.iter().filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))).find_map(|s| match s.value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => Some(v),
+        _ => None,
+    })
+}
+
+/// How many observations the histogram `name` holds for `class` (its `+Inf` bucket).
+fn histogram_count(m: &prometheus_parse::Scrape, name: &str, class: &str) -> f64 {
+    m.samples
+        .iter()
+        .filter(|s| s.metric == name && s.labels.get("class") == Some(class))
+        .find_map(|s| match &s.value {
+            prometheus_parse::Value::Histogram(buckets) => buckets.iter().find(|b| b.less_than.is_infinite()).map(|b| b.count),
+            _ => None,
+        })
+        .unwrap_or(0.0)
+}

@@ -125,6 +125,16 @@ pub enum HistoricalError {
     Read(TxId, String),
 }
 
+/// What [`Consensus::figures`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftFigures {
+    pub view: u64,
+    /// `primary`, `backup`, `candidate`, `learner` or `stopped`.
+    pub role: &'static str,
+    pub last_appended: u64,
+    pub last_applied: u64,
+}
+
 pub struct Consensus {
     raft: Raft<TypeConfig>,
     /// A reader of the same log Raft writes, for historical queries.
@@ -373,6 +383,24 @@ impl Consensus {
 
     pub fn current_view(&self) -> u64 {
         self.raft.metrics().borrow().current_term
+    }
+
+    /// Raft's figures for monitoring: view, role, the last seqno in the log and the last applied.
+    pub fn figures(&self) -> RaftFigures {
+        let m = self.raft.metrics().borrow().clone();
+        let role = match m.state {
+            openraft::ServerState::Leader => "primary",
+            openraft::ServerState::Candidate => "candidate",
+            openraft::ServerState::Learner => "learner",
+            openraft::ServerState::Follower => "backup",
+            openraft::ServerState::Shutdown => "stopped",
+        };
+        RaftFigures {
+            view: m.current_term,
+            role,
+            last_appended: m.last_log_index.unwrap_or(0),
+            last_applied: m.last_applied.map_or(0, |l| l.index),
+        }
     }
 
     pub fn node_id(&self) -> &str {

@@ -23,7 +23,7 @@ pub mod snapshot;
 mod state_machine;
 mod types;
 
-pub use handle::{CommitError, Consensus, ConsensusConfig, HistoricalEntry, HistoricalError, ReceiptError, TxStatus};
+pub use handle::{CommitError, Consensus, ConsensusConfig, HistoricalEntry, HistoricalError, RaftFigures, ReceiptError, TxStatus};
 pub use network::{ForwardError, ForwardHandler};
 pub use secrets::LEDGER_SECRETS_TABLE;
 pub use state_machine::{AppliedLedger, SIGNATURES_TABLE};

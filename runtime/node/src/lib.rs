@@ -13,6 +13,7 @@ mod gov;
 mod historical;
 mod identity;
 mod join;
+mod metrics;
 mod node;
 mod recovery;
 mod reply;

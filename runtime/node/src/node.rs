@@ -81,6 +81,8 @@ pub struct Node {
     pub(crate) recovery: crate::recovery::Recovery,
     /// The TLS certificate this node presents (governance may re-issue it).
     pub(crate) served_cert: Arc<crate::server::ServedCert>,
+    /// What `/node/metrics` reports.
+    pub(crate) metrics: crate::metrics::Metrics,
     app: RwLock<Option<CachedApp>>,
     /// The JS limits as last read, keyed by the version of their table.
     js_options: RwLock<(u64, Arc<RuntimeOptions>)>,
@@ -173,9 +175,11 @@ impl Node {
         let host = Arc::new(ConsensusHost(consensus.clone(), historical.clone(), service, snp_roots));
         let pool = JsPool::new(WorkerCommand { program, args: vec!["js-worker".into()] }, workers, config.js.queue_depth, host);
         let served_cert = Arc::new(crate::server::ServedCert::new(&identity)?);
+        let metrics = crate::metrics::Metrics::new().map_err(|e| format!("metrics: {e}"))?;
         let node = Arc::new(Node {
             recovery,
             served_cert,
+            metrics,
             config,
             identity,
             consensus,

@@ -154,6 +154,7 @@ fn node_methods(path: &str) -> &'static [&'static str] {
         "/node/version",
         "/node/primary",
         "/node/js_metrics",
+        "/node/metrics",
         "/node/ready/gov",
         "/node/ready/app",
         "/node/snapshot",
@@ -344,6 +345,11 @@ fn node_endpoint(node: &Node, call: &Call<'_>) -> Reply {
             true => reply::ok(&json!({"primary": true})),
             false => reply::error(StatusCode::NOT_FOUND, "NotPrimary", "this node is not the primary"),
         },
+        "/node/metrics" => {
+            let mut r = reply::bytes(StatusCode::OK, node.metrics.render(&metric_figures(node)).into_bytes());
+            r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
+            r
+        }
         "/node/js_metrics" => {
             let o = node.js_options();
             let mut m = serde_json::to_value(node.pool.metrics()).expect("metrics serialise");
@@ -365,6 +371,23 @@ fn node_endpoint(node: &Node, call: &Call<'_>) -> Reply {
             "the service is not open, or this node knows no primary yet",
         ),
         _ => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Unknown path: {}", call.path)),
+    }
+}
+
+/// The node's figures for a metrics scrape: consensus, the ledger and snapshot files, the pool.
+fn metric_figures(node: &Node) -> crate::metrics::Figures {
+    let c = &node.consensus;
+    let dir = node.config.ledger_dir();
+    let chunks = consort_ledger::files::list_chunks(&dir).unwrap_or_default();
+    let ledger_bytes = chunks.iter().filter_map(|ch| std::fs::metadata(dir.join(ch.file_name())).ok()).map(|m| m.len()).sum();
+    let snapshot_seqno = consort_consensus::snapshot::list(&node.config.snapshots().directory).last().map_or(0, |(s, _)| *s);
+    crate::metrics::Figures {
+        raft: c.figures(),
+        committed_seqno: c.committed_txid().seqno,
+        ledger_bytes,
+        ledger_chunks: chunks.len() as u64,
+        snapshot_seqno,
+        js: node.pool.metrics(),
     }
 }
 

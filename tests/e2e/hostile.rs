@@ -5,29 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use consort_tests::{repo_root, set_js_app, temp_workspace, Gov, Member, Sandbox};
+use consort_tests::{open_node, repo_root, set_js_app, temp_workspace, Gov, Member, Sandbox};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-/// One node on free ports with `settings` (top-level configuration fields), opened by its one
-/// member with `actions`; the node and its client port.
-async fn open_node(ws: &std::path::Path, settings: Value, actions: Vec<Value>) -> (Sandbox, u16) {
-    let port = Sandbox::free_port();
-    let member = Member::create(ws, "member0");
-    let mut config = json!({
-        "rpc_address": format!("127.0.0.1:{port}"),
-        "node_address": format!("127.0.0.1:{}", Sandbox::free_port()),
-        "directory": ws.join("node"),
-        "command": {"type": "start", "members": [{"certificate": ws.join("member0_cert.pem")}]},
-    });
-    if let (Some(c), Some(extra)) = (config.as_object_mut(), settings.as_object()) {
-        c.extend(extra.clone());
-    }
-    let s = Sandbox::start_config(ws, config);
-    let service_cert = std::fs::read_to_string(ws.join("node/service_cert.pem")).expect("service cert");
-    Gov::new(&s).open_service(&member, &service_cert, actions).await;
-    (s, port)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_scripts_never_take_the_node_down() {

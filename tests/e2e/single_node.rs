@@ -318,3 +318,30 @@ fn ledger_files(dir: &Path) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// `logging.format = "json"`: the node's log (and its JS workers') is one JSON object per line,
+/// with the level and the message, including what a script logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_configured_for_json_writes_json_log_lines() {
+    let ws = consort_tests::temp_workspace("json-logs");
+    let app = json!({"name": "set_js_app", "args": {"bundle": {
+        "metadata": {"endpoints": {"/hello": {"get": {"js_module": "m.js", "js_function": "f", "authn_policies": [], "mode": "readonly"}}}},
+        "modules": [{"name": "m.js", "module": "export function f() { console.log('hello from the script'); return { body: 'hi' }; }"}],
+    }}});
+    let (s, _) = consort_tests::open_node(&ws, json!({"logging": {"format": "json"}}), vec![app]).await;
+    let r = s.client(None).get(s.url("/app/hello")).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut objects = Vec::new();
+    consort_tests::eventually("the script's log line", async || {
+        objects =
+            s.log().lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str::<Value>(l).expect("a JSON log line")).collect();
+        objects.iter().any(|o| o["fields"]["message"].as_str().is_some_and(|m| m.contains("hello from the script")))
+    })
+    .await;
+    assert!(objects.iter().all(|o| o["level"].is_string() && o["timestamp"].is_string()), "{objects:?}");
+    // Every log line of the node is JSON (the one line that is not is the serving banner).
+    let log = s.log();
+    let text: Vec<&str> = log.lines().filter(|l| !l.starts_with('{') && !l.trim().is_empty()).collect();
+    assert!(text.iter().all(|l| l.starts_with("consort: node ")), "{text:?}");
+    let _ = std::fs::remove_dir_all(&ws);
+}

@@ -448,3 +448,23 @@ pub fn app_bundle(dir: &Path) -> serde_json::Value {
 pub fn set_js_app(dir: &Path) -> serde_json::Value {
     serde_json::json!({"name": "set_js_app", "args": {"bundle": app_bundle(dir)}})
 }
+
+/// One node on free ports with `settings` (top-level configuration fields), opened by its one
+/// member with `actions`; the node and its client port.
+pub async fn open_node(ws: &Path, settings: serde_json::Value, actions: Vec<serde_json::Value>) -> (Sandbox, u16) {
+    let port = Sandbox::free_port();
+    let member = Member::create(ws, "member0");
+    let mut config = serde_json::json!({
+        "rpc_address": format!("127.0.0.1:{port}"),
+        "node_address": format!("127.0.0.1:{}", Sandbox::free_port()),
+        "directory": ws.join("node"),
+        "command": {"type": "start", "members": [{"certificate": ws.join("member0_cert.pem")}]},
+    });
+    if let (Some(c), Some(extra)) = (config.as_object_mut(), settings.as_object()) {
+        c.extend(extra.clone());
+    }
+    let s = Sandbox::start_config(ws, config);
+    let service_cert = std::fs::read_to_string(ws.join("node/service_cert.pem")).expect("service cert");
+    Gov::new(&s).open_service(&member, &service_cert, actions).await;
+    (s, port)
+}

@@ -69,7 +69,11 @@ enum Command {
     },
     /// A JS worker process; the node starts these itself.
     #[command(hide = true)]
-    JsWorker,
+    JsWorker {
+        /// `json` for one JSON object per log line (the node's `logging.format`).
+        #[arg(long, default_value = "text")]
+        log_format: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -116,7 +120,7 @@ enum ReceiptCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::JsWorker => return consort_js::worker_main(),
+        Command::JsWorker { log_format } => return consort_js::worker_main(log_format == "json"),
         Command::Start { config: Some(config), stop_with_parent } => run_node(&config, stop_with_parent),
         // SPEC 8: with no configuration at all, `consort start` runs the one-node sandbox.
         Command::Start { config: None, .. } => sandbox::run(sandbox::SandboxArgs {
@@ -165,10 +169,8 @@ fn main() -> ExitCode {
     }
 }
 
-pub(crate) fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CONSORT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+pub(crate) fn init_logging(json: bool) {
+    consort_js::init_logging("info,openraft=warn", json);
 }
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -200,8 +202,8 @@ async fn parent_gone(watch: bool) {
 }
 
 fn run_node(config: &Path, stop_with_parent: bool) -> Result<(), String> {
-    init_logging();
     let config = NodeConfig::from_file(config)?;
+    init_logging(config.logging.format == consort_node::config::LogFormat::Json);
     runtime()?.block_on(async {
         let node = tokio::select! {
             node = Node::start(config) => node?,

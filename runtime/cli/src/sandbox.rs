@@ -72,7 +72,7 @@ struct Child {
 }
 
 pub fn run(args: SandboxArgs) -> Result<(), String> {
-    crate::init_logging();
+    crate::init_logging(false);
     // Read and check the app before anything starts, so a bad bundle is reported at once.
     let app = match &args.app {
         Some(path) => gov_client::actions::set_js_app(path)?,

@@ -20,7 +20,7 @@ pub use protocol::JsHost;
 pub use runtime::{
     bench_direct_calls, validate_bundle, JsRequest, JsResponse, KvAccess, KvBackend, ScriptError, LEDGER_REKEY_REQUEST_TABLE,
 };
-pub use worker::worker_main;
+pub use worker::{init_logging, worker_main};
 
 // Unit tests count the bytes they leave behind (see `runtime::tests`).
 #[cfg(test)]

@@ -191,9 +191,18 @@ impl KvBackend for CopyKv {
 }
 
 /// Runs the worker until the node closes its stdin.
-pub fn worker_main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CONSORT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+/// Logs to standard error, filtered by `CONSORT_LOG` (else `default_filter`): lines for people,
+/// or one JSON object per line. The `consort` binary and its JS workers log this way.
+pub fn init_logging(default_filter: &str, json: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("CONSORT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
+
+/// A JS worker process's main: `json` selects the log format (the node's `logging.format`).
+pub fn worker_main(json: bool) -> ExitCode {
+    init_logging("info", json);
     let thread = std::thread::Builder::new().name("consort-js".into()).stack_size(SCRIPT_THREAD_STACK_BYTES).spawn(serve);
     match thread.map(|t| t.join()) {
         Ok(Ok(code)) => code,

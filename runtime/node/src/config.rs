@@ -22,6 +22,7 @@ pub struct NodeConfig {
     pub snapshots: SnapshotsConfig,
     pub limits: Limits,
     pub js: JsConfig,
+    pub logging: LoggingConfig,
     pub command: Command,
 }
 
@@ -38,9 +39,27 @@ impl Default for NodeConfig {
             snapshots: SnapshotsConfig::default(),
             limits: Limits::default(),
             js: JsConfig::default(),
+            logging: LoggingConfig::default(),
             command: Command::Start(StartConfig::default()),
         }
     }
+}
+
+/// How the node (and its JS workers) write their log on standard error.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Lines for people.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields), for log collectors.
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -173,7 +173,11 @@ impl Node {
         let service = (identity.service_cert_pem.clone(), identity.service_key.clone());
         let snp_roots = config.js.snp_trusted_roots.iter().map(|r| (r.product.clone(), r.fingerprint.to_ascii_lowercase())).collect();
         let host = Arc::new(ConsensusHost(consensus.clone(), historical.clone(), service, snp_roots));
-        let pool = JsPool::new(WorkerCommand { program, args: vec!["js-worker".into()] }, workers, config.js.queue_depth, host);
+        let mut args = vec!["js-worker".to_owned()];
+        if config.logging.format == crate::config::LogFormat::Json {
+            args.extend(["--log-format".to_owned(), "json".to_owned()]);
+        }
+        let pool = JsPool::new(WorkerCommand { program, args }, workers, config.js.queue_depth, host);
         let served_cert = Arc::new(crate::server::ServedCert::new(&identity)?);
         let metrics = crate::metrics::Metrics::new().map_err(|e| format!("metrics: {e}"))?;
         let node = Arc::new(Node {

@@ -4,5 +4,5 @@
 static ALLOC: consort_alloc::CountingAllocator = consort_alloc::CountingAllocator;
 
 fn main() -> std::process::ExitCode {
-    consort_js::worker_main()
+    consort_js::worker_main(false)
 }

@@ -113,22 +113,25 @@ async fn other_requests_are_served_while_hostile_ones_run() {
     let pool = Arc::new(pool(2));
     let store = Arc::new(Store::default());
     let b = bundle(&[("endless", "while (true) {}"), ("bomb", "let s = 'x'; while (true) s += s;"), ("ok", "return { body: 'fine' };")]);
-    let mut hostile = Vec::new();
-    for name in ["endless", "bomb", "endless"] {
+    // One endless script runs until a time limit far beyond what serving the others takes, so
+    // they are served while it runs or not before it stops; a second one stops at the usual
+    // limit and a heap bomb at its heap limit, each freeing its worker for the others.
+    let long = Arc::new(RuntimeOptions { max_execution_time_ms: 120_000, max_heap_bytes: 32 * 1024 * 1024, ..Default::default() });
+    let spawn = |name: &'static str, options: Arc<RuntimeOptions>| {
         let (pool, store, b) = (pool.clone(), store.clone(), b.clone());
-        hostile.push(tokio::spawn(async move { call(&pool, &store, &b, name).await.0 }));
-    }
-    let mut served = 0;
-    let until = Instant::now() + Duration::from_millis(TIME_MS * 3);
-    while Instant::now() < until {
+        tokio::spawn(async move { call_with(&pool, &store, &b, name, options).await.0 })
+    };
+    let hog = spawn("endless", long.clone());
+    let stopped = [spawn("endless", options(false)), spawn("bomb", long)];
+    for _ in 0..3 {
         let (response, _) = call(&pool, &store, &b, "ok").await;
         assert_eq!(response.expect("served").body, b"fine");
-        served += 1;
+        assert!(!hog.is_finished(), "served while the endless script still runs");
     }
-    for h in hostile {
-        assert!(matches!(h.await.expect("join"), Err(ScriptError::Limit(..))));
-    }
-    assert!(served > 1);
+    let [time, heap] = stopped;
+    assert!(matches!(time.await.expect("join"), Err(ScriptError::Limit(consort_js::Limit::Time, _))));
+    assert!(matches!(heap.await.expect("join"), Err(ScriptError::Limit(consort_js::Limit::Heap, _))));
+    hog.abort();
 }
 
 /// Built-ins that Boa runs recursively without a stack check: the script crashes its worker

@@ -194,15 +194,15 @@ fn busy_for(ms: u64) -> String {
 
 /// A worker may be sent the next job while it runs one. When the one it runs turns out long,
 /// the worker gives the queued job back and the pool runs it on another worker: here a quick
-/// request queued behind a one-second script is answered once the 150 ms script on the other
-/// worker ends, not after the long one.
+/// request queued behind a one-minute script is answered once the 150 ms script on the other
+/// worker ends, while the long one still runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_queued_behind_a_long_script_is_given_back_and_run_elsewhere() {
     let pool = Arc::new(pool(2));
     let store = Arc::new(Store::default());
-    let (long, medium) = (busy_for(1000), busy_for(150));
+    let (long, medium) = (busy_for(60_000), busy_for(150));
     let b = bundle(&[("long", &long), ("medium", &medium), ("ok", "return { body: 'fine' };")]);
-    let options = Arc::new(RuntimeOptions { max_execution_time_ms: 5_000, ..Default::default() });
+    let options = Arc::new(RuntimeOptions { max_execution_time_ms: 120_000, ..Default::default() });
     // Both workers started and warm.
     let (w1, w2) = tokio::join!(call(&pool, &store, &b, "ok"), call(&pool, &store, &b, "ok"));
     assert!(w1.0.is_ok() && w2.0.is_ok());
@@ -217,12 +217,11 @@ async fn a_request_queued_behind_a_long_script_is_given_back_and_run_elsewhere()
     std::thread::sleep(Duration::from_micros(500));
     let medium = spawn("medium");
     std::thread::sleep(Duration::from_micros(300));
-    let (quick, took) = spawn("ok").await.expect("join");
+    let (quick, _) = spawn("ok").await.expect("join");
     assert_eq!(quick.expect("served").body, b"fine");
-    assert!(took < Duration::from_millis(600), "the quick request waited {took:?}: it was held behind the long script");
-    for h in [long, medium] {
-        assert_eq!(h.await.expect("join").0.expect("ran").body, b"done");
-    }
+    assert!(!long.is_finished(), "the quick request was answered while the long script still runs, not held behind it");
+    assert_eq!(medium.await.expect("join").0.expect("ran").body, b"done");
+    long.abort();
     let m = pool.metrics();
     assert!(m.jobs_handed_back <= m.jobs_queued_on_worker, "{m:?}");
 }

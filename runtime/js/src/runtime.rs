@@ -614,7 +614,8 @@ fn check_bundle(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<J
     let checker = std::thread::Builder::new()
         .name("consort-bundle-check".into())
         .stack_size(BUNDLE_CHECK_STACK_BYTES)
-        .spawn(move || done.send(validate_bundle(&bundle).map_err(|e| e.to_string())))
+        // The watch below is what stops it; the thread's own backstop sits well behind.
+        .spawn(move || done.send(validate_bundle_within(&bundle, 8 * VALIDATION_TIME_MS).map_err(|e| e.to_string())))
         .map_err(|e| js_err(format!("bundle: cannot start its check: {e}")))?;
     let started = std::time::Instant::now();
     let rss_before = resident_bytes();
@@ -1072,8 +1073,13 @@ const VALIDATION_HEAP_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Checks at deploy time that every endpoint's module compiles and exports its function.
 pub fn validate_bundle(bundle: &Bundle) -> Result<(), crate::BundleError> {
-    let options =
-        RuntimeOptions { max_execution_time_ms: VALIDATION_TIME_MS, max_heap_bytes: VALIDATION_HEAP_BYTES, ..RuntimeOptions::default() };
+    validate_bundle_within(bundle, VALIDATION_TIME_MS)
+}
+
+/// [`validate_bundle`] with its modules' own time limit (the backstop of the instruction budget
+/// at their top level) at `time_ms`.
+fn validate_bundle_within(bundle: &Bundle, time_ms: u64) -> Result<(), crate::BundleError> {
+    let options = RuntimeOptions { max_execution_time_ms: time_ms, max_heap_bytes: VALIDATION_HEAP_BYTES, ..RuntimeOptions::default() };
     // One context for the whole bundle: each module compiles and runs once, however many
     // endpoints name it (a bundled npm library can be half a megabyte).
     let (mut ctx, loader) =

@@ -8,7 +8,7 @@ RPC_PORT ?= 8000
 
 CCF_VENV ?= target/ccf-venv
 
-.PHONY: build run test lint fmt clean bench ts-sample ccf-tools
+.PHONY: build run test lint fmt clean bench soak ts-sample ccf-tools
 
 # One debug build (dependencies optimised, see Cargo.toml) serves `make run` and every test.
 build:
@@ -46,6 +46,12 @@ test: build ts-sample ccf-tools
 bench:
 	$(CARGO) build --release --workspace --bins
 	CONSORT_BIN=$(CURDIR)/target/release/consort ./target/release/consort-bench
+
+# Memory under a long run: a node's resident memory must not grow with its ledger (issue 19).
+# Not part of `make test`: a million writes take minutes. SOAK_WRITES sets the count.
+soak:
+	$(CARGO) build --release --workspace --bins
+	CONSORT_BIN=$(CURDIR)/target/release/consort ./target/release/consort-soak
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -9,80 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use consort_bench::{percentile, Load, Row};
 use consort_tests::{repo_root, temp_workspace, Sandbox};
-
-struct Row {
-    /// What was measured, as the table's first column shows it.
-    label: String,
-    clients: usize,
-    requests: usize,
-    failures: usize,
-    seconds: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
 
 /// `clients` concurrent clients sending `op` to the logging sample at `base` for `seconds`.
 async fn load(s: &Sandbox, base: &str, label: &str, op: &'static str, clients: usize, seconds: f64) -> Row {
-    let client = s.client(Some("user0"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let latencies = Arc::new(Mutex::new(Vec::new()));
-    let failures = Arc::new(Mutex::new(0usize));
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let (client, stop, latencies, failures) = (client.clone(), stop.clone(), latencies.clone(), failures.clone());
-        let url = format!("{base}/app/log/private");
-        tasks.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
-            let mut failed = 0;
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                let result = if op == "GET" {
-                    client.get(format!("{url}?id={}", i % 100)).send().await
-                } else {
-                    client.post(&url).json(&serde_json::json!({"id": format!("{c}-{i}"), "msg": "benchmark message"})).send().await
-                };
-                match result {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        mine.push(started.elapsed());
-                    }
-                    _ => failed += 1,
-                }
-                i += 1;
-            }
-            latencies.lock().expect("lock").extend(mine);
-            *failures.lock().expect("lock") += failed;
-        }));
-    }
-    let started = Instant::now();
+    let running = Load::start(s, base, op, clients, None);
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let mut l = latencies.lock().expect("lock").clone();
-    l.sort();
-    let failures = *failures.lock().expect("lock");
-    Row {
-        label: label.to_owned(),
-        clients,
-        requests: l.len(),
-        failures,
-        seconds: elapsed,
-        p50_ms: percentile(&l, 0.5),
-        p99_ms: percentile(&l, 0.99),
-    }
+    running.finish(label).await
 }
 
 fn bare_engine_get_per_second() -> f64 {

@@ -43,6 +43,9 @@ pub struct ConsensusConfig {
     /// previous service's state at its last signature ([`crate::recovery`]); the new service's
     /// first view comes after that signature's.
     pub recover: bool,
+    /// How many recent entries' receipt facts are kept in memory (older ones are read back from
+    /// the ledger files): [`crate::state_machine::RECENT_ENTRY_FACTS`] unless configured.
+    pub recent_entry_facts: usize,
     /// A signature transaction every `signature_tx_count` transactions or `signature_delay_ms`.
     pub signature_tx_count: u64,
     pub signature_delay_ms: u64,
@@ -104,6 +107,8 @@ pub enum ReceiptError {
     Invalid(TxId),
     #[error("transaction {0} precedes the snapshot this node started from (its ledger starts at seqno {1}); ask a node that holds it")]
     BeforeSnapshot(TxId, u64),
+    #[error("reading transaction {0} from the ledger: {1}")]
+    Read(TxId, String),
 }
 
 /// One committed transaction as historical queries see it (SPEC §4 `ccf.historicalState`).
@@ -279,8 +284,8 @@ impl Consensus {
         let (log, start) = open_log(&config, &commit_secret, &secrets)?;
         let (applied, _) = tokio::sync::watch::channel(TxId::default());
         let (store, ledger) = match &start {
-            Some(s) => (Store::new(s.state.clone()), AppliedLedger::from_snapshot(s)),
-            None => (Store::default(), AppliedLedger::default()),
+            Some(s) => (Store::new(s.state.clone()), AppliedLedger::from_snapshot(s, config.recent_entry_facts)),
+            None => (Store::default(), AppliedLedger::new(0, config.recent_entry_facts)),
         };
         let shared = Arc::new(Shared { store: Arc::new(store), ledger: RwLock::new(ledger), applied });
         let keep = log.range().0.checked_sub(1);
@@ -513,15 +518,26 @@ impl Consensus {
             TxStatus::Invalid => return Err(ReceiptError::Invalid(txid)),
             _ => return Err(ReceiptError::NotCommitted(txid)),
         }
-        let ledger = self.shared.ledger();
-        let at = ledger.signatures.partition_point(|(_, s)| s.seqno < txid.seqno);
-        let (_, sig) = ledger.signatures.get(at).ok_or(ReceiptError::NotCommitted(txid))?;
-        if txid.seqno < ledger.base {
-            return Err(ReceiptError::BeforeSnapshot(txid, ledger.base));
-        }
-        let proof = ledger.tree.proof(txid.seqno, sig.seqno + 1).ok_or(ReceiptError::NotCommitted(txid))?;
-        let meta = *ledger.meta(txid.seqno).ok_or(ReceiptError::NotCommitted(txid))?;
-        Ok(Receipt::new(sig, &proof, &meta.write_set_digest, self.commit_secret.evidence(txid), &meta.claims_digest))
+        let (sig, proof, recent) = {
+            let ledger = self.shared.ledger();
+            let at = ledger.signatures.partition_point(|(_, s)| s.seqno < txid.seqno);
+            let (_, sig) = ledger.signatures.get(at).ok_or(ReceiptError::NotCommitted(txid))?;
+            if txid.seqno < ledger.base {
+                return Err(ReceiptError::BeforeSnapshot(txid, ledger.base));
+            }
+            let proof = ledger.tree.proof(txid.seqno, sig.seqno + 1).ok_or(ReceiptError::NotCommitted(txid))?;
+            (sig.clone(), proof, ledger.meta(txid.seqno).copied())
+        };
+        // An older entry's digests come from its ledger entry (read with the applied ledger's
+        // lock released: applying takes the log's lock, then that one).
+        let meta = match recent {
+            Some(meta) => meta,
+            None => {
+                let le = self.log.read_entry(txid.seqno).map_err(|e| ReceiptError::Read(txid, e))?;
+                crate::state_machine::EntryMeta { write_set_digest: le.write_set_digest(), claims_digest: le.claims_digest }
+            }
+        };
+        Ok(Receipt::new(&sig, &proof, &meta.write_set_digest, self.commit_secret.evidence(txid), &meta.claims_digest))
     }
 
     /// The writes and receipt of committed transaction `txid`, read back from the ledger.

@@ -26,7 +26,7 @@ mod types;
 pub use handle::{CommitError, Consensus, ConsensusConfig, HistoricalEntry, HistoricalError, RaftFigures, ReceiptError, TxStatus};
 pub use network::{ForwardError, ForwardHandler};
 pub use secrets::LEDGER_SECRETS_TABLE;
-pub use state_machine::{AppliedLedger, SIGNATURES_TABLE};
+pub use state_machine::{AppliedLedger, RECENT_ENTRY_FACTS, SIGNATURES_TABLE};
 pub use types::{Proposal, ProposalKind, TypeConfig};
 
 /// Raft's node id for a Consort node id (hex SHA-256): its first 64 bits.

@@ -13,24 +13,29 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot, Snapsh
 use crate::convert::{to_ledger, txid_of};
 use crate::types::{Entry, LogId, StorageError, TypeConfig};
 
-/// Per-entry facts that receipts and status queries need.
+/// The facts of an entry a receipt needs besides the tree: its leaf's two digests.
 #[derive(Debug, Clone, Copy)]
 pub struct EntryMeta {
-    pub view: u64,
-    pub kind: EntryKind,
     pub write_set_digest: [u8; 32],
     pub claims_digest: [u8; 32],
 }
 
-/// The applied ledger as the node sees it: the tree, each entry's facts, the signatures.
-/// A node that started from a snapshot knows the facts of the entries after it only.
-#[derive(Debug, Default)]
+/// How many recent entries' facts a node keeps in memory unless configured otherwise; older
+/// ones are read back from the ledger files when a receipt needs them.
+pub const RECENT_ENTRY_FACTS: usize = 100_000;
+
+/// The applied ledger as the node sees it: the tree, recent entries' facts, the signatures.
+/// A node that started from a snapshot knows the entries after it only.
+#[derive(Debug)]
 pub struct AppliedLedger {
     pub tree: MerkleTree,
-    /// The first seqno `entries` describes: 0, or one after the snapshot the node started from.
+    /// The first seqno this node applied: 0, or one after the snapshot it started from.
     pub base: u64,
-    /// `entries[s - base]` describes seqno `s`.
-    pub entries: Vec<EntryMeta>,
+    /// The facts of the most recent entries, `recent[s - recent_from]` for seqno `s`: at most
+    /// `recent_max` of them.
+    recent: std::collections::VecDeque<EntryMeta>,
+    recent_from: u64,
+    recent_max: usize,
     /// `(first seqno, view)` of every view so far (from the snapshot for those before `base`).
     pub views: Vec<(u64, u64)>,
     /// Applied signature entries as `(seqno of the signature entry, record)`, in order.
@@ -40,7 +45,28 @@ pub struct AppliedLedger {
     pub last_non_signature: Option<u64>,
 }
 
+impl Default for AppliedLedger {
+    fn default() -> Self {
+        AppliedLedger::new(0, RECENT_ENTRY_FACTS)
+    }
+}
+
 impl AppliedLedger {
+    /// An empty ledger from seqno `base` on that keeps the facts of `recent_max` recent entries.
+    pub fn new(base: u64, recent_max: usize) -> AppliedLedger {
+        AppliedLedger {
+            tree: MerkleTree::default(),
+            base,
+            recent: std::collections::VecDeque::new(),
+            recent_from: base,
+            recent_max: recent_max.max(1),
+            views: Vec::new(),
+            signatures: Vec::new(),
+            last_applied: TxId::default(),
+            last_non_signature: None,
+        }
+    }
+
     /// The highest seqno covered by an applied (hence committed) signature.
     pub fn last_signed(&self) -> Option<u64> {
         self.signatures.last().map(|(_, s)| s.seqno)
@@ -55,40 +81,38 @@ impl AppliedLedger {
         consort_ledger::verify::unsigned(self.last_non_signature, self.last_signed())
     }
 
+    /// The view of applied entry `seqno` (also before a snapshot the node started from).
     pub fn view_of(&self, seqno: u64) -> Option<u64> {
-        if seqno < self.base {
-            let at = self.views.partition_point(|(first, _)| *first <= seqno);
-            return at.checked_sub(1).map(|i| self.views[i].1);
+        if seqno > self.last_applied.seqno {
+            return None;
         }
-        self.meta(seqno).map(|m| m.view)
+        let at = self.views.partition_point(|(first, _)| *first <= seqno);
+        at.checked_sub(1).map(|i| self.views[i].1)
     }
 
-    /// The facts of the entry at `seqno`, if this node applied it.
+    /// The facts of the entry at `seqno`, if it is among the recent ones this node keeps.
     pub fn meta(&self, seqno: u64) -> Option<&EntryMeta> {
-        self.entries.get(seqno.checked_sub(self.base)? as usize)
+        self.recent.get(usize::try_from(seqno.checked_sub(self.recent_from)?).ok()?)
     }
 
     /// The ledger of a node that starts from a snapshot.
-    pub fn from_snapshot(s: &crate::snapshot::Loaded) -> AppliedLedger {
+    pub fn from_snapshot(s: &crate::snapshot::Loaded, recent_max: usize) -> AppliedLedger {
         AppliedLedger {
             tree: s.tree.clone(),
-            base: s.txid.seqno + 1,
-            entries: Vec::new(),
             views: s.views.clone(),
             signatures: vec![(s.txid.seqno, s.signature.clone())],
             last_applied: s.txid,
-            last_non_signature: None,
+            ..AppliedLedger::new(s.txid.seqno + 1, recent_max)
         }
     }
 
     fn push(&mut self, le: &LedgerEntry) {
         self.tree.append(le.leaf());
-        self.entries.push(EntryMeta {
-            view: le.txid.view,
-            kind: le.kind,
-            write_set_digest: le.write_set_digest(),
-            claims_digest: le.claims_digest,
-        });
+        self.recent.push_back(EntryMeta { write_set_digest: le.write_set_digest(), claims_digest: le.claims_digest });
+        if self.recent.len() > self.recent_max {
+            self.recent.pop_front();
+            self.recent_from += 1;
+        }
         self.last_applied = le.txid;
         if self.views.last().is_none_or(|(_, v)| *v != le.txid.view) {
             self.views.push((le.txid.seqno, le.txid.view));
@@ -326,5 +350,42 @@ fn no_snapshots() -> StorageError {
 impl RaftSnapshotBuilder<TypeConfig> for NoSnapshots {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         Err(no_snapshots())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(view: u64, seqno: u64) -> LedgerEntry {
+        LedgerEntry {
+            txid: TxId::new(view, seqno),
+            kind: EntryKind::Tx,
+            commit_evidence_digest: [0; 32],
+            claims_digest: [seqno as u8; 32],
+            public: vec![seqno as u8; 10],
+            private: vec![],
+        }
+    }
+
+    #[test]
+    fn views_are_known_for_every_applied_entry_and_facts_for_the_recent_ones() {
+        let mut ledger = AppliedLedger::new(0, 3);
+        for (view, seqno) in [(1, 0), (1, 1), (1, 2), (2, 3), (2, 4), (4, 5), (4, 6)] {
+            ledger.push(&entry(view, seqno));
+        }
+        let views: Vec<Option<u64>> = (0..8).map(|s| ledger.view_of(s)).collect();
+        assert_eq!(views, [Some(1), Some(1), Some(1), Some(2), Some(2), Some(4), Some(4), None], "none beyond the last applied");
+        // Only the last three entries' facts stay, and they are the right ones.
+        assert!((0..4).all(|s| ledger.meta(s).is_none()));
+        for s in 4..7 {
+            let meta = ledger.meta(s).expect("recent");
+            assert_eq!(
+                (meta.claims_digest, meta.write_set_digest),
+                (entry(ledger.view_of(s).expect("view"), s).claims_digest, entry(ledger.view_of(s).expect("view"), s).write_set_digest())
+            );
+        }
+        assert!(ledger.meta(7).is_none());
+        assert_eq!(ledger.tree.len(), 7, "the tree has every leaf");
     }
 }

@@ -45,6 +45,8 @@ fn node_config(dir: &Path, endorsed_by: &Service, trusts: &Service, join: bool) 
         service_cert_pem: trusts.pem.clone(),
         join,
         recover: false,
+        // Few, so that receipts for most entries read their facts back from the ledger files.
+        recent_entry_facts: 4,
         signature_tx_count: 10,
         signature_delay_ms: 50,
         election_timeout_ms: 1000,

@@ -23,6 +23,7 @@ pub struct NodeConfig {
     pub limits: Limits,
     pub js: JsConfig,
     pub logging: LoggingConfig,
+    pub memory: MemoryConfig,
     pub command: Command,
 }
 
@@ -40,8 +41,24 @@ impl Default for NodeConfig {
             limits: Limits::default(),
             js: JsConfig::default(),
             logging: LoggingConfig::default(),
+            memory: MemoryConfig::default(),
             command: Command::Start(StartConfig::default()),
         }
+    }
+}
+
+/// What the node keeps in memory, beyond the service's state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// Recent transactions whose receipt facts (two digests, 64 bytes each) stay in memory;
+    /// a receipt for an older one reads them back from the ledger files.
+    pub recent_entries: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig { recent_entries: consort_consensus::RECENT_ENTRY_FACTS }
     }
 }
 

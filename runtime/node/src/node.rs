@@ -129,6 +129,7 @@ impl Node {
             service_cert_pem: identity.service_cert_pem.clone(),
             join: joining,
             recover: recovery.files.is_some(),
+            recent_entry_facts: config.memory.recent_entries,
             signature_tx_count: config.ledger_signatures.tx_count,
             signature_delay_ms: config.ledger_signatures.delay_ms,
             election_timeout_ms: config.consensus.election_timeout_ms,

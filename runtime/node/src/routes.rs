@@ -508,6 +508,9 @@ fn receipt(node: &Node, call: &Call<'_>) -> Reply {
     match node.consensus.receipt(txid) {
         Ok(r) => reply::with_txid(reply::ok(&serde_json::to_value(r).expect("receipt serialises")), txid),
         Err(e @ consort_consensus::ReceiptError::Invalid(_)) => reply::error(StatusCode::NOT_FOUND, "TransactionInvalid", e.to_string()),
+        Err(e @ consort_consensus::ReceiptError::Read(..)) => {
+            reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string())
+        }
         Err(e) => reply::error(StatusCode::NOT_FOUND, "TransactionPendingOrUnknown", e.to_string()),
     }
 }

@@ -399,19 +399,7 @@ async fn isolation_restarts_and_an_unendorsed_node() {
         let (http, url) = (http.clone(), net.node(backups[0]).url("/app/count/frozen-0"));
         tokio::spawn(async move { http.post(url).send().await })
     };
-    let mut q = None;
-    eventually("a new primary while the old one is stopped", async || {
-        for &b in &backups {
-            let s = net.node(b);
-            if s.client(None).get(s.url("/node/primary")).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
-                q = Some(b);
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    let q = q.expect("new primary");
+    let q = new_primary_among(&net, &backups).await;
     let r = in_flight.await.expect("join").expect("the forwarded write is answered");
     let (status, body) = (r.status(), r.json::<Value>().await.expect("json"));
     assert_eq!((status, &body["error"]["code"]), (StatusCode::GATEWAY_TIMEOUT, &Value::from("TransactionOutcomeUnknown")), "{body}");

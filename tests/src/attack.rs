@@ -68,6 +68,7 @@ pub fn trickle(port: u16, connections: usize, every: Duration) -> Attack {
                 }
             }
             held = open;
+            // The attack's pace (a byte per connection every `every`), not a wait for an event.
             tokio::time::sleep(every).await;
         }
     })

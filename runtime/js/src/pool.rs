@@ -865,7 +865,8 @@ struct JobOn<'a> {
     copy: Option<(&'a Arc<State>, u64)>,
 }
 
-fn resident_bytes(pid: u32) -> Option<u64> {
+/// Process `pid`'s resident memory, from `/proc` (`None` where it cannot say).
+pub(crate) fn resident_bytes(pid: u32) -> Option<u64> {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)

@@ -657,12 +657,9 @@ pub fn bundle_check_abandoned() -> bool {
     BUNDLE_CHECK_ABANDONED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// The process's resident memory (0 where `/proc` cannot say).
+/// This process's resident memory (0 where `/proc` cannot say).
 fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
+    crate::pool::resident_bytes(std::process::id()).unwrap_or(0)
 }
 
 /// `__consort.checkConstitution(source)`: throws a TypeError unless `validate_constitution`

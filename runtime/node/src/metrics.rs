@@ -11,6 +11,9 @@ use crate::routes::Actor;
 /// The role label values of `consort_raft_role`.
 const ROLES: [&str; 5] = ["primary", "backup", "candidate", "learner", "stopped"];
 
+/// Where the JS pool's figures have one of its totals.
+type PoolTotal = fn(&consort_js::PoolMetrics) -> u64;
+
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
@@ -24,9 +27,9 @@ pub struct Metrics {
     snapshot_seqno: IntGauge,
     js_workers: IntGauge,
     js_queue_depth: IntGauge,
-    /// The JS pool's totals, by name (`executions`, ...): counters moved to the pool's figures
-    /// at each scrape.
-    js_totals: Vec<(&'static str, IntCounter)>,
+    /// The JS pool's totals, each with where the pool's figures have it: counters moved to
+    /// those figures at each scrape.
+    js_totals: Vec<(IntCounter, PoolTotal)>,
 }
 
 /// What the node's parts report when scraped.
@@ -76,19 +79,23 @@ impl Metrics {
             snapshot_seqno: gauge("snapshot_seqno", "Seqno of the newest committed snapshot this node holds (0: none)")?,
             js_workers: gauge("js_workers", "JS worker processes")?,
             js_queue_depth: gauge("js_queue_depth", "Requests waiting for a JS worker")?,
-            js_totals: [
-                ("executions", "JS executions (requests and governance calls)"),
-                ("interpreters_created", "JS interpreters created"),
-                ("interpreters_reused", "JS executions on a kept interpreter (interpreter_reuse)"),
-                ("limit_stops", "Scripts stopped at a time, heap or stack limit"),
-                ("worker_crashes", "JS worker processes that crashed"),
-                ("workers_started", "JS worker processes started"),
-                ("workers_retired", "JS worker processes replaced between jobs"),
-                ("busy_rejections", "Requests refused because every JS worker was busy and the queue full"),
-            ]
-            .into_iter()
-            .map(|(name, help)| Ok((name, IntCounter::new(format!("consort_js_{name}_total"), help)?)))
-            .collect::<Result<_, prometheus::Error>>()?,
+            js_totals: {
+                type Total = (&'static str, &'static str, PoolTotal);
+                let totals: [Total; 8] = [
+                    ("executions", "JS executions (requests and governance calls)", |m| m.executions),
+                    ("interpreters_created", "JS interpreters created", |m| m.interpreters_created),
+                    ("interpreters_reused", "JS executions on a kept interpreter (interpreter_reuse)", |m| m.interpreters_reused),
+                    ("limit_stops", "Scripts stopped at a time, heap or stack limit", |m| m.limit_stops),
+                    ("worker_crashes", "JS worker processes that crashed", |m| m.worker_crashes),
+                    ("workers_started", "JS worker processes started", |m| m.workers_started),
+                    ("workers_retired", "JS worker processes replaced between jobs", |m| m.workers_retired),
+                    ("busy_rejections", "Requests refused because every JS worker was busy and the queue full", |m| m.busy_rejections),
+                ];
+                totals
+                    .into_iter()
+                    .map(|(name, help, total)| Ok((IntCounter::new(format!("consort_js_{name}_total"), help)?, total)))
+                    .collect::<Result<_, prometheus::Error>>()?
+            },
             requests,
             latency,
             registry,
@@ -109,7 +116,7 @@ impl Metrics {
             r.register(Box::new(g.clone()))?;
         }
         r.register(Box::new(m.role.clone()))?;
-        for (_, c) in &m.js_totals {
+        for (c, _) in &m.js_totals {
             r.register(Box::new(c.clone()))?;
         }
         // Resident memory, open file descriptors, CPU time (Linux; nothing elsewhere).
@@ -118,9 +125,9 @@ impl Metrics {
     }
 
     /// Counts one answered request.
-    pub fn answered(&self, actor: Actor, status: u16, took: Duration) {
+    pub fn answered(&self, actor: Actor, status: hyper::StatusCode, took: Duration) {
         let class = class(actor);
-        self.requests.with_label_values(&[class, &status.to_string()]).inc();
+        self.requests.with_label_values(&[class, status.as_str()]).inc();
         self.latency.with_label_values(&[class]).observe(took.as_secs_f64());
     }
 
@@ -138,20 +145,9 @@ impl Metrics {
         self.snapshot_seqno.set(to_i64(f.snapshot_seqno));
         self.js_workers.set(to_i64(f.js.workers as u64));
         self.js_queue_depth.set(to_i64(f.js.queue_depth as u64));
-        let js = &f.js;
-        for (name, counter) in &self.js_totals {
-            let total = match *name {
-                "executions" => js.executions,
-                "interpreters_created" => js.interpreters_created,
-                "interpreters_reused" => js.interpreters_reused,
-                "limit_stops" => js.limit_stops,
-                "worker_crashes" => js.worker_crashes,
-                "workers_started" => js.workers_started,
-                "workers_retired" => js.workers_retired,
-                _ => js.busy_rejections,
-            };
+        for (counter, total) in &self.js_totals {
             // The pool counts; the counter follows it (it never goes back).
-            counter.inc_by(total.saturating_sub(counter.get()));
+            counter.inc_by(total(&f.js).saturating_sub(counter.get()));
         }
         let mut out = Vec::new();
         // Encoding into memory fails only on a malformed family, which the registry rules out.
@@ -182,9 +178,9 @@ mod tests {
     #[test]
     fn requests_and_figures_render_as_prometheus_text() {
         let m = Metrics::new().expect("metrics");
-        m.answered(Actor::App, 200, Duration::from_millis(3));
-        m.answered(Actor::App, 200, Duration::from_millis(30));
-        m.answered(Actor::Gov, 400, Duration::from_millis(1));
+        m.answered(Actor::App, hyper::StatusCode::OK, Duration::from_millis(3));
+        m.answered(Actor::App, hyper::StatusCode::OK, Duration::from_millis(30));
+        m.answered(Actor::Gov, hyper::StatusCode::BAD_REQUEST, Duration::from_millis(1));
         let text = m.render(&figures("primary", 5));
         assert_eq!(value(&text, r#"consort_requests_total{class="app",status="200"}"#), Some(2.0), "{text}");
         assert_eq!(value(&text, r#"consort_requests_total{class="gov",status="400"}"#), Some(1.0));

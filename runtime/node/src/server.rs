@@ -222,7 +222,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::f
                     }
                     let (started, actor) = (std::time::Instant::now(), crate::routes::actor_of(req.uri().path()).0);
                     let reply = crate::routes::handle(&node, req, peer_cert.as_deref().map(|v| v.as_slice()), &session).await;
-                    node.metrics.answered(actor, reply.status().as_u16(), started.elapsed());
+                    node.metrics.answered(actor, reply.status(), started.elapsed());
                     Ok(reply)
                 }
             });

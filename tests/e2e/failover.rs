@@ -356,7 +356,7 @@ async fn increment(s: &Sandbox, http: &reqwest::Client, id: &str) -> (StatusCode
 
 /// The number of ledger entries in node `i`'s directory (the node must be stopped).
 fn ledger_len(net: &Network, i: usize) -> usize {
-    consort_ledger::LedgerFiles::open(&net.ws.join(format!("n{i}/ledger")), 5 * 1024 * 1024).expect("ledger").1.len()
+    consort_ledger::files::read_entries(&net.ws.join(format!("n{i}/ledger"))).expect("ledger").len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -345,3 +345,53 @@ async fn a_node_configured_for_json_writes_json_log_lines() {
     assert!(text.iter().all(|l| l.starts_with("consort: node ")), "{text:?}");
     let _ = std::fs::remove_dir_all(&ws);
 }
+
+/// A node that keeps only two recent entries in memory answers receipts for every transaction
+/// from its files (closed ledger chunks, the tree's level files, the signature index): they
+/// verify offline, and the same receipts come back after a restart rebuilt those files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_for_old_transactions_come_from_files_and_survive_a_restart() {
+    let ws = temp_workspace("old-receipts");
+    let app = json!({"name": "set_js_app", "args": {"bundle": {
+        "metadata": {"endpoints": {"/put": {"post": {"js_module": "m.js", "js_function": "put", "authn_policies": [], "mode": "readwrite"}}}},
+        "modules": [{"name": "m.js", "module":
+            "export function put(r) { const b = r.body.json(); ccf.kv['records'].set(ccf.strToBuf(String(b.id)), ccf.strToBuf(b.msg)); return { body: 'ok' }; }"}],
+    }}});
+    let settings = json!({"memory": {"recent_entries": 2}, "ledger": {"chunk_bytes": 16384}, "ledger_signatures": {"tx_count": 10}});
+    let (mut s, port) = consort_tests::open_node(&ws, settings, vec![app]).await;
+    let c = s.client(None);
+    let mut txids = Vec::new();
+    for i in 0..200 {
+        let (status, txid, body) = post(&c, &s.url("/app/put"), json!({"id": i, "msg": format!("m{i}")})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        txids.push(txid.expect("txid"));
+    }
+    s.wait_committed(&c, txids.last().expect("writes")).await;
+    let service_der =
+        consort_crypto::cert_der_from_pem(&std::fs::read_to_string(ws.join("node/service_cert.pem")).expect("pem")).expect("der");
+    let sample: Vec<&String> = txids.iter().step_by(37).chain(txids.last()).collect();
+    let mut receipts = Vec::new();
+    for txid in &sample {
+        let (status, receipt) = get(&c, &s.url(&format!("/app/receipt?transaction_id={txid}"))).await;
+        assert_eq!(status, StatusCode::OK, "{txid}: {receipt}");
+        let parsed: consort_ledger::Receipt = serde_json::from_value(receipt.clone()).expect("a receipt");
+        parsed.verify(&service_der).unwrap_or_else(|e| panic!("the receipt for {txid} does not verify: {e}"));
+        receipts.push(receipt);
+    }
+    let closed = ledger_files(&ws.join("node/ledger")).len();
+    assert!(closed > 3, "the writes span several chunks: {closed}");
+    let level0 = ws.join("node/ledger-index/tree/level-0");
+    assert!(std::fs::metadata(&level0).is_ok_and(|m| m.len() > 32 * 150), "old tree nodes are in {}", level0.display());
+
+    s.stop();
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(ws.join(format!("config-{port}.json"))).expect("config")).expect("json");
+    let mut s = Sandbox::start_config(&ws, config);
+    s.wait_committed(&c, txids.last().expect("writes")).await;
+    for (txid, before) in sample.iter().zip(&receipts) {
+        let (status, after) = get(&c, &s.url(&format!("/app/receipt?transaction_id={txid}"))).await;
+        assert_eq!((status, &after), (StatusCode::OK, before), "the receipt for {txid} after the restart");
+    }
+    s.stop();
+    let _ = std::fs::remove_dir_all(&ws);
+}

@@ -50,7 +50,7 @@ pub fn verified_ledgers(ws: &Path, count: usize) -> Vec<Vec<consort_ledger::Ledg
             }
             let (ok, out) = crate::consort(&args);
             assert!(ok, "node {i}: {out}");
-            consort_ledger::LedgerFiles::open(&dir, 5 * 1024 * 1024).expect("ledger").1
+            consort_ledger::files::read_entries(&dir).expect("ledger")
         })
         .collect()
 }

@@ -11,11 +11,12 @@ use consort_ledger::{CommitSecret, Durability, Receipt};
 use openraft::error::ClientWriteError;
 use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
 
+use crate::applied::{AppliedLedger, Covering, Retention};
 use crate::convert::txid_of;
 use crate::log_store::LogStore;
 use crate::network::{ForwardError, ForwardHandler, ForwardSlot, Forwarder, PeerTls, Peers};
 use crate::secrets::LedgerSecrets;
-use crate::state_machine::{AppliedLedger, Shared, StateMachine};
+use crate::state_machine::{Shared, StateMachine};
 use crate::types::{Proposal, TypeConfig};
 
 #[derive(Debug, Clone)]
@@ -43,9 +44,12 @@ pub struct ConsensusConfig {
     /// previous service's state at its last signature ([`crate::recovery`]); the new service's
     /// first view comes after that signature's.
     pub recover: bool,
-    /// How many recent entries' receipt facts are kept in memory (older ones are read back from
-    /// the ledger files): [`crate::state_machine::RECENT_ENTRY_FACTS`] unless configured.
-    pub recent_entry_facts: usize,
+    /// How many recent entries' receipt facts and Merkle tree nodes are kept in memory (older
+    /// ones are read back from files): [`crate::applied::RECENT_ENTRIES`] unless configured.
+    pub recent_entries: usize,
+    /// Where the node writes what it derives from its ledger and does not keep in memory (the
+    /// Merkle tree's older nodes, the signatures' seqnos); emptied and rebuilt at every start.
+    pub ledger_index_dir: PathBuf,
     /// A signature transaction every `signature_tx_count` transactions or `signature_delay_ms`.
     pub signature_tx_count: u64,
     pub signature_delay_ms: u64,
@@ -283,9 +287,10 @@ impl Consensus {
         let secrets = Arc::new(LedgerSecrets::new(config.ledger_secret.clone(), config.later_ledger_secrets.clone()));
         let (log, start) = open_log(&config, &commit_secret, &secrets)?;
         let (applied, _) = tokio::sync::watch::channel(TxId::default());
+        let retention = Retention { recent_entries: config.recent_entries, dir: Some(config.ledger_index_dir.clone()) };
         let (store, ledger) = match &start {
-            Some(s) => (Store::new(s.state.clone()), AppliedLedger::from_snapshot(s, config.recent_entry_facts)),
-            None => (Store::default(), AppliedLedger::new(0, config.recent_entry_facts)),
+            Some(s) => (Store::new(s.state.clone()), AppliedLedger::from_snapshot(s, &retention)?),
+            None => (Store::default(), AppliedLedger::new(&retention)?),
         };
         let shared = Arc::new(Shared { store: Arc::new(store), ledger: RwLock::new(ledger), applied });
         let keep = log.range().0.checked_sub(1);
@@ -518,23 +523,35 @@ impl Consensus {
             TxStatus::Invalid => return Err(ReceiptError::Invalid(txid)),
             _ => return Err(ReceiptError::NotCommitted(txid)),
         }
-        let (sig, proof, recent) = {
+        let (covering, proof, recent) = {
             let ledger = self.shared.ledger();
-            let at = ledger.signatures.partition_point(|(_, s)| s.seqno < txid.seqno);
-            let (_, sig) = ledger.signatures.get(at).ok_or(ReceiptError::NotCommitted(txid))?;
+            let read = |e: &dyn std::fmt::Display| ReceiptError::Read(txid, e.to_string());
+            let covering = ledger.covering_signature(txid.seqno).map_err(|e| read(&e))?.ok_or(ReceiptError::NotCommitted(txid))?;
             if txid.seqno < ledger.base {
                 return Err(ReceiptError::BeforeSnapshot(txid, ledger.base));
             }
-            let proof = ledger.tree.proof(txid.seqno, sig.seqno + 1).ok_or(ReceiptError::NotCommitted(txid))?;
-            (sig.clone(), proof, ledger.meta(txid.seqno).copied())
+            let proof = match ledger.tree.proof(txid.seqno, covering.covered() + 1) {
+                Ok(proof) => proof,
+                Err(consort_ledger::TreeError::OutOfRange { .. }) => return Err(ReceiptError::NotCommitted(txid)),
+                Err(e) => return Err(read(&e)),
+            };
+            (covering, proof, ledger.meta(txid.seqno).copied())
         };
-        // An older entry's digests come from its ledger entry (read with the applied ledger's
-        // lock released: applying takes the log's lock, then that one).
+        // What is no longer in memory comes from the ledger entries (read with the applied
+        // ledger's lock released: applying takes the log's lock, then that one).
+        let sig = match covering {
+            Covering::Record(record) => record,
+            Covering::Entry { seqno, .. } => {
+                let le = self.log.read_entry(seqno).map_err(|e| ReceiptError::Read(txid, e))?;
+                serde_json::from_slice(&le.public)
+                    .map_err(|e| ReceiptError::Read(txid, format!("the signature record at {}: {e}", le.txid)))?
+            }
+        };
         let meta = match recent {
             Some(meta) => meta,
             None => {
                 let le = self.log.read_entry(txid.seqno).map_err(|e| ReceiptError::Read(txid, e))?;
-                crate::state_machine::EntryMeta { write_set_digest: le.write_set_digest(), claims_digest: le.claims_digest }
+                crate::applied::EntryMeta { write_set_digest: le.write_set_digest(), claims_digest: le.claims_digest }
             }
         };
         Ok(Receipt::new(&sig, &proof, &meta.write_set_digest, self.commit_secret.evidence(txid), &meta.claims_digest))

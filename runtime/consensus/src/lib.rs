@@ -3,7 +3,8 @@
 //! - [`log_store`]: the Raft log *is* the ledger — entries go to the ledger's chunk files;
 //!   Raft's vote and committed mark go to sled.
 //! - [`state_machine`]: applies committed entries in order to the KV [`consort_kv::Store`] and
-//!   the Merkle tree, and checks every signature entry's root against its own tree.
+//!   the [`applied`] ledger (Merkle tree, views, signatures; bounded in memory), and checks
+//!   every signature entry's root against its own tree.
 //! - [`Consensus`]: the handle the node uses — submit transactions (in reservation order),
 //!   ask for transaction status and receipts; it also runs the signature task.
 //!
@@ -12,6 +13,7 @@
 // openraft's `StorageError` is large, and every storage trait method must return it.
 #![allow(clippy::result_large_err)]
 
+pub mod applied;
 mod convert;
 mod handle;
 mod log_store;
@@ -23,10 +25,11 @@ pub mod snapshot;
 mod state_machine;
 mod types;
 
+pub use applied::{AppliedLedger, Retention, RECENT_ENTRIES};
 pub use handle::{CommitError, Consensus, ConsensusConfig, HistoricalEntry, HistoricalError, RaftFigures, ReceiptError, TxStatus};
 pub use network::{ForwardError, ForwardHandler};
 pub use secrets::LEDGER_SECRETS_TABLE;
-pub use state_machine::{AppliedLedger, RECENT_ENTRY_FACTS, SIGNATURES_TABLE};
+pub use state_machine::SIGNATURES_TABLE;
 pub use types::{Proposal, ProposalKind, TypeConfig};
 
 /// Raft's node id for a Consort node id (hex SHA-256): its first 64 bits.

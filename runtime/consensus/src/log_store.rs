@@ -53,21 +53,17 @@ impl LogStore {
         commit: CommitSecret,
         first_if_empty: u64,
     ) -> Result<LogStore, String> {
-        let (files, entries) = LedgerFiles::open_from(ledger_dir, chunk_bytes, first_if_empty, durability).map_err(|e| e.to_string())?;
+        let (files, opened) = LedgerFiles::open_from(ledger_dir, chunk_bytes, first_if_empty, durability).map_err(|e| e.to_string())?;
         // Under `SyncPoints` the entries after the last sync point may be gone after a power
         // loss even though Raft's committed mark (in sled) counts them.
         let durable = match durability {
-            Durability::EveryAppend => entries.last(),
-            Durability::SyncPoints => entries.iter().rev().find(|e| e.kind.is_sync_point()),
+            Durability::EveryAppend => opened.last,
+            Durability::SyncPoints => opened.last_sync_point,
         };
-        let durable_at_open = durable.map(|e| crate::convert::log_id_of(e.txid));
+        let durable_at_open = durable.map(crate::convert::log_id_of);
         let db = sled::open(raft_dir).map_err(|e| format!("opening Raft state in {}: {e}", raft_dir.display()))?;
-        let mut cache = BTreeMap::new();
-        let skip = entries.len().saturating_sub(CACHE_ENTRIES_MAX);
-        for e in entries.into_iter().skip(skip) {
-            let entry = from_ledger(e)?;
-            cache.insert(entry.log_id.index, entry);
-        }
+        // The cache fills with what is appended from now on; older entries are read from files.
+        let cache = BTreeMap::new();
         Ok(LogStore {
             inner: Arc::new(Mutex::new(Inner { files, cache, db, commit, last_purged: None, durable_at_open, durability })),
             chunk_requested: Arc::default(),

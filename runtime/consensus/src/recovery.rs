@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use consort_crypto::LedgerSecret;
 use consort_kv::{State, TxId, WriteSet};
 use consort_ledger::files::{list_chunks, read_chunk};
+use consort_ledger::verify::replay_tree;
 use consort_ledger::{EntryKind, LedgerEntry, MerkleTree, SignatureRecord};
 use serde_bytes::ByteBuf;
 
@@ -99,7 +100,7 @@ pub fn read_previous(
             let s = snapshot::open_public(path)?;
             Replay {
                 state: s.state,
-                tree: s.tree,
+                tree: replay_tree(Some((s.txid.seqno + 1, &s.frontier))).map_err(|e| format!("{}: {e}", path.display()))?,
                 views: s.views,
                 last: Some((s.txid, s.signature_entry)),
                 pending: Vec::new(),
@@ -107,7 +108,8 @@ pub fn read_previous(
             }
         }
         None => {
-            Replay { state: State::default(), tree: MerkleTree::default(), views: Vec::new(), last: None, pending: Vec::new(), replayed: 0 }
+            let tree = replay_tree(None).map_err(|e| e.to_string())?;
+            Replay { state: State::default(), tree, views: Vec::new(), last: None, pending: Vec::new(), replayed: 0 }
         }
     };
     let after = replay.last.clone();
@@ -144,7 +146,7 @@ pub fn read_previous(
     // A signature after the snapshot signs a root over the snapshot's tree and the entries
     // replayed after it (the snapshot's own signature is checked against the ledger above).
     let signed_after_snapshot = after.as_ref().is_none_or(|(t, _)| last.seqno > t.seqno);
-    if signed_after_snapshot && replay.tree.root_at(signature.seqno + 1).map(hex::encode).as_deref() != Some(signature.root.as_str()) {
+    if signed_after_snapshot && replay.tree.root_at(signature.seqno + 1).map(hex::encode).ok().as_deref() != Some(signature.root.as_str()) {
         return Err(format!(
             "the snapshot {} does not match the previous ledger: the signature at {last} signs another Merkle root",
             start.as_deref().map_or("(none)".into(), |p| p.display().to_string())
@@ -189,7 +191,7 @@ impl Replay {
                 EntryKind::Signature => self.state.apply(e.txid, &crate::state_machine::signature_writes(&e.public)),
                 _ => self.state.advance(e.txid),
             }
-            self.tree.append(e.leaf());
+            self.tree.append(e.leaf()).map_err(|err| format!("the Merkle tree at {}: {err}", e.txid))?;
             if self.views.last().is_none_or(|(_, v)| *v != e.txid.view) {
                 self.views.push((e.txid.seqno, e.txid.view));
             }

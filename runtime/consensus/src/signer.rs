@@ -27,7 +27,7 @@ pub async fn run(consensus: Weak<Consensus>) {
             let ledger = c.ledger();
             let covered = ledger.last_applied.seqno;
             let unsigned = ledger.unsigned();
-            let record = ledger.tree.root_at(covered + 1).map(|root| (root, ledger.view_of(covered).unwrap_or(0)));
+            let record = ledger.root_at(covered).ok().map(|root| (root, ledger.view_of(covered).unwrap_or(0)));
             (unsigned, covered, record)
         };
         let due = unsigned >= count || (unsigned > 0 && Instant::now() >= deadline);

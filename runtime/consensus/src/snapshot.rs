@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use consort_crypto::{LedgerSecret, NodeKey};
 use consort_kv::{State, TxId, WriteSet};
-use consort_ledger::{Digest, EntryKind, MerkleTree, SignatureRecord};
+use consort_ledger::{Digest, EntryKind, Keep, MerkleTree, SignatureRecord};
 use openraft::StoredMembership;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -135,13 +135,15 @@ fn read_file(path: &Path) -> Result<File, String> {
     Ok(snap)
 }
 
-fn frontier_of(c: &Continuation, seqno: u64) -> Result<MerkleTree, String> {
+/// The frontier of the tree of entries `0..=seqno` the snapshot carries, checked to fit it.
+fn frontier_of(c: &Continuation, seqno: u64) -> Result<Vec<Digest>, String> {
     let peaks: Vec<Digest> = c
         .tree
         .iter()
         .map(|d| Digest::try_from(d.as_slice()).map_err(|_| "a tree hash is not 32 bytes".to_owned()))
         .collect::<Result<_, _>>()?;
-    MerkleTree::from_frontier(seqno + 1, &peaks)
+    MerkleTree::from_frontier(seqno + 1, &peaks, Keep::All).map_err(|e| e.to_string())?;
+    Ok(peaks)
 }
 
 /// A snapshot opened to start a node from: the state and everything needed to go on from it.
@@ -149,7 +151,8 @@ pub struct Loaded {
     pub path: PathBuf,
     pub txid: TxId,
     pub state: State,
-    pub tree: MerkleTree,
+    /// The frontier of the Merkle tree of entries `0..=txid.seqno`.
+    pub frontier: Vec<Digest>,
     pub signature: SignatureRecord,
     /// `(first seqno, view)` of every view up to the snapshot.
     pub views: Vec<(u64, u64)>,
@@ -163,7 +166,8 @@ pub struct Public {
     pub txid: TxId,
     /// Public maps only.
     pub state: State,
-    pub tree: MerkleTree,
+    /// The frontier of the Merkle tree of entries `0..=txid.seqno`.
+    pub frontier: Vec<Digest>,
     pub signature: SignatureRecord,
     /// The signature entry's public bytes (its record as JSON).
     pub signature_entry: Vec<u8>,
@@ -185,12 +189,12 @@ pub fn open_public(path: &Path) -> Result<Public, String> {
     let signature: SignatureRecord = serde_json::from_slice(&c.signature).map_err(|e| bad(format!("the signature record: {e}")))?;
     let membership = serde_json::from_slice(&c.membership).map_err(|e| bad(format!("the membership: {e}")))?;
     // The tree is checked by the next signature its reader applies: it signs a root over it.
-    let tree = frontier_of(c, seqno).map_err(bad)?;
+    let frontier = frontier_of(c, seqno).map_err(bad)?;
     Ok(Public {
         path: path.to_owned(),
         txid,
         state,
-        tree,
+        frontier,
         signature,
         signature_entry: c.signature.to_vec(),
         views: c.views.clone(),
@@ -229,8 +233,8 @@ pub(crate) fn open(path: &Path, secrets: &crate::secrets::LedgerSecrets, node: (
     }
     restore(&mut state, &public.open_private(secrets)?);
     state.advance(public.txid);
-    let Public { path, txid, tree, signature, views, membership, .. } = public;
-    Ok(Loaded { path, txid, state, tree, signature, views, membership })
+    let Public { path, txid, frontier, signature, views, membership, .. } = public;
+    Ok(Loaded { path, txid, state, frontier, signature, views, membership })
 }
 
 fn restore(state: &mut State, maps: &[MapDump]) {
@@ -245,14 +249,14 @@ fn restore(state: &mut State, maps: &[MapDump]) {
 /// after it (no secret needed: the ledger's own signatures vouch for the snapshot's tree).
 pub fn verify_start(path: &Path) -> Result<consort_ledger::verify::VerifyStart, String> {
     let snap = read_file(path)?;
-    let tree = frontier_of(&snap.continuation, snap.header.seqno).map_err(|e| format!("{}: {e}", path.display()))?;
+    let frontier = frontier_of(&snap.continuation, snap.header.seqno).map_err(|e| format!("{}: {e}", path.display()))?;
     let service_cert_der = snap
         .public
         .iter()
         .find(|m| m.name == consort_ledger::verify::SERVICE_INFO_TABLE)
         .and_then(|m| m.entries.iter().find(|(k, _, _)| k.as_slice() == consort_kv::SINGLETON_KEY))
         .and_then(|(_, v, _)| consort_ledger::verify::service_cert_of_info(v));
-    Ok(consort_ledger::verify::VerifyStart { snapshot_seqno: snap.header.seqno, view: snap.header.view, tree, service_cert_der })
+    Ok(consort_ledger::verify::VerifyStart { snapshot_seqno: snap.header.seqno, view: snap.header.view, frontier, service_cert_der })
 }
 
 /// Stores snapshot bytes fetched from another node as `snapshot_<seqno>.committed` in `dir`.
@@ -378,7 +382,7 @@ pub fn verify(file: &Path, ledger_dir: &Path) -> Result<SnapshotReport, String> 
     let (seqno, view) = (snap.header.seqno, snap.header.view);
     let mut state: BTreeMap<String, ReplayedMap> = BTreeMap::new();
     let mut found = None;
-    let mut tree = MerkleTree::default();
+    let mut tree = consort_ledger::verify::replay_tree(None).map_err(|e| e.to_string())?;
     let mut views: Vec<(u64, u64)> = Vec::new();
     let chunks = consort_ledger::files::list_chunks(ledger_dir).map_err(|e| e.to_string())?;
     'chunks: for chunk in chunks {
@@ -404,7 +408,7 @@ pub fn verify(file: &Path, ledger_dir: &Path) -> Result<SnapshotReport, String> 
                     }
                 }
             }
-            tree.append(e.leaf());
+            tree.append(e.leaf()).map_err(|err| format!("the Merkle tree at {}: {err}", e.txid))?;
             if views.last().is_none_or(|(_, v)| *v != e.txid.view) {
                 views.push((e.txid.seqno, e.txid.view));
             }
@@ -419,7 +423,7 @@ pub fn verify(file: &Path, ledger_dir: &Path) -> Result<SnapshotReport, String> 
             if c.signature.as_slice() != record.as_slice() {
                 return Err(format!("the snapshot's signature record differs from the ledger's entry {view}.{seqno}"));
             }
-            if frontier_of(c, seqno)?.frontier() != tree.frontier() {
+            if frontier_of(c, seqno)? != tree.frontier() {
                 return Err(format!("the snapshot's Merkle tree differs from the ledger's entries 0..={seqno}"));
             }
             if c.views != views {

@@ -1,4 +1,5 @@
-//! Applies committed entries, in order, to the KV store and the Merkle tree.
+//! Applies committed entries, in order, to the KV store and the applied ledger (Merkle tree,
+//! views, signatures: [`crate::applied`]).
 
 use std::io::Cursor;
 use std::sync::{Arc, RwLock};
@@ -6,122 +7,13 @@ use std::sync::{Arc, RwLock};
 use crate::secrets::LedgerSecrets;
 use consort_crypto::NodeKey;
 use consort_kv::{Store, TxId, WriteSet};
-use consort_ledger::{CommitSecret, EntryKind, LedgerEntry, MerkleTree, SignatureRecord};
+use consort_ledger::{CommitSecret, EntryKind, LedgerEntry, SignatureRecord};
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError, StoredMembership};
 
+use crate::applied::AppliedLedger;
 use crate::convert::{to_ledger, txid_of};
 use crate::types::{Entry, LogId, StorageError, TypeConfig};
-
-/// The facts of an entry a receipt needs besides the tree: its leaf's two digests.
-#[derive(Debug, Clone, Copy)]
-pub struct EntryMeta {
-    pub write_set_digest: [u8; 32],
-    pub claims_digest: [u8; 32],
-}
-
-/// How many recent entries' facts a node keeps in memory unless configured otherwise; older
-/// ones are read back from the ledger files when a receipt needs them.
-pub const RECENT_ENTRY_FACTS: usize = 100_000;
-
-/// The applied ledger as the node sees it: the tree, recent entries' facts, the signatures.
-/// A node that started from a snapshot knows the entries after it only.
-#[derive(Debug)]
-pub struct AppliedLedger {
-    pub tree: MerkleTree,
-    /// The first seqno this node applied: 0, or one after the snapshot it started from.
-    pub base: u64,
-    /// The facts of the most recent entries, `recent[s - recent_from]` for seqno `s`: at most
-    /// `recent_max` of them.
-    recent: std::collections::VecDeque<EntryMeta>,
-    recent_from: u64,
-    recent_max: usize,
-    /// `(first seqno, view)` of every view so far (from the snapshot for those before `base`).
-    pub views: Vec<(u64, u64)>,
-    /// Applied signature entries as `(seqno of the signature entry, record)`, in order.
-    pub signatures: Vec<(u64, SignatureRecord)>,
-    pub last_applied: TxId,
-    /// The last applied entry that is not a signature: what the next signature must cover.
-    pub last_non_signature: Option<u64>,
-}
-
-impl Default for AppliedLedger {
-    fn default() -> Self {
-        AppliedLedger::new(0, RECENT_ENTRY_FACTS)
-    }
-}
-
-impl AppliedLedger {
-    /// An empty ledger from seqno `base` on that keeps the facts of `recent_max` recent entries.
-    pub fn new(base: u64, recent_max: usize) -> AppliedLedger {
-        AppliedLedger {
-            tree: MerkleTree::default(),
-            base,
-            recent: std::collections::VecDeque::new(),
-            recent_from: base,
-            recent_max: recent_max.max(1),
-            views: Vec::new(),
-            signatures: Vec::new(),
-            last_applied: TxId::default(),
-            last_non_signature: None,
-        }
-    }
-
-    /// The highest seqno covered by an applied (hence committed) signature.
-    pub fn last_signed(&self) -> Option<u64> {
-        self.signatures.last().map(|(_, s)| s.seqno)
-    }
-
-    pub fn is_signed(&self, seqno: u64) -> bool {
-        self.last_signed().is_some_and(|s| seqno <= s)
-    }
-
-    /// Entries that the next signature must cover.
-    pub fn unsigned(&self) -> u64 {
-        consort_ledger::verify::unsigned(self.last_non_signature, self.last_signed())
-    }
-
-    /// The view of applied entry `seqno` (also before a snapshot the node started from).
-    pub fn view_of(&self, seqno: u64) -> Option<u64> {
-        if seqno > self.last_applied.seqno {
-            return None;
-        }
-        let at = self.views.partition_point(|(first, _)| *first <= seqno);
-        at.checked_sub(1).map(|i| self.views[i].1)
-    }
-
-    /// The facts of the entry at `seqno`, if it is among the recent ones this node keeps.
-    pub fn meta(&self, seqno: u64) -> Option<&EntryMeta> {
-        self.recent.get(usize::try_from(seqno.checked_sub(self.recent_from)?).ok()?)
-    }
-
-    /// The ledger of a node that starts from a snapshot.
-    pub fn from_snapshot(s: &crate::snapshot::Loaded, recent_max: usize) -> AppliedLedger {
-        AppliedLedger {
-            tree: s.tree.clone(),
-            views: s.views.clone(),
-            signatures: vec![(s.txid.seqno, s.signature.clone())],
-            last_applied: s.txid,
-            ..AppliedLedger::new(s.txid.seqno + 1, recent_max)
-        }
-    }
-
-    fn push(&mut self, le: &LedgerEntry) {
-        self.tree.append(le.leaf());
-        self.recent.push_back(EntryMeta { write_set_digest: le.write_set_digest(), claims_digest: le.claims_digest });
-        if self.recent.len() > self.recent_max {
-            self.recent.pop_front();
-            self.recent_from += 1;
-        }
-        self.last_applied = le.txid;
-        if self.views.last().is_none_or(|(_, v)| *v != le.txid.view) {
-            self.views.push((le.txid.seqno, le.txid.view));
-        }
-        if le.kind != EntryKind::Signature {
-            self.last_non_signature = Some(le.txid.seqno);
-        }
-    }
-}
 
 /// What the state machine shares with the node.
 pub struct Shared {
@@ -222,8 +114,8 @@ impl StateMachine {
             (EntryPayload::Normal(_), EntryKind::Signature) => {
                 let record: SignatureRecord =
                     serde_json::from_slice(&le.public).map_err(|e| fail(format!("signature {}: {e}", le.txid)))?;
-                let ours = self.shared.ledger().tree.root_at(record.seqno + 1).map(hex::encode);
-                if ours.as_deref() != Some(record.root.as_str()) {
+                let ours = self.shared.ledger().root_at(record.seqno).map_err(|e| fail(format!("signature at {}: {e}", le.txid)))?;
+                if hex::encode(ours) != record.root {
                     // Replicas disagree about the ledger: never serve from a divergent state.
                     return Err(fail(format!(
                         "signature at {} signs a root that differs from this node's ledger at seqno {}",
@@ -240,9 +132,9 @@ impl StateMachine {
             _ => self.shared.store.advance(le.txid),
         }
         let mut ledger = self.shared.ledger.write().unwrap_or_else(|p| p.into_inner());
-        ledger.push(&le);
-        if let Some(record) = signed {
-            ledger.signatures.push((le.txid.seqno, record));
+        let is_signature = signed.is_some();
+        ledger.push(&le, signed).map_err(fail)?;
+        if is_signature {
             // The snapshot covers this signature entry too: taken once it is in the tree.
             let requested = std::mem::take(&mut self.snapshot_requested);
             if let Some(writer) = self.snapshots.as_mut().filter(|w| requested || w.due(le.txid.seqno)) {
@@ -350,42 +242,5 @@ fn no_snapshots() -> StorageError {
 impl RaftSnapshotBuilder<TypeConfig> for NoSnapshots {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         Err(no_snapshots())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(view: u64, seqno: u64) -> LedgerEntry {
-        LedgerEntry {
-            txid: TxId::new(view, seqno),
-            kind: EntryKind::Tx,
-            commit_evidence_digest: [0; 32],
-            claims_digest: [seqno as u8; 32],
-            public: vec![seqno as u8; 10],
-            private: vec![],
-        }
-    }
-
-    #[test]
-    fn views_are_known_for_every_applied_entry_and_facts_for_the_recent_ones() {
-        let mut ledger = AppliedLedger::new(0, 3);
-        for (view, seqno) in [(1, 0), (1, 1), (1, 2), (2, 3), (2, 4), (4, 5), (4, 6)] {
-            ledger.push(&entry(view, seqno));
-        }
-        let views: Vec<Option<u64>> = (0..8).map(|s| ledger.view_of(s)).collect();
-        assert_eq!(views, [Some(1), Some(1), Some(1), Some(2), Some(2), Some(4), Some(4), None], "none beyond the last applied");
-        // Only the last three entries' facts stay, and they are the right ones.
-        assert!((0..4).all(|s| ledger.meta(s).is_none()));
-        for s in 4..7 {
-            let meta = ledger.meta(s).expect("recent");
-            assert_eq!(
-                (meta.claims_digest, meta.write_set_digest),
-                (entry(ledger.view_of(s).expect("view"), s).claims_digest, entry(ledger.view_of(s).expect("view"), s).write_set_digest())
-            );
-        }
-        assert!(ledger.meta(7).is_none());
-        assert_eq!(ledger.tree.len(), 7, "the tree has every leaf");
     }
 }

@@ -34,6 +34,7 @@ fn node_config(dir: &Path, endorsed_by: &Service, trusts: &Service, join: bool) 
     ConsensusConfig {
         ledger_dir: dir.join("ledger"),
         raft_dir: dir.join("raft"),
+        ledger_index_dir: dir.join("ledger-index"),
         ledger_chunk_bytes: 4096,
         ledger_durability: consort_ledger::Durability::default(),
         node_id: node_id_of_public_key(&node_key.public_key_der()),
@@ -46,7 +47,7 @@ fn node_config(dir: &Path, endorsed_by: &Service, trusts: &Service, join: bool) 
         join,
         recover: false,
         // Few, so that receipts for most entries read their facts back from the ledger files.
-        recent_entry_facts: 4,
+        recent_entries: 4,
         signature_tx_count: 10,
         signature_delay_ms: 50,
         election_timeout_ms: 1000,
@@ -73,7 +74,7 @@ async fn put(c: &Consensus, key: &str, value: &str) -> TxId {
 }
 
 fn ledger_entries(dir: &Path) -> Vec<consort_ledger::LedgerEntry> {
-    consort_ledger::LedgerFiles::open(&dir.join("ledger"), 4096).expect("ledger").1
+    consort_ledger::files::read_entries(&dir.join("ledger")).expect("ledger")
 }
 
 /// Three nodes in `root/n0..n2` (each config passed through `adjust`): node 0 founds the

@@ -28,6 +28,7 @@ fn config(dir: &Path, id: &Identity) -> ConsensusConfig {
     ConsensusConfig {
         ledger_dir: dir.join("ledger"),
         raft_dir: dir.join("raft"),
+        ledger_index_dir: dir.join("ledger-index"),
         ledger_chunk_bytes: 4096,
         ledger_durability: consort_ledger::Durability::default(),
         node_id: node_id_of_public_key(&id.node_key.public_key_der()),
@@ -40,7 +41,7 @@ fn config(dir: &Path, id: &Identity) -> ConsensusConfig {
         join: false,
         recover: false,
         // Few, so that receipts for most entries read their facts back from the ledger files.
-        recent_entry_facts: 4,
+        recent_entries: 4,
         signature_tx_count: 10,
         signature_delay_ms: 50,
         election_timeout_ms: 600,
@@ -168,7 +169,7 @@ async fn a_rekey_seals_later_writes_under_the_new_secret_and_survives_restart() 
     c.shutdown().await;
     drop(c);
 
-    let (_, entries) = consort_ledger::LedgerFiles::open(&dir.join("ledger"), 4096).expect("ledger");
+    let entries = consort_ledger::files::read_entries(&dir.join("ledger")).expect("ledger");
     let private_of = |txid: TxId| {
         let e = entries.iter().find(|e| e.txid == txid).expect("entry");
         (consort_ledger::LedgerEntry::private_aad(&e.claims_digest, &e.public), e.private.clone())
@@ -350,7 +351,7 @@ async fn the_previous_state_is_read_to_the_last_signature_with_or_without_a_snap
         assert_eq!(p.state.get("public:records", b"k59").map(|v| v.to_vec()), Some(b"public 59".to_vec()));
         assert!(p.state.get("records", b"k1").is_none(), "no private map before the secrets are given");
     }
-    assert_eq!(from_snapshot.tree.root_at(from_snapshot.tree.len()), from_genesis.tree.root_at(from_genesis.tree.len()));
+    assert_eq!(from_snapshot.tree.root(), from_genesis.tree.root());
     for p in [&from_snapshot, &from_genesis] {
         let private = p.files.private_state(&[(0, secret.clone())]).expect("private maps");
         let records = &private["records"];

@@ -26,6 +26,8 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use consort_kv::TxId;
+
 use crate::entry::{EntryError, LedgerEntry};
 
 const FRAME_HEADER_BYTES: u64 = 4 + 32;
@@ -250,6 +252,73 @@ struct Loc {
     offset: u64,
 }
 
+/// How many closed chunks' record offsets stay in memory for reads (each is found again by
+/// reading the chunk's frame headers when needed).
+const CLOSED_INDEXES_KEPT: usize = 8;
+
+/// What [`LedgerFiles::open_from`] found at the end of the ledger.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Opened {
+    /// The last entry's id.
+    pub last: Option<TxId>,
+    /// The last sync point's id (signature, view start or membership entry).
+    pub last_sync_point: Option<TxId>,
+}
+
+/// The offsets of every record in the chunk file at `path`, from its frame headers only.
+fn record_offsets(path: &Path) -> Result<Vec<u64>, LedgerFilesError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let len = file.metadata().map_err(io_err(path))?.len();
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);
+    let mut offsets = Vec::new();
+    let mut at = 0u64;
+    let mut header = [0u8; FRAME_HEADER_BYTES as usize];
+    while at + FRAME_HEADER_BYTES <= len {
+        reader.read_exact(&mut header).map_err(io_err(path))?;
+        let body = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+        if header.iter().all(|b| *b == 0) {
+            break;
+        }
+        offsets.push(at);
+        reader.seek_relative(i64::from(body)).map_err(io_err(path))?;
+        at += FRAME_HEADER_BYTES + u64::from(body);
+    }
+    Ok(offsets)
+}
+
+type ClosedOffsets = std::collections::VecDeque<(u64, std::sync::Arc<Vec<u64>>)>;
+
+/// Keeps a closed chunk's offsets as the most recent, forgetting the oldest beyond the bound.
+fn remember(cache: &mut ClosedOffsets, first: u64, offsets: std::sync::Arc<Vec<u64>>) {
+    cache.push_back((first, offsets));
+    while cache.len() > CLOSED_INDEXES_KEPT {
+        cache.pop_front();
+    }
+}
+
+/// Writes zeros to bytes `from..to` of `file` from one static buffer: a reservation (up to
+/// 4 MiB) allocates nothing, so it never leaves the allocator holding megabytes it touched.
+fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64);
+        file.write_all_at(&ZEROS[..n as usize], at)?;
+        at += n;
+    }
+    Ok(())
+}
+
+/// Every intact entry of the ledger in `dir`, in order, without changing any file (tests and
+/// tools; a node reads entries one at a time with [`LedgerFiles::read`]).
+pub fn read_entries(dir: &Path) -> Result<Vec<LedgerEntry>, LedgerFilesError> {
+    let mut out = Vec::new();
+    for name in list_chunks(dir)? {
+        out.extend(read_chunk(&dir.join(name.file_name()))?.0.into_iter().map(|r| r.entry));
+    }
+    Ok(out)
+}
+
 /// The ledger directory of a running node.
 #[derive(Debug)]
 pub struct LedgerFiles {
@@ -258,8 +327,14 @@ pub struct LedgerFiles {
     chunks: Vec<Chunk>,
     /// The first seqno in these files: 0, or one after the snapshot the node started from.
     first: u64,
-    /// `index[s - first]` locates seqno `s`.
-    index: Vec<Loc>,
+    /// One past the last seqno.
+    next: u64,
+    /// The offsets of the open chunk's records (the last chunk, while it has no last seqno).
+    /// Other chunks' offsets are read from their frame headers when needed, and the newest
+    /// few kept: memory does not grow with the ledger.
+    open_offsets: Vec<u64>,
+    /// Record offsets of recently read closed chunks, by first seqno, most recent last.
+    closed_offsets: std::sync::Mutex<ClosedOffsets>,
     /// The open chunk's file, and its length: its records and the zeros reserved after them.
     writer: Option<(File, u64)>,
     durability: Durability,
@@ -279,20 +354,21 @@ impl LedgerFiles {
     /// Opens (or creates) the ledger in `dir`, cutting off a torn write at the tail of the open
     /// chunk. Any other damage is an error: the node must not run on a corrupt ledger.
     /// Appends are synced as [`Durability::EveryAppend`] says.
-    pub fn open(dir: &Path, chunk_bytes_target: u64) -> Result<(LedgerFiles, Vec<LedgerEntry>), LedgerFilesError> {
-        Self::open_from(dir, chunk_bytes_target, 0, Durability::EveryAppend)
+    pub fn open(dir: &Path, chunk_bytes_target: u64) -> Result<LedgerFiles, LedgerFilesError> {
+        Ok(Self::open_from(dir, chunk_bytes_target, 0, Durability::EveryAppend)?.0)
     }
 
     /// As [`LedgerFiles::open`]; an empty ledger starts at seqno `first_if_empty` (one after
     /// the snapshot a joining node starts from). A ledger with files starts where its first
     /// file does. `durability` says when [`LedgerFiles::settle`] syncs, and so which damage at
-    /// the tail can be writes a crash left unfinished.
+    /// the tail can be writes a crash left unfinished. Every chunk is read and checked, one at a
+    /// time: what stays in memory is the open chunk's record offsets.
     pub fn open_from(
         dir: &Path,
         chunk_bytes_target: u64,
         first_if_empty: u64,
         durability: Durability,
-    ) -> Result<(LedgerFiles, Vec<LedgerEntry>), LedgerFilesError> {
+    ) -> Result<(LedgerFiles, Opened), LedgerFilesError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let names = list_chunks(dir)?;
         let first = names.first().map_or(first_if_empty, |c| c.first);
@@ -301,7 +377,9 @@ impl LedgerFiles {
             chunk_bytes_target,
             chunks: Vec::new(),
             first,
-            index: Vec::new(),
+            next: first,
+            open_offsets: Vec::new(),
+            closed_offsets: Default::default(),
             writer: None,
             durability,
             unsynced: false,
@@ -310,7 +388,7 @@ impl LedgerFiles {
             close_requested: false,
             committed_end: first,
         };
-        let mut entries = Vec::new();
+        let mut opened = Opened::default();
         let count = names.len();
         for (i, name) in names.into_iter().enumerate() {
             let path = dir.join(name.file_name());
@@ -341,15 +419,21 @@ impl LedgerFiles {
                         reason: format!("expected seqno {expected}, found {}", r.entry.txid.seqno),
                     });
                 }
-                files.index.push(Loc { chunk: files.chunks.len(), offset: r.offset });
-                entries.push(r.entry);
+                if is_tail {
+                    files.open_offsets.push(r.offset);
+                }
+                files.next += 1;
+                opened.last = Some(r.entry.txid);
+                if r.entry.kind.is_sync_point() {
+                    opened.last_sync_point = Some(r.entry.txid);
+                }
             }
             if name.committed {
                 files.committed_end = files.committed_end.max(name.last.map_or(0, |l| l + 1));
             }
             files.chunks.push(Chunk { name, bytes });
         }
-        Ok((files, entries))
+        Ok((files, opened))
     }
 
     pub fn dir(&self) -> &Path {
@@ -358,7 +442,7 @@ impl LedgerFiles {
 
     /// The next seqno (the number of entries, for a ledger that starts at 0).
     pub fn len(&self) -> u64 {
-        self.first + self.index.len() as u64
+        self.next
     }
 
     /// The first seqno in these files (see [`LedgerFiles::open_from`]).
@@ -367,7 +451,42 @@ impl LedgerFiles {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.next == self.first
+    }
+
+    /// Where the record of `seqno` is.
+    fn locate(&self, seqno: u64) -> Result<Loc, LedgerFilesError> {
+        if seqno < self.first || seqno >= self.next {
+            return Err(LedgerFilesError::Missing(seqno));
+        }
+        let chunk = self.chunks.partition_point(|c| c.name.first <= seqno) - 1;
+        let i = (seqno - self.chunks[chunk].name.first) as usize;
+        let offset = if self.chunks[chunk].name.last.is_none() {
+            self.open_offsets.get(i).copied()
+        } else {
+            self.closed_chunk_offsets(chunk)?.get(i).copied()
+        };
+        let offset = offset.ok_or_else(|| LedgerFilesError::Corrupt {
+            file: self.chunks[chunk].name.file_name(),
+            offset: self.chunks[chunk].bytes,
+            seqno,
+            reason: "the chunk holds fewer records than its name says".into(),
+        })?;
+        Ok(Loc { chunk, offset })
+    }
+
+    /// The record offsets of closed chunk `chunk`, from the cache or its frame headers.
+    fn closed_chunk_offsets(&self, chunk: usize) -> Result<std::sync::Arc<Vec<u64>>, LedgerFilesError> {
+        let first = self.chunks[chunk].name.first;
+        let mut cache = self.closed_offsets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(at) = cache.iter().position(|(f, _)| *f == first) {
+            let hit = cache.remove(at).expect("found above");
+            cache.push_back(hit.clone());
+            return Ok(hit.1);
+        }
+        let offsets = std::sync::Arc::new(record_offsets(&self.path_of(chunk))?);
+        remember(&mut cache, first, offsets.clone());
+        Ok(offsets)
     }
 
     fn path_of(&self, chunk: usize) -> PathBuf {
@@ -382,6 +501,7 @@ impl LedgerFiles {
         }
         let first = self.len();
         self.chunks.push(Chunk { name: ChunkName { first, last: None, committed: false }, bytes: 0 });
+        self.open_offsets.clear();
         self.writer = None;
         Ok(self.chunks.len() - 1)
     }
@@ -412,13 +532,14 @@ impl LedgerFiles {
         let (w, reserved) = self.writer.as_mut().expect("writer opened above");
         if end > *reserved {
             let len = end.max(*reserved + step);
-            w.write_all_at(&vec![0u8; (len - *reserved) as usize], *reserved).map_err(io_err(&path))?;
+            write_zeros(w, *reserved, len).map_err(io_err(&path))?;
             w.sync_all().map_err(io_err(&path))?;
             *reserved = len;
         }
         w.write_all_at(&framed, offset).map_err(io_err(&path))?;
         self.chunks[chunk].bytes = end;
-        self.index.push(Loc { chunk, offset });
+        self.open_offsets.push(offset);
+        self.next += 1;
         self.unsynced = true;
         self.sync_point_unsynced |= sync_point;
         if entry.kind == crate::EntryKind::Signature && (self.chunks[chunk].bytes >= self.chunk_bytes_target || self.close_requested) {
@@ -443,6 +564,8 @@ impl LedgerFiles {
         self.mark_synced();
         let from = self.path_of(chunk);
         self.chunks[chunk].name.last = Some(self.len() - 1);
+        let offsets = std::mem::take(&mut self.open_offsets);
+        remember(self.closed_offsets.get_mut().unwrap_or_else(|p| p.into_inner()), self.chunks[chunk].name.first, offsets.into());
         let to = self.path_of(chunk);
         fs::rename(&from, &to).map_err(io_err(&to))?;
         self.mark_committed_chunks()
@@ -500,7 +623,7 @@ impl LedgerFiles {
     }
 
     pub fn read(&self, seqno: u64) -> Result<LedgerEntry, LedgerFilesError> {
-        let loc = *seqno.checked_sub(self.first).and_then(|i| self.index.get(i as usize)).ok_or(LedgerFilesError::Missing(seqno))?;
+        let loc = self.locate(seqno)?;
         let path = self.path_of(loc.chunk);
         let mut f = File::open(&path).map_err(io_err(&path))?;
         f.seek(SeekFrom::Start(loc.offset)).map_err(io_err(&path))?;
@@ -528,7 +651,11 @@ impl LedgerFiles {
         if from < self.committed_end {
             return Err(LedgerFilesError::TruncateCommitted(from));
         }
-        let loc = self.index[(from - self.first) as usize];
+        let loc = self.locate(from)?;
+        if self.chunks[loc.chunk].name.last.is_some() {
+            self.open_offsets = self.closed_chunk_offsets(loc.chunk)?.to_vec();
+        }
+        self.closed_offsets.get_mut().unwrap_or_else(|p| p.into_inner()).clear();
         self.writer = None;
         for chunk in self.chunks.drain(loc.chunk + 1..).collect::<Vec<_>>() {
             let path = self.dir.join(chunk.name.file_name());
@@ -545,7 +672,8 @@ impl LedgerFiles {
         f.sync_all().map_err(io_err(&new))?;
         self.mark_synced();
         self.chunks[loc.chunk].bytes = loc.offset;
-        self.index.truncate((from - self.first) as usize);
+        self.open_offsets.truncate((from - self.chunks[loc.chunk].name.first) as usize);
+        self.next = from;
         if loc.offset == 0 {
             fs::remove_file(&new).map_err(io_err(&new))?;
             self.chunks.pop();
@@ -608,8 +736,8 @@ mod tests {
     #[test]
     fn chunks_rotate_commit_reopen_and_truncate() {
         let dir = tempdir("rotate");
-        let (mut files, entries) = LedgerFiles::open(&dir, 300).expect("open");
-        assert!(entries.is_empty());
+        let mut files = LedgerFiles::open(&dir, 300).expect("open");
+        assert!(files.is_empty());
         for s in 0..10 {
             let kind = if s % 4 == 3 { EntryKind::Signature } else { EntryKind::Tx };
             files.append(&entry(s, kind)).expect("append");
@@ -625,8 +753,12 @@ mod tests {
         }
         assert_eq!(files.read(6).expect("read"), entry(6, EntryKind::Tx));
         drop(files);
-        let (mut files, entries) = LedgerFiles::open(&dir, 300).expect("reopen");
-        assert_eq!(entries.len(), 10);
+        let mut files = LedgerFiles::open(&dir, 300).expect("reopen");
+        assert_eq!((files.len(), read_entries(&dir).expect("entries").len()), (10, 10));
+        for s in 0..10 {
+            let kind = if s % 4 == 3 { EntryKind::Signature } else { EntryKind::Tx };
+            assert_eq!(files.read(s).expect("read from a closed or the open chunk"), entry(s, kind));
+        }
         assert!(files.truncate(7).is_err(), "committed entries stay");
         files.truncate(9).expect("truncate");
         files.append(&entry(9, EntryKind::Tx)).expect("append after truncate");
@@ -634,10 +766,45 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
     }
 
+    /// More closed chunks than their offsets stay in memory: every entry reads back in any
+    /// order, and cutting into a closed chunk that is not committed reopens it.
+    #[test]
+    fn entries_read_back_from_any_chunk_and_a_cut_reopens_a_closed_chunk() {
+        let dir = tempdir("many-chunks");
+        let mut files = LedgerFiles::open(&dir, 300).expect("open");
+        let kind = |s: u64| if s % 3 == 2 { EntryKind::Signature } else { EntryKind::Tx };
+        let n = 3 * (CLOSED_INDEXES_KEPT as u64 + 6);
+        for s in 0..n {
+            files.append(&entry(s, kind(s))).expect("append");
+        }
+        files.sync().expect("sync");
+        files.commit(n / 2).expect("commit");
+        assert!(list_chunks(&dir).expect("list").len() > CLOSED_INDEXES_KEPT + 2);
+        for s in (0..n).rev().chain(0..n).chain((0..n).step_by(7)) {
+            assert_eq!(files.read(s).expect("read"), entry(s, kind(s)), "seqno {s}");
+        }
+        assert!(files.closed_offsets.lock().expect("lock").len() <= CLOSED_INDEXES_KEPT);
+        // Entry n-5 is in a closed chunk above the committed mark: cut there, the chunk reopens.
+        let cut = n - 5;
+        files.truncate(cut).expect("truncate");
+        assert_eq!(files.len(), cut);
+        for s in cut..n + 2 {
+            files.append(&entry(s, kind(s))).expect("append after the cut");
+        }
+        for s in 0..n + 2 {
+            assert_eq!(files.read(s).expect("read"), entry(s, kind(s)), "seqno {s} after the cut");
+        }
+        drop(files);
+        let files = LedgerFiles::open(&dir, 300).expect("reopen");
+        assert_eq!(files.len(), n + 2);
+        assert_eq!(read_entries(&dir).expect("entries"), (0..n + 2).map(|s| entry(s, kind(s))).collect::<Vec<_>>());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_requested_chunk_closes_at_the_next_signature_whatever_its_size() {
         let dir = tempdir("chunk-request");
-        let (mut files, _) = LedgerFiles::open(&dir, 1 << 20).expect("open");
+        let mut files = LedgerFiles::open(&dir, 1 << 20).expect("open");
         let kind = |s: u64| if s % 3 == 2 { EntryKind::Signature } else { EntryKind::Tx };
         for s in 0..4 {
             files.append(&entry(s, kind(s))).expect("append");
@@ -653,7 +820,7 @@ mod tests {
     #[test]
     fn torn_tail_is_cut_and_damage_elsewhere_is_an_error() {
         let dir = tempdir("torn");
-        let (mut files, _) = LedgerFiles::open(&dir, 250).expect("open");
+        let mut files = LedgerFiles::open(&dir, 250).expect("open");
         for s in 0..5 {
             let kind = if s == 1 { EntryKind::Signature } else { EntryKind::Tx };
             files.append(&entry(s, kind)).expect("append");
@@ -669,13 +836,12 @@ mod tests {
         let f = OpenOptions::new().write(true).open(&open_chunk).expect("open");
         f.write_all_at(&[0u8; 10], end - 10).expect("tear");
         drop(f);
-        let (files, entries) = LedgerFiles::open(&dir, 250).expect("torn tail tolerated");
-        assert_eq!(entries.len(), 4);
+        let files = LedgerFiles::open(&dir, 250).expect("torn tail tolerated");
         assert_eq!(files.len(), 4);
         drop(files);
         // Cut at the torn record; the next append reserves space again and reads back.
         assert_eq!(fs::metadata(&open_chunk).expect("meta").len(), records[records.len() - 1].offset);
-        let (mut files, _) = LedgerFiles::open(&dir, 250).expect("reopen");
+        let mut files = LedgerFiles::open(&dir, 250).expect("reopen");
         files.append(&entry(4, EntryKind::Tx)).expect("append after the cut");
         files.sync().expect("sync");
         assert_eq!(files.read(4).expect("read"), entry(4, EntryKind::Tx));
@@ -692,7 +858,7 @@ mod tests {
     #[test]
     fn a_clean_close_leaves_only_records_and_bytes_after_them_are_named() {
         let dir = tempdir("clean-tail");
-        let (mut files, _) = LedgerFiles::open(&dir, 1 << 20).expect("open");
+        let mut files = LedgerFiles::open(&dir, 1 << 20).expect("open");
         for s in 0..3 {
             files.append(&entry(s, EntryKind::Tx)).expect("append");
         }
@@ -721,8 +887,8 @@ mod tests {
         assert_eq!((records.len(), offset), (4, end + 1000), "{reason}");
         assert!(reason.contains("non-zero byte after the last record"), "{reason}");
         // At the tail it can be a write a crash tore: a restart cuts it at the last record.
-        let (mut files, entries) = LedgerFiles::open(&dir, 1 << 20).expect("open cuts the tail");
-        assert_eq!(entries.len(), 4);
+        let mut files = LedgerFiles::open(&dir, 1 << 20).expect("open cuts the tail");
+        assert_eq!(files.len(), 4);
         assert_eq!(fs::metadata(&open_chunk).expect("meta").len(), end);
         files.append(&entry(4, EntryKind::Tx)).expect("append after the cut");
         files.close_tail().expect("close");
@@ -735,7 +901,7 @@ mod tests {
     fn damage_with_intact_records_after_it_is_never_cut_as_a_torn_write() {
         for (what, flip) in [("length prefix", 0usize), ("digest", 10), ("body", 50)] {
             let dir = tempdir("mid-damage");
-            let (mut files, _) = LedgerFiles::open(&dir, 1 << 20).expect("open");
+            let mut files = LedgerFiles::open(&dir, 1 << 20).expect("open");
             for s in 0..4 {
                 files.append(&entry(s, EntryKind::Tx)).expect("append");
             }
@@ -798,8 +964,9 @@ mod tests {
         let err = LedgerFiles::open(&dir, 1 << 20).expect_err("every-append ledgers never have holes");
         assert!(err.to_string().contains("intact records after it"), "{err}");
         assert_eq!(fs::read(dir.join("ledger_0")).expect("read"), bytes, "nothing was cut");
-        let (mut files, entries) = LedgerFiles::open_from(&dir, 1 << 20, 0, Durability::SyncPoints).expect("cut after the last sync point");
-        assert_eq!(entries.len(), 2, "the signature and what it covers stay");
+        let (mut files, opened) = LedgerFiles::open_from(&dir, 1 << 20, 0, Durability::SyncPoints).expect("cut after the last sync point");
+        assert_eq!(files.len(), 2, "the signature and what it covers stay");
+        assert_eq!((opened.last, opened.last_sync_point), (Some(TxId::new(1, 1)), Some(TxId::new(1, 1))));
         files.append(&entry(2, Tx)).expect("append after the cut");
         files.sync().expect("sync");
         assert_eq!(files.read(2).expect("read"), entry(2, Tx));
@@ -827,9 +994,9 @@ mod tests {
         assert_eq!(files.read(41).expect("read"), entry(41, EntryKind::Tx));
         assert!(files.truncate(39).is_err(), "nothing before the start can be cut");
         drop(files);
-        let (mut files, entries) =
+        let (mut files, opened) =
             LedgerFiles::open_from(&dir, 300, 0, Durability::EveryAppend).expect("reopen: its files say where it starts");
-        assert_eq!((files.first(), files.len(), entries.len()), (40, 46, 6));
+        assert_eq!((files.first(), files.len(), opened.last), (40, 46, Some(TxId::new(1, 45))));
         files.truncate(44).expect("truncate");
         files.append(&entry(44, EntryKind::Tx)).expect("append after truncate");
         assert_eq!(list_chunks(&dir).expect("list")[0].first, 40);

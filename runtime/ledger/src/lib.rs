@@ -9,12 +9,13 @@ pub mod files;
 pub mod merkle;
 pub mod receipt;
 pub mod signature;
+pub mod spill;
 pub mod verify;
 
 pub use entry::{EntryError, EntryKind, LedgerEntry, ZERO_DIGEST};
 pub use evidence::CommitSecret;
 pub use files::{Durability, LedgerFiles, LedgerFilesError};
-pub use merkle::{MerkleTree, ProofStep};
+pub use merkle::{Keep, MerkleTree, ProofStep, TreeError};
 pub use receipt::{Receipt, ReceiptError};
 pub use signature::SignatureRecord;
 

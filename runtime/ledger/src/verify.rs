@@ -10,7 +10,22 @@ use std::path::Path;
 use consort_kv::{WriteSet, SINGLETON_KEY};
 
 use crate::files::{list_chunks, read_chunk};
-use crate::{EntryKind, MerkleTree, SignatureRecord};
+use crate::{EntryKind, Keep, MerkleTree, SignatureRecord};
+
+/// How many of the newest leaves a replay of the ledger keeps the tree of: a signature signs the
+/// root of a prefix that ends at most this far before it (only the entries appended while the
+/// primary signed lie between them), and memory stays bounded however long the ledger is.
+pub const REPLAY_TREE_LEAVES: usize = 1 << 18;
+
+/// The tree a replay of the ledger extends: from the frontier of a snapshot's first `n` leaves,
+/// or empty; it keeps the nodes over its newest [`REPLAY_TREE_LEAVES`] leaves only.
+pub fn replay_tree(start: Option<(u64, &[crate::Digest])>) -> Result<MerkleTree, crate::TreeError> {
+    let keep = Keep::Recent { leaves: REPLAY_TREE_LEAVES, dir: None };
+    match start {
+        Some((n, frontier)) => MerkleTree::from_frontier(n, frontier, keep),
+        None => MerkleTree::new(keep),
+    }
+}
 
 /// What a successful verification saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,8 +72,9 @@ pub struct VerifyStart {
     /// The seqno of the snapshot's signature entry; the ledger starts one after it.
     pub snapshot_seqno: u64,
     pub view: u64,
-    /// The Merkle tree of entries `0..=snapshot_seqno`, as its frontier.
-    pub tree: MerkleTree,
+    /// The Merkle tree of entries `0..=snapshot_seqno`, as its frontier
+    /// ([`MerkleTree::frontier`]).
+    pub frontier: Vec<crate::Digest>,
     /// The service certificate as the snapshot's state names it (DER).
     pub service_cert_der: Option<Vec<u8>>,
 }
@@ -84,13 +100,14 @@ pub fn verify_dir_from(
     if chunks.is_empty() {
         return Err(fail(&dir.display().to_string(), 0, "no ledger chunk files (ledger_*) in this directory".into()));
     }
-    let (mut tree, first, mut last_view, mut last_signed) = match start {
+    let (tree, first, mut last_view, mut last_signed) = match start {
         Some(s) => {
             service_cert = service_cert.or(s.service_cert_der);
-            (s.tree, s.snapshot_seqno + 1, s.view, Some(s.snapshot_seqno))
+            (replay_tree(Some((s.snapshot_seqno + 1, &s.frontier))), s.snapshot_seqno + 1, s.view, Some(s.snapshot_seqno))
         }
-        None => (MerkleTree::default(), 0, 0, None),
+        None => (replay_tree(None), 0, 0, None),
     };
+    let mut tree = tree.map_err(|e| fail("the snapshot", first, e.to_string()))?;
     let mut report =
         VerifyReport { chunks: chunks.len(), entries: first, signatures: 0, last_signed_seqno: None, unsigned_entries: 0, torn_tail: None };
     let mut last_non_signature: Option<u64> = None;
@@ -129,8 +146,8 @@ pub fn verify_dir_from(
                     if sig.seqno >= seqno {
                         return Err(fail(&file, seqno, format!("signature claims to cover seqno {} at or after itself", sig.seqno)));
                     }
-                    let expected = tree.root_at(sig.seqno + 1).map(hex::encode);
-                    if expected.as_deref() != Some(sig.root.as_str()) {
+                    let expected = tree.root_at(sig.seqno + 1).map(hex::encode).map_err(|e| fail(&file, seqno, e.to_string()))?;
+                    if expected != sig.root {
                         return Err(fail(
                             &file,
                             seqno,
@@ -147,7 +164,7 @@ pub fn verify_dir_from(
                 }
                 EntryKind::Blank | EntryKind::Membership => last_non_signature = Some(seqno),
             }
-            tree.append(e.leaf());
+            tree.append(e.leaf()).map_err(|err| fail(&file, seqno, err.to_string()))?;
             report.entries = seqno + 1;
         }
         if let Some((offset, reason)) = damage {

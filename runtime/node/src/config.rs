@@ -51,14 +51,15 @@ impl Default for NodeConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryConfig {
-    /// Recent transactions whose receipt facts (two digests, 64 bytes each) stay in memory;
-    /// a receipt for an older one reads them back from the ledger files.
+    /// Recent transactions whose receipt facts (two digests, 64 bytes) and Merkle tree nodes
+    /// (about 64 bytes) stay in memory; a receipt for an older one reads them back from the
+    /// ledger files and the node's `ledger-index` directory.
     pub recent_entries: usize,
 }
 
 impl Default for MemoryConfig {
     fn default() -> Self {
-        MemoryConfig { recent_entries: consort_consensus::RECENT_ENTRY_FACTS }
+        MemoryConfig { recent_entries: consort_consensus::RECENT_ENTRIES }
     }
 }
 

@@ -551,7 +551,7 @@ async fn run(node: &Node, tx: &mut Tx, js: &GovJs<'_>, req: &SignedRequest, op: 
         Write::Ballot { proposal_id, member_id } => consort_gov::submit_ballot(tx, js, req, proposal_id, member_id).await.map(Some),
         Write::Withdraw { proposal_id } => consort_gov::withdraw_proposal(tx, req, proposal_id),
         Write::Update { member_id } => {
-            let root = node.consensus.ledger().signatures.last().map(|(_, s)| s.root.clone());
+            let root = node.consensus.ledger().last_signature().map(|s| s.root.clone());
             consort_gov::update_state_digest(tx, req, member_id, root).map(Some)
         }
         Write::Ack { member_id } => consort_gov::ack_state_digest(tx, req, member_id).map(|()| None),

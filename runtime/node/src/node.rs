@@ -118,6 +118,7 @@ impl Node {
         let consensus = Consensus::start(ConsensusConfig {
             ledger_dir: config.ledger_dir(),
             raft_dir: config.directory.join("raft"),
+            ledger_index_dir: config.directory.join("ledger-index"),
             ledger_chunk_bytes: config.ledger.chunk_bytes,
             ledger_durability: config.ledger.sync,
             node_id: identity.node_id.clone(),
@@ -129,7 +130,7 @@ impl Node {
             service_cert_pem: identity.service_cert_pem.clone(),
             join: joining,
             recover: recovery.files.is_some(),
-            recent_entry_facts: config.memory.recent_entries,
+            recent_entries: config.memory.recent_entries,
             signature_tx_count: config.ledger_signatures.tx_count,
             signature_delay_ms: config.ledger_signatures.delay_ms,
             election_timeout_ms: config.consensus.election_timeout_ms,

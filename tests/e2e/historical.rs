@@ -90,3 +90,49 @@ async fn historical_endpoints_and_ranges_read_committed_writes() {
     drop(s);
     let _ = std::fs::remove_dir_all(&ws);
 }
+
+/// The historical cache holds at most `memory.historical_cache_bytes` of loaded states: a state
+/// beyond it is refused with 503 naming the setting, and `/node/metrics` shows what it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_historical_cache_stays_within_its_configured_bytes() {
+    let ws = temp_workspace("historical-bytes");
+    let app = json!({"name": "set_js_app", "args": {"bundle": {
+        "metadata": {"endpoints": {
+            "/put": {"post": {"js_module": "m.js", "js_function": "put", "authn_policies": [], "mode": "readwrite"}},
+            "/at": {"get": {"js_module": "m.js", "js_function": "at", "authn_policies": [], "mode": "historical"}},
+        }},
+        "modules": [{"name": "m.js", "module": "
+            export function put(r) { ccf.kv['records'].set(ccf.strToBuf('k'), ccf.strToBuf(r.body.text())); return { body: 'ok' }; }
+            export function at(r) { return { body: ccf.bufToStr(ccf.historicalState.kv['records'].get(ccf.strToBuf('k'))) }; }"}],
+    }}});
+    // Room for about one state: a receipt alone (with the node's certificate) is over 1 KB.
+    let (s, _) = consort_tests::open_node(&ws, json!({"memory": {"historical_cache_bytes": 3000}}), vec![app]).await;
+    let c = s.client(None);
+    let mut txids = Vec::new();
+    for text in ["first", "second"] {
+        let r = c.post(s.url("/app/put")).body(text).send().await.expect("post");
+        assert_eq!(r.status(), StatusCode::OK);
+        txids.push(r.headers()["x-ms-ccf-transaction-id"].to_str().expect("txid").to_owned());
+    }
+    s.wait_committed(&c, &txids[1]).await;
+    let at = |txid: &str| {
+        let (c, url, txid) = (c.clone(), s.url("/app/at"), txid.to_owned());
+        move || c.get(&url).header("x-ms-ccf-transaction-id", &txid)
+    };
+    let (status, _, _) = until_loaded(at(&txids[0])).await;
+    assert_eq!(status, StatusCode::OK);
+    let metric = |text: &str| -> u64 {
+        text.lines().find_map(|l| l.strip_prefix("consort_historical_cache_bytes ")).and_then(|v| v.parse().ok()).expect("the gauge")
+    };
+    let scrape = c.get(s.url("/node/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let held = metric(&scrape);
+    assert!(held > 1000 && held <= 3000, "{held} bytes held");
+    // The second state does not fit while the first is held (endpoint states are kept 60 s).
+    let (status, body, _) = until_loaded(at(&txids[1])).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("memory.historical_cache_bytes"), "{body}");
+    let scrape = c.get(s.url("/node/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert_eq!(metric(&scrape), held, "the refused state was not kept");
+    let _ = std::fs::remove_dir_all(&ws);
+}

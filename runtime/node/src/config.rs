@@ -55,11 +55,15 @@ pub struct MemoryConfig {
     /// (about 64 bytes) stay in memory; a receipt for an older one reads them back from the
     /// ledger files and the node's `ledger-index` directory.
     pub recent_entries: usize,
+    /// The most bytes of transactions the historical-query cache holds at once (CCF's
+    /// `historical_cache_soft_limit`, 512 MB by default); past it, loads are refused with 503
+    /// until states are dropped or expire.
+    pub historical_cache_bytes: u64,
 }
 
 impl Default for MemoryConfig {
     fn default() -> Self {
-        MemoryConfig { recent_entries: consort_consensus::RECENT_ENTRIES }
+        MemoryConfig { recent_entries: consort_consensus::RECENT_ENTRIES, historical_cache_bytes: 512 * 1024 * 1024 }
     }
 }
 

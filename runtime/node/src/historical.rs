@@ -29,8 +29,32 @@ pub enum Handle {
 
 enum Slot {
     Loading,
-    Ready(Arc<HistoricalState>),
+    /// A loaded state and the bytes it is counted as.
+    Ready(Arc<HistoricalState>, usize),
     Failed(String),
+}
+
+impl Slot {
+    fn bytes(&self) -> usize {
+        match self {
+            Slot::Ready(_, bytes) => *bytes,
+            _ => 0,
+        }
+    }
+}
+
+/// What a loaded state is counted as against `memory.historical_cache_bytes`: its keys, values,
+/// map names and receipt, and a fixed overhead per write and per state.
+fn size_of(state: &HistoricalState) -> usize {
+    const OVERHEAD: usize = 64;
+    let writes: usize = state
+        .maps
+        .iter()
+        .map(|m| {
+            m.name.len() + OVERHEAD + m.writes.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()) + OVERHEAD).sum::<usize>()
+        })
+        .sum();
+    state.receipt.len() + writes + OVERHEAD
 }
 
 struct Held {
@@ -42,6 +66,24 @@ struct Held {
 struct Inner {
     states: HashMap<u64, Slot>,
     handles: HashMap<Handle, Held>,
+    /// The bytes of the loaded states, at most `bytes_max`.
+    bytes: usize,
+    bytes_max: usize,
+}
+
+impl Inner {
+    /// Forgets the states `keep` rejects.
+    fn retain_states(&mut self, mut keep: impl FnMut(u64) -> bool) {
+        let mut freed = 0;
+        self.states.retain(|s, slot| {
+            let kept = keep(*s);
+            if !kept {
+                freed += slot.bytes();
+            }
+            kept
+        });
+        self.bytes -= freed;
+    }
 }
 
 pub struct Historical {
@@ -51,8 +93,9 @@ pub struct Historical {
 }
 
 impl Historical {
-    pub fn new(consensus: Arc<Consensus>, runtime: tokio::runtime::Handle) -> Historical {
-        Historical { consensus, runtime, inner: Arc::default() }
+    /// A cache whose loaded states hold at most `bytes_max` bytes (`memory.historical_cache_bytes`).
+    pub fn new(consensus: Arc<Consensus>, runtime: tokio::runtime::Handle, bytes_max: usize) -> Historical {
+        Historical { consensus, runtime, inner: Arc::new(Mutex::new(Inner { bytes_max, ..Inner::default() })) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -82,7 +125,7 @@ impl Historical {
         inner.handles.insert(handle, Held { seqnos: from..=to, expires: now + expiry.min(EXPIRY_MAX) });
         // Forget states no live handle needs any more (merged ranges: O((H + S) log H)).
         let wanted = merged(inner.handles.values().map(|h| (*h.seqnos.start(), *h.seqnos.end())));
-        inner.states.retain(|s, _| covered(&wanted, *s));
+        inner.retain_states(|s| covered(&wanted, s));
         let missing = (from..=to).filter(|s| !inner.states.contains_key(s)).count();
         if inner.states.len() + missing > STATES_MAX {
             inner.handles.remove(&handle);
@@ -92,11 +135,12 @@ impl Historical {
         let mut loading = false;
         for seqno in from..=to {
             match inner.states.get(&seqno) {
-                Some(Slot::Ready(s)) => ready.push(s.clone()),
+                Some(Slot::Ready(s, _)) => ready.push(s.clone()),
                 Some(Slot::Loading) => loading = true,
                 Some(Slot::Failed(e)) => {
                     let e = e.clone();
                     inner.states.remove(&seqno);
+                    inner.handles.remove(&handle);
                     return Err(e);
                 }
                 None => {
@@ -109,23 +153,39 @@ impl Historical {
         Ok((!loading).then_some(ready))
     }
 
-    /// Forgets a handle; its states go once no other handle needs them.
+    /// Forgets a handle and the states no other handle needs.
     pub fn drop_handle(&self, handle: Handle) -> bool {
-        self.lock().handles.remove(&handle).is_some()
+        let mut inner = self.lock();
+        let dropped = inner.handles.remove(&handle).is_some();
+        let wanted = merged(inner.handles.values().map(|h| (*h.seqnos.start(), *h.seqnos.end())));
+        inner.retain_states(|s| covered(&wanted, s));
+        dropped
+    }
+
+    /// The bytes of the states loaded now.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
     }
 
     fn load(&self, seqno: u64) {
         let (consensus, inner) = (self.consensus.clone(), self.inner.clone());
         self.runtime.spawn_blocking(move || {
-            let slot = match read(&consensus, seqno) {
-                Ok(state) => Slot::Ready(Arc::new(state)),
+            let loaded = read(&consensus, seqno);
+            let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
+            let (bytes, bytes_max) = (inner.bytes, inner.bytes_max);
+            // Store only if someone still waits for it, and only within the cache's bound.
+            let Some(slot) = inner.states.get_mut(&seqno) else { return };
+            *slot = match loaded {
+                Ok(state) => match size_of(&state) {
+                    size if bytes + size <= bytes_max => Slot::Ready(Arc::new(state), size),
+                    size => Slot::Failed(format!(
+                        "the historical cache is full: it holds {bytes} bytes of states and seqno {seqno} needs {size} more, \
+                         beyond memory.historical_cache_bytes ({bytes_max}); drop cached states or retry later"
+                    )),
+                },
                 Err(e) => Slot::Failed(e),
             };
-            let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
-            // Store only if someone still waits for it.
-            if let Some(s) = inner.states.get_mut(&seqno) {
-                *s = slot;
-            }
+            inner.bytes += slot.bytes();
         });
     }
 }

@@ -27,6 +27,7 @@ pub struct Metrics {
     snapshot_seqno: IntGauge,
     js_workers: IntGauge,
     js_queue_depth: IntGauge,
+    historical_cache_bytes: IntGauge,
     /// The JS pool's totals, each with where the pool's figures have it: counters moved to
     /// those figures at each scrape.
     js_totals: Vec<(IntCounter, PoolTotal)>,
@@ -42,6 +43,8 @@ pub struct Figures {
     /// The newest committed snapshot's seqno (0: none).
     pub snapshot_seqno: u64,
     pub js: consort_js::PoolMetrics,
+    /// Bytes of the states the historical-query cache holds.
+    pub historical_cache_bytes: u64,
 }
 
 fn class(actor: Actor) -> &'static str {
@@ -79,6 +82,10 @@ impl Metrics {
             snapshot_seqno: gauge("snapshot_seqno", "Seqno of the newest committed snapshot this node holds (0: none)")?,
             js_workers: gauge("js_workers", "JS worker processes")?,
             js_queue_depth: gauge("js_queue_depth", "Requests waiting for a JS worker")?,
+            historical_cache_bytes: gauge(
+                "historical_cache_bytes",
+                "Bytes of committed transactions the historical-query cache holds (at most memory.historical_cache_bytes)",
+            )?,
             js_totals: {
                 type Total = (&'static str, &'static str, PoolTotal);
                 let totals: [Total; 8] = [
@@ -112,6 +119,7 @@ impl Metrics {
             &m.snapshot_seqno,
             &m.js_workers,
             &m.js_queue_depth,
+            &m.historical_cache_bytes,
         ] {
             r.register(Box::new(g.clone()))?;
         }
@@ -145,6 +153,7 @@ impl Metrics {
         self.snapshot_seqno.set(to_i64(f.snapshot_seqno));
         self.js_workers.set(to_i64(f.js.workers as u64));
         self.js_queue_depth.set(to_i64(f.js.queue_depth as u64));
+        self.historical_cache_bytes.set(to_i64(f.historical_cache_bytes));
         for (counter, total) in &self.js_totals {
             // The pool counts; the counter follows it (it never goes back).
             counter.inc_by(total(&f.js).saturating_sub(counter.get()));
@@ -168,6 +177,7 @@ mod tests {
             ledger_chunks: 2,
             snapshot_seqno: 0,
             js: consort_js::PoolMetrics { executions, workers: 2, ..Default::default() },
+            historical_cache_bytes: 0,
         }
     }
 

@@ -171,7 +171,11 @@ impl Node {
         // JS runs in worker processes started from this same binary (`consort js-worker`), so a
         // script that crashes Boa takes down only its worker.
         let program = std::env::current_exe().map_err(|e| format!("locating the consort binary for JS workers: {e}"))?;
-        let historical = Arc::new(Historical::new(consensus.clone(), tokio::runtime::Handle::current()));
+        let historical = Arc::new(Historical::new(
+            consensus.clone(),
+            tokio::runtime::Handle::current(),
+            usize::try_from(config.memory.historical_cache_bytes).unwrap_or(usize::MAX),
+        ));
         let service = (identity.service_cert_pem.clone(), identity.service_key.clone());
         let snp_roots = config.js.snp_trusted_roots.iter().map(|r| (r.product.clone(), r.fingerprint.to_ascii_lowercase())).collect();
         let host = Arc::new(ConsensusHost(consensus.clone(), historical.clone(), service, snp_roots));

@@ -388,6 +388,7 @@ fn metric_figures(node: &Node) -> crate::metrics::Figures {
         ledger_chunks: chunks.len() as u64,
         snapshot_seqno,
         js: node.pool.metrics(),
+        historical_cache_bytes: node.historical.bytes() as u64,
     }
 }
 

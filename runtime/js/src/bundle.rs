@@ -112,6 +112,7 @@ impl Bundle {
         }
         for m in wire.modules {
             let name = normalise_module_name(&m.name);
+            crate::nesting::check_source(&format!("module {name:?}"), &m.module).map_err(BundleError::Invalid)?;
             if modules.insert(name.clone(), m.module).is_some() {
                 return Err(BundleError::Invalid(format!("module {name:?} appears twice")));
             }
@@ -284,6 +285,18 @@ mod tests {
             "modules": [{"name": "app.js", "module": "export function get() {}"}]
         });
         Bundle::from_json(json.to_string().as_bytes()).expect("valid")
+    }
+
+    #[test]
+    fn a_module_that_nests_too_deeply_for_the_parser_is_refused() {
+        let with = |module: String| serde_json::json!({"metadata": {"endpoints": {}}, "modules": [{"name": "m.js", "module": module}]});
+        let deep = with(format!("export const x = {}0{};", "[".repeat(5000), "]".repeat(5000)));
+        match Bundle::from_json(deep.to_string().as_bytes()) {
+            Err(BundleError::Invalid(m)) => assert!(m.contains("\"m.js\" nests too deeply"), "{m}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let fine = with(format!("export const x = {}0{};", "[".repeat(50), "]".repeat(50)));
+        assert!(Bundle::from_json(fine.to_string().as_bytes()).is_ok());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod bundle;
 mod crypto;
 mod limits;
+mod nesting;
 mod pool;
 pub mod protocol;
 mod runtime;

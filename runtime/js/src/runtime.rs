@@ -866,12 +866,34 @@ fn evaluate_module(ctx: &mut Context, module: &Module, options: &RuntimeOptions)
 /// with a stack too small to enter the handler.
 const MIN_RECURSION_LIMIT: usize = 16;
 
+/// Boa's default host hooks, except that a string compiled at run time (`eval`, `new Function`)
+/// is refused with a catchable `RangeError` before it is parsed when it would nest deeper than
+/// the parser's stack allows ([`crate::nesting`]): Boa's parser has no stack check of its own.
+struct Hooks;
+
+impl boa_engine::context::HostHooks for Hooks {
+    fn ensure_can_compile_strings(
+        &self,
+        _realm: boa_engine::realm::Realm,
+        parameters: &[boa_engine::JsString],
+        body: &boa_engine::JsString,
+        _direct: bool,
+        _context: &mut Context,
+    ) -> JsResult<()> {
+        for (what, src) in parameters.iter().map(|p| ("a parameter list given to Function", p)).chain([("the compiled string", body)]) {
+            crate::nesting::check_source(what, &src.to_std_string_escaped()).map_err(|e| JsNativeError::range().with_message(e))?;
+        }
+        Ok(())
+    }
+}
+
 fn new_context(bundle: &Bundle, options: &RuntimeOptions, instruction_budget: usize) -> Result<(Context, Rc<BundleLoader>), ScriptError> {
     if options.recursion_limit() < MIN_RECURSION_LIMIT {
         return Err(ScriptError::Limit(Limit::Stack, Limit::Stack.describe(options)));
     }
     let loader = Rc::new(BundleLoader { modules: bundle.modules.clone(), cache: RefCell::new(HashMap::new()) });
     let mut ctx = Context::builder()
+        .host_hooks(Rc::new(Hooks))
         .module_loader(loader.clone())
         .instructions_remaining(instruction_budget)
         .build()

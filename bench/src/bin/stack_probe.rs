@@ -2,11 +2,17 @@
 //! nest (issue 20)? For each shape it finds the deepest nesting that a thread with a known stack
 //! survives, with Boa's own limits out of the way, and prints the stack that one level costs.
 //! A trial that overflows the stack aborts its process, so every trial runs in a child process
-//! (this binary again, `--trial SHAPE DEPTH`).
+//! (this binary again, `--trial SHAPE DEPTH`). For the shapes a script builds as data, it also
+//! measures the heap one level takes (what the JS heap limit counts), and so how many bytes of
+//! stack a byte of heap can make the engine use: the stack a script thread needs for the heap
+//! limit to trip first is that ratio times the heap limit.
 //!
 //! `cargo run --release -p consort-bench --bin stack-probe [SHAPE...]`
 
 use std::process::{Command, ExitCode, Stdio};
+
+#[global_allocator]
+static ALLOC: consort_alloc::CountingAllocator = consort_alloc::CountingAllocator;
 use std::time::{Duration, Instant};
 
 /// The stack of the thread a trial runs on.
@@ -18,6 +24,39 @@ const TRIAL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A shape's name and the script that nests it `d` levels deep.
 type Shape = (&'static str, fn(u64) -> String);
+
+/// For the shapes built as data: the script that builds `d` levels (what the heap holds when
+/// the engine recurses over them).
+fn builds() -> Vec<Shape> {
+    let nested: fn(u64) -> String = |d| format!("let a = []; for (let i = 0; i < {d}; i++) a = [a]; 0");
+    vec![
+        ("json-stringify", nested),
+        ("array-tostring", nested),
+        ("array-join", nested),
+        ("array-flat", nested),
+        ("proxy-chain", |d| format!("let p = {{}}; for (let i = 0; i < {d}; i++) p = new Proxy(p, {{}}); 0")),
+        ("prototype-chain", |d| format!("let o = {{}}; for (let i = 0; i < {d}; i++) o = Object.create(o); 0")),
+        ("bound-instanceof", |d| format!("let f = function () {{}}; for (let i = 0; i < {d}; i++) f = f.bind(null); 0")),
+    ]
+}
+
+/// The heap bytes per level the build script of `shape` leaves live at `depth` levels.
+fn heap_per_level(shape: &str, depth: u64) -> Option<u64> {
+    let (_, build) = builds().into_iter().find(|(n, _)| *n == shape)?;
+    let (base_src, src) = (build(0), build(depth));
+    let run = std::thread::Builder::new().stack_size(STACK_BYTES).spawn(move || {
+        let live = |src: &str| {
+            let mut ctx = boa_engine::Context::builder().instructions_remaining(usize::MAX).build().ok()?;
+            let before = consort_alloc::thread_live_bytes();
+            ctx.eval(boa_engine::Source::from_bytes(src)).ok()?;
+            let after = consort_alloc::thread_live_bytes();
+            drop(ctx);
+            Some(after - before)
+        };
+        Some((live(&src)? - live(&base_src)?).max(0) as u64)
+    });
+    run.ok()?.join().ok().flatten().map(|bytes| bytes / depth.max(1))
+}
 
 /// Every shape. Each script ends by evaluating to a value or throwing; only a native recursion
 /// without a check aborts.
@@ -154,15 +193,28 @@ fn main() -> ExitCode {
         }
     }
     println!("Native stack per nesting level, Boa 0.22, a {} MiB thread, Boa's limits off:", STACK_BYTES >> 20);
-    println!("| shape | deepest that survived | shallowest that aborted | stack per level (bytes) | how the deepest ended |");
-    println!("|---|---:|---:|---:|---|");
+    println!(
+        "| shape | deepest that survived | shallowest that aborted | stack per level (bytes) | heap per level (bytes) | stack per heap byte | how the deepest ended |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---|");
     for (name, _) in shapes() {
         if !args.is_empty() && !args.iter().any(|a| a == name) {
             continue;
         }
         let (ok, bad, ended) = search(name);
-        let per_level = bad.map_or("—".to_owned(), |b| format!("{}", STACK_BYTES as u64 / b.max(1)));
-        println!("| {name} | {ok} | {} | {per_level} | {ended} |", bad.map_or("none".to_owned(), |b| b.to_string()));
+        let stack = bad.map(|b| STACK_BYTES as u64 / b.max(1));
+        let heap = heap_per_level(name, 10_000);
+        let ratio = match (stack, heap) {
+            (Some(s), Some(h)) if h > 0 => format!("{:.1}", s as f64 / h as f64),
+            _ => "—".to_owned(),
+        };
+        let show = |v: Option<u64>| v.map_or("—".to_owned(), |v| v.to_string());
+        println!(
+            "| {name} | {ok} | {} | {} | {} | {ratio} | {ended} |",
+            bad.map_or("none".to_owned(), |b| b.to_string()),
+            show(stack),
+            show(heap)
+        );
     }
     ExitCode::SUCCESS
 }

@@ -403,4 +403,18 @@
     }
     return [JSON.stringify({ status, headers, contentType }), out];
   };
+
+  // Boa 0.22's Array.prototype.join and toLocaleString convert each element natively, and an
+  // element that is an array converts through join again: nested arrays recurse in native code
+  // with no check (2 KiB of stack a level; docs/perf.md). Going through these JS wrappers makes
+  // each level a JS call, which the runtime's stack limit (max_stack_bytes) counts and stops.
+  const nativeJoin = Array.prototype.join;
+  const nativeToLocaleString = Array.prototype.toLocaleString;
+  const wrappers = {
+    join(separator) { return nativeJoin.call(this, separator); },
+    toLocaleString() { return nativeToLocaleString.apply(this, arguments); },
+  };
+  for (const name of ["join", "toLocaleString"]) {
+    Object.defineProperty(Array.prototype, name, { value: wrappers[name], writable: true, enumerable: false, configurable: true });
+  }
 })();

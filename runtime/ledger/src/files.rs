@@ -461,11 +461,8 @@ impl LedgerFiles {
         }
         let chunk = self.chunks.partition_point(|c| c.name.first <= seqno) - 1;
         let i = (seqno - self.chunks[chunk].name.first) as usize;
-        let offset = if self.chunks[chunk].name.last.is_none() {
-            self.open_offsets.get(i).copied()
-        } else {
-            self.closed_chunk_offsets(chunk)?.get(i).copied()
-        };
+        let offset =
+            if self.is_open_chunk(chunk) { self.open_offsets.get(i).copied() } else { self.closed_chunk_offsets(chunk)?.get(i).copied() };
         let offset = offset.ok_or_else(|| LedgerFilesError::Corrupt {
             file: self.chunks[chunk].name.file_name(),
             offset: self.chunks[chunk].bytes,
@@ -473,6 +470,11 @@ impl LedgerFiles {
             reason: "the chunk holds fewer records than its name says".into(),
         })?;
         Ok(Loc { chunk, offset })
+    }
+
+    /// Whether `chunk` is the one appends go to (its offsets are in `open_offsets`).
+    fn is_open_chunk(&self, chunk: usize) -> bool {
+        chunk + 1 == self.chunks.len() && self.chunks[chunk].name.last.is_none()
     }
 
     /// The record offsets of closed chunk `chunk`, from the cache or its frame headers.
@@ -652,7 +654,7 @@ impl LedgerFiles {
             return Err(LedgerFilesError::TruncateCommitted(from));
         }
         let loc = self.locate(from)?;
-        if self.chunks[loc.chunk].name.last.is_some() {
+        if !self.is_open_chunk(loc.chunk) {
             self.open_offsets = self.closed_chunk_offsets(loc.chunk)?.to_vec();
         }
         self.closed_offsets.get_mut().unwrap_or_else(|p| p.into_inner()).clear();

@@ -17,7 +17,7 @@
 //! on serving.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -134,6 +134,14 @@ struct Process {
     turn: Notify,
 }
 
+/// What a job carried that the worker keeps once it takes the job in.
+#[derive(Clone, Copy, Default)]
+struct Carried {
+    bundle: bool,
+    options: bool,
+    whole_state: bool,
+}
+
 #[derive(Default)]
 struct Meta {
     /// The app version and the runtime options the worker has been sent (it keeps both).
@@ -149,6 +157,10 @@ struct Meta {
     in_flight: BTreeMap<u64, Option<Arc<State>>>,
     /// Jobs the worker gave back (no longer in flight), until their request has seen it.
     handed_back: HashSet<u64>,
+    /// The jobs that carried what the worker keeps (the app, the options, a whole copy of the
+    /// state), while in flight: a worker drops what a job it gives back carried, so the node
+    /// must send it again.
+    carried: HashMap<u64, Carried>,
     /// The worker asked to be discarded after the job it is finishing (`FromWorker::Retire`).
     retire: bool,
     /// Gone or unusable: jobs still waiting for their turn go to another worker. `dead_in`:
@@ -430,6 +442,7 @@ impl Drop for Turn<'_> {
         {
             let mut m = lock(&self.process.meta);
             m.in_flight.remove(&self.seq);
+            m.carried.remove(&self.seq);
             m.serving = m.in_flight.range(self.seq + 1..).next().map_or(m.next_seq, |(next, _)| *next);
         }
         self.process.turn.notify_waiters();
@@ -639,6 +652,7 @@ impl Inner {
                 let mut m = lock(&p.meta);
                 if m.handed_back.remove(&seq) || (m.dead && m.dead_in != seq) {
                     m.in_flight.remove(&seq);
+                    m.carried.remove(&seq);
                     return Attempt::NotStarted;
                 }
                 // (A worker that died in this job's turn is read to its end: the job's error.)
@@ -756,6 +770,14 @@ impl Inner {
                 }
                 _ => {}
             }
+            let carried = Carried {
+                bundle: matches!(msg, ToWorker::Job { bundle: Some(_), .. }),
+                options: sends_options,
+                whole_state: whole_of.is_some(),
+            };
+            if carried.bundle || carried.options || carried.whole_state {
+                m.carried.insert(seq, carried);
+            }
             m.in_flight.insert(seq, job.copy.map(|(snapshot, _)| snapshot.clone()));
             seq
         };
@@ -836,6 +858,17 @@ impl Inner {
                         for seq in seqs {
                             m.in_flight.remove(&seq);
                             m.handed_back.insert(seq);
+                            // The worker never took in what the job carried: send it again.
+                            let carried = m.carried.remove(&seq).unwrap_or_default();
+                            if carried.bundle {
+                                m.bundle_id = None;
+                            }
+                            if carried.options {
+                                m.options = None;
+                            }
+                            if carried.whole_state {
+                                m.copy = None;
+                            }
                         }
                     }
                     lock(&self.loads)[slot].long = true;

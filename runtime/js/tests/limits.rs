@@ -72,19 +72,25 @@ const HOSTILE: &[(&str, &str, &str)] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_hostile_script_is_stopped_by_its_limit() {
-    let pool = pool(2);
+    let pool = pool(1);
     let store = Store::default();
-    let cases: Vec<(&str, &str)> = HOSTILE.iter().map(|(n, b, _)| (*n, *b)).collect();
+    let mut cases: Vec<(&str, &str)> = HOSTILE.iter().map(|(n, b, _)| (*n, *b)).collect();
+    cases.push(("ok", "return { body: 'ok' };"));
     let b = bundle(&cases);
+    // The worker is started here; a case the engine stops leaves it running.
+    assert_eq!(call(&pool, &store, &b, "ok").await.0.expect("served").body, b"ok");
     for (name, _, limit) in HOSTILE {
         let for_heap = *limit == "max_heap_bytes";
-        let (response, took) = call_with(&pool, &store, &b, name, options(for_heap)).await;
+        let started = pool.metrics().workers_started;
+        let (response, _) = call_with(&pool, &store, &b, name, options(for_heap)).await;
         match response {
             Err(ScriptError::Limit(_, message)) => assert!(message.contains(limit), "{name}: {message} should name {limit}"),
             other => panic!("{name}: expected the {limit} limit, got {other:?}"),
         }
-        // Not a timing test: only that it stops at all, well within an order of magnitude.
-        assert!(for_heap || took < Duration::from_millis(TIME_MS * 20), "{name} took {took:?}");
+        // Stopped inside the engine, not by the watchdog killing its worker past the hard
+        // deadline (which would start a new one). A heap bomb may leave its worker grown enough
+        // to be replaced between requests, so only the others are held to this.
+        assert!(for_heap || pool.metrics().workers_started == started, "{name} was stopped by killing its worker");
     }
 }
 
@@ -320,6 +326,35 @@ async fn a_worker_gives_back_the_job_queued_behind_a_long_one() {
     let m = pool.metrics();
     assert!(m.jobs_handed_back >= 1 && m.jobs_queued_on_worker >= m.jobs_handed_back, "{m:?}");
     assert_eq!((m.worker_crashes, m.workers_started), (0, 1), "{m:?}");
+}
+
+/// A job given back may carry what the worker keeps: the first job of a new app version
+/// carries the app. The worker drops a job it gives back, app and all, so the pool sends the
+/// app again with the job's next attempt (it used to mark the app as sent, and the job failed
+/// with "the worker was not sent this app").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_given_back_with_a_new_app_is_sent_the_app_again() {
+    let pool = Arc::new(pool(1));
+    let store = Arc::new(Store::default());
+    let long = busy_for(100);
+    let slow = bundle(&[("long", &long)]);
+    for i in 0..20 {
+        let (p, s, bb) = (pool.clone(), store.clone(), slow.clone());
+        let long = tokio::spawn(async move { call(&p, &s, &bb, "long").await.0 });
+        std::thread::sleep(Duration::from_micros(300));
+        // A new version of another app each time: its first job carries it.
+        let body = format!("return {{ body: 'fine {i}' }};");
+        let fresh = bundle(&[("ok", &body)]);
+        let (quick, _) = call(&pool, &store, &fresh, "ok").await;
+        assert_eq!(quick.expect("served").body, format!("fine {i}").as_bytes());
+        assert_eq!(long.await.expect("join").expect("ran").body, b"done");
+        if pool.metrics().jobs_handed_back > 0 {
+            break;
+        }
+    }
+    let m = pool.metrics();
+    assert!(m.jobs_handed_back >= 1, "a job was given back: {m:?}");
+    assert_eq!(m.worker_crashes, 0, "{m:?}");
 }
 
 /// A request queued on a worker that then dies was never run: it runs on the next worker, and

@@ -18,16 +18,23 @@ fn options(for_heap: bool) -> Arc<RuntimeOptions> {
     Arc::new(RuntimeOptions { max_execution_time_ms: time, max_heap_bytes: 32 * 1024 * 1024, ..Default::default() })
 }
 
-fn bundle(cases: &[(&str, &str)]) -> Arc<Bundle> {
-    let module: String = cases.iter().map(|(name, body)| format!("export function {name}(request) {{ {body} }}\n")).collect();
+fn bundle<N: AsRef<str>, B: AsRef<str>>(cases: &[(N, B)]) -> Arc<Bundle> {
+    let module: String =
+        cases.iter().map(|(name, body)| format!("export function {}(request) {{ {} }}\n", name.as_ref(), body.as_ref())).collect();
     let endpoints: serde_json::Map<String, serde_json::Value> = cases
         .iter()
         .map(|(name, _)| {
+            let name = name.as_ref();
             (format!("/{name}"), serde_json::json!({"post": {"js_module": "m.js", "js_function": name, "authn_policies": []}}))
         })
         .collect();
     let json = serde_json::json!({"metadata": {"endpoints": endpoints}, "modules": [{"name": "m.js", "module": module}]});
     Arc::new(Bundle::from_json(json.to_string().as_bytes()).expect("bundle"))
+}
+
+/// Room for scripts that build deep structures: 20 s and 512 MiB.
+fn roomy() -> Arc<RuntimeOptions> {
+    Arc::new(RuntimeOptions { max_execution_time_ms: 20_000, max_heap_bytes: 512 * 1024 * 1024, ..Default::default() })
 }
 
 async fn call(pool: &JsPool, store: &Store, b: &Arc<Bundle>, name: &str) -> (Result<consort_js::JsResponse, ScriptError>, Duration) {
@@ -152,8 +159,7 @@ async fn crashing_the_worker_costs_only_that_request() {
     ];
     let b = bundle(&cases);
     for (name, _) in &cases[..1] {
-        let options = Arc::new(RuntimeOptions { max_execution_time_ms: 20_000, max_heap_bytes: 512 * 1024 * 1024, ..Default::default() });
-        match call_with(&pool, &store, &b, name, options).await.0 {
+        match call_with(&pool, &store, &b, name, roomy()).await.0 {
             Err(ScriptError::Crashed(m)) => assert!(m.contains("crashed its JS worker"), "{name}: {m}"),
             Err(ScriptError::Limit(_, m)) => assert!(m.contains("max_"), "{name}: {m}"),
             other => panic!("{name}: expected a crash or a limit, got {other:?}"),
@@ -177,9 +183,8 @@ async fn nested_arrays_converted_to_strings_stop_at_the_stack_limit() {
         ("locale", format!("{build} return {{ body: a.toLocaleString() }};")),
         ("shallow", "return { body: [[1, [2, 3]], 'x'].join('|') + ' ' + String([[4], [5, [6]]]) };".to_owned()),
     ];
-    let refs: Vec<(&str, &str)> = cases.iter().map(|(n, b)| (*n, b.as_str())).collect();
-    let b = bundle(&refs);
-    let options = Arc::new(RuntimeOptions { max_execution_time_ms: 20_000, max_heap_bytes: 512 * 1024 * 1024, ..Default::default() });
+    let b = bundle(&cases);
+    let options = roomy();
     for (name, _) in &cases[..4] {
         match call_with(&pool, &store, &b, name, options.clone()).await.0 {
             Err(ScriptError::Limit(_, m)) => assert!(m.contains("max_stack_bytes"), "{name}: {m}"),
@@ -220,9 +225,8 @@ async fn sources_that_nest_too_deeply_are_refused_with_a_catchable_error() {
         })
         .collect();
     cases.push(("moderate".into(), "return { body: String(eval('['.repeat(200) + '7' + ']'.repeat(200))) };".into()));
-    let refs: Vec<(&str, &str)> = cases.iter().map(|(n, b)| (n.as_str(), b.as_str())).collect();
-    let b = bundle(&refs);
-    let options = Arc::new(RuntimeOptions { max_execution_time_ms: 20_000, max_heap_bytes: 512 * 1024 * 1024, ..Default::default() });
+    let b = bundle(&cases);
+    let options = roomy();
     for (i, expr) in deep.iter().enumerate() {
         let response = call_with(&pool, &store, &b, &format!("deep{i}"), options.clone()).await.0.expect("answered, no crash");
         let body = String::from_utf8_lossy(&response.body).to_string();
@@ -276,7 +280,7 @@ async fn a_request_queued_behind_a_long_script_is_given_back_and_run_elsewhere()
     let pool = Arc::new(pool(2));
     let store = Arc::new(Store::default());
     let (long, medium) = (busy_for(60_000), busy_for(150));
-    let b = bundle(&[("long", &long), ("medium", &medium), ("ok", "return { body: 'fine' };")]);
+    let b = bundle(&[("long", long.as_str()), ("medium", medium.as_str()), ("ok", "return { body: 'fine' };")]);
     let options = Arc::new(RuntimeOptions { max_execution_time_ms: 120_000, ..Default::default() });
     // Both workers started and warm.
     let (w1, w2) = tokio::join!(call(&pool, &store, &b, "ok"), call(&pool, &store, &b, "ok"));
@@ -310,7 +314,7 @@ async fn a_worker_gives_back_the_job_queued_behind_a_long_one() {
     let pool = Arc::new(pool(1));
     let store = Arc::new(Store::default());
     let long = busy_for(100);
-    let b = bundle(&[("long", &long), ("ok", "return { body: 'fine' };")]);
+    let b = bundle(&[("long", long.as_str()), ("ok", "return { body: 'fine' };")]);
     assert!(call(&pool, &store, &b, "ok").await.0.is_ok());
     for _ in 0..10 {
         let (p, s, bb) = (pool.clone(), store.clone(), b.clone());
@@ -341,6 +345,8 @@ async fn a_job_given_back_with_a_new_app_is_sent_the_app_again() {
     for i in 0..20 {
         let (p, s, bb) = (pool.clone(), store.clone(), slow.clone());
         let long = tokio::spawn(async move { call(&p, &s, &bb, "long").await.0 });
+        // The pool queues a job on a worker only while the job ahead has not yet shown itself
+        // long, a window no signal from the script can mark (as in the test above).
         std::thread::sleep(Duration::from_micros(300));
         // A new version of another app each time: its first job carries it.
         let body = format!("return {{ body: 'fine {i}' }};");

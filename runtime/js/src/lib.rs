@@ -6,6 +6,7 @@
 
 mod bundle;
 mod crypto;
+mod json;
 mod limits;
 mod nesting;
 mod pool;

@@ -417,4 +417,121 @@
   for (const name of ["join", "toLocaleString"]) {
     Object.defineProperty(Array.prototype, name, { value: wrappers[name], writable: true, enumerable: false, configurable: true });
   }
+
+  // The other built-ins Boa 0.22 runs by native recursion as deep as the script's data goes
+  // (docs/perf.md, "Native stack per nesting level"), replaced by JS that recurses through
+  // calls the stack limit counts, or not at all. JSON.stringify is replaced natively
+  // (runtime/js/src/json.rs). What they call is taken now, before any app code can change it.
+  const { apply, defineProperty: define, deleteProperty, construct } = Reflect;
+  const isArray = Array.isArray;
+  const keysOf = Object.keys;
+  const builtin = (holder, name, f) => Object.defineProperty(holder, name, { value: f, writable: true, enumerable: false, configurable: true });
+  const toIntegerOrInfinity = (v) => { const n = +v; return n !== n || n === 0 ? 0 : Number.isFinite(n) ? Math.trunc(n) : n; };
+  const toLength = (v) => { const n = toIntegerOrInfinity(v); return n <= 0 ? 0 : Math.min(n, Number.MAX_SAFE_INTEGER); };
+  const createDataProperty = (o, k, value) => {
+    if (!define(o, k, { value, writable: true, enumerable: true, configurable: true })) throw new TypeError(`cannot define property ${String(k)}`);
+  };
+
+  // JSON.parse with a reviver: Boa walks the result natively, and a reviver can give a key not
+  // yet visited a value nested without end. The text itself nests at most 128 levels (serde_json
+  // checks it first), so the native walk over the untouched result, which only records each
+  // value's context (the source text of primitives), is bounded; the walk that calls the
+  // reviver is this JS one.
+  const nativeParse = JSON.parse;
+  builtin(JSON, "parse", ({ parse(text, reviver) {
+    if (typeof reviver !== "function") return nativeParse(text);
+    const recorded = new Map();
+    let top;
+    const result = nativeParse(text, function (key, value, context) {
+      let own = recorded.get(this);
+      if (own === undefined) recorded.set(this, own = new Map());
+      own.set(key, top = [value, context]);
+      return value;
+    });
+    const walk = (holder, name, record) => {
+      const value = holder[name];
+      if (typeof value === "object" && value !== null) {
+        const own = recorded.get(value);
+        const visit = (key) => {
+          const revived = walk(value, key, own === undefined ? undefined : own.get(key));
+          if (revived === undefined) deleteProperty(value, key); else define(value, key, { value: revived, writable: true, enumerable: true, configurable: true });
+        };
+        if (isArray(value)) {
+          const len = toLength(value.length);
+          for (let i = 0; i < len; i++) visit(String(i));
+        } else {
+          for (const key of keysOf(value)) visit(key);
+        }
+      }
+      const context = record !== undefined && Object.is(record[0], value) ? record[1] : {};
+      return apply(reviver, holder, [name, value, context]);
+    };
+    return walk({ "": result }, "", top);
+  } }).parse);
+
+  // Array.prototype.flat: FlattenIntoArray with a stack of its own instead of recursion.
+  const species = Symbol.species;
+  builtin(Array.prototype, "flat", ({ flat(...args) {
+    if (this === undefined || this === null) throw new TypeError("Array.prototype.flat called on null or undefined");
+    const source = Object(this);
+    const length = toLength(source.length);
+    const depth = args[0] === undefined ? 1 : Math.max(toIntegerOrInfinity(args[0]), 0);
+    let out;
+    let C = isArray(source) ? source.constructor : undefined;
+    if (C !== null && (typeof C === "object" || typeof C === "function")) C = C[species] ?? undefined;
+    if (C === undefined) out = [];
+    else if (typeof C !== "function") throw new TypeError("Array.prototype.flat: the species is not a constructor");
+    else out = new C(0);
+    let n = 0;
+    const pending = [[source, length, 0, depth]];
+    while (pending.length > 0) {
+      const at = pending[pending.length - 1];
+      if (at[2] >= at[1]) { pending.pop(); continue; }
+      const key = String(at[2]++);
+      if (!(key in at[0])) continue;
+      const element = at[0][key];
+      if (at[3] > 0 && isArray(element)) {
+        pending.push([element, toLength(element.length), 0, at[3] - 1]);
+      } else {
+        if (n >= Number.MAX_SAFE_INTEGER) throw new TypeError("Array.prototype.flat: the result is too long");
+        createDataProperty(out, String(n++), element);
+      }
+    }
+    return out;
+  } }).flat);
+
+  // Chains Boa follows by native recursion on every use (a proxy's target and handler, a bound
+  // function's target) are capped where they are built, the only places they can be: a step
+  // of the script can then never take more than CHAIN_MAX levels of native stack.
+  const CHAIN_MAX = 128;
+  const chainDepth = new WeakMap();
+  const depthOf = (v) => ((typeof v === "object" && v !== null) || typeof v === "function" ? chainDepth.get(v) ?? 0 : 0);
+  const link = (what, a, b) => {
+    const depth = Math.max(depthOf(a), depthOf(b)) + 1;
+    if (depth > CHAIN_MAX) throw new RangeError(`${what}: a chain of more than ${CHAIN_MAX} proxies and bound functions`);
+    return depth;
+  };
+  const NativeProxy = Proxy;
+  const nativeRevocable = Proxy.revocable;
+  builtin(NativeProxy, "revocable", ({ revocable(target, handler) {
+    const depth = link("Proxy.revocable", target, handler);
+    const r = nativeRevocable(target, handler);
+    chainDepth.set(r.proxy, depth);
+    return r;
+  } }).revocable);
+  builtin(globalThis, "Proxy", new NativeProxy(NativeProxy, {
+    construct(target, args, newTarget) {
+      const depth = link("Proxy", args[0], args[1]);
+      const proxy = construct(target, args, newTarget);
+      chainDepth.set(proxy, depth);
+      return proxy;
+    },
+  }));
+  const nativeBind = Function.prototype.bind;
+  builtin(Function.prototype, "bind", ({ bind(thisArg, ...args) {
+    const depth = link("Function.prototype.bind", this);
+    const bound = apply(nativeBind, this, [thisArg, ...args]);
+    chainDepth.set(bound, depth);
+    return bound;
+  } }).bind);
 })();

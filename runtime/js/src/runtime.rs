@@ -759,6 +759,7 @@ fn install_globals(ctx: &mut Context) -> JsResult<()> {
     }
     let natives = init.build();
     ctx.register_global_property(js_string!("__consort"), natives, Attribute::all())?;
+    crate::json::install(ctx)?;
     ctx.eval(Source::from_bytes(PRELUDE))?;
     Ok(())
 }

@@ -44,6 +44,10 @@ pub fn on_long_run(hook: impl FnMut() + 'static) {
     LONG_RUN_HOOK.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
 }
 
+/// The least native stack a script thread gets (the parser's bound in `nesting.rs` is a
+/// quarter of it).
+pub const SCRIPT_STACK_MIN_BYTES: u64 = 256 * 1024 * 1024;
+
 /// The per-service JS limits, with CCF's names and defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -81,6 +85,15 @@ impl RuntimeOptions {
     /// Values on Boa's VM stack allowed by `max_stack_bytes` (16 bytes a value).
     pub fn vm_stack_values(&self) -> usize {
         (self.max_stack_bytes / 16).min(4 * 1024 * 1024) as usize
+    }
+
+    /// Native stack a script thread needs under these options, so that the heap and stack
+    /// limits trip before the stack runs out: twice the heap limit (the data shapes Boa still
+    /// walks by native recursion take at most 0.7 bytes of stack per byte of heap, measured by
+    /// `stack-probe`), never less than [`SCRIPT_STACK_MIN_BYTES`], which holds the deepest calls
+    /// and `JSON.stringify` levels any stack limit allows (see the test).
+    pub fn script_stack_bytes(&self) -> u64 {
+        self.max_heap_bytes.saturating_mul(2).max(SCRIPT_STACK_MIN_BYTES)
     }
 
     /// The instruction backstop for one request: four times what the measured rate runs in
@@ -192,4 +205,29 @@ fn measure_rate() -> usize {
     let used = BUDGET - ctx.instructions_remaining();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     ((used as f64 / ms.max(0.001)) as usize).max(1_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_stacks_grow_with_the_heap_and_stack_limits() {
+        let mib = 1024 * 1024;
+        // CCF's defaults fit the least stack a thread gets.
+        assert_eq!(RuntimeOptions::default().script_stack_bytes(), SCRIPT_STACK_MIN_BYTES);
+        // A governance-raised heap: twice the heap.
+        let heap = RuntimeOptions { max_heap_bytes: 1024 * mib, ..Default::default() };
+        assert_eq!(heap.script_stack_bytes(), 2048 * mib);
+        // Whatever the stack limit, the least stack holds every call (Boa's recursion limit)
+        // and JSON.stringify level it allows at 2 KiB each (a debug build's frames).
+        let stack = RuntimeOptions { max_stack_bytes: u64::MAX, ..Default::default() };
+        let calls = stack.recursion_limit() as u64;
+        let levels = crate::json::levels_allowed(stack.recursion_limit()) as u64;
+        assert!((calls + levels) * 2048 <= SCRIPT_STACK_MIN_BYTES, "{calls} calls, {levels} levels");
+        assert_eq!(stack.script_stack_bytes(), SCRIPT_STACK_MIN_BYTES);
+        // Never overflows on absurd values.
+        let huge = RuntimeOptions { max_heap_bytes: u64::MAX, max_stack_bytes: u64::MAX, ..Default::default() };
+        assert_eq!(huge.script_stack_bytes(), u64::MAX);
+    }
 }

@@ -121,6 +121,8 @@ struct Watched {
     /// interpreters and engine leaks grow across requests): the slot replaces it before its
     /// next job, so that it is not killed in the middle of some later request.
     retire: bool,
+    /// The script stack the worker was started with (`RuntimeOptions::script_stack_bytes`).
+    stack_bytes: u64,
 }
 
 /// One worker process and its pipes, shared by the requests whose jobs it holds. Each writes
@@ -573,14 +575,14 @@ impl Inner {
         Some(slot)
     }
 
-    /// The slot's worker process, started if it has none.
-    fn process(&self, slot: usize) -> Result<(Arc<Process>, bool), ScriptError> {
+    /// The slot's worker process, started (with a script stack of `stack_bytes`) if it has none.
+    fn process(&self, slot: usize, stack_bytes: u64) -> Result<(Arc<Process>, bool), ScriptError> {
         let s = &self.slots[slot];
         let mut current = lock(&s.process);
         if let Some(p) = current.as_ref() {
             return Ok((p.clone(), false));
         }
-        let p = Arc::new(self.spawn(&s.watched)?);
+        let p = Arc::new(self.spawn(&s.watched, stack_bytes)?);
         *current = Some(p.clone());
         Ok((p, true))
     }
@@ -621,6 +623,15 @@ impl Inner {
     async fn attempt(&self, slot: usize, msg: &mut ToWorker, job: &mut JobOn<'_>) -> Attempt {
         let watched = self.slots[slot].watched.clone();
         let alone = lock(&self.loads)[slot].jobs == 1;
+        // Options that need a larger script stack than the worker was started with (a heap or
+        // stack limit raised by governance) retire it: its next lone job starts a new one.
+        let stack_bytes = job.options.script_stack_bytes();
+        {
+            let mut w = lock(&watched);
+            if w.child.is_some() && w.stack_bytes < stack_bytes {
+                w.retire = true;
+            }
+        }
         if alone && std::mem::take(&mut lock(&watched).retire) {
             let current = lock(&self.slots[slot].process).clone();
             if let Some(p) = current {
@@ -628,7 +639,7 @@ impl Inner {
                 self.discard(slot, &p).await;
             }
         }
-        let (p, fresh) = match self.process(slot) {
+        let (p, fresh) = match self.process(slot, stack_bytes) {
             Ok(p) => p,
             Err(e) => return Attempt::Ran(Err(e)),
         };
@@ -811,11 +822,12 @@ impl Inner {
         (id, json)
     }
 
-    fn spawn(&self, watched: &Mutex<Watched>) -> Result<Process, ScriptError> {
+    fn spawn(&self, watched: &Mutex<Watched>, stack_bytes: u64) -> Result<Process, ScriptError> {
         self.metrics.started.fetch_add(1, Ordering::Relaxed);
         let command = &self.command;
         let mut child = Command::new(&command.program)
             .args(&command.args)
+            .env(crate::worker::STACK_BYTES_ENV, stack_bytes.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -824,7 +836,11 @@ impl Inner {
             .map_err(|e| ScriptError::Crashed(format!("cannot start a JS worker process ({}): {e}", command.program.display())))?;
         let input = child.stdin.take().expect("piped stdin");
         let output = BufReader::new(child.stdout.take().expect("piped stdout"));
-        lock(watched).child = Some(child);
+        {
+            let mut w = lock(watched);
+            w.child = Some(child);
+            w.stack_bytes = stack_bytes;
+        }
         Ok(Process {
             input: tokio::sync::Mutex::new(input),
             output: tokio::sync::Mutex::new(output),

@@ -24,9 +24,17 @@ use crate::protocol::{read_frame, write_frame, FromWorker, HostAnswer, HostQuery
 use crate::runtime::{Interpreter, KvBackend, ScriptError};
 use std::collections::HashMap;
 
-/// Native stack of the thread that runs scripts. Large, so that legitimate deep structures
-/// work; a hostile one that still overflows it kills only this process.
-const SCRIPT_THREAD_STACK_BYTES: usize = 256 * 1024 * 1024;
+/// The environment variable by which the node gives a worker its script thread's stack
+/// (`RuntimeOptions::script_stack_bytes` of the options it was started for).
+pub const STACK_BYTES_ENV: &str = "CONSORT_JS_STACK_BYTES";
+
+/// Native stack of the thread that runs scripts: what the node asked for, at least
+/// [`crate::limits::SCRIPT_STACK_MIN_BYTES`]. Sized so that the heap and stack limits trip
+/// first; a shape that still overflows it (docs/decisions.md) kills only this process.
+fn script_stack_bytes() -> usize {
+    let asked = std::env::var(STACK_BYTES_ENV).ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    usize::try_from(asked.max(crate::limits::SCRIPT_STACK_MIN_BYTES)).unwrap_or(usize::MAX)
+}
 
 /// The pipes to the node, as plain files: `Stdout` would add a line buffer and a lock to every
 /// frame.
@@ -203,7 +211,7 @@ pub fn init_logging(default_filter: &str, json: bool) {
 /// A JS worker process's main: `json` selects the log format (the node's `logging.format`).
 pub fn worker_main(json: bool) -> ExitCode {
     init_logging("info", json);
-    let thread = std::thread::Builder::new().name("consort-js".into()).stack_size(SCRIPT_THREAD_STACK_BYTES).spawn(serve);
+    let thread = std::thread::Builder::new().name("consort-js".into()).stack_size(script_stack_bytes()).spawn(serve);
     match thread.map(|t| t.join()) {
         Ok(Ok(code)) => code,
         _ => ExitCode::FAILURE,

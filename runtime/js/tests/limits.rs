@@ -173,6 +173,31 @@ async fn crashing_the_worker_costs_only_that_request() {
     assert_eq!(call(&pool, &store, &b, "ok").await.0.expect("served after a crash").body, b"still here");
 }
 
+/// A prototype chain is read by native recursion (0.7 bytes of stack a byte of heap in a
+/// release build): a script thread has twice the heap limit of stack (the formula's unit test),
+/// and a heap limit raised past what a worker was started for starts a new worker with room for
+/// it, which later jobs keep using.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_heap_limit_gets_a_worker_with_the_stack_for_it() {
+    let pool = pool(1);
+    let store = Store::default();
+    let cases = [
+        ("chain", "let o = {}; for (let i = 0; i < 100000; i++) o = Object.create(o); return { body: String(o.missing) };"),
+        ("ok", "return { body: 'ok' };"),
+    ];
+    let b = bundle(&cases);
+    assert_eq!(call(&pool, &store, &b, "ok").await.0.expect("served").body, b"ok");
+    assert_eq!(pool.metrics().workers_started, 1);
+    let raised = Arc::new(RuntimeOptions { max_execution_time_ms: 120_000, max_heap_bytes: 1 << 30, ..Default::default() });
+    assert_eq!(raised.script_stack_bytes(), 2 << 30);
+    let chain = call_with(&pool, &store, &b, "chain", raised.clone()).await.0.expect("answered, no crash");
+    assert_eq!(chain.body, b"undefined");
+    assert_eq!(pool.metrics().workers_started, 2, "a worker with a larger stack was started");
+    assert_eq!(pool.metrics().worker_crashes, 0);
+    assert_eq!(call_with(&pool, &store, &b, "ok", raised).await.0.expect("served").body, b"ok");
+    assert_eq!(pool.metrics().workers_started, 2, "and kept");
+}
+
 /// The other built-ins Boa 0.22 runs by native recursion as deep as a script's data goes are
 /// bounded: `JSON.stringify` (our serializer), a `JSON.parse` reviver (a JS walk), proxy and
 /// bound-function chains (capped where built) answer a catchable error; `flat` no longer

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use consort_js::{Bundle, JsPool, JsRequest, KvAccess, RuntimeOptions, ScriptError};
+use consort_js::{Bundle, JsRequest, KvAccess, RuntimeOptions, ScriptError};
 use consort_kv::Store;
 
 mod common;

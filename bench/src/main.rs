@@ -86,6 +86,36 @@ async fn three_nodes(seconds: f64) -> Vec<Row> {
     rows
 }
 
+/// The same sample with `js.isolation = "threads"`: scripts on the node's threads, one node
+/// and three.
+async fn on_threads(seconds: f64) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let ws = temp_workspace("bench-threads");
+    let port = consort_tests::cluster::free_ports(2);
+    let s = Sandbox::start_with(&ws, Some(&repo_root().join("samples/logging")), port, &["--js-isolation", "threads"]);
+    let base = format!("https://127.0.0.1:{port}");
+    let _ = load(&s, &base, "", "POST", 16, 1.0).await; // warm-up, and a record to read
+    for op in ["POST", "GET"] {
+        for clients in [1, 64] {
+            rows.push(measure(&s, &base, &format!("{op} /app/log/private, threads"), op, clients, seconds).await);
+        }
+    }
+    drop(s);
+    let _ = std::fs::remove_dir_all(&ws);
+    let ws = temp_workspace("bench3-threads");
+    let port = consort_tests::cluster::free_ports(6);
+    let s = Sandbox::start_with(&ws, Some(&repo_root().join("samples/logging")), port, &["--nodes", "3", "--js-isolation", "threads"]);
+    let primary = format!("https://127.0.0.1:{port}");
+    let _ = load(&s, &primary, "", "POST", 16, 1.0).await;
+    for clients in [1, 64] {
+        rows.push(measure(&s, &primary, "POST, 3 nodes, via the primary, threads", "POST", clients, seconds).await);
+    }
+    let mut s = s;
+    s.stop();
+    let _ = std::fs::remove_dir_all(&ws);
+    rows
+}
+
 /// A user calling the logging sample alone for `seconds`, over a new connection (a TLS
 /// handshake) for each request if `fresh`, else over one kept-alive session; labelled `label`.
 async fn user_alone(s: &Sandbox, label: &str, fresh: bool, seconds: f64) -> Row {
@@ -370,6 +400,9 @@ async fn main() {
     }
     if only.is_empty() {
         rows.extend(three_nodes(seconds).await);
+    }
+    if only.is_empty() || only == "THREADS" {
+        rows.extend(on_threads(seconds).await);
     }
     if only.is_empty() || only == "ATTACK" {
         rows.extend(connection_attacks(seconds).await);

@@ -130,6 +130,42 @@ async fn logging_sample_over_mutual_tls() {
     let _ = std::fs::remove_dir_all(&ws);
 }
 
+/// With `js.isolation = "threads"` the node runs the app on its own threads: the sample serves
+/// writes and reads, and the node starts no worker process (with `process` it does: checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_can_run_scripts_on_its_own_threads() {
+    let ws = temp_workspace("threads");
+    let s = Sandbox::start_with(&ws, Some(&logging_app()), Sandbox::free_port(), &["--js-isolation", "threads"]);
+    let user = s.client(Some("user0"));
+    for id in 0..20 {
+        let (status, txid, _) = post(&user, &s.url("/app/log/private"), json!({"id": id, "msg": format!("m{id}")})).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(txid.is_some());
+    }
+    assert_eq!(get(&user, &s.url("/app/log/private?id=7")).await, (StatusCode::OK, json!({"msg": "m7"})));
+    assert_eq!(get(&user, &s.url("/app/log/private/count")).await, (StatusCode::OK, json!(20)));
+    let (status, metrics) = get(&s.client(None), &s.url("/node/js_metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(metrics["isolation"], "threads", "{metrics}");
+    assert!(metrics["executions"].as_u64() >= Some(22), "{metrics}");
+    assert_eq!(metrics["worker_crashes"], 0);
+    // No `consort js-worker` among the node's children.
+    let node = s.node_pids()[0];
+    let workers = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            ppid == Some(node) && String::from_utf8_lossy(&cmdline).contains("js-worker")
+        })
+        .count();
+    assert_eq!(workers, 0, "the node started JS worker processes");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&ws);
+}
+
 /// Every hex digit of the receipt's digests, proof and node id is bound by the signature.
 fn hex_positions(receipt: &Value) -> Vec<(Vec<String>, usize)> {
     let mut out = Vec::new();

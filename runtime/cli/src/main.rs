@@ -131,6 +131,7 @@ fn main() -> ExitCode {
             ledger_sync: consort_ledger::Durability::SyncPoints,
             nodes: 1,
             recover: false,
+            js_isolation: "process".into(),
         }),
         Command::Sandbox(args) => sandbox::run(args),
         Command::Gov(args) => gov::run(args),

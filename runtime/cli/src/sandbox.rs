@@ -36,6 +36,9 @@ pub struct SandboxArgs {
     /// member0 opens it by proposal and submits its recovery share.
     #[arg(long)]
     pub recover: bool,
+    /// Where the nodes run scripts: `process` (worker processes) or `threads` (`js.isolation`).
+    #[arg(long, default_value = "process", value_parser = ["process", "threads"])]
+    pub js_isolation: String,
 }
 
 /// `--ledger-sync`, read as the node configuration's `ledger.sync` is.
@@ -171,7 +174,7 @@ fn node_config(args: &SandboxArgs, i: u16, command: Value) -> Result<Value, Stri
         "ledger_signatures": {"delay_ms": args.signature_delay_ms},
         "ledger": {"sync": args.ledger_sync},
         // The sandbox is for developing: exceptions are logged and answered with their details.
-        "js": {"runtime_options": {"return_exception_details": true, "log_exception_details": true}},
+        "js": {"isolation": args.js_isolation, "runtime_options": {"return_exception_details": true, "log_exception_details": true}},
         "command": command,
     }))
 }

@@ -11,7 +11,9 @@ mod limits;
 mod nesting;
 mod pool;
 pub mod protocol;
+mod runner;
 mod runtime;
+mod threads;
 mod worker;
 
 pub use bundle::{percent_decode, AppMetadata, Bundle, BundleError, EndpointDef, EndpointMatch, Mode, RouteError};

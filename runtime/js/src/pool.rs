@@ -84,7 +84,7 @@ pub enum PoolError {
 /// What a worker is asked to do. Built once per job and moved, never copied: boxing the
 /// large variant buys nothing.
 #[allow(clippy::large_enum_variant)]
-enum Work {
+pub(crate) enum Work {
     /// An app endpoint's handler.
     Request { bundle: Arc<Bundle>, handler: Handler, request: JsRequest },
     /// A function of a one-module script, in a fresh interpreter (governance).
@@ -99,7 +99,7 @@ struct Job {
 }
 
 /// How a job ended in the worker.
-enum Finished {
+pub(crate) enum Finished {
     Request(Done),
     Call(Result<String, ScriptError>),
 }
@@ -199,7 +199,10 @@ pub struct JsPool {
 }
 
 struct Inner {
-    command: WorkerCommand,
+    /// How worker processes are started; `None` when scripts run on the node's own threads.
+    command: Option<WorkerCommand>,
+    /// The node's JS threads (`js.isolation = "threads"`), instead of worker processes.
+    threads: Option<crate::threads::Threads>,
     host: Arc<dyn JsHost>,
     slots: Vec<Slot>,
     loads: Mutex<Vec<Load>>,
@@ -227,6 +230,8 @@ type AppId = (u64, Arc<str>);
 /// What `/node/js_metrics` reports about the pool, counted since the node started.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct PoolMetrics {
+    /// Where scripts run: `process` (worker processes) or `threads` (the node's own).
+    pub isolation: &'static str,
     pub workers: usize,
     pub queue_depth: usize,
     pub executions: u64,
@@ -275,7 +280,8 @@ impl JsPool {
         let weak = Arc::downgrade(&watched);
         std::thread::Builder::new().name("consort-js-watchdog".into()).spawn(move || watchdog(weak)).expect("spawning the JS watchdog");
         let inner = Inner {
-            command,
+            command: Some(command),
+            threads: None,
             host,
             slots,
             loads: Mutex::new(vec![Load::default(); workers]),
@@ -292,11 +298,35 @@ impl JsPool {
         JsPool { inner: Arc::new(inner) }
     }
 
+    /// Runs scripts on `threads` threads of this process (`js.isolation = "threads"`), behind a
+    /// queue of `queue_depth` waiting requests; see `threads.rs` for what that gives up.
+    pub fn threads(threads: usize, queue_depth: usize, host: Arc<dyn JsHost>) -> JsPool {
+        let workers = threads.max(1);
+        let inner = Inner {
+            command: None,
+            threads: Some(crate::threads::Threads::start(workers, host.clone())),
+            host,
+            slots: Vec::new(),
+            loads: Mutex::new(Vec::new()),
+            dispatch: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            admitted: AtomicUsize::new(0),
+            workers,
+            queue_depth,
+            bundles: Mutex::new(None),
+            copy_max_bytes: 0,
+            metrics: Counters::default(),
+            _watched: Arc::new(Vec::new()),
+        };
+        JsPool { inner: Arc::new(inner) }
+    }
+
     pub fn metrics(&self) -> PoolMetrics {
         let m = &self.inner.metrics;
         let executions = m.executions.load(Ordering::Relaxed);
         let reused = m.reused.load(Ordering::Relaxed);
         PoolMetrics {
+            isolation: if self.inner.threads.is_some() { "threads" } else { "process" },
             workers: self.inner.workers,
             queue_depth: self.inner.queue_depth,
             executions,
@@ -304,7 +334,7 @@ impl JsPool {
             interpreters_created: executions - reused,
             limit_stops: m.limit_stops.load(Ordering::Relaxed),
             worker_crashes: m.crashes.load(Ordering::Relaxed),
-            workers_started: m.started.load(Ordering::Relaxed),
+            workers_started: m.started.load(Ordering::Relaxed) + self.inner.threads.as_ref().map_or(0, |t| t.started()),
             workers_retired: m.retired.load(Ordering::Relaxed),
             busy_rejections: m.busy.load(Ordering::Relaxed),
             state_copies_sent: m.state_copies.load(Ordering::Relaxed),
@@ -458,20 +488,10 @@ impl Drop for Turn<'_> {
 
 impl Inner {
     async fn run(&self, job: Job) -> Result<(Finished, Tx), PoolError> {
-        let Job { work, mut tx, access, options } = job;
-        // A request runs on the worker's copy of the state, brought to its snapshot, unless the
-        // state is too large to copy (or its transaction has already been used).
-        let snapshot = tx.snapshot().clone();
-        let size = snapshot.size_estimate();
-        let on_copy = matches!(work, Work::Request { .. }) && tx.is_untouched() && self.copy_max_bytes > 0 && size <= self.copy_max_bytes;
-        let finished = match self.message(work, access) {
-            Err(e) => Err(e),
-            Ok((bundle, mut msg)) => {
-                let job = JobOn { bundle: bundle.as_ref(), tx: &mut tx, options: &options, copy: on_copy.then_some((&snapshot, size)) };
-                self.place(&mut msg, job).await
-            }
-        }
-        .unwrap_or_else(|e| Finished::Request((Err(e), None, None, false)));
+        let (finished, tx) = match &self.threads {
+            Some(threads) => threads.run(job.work, job.tx, job.access, job.options, HARD_DEADLINE_GRACE).await,
+            None => self.run_on_worker(job).await,
+        };
         let m = &self.metrics;
         let (outcome, reused) = match &finished {
             Finished::Request((r, _, _, reused)) => (r.as_ref().err(), *reused),
@@ -489,6 +509,24 @@ impl Inner {
             _ => {}
         }
         Ok((finished, tx))
+    }
+
+    async fn run_on_worker(&self, job: Job) -> (Finished, Tx) {
+        let Job { work, mut tx, access, options } = job;
+        // A request runs on the worker's copy of the state, brought to its snapshot, unless the
+        // state is too large to copy (or its transaction has already been used).
+        let snapshot = tx.snapshot().clone();
+        let size = snapshot.size_estimate();
+        let on_copy = matches!(work, Work::Request { .. }) && tx.is_untouched() && self.copy_max_bytes > 0 && size <= self.copy_max_bytes;
+        let finished = match self.message(work, access) {
+            Err(e) => Err(e),
+            Ok((bundle, mut msg)) => {
+                let job = JobOn { bundle: bundle.as_ref(), tx: &mut tx, options: &options, copy: on_copy.then_some((&snapshot, size)) };
+                self.place(&mut msg, job).await
+            }
+        }
+        .unwrap_or_else(|e| Finished::Request((Err(e), None, None, false)));
+        (finished, tx)
     }
 
     /// The message for `work`, without what depends on the worker it goes to (see `send`).
@@ -824,7 +862,7 @@ impl Inner {
 
     fn spawn(&self, watched: &Mutex<Watched>, stack_bytes: u64) -> Result<Process, ScriptError> {
         self.metrics.started.fetch_add(1, Ordering::Relaxed);
-        let command = &self.command;
+        let command = self.command.as_ref().ok_or_else(|| ScriptError::Crashed("internal: no worker processes in this pool".into()))?;
         let mut child = Command::new(&command.program)
             .args(&command.args)
             .env(crate::worker::STACK_BYTES_ENV, stack_bytes.to_string())

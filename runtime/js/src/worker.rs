@@ -21,8 +21,8 @@ use std::rc::Rc;
 
 use crate::bundle::Bundle;
 use crate::protocol::{read_frame, write_frame, FromWorker, HostAnswer, HostQuery, JobKv, KvOp, KvReply, ToWorker};
-use crate::runtime::{Interpreter, KvBackend, ScriptError};
-use std::collections::HashMap;
+use crate::runner::Runner;
+use crate::runtime::{KvBackend, ScriptError};
 
 /// The environment variable by which the node gives a worker its script thread's stack
 /// (`RuntimeOptions::script_stack_bytes` of the options it was started for).
@@ -218,38 +218,6 @@ pub fn worker_main(json: bool) -> ExitCode {
     }
 }
 
-/// The interpreter for one request: the one kept for its `interpreter_reuse` key if there is
-/// one still usable, else a new one.
-fn interpreter_for(
-    kept: &mut HashMap<String, Interpreter>,
-    key: Option<&str>,
-    bundle: &Bundle,
-    options: &crate::RuntimeOptions,
-) -> Result<(Interpreter, bool), ScriptError> {
-    if let Some(i) = key.and_then(|k| kept.remove(k)).filter(|i| i.usable_for(options)) {
-        return Ok((i, true));
-    }
-    Ok((Interpreter::new(bundle, options, key.is_some())?, false))
-}
-
-/// The name the one module of a governance call is loaded under.
-const CALL_MODULE: &str = "gov.js";
-
-/// A governance call: `function` of the module `source`, in a fresh interpreter.
-fn call(
-    source: &str,
-    function: &str,
-    args: &[serde_json::Value],
-    access: crate::KvAccess,
-    options: &crate::RuntimeOptions,
-    kv: RemoteKv,
-) -> Result<String, ScriptError> {
-    let mut bundle = Bundle::default();
-    bundle.modules.insert(CALL_MODULE.to_owned(), source.to_owned());
-    let mut interpreter = Interpreter::new(&bundle, options, false)?;
-    interpreter.call((CALL_MODULE, function), args, access, Box::new(kv)).0
-}
-
 /// Asks the node to retire this worker if a bundle check left a thread running (see
 /// `runtime::check_bundle`); false if the node cannot be told.
 fn ask_retirement_if_stuck(pipe: &Rc<RefCell<Pipe>>) -> bool {
@@ -278,7 +246,7 @@ fn serve() -> ExitCode {
         }
     });
     let mut current: Option<(u64, Bundle)> = None;
-    let mut kept: HashMap<String, Interpreter> = HashMap::new();
+    let mut runner = Runner::default();
     // The copy of the node's state that jobs with `JobKv::Copy` run on.
     let mirror = Rc::new(RefCell::new(Mirror::default()));
     let mut options = crate::RuntimeOptions::default();
@@ -295,7 +263,7 @@ fn serve() -> ExitCode {
                 if let Some(o) = new_options {
                     options = o;
                 }
-                let value = call(&source, &function, &args, access, &options, RemoteKv(pipe.clone()));
+                let value = crate::runner::call(&source, &function, &args, access, &options, Box::new(RemoteKv(pipe.clone())));
                 if !ask_retirement_if_stuck(&pipe) || write_frame(&mut pipe.borrow_mut().output, &FromWorker::Returned(value)).is_err() {
                     return ExitCode::FAILURE;
                 }
@@ -330,7 +298,7 @@ fn serve() -> ExitCode {
             }
         };
         if let Some(json) = bundle_json {
-            kept.clear();
+            runner.clear();
             match Bundle::from_json(json.as_bytes()) {
                 Ok(b) => current = Some((bundle_id, b)),
                 Err(e) => {
@@ -348,30 +316,14 @@ fn serve() -> ExitCode {
         };
         let done = match &current {
             Some((id, bundle)) if *id == bundle_id => {
-                // A historical request gets a fresh interpreter: modules read ccf.historicalState
-                // when they load (`export const historicalState` in @microsoft/ccf-app).
-                let key = handler.reuse_key.clone().filter(|_| historical.is_none());
-                match interpreter_for(&mut kept, key.as_deref(), bundle, &options) {
-                    Ok((mut interpreter, reused)) => {
-                        let target = (handler.js_module.as_str(), handler.js_function.as_str());
-                        let (outcome, sound) = interpreter.run(target, &request, &body, historical.as_ref(), access, backend);
-                        if let (Some(key), true) = (key, sound) {
-                            if kept.len() >= options.max_cached_interpreters.max(1) as usize {
-                                // Keep the cache bounded: drop some other interpreter.
-                                if let Some(victim) = kept.keys().next().cloned() {
-                                    kept.remove(&victim);
-                                }
-                            }
-                            kept.insert(key, interpreter);
-                        }
-                        FromWorker::Done {
-                            response: outcome.response,
-                            apply_writes: outcome.apply_writes,
-                            claims_digest: outcome.claims_digest,
-                            reused,
-                            effects: on_copy.then(|| mirror.borrow().effects()),
-                        }
-                    }
+                match runner.request(bundle, &handler, &request, &body, historical.as_ref(), access, backend, &options) {
+                    Ok((outcome, reused)) => FromWorker::Done {
+                        response: outcome.response,
+                        apply_writes: outcome.apply_writes,
+                        claims_digest: outcome.claims_digest,
+                        reused,
+                        effects: on_copy.then(|| mirror.borrow().effects()),
+                    },
                     Err(e) => failed(e),
                 }
             }

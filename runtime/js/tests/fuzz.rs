@@ -6,7 +6,8 @@
 //!
 //! `make test` runs a seeded slice. The campaign:
 //! `FUZZ_EXECUTIONS=1000000 cargo test --release -p consort-js --test fuzz -- --ignored --nocapture`
-//! (figures in docs/perf.md); `FUZZ_SEED` picks another sequence, and a crash prints the
+//! (figures in docs/perf.md); `FUZZ_SEED` picks another sequence, `FUZZ_ISOLATION=threads` runs
+//! on the node's threads instead of worker processes, and a crash in a worker prints the
 //! program that caused it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +18,10 @@ use consort_js::{Bundle, JsRequest, KvAccess, RuntimeOptions, ScriptError};
 use consort_kv::Store;
 
 mod common;
+
+// The node's allocator: the heap limit counts a JS thread's bytes through it.
+#[global_allocator]
+static ALLOC: consort_alloc::CountingAllocator = consort_alloc::CountingAllocator;
 
 /// One program: a builder of a deep value and a use of it, or a deeply nested source.
 fn program(rng: &mut fastrand::Rng, max_log_depth: u32) -> String {
@@ -171,8 +176,8 @@ struct Tally {
 }
 
 /// Runs `executions` generated programs from `seed` on `workers` workers; returns the tally.
-async fn campaign(seed: u64, executions: u64, workers: usize, max_log_depth: u32) -> Arc<Tally> {
-    let pool = Arc::new(common::pool(workers));
+async fn campaign(seed: u64, executions: u64, threads: bool, workers: usize, max_log_depth: u32) -> Arc<Tally> {
+    let pool = Arc::new(if threads { common::threads(workers) } else { common::pool(workers) });
     let store = Arc::new(Store::default());
     let b = bundle();
     let tally = Arc::new(Tally::default());
@@ -238,10 +243,12 @@ fn check(tally: &Tally, executions: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_hostile_programs_never_crash_a_worker() {
     let executions = 600;
-    let tally = campaign(20_261_130, executions, 2, 15).await;
-    check(&tally, executions);
-    // The generator reaches every ending, so a change that made all of them throw would show.
-    assert!(tally.values.load(Ordering::Relaxed) > 0 && tally.thrown.load(Ordering::Relaxed) > 0);
+    for threads in [false, true] {
+        let tally = campaign(20_261_130, executions, threads, 2, 15).await;
+        check(&tally, executions);
+        // The generator reaches every ending, so a change that made all of them throw would show.
+        assert!(tally.values.load(Ordering::Relaxed) > 0 && tally.thrown.load(Ordering::Relaxed) > 0);
+    }
 }
 
 /// The campaign (see the module's documentation).
@@ -250,8 +257,11 @@ async fn generated_hostile_programs_never_crash_a_worker() {
 async fn campaign_of_generated_hostile_programs() {
     let var = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let (executions, seed) = (var("FUZZ_EXECUTIONS", 1_000_000), var("FUZZ_SEED", 20_261_130));
+    // FUZZ_ISOLATION=threads runs the programs on threads of this process (a crash then ends
+    // the campaign itself).
+    let threads = std::env::var("FUZZ_ISOLATION").is_ok_and(|v| v == "threads");
     let started = Instant::now();
-    let tally = campaign(seed, executions, 2, 19).await;
+    let tally = campaign(seed, executions, threads, 2, 19).await;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "{executions} executions (seed {seed}) in {secs:.0} s ({:.0}/s): {} values, {} exceptions, {} limits, {} crashes",

@@ -43,7 +43,13 @@ fn seeded() -> Store {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn governance_calls_follow_the_permission_matrix() {
-    let pool = pool(1);
+    for (mode, pool) in common::pools(1) {
+        eprintln!("isolation: {mode}");
+        governance_calls_follow_the_permission_matrix_on(pool).await;
+    }
+}
+
+async fn governance_calls_follow_the_permission_matrix_on(pool: consort_js::JsPool) {
     let store = seeded();
     let source: Arc<str> = SCRIPT.into();
     let options = Arc::new(RuntimeOptions { max_execution_time_ms: 300, ..Default::default() });

@@ -134,7 +134,8 @@ async fn check(pool: &JsPool, store: &Store, bundle: &Arc<Bundle>, c: Case<'_>) 
     }
 }
 
-/// Every case, with `ccf.kv` on the workers' copies of the state and on the node.
+/// Every case, with `ccf.kv` on the workers' copies of the state and on the node, and on the
+/// node's own threads (`js.isolation = "threads"`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_cases() {
     run_cases(&pool(2)).await;
@@ -142,6 +143,9 @@ async fn endpoint_cases() {
     run_cases(&on_node).await;
     assert_eq!(on_node.metrics().state_copies_sent, 0);
     assert!(on_node.metrics().node_kv_requests > 20);
+    let threads = common::threads(2);
+    run_cases(&threads).await;
+    assert_eq!(threads.metrics().workers_started, 2, "no thread was replaced");
 }
 
 /// A request on a worker's copy of the state reads exactly the request's snapshot, its reads

@@ -10,6 +10,10 @@ use consort_kv::Store;
 mod common;
 use common::pool;
 
+// The node's allocator: the heap limit counts a JS thread's bytes through it.
+#[global_allocator]
+static ALLOC: consort_alloc::CountingAllocator = consort_alloc::CountingAllocator;
+
 const TIME_MS: u64 = 300;
 
 /// Heap cases get a long time limit so that the heap limit is the one they hit.
@@ -79,72 +83,80 @@ const HOSTILE: &[(&str, &str, &str)] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_hostile_script_is_stopped_by_its_limit() {
-    let pool = pool(1);
-    let store = Store::default();
-    let mut cases: Vec<(&str, &str)> = HOSTILE.iter().map(|(n, b, _)| (*n, *b)).collect();
-    cases.push(("ok", "return { body: 'ok' };"));
-    let b = bundle(&cases);
-    // The worker is started here; a case the engine stops leaves it running.
-    assert_eq!(call(&pool, &store, &b, "ok").await.0.expect("served").body, b"ok");
-    for (name, _, limit) in HOSTILE {
-        let for_heap = *limit == "max_heap_bytes";
-        let started = pool.metrics().workers_started;
-        let (response, _) = call_with(&pool, &store, &b, name, options(for_heap)).await;
-        match response {
-            Err(ScriptError::Limit(_, message)) => assert!(message.contains(limit), "{name}: {message} should name {limit}"),
-            other => panic!("{name}: expected the {limit} limit, got {other:?}"),
+    for (mode, pool) in common::pools(1) {
+        eprintln!("isolation: {mode}");
+        let store = Store::default();
+        let mut cases: Vec<(&str, &str)> = HOSTILE.iter().map(|(n, b, _)| (*n, *b)).collect();
+        cases.push(("ok", "return { body: 'ok' };"));
+        let b = bundle(&cases);
+        // The worker is started here; a case the engine stops leaves it running.
+        assert_eq!(call(&pool, &store, &b, "ok").await.0.expect("served").body, b"ok");
+        for (name, _, limit) in HOSTILE {
+            let for_heap = *limit == "max_heap_bytes";
+            let started = pool.metrics().workers_started;
+            let (response, _) = call_with(&pool, &store, &b, name, options(for_heap)).await;
+            match response {
+                Err(ScriptError::Limit(_, message)) => assert!(message.contains(limit), "{name}: {message} should name {limit}"),
+                other => panic!("{name}: expected the {limit} limit, got {other:?}"),
+            }
+            // Stopped inside the engine, not by the watchdog killing its worker past the hard
+            // deadline (which would start a new one). A heap bomb may leave its worker grown enough
+            // to be replaced between requests, so only the others are held to this.
+            assert!(for_heap || pool.metrics().workers_started == started, "{name} was stopped by killing its worker");
         }
-        // Stopped inside the engine, not by the watchdog killing its worker past the hard
-        // deadline (which would start a new one). A heap bomb may leave its worker grown enough
-        // to be replaced between requests, so only the others are held to this.
-        assert!(for_heap || pool.metrics().workers_started == started, "{name} was stopped by killing its worker");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thrown_values_of_any_kind_are_500s_with_their_text() {
-    let pool = pool(1);
-    let store = Store::default();
-    let cases = [
-        ("obj", "throw { code: 7 };"),
-        ("num", "throw 42;"),
-        ("nul", "throw null;"),
-        ("str", "throw 'plain';"),
-        ("err", "throw new RangeError('r');"),
-    ];
-    let b = bundle(&cases);
-    for (name, expect) in [("obj", "code"), ("num", "42"), ("nul", "null"), ("str", "plain"), ("err", "RangeError: r")] {
-        match call(&pool, &store, &b, name).await.0 {
-            Err(ScriptError::Exception { message: m, .. }) => assert!(m.contains(expect), "{name}: {m}"),
-            other => panic!("{name}: {other:?}"),
+    for (mode, pool) in common::pools(1) {
+        eprintln!("isolation: {mode}");
+        let store = Store::default();
+        let cases = [
+            ("obj", "throw { code: 7 };"),
+            ("num", "throw 42;"),
+            ("nul", "throw null;"),
+            ("str", "throw 'plain';"),
+            ("err", "throw new RangeError('r');"),
+        ];
+        let b = bundle(&cases);
+        for (name, expect) in [("obj", "code"), ("num", "42"), ("nul", "null"), ("str", "plain"), ("err", "RangeError: r")] {
+            match call(&pool, &store, &b, name).await.0 {
+                Err(ScriptError::Exception { message: m, .. }) => assert!(m.contains(expect), "{name}: {m}"),
+                other => panic!("{name}: {other:?}"),
+            }
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_requests_are_served_while_hostile_ones_run() {
-    let pool = Arc::new(pool(2));
-    let store = Arc::new(Store::default());
-    let b = bundle(&[("endless", "while (true) {}"), ("bomb", "let s = 'x'; while (true) s += s;"), ("ok", "return { body: 'fine' };")]);
-    // One endless script runs until a time limit far beyond what serving the others takes, so
-    // they are served while it runs or not before it stops; a second one stops at the usual
-    // limit and a heap bomb at its heap limit, each freeing its worker for the others.
-    let long = Arc::new(RuntimeOptions { max_execution_time_ms: 120_000, max_heap_bytes: 32 * 1024 * 1024, ..Default::default() });
-    let spawn = |name: &'static str, options: Arc<RuntimeOptions>| {
-        let (pool, store, b) = (pool.clone(), store.clone(), b.clone());
-        tokio::spawn(async move { call_with(&pool, &store, &b, name, options).await.0 })
-    };
-    let hog = spawn("endless", long.clone());
-    let stopped = [spawn("endless", options(false)), spawn("bomb", long)];
-    for _ in 0..3 {
-        let (response, _) = call(&pool, &store, &b, "ok").await;
-        assert_eq!(response.expect("served").body, b"fine");
-        assert!(!hog.is_finished(), "served while the endless script still runs");
+    for (mode, pool) in common::pools(2) {
+        eprintln!("isolation: {mode}");
+        let pool = Arc::new(pool);
+        let store = Arc::new(Store::default());
+        let b =
+            bundle(&[("endless", "while (true) {}"), ("bomb", "let s = 'x'; while (true) s += s;"), ("ok", "return { body: 'fine' };")]);
+        // One endless script runs until a time limit far beyond what serving the others takes, so
+        // they are served while it runs or not before it stops; a second one stops at the usual
+        // limit and a heap bomb at its heap limit, each freeing its worker for the others.
+        let long = Arc::new(RuntimeOptions { max_execution_time_ms: 120_000, max_heap_bytes: 32 * 1024 * 1024, ..Default::default() });
+        let spawn = |name: &'static str, options: Arc<RuntimeOptions>| {
+            let (pool, store, b) = (pool.clone(), store.clone(), b.clone());
+            tokio::spawn(async move { call_with(&pool, &store, &b, name, options).await.0 })
+        };
+        let hog = spawn("endless", long.clone());
+        let stopped = [spawn("endless", options(false)), spawn("bomb", long)];
+        for _ in 0..3 {
+            let (response, _) = call(&pool, &store, &b, "ok").await;
+            assert_eq!(response.expect("served").body, b"fine");
+            assert!(!hog.is_finished(), "served while the endless script still runs");
+        }
+        let [time, heap] = stopped;
+        assert!(matches!(time.await.expect("join"), Err(ScriptError::Limit(consort_js::Limit::Time, _))));
+        assert!(matches!(heap.await.expect("join"), Err(ScriptError::Limit(consort_js::Limit::Heap, _))));
+        hog.abort();
     }
-    let [time, heap] = stopped;
-    assert!(matches!(time.await.expect("join"), Err(ScriptError::Limit(consort_js::Limit::Time, _))));
-    assert!(matches!(heap.await.expect("join"), Err(ScriptError::Limit(consort_js::Limit::Heap, _))));
-    hog.abort();
 }
 
 /// Boa follows a prototype chain by native recursion, and a getter at its end that reads
@@ -179,23 +191,25 @@ async fn crashing_the_worker_costs_only_that_request() {
 /// it, which later jobs keep using.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raised_heap_limit_gets_a_worker_with_the_stack_for_it() {
-    let pool = pool(1);
-    let store = Store::default();
-    let cases = [
-        ("chain", "let o = {}; for (let i = 0; i < 100000; i++) o = Object.create(o); return { body: String(o.missing) };"),
-        ("ok", "return { body: 'ok' };"),
-    ];
-    let b = bundle(&cases);
-    assert_eq!(call(&pool, &store, &b, "ok").await.0.expect("served").body, b"ok");
-    assert_eq!(pool.metrics().workers_started, 1);
-    let raised = Arc::new(RuntimeOptions { max_execution_time_ms: 120_000, max_heap_bytes: 1 << 30, ..Default::default() });
-    assert_eq!(raised.script_stack_bytes(), 2 << 30);
-    let chain = call_with(&pool, &store, &b, "chain", raised.clone()).await.0.expect("answered, no crash");
-    assert_eq!(chain.body, b"undefined");
-    assert_eq!(pool.metrics().workers_started, 2, "a worker with a larger stack was started");
-    assert_eq!(pool.metrics().worker_crashes, 0);
-    assert_eq!(call_with(&pool, &store, &b, "ok", raised).await.0.expect("served").body, b"ok");
-    assert_eq!(pool.metrics().workers_started, 2, "and kept");
+    for (mode, pool) in common::pools(1) {
+        eprintln!("isolation: {mode}");
+        let store = Store::default();
+        let cases = [
+            ("chain", "let o = {}; for (let i = 0; i < 100000; i++) o = Object.create(o); return { body: String(o.missing) };"),
+            ("ok", "return { body: 'ok' };"),
+        ];
+        let b = bundle(&cases);
+        assert_eq!(call(&pool, &store, &b, "ok").await.0.expect("served").body, b"ok");
+        assert_eq!(pool.metrics().workers_started, 1);
+        let raised = Arc::new(RuntimeOptions { max_execution_time_ms: 120_000, max_heap_bytes: 1 << 30, ..Default::default() });
+        assert_eq!(raised.script_stack_bytes(), 2 << 30);
+        let chain = call_with(&pool, &store, &b, "chain", raised.clone()).await.0.expect("answered, no crash");
+        assert_eq!(chain.body, b"undefined");
+        assert_eq!(pool.metrics().workers_started, 2, "a worker with a larger stack was started");
+        assert_eq!(pool.metrics().worker_crashes, 0);
+        assert_eq!(call_with(&pool, &store, &b, "ok", raised).await.0.expect("served").body, b"ok");
+        assert_eq!(pool.metrics().workers_started, 2, "and kept");
+    }
 }
 
 /// The other built-ins Boa 0.22 runs by native recursion as deep as a script's data goes are
@@ -204,65 +218,68 @@ async fn a_raised_heap_limit_gets_a_worker_with_the_stack_for_it() {
 /// recurses at all. No worker crashes, and ordinary uses give what they always gave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deep_structures_in_built_ins_answer_catchable_errors() {
-    let pool = pool(1);
-    let store = Store::default();
-    let deep = [
-        ("stringify", "let o = {}; for (let i = 0; i < 300000; i++) o = { o }; JSON.stringify(o);", "RangeError"),
-        (
-            "reviver",
-            "JSON.parse('{\"a\":1,\"b\":2}', function (k, v) { \
-               if (k === 'a') { let d = {}; for (let i = 0; i < 300000; i++) d = { d }; this.b = d; } return v; });",
-            "max_stack_bytes",
-        ),
-        ("proxies", "let p = {}; for (let i = 0; i < 300000; i++) p = new Proxy(p, {}); p.x;", "RangeError"),
-        ("handlers", "let h = {}; for (let i = 0; i < 300000; i++) h = new Proxy({}, h); h.x;", "RangeError"),
-        ("revocable", "let p = {}; for (let i = 0; i < 300000; i++) p = Proxy.revocable(p, {}).proxy; p.x;", "RangeError"),
-        ("bound", "let f = function () { return 1; }; for (let i = 0; i < 300000; i++) f = f.bind(null); f();", "RangeError"),
-    ];
-    let mut cases: Vec<(String, String)> = deep
-        .iter()
-        .map(|(name, code, _)| {
-            let body =
-                format!("try {{ {code} return {{ body: 'finished' }}; }} catch (e) {{ return {{ body: e.name + ': ' + e.message }}; }}");
-            (name.to_string(), body)
-        })
-        .collect();
-    cases.push((
-        "flat".into(),
-        "let a = [7]; for (let i = 0; i < 300000; i++) a = [a, i]; const f = a.flat(Infinity); return { body: f.length + ' ' + f[0] + ' ' + f[1] };".into(),
-    ));
-    cases.push((
-        "ordinary".into(),
-        "const parsed = JSON.parse('{\"a\":[1,{\"b\":2}],\"c\":\"x\"}', (k, v) => (typeof v === 'number' ? v * 10 : k === 'c' ? undefined : v)); \
-         const sources = []; JSON.parse('[1.50, \"s\"]', (k, v, c) => { sources.push(c.source); return v; }); \
-         const p = new Proxy(new Proxy({ x: 3 }, {}), { get: (t, k) => t[k] + 1 }); \
-         const f = function (a, b) { return [this.v, a, b]; }.bind({ v: 'this' }, 'a').bind(null, 'b'); \
-         const { proxy, revoke } = Proxy.revocable({ y: 5 }, {}); const y = proxy.y; revoke(); \
-         return { body: JSON.stringify([parsed, sources, p.x, f(), y, [1, [2, [3, [4]]], , 5].flat(2), [[1, [2]]].flat(), \
-           [1, 2].flatMap((x) => [x, [x]]), typeof Proxy, 'prototype' in Proxy, f.name, JSON.stringify({ a: [1] }, null, 1)]) };"
-            .into(),
-    ));
-    let b = bundle(&cases);
-    let options = roomy();
-    for (name, _, error) in deep {
-        match call_with(&pool, &store, &b, name, options.clone()).await.0 {
-            // The reviver walk is JS recursion: stopped by the stack limit, as any.
-            Err(ScriptError::Limit(_, m)) => assert!(m.contains(error), "{name}: {m}"),
-            Ok(response) => {
-                let body = String::from_utf8_lossy(&response.body).to_string();
-                assert!(body.starts_with(&format!("{error}: ")), "{name}: {body}");
+    for (mode, pool) in common::pools(1) {
+        eprintln!("isolation: {mode}");
+        let store = Store::default();
+        let deep = [
+            ("stringify", "let o = {}; for (let i = 0; i < 300000; i++) o = { o }; JSON.stringify(o);", "RangeError"),
+            (
+                "reviver",
+                "JSON.parse('{\"a\":1,\"b\":2}', function (k, v) { \
+                   if (k === 'a') { let d = {}; for (let i = 0; i < 300000; i++) d = { d }; this.b = d; } return v; });",
+                "max_stack_bytes",
+            ),
+            ("proxies", "let p = {}; for (let i = 0; i < 300000; i++) p = new Proxy(p, {}); p.x;", "RangeError"),
+            ("handlers", "let h = {}; for (let i = 0; i < 300000; i++) h = new Proxy({}, h); h.x;", "RangeError"),
+            ("revocable", "let p = {}; for (let i = 0; i < 300000; i++) p = Proxy.revocable(p, {}).proxy; p.x;", "RangeError"),
+            ("bound", "let f = function () { return 1; }; for (let i = 0; i < 300000; i++) f = f.bind(null); f();", "RangeError"),
+        ];
+        let mut cases: Vec<(String, String)> = deep
+            .iter()
+            .map(|(name, code, _)| {
+                let body = format!(
+                    "try {{ {code} return {{ body: 'finished' }}; }} catch (e) {{ return {{ body: e.name + ': ' + e.message }}; }}"
+                );
+                (name.to_string(), body)
+            })
+            .collect();
+        cases.push((
+            "flat".into(),
+            "let a = [7]; for (let i = 0; i < 100000; i++) a = [a, i]; const f = a.flat(Infinity); return { body: f.length + ' ' + f[0] + ' ' + f[1] };".into(),
+        ));
+        cases.push((
+            "ordinary".into(),
+            "const parsed = JSON.parse('{\"a\":[1,{\"b\":2}],\"c\":\"x\"}', (k, v) => (typeof v === 'number' ? v * 10 : k === 'c' ? undefined : v)); \
+             const sources = []; JSON.parse('[1.50, \"s\"]', (k, v, c) => { sources.push(c.source); return v; }); \
+             const p = new Proxy(new Proxy({ x: 3 }, {}), { get: (t, k) => t[k] + 1 }); \
+             const f = function (a, b) { return [this.v, a, b]; }.bind({ v: 'this' }, 'a').bind(null, 'b'); \
+             const { proxy, revoke } = Proxy.revocable({ y: 5 }, {}); const y = proxy.y; revoke(); \
+             return { body: JSON.stringify([parsed, sources, p.x, f(), y, [1, [2, [3, [4]]], , 5].flat(2), [[1, [2]]].flat(), \
+               [1, 2].flatMap((x) => [x, [x]]), typeof Proxy, 'prototype' in Proxy, f.name, JSON.stringify({ a: [1] }, null, 1)]) };"
+                .into(),
+        ));
+        let b = bundle(&cases);
+        let options = roomy();
+        for (name, _, error) in deep {
+            match call_with(&pool, &store, &b, name, options.clone()).await.0 {
+                // The reviver walk is JS recursion: stopped by the stack limit, as any.
+                Err(ScriptError::Limit(_, m)) => assert!(m.contains(error), "{name}: {m}"),
+                Ok(response) => {
+                    let body = String::from_utf8_lossy(&response.body).to_string();
+                    assert!(body.starts_with(&format!("{error}: ")), "{name}: {body}");
+                }
+                other => panic!("{name}: {other:?}"),
             }
-            other => panic!("{name}: {other:?}"),
         }
+        let flat = call_with(&pool, &store, &b, "flat", options.clone()).await.0.expect("answered");
+        assert_eq!(flat.body, b"100001 7 0");
+        let ordinary = call_with(&pool, &store, &b, "ordinary", options).await.0.expect("answered");
+        assert_eq!(
+            String::from_utf8_lossy(&ordinary.body),
+            r#"[{"a":[10,{"b":20}]},["1.50","\"s\"",null],4,["this","a","b"],5,[1,2,3,[4],5],[1,[2]],[1,[1],2,[2]],"function",false,"bound bound ","{\n \"a\": [\n  1\n ]\n}"]"#
+        );
+        assert_eq!(pool.metrics().worker_crashes, 0, "no worker crashed");
     }
-    let flat = call_with(&pool, &store, &b, "flat", options.clone()).await.0.expect("answered");
-    assert_eq!(flat.body, b"300001 7 0");
-    let ordinary = call_with(&pool, &store, &b, "ordinary", options).await.0.expect("answered");
-    assert_eq!(
-        String::from_utf8_lossy(&ordinary.body),
-        r#"[{"a":[10,{"b":20}]},["1.50","\"s\"",null],4,["this","a","b"],5,[1,2,3,[4],5],[1,[2]],[1,[1],2,[2]],"function",false,"bound bound ","{\n \"a\": [\n  1\n ]\n}"]"#
-    );
-    assert_eq!(pool.metrics().worker_crashes, 0, "no worker crashed");
 }
 
 /// Nested arrays convert through `join` (and `toLocaleString`) in native code, 2 KiB of stack a
@@ -270,27 +287,29 @@ async fn deep_structures_in_built_ins_answer_catchable_errors() {
 /// now, so the stack limit stops it, as it stops any deep recursion.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_arrays_converted_to_strings_stop_at_the_stack_limit() {
-    let pool = pool(1);
-    let store = Store::default();
-    let build = "let a = []; for (let i = 0; i < 200000; i++) a = [a];";
-    let cases = [
-        ("string", format!("{build} return {{ body: String(a) }};")),
-        ("join", format!("{build} return {{ body: a.join('-') }};")),
-        ("template", format!("{build} return {{ body: `${{a}}` }};")),
-        ("locale", format!("{build} return {{ body: a.toLocaleString() }};")),
-        ("shallow", "return { body: [[1, [2, 3]], 'x'].join('|') + ' ' + String([[4], [5, [6]]]) };".to_owned()),
-    ];
-    let b = bundle(&cases);
-    let options = roomy();
-    for (name, _) in &cases[..4] {
-        match call_with(&pool, &store, &b, name, options.clone()).await.0 {
-            Err(ScriptError::Limit(_, m)) => assert!(m.contains("max_stack_bytes"), "{name}: {m}"),
-            other => panic!("{name}: expected the stack limit, got {other:?}"),
+    for (mode, pool) in common::pools(1) {
+        eprintln!("isolation: {mode}");
+        let store = Store::default();
+        let build = "let a = []; for (let i = 0; i < 200000; i++) a = [a];";
+        let cases = [
+            ("string", format!("{build} return {{ body: String(a) }};")),
+            ("join", format!("{build} return {{ body: a.join('-') }};")),
+            ("template", format!("{build} return {{ body: `${{a}}` }};")),
+            ("locale", format!("{build} return {{ body: a.toLocaleString() }};")),
+            ("shallow", "return { body: [[1, [2, 3]], 'x'].join('|') + ' ' + String([[4], [5, [6]]]) };".to_owned()),
+        ];
+        let b = bundle(&cases);
+        let options = roomy();
+        for (name, _) in &cases[..4] {
+            match call_with(&pool, &store, &b, name, options.clone()).await.0 {
+                Err(ScriptError::Limit(_, m)) => assert!(m.contains("max_stack_bytes"), "{name}: {m}"),
+                other => panic!("{name}: expected the stack limit, got {other:?}"),
+            }
         }
+        let shallow = call_with(&pool, &store, &b, "shallow", options).await.0.expect("answered");
+        assert_eq!(shallow.body, b"1,2,3|x 4,5,6");
+        assert_eq!(pool.metrics().worker_crashes, 0, "no worker crashed");
     }
-    let shallow = call_with(&pool, &store, &b, "shallow", options).await.0.expect("answered");
-    assert_eq!(shallow.body, b"1,2,3|x 4,5,6");
-    assert_eq!(pool.metrics().worker_crashes, 0, "no worker crashed");
 }
 
 /// Boa's parser recurses without a stack check (26–28 KiB of native stack a bracket level):
@@ -298,40 +317,42 @@ async fn nested_arrays_converted_to_strings_stop_at_the_stack_limit() {
 /// `RangeError` the script can catch; the worker does not crash, and moderate nesting works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sources_that_nest_too_deeply_are_refused_with_a_catchable_error() {
-    let pool = pool(1);
-    let store = Store::default();
-    let deep = [
-        "eval('('.repeat(200000) + '1' + ')'.repeat(200000))",
-        "eval('['.repeat(5000) + ']'.repeat(5000))",
-        "eval('`${'.repeat(5000) + '0' + '}`'.repeat(5000))",
-        "eval('!'.repeat(1000000) + '0')",
-        "eval('1+'.repeat(1000000) + '1')",
-        "eval('x=>'.repeat(100000) + '0')",
-        "eval('if(0){}else '.repeat(100000) + '0')",
-        "new Function('return ' + '{a:'.repeat(5000) + '0' + '}'.repeat(5000))",
-        "Function('a = ' + '['.repeat(5000) + ']'.repeat(5000), 'return a')",
-        "(0, eval)('typeof '.repeat(100000) + '0')",
-    ];
-    let mut cases: Vec<(String, String)> = deep
-        .iter()
-        .enumerate()
-        .map(|(i, expr)| {
-            let body =
-                format!("try {{ {expr}; return {{ body: 'parsed' }}; }} catch (e) {{ return {{ body: e.name + ': ' + e.message }}; }}");
-            (format!("deep{i}"), body)
-        })
-        .collect();
-    cases.push(("moderate".into(), "return { body: String(eval('['.repeat(200) + '7' + ']'.repeat(200))) };".into()));
-    let b = bundle(&cases);
-    let options = roomy();
-    for (i, expr) in deep.iter().enumerate() {
-        let response = call_with(&pool, &store, &b, &format!("deep{i}"), options.clone()).await.0.expect("answered, no crash");
-        let body = String::from_utf8_lossy(&response.body).to_string();
-        assert!(body.starts_with("RangeError: ") && body.contains("nests too deeply"), "{expr}: {body}");
+    for (mode, pool) in common::pools(1) {
+        eprintln!("isolation: {mode}");
+        let store = Store::default();
+        let deep = [
+            "eval('('.repeat(200000) + '1' + ')'.repeat(200000))",
+            "eval('['.repeat(5000) + ']'.repeat(5000))",
+            "eval('`${'.repeat(5000) + '0' + '}`'.repeat(5000))",
+            "eval('!'.repeat(1000000) + '0')",
+            "eval('1+'.repeat(1000000) + '1')",
+            "eval('x=>'.repeat(100000) + '0')",
+            "eval('if(0){}else '.repeat(100000) + '0')",
+            "new Function('return ' + '{a:'.repeat(5000) + '0' + '}'.repeat(5000))",
+            "Function('a = ' + '['.repeat(5000) + ']'.repeat(5000), 'return a')",
+            "(0, eval)('typeof '.repeat(100000) + '0')",
+        ];
+        let mut cases: Vec<(String, String)> = deep
+            .iter()
+            .enumerate()
+            .map(|(i, expr)| {
+                let body =
+                    format!("try {{ {expr}; return {{ body: 'parsed' }}; }} catch (e) {{ return {{ body: e.name + ': ' + e.message }}; }}");
+                (format!("deep{i}"), body)
+            })
+            .collect();
+        cases.push(("moderate".into(), "return { body: String(eval('['.repeat(200) + '7' + ']'.repeat(200))) };".into()));
+        let b = bundle(&cases);
+        let options = roomy();
+        for (i, expr) in deep.iter().enumerate() {
+            let response = call_with(&pool, &store, &b, &format!("deep{i}"), options.clone()).await.0.expect("answered, no crash");
+            let body = String::from_utf8_lossy(&response.body).to_string();
+            assert!(body.starts_with("RangeError: ") && body.contains("nests too deeply"), "{expr}: {body}");
+        }
+        let response = call_with(&pool, &store, &b, "moderate", options).await.0.expect("answered");
+        assert_eq!(response.body, b"7");
+        assert_eq!(pool.metrics().worker_crashes, 0, "no worker crashed");
     }
-    let response = call_with(&pool, &store, &b, "moderate", options).await.0.expect("answered");
-    assert_eq!(response.body, b"7");
-    assert_eq!(pool.metrics().worker_crashes, 0, "no worker crashed");
 }
 
 /// A kept interpreter whose module state grows with every request (each request well within

@@ -203,6 +203,11 @@ impl Default for Limits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JsConfig {
+    /// Where scripts run: `process` (the default: worker processes, so that a script that
+    /// crashes the engine takes down only its worker) or `threads` (threads of the node: no
+    /// crossing per request and per `ccf.kv` call, for apps the operator trusts not to reach
+    /// the engine paths that can still abort a process; docs/decisions.md).
+    pub isolation: Isolation,
     /// JS worker threads; 0 means one per core.
     pub workers: usize,
     /// Requests that may wait for a worker before new ones get 503.
@@ -218,6 +223,15 @@ pub struct JsConfig {
     pub snp_trusted_roots: Vec<SnpRoot>,
 }
 
+/// `js.isolation`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    #[default]
+    Process,
+    Threads,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnpRoot {
@@ -228,6 +242,7 @@ pub struct SnpRoot {
 impl Default for JsConfig {
     fn default() -> Self {
         JsConfig {
+            isolation: Isolation::Process,
             workers: 0,
             queue_depth: 1024,
             conflict_retries_max: 30,

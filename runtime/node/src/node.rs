@@ -169,7 +169,7 @@ impl Node {
         let workers =
             if config.js.workers == 0 { 2 * std::thread::available_parallelism().map_or(2, |n| n.get()) } else { config.js.workers };
         // JS runs in worker processes started from this same binary (`consort js-worker`), so a
-        // script that crashes Boa takes down only its worker.
+        // script that crashes Boa takes down only its worker; or, by choice, on threads here.
         let program = std::env::current_exe().map_err(|e| format!("locating the consort binary for JS workers: {e}"))?;
         let historical = Arc::new(Historical::new(
             consensus.clone(),
@@ -183,7 +183,10 @@ impl Node {
         if config.logging.format == crate::config::LogFormat::Json {
             args.extend(["--log-format".to_owned(), "json".to_owned()]);
         }
-        let pool = JsPool::new(WorkerCommand { program, args }, workers, config.js.queue_depth, host);
+        let pool = match config.js.isolation {
+            crate::config::Isolation::Process => JsPool::new(WorkerCommand { program, args }, workers, config.js.queue_depth, host),
+            crate::config::Isolation::Threads => JsPool::threads(workers, config.js.queue_depth, host),
+        };
         let served_cert = Arc::new(crate::server::ServedCert::new(&identity)?);
         let metrics = crate::metrics::Metrics::new().map_err(|e| format!("metrics: {e}"))?;
         let node = Arc::new(Node {

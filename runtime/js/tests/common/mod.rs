@@ -11,6 +11,18 @@ pub fn pool(workers: usize) -> JsPool {
     JsPool::new(WorkerCommand::new(env!("CARGO_BIN_EXE_consort-js-worker")), workers, 256, Arc::new(FixedHost))
 }
 
+/// The same on the node's own threads (`js.isolation = "threads"`).
+#[allow(dead_code)]
+pub fn threads(threads: usize) -> JsPool {
+    JsPool::threads(threads, 256, Arc::new(FixedHost))
+}
+
+/// A pool of each kind, named: tests that hold in both isolation modes run on both.
+#[allow(dead_code)]
+pub fn pools(workers: usize) -> [(&'static str, JsPool); 2] {
+    [("process", pool(workers)), ("threads", threads(workers))]
+}
+
 /// Consensus as a test stands it: committed up to 3.42, every seqno in view 3.
 pub struct FixedHost;
 

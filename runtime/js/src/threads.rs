@@ -46,6 +46,8 @@ struct Shared {
     host: Arc<dyn JsHost>,
     /// Threads started, replacements included.
     started: AtomicU64,
+    /// Set when the pool goes: idle threads end.
+    stopping: AtomicBool,
 }
 
 /// The node's JS threads, taking jobs from one queue.
@@ -57,7 +59,13 @@ impl Threads {
     /// Starts `count` threads with the least script stack (they are replaced by larger ones when
     /// a job's limits need more).
     pub fn start(count: usize, host: Arc<dyn JsHost>) -> Threads {
-        let shared = Arc::new(Shared { queue: Mutex::new(VecDeque::new()), ready: Condvar::new(), host, started: AtomicU64::new(0) });
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            host,
+            started: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+        });
         for _ in 0..count.max(1) {
             spawn(&shared, crate::limits::SCRIPT_STACK_MIN_BYTES);
         }
@@ -116,6 +124,13 @@ impl Threads {
     }
 }
 
+impl Drop for Threads {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        self.shared.ready.notify_all();
+    }
+}
+
 fn failed(is_call: bool, e: ScriptError) -> Finished {
     match is_call {
         true => Finished::Call(Err(e)),
@@ -148,6 +163,9 @@ fn serve(shared: Arc<Shared>, stack_bytes: u64) {
             loop {
                 if let Some(job) = queue.pop_front() {
                     break job;
+                }
+                if shared.stopping.load(Ordering::Acquire) {
+                    return;
                 }
                 queue = shared.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
             }

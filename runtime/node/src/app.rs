@@ -148,7 +148,7 @@ fn script_failure(call: &Call<'_>, e: ScriptError, options: &RuntimeOptions) -> 
 /// The state a `mode: "historical"` endpoint runs with: the committed transaction named by the
 /// `x-ms-ccf-transaction-id` request header, or the answer to give instead (400 for a missing or
 /// malformed id, 404 for one that is not committed, 202 + `retry-after` while it loads).
-fn historical_state(node: &Node, call: &Call<'_>) -> Result<Arc<consort_js::protocol::HistoricalState>, Box<Reply>> {
+fn historical_state(node: &Node, call: &Call<'_>) -> Result<Arc<consort_js::HistoricalState>, Box<Reply>> {
     use consort_consensus::TxStatus;
     let header = call.headers.get(crate::reply::TXID_HEADER).ok_or_else(|| {
         Box::new(reply::error(

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use consort_consensus::Consensus;
-use consort_js::protocol::{HistoricalMap, HistoricalState};
+use consort_js::{HistoricalMap, HistoricalState};
 use consort_kv::TxId;
 
 /// At most this many transactions are cached (loaded or loading) at once, over all handles.

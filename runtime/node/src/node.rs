@@ -15,7 +15,7 @@ use crate::genesis::write_genesis;
 use crate::historical::{Handle as HistoricalHandle, Historical};
 use crate::identity::NodeIdentity;
 use crate::tables::{ENDPOINTS, JS_RUNTIME_OPTIONS, MODULES, SERVICE_INFO};
-use consort_js::protocol::HistoricalState;
+use consort_js::HistoricalState;
 
 /// How long a stopping node waits for the requests in flight to be answered.
 const STOP_ANSWER_WAIT: Duration = Duration::from_secs(5);

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use consort_js::protocol::{HistoricalMap, HistoricalState};
+use consort_js::{HistoricalMap, HistoricalState};
 use consort_js::{JsPool, WorkerCommand};
 
 /// A pool of real worker processes (this crate's `consort-js-worker` binary).

@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 use consort_kv::Tx;
 use tokio::sync::oneshot;
 
-use crate::bundle::Bundle;
-use crate::limits::{Limit, RuntimeOptions};
-use crate::pool::{Finished, Work};
-use crate::protocol::{HostAnswer, HostQuery, JsHost, KvOp, KvReply};
-use crate::runner::Runner;
-use crate::runtime::{KvAccess, KvBackend, ScriptError};
+use crate::engine::bundle::Bundle;
+use crate::engine::host::{HostAnswer, HostQuery, JsHost, KvOp, KvReply};
+use crate::engine::limits::{Limit, RuntimeOptions};
+use crate::engine::runner::Runner;
+use crate::engine::runtime::{KvAccess, KvBackend, ScriptError};
+use crate::executors::pool::{Finished, Work};
 
 /// A job for a thread, and where its end goes.
 struct ThreadJob {
@@ -67,7 +67,7 @@ impl Threads {
             stopping: AtomicBool::new(false),
         });
         for _ in 0..count.max(1) {
-            spawn(&shared, crate::limits::SCRIPT_STACK_MIN_BYTES);
+            spawn(&shared, crate::engine::limits::SCRIPT_STACK_MIN_BYTES);
         }
         Threads { shared }
     }
@@ -194,7 +194,9 @@ fn serve(shared: Arc<Shared>, stack_bytes: u64) {
                     Err(e) => Finished::Request((Err(e), None, None, false)),
                 }
             }
-            Work::Call { source, function, args } => Finished::Call(crate::runner::call(&source, &function, &args, access, &options, kv)),
+            Work::Call { source, function, args } => {
+                Finished::Call(crate::engine::runner::call(&source, &function, &args, access, &options, kv))
+            }
         };
         let tx = match Rc::try_unwrap(tx) {
             Ok(tx) => tx.into_inner(),

@@ -15,9 +15,9 @@ use boa_engine::property::Attribute;
 use boa_engine::{js_string, Context, JsError, JsNativeError, JsResult, JsString, JsValue, Module, NativeFunction, Script, Source};
 use consort_kv::MapKind;
 
-use crate::bundle::{normalise_module_name, Bundle, EndpointDef};
-use crate::limits::{Limit, RuntimeOptions, Watch};
-use crate::protocol::{HistoricalState, HostAnswer, HostQuery, KvOp, KvReply};
+use crate::engine::bundle::{normalise_module_name, Bundle, EndpointDef};
+use crate::engine::host::{HistoricalState, HostAnswer, HostQuery, KvOp, KvReply};
+use crate::engine::limits::{Limit, RuntimeOptions, Watch};
 
 const PRELUDE: &str = include_str!("prelude.js");
 
@@ -54,7 +54,7 @@ pub struct JsRequest {
     pub body: Vec<u8>,
     /// `mode: "historical"` endpoints: the transaction `ccf.historicalState` describes.
     #[serde(skip)]
-    pub historical: Option<std::sync::Arc<crate::protocol::HistoricalState>>,
+    pub historical: Option<std::sync::Arc<crate::engine::host::HistoricalState>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -570,7 +570,7 @@ fn verify_snp(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsVa
 /// `__consort.crypto(op, paramsJson, ...buffers)`: the whole of `ccf.crypto` (see `crate::crypto`);
 /// JSON answers come back as a string for the prelude to parse.
 fn crypto(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    use crate::crypto::{CryptoFailure, Out};
+    use crate::engine::crypto::{CryptoFailure, Out};
     let op = arg_string(args, 0, "operation")?;
     let params: serde_json::Value =
         serde_json::from_str(&arg_string(args, 1, "parameters")?).map_err(|e| type_err(format!("ccf.crypto.{op}: {e}")))?;
@@ -578,7 +578,7 @@ fn crypto(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue>
     for i in 2..args.len() {
         bufs.push(arg_bytes(args, i, "buffer")?);
     }
-    match crate::crypto::call(&op, &params, &bufs) {
+    match crate::engine::crypto::call(&op, &params, &bufs) {
         Ok(Out::Bytes(b)) => new_buffer(&b, ctx),
         Ok(Out::Text(t)) => Ok(JsString::from(t.as_str()).into()),
         Ok(Out::Bool(b)) => Ok(b.into()),
@@ -593,7 +593,7 @@ fn crypto(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue>
 fn jwk_der(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
     use base64::Engine;
     let jwk: serde_json::Value = serde_json::from_str(&arg_string(args, 0, "jwk")?).map_err(|e| type_err(format!("jwk: {e}")))?;
-    let der = crate::crypto::jwk_public_key_der(&jwk)
+    let der = crate::engine::crypto::jwk_public_key_der(&jwk)
         .map_err(|e| type_err(format!("jwk {}: {e}", jwk.get("kid").unwrap_or(&serde_json::Value::Null))))?;
     Ok(JsString::from(base64::engine::general_purpose::STANDARD.encode(der).as_str()).into())
 }
@@ -659,7 +659,7 @@ pub fn bundle_check_abandoned() -> bool {
 
 /// This process's resident memory (0 where `/proc` cannot say).
 fn resident_bytes() -> u64 {
-    crate::pool::resident_bytes(std::process::id()).unwrap_or(0)
+    crate::executors::pool::resident_bytes(std::process::id()).unwrap_or(0)
 }
 
 /// `__consort.checkConstitution(source)`: throws a TypeError unless `validate_constitution`
@@ -759,7 +759,7 @@ fn install_globals(ctx: &mut Context) -> JsResult<()> {
     }
     let natives = init.build();
     ctx.register_global_property(js_string!("__consort"), natives, Attribute::all())?;
-    crate::json::install(ctx)?;
+    crate::engine::json::install(ctx)?;
     ctx.eval(Source::from_bytes(PRELUDE))?;
     Ok(())
 }
@@ -882,7 +882,7 @@ impl boa_engine::context::HostHooks for Hooks {
         _context: &mut Context,
     ) -> JsResult<()> {
         for (what, src) in parameters.iter().map(|p| ("a parameter list given to Function", p)).chain([("the compiled string", body)]) {
-            crate::nesting::check_source(what, &src.to_std_string_escaped()).map_err(|e| JsNativeError::range().with_message(e))?;
+            crate::engine::nesting::check_source(what, &src.to_std_string_escaped()).map_err(|e| JsNativeError::range().with_message(e))?;
         }
         Ok(())
     }
@@ -1078,7 +1078,7 @@ fn evaluate(
     }
     let args = JsArray::from_iter(args, ctx);
     ctx.global_object().set(js_string!("__consort_args"), args, false, ctx).map_err(|e| ScriptError::Load(e.to_string()))?;
-    let result = match watch.drive(script.evaluate_async_with_budget(ctx, crate::limits::YIELD_BUDGET)) {
+    let result = match watch.drive(script.evaluate_async_with_budget(ctx, crate::engine::limits::YIELD_BUDGET)) {
         Err(limit) => return Err(ScriptError::Limit(limit, limit.describe(options))),
         Ok(r) => r.and_then(|v| ctx.run_jobs().map(|()| v)),
     };

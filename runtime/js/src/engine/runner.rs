@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 
-use crate::bundle::Bundle;
-use crate::protocol::{Handler, HistoricalState};
-use crate::runtime::{Interpreter, KvBackend, RunOutcome, ScriptError};
+use crate::engine::bundle::Bundle;
+use crate::engine::host::{Handler, HistoricalState};
+use crate::engine::runtime::{Interpreter, KvBackend, RunOutcome, ScriptError};
 use crate::{KvAccess, RuntimeOptions};
 
 /// The name the one module of a governance call is loaded under.

@@ -223,7 +223,7 @@ mod tests {
         // and JSON.stringify level it allows at 2 KiB each (a debug build's frames).
         let stack = RuntimeOptions { max_stack_bytes: u64::MAX, ..Default::default() };
         let calls = stack.recursion_limit() as u64;
-        let levels = crate::json::levels_allowed(stack.recursion_limit()) as u64;
+        let levels = crate::engine::json::levels_allowed(stack.recursion_limit()) as u64;
         assert!((calls + levels) * 2048 <= SCRIPT_STACK_MIN_BYTES, "{calls} calls, {levels} levels");
         assert_eq!(stack.script_stack_bytes(), SCRIPT_STACK_MIN_BYTES);
         // Never overflows on absurd values.

@@ -311,7 +311,7 @@ mod tests {
 
     #[test]
     fn real_code_is_far_below_the_budget() {
-        let js = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/prelude.js")).expect("prelude");
+        let js = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/engine/prelude.js")).expect("prelude");
         assert!(parse_stack_estimate(&js) < PARSE_STACK_BUDGET / 16, "{}", parse_stack_estimate(&js));
         let logging =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/logging/src/logging.js")).expect("sample");

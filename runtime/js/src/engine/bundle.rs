@@ -112,7 +112,7 @@ impl Bundle {
         }
         for m in wire.modules {
             let name = normalise_module_name(&m.name);
-            crate::nesting::check_source(&format!("module {name:?}"), &m.module).map_err(BundleError::Invalid)?;
+            crate::engine::nesting::check_source(&format!("module {name:?}"), &m.module).map_err(BundleError::Invalid)?;
             if modules.insert(name.clone(), m.module).is_some() {
                 return Err(BundleError::Invalid(format!("module {name:?} appears twice")));
             }
@@ -161,7 +161,7 @@ impl Bundle {
                     }
                 }
                 for policy in &def.authn_policies {
-                    crate::runtime::check_policy(policy).map_err(&err)?;
+                    crate::engine::runtime::check_policy(policy).map_err(&err)?;
                 }
             }
         }

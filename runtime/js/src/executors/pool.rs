@@ -8,7 +8,7 @@
 //! runs so that the worker goes on to it at once (its caches still warm) instead of sleeping
 //! until the node has answered the first. Jobs run in the order they were sent; each request
 //! waits for its turn to read the worker's messages. A worker whose job runs past
-//! [`crate::limits::LONG_RUN`] gives back the job queued behind it, and the node runs that one
+//! [`crate::engine::limits::LONG_RUN`] gives back the job queued behind it, and the node runs that one
 //! elsewhere: a slow or hostile script never holds another request. Governance calls, and requests on a state too large to copy, have each `ccf.kv`
 //! operation answered from the request's transaction instead. A watchdog kills a worker that
 //! runs past a hard deadline or grows past a hard memory cap, backstops for the worker's own
@@ -30,10 +30,11 @@ use tokio::io::BufReader;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Notify;
 
-use crate::bundle::{Bundle, EndpointDef};
-use crate::limits::{Limit, RuntimeOptions};
-use crate::protocol::{read_frame_async, write_frame_async, FromWorker, Handler, JobKv, JsHost, ToWorker};
-use crate::runtime::{JsRequest, JsResponse, KvAccess, ScriptError};
+use crate::engine::bundle::{Bundle, EndpointDef};
+use crate::engine::host::{Handler, JsHost};
+use crate::engine::limits::{Limit, RuntimeOptions};
+use crate::engine::runtime::{JsRequest, JsResponse, KvAccess, ScriptError};
+use crate::executors::protocol::{read_frame_async, write_frame_async, FromWorker, JobKv, ToWorker};
 
 /// How far past `max_execution_time_ms` a worker may run before the watchdog kills it. The
 /// worker stops scripts itself at the limit; this covers what it cannot interrupt.
@@ -202,7 +203,7 @@ struct Inner {
     /// How worker processes are started; `None` when scripts run on the node's own threads.
     command: Option<WorkerCommand>,
     /// The node's JS threads (`js.isolation = "threads"`), instead of worker processes.
-    threads: Option<crate::threads::Threads>,
+    threads: Option<crate::executors::threads::Threads>,
     host: Arc<dyn JsHost>,
     slots: Vec<Slot>,
     loads: Mutex<Vec<Load>>,
@@ -304,7 +305,7 @@ impl JsPool {
         let workers = threads.max(1);
         let inner = Inner {
             command: None,
-            threads: Some(crate::threads::Threads::start(workers, host.clone())),
+            threads: Some(crate::executors::threads::Threads::start(workers, host.clone())),
             host,
             slots: Vec::new(),
             loads: Mutex::new(Vec::new()),
@@ -604,7 +605,7 @@ impl Inner {
                     .enumerate()
                     .filter(|(i, l)| l.jobs < JOBS_PER_WORKER && !l.long && !lock(&self.slots[*i].watched).retire)
                     .map(|(i, l)| (i, l.running_since.map_or(Duration::ZERO, |t| now.saturating_duration_since(t))))
-                    .filter(|(_, age)| *age < crate::limits::LONG_RUN)
+                    .filter(|(_, age)| *age < crate::engine::limits::LONG_RUN)
                     .max_by_key(|(_, age)| *age)?
                     .0
             }
@@ -865,7 +866,7 @@ impl Inner {
         let command = self.command.as_ref().ok_or_else(|| ScriptError::Crashed("internal: no worker processes in this pool".into()))?;
         let mut child = Command::new(&command.program)
             .args(&command.args)
-            .env(crate::worker::STACK_BYTES_ENV, stack_bytes.to_string())
+            .env(crate::executors::worker::STACK_BYTES_ENV, stack_bytes.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

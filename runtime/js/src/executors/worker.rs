@@ -8,7 +8,7 @@
 //!
 //! The node may send the next job while one runs, so that the worker goes from one job to the
 //! next without sleeping; jobs read while one runs wait in a queue. Once a job has run for
-//! [`crate::limits::LONG_RUN`], the worker gives the queued jobs back (`FromWorker::Handback`) so
+//! [`crate::engine::limits::LONG_RUN`], the worker gives the queued jobs back (`FromWorker::Handback`) so
 //! that the node runs them on another worker instead of behind a slow or hostile script.
 
 use std::cell::RefCell;
@@ -19,21 +19,22 @@ use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::rc::Rc;
 
-use crate::bundle::Bundle;
-use crate::protocol::{read_frame, write_frame, FromWorker, HostAnswer, HostQuery, JobKv, KvOp, KvReply, ToWorker};
-use crate::runner::Runner;
-use crate::runtime::{KvBackend, ScriptError};
+use crate::engine::bundle::Bundle;
+use crate::engine::host::{HostAnswer, HostQuery, KvOp, KvReply};
+use crate::engine::runner::Runner;
+use crate::engine::runtime::{KvBackend, ScriptError};
+use crate::executors::protocol::{read_frame, write_frame, FromWorker, JobKv, ToWorker};
 
 /// The environment variable by which the node gives a worker its script thread's stack
 /// (`RuntimeOptions::script_stack_bytes` of the options it was started for).
 pub const STACK_BYTES_ENV: &str = "CONSORT_JS_STACK_BYTES";
 
 /// Native stack of the thread that runs scripts: what the node asked for, at least
-/// [`crate::limits::SCRIPT_STACK_MIN_BYTES`]. Sized so that the heap and stack limits trip
+/// [`crate::engine::limits::SCRIPT_STACK_MIN_BYTES`]. Sized so that the heap and stack limits trip
 /// first; a shape that still overflows it (docs/decisions.md) kills only this process.
 fn script_stack_bytes() -> usize {
     let asked = std::env::var(STACK_BYTES_ENV).ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    usize::try_from(asked.max(crate::limits::SCRIPT_STACK_MIN_BYTES)).unwrap_or(usize::MAX)
+    usize::try_from(asked.max(crate::engine::limits::SCRIPT_STACK_MIN_BYTES)).unwrap_or(usize::MAX)
 }
 
 /// The pipes to the node, as plain files: `Stdout` would add a line buffer and a lock to every
@@ -221,7 +222,7 @@ pub fn worker_main(json: bool) -> ExitCode {
 /// Asks the node to retire this worker if a bundle check left a thread running (see
 /// `runtime::check_bundle`); false if the node cannot be told.
 fn ask_retirement_if_stuck(pipe: &Rc<RefCell<Pipe>>) -> bool {
-    !crate::runtime::bundle_check_abandoned() || write_frame(&mut pipe.borrow_mut().output, &FromWorker::Retire).is_ok()
+    !crate::engine::runtime::bundle_check_abandoned() || write_frame(&mut pipe.borrow_mut().output, &FromWorker::Retire).is_ok()
 }
 
 /// The outcome of a job that did not run its handler.
@@ -238,7 +239,7 @@ fn serve() -> ExitCode {
         }
     };
     let hand_back = pipe.clone();
-    crate::limits::on_long_run(move || {
+    crate::engine::limits::on_long_run(move || {
         if let Err(e) = hand_back.borrow_mut().hand_back() {
             // The node is gone or the protocol is broken: this worker cannot go on.
             tracing::error!("JS worker: giving back queued jobs: {e}");
@@ -263,7 +264,7 @@ fn serve() -> ExitCode {
                 if let Some(o) = new_options {
                     options = o;
                 }
-                let value = crate::runner::call(&source, &function, &args, access, &options, Box::new(RemoteKv(pipe.clone())));
+                let value = crate::engine::runner::call(&source, &function, &args, access, &options, Box::new(RemoteKv(pipe.clone())));
                 if !ask_retirement_if_stuck(&pipe) || write_frame(&mut pipe.borrow_mut().output, &FromWorker::Returned(value)).is_err() {
                     return ExitCode::FAILURE;
                 }

@@ -103,7 +103,9 @@ impl Threads {
             match tokio::time::timeout_at(deadline, &mut result).await {
                 Ok(Ok(out)) => return out,
                 Ok(Err(_)) => {
-                    let e = ScriptError::Crashed("internal: a JS thread ended without answering".into());
+                    // The thread is gone (a panic in the engine): another takes its place.
+                    spawn(&self.shared, options.script_stack_bytes());
+                    let e = ScriptError::Crashed("internal: a JS thread ended without answering; a new one took its place".into());
                     return (failed(is_call, e), Tx::new(snapshot));
                 }
                 Err(_) => match *lock(&taken) {
@@ -201,6 +203,8 @@ fn serve(shared: Arc<Shared>, stack_bytes: u64) {
         let tx = match Rc::try_unwrap(tx) {
             Ok(tx) => tx.into_inner(),
             Err(_) => {
+                // Ends the thread without an answer: the waiting request says so and starts
+                // another thread.
                 tracing::error!("internal: a script kept its transaction past its end");
                 return;
             }

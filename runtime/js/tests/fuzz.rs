@@ -26,11 +26,12 @@ static ALLOC: consort_alloc::CountingAllocator = consort_alloc::CountingAllocato
 /// One program: a builder of a deep value and a use of it, or a deeply nested source.
 fn program(rng: &mut fastrand::Rng, max_log_depth: u32) -> String {
     // Depths spread over orders of magnitude (the lesser of two draws: mostly shallow, so
-    // that a campaign is quick), some far past every bound; and one program in fifty as deep
-    // as the heap limit lets a script build (2^15 to 2^19 levels: a native recursion of a few
-    // hundred bytes a level overflows a 256 MiB stack there).
+    // that a campaign is quick), some far past every bound; and some as deep as the heap limit
+    // lets a script build (2^15 to 2^19 levels: a native recursion of a few
+    // hundred bytes a level overflows a 256 MiB stack there); those take a hundred times as
+    // long to run, so one program in 250.
     let depth = |rng: &mut fastrand::Rng| {
-        let log = if rng.u8(0..50) == 0 { rng.u32(15..=max_log_depth.max(15)) } else { rng.u32(0..=14).min(rng.u32(0..=14)) };
+        let log = if rng.u8(0..250) == 0 { rng.u32(15..=max_log_depth.max(15)) } else { rng.u32(0..=14).min(rng.u32(0..=14)) };
         1u64 << log | rng.u64(0..2)
     };
     if rng.u8(0..4) == 0 {
@@ -194,6 +195,9 @@ async fn campaign(seed: u64, executions: u64, threads: bool, workers: usize, max
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= executions {
                         return;
+                    }
+                    if i > 0 && i % 100_000 == 0 {
+                        eprintln!("{i} executions, {} crashes", tally.crashes.lock().expect("tally").len());
                     }
                     let mut rng = fastrand::Rng::with_seed(seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                     let code = program(&mut rng, max_log_depth);

@@ -86,22 +86,29 @@ async fn three_nodes(seconds: f64) -> Vec<Row> {
     rows
 }
 
-/// The same sample with `js.isolation = "threads"`: scripts on the node's threads, one node
-/// and three.
+/// The same sample on one node with each `js.isolation`, side by side, then three nodes with
+/// `threads`.
 async fn on_threads(seconds: f64) -> Vec<Row> {
     let mut rows = Vec::new();
-    let ws = temp_workspace("bench-threads");
-    let port = consort_tests::cluster::free_ports(2);
-    let s = Sandbox::start_with(&ws, Some(&repo_root().join("samples/logging")), port, &["--js-isolation", "threads"]);
-    let base = format!("https://127.0.0.1:{port}");
-    let _ = load(&s, &base, "", "POST", 16, 1.0).await; // warm-up, and a record to read
-    for op in ["POST", "GET"] {
-        for clients in [1, 64] {
-            rows.push(measure(&s, &base, &format!("{op} /app/log/private, threads"), op, clients, seconds).await);
+    for isolation in ["process", "threads"] {
+        let ws = temp_workspace("bench-isolation");
+        let port = consort_tests::cluster::free_ports(2);
+        let s = Sandbox::start_with(&ws, Some(&repo_root().join("samples/logging")), port, &["--js-isolation", isolation]);
+        let base = format!("https://127.0.0.1:{port}");
+        let user = s.client(Some("user0"));
+        for id in 0..100 {
+            let r = user.post(s.url("/app/log/private")).json(&serde_json::json!({"id": id, "msg": "benchmark message"})).send().await;
+            assert!(r.expect("seed").status().is_success());
         }
+        let _ = load(&s, &base, "", "POST", 16, 1.0).await; // warm-up
+        for op in ["POST", "GET"] {
+            for clients in [1, 64] {
+                rows.push(measure(&s, &base, &format!("{op} /app/log/private, {isolation}"), op, clients, seconds).await);
+            }
+        }
+        drop(s);
+        let _ = std::fs::remove_dir_all(&ws);
     }
-    drop(s);
-    let _ = std::fs::remove_dir_all(&ws);
     let ws = temp_workspace("bench3-threads");
     let port = consort_tests::cluster::free_ports(6);
     let s = Sandbox::start_with(&ws, Some(&repo_root().join("samples/logging")), port, &["--nodes", "3", "--js-isolation", "threads"]);

@@ -1,4 +1,6 @@
-//! The pool of JS worker processes.
+//! The pool the node runs scripts through: a bounded queue and metrics in front of either the
+//! node's JS threads (`threads.rs`, `js.isolation = "threads"`) or, by default and in the rest
+//! of this file, JS worker processes.
 //!
 //! Each slot holds one worker process (`consort js-worker`) and knows which state the worker's
 //! copy of the KV state equals; the request's task on the async runtime sends it the job,
@@ -8,9 +10,9 @@
 //! runs so that the worker goes on to it at once (its caches still warm) instead of sleeping
 //! until the node has answered the first. Jobs run in the order they were sent; each request
 //! waits for its turn to read the worker's messages. A worker whose job runs past
-//! [`crate::engine::limits::LONG_RUN`] gives back the job queued behind it, and the node runs that one
-//! elsewhere: a slow or hostile script never holds another request. Governance calls, and requests on a state too large to copy, have each `ccf.kv`
-//! operation answered from the request's transaction instead. A watchdog kills a worker that
+//! [`crate::engine::limits::LONG_RUN`] gives back the job queued behind it, and the node runs
+//! that one elsewhere: a slow or hostile script never holds another request. Governance calls,
+//! and requests on a state too large to copy, have each `ccf.kv` operation answered from the request's transaction instead. A watchdog kills a worker that
 //! runs past a hard deadline or grows past a hard memory cap, backstops for the worker's own
 //! limits; a worker that dies (a script can crash Boa, for example through a built-in that
 //! recurses without a stack check) is answered with a clear 500 and replaced, and the node goes
@@ -280,22 +282,12 @@ impl JsPool {
         let watched = Arc::new(slots.iter().map(|s| s.watched.clone()).collect::<Vec<_>>());
         let weak = Arc::downgrade(&watched);
         std::thread::Builder::new().name("consort-js-watchdog".into()).spawn(move || watchdog(weak)).expect("spawning the JS watchdog");
-        let inner = Inner {
-            command: Some(command),
-            threads: None,
-            host,
-            slots,
-            loads: Mutex::new(vec![Load::default(); workers]),
-            dispatch: Notify::new(),
-            waiting: AtomicUsize::new(0),
-            admitted: AtomicUsize::new(0),
-            workers,
-            queue_depth,
-            bundles: Mutex::new(None),
-            copy_max_bytes: STATE_COPY_MAX_BYTES,
-            metrics: Counters::default(),
-            _watched: watched,
-        };
+        let mut inner = Inner::empty(workers, queue_depth, host);
+        inner.command = Some(command);
+        inner.loads = Mutex::new(vec![Load::default(); workers]);
+        inner.slots = slots;
+        inner.copy_max_bytes = STATE_COPY_MAX_BYTES;
+        inner._watched = watched;
         JsPool { inner: Arc::new(inner) }
     }
 
@@ -303,22 +295,8 @@ impl JsPool {
     /// queue of `queue_depth` waiting requests; see `threads.rs` for what that gives up.
     pub fn threads(threads: usize, queue_depth: usize, host: Arc<dyn JsHost>) -> JsPool {
         let workers = threads.max(1);
-        let inner = Inner {
-            command: None,
-            threads: Some(crate::executors::threads::Threads::start(workers, host.clone())),
-            host,
-            slots: Vec::new(),
-            loads: Mutex::new(Vec::new()),
-            dispatch: Notify::new(),
-            waiting: AtomicUsize::new(0),
-            admitted: AtomicUsize::new(0),
-            workers,
-            queue_depth,
-            bundles: Mutex::new(None),
-            copy_max_bytes: 0,
-            metrics: Counters::default(),
-            _watched: Arc::new(Vec::new()),
-        };
+        let mut inner = Inner::empty(workers, queue_depth, host.clone());
+        inner.threads = Some(crate::executors::threads::Threads::start(workers, host));
         JsPool { inner: Arc::new(inner) }
     }
 
@@ -488,6 +466,26 @@ impl Drop for Turn<'_> {
 }
 
 impl Inner {
+    /// A pool of `workers` with no executor yet: the constructors add worker slots or threads.
+    fn empty(workers: usize, queue_depth: usize, host: Arc<dyn JsHost>) -> Inner {
+        Inner {
+            command: None,
+            threads: None,
+            host,
+            slots: Vec::new(),
+            loads: Mutex::new(Vec::new()),
+            dispatch: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            admitted: AtomicUsize::new(0),
+            workers,
+            queue_depth,
+            bundles: Mutex::new(None),
+            copy_max_bytes: 0,
+            metrics: Counters::default(),
+            _watched: Arc::new(Vec::new()),
+        }
+    }
+
     async fn run(&self, job: Job) -> Result<(Finished, Tx), PoolError> {
         let (finished, tx) = match &self.threads {
             Some(threads) => threads.run(job.work, job.tx, job.access, job.options, HARD_DEADLINE_GRACE).await,

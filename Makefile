@@ -43,9 +43,17 @@ test: build ts-sample ccf-tools
 
 # Load and latency of the logging sample on a release build, and the bare-engine baseline.
 # Prints a Markdown table; docs/perf.md keeps the latest figures.
-bench:
+# The etcd rows run Debian's etcd 3.4 (package etcd-server), unpacked under target/ rather than
+# installed, so that no system service is started.
+ETCD_BIN := target/etcd/usr/bin/etcd
+
+bench: $(ETCD_BIN)
 	$(CARGO) build --release --workspace --bins
-	CONSORT_BIN=$(CURDIR)/target/release/consort ./target/release/consort-bench
+	CONSORT_BIN=$(CURDIR)/target/release/consort ETCD_BIN=$(CURDIR)/$(ETCD_BIN) ./target/release/consort-bench
+
+$(ETCD_BIN):
+	rm -rf target/etcd && mkdir -p target/etcd
+	cd target/etcd && apt-get download etcd-server && dpkg-deb -x etcd-server_*.deb .
 
 # Memory under a long run: a node's resident memory must not grow with its ledger (issue 19).
 # Not part of `make test`: a million writes take minutes. SOAK_WRITES sets the count.

@@ -1,5 +1,8 @@
 //! The load client `make bench` and `make soak` share: keep-alive mutual TLS clients calling
-//! the logging sample, counting what succeeds and how long each request took.
+//! the logging sample (or any other HTTP service: etcd, for comparison), counting what succeeds
+//! and how long each request took.
+
+pub mod etcd;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +32,10 @@ pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
+/// Makes a load client's next request: given the HTTP client, the client's index and how many
+/// requests it has sent.
+pub type MakeRequest = Arc<dyn Fn(&reqwest::Client, usize, u64) -> reqwest::RequestBuilder + Send + Sync>;
+
 /// Clients sending requests until [`Load::finish`].
 pub struct Load {
     stop: Arc<AtomicBool>,
@@ -48,7 +55,24 @@ impl Load {
     /// sample's `/app/log/private` at `base`. POSTs write fresh ids, or with `keys` the ids
     /// `0..keys` over and over (so the service's state stays the same size).
     pub fn start(s: &Sandbox, base: &str, op: &'static str, clients: usize, keys: Option<u64>) -> Load {
-        let client = s.client(Some("user0"));
+        let url = format!("{base}/app/log/private");
+        let request: MakeRequest = Arc::new(move |client: &reqwest::Client, c: usize, i: u64| {
+            if op == "GET" {
+                client.get(format!("{url}?id={}", i % 100))
+            } else {
+                let id = match keys {
+                    Some(n) => serde_json::json!((c as u64 * 7919 + i) % n),
+                    None => serde_json::json!(format!("{c}-{i}")),
+                };
+                client.post(&url).json(&serde_json::json!({"id": id, "msg": "benchmark message"}))
+            }
+        });
+        Load::start_with(s.client(Some("user0")), clients, request)
+    }
+
+    /// `clients` concurrent clients sending, over `client`'s kept-alive connections, the
+    /// requests `request` makes (given the client's index and its request count so far).
+    pub fn start_with(client: reqwest::Client, clients: usize, request: MakeRequest) -> Load {
         let load = Load {
             stop: Arc::default(),
             succeeded: Arc::default(),
@@ -61,30 +85,21 @@ impl Load {
         };
         let mut tasks = Vec::new();
         for c in 0..clients {
-            let (client, stop, succeeded, txids, latencies, failures) = (
+            let (client, request, stop, succeeded, txids, latencies, failures) = (
                 client.clone(),
+                request.clone(),
                 load.stop.clone(),
                 load.succeeded.clone(),
                 load.txids.clone(),
                 load.latencies.clone(),
                 load.failures.clone(),
             );
-            let url = format!("{base}/app/log/private");
             tasks.push(tokio::spawn(async move {
                 let mut mine = Vec::new();
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let started = Instant::now();
-                    let result = if op == "GET" {
-                        client.get(format!("{url}?id={}", i % 100)).send().await
-                    } else {
-                        let id = match keys {
-                            Some(n) => serde_json::json!((c as u64 * 7919 + i) % n),
-                            None => serde_json::json!(format!("{c}-{i}")),
-                        };
-                        client.post(&url).json(&serde_json::json!({"id": id, "msg": "benchmark message"})).send().await
-                    };
-                    match result {
+                    match request(&client, c, i).send().await {
                         Ok(r) if r.status().is_success() => {
                             let txid = r.headers().get("x-ms-ccf-transaction-id").and_then(|v| v.to_str().ok()?.parse::<TxId>().ok());
                             let _ = r.bytes().await;

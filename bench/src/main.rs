@@ -3,7 +3,10 @@
 //! measured in the same run. Prints a Markdown table (docs/perf.md keeps the latest).
 //!
 //! Uses the binary named by `CONSORT_BIN` (make bench builds and names the release one).
-//! `BENCH_SECONDS` sets the length of each measurement (default 5).
+//! `BENCH_SECONDS` sets the length of each measurement (default 5), `BENCH_ONLY` picks rows
+//! (`POST64`, `GET1`, …, `SYNC`, `THREADS`, `ETCD`, `ATTACK`, `FAILOVER`, `RECOVERY`), and
+//! `BENCH_NODE_ARGS` adds `consort sandbox` arguments to the first table's node (to profile one
+//! row: `BENCH_ONLY=POST64 BENCH_NODE_ARGS="--js-isolation threads"`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,8 +89,7 @@ async fn three_nodes(seconds: f64) -> Vec<Row> {
     rows
 }
 
-/// The same sample on one node with each `js.isolation`, side by side, then three nodes with
-/// `threads`.
+/// The same sample on one node with each `js.isolation`, side by side.
 async fn on_threads(seconds: f64) -> Vec<Row> {
     let mut rows = Vec::new();
     for isolation in ["process", "threads"] {
@@ -109,16 +111,67 @@ async fn on_threads(seconds: f64) -> Vec<Row> {
         drop(s);
         let _ = std::fs::remove_dir_all(&ws);
     }
-    let ws = temp_workspace("bench3-threads");
+    rows
+}
+
+const ETCD_ROW: &str = "PUT, etcd 3.4, 3 members, via the leader";
+const CONSORT_ROW: &str = "POST, 3 nodes via the primary, threads";
+const CONSORT_SYNCED_ROW: &str = "POST, 3 nodes via the primary, threads, ledger.sync = transactions";
+
+/// Three etcd members and a three-node Consort (`js.isolation = "threads"`) on the same
+/// machine, measured by the same load client in alternating rounds: etcd's `PUT`s of fresh
+/// keys to its leader against committed `POST`s of fresh ids to Consort's primary.
+async fn beside_etcd(seconds: f64) -> Vec<Row> {
+    let ws = temp_workspace("bench-etcd");
+    let etcd = consort_bench::etcd::Etcd::start(&ws, 3).await;
+    let leader = etcd.leader().await;
     let port = consort_tests::cluster::free_ports(6);
-    let s = Sandbox::start_with(&ws, Some(&repo_root().join("samples/logging")), port, &["--nodes", "3", "--js-isolation", "threads"]);
+    std::fs::create_dir_all(ws.join("consort")).expect("workspace");
+    let s = Sandbox::start_with(
+        &ws.join("consort"),
+        Some(&repo_root().join("samples/logging")),
+        port,
+        &["--nodes", "3", "--js-isolation", "threads"],
+    );
     let primary = format!("https://127.0.0.1:{port}");
+    // etcd syncs its log before it acknowledges a write; Consort by default at signatures (as
+    // CCF does), so a second network syncs every transaction, for the like-for-like row.
+    let synced_port = consort_tests::cluster::free_ports(6);
+    std::fs::create_dir_all(ws.join("consort-synced")).expect("workspace");
+    let synced = Sandbox::start_with(
+        &ws.join("consort-synced"),
+        Some(&repo_root().join("samples/logging")),
+        synced_port,
+        &["--nodes", "3", "--js-isolation", "threads", "--ledger-sync", "transactions"],
+    );
+    let synced_primary = format!("https://127.0.0.1:{synced_port}");
+    let http = reqwest::Client::new();
+    let put = consort_bench::etcd::Etcd::put_fresh_keys(&leader);
+    let etcd_row = |label: &'static str, clients: usize| {
+        let (http, put) = (http.clone(), put.clone());
+        async move {
+            let running = Load::start_with(http, clients, put);
+            tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+            let row = running.finish(label).await;
+            eprintln!("{label} x{clients}: {:.0} req/s", row.requests as f64 / row.seconds);
+            row
+        }
+    };
+    let _ = etcd_row("", 16).await; // warm-up
     let _ = load(&s, &primary, "", "POST", 16, 1.0).await;
-    for clients in [1, 64] {
-        rows.push(measure(&s, &primary, "POST, 3 nodes, via the primary, threads", "POST", clients, seconds).await);
+    let _ = load(&synced, &synced_primary, "", "POST", 16, 1.0).await;
+    let mut rows = Vec::new();
+    for _round in 0..2 {
+        for clients in [1, 64] {
+            rows.push(etcd_row(ETCD_ROW, clients).await);
+            rows.push(measure(&s, &primary, CONSORT_ROW, "POST", clients, seconds).await);
+        }
+        rows.push(measure(&synced, &synced_primary, CONSORT_SYNCED_ROW, "POST", 64, seconds).await);
     }
-    let mut s = s;
-    s.stop();
+    for mut network in [s, synced] {
+        network.stop();
+    }
+    drop(etcd);
     let _ = std::fs::remove_dir_all(&ws);
     rows
 }
@@ -378,7 +431,9 @@ async fn main() {
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let ws = temp_workspace("bench");
-    let s = Sandbox::start(&ws, Some(&repo_root().join("samples/logging")));
+    let node_args = std::env::var("BENCH_NODE_ARGS").unwrap_or_default();
+    let node_args: Vec<&str> = node_args.split_whitespace().collect();
+    let s = Sandbox::start_with(&ws, Some(&repo_root().join("samples/logging")), consort_tests::cluster::free_ports(2), &node_args);
     let seed = s.client(Some("user0"));
     for i in 0..100 {
         let r = seed
@@ -411,6 +466,9 @@ async fn main() {
     if only.is_empty() || only == "THREADS" {
         rows.extend(on_threads(seconds).await);
     }
+    if only.is_empty() || only == "ETCD" {
+        rows.extend(beside_etcd(seconds).await);
+    }
     if only.is_empty() || only == "ATTACK" {
         rows.extend(connection_attacks(seconds).await);
     }
@@ -438,6 +496,19 @@ async fn main() {
             "Framework over the engine on GET at 64 clients: {get64:.0} req/s on {cores} cores = {per_core:.0} req/s per core, {:.2}x the time of a bare call.",
             bare / per_core
         );
+    }
+    let rate = |label: &str| -> Vec<f64> {
+        rows.iter().filter(|r| r.label == label && r.clients == 64).map(|r| r.requests as f64 / r.seconds).collect()
+    };
+    let etcd = rate(ETCD_ROW);
+    for (consort, what) in [(CONSORT_ROW, "committed POST/s"), (CONSORT_SYNCED_ROW, "committed POST/s synced each")] {
+        for (round, (consort, etcd)) in rate(consort).iter().zip(&etcd).enumerate() {
+            println!(
+                "Round {}: three-node Consort {consort:.0} {what} against etcd {etcd:.0} PUT/s at 64 clients: {:.2}x.",
+                round + 1,
+                consort / etcd
+            );
+        }
     }
     let _ = std::fs::remove_dir_all(&ws);
     if let Some(failover) = failover {

@@ -1,4 +1,10 @@
-//! A counting global allocator: the system allocator plus a per-thread tally of live bytes.
+//! A counting global allocator: mimalloc plus a per-thread tally of live bytes.
+//!
+//! mimalloc rather than glibc's malloc: with scripts on the node's threads, memory a request
+//! allocates on an async-runtime thread is freed on a JS thread and back, and glibc's arenas
+//! lock and consolidate on every such free. A quarter of the node's CPU went to malloc and
+//! free in a profile of committed POSTs; mimalloc took the node from 10.7k to 15.1k of them a
+//! second (docs/perf.md).
 //!
 //! Boa has no heap limit of its own. Each JS worker reads [`thread_live_bytes`] before a
 //! request and at every point where the script yields, and stops a script whose allocations
@@ -9,7 +15,9 @@
 //! `#[global_allocator] static ALLOC: consort_alloc::CountingAllocator = consort_alloc::CountingAllocator;`.
 //! Without it the tally stays 0 and no heap limit is enforced.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+use mimalloc::MiMalloc as Inner;
 use std::cell::Cell;
 
 thread_local! {
@@ -39,12 +47,12 @@ fn add(delta: i64) {
 
 pub struct CountingAllocator;
 
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged and only
+// SAFETY: every method forwards to mimalloc with the caller's arguments unchanged and only
 // adds bookkeeping that neither allocates nor touches the returned memory.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded as received; the caller upholds `GlobalAlloc::alloc`'s contract.
-        let p = unsafe { System.alloc(layout) };
+        let p = unsafe { Inner.alloc(layout) };
         if !p.is_null() {
             add(layout.size() as i64);
         }
@@ -53,7 +61,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as for `alloc`.
-        let p = unsafe { System.alloc_zeroed(layout) };
+        let p = unsafe { Inner.alloc_zeroed(layout) };
         if !p.is_null() {
             add(layout.size() as i64);
         }
@@ -61,14 +69,14 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by this allocator (hence `System`) with `layout`.
-        unsafe { System.dealloc(ptr, layout) };
+        // SAFETY: `ptr` was allocated by this allocator (hence by mimalloc) with `layout`.
+        unsafe { Inner.dealloc(ptr, layout) };
         add(-(layout.size() as i64));
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: `ptr`/`layout` come from this allocator; `new_size` is the caller's.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        let p = unsafe { Inner.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             add(new_size as i64 - layout.size() as i64);
         }

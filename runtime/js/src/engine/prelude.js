@@ -366,7 +366,7 @@
     currentBody = body;
     request.body = {
       text: () => N.bodyText(currentBody),
-      json: () => JSON.parse(N.bodyText(currentBody)),
+      json: () => N.bodyJson(currentBody),
       arrayBuffer: () => currentBody,
     };
     const started = Date.now();

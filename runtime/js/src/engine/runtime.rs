@@ -351,6 +351,15 @@ fn body_text(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsVa
     Ok(JsString::from(text).into())
 }
 
+/// `__consort.bodyJson(buffer)`: a request body parsed as JSON, as `JSON.parse` of
+/// `bodyText` gives it (the same `TypeError` for a body that is not UTF-8, a `SyntaxError`
+/// for one that is not JSON), without making the text a JS string first.
+fn body_json(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let b = arg_bytes(args, 0, "argument")?;
+    std::str::from_utf8(&b).map_err(|e| type_err(format!("the request body is not valid UTF-8 ({e})")))?;
+    crate::engine::json::parse(&b, ctx)
+}
+
 /// A historical state as the prelude expects it:
 /// `{transactionId: "view.seqno", receipt: "<json>", maps: {name: [[key, value|null], ...]}}`.
 fn historical_to_js(state: &HistoricalState, ctx: &mut Context) -> JsResult<JsValue> {
@@ -718,7 +727,7 @@ fn log(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
 type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
 
 fn install_globals(ctx: &mut Context) -> JsResult<()> {
-    let natives: [(&str, Native, usize); 33] = [
+    let natives: [(&str, Native, usize); 34] = [
         ("kvHas", kv_has, 2),
         ("kvGet", kv_get, 2),
         ("kvVersion", kv_version, 2),
@@ -730,6 +739,7 @@ fn install_globals(ctx: &mut Context) -> JsResult<()> {
         ("strToBuf", str_to_buf, 1),
         ("bufToStr", buf_to_str, 1),
         ("bodyText", body_text, 1),
+        ("bodyJson", body_json, 1),
         ("b64ToBuf", b64_to_buf, 1),
         ("stateRange", historical_range, 4),
         ("dropStates", historical_drop, 1),

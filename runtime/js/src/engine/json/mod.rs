@@ -1,4 +1,5 @@
-//! `JSON.stringify` with a bound on nesting (issue 20).
+//! `JSON` as scripts get it: `JSON.stringify` with a bound on nesting (issue 20), and
+//! `JSON.parse` without a reviver built straight from serde_json (`parse`).
 //!
 //! Boa 0.22 serializes a nested value by native recursion with no stack check: about 1 KiB of
 //! native stack for each level, for 177 bytes of heap, so a value the heap limit allows could
@@ -11,6 +12,10 @@
 //!
 //! The functions it must not take from the script's (mutable) globals, `Array.isArray`,
 //! `Object.keys` and `JSON.isRawJSON`, are captured when the context is set up.
+
+mod parse;
+
+pub use parse::parse;
 
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -45,8 +50,9 @@ struct Originals {
     is_raw_json: JsObject,
 }
 
-/// Replaces the context's `JSON.stringify` with the bounded one (same name, length and
-/// attributes). Call before any script runs.
+/// Replaces the context's `JSON.stringify` with the bounded one and `JSON.parse` with the
+/// direct one (same names, lengths and attributes; a `JSON.parse` given a reviver calls Boa's,
+/// which gives the reviver each primitive's source text). Call before any script runs.
 pub fn install(ctx: &mut Context) -> JsResult<()> {
     let global = ctx.global_object();
     let object = |name: JsString, ctx: &mut Context| -> JsResult<JsObject> {
@@ -69,13 +75,28 @@ pub fn install(ctx: &mut Context) -> JsResult<()> {
         NativeFunction::from_copy_closure_with_captures(|_, args, originals: &Originals, ctx| stringify(args, originals, ctx), originals);
     // Built through an initializer so that the function gets its name and length as a
     // built-in has them; then moved onto `JSON` as writable, configurable, not enumerable.
-    let holder = ObjectInitializer::new(ctx).function(stringify, js_string!("stringify"), 3).build();
-    let f = holder.get(js_string!("stringify"), ctx)?;
-    json.define_property_or_throw(
-        js_string!("stringify"),
-        boa_engine::property::PropertyDescriptor::builder().value(f).writable(true).enumerable(false).configurable(true),
-        ctx,
-    )?;
+    let boa_parse = function(&json, js_string!("parse"), ctx)?;
+    let parse = NativeFunction::from_copy_closure_with_captures(
+        |_, args, boa_parse: &JsObject, ctx| {
+            if args.get(1).is_some_and(JsValue::is_callable) {
+                return boa_parse.call(&JsValue::undefined(), args, ctx);
+            }
+            let text = args.first().cloned().unwrap_or_default().to_string(ctx)?;
+            let text = text.to_std_string().map_err(|e| JsNativeError::syntax().with_message(e.to_string()))?;
+            parse::parse(text.as_bytes(), ctx)
+        },
+        boa_parse,
+    );
+    let holder =
+        ObjectInitializer::new(ctx).function(stringify, js_string!("stringify"), 3).function(parse, js_string!("parse"), 2).build();
+    for name in [js_string!("stringify"), js_string!("parse")] {
+        let f = holder.get(name.clone(), ctx)?;
+        json.define_property_or_throw(
+            name,
+            boa_engine::property::PropertyDescriptor::builder().value(f).writable(true).enumerable(false).configurable(true),
+            ctx,
+        )?;
+    }
     Ok(())
 }
 
@@ -394,10 +415,11 @@ mod tests {
         std::thread::Builder::new().stack_size(256 << 20).spawn(test).expect("thread").join().expect("passed");
     }
 
-    /// A context whose `JSON.stringify` is ours, with Boa's own kept as `nativeStringify`.
+    /// A context whose `JSON.stringify` and `JSON.parse` are ours, with Boa's own kept as
+    /// `nativeStringify` and `nativeParse`.
     fn context(recursion_limit: usize) -> Context {
         let mut ctx = Context::builder().instructions_remaining(usize::MAX).build().expect("context");
-        ctx.eval(Source::from_bytes("globalThis.nativeStringify = JSON.stringify;")).expect("saved");
+        ctx.eval(Source::from_bytes("globalThis.nativeStringify = JSON.stringify; globalThis.nativeParse = JSON.parse;")).expect("saved");
         install(&mut ctx).expect("installed");
         ctx.runtime_limits_mut().set_recursion_limit(recursion_limit);
         ctx
@@ -487,5 +509,123 @@ mod tests {
         );
         assert_eq!(eval(&mut ctx, &format!("{reentrant} JSON.stringify(outer)")), "threw RangeError");
         assert_eq!(LEVELS.with(|l| l.get()), 0);
+    }
+
+    /// Boa's own `JSON.parse` is the oracle: every text gives the same value (types, `-0`,
+    /// own keys in order, prototypes) or the same kind of error.
+    #[test]
+    fn parses_as_the_engine_does() {
+        on_big_stack(parses_as_the_engine_does_body);
+    }
+
+    fn parses_as_the_engine_does_body() {
+        let nested = |d: usize| format!("{}0{}", "[".repeat(d), "]".repeat(d));
+        let deep: Vec<String> = [126, 127, 128, 129, 5000].into_iter().map(nested).collect();
+        let mut cases: Vec<&str> = vec![
+            "1",
+            "-0",
+            "-0.0",
+            "0",
+            "1.5",
+            "0.1",
+            "1e21",
+            "1E-7",
+            "-1.25e+2",
+            "123456789012345678901234567890",
+            "9007199254740993",
+            "-9007199254740993",
+            "18446744073709551615",
+            "18446744073709551616",
+            "2147483647",
+            "2147483648",
+            "-2147483648",
+            "-2147483649",
+            "4.35",
+            "5e-324",
+            "2.4703282292062328e-324",
+            "1.7976931348623157e308",
+            "1e400",
+            "-1e400",
+            "0.30000000000000004",
+            "3.0",
+            "100",
+            "1e2",
+            r#""s""#,
+            r#""\ud83d\ude00""#,
+            r#""\ud800""#,
+            r#""\udc00\ud800""#,
+            "\"é\\n\\t\\u0000\\/\\\"\"",
+            "\"\u{2028}\"",
+            "\"\u{1}\"",
+            r#""\x41""#,
+            r#""\u00""#,
+            "true",
+            "false",
+            "null",
+            "[]",
+            "{}",
+            " \t\r\n[ 1 , 2 ]\n",
+            "[1,[2,[3,{}]],[]]",
+            r#"{"a":1,"b":{"c":[1,2]},"d":null,"e":"x"}"#,
+            r#"{"b":1,"a":2,"10":3,"2":4,"-1":5,"01":6}"#,
+            r#"{"a":1,"a":2,"b":3,"a":4}"#,
+            r#"{"__proto__":{"x":1}}"#,
+            r#"{"":1}"#,
+            r#"{"constructor":1,"toString":2}"#,
+            "[1,]",
+            r#"{"a":1,}"#,
+            "01",
+            ".5",
+            "1.",
+            "+1",
+            "'s'",
+            "NaN",
+            "Infinity",
+            "",
+            " ",
+            "[1] x",
+            "[1] [2]",
+            "{a:1}",
+            "[",
+            "]",
+            "\u{feff}1",
+            "tru",
+            "nul",
+            r#"{"a" 1}"#,
+            "[1 2]",
+            "/* c */ 1",
+        ];
+        cases.extend(deep.iter().map(String::as_str));
+        let mut ctx = context(512);
+        ctx.eval(Source::from_bytes(
+            "globalThis.describe = (v) => typeof v === 'number' ? (Object.is(v, -0) ? '-0' : String(v)) \
+               : v === null ? 'null' \
+               : Array.isArray(v) ? (Object.getPrototypeOf(v) === Array.prototype ? '' : '!') + '[' + v.map(describe).join() + ']' \
+               : typeof v === 'object' ? (Object.getPrototypeOf(v) === Object.prototype ? '' : '!') + '{' + Reflect.ownKeys(v).map((k) => { \
+                   const d = Object.getOwnPropertyDescriptor(v, k); \
+                   return nativeStringify(k) + (d.writable && d.enumerable && d.configurable ? ':' : '~') + describe(v[k]); }).join() + '}' \
+               : typeof v + ' ' + nativeStringify(v);",
+        ))
+        .expect("describer");
+        for text in cases {
+            let literal = serde_json::to_string(text).expect("literal");
+            let ours = eval(&mut ctx, &format!("describe(JSON.parse({literal}))"));
+            let engine = eval(&mut ctx, &format!("describe(nativeParse({literal}))"));
+            assert_eq!(ours, engine, "JSON.parse({literal})");
+        }
+        // What is not a string is made one first, as the engine's does.
+        for arg in ["1", "null", "[1, 2]", "{ toString() { return '[3]'; } }", "undefined", "Symbol()", "{}"] {
+            assert_eq!(
+                eval(&mut ctx, &format!("describe(JSON.parse({arg}))")),
+                eval(&mut ctx, &format!("describe(nativeParse({arg}))")),
+                "{arg}"
+            );
+        }
+        // A reviver still sees each primitive's source text (Boa's parse does the walk).
+        assert_eq!(
+            eval(&mut ctx, "JSON.parse('[1.0, \"x\"]', (k, v, c) => (typeof v === 'object' ? v : c.source)).join('|')"),
+            "\"1.0|\\\"x\\\"\""
+        );
+        assert_eq!(eval(&mut ctx, "[JSON.parse.name, JSON.parse.length, Object.keys(JSON).includes('parse')].join()"), "\"parse,2,false\"");
     }
 }

@@ -31,7 +31,7 @@ pub async fn call(node: &Node, call: &Call<'_>, state: &State, app: &Arc<Bundle>
     }
     let header = |name: hyper::header::HeaderName| call.headers.get(name).and_then(|v| v.to_str().ok());
     let creds = crate::auth::Credentials {
-        cert_der: call.peer_cert,
+        cert: call.peer_cert,
         authorization: header(hyper::header::AUTHORIZATION),
         content_type: header(CONTENT_TYPE),
         body: &call.body,

@@ -11,10 +11,43 @@ use serde_json::{json, Value};
 
 use crate::tables::{JWT_PUBLIC_SIGNING_KEYS, MEMBERS_CERTS, MEMBERS_INFO, USERS_CERTS, USERS_INFO};
 
+/// A TLS client certificate, with what authentication derives from it (its id, its PEM, its
+/// validity period) worked out at its connection's first request that needs them and kept for
+/// the connection's life, not again for every request.
+pub struct PeerCert {
+    der: Vec<u8>,
+    derived: std::sync::OnceLock<Derived>,
+}
+
+struct Derived {
+    id: String,
+    pem: String,
+    /// Not before and not after, in seconds since the epoch, or why they cannot be read.
+    validity: Result<(i64, i64), String>,
+}
+
+impl PeerCert {
+    pub fn new(der: Vec<u8>) -> PeerCert {
+        PeerCert { der, derived: std::sync::OnceLock::new() }
+    }
+
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    fn derived(&self) -> &Derived {
+        self.derived.get_or_init(|| Derived {
+            id: id_of_cert_der(&self.der),
+            pem: cert_pem_from_der(&self.der),
+            validity: consort_crypto::validity_period(&self.der).map_err(|e| e.to_string()),
+        })
+    }
+}
+
 /// What a request offers to prove who sent it.
 #[derive(Clone, Copy, Default)]
 pub struct Credentials<'a> {
-    pub cert_der: Option<&'a [u8]>,
+    pub cert: Option<&'a PeerCert>,
     /// The `authorization` header.
     pub authorization: Option<&'a str>,
     /// The `content-type` header.
@@ -69,8 +102,8 @@ fn identity(state: &State, policy: &Value, creds: Credentials<'_>, now: i64) -> 
 }
 
 /// CCF's check of a caller certificate's validity period, with CCF's words.
-fn valid_at(der: &[u8], now: i64) -> Result<(), String> {
-    let (not_before, not_after) = consort_crypto::validity_period(der).map_err(|e| e.to_string())?;
+fn valid_at(validity: &Result<(i64, i64), String>, now: i64) -> Result<(), String> {
+    let (not_before, not_after) = validity.clone()?;
     if now < not_before {
         return Err(format!("Current time {now} is before certificate's Not Before validity period {not_before}"));
     }
@@ -84,18 +117,17 @@ fn named(state: &State, name: &str, creds: Credentials<'_>, now: i64) -> Result<
     match name {
         "no_auth" => Ok(json!({"policy": "no_auth"})),
         "any_cert" => {
-            let der = creds.cert_der.ok_or("No caller certificate")?;
-            Ok(json!({"policy": "any_cert", "cert": cert_pem_from_der(der)}))
+            let cert = creds.cert.ok_or("No caller certificate")?;
+            Ok(json!({"policy": "any_cert", "cert": cert.derived().pem}))
         }
         "user_cert" | "member_cert" => {
             let who = if name == "user_cert" { Who::User } else { Who::Member };
-            let der = creds.cert_der.ok_or_else(|| format!("No caller {} certificate", who.noun()))?;
-            valid_at(der, now)?;
-            let id = id_of_cert_der(der);
-            if state.get(who.certs(), id.as_bytes()).is_none() {
+            let cert = creds.cert.ok_or_else(|| format!("No caller {} certificate", who.noun()))?.derived();
+            valid_at(&cert.validity, now)?;
+            if state.get(who.certs(), cert.id.as_bytes()).is_none() {
                 return Err(format!("Could not find matching {} certificate", who.noun()));
             }
-            Ok(json!({"policy": name, "id": id, "data": who.data(state, &id), "cert": cert_pem_from_der(der)}))
+            Ok(json!({"policy": name, "id": cert.id, "data": who.data(state, &cert.id), "cert": cert.pem}))
         }
         "jwt" => {
             let keys = |kid: &str| -> Vec<JwtKeyMetadata> {

@@ -115,7 +115,7 @@ pub async fn to_primary(node: &Node, call: &Call<'_>) -> Reply {
         query: call.query.clone(),
         headers: carried(call.headers),
         body: ByteBuf::from(call.body.clone()),
-        caller_cert: call.peer_cert.map(ByteBuf::from),
+        caller_cert: call.peer_cert.map(|c| ByteBuf::from(c.der())),
     };
     let mut bytes = Vec::with_capacity(call.body.len() + 512);
     ciborium::into_writer(&request, &mut bytes).expect("a forwarded request encodes");
@@ -177,13 +177,14 @@ async fn execute(node: &Node, bytes: &[u8]) -> Reply {
         return reply::error(StatusCode::BAD_REQUEST, "InvalidInput", format!("a forwarded request has method {:?}", request.method));
     };
     let headers = header_map(&request.headers);
+    let caller_cert = request.caller_cert.map(|c| crate::auth::PeerCert::new(c.into_vec()));
     let call = Call {
         method,
         path: request.path,
         query: request.query,
         headers: &headers,
         body: request.body.into_vec(),
-        peer_cert: request.caller_cert.as_deref().map(|c| c.as_slice()),
+        peer_cert: caller_cert.as_ref(),
         origin: Origin::Forwarded,
     };
     crate::routes::dispatch(node, &call).await

@@ -61,7 +61,7 @@ pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
     let Some(cert) = call.peer_cert else {
         return reply::error(StatusCode::UNAUTHORIZED, "Unauthorized", "a joining node presents a certificate of its own key over TLS");
     };
-    let spki = match ParsedCert::from_der(cert) {
+    let spki = match ParsedCert::from_der(cert.der()) {
         Ok(c) => c.public_key_der,
         Err(e) => return reply::error(StatusCode::UNAUTHORIZED, "Unauthorized", format!("the TLS client certificate: {e}")),
     };

@@ -19,7 +19,7 @@ pub struct Call<'a> {
     pub query: String,
     pub headers: &'a hyper::HeaderMap,
     pub body: Vec<u8>,
-    pub peer_cert: Option<&'a [u8]>,
+    pub peer_cert: Option<&'a crate::auth::PeerCert>,
     pub origin: Origin<'a>,
 }
 
@@ -89,7 +89,7 @@ fn too_large(limit: usize) -> Reply {
     r
 }
 
-pub async fn handle(node: &Node, req: Request<Incoming>, peer_cert: Option<&[u8]>, session: &Session) -> Reply {
+pub async fn handle(node: &Node, req: Request<Incoming>, peer_cert: Option<&crate::auth::PeerCert>, session: &Session) -> Reply {
     let limit = node.config.limits.request_body_bytes_max;
     let (parts, body) = req.into_parts();
     let body = match read_body(body, limit).await {

@@ -212,7 +212,8 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::f
                 Ok(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
                 Err(_) => return tracing::debug!("TLS handshake timed out"),
             };
-            let peer_cert: Option<Arc<Vec<u8>>> = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| Arc::new(c.to_vec()));
+            let peer_cert: Option<Arc<crate::auth::PeerCert>> =
+                tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| Arc::new(crate::auth::PeerCert::new(c.to_vec())));
             let session = Arc::new(crate::forward::Session::default());
             let service = service_fn(move |req| {
                 let (node, peer_cert, session) = (node.clone(), peer_cert.clone(), session.clone());
@@ -221,7 +222,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::f
                         return Ok::<_, Infallible>(too_many_sessions());
                     }
                     let (started, actor) = (std::time::Instant::now(), crate::routes::actor_of(req.uri().path()).0);
-                    let reply = crate::routes::handle(&node, req, peer_cert.as_deref().map(|v| v.as_slice()), &session).await;
+                    let reply = crate::routes::handle(&node, req, peer_cert.as_deref(), &session).await;
                     node.metrics.answered(actor, reply.status(), started.elapsed());
                     Ok(reply)
                 }

@@ -4,7 +4,9 @@
 //! allocates on an async-runtime thread is freed on a JS thread and back, and glibc's arenas
 //! lock and consolidate on every such free. A quarter of the node's CPU went to malloc and
 //! free in a profile of committed POSTs; mimalloc took the node from 10.7k to 15.1k of them a
-//! second (docs/perf.md).
+//! second (docs/perf.md). Without transparent huge pages (`no_thp`): where the kernel gives
+//! them to every mapping, mimalloc's arenas made a node's resident memory twice glibc's
+//! (114 MB against 53 MB after a POST run); without them it is glibc's (54 MB), as fast.
 //!
 //! Boa has no heap limit of its own. Each JS worker reads [`thread_live_bytes`] before a
 //! request and at every point where the script yields, and stops a script whose allocations

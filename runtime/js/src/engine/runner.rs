@@ -31,7 +31,7 @@ impl Runner {
         &mut self,
         bundle: &Bundle,
         handler: &Handler,
-        request: &serde_json::Value,
+        request: &crate::JsRequest,
         body: &[u8],
         historical: Option<&HistoricalState>,
         access: KvAccess,

@@ -37,8 +37,8 @@ pub(crate) fn check_policy(policy: &serde_json::Value) -> Result<(), String> {
     }
 }
 
-/// The request as the handler sees it (SPEC §4).
-#[derive(Debug, Clone, Default, serde::Serialize)]
+/// The request as the handler sees it (SPEC §4); its body and historical state travel beside it.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct JsRequest {
     pub method: String,
     pub path: String,
@@ -965,7 +965,7 @@ impl Interpreter {
     pub fn run(
         &mut self,
         target: (&str, &str),
-        request: &serde_json::Value,
+        request: &JsRequest,
         body: &[u8],
         historical: Option<&HistoricalState>,
         access: KvAccess,
@@ -1057,7 +1057,7 @@ impl Interpreter {
     fn invoke(
         &mut self,
         target: (&str, &str),
-        request: &serde_json::Value,
+        request: &JsRequest,
         body: &[u8],
         historical: Option<&HistoricalState>,
         watch: &Watch,
@@ -1068,10 +1068,46 @@ impl Interpreter {
         let handler = self.handler(target)?;
         let ctx = &mut self.ctx;
         let body = new_buffer(body, ctx).map_err(|e| ScriptError::exception(describe(&e, ctx)))?;
-        let request = JsValue::from_json(request, ctx).map_err(|e| ScriptError::exception(describe(&e, ctx)))?;
+        let request = request_object(request, ctx).map_err(|e| ScriptError::exception(describe(&e, ctx)))?;
         let result = evaluate(ctx, &self.invoke, vec![handler, request, body], watch, &self.options)?;
         read_response(&result, ctx)
     }
+}
+
+/// The request object a handler gets, built directly: what `JsValue::from_json` of its JSON
+/// gives, without the JSON in between.
+fn request_object(r: &JsRequest, ctx: &mut Context) -> JsResult<JsValue> {
+    let text = |s: &str| JsValue::from(JsString::from(s));
+    let strings = |m: &BTreeMap<String, String>, ctx: &mut Context| -> JsResult<JsValue> {
+        let o = boa_engine::JsObject::with_object_proto(ctx.intrinsics());
+        for (k, v) in m {
+            o.create_data_property_or_throw(JsString::from(k.as_str()), text(v), ctx)?;
+        }
+        Ok(o.into())
+    };
+    // In the order the request object has always had (its JSON's: serde_json sorts keys).
+    let fields = [
+        (
+            js_string!("caller"),
+            match &r.caller {
+                Some(caller) => JsValue::from_json(caller, ctx)?,
+                None => JsValue::null(),
+            },
+        ),
+        (js_string!("headers"), strings(&r.headers, ctx)?),
+        (js_string!("hostname"), text(&r.hostname)),
+        (js_string!("method"), text(&r.method)),
+        (js_string!("params"), strings(&r.params, ctx)?),
+        (js_string!("path"), text(&r.path)),
+        (js_string!("query"), text(&r.query)),
+        (js_string!("route"), text(&r.route)),
+        (js_string!("url"), text(&r.url)),
+    ];
+    let o = boa_engine::JsObject::with_object_proto(ctx.intrinsics());
+    for (k, v) in fields {
+        o.create_data_property_or_throw(k, v, ctx)?;
+    }
+    Ok(o.into())
 }
 
 /// Runs `script` (which spreads `__consort_args`) with `args`, as an async script so that it
@@ -1201,7 +1237,6 @@ pub fn bench_direct_calls(
 ) -> Result<std::time::Duration, ScriptError> {
     let options = RuntimeOptions::default();
     let mut interpreter = Interpreter::new(bundle, &options, true)?;
-    let request_value = serde_json::to_value(request).map_err(|e| ScriptError::exception(e.to_string()))?;
     let started = std::time::Instant::now();
     for _ in 0..iterations {
         if !interpreter.usable_for(&options) {
@@ -1209,7 +1244,7 @@ pub fn bench_direct_calls(
         }
         let kv = Box::new(LocalKv(RefCell::new(store.begin())));
         let target = (endpoint.js_module.as_str(), endpoint.js_function.as_str());
-        let (outcome, _) = interpreter.run(target, &request_value, &request.body, None, KvAccess::AppReadOnly, kv);
+        let (outcome, _) = interpreter.run(target, request, &request.body, None, KvAccess::AppReadOnly, kv);
         outcome.response?;
     }
     Ok(started.elapsed())
@@ -1218,6 +1253,39 @@ pub fn bench_direct_calls(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The request object built directly is the one its JSON gives: same keys, order, values.
+    #[test]
+    fn the_request_object_is_its_json() {
+        let mut ctx = Context::builder().instructions_remaining(usize::MAX).build().expect("context");
+        let caller = serde_json::json!({"policy": "user_cert", "id": "ab", "data": {"n": [1, -0.5, null, true]}, "cert": "PEM"});
+        let headers = BTreeMap::from([("content-type".to_owned(), "application/json".to_owned()), ("x-é".to_owned(), "ü".to_owned())]);
+        let full = JsRequest {
+            method: "POST".into(),
+            path: "/app/log/private".into(),
+            url: "/app/log/private?id=1".into(),
+            route: "/app/log/{kind}".into(),
+            query: "id=1".into(),
+            hostname: "127.0.0.1:8000".into(),
+            headers,
+            params: BTreeMap::from([("kind".to_owned(), "private".to_owned())]),
+            caller: Some(caller),
+            ..Default::default()
+        };
+        for request in [full, JsRequest::default()] {
+            let direct = request_object(&request, &mut ctx).expect("built");
+            let via_json = JsValue::from_json(&serde_json::to_value(&request).expect("json"), &mut ctx).expect("built");
+            // The engine's own JSON.stringify keeps the keys' order (serde_json's map would sort).
+            let text = |v: JsValue, ctx: &mut Context| {
+                let stringify = ctx.eval(Source::from_bytes("JSON.stringify")).expect("stringify");
+                let s = stringify.as_callable().expect("function").call(&JsValue::undefined(), &[v], ctx).expect("text");
+                s.to_string(ctx).expect("string").to_std_string_escaped()
+            };
+            let (direct, via_json) = (text(direct, &mut ctx), text(via_json, &mut ctx));
+            assert!(direct.starts_with(r#"{"caller":"#), "{direct}");
+            assert_eq!(direct, via_json);
+        }
+    }
 
     /// A fresh interpreter per request must give all its memory back: Boa 0.22 keeps a whole
     /// realm alive for every module namespace object, which `load_handler` therefore avoids.
@@ -1231,7 +1299,7 @@ mod tests {
         let bundle = Bundle::from_json(json.to_string().as_bytes()).expect("bundle");
         let m = bundle.route("GET", "/f").expect("route");
         let target = (m.endpoint.js_module.as_str(), m.endpoint.js_function.as_str());
-        let request = serde_json::to_value(JsRequest { method: "GET".into(), path: "/app/f".into(), ..Default::default() }).expect("json");
+        let request = JsRequest { method: "GET".into(), path: "/app/f".into(), ..Default::default() };
         let store = consort_kv::Store::default();
         let options = RuntimeOptions::default();
         let run = || {

@@ -531,18 +531,19 @@ impl Inner {
     /// The message for `work`, without what depends on the worker it goes to (see `send`).
     fn message(&self, work: Work, access: KvAccess) -> Result<(Option<AppId>, ToWorker), ScriptError> {
         Ok(match work {
-            Work::Request { bundle, handler, request } => {
+            Work::Request { bundle, handler, mut request } => {
                 let (id, json) = self.bundle_id(&bundle);
+                let (body, historical) = (std::mem::take(&mut request.body), request.historical.take());
                 let msg = ToWorker::Job {
                     seq: 0,
                     bundle_id: id,
                     bundle: None,
                     handler,
-                    request: serde_json::to_value(&request).map_err(|e| ScriptError::exception(e.to_string()))?,
-                    body: request.body,
+                    request,
+                    body,
                     access,
                     options: None,
-                    historical: request.historical.as_deref().cloned(),
+                    historical: historical.as_deref().cloned(),
                     kv: JobKv::Node,
                 };
                 (Some((id, json)), msg)

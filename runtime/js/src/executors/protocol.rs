@@ -25,9 +25,9 @@ pub enum ToWorker {
         bundle_id: u64,
         bundle: Option<String>,
         handler: Handler,
-        /// The request object as the handler sees it, minus its body (built natively in the
-        /// worker: Boa's `JSON.parse` goes through its full JS parser).
-        request: serde_json::Value,
+        /// The request object as the handler sees it, minus its body and historical state
+        /// (the fields beside it).
+        request: crate::JsRequest,
         #[serde(with = "serde_bytes")]
         body: Vec<u8>,
         access: KvAccess,

@@ -188,9 +188,8 @@ fn serve(shared: Arc<Shared>, stack_bytes: u64) {
                     runner.clear();
                     app = Some(bundle.clone());
                 }
-                let outcome = serde_json::to_value(&request).map_err(|e| ScriptError::exception(e.to_string())).and_then(|value| {
-                    runner.request(&bundle, &handler, &value, &request.body, request.historical.as_deref(), access, kv, &options)
-                });
+                let outcome =
+                    runner.request(&bundle, &handler, &request, &request.body, request.historical.as_deref(), access, kv, &options);
                 match outcome {
                     Ok((o, reused)) => Finished::Request((o.response, o.apply_writes, o.claims_digest, reused)),
                     Err(e) => Finished::Request((Err(e), None, None, false)),

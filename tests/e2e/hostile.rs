@@ -11,8 +11,19 @@ use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_scripts_never_take_the_node_down() {
-    let ws = temp_workspace("hostile");
-    let js = json!({"workers": 2, "runtime_options": {"max_execution_time_ms": 500, "max_heap_bytes": 64 * 1024 * 1024, "return_exception_details": true}});
+    hostile_scripts_against("process").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_scripts_never_take_the_node_down_on_its_threads() {
+    hostile_scripts_against("threads").await;
+}
+
+/// Every hostile script against a node running scripts with `js.isolation = isolation`.
+async fn hostile_scripts_against(isolation: &str) {
+    let ws = temp_workspace(&format!("hostile-{isolation}"));
+    let js = json!({"workers": 2, "isolation": isolation,
+        "runtime_options": {"max_execution_time_ms": 500, "max_heap_bytes": 64 * 1024 * 1024, "return_exception_details": true}});
     let (s, _) = open_node(&ws, json!({"js": js}), vec![set_js_app(&repo_root().join("tests/apps/hostile"))]).await;
     let client = s.client(None);
     let stop = Arc::new(AtomicBool::new(false));
@@ -65,6 +76,7 @@ async fn hostile_scripts_never_take_the_node_down() {
         assert!(limit_hit, "{name}: {message} should mention {expect}");
     }
     let metrics: Value = client.get(s.url("/node/js_metrics")).send().await.expect("metrics").json().await.expect("json");
+    assert_eq!(metrics["isolation"], isolation, "{metrics}");
     assert!(metrics["limit_stops"].as_u64() >= Some(6), "{metrics}");
     assert_eq!(metrics["max_execution_time"], 500);
     stop.store(true, Ordering::Relaxed);

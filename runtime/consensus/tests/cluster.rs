@@ -286,7 +286,12 @@ async fn a_backup_that_lost_its_unsynced_tail_catches_up_again() {
     std::fs::OpenOptions::new().write(true).open(&path).expect("open").set_len(offset).expect("cut");
     assert_eq!(ledger_entries(&dirs[2]).len(), cut);
 
-    nodes.push(Consensus::start(configs[2].clone()).await.expect("node 2 restarts"));
+    // It comes back unable to campaign for a long while, so that the primary, which counts the
+    // lost entries as replicated to it, must meet the shorter log (not a new election's fresh
+    // count) and search again for where they agree.
+    let mut patient = configs[2].clone();
+    patient.election_timeout_ms = 600_000;
+    nodes.push(Consensus::start(patient).await.expect("node 2 restarts"));
     let after = put(&nodes[0], "after", "v").await;
     wait_until("node 2 holds the lost writes and the next one again", || applied(&nodes[2], "k0") && applied(&nodes[2], "after")).await;
     assert_eq!(nodes[2].status(unsigned[4]), nodes[0].status(unsigned[4]));

@@ -17,9 +17,19 @@ use consort_tests::{repo_root, temp_workspace, Sandbox};
 
 /// `clients` concurrent clients sending `op` to the logging sample at `base` for `seconds`.
 async fn load(s: &Sandbox, base: &str, label: &str, op: &'static str, clients: usize, seconds: f64) -> Row {
-    let running = Load::start(s, base, op, clients, None);
+    timed(Load::start(s, base, op, clients, None), label, seconds).await
+}
+
+/// The row `running` measures over `seconds`, labelled `label`.
+async fn timed(running: Load, label: &str, seconds: f64) -> Row {
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
     running.finish(label).await
+}
+
+/// `row`, reported on standard error as it is measured.
+fn reported(row: Row) -> Row {
+    eprintln!("{} x{}: {:.0} req/s", row.label, row.clients, row.requests as f64 / row.seconds);
+    row
 }
 
 fn bare_engine_get_per_second() -> f64 {
@@ -47,9 +57,7 @@ fn bare_engine_get_per_second() -> f64 {
 
 /// One row of the table, reported on standard error as it is measured.
 async fn measure(s: &Sandbox, base: &str, label: &str, op: &'static str, clients: usize, seconds: f64) -> Row {
-    let row = load(s, base, label, op, clients, seconds).await;
-    eprintln!("{label} x{clients}: {:.0} req/s", row.requests as f64 / row.seconds);
-    row
+    reported(load(s, base, label, op, clients, seconds).await)
 }
 
 /// A one-node sandbox whose ledger syncs every transaction before it is answered
@@ -125,37 +133,23 @@ async fn beside_etcd(seconds: f64) -> Vec<Row> {
     let ws = temp_workspace("bench-etcd");
     let etcd = consort_bench::etcd::Etcd::start(&ws, 3).await;
     let leader = etcd.leader().await;
-    let port = consort_tests::cluster::free_ports(6);
-    std::fs::create_dir_all(ws.join("consort")).expect("workspace");
-    let s = Sandbox::start_with(
-        &ws.join("consort"),
-        Some(&repo_root().join("samples/logging")),
-        port,
-        &["--nodes", "3", "--js-isolation", "threads"],
-    );
-    let primary = format!("https://127.0.0.1:{port}");
+    // A three-node sandbox in `ws/<name>` with more arguments; its primary's address.
+    let three_nodes_in = |name: &str, extra: &[&str]| {
+        let port = consort_tests::cluster::free_ports(6);
+        std::fs::create_dir_all(ws.join(name)).expect("workspace");
+        let args = [&["--nodes", "3", "--js-isolation", "threads"], extra].concat();
+        let s = Sandbox::start_with(&ws.join(name), Some(&repo_root().join("samples/logging")), port, &args);
+        (s, format!("https://127.0.0.1:{port}"))
+    };
+    let (s, primary) = three_nodes_in("consort", &[]);
     // etcd syncs its log before it acknowledges a write; Consort by default at signatures (as
     // CCF does), so a second network syncs every transaction, for the like-for-like row.
-    let synced_port = consort_tests::cluster::free_ports(6);
-    std::fs::create_dir_all(ws.join("consort-synced")).expect("workspace");
-    let synced = Sandbox::start_with(
-        &ws.join("consort-synced"),
-        Some(&repo_root().join("samples/logging")),
-        synced_port,
-        &["--nodes", "3", "--js-isolation", "threads", "--ledger-sync", "transactions"],
-    );
-    let synced_primary = format!("https://127.0.0.1:{synced_port}");
+    let (synced, synced_primary) = three_nodes_in("consort-synced", &["--ledger-sync", "transactions"]);
     let http = reqwest::Client::new();
     let put = consort_bench::etcd::Etcd::put_fresh_keys(&leader);
     let etcd_row = |label: &'static str, clients: usize| {
         let (http, put) = (http.clone(), put.clone());
-        async move {
-            let running = Load::start_with(http, clients, put);
-            tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-            let row = running.finish(label).await;
-            eprintln!("{label} x{clients}: {:.0} req/s", row.requests as f64 / row.seconds);
-            row
-        }
+        async move { reported(timed(Load::start_with(http, clients, put), label, seconds).await) }
     };
     let _ = etcd_row("", 16).await; // warm-up
     let _ = load(&s, &primary, "", "POST", 16, 1.0).await;

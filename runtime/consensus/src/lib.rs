@@ -23,6 +23,8 @@ mod secrets;
 mod signer;
 pub mod snapshot;
 mod state_machine;
+#[cfg(test)]
+mod storage_suite;
 mod types;
 
 pub use applied::{AppliedLedger, Retention, RECENT_ENTRIES};

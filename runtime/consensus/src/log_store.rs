@@ -139,6 +139,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(s) => s + 1,
             Bound::Unbounded => inner.files.first(),
         };
+        // Purged entries stay in the ledger (it is the audit record), but not in Raft's log;
+        // the log has no entries before the ledger's first.
+        let start = start.max(inner.last_purged.map_or(0, |p| p.index + 1)).max(inner.files.first());
         let end = match range.end_bound() {
             Bound::Included(e) => e + 1,
             Bound::Excluded(e) => *e,
@@ -155,7 +158,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let inner = self.lock();
         let len = inner.files.len();
-        let last_log_id = if len == inner.files.first() { inner.last_purged } else { Some(Self::entry_at(&inner, len - 1)?.log_id) };
+        let last_entry = if len == inner.files.first() { None } else { Some(Self::entry_at(&inner, len - 1)?.log_id) };
+        // Raft may purge beyond the last entry (a snapshot ahead of the log): the log then ends there.
+        let last_log_id = last_entry.max(inner.last_purged);
         Ok(LogState { last_purged_log_id: inner.last_purged, last_log_id })
     }
 
@@ -226,6 +231,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             inner.files.close_at_next_signature();
         }
         for entry in entries {
+            if inner.files.is_empty() && entry.log_id.index != inner.files.first() {
+                // Raft says where an empty log begins (0, or after the snapshot it started from).
+                inner.files.start_at(entry.log_id.index).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
+            }
             let le = to_ledger(&entry, &inner.commit);
             inner.files.append(&le).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
             inner.cache.insert(entry.log_id.index, entry);

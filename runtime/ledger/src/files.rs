@@ -49,6 +49,8 @@ pub enum LedgerFilesError {
     Missing(u64),
     #[error("cannot truncate committed entry {0}")]
     TruncateCommitted(u64),
+    #[error("the ledger holds entries {first}..{next}: it cannot start again at {requested}")]
+    NotEmpty { first: u64, next: u64, requested: u64 },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerFilesError + '_ {
@@ -508,6 +510,16 @@ impl LedgerFiles {
         Ok(self.chunks.len() - 1)
     }
 
+    /// Makes a ledger that holds no chunk start at `seqno` instead (Raft decides where a log
+    /// begins: with the first entry it appends to an empty one).
+    pub fn start_at(&mut self, seqno: u64) -> Result<(), LedgerFilesError> {
+        if !self.chunks.is_empty() {
+            return Err(LedgerFilesError::NotEmpty { first: self.first, next: self.next, requested: seqno });
+        }
+        (self.first, self.next, self.committed_end) = (seqno, seqno, seqno);
+        Ok(())
+    }
+
     /// Appends one entry (not yet durable: call [`LedgerFiles::settle`] or [`LedgerFiles::sync`]).
     pub fn append(&mut self, entry: &LedgerEntry) -> Result<(), LedgerFilesError> {
         assert_eq!(entry.txid.seqno, self.len(), "ledger append out of order");
@@ -765,6 +777,20 @@ mod tests {
         files.truncate(9).expect("truncate");
         files.append(&entry(9, EntryKind::Tx)).expect("append after truncate");
         assert_eq!(files.len(), 10);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_empty_ledger_starts_where_it_is_told_and_one_with_entries_does_not_move() {
+        let dir = tempdir("start-at");
+        let mut files = LedgerFiles::open(&dir, 300).expect("open");
+        files.start_at(5).expect("empty");
+        files.append(&entry(5, EntryKind::Tx)).expect("append at the new start");
+        assert_eq!((files.first(), files.len()), (5, 6));
+        assert!(matches!(files.start_at(0), Err(LedgerFilesError::NotEmpty { first: 5, next: 6, requested: 0 })));
+        drop(files);
+        let files = LedgerFiles::open(&dir, 300).expect("reopen");
+        assert_eq!((files.first(), files.len(), files.read(5).expect("read")), (5, 6, entry(5, EntryKind::Tx)));
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -1254,6 +1254,42 @@ pub fn bench_direct_calls(
 mod tests {
     use super::*;
 
+    /// SPEC §3's access rules, every kind of map under every access, reading and writing:
+    /// `r` may read, `w` may write, `-` refused.
+    #[test]
+    fn kv_access_rules_for_every_kind_of_map() {
+        let maps = ["public:ccf.internal.signatures", "public:ccf.gov.members.info", "public:ccf.other", "public:records", "records"];
+        let table = [
+            //                          internal gov   reserved public private
+            (KvAccess::AppReadWrite, ["r-", "r-", "--", "rw", "rw"]),
+            (KvAccess::AppReadOnly, ["r-", "r-", "--", "r-", "r-"]),
+            (KvAccess::GovReadOnly, ["r-", "r-", "--", "--", "--"]),
+            (KvAccess::GovApply, ["r-", "rw", "--", "-w", "--"]),
+        ];
+        for (access, expected) in table {
+            for (map, rule) in maps.iter().zip(expected) {
+                let got = format!(
+                    "{}{}",
+                    if access.refusal(map, false).is_none() { 'r' } else { '-' },
+                    if access.refusal(map, true).is_none() { 'w' } else { '-' }
+                );
+                assert_eq!(got, rule, "{access:?} on {map}");
+            }
+        }
+        // The same rules hold for the names without `public:` (private framework maps).
+        for access in [KvAccess::AppReadWrite, KvAccess::AppReadOnly, KvAccess::GovReadOnly, KvAccess::GovApply] {
+            for (public, private) in
+                [("public:ccf.internal.x", "ccf.internal.x"), ("public:ccf.gov.x", "ccf.gov.x"), ("public:ccf.y", "ccf.y")]
+            {
+                for write in [false, true] {
+                    assert_eq!(access.refusal(public, write).is_none(), access.refusal(private, write).is_none(), "{access:?} {private}");
+                }
+            }
+        }
+        let why = KvAccess::AppReadOnly.refusal("records", true).expect("refused");
+        assert!(why.contains("readonly"), "{why}");
+    }
+
     /// The request object built directly is the one its JSON gives: same keys, order, values.
     #[test]
     fn the_request_object_is_its_json() {

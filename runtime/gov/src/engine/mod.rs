@@ -296,3 +296,6 @@ async fn resolve(tx: &mut Tx, js: &impl Constitution, proposal_id: &str, proposa
     }
     put_json(tx, PROPOSALS_INFO, proposal_id.as_bytes(), info);
 }
+
+#[cfg(test)]
+mod tests;

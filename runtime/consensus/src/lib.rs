@@ -30,8 +30,6 @@ mod types;
 pub use applied::{AppliedLedger, Retention, RECENT_ENTRIES};
 pub use handle::{CommitError, Consensus, ConsensusConfig, HistoricalEntry, HistoricalError, RaftFigures, ReceiptError, TxStatus};
 pub use network::{ForwardError, ForwardHandler};
-pub use secrets::LEDGER_SECRETS_TABLE;
-pub use state_machine::SIGNATURES_TABLE;
 pub use types::{Proposal, ProposalKind, TypeConfig};
 
 /// Raft's node id for a Consort node id (hex SHA-256): its first 64 bits.

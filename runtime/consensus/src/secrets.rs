@@ -1,6 +1,6 @@
 //! The ledger secrets a node holds: the service's first one, then one per rekey. A rekey
 //! transaction carries the new secret wrapped for each trusted node in
-//! [`LEDGER_SECRETS_TABLE`]; when a node applies it, the secret is used for transactions after
+//! [`consort_kv::names::LEDGER_SECRETS`]; when a node applies it, the secret is used for transactions after
 //! it. Transactions are sealed before Raft orders them, so one sealed just before the switch
 //! may land just after it: opening tries the secret for the entry's seqno, then older ones.
 
@@ -8,9 +8,6 @@ use std::sync::RwLock;
 
 use consort_crypto::{LedgerSecret, NodeKey};
 use consort_kv::WriteSet;
-
-/// `node id → the new ledger secret wrapped for that node` (`consort_crypto::wrap_secret_for`).
-pub const LEDGER_SECRETS_TABLE: &str = "public:ccf.internal.ledger_secrets";
 
 pub struct LedgerSecrets {
     /// `(first seqno it applies to, secret)`, ascending.
@@ -74,7 +71,7 @@ impl LedgerSecrets {
     /// wrapped for `node_id` applies from `seqno + 1`. Replaying the ledger installs the same
     /// secrets again, so a restarted node needs nothing but its own key.
     pub fn apply(&self, seqno: u64, writes: &WriteSet, node_id: &str, node_key: &NodeKey) -> Result<(), String> {
-        let Some(Some(wrapped)) = writes.maps.get(LEDGER_SECRETS_TABLE).and_then(|m| m.get(node_id.as_bytes())) else {
+        let Some(Some(wrapped)) = writes.maps.get(consort_kv::names::LEDGER_SECRETS).and_then(|m| m.get(node_id.as_bytes())) else {
             return Ok(());
         };
         let secret = consort_crypto::unwrap_secret(node_key, wrapped).map_err(|e| format!("the ledger secret of rekey {seqno}: {e}"))?;
@@ -98,7 +95,11 @@ mod tests {
         let node = NodeKey::generate();
         let second = LedgerSecret::generate();
         let mut ws = WriteSet::default();
-        ws.put(LEDGER_SECRETS_TABLE, b"n1".to_vec(), consort_crypto::wrap_secret_for(&node.public_key_der(), &second).expect("wrap"));
+        ws.put(
+            consort_kv::names::LEDGER_SECRETS,
+            b"n1".to_vec(),
+            consort_crypto::wrap_secret_for(&node.public_key_der(), &second).expect("wrap"),
+        );
         secrets.apply(10, &ws, "other-node", &node).expect("not for us");
         assert_eq!(secrets.count(), 1);
         secrets.apply(10, &ws, "n1", &node).expect("rekey");

@@ -225,10 +225,14 @@ impl Public {
 pub(crate) fn open(path: &Path, secrets: &crate::secrets::LedgerSecrets, node: (&str, &NodeKey)) -> Result<Loaded, String> {
     let public = open_public(path)?;
     let mut state = public.state.clone();
-    if let Some(wrapped) = state.get(crate::LEDGER_SECRETS_TABLE, node.0.as_bytes()) {
-        let since = state.version_of(crate::LEDGER_SECRETS_TABLE, node.0.as_bytes());
+    if let Some(wrapped) = state.get(consort_kv::names::LEDGER_SECRETS, node.0.as_bytes()) {
+        let since = state.version_of(consort_kv::names::LEDGER_SECRETS, node.0.as_bytes());
         let mut writes = WriteSet::default();
-        writes.maps.entry(crate::LEDGER_SECRETS_TABLE.to_owned()).or_default().insert(node.0.as_bytes().to_vec(), Some(wrapped.to_vec()));
+        writes
+            .maps
+            .entry(consort_kv::names::LEDGER_SECRETS.to_owned())
+            .or_default()
+            .insert(node.0.as_bytes().to_vec(), Some(wrapped.to_vec()));
         secrets.apply(since, &writes, node.0, node.1).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     restore(&mut state, &public.open_private(secrets)?);
@@ -253,7 +257,7 @@ pub fn verify_start(path: &Path) -> Result<consort_ledger::verify::VerifyStart, 
     let service_cert_der = snap
         .public
         .iter()
-        .find(|m| m.name == consort_ledger::verify::SERVICE_INFO_TABLE)
+        .find(|m| m.name == consort_kv::names::SERVICE_INFO)
         .and_then(|m| m.entries.iter().find(|(k, _, _)| k.as_slice() == consort_kv::SINGLETON_KEY))
         .and_then(|(_, v, _)| consort_ledger::verify::service_cert_of_info(v));
     Ok(consort_ledger::verify::VerifyStart { snapshot_seqno: snap.header.seqno, view: snap.header.view, frontier, service_cert_der })

@@ -159,16 +159,12 @@ impl StateMachine {
     }
 }
 
-/// The table CCF keeps its latest signature in (CCF's default constitution reads its `root`
-/// when it adds a member).
-pub const SIGNATURES_TABLE: &str = "public:ccf.internal.signatures";
-
 /// What a signature entry writes to the store: its record (the entry's public part) as the
 /// latest signature. Derived from the entry by every node alike, so replicas, snapshots and
 /// replays agree; the ledger entry itself is unchanged.
 pub(crate) fn signature_writes(record: &[u8]) -> WriteSet {
     let mut writes = WriteSet::default();
-    writes.put(SIGNATURES_TABLE, consort_kv::SINGLETON_KEY.to_vec(), record.to_vec());
+    writes.put(consort_kv::names::SIGNATURES, consort_kv::SINGLETON_KEY.to_vec(), record.to_vec());
     writes
 }
 

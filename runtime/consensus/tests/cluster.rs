@@ -187,7 +187,7 @@ async fn a_node_joins_from_a_snapshot_and_restarts_from_it() {
     let mut tx = a.store().begin();
     for c in [&a_config, &b_config] {
         let wrapped = consort_crypto::wrap_secret_for(&c.node_key.public_key_der(), &new_secret).expect("wrap");
-        tx.put(consort_consensus::LEDGER_SECRETS_TABLE, c.node_id.as_bytes().to_vec(), wrapped);
+        tx.put(consort_kv::names::LEDGER_SECRETS, c.node_id.as_bytes().to_vec(), wrapped);
     }
     a.commit(&tx, None).await.expect("rekey");
     let mut last = TxId::default();

@@ -159,7 +159,7 @@ async fn a_rekey_seals_later_writes_under_the_new_secret_and_survives_restart() 
     let next = LedgerSecret::generate();
     let mut rekey = c.store().begin();
     let wrapped = consort_crypto::wrap_secret_for(&id.node_key.public_key_der(), &next).expect("wrap");
-    rekey.put(consort_consensus::LEDGER_SECRETS_TABLE, node_id.clone().into_bytes(), wrapped);
+    rekey.put(consort_kv::names::LEDGER_SECRETS, node_id.clone().into_bytes(), wrapped);
     let rekeyed = c.commit(&rekey, None).await.expect("rekey");
     assert_eq!(c.ledger_secrets(), (2, rekeyed.seqno + 1));
     let after = put(&c, "after", "sealed-under-the-next-secret").await;

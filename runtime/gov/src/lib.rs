@@ -10,7 +10,6 @@ mod proposal;
 pub mod recovery;
 mod replay;
 mod signed;
-pub mod tables;
 
 pub use engine::{
     ack_state_digest, create_proposal, signed_by, submit_ballot, update_state_digest, withdraw_proposal, Constitution, Phase,

@@ -19,16 +19,10 @@ use consort_crypto::LedgerSecret;
 use consort_kv::{Tx, WriteSet, LEDGER_REKEY_REQUESTS, RECOVERY_SHARES_REFRESH_REQUESTS, SINGLETON_KEY};
 use serde::{Deserialize, Serialize};
 
-use crate::tables::{MEMBERS_ENCRYPTION_KEYS, MEMBERS_INFO, SERVICE_CONFIG, SERVICE_INFO};
 use crate::{get_json, put_json, GovError};
-
-/// Member id → the member's share, encrypted to its RSA key (raw bytes).
-pub const RECOVERY_SHARES: &str = "public:ccf.internal.recovery_shares";
-/// Singleton: [`RecoveryRecord`], the ledger secrets sealed under the recovery key.
-pub const RECOVERY_SECRETS: &str = "public:ccf.internal.recovery_ledger_secrets";
-/// Member id → the share it submitted while the service waits for shares. Private: the
-/// ledger holds it sealed under the new service's ledger secret.
-pub const SUBMITTED_SHARES: &str = "ccf.internal.submitted_recovery_shares";
+use consort_kv::names::{
+    MEMBERS_ENCRYPTION_KEYS, MEMBERS_INFO, RECOVERY_SECRETS, RECOVERY_SHARES, SERVICE_CONFIG, SERVICE_INFO, SUBMITTED_SHARES,
+};
 
 /// The threshold when the service configuration sets none (CCF's default).
 pub const RECOVERY_THRESHOLD_DEFAULT: u8 = 1;

@@ -4,8 +4,8 @@
 
 use consort_kv::{Tx, SINGLETON_KEY};
 
-use crate::tables::{COSE_RECENT_PROPOSALS, SERVICE_CONFIG};
 use crate::GovError;
+use consort_kv::names::{COSE_RECENT_PROPOSALS, SERVICE_CONFIG};
 
 /// CCF's default window size.
 pub const DEFAULT_WINDOW: usize = 100;

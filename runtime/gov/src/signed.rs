@@ -6,8 +6,8 @@ use consort_crypto::cose::Sign1;
 use consort_kv::Tx;
 use sha2::{Digest, Sha256};
 
-use crate::tables::{MEMBERS_CERTS, MEMBERS_INFO};
 use crate::GovError;
+use consort_kv::names::{MEMBERS_CERTS, MEMBERS_INFO};
 
 /// Every `ccf.gov.msg.type` a member may sign.
 pub const MSG_TYPES: [&str; 6] = ["proposal", "ballot", "withdrawal", "state_digest", "ack", "recovery_share"];

@@ -11,13 +11,11 @@
 mod engine;
 mod executors;
 
-pub use engine::bundle::{percent_decode, AppMetadata, Bundle, BundleError, EndpointDef, EndpointMatch, Mode, RouteError};
+pub use engine::bundle::{AppMetadata, Bundle, BundleError, EndpointDef, EndpointMatch, Mode, RouteError};
 pub use engine::crypto::jwk_public_key_der;
 pub use engine::host::{HistoricalMap, HistoricalState, JsHost};
 pub use engine::limits::{instructions_per_ms, Limit, RuntimeOptions};
-pub use engine::runtime::{
-    bench_direct_calls, validate_bundle, JsRequest, JsResponse, KvAccess, KvBackend, ScriptError, LEDGER_REKEY_REQUEST_TABLE,
-};
+pub use engine::runtime::{bench_direct_calls, validate_bundle, JsRequest, JsResponse, KvAccess, KvBackend, ScriptError};
 pub use executors::pool::{CallOutcome, Execution, JsPool, PoolError, PoolMetrics, WorkerCommand};
 pub use executors::worker::{init_logging, worker_main};
 

@@ -108,7 +108,7 @@ async fn governance_calls_follow_the_permission_matrix_on(pool: consort_js::JsPo
     // Only apply may ask for a ledger rekey; the request is a write the node acts on.
     let asked = call("rekey", vec![], KvAccess::GovApply).await;
     assert_eq!(asked.result.expect("apply may rekey"), json!("asked"));
-    assert!(asked.tx.write_set().maps.contains_key(consort_js::LEDGER_REKEY_REQUEST_TABLE));
+    assert!(asked.tx.write_set().maps.contains_key(consort_kv::LEDGER_REKEY_REQUESTS));
     for access in [KvAccess::GovReadOnly, KvAccess::AppReadWrite] {
         let refused = call("rekey", vec![], access).await;
         assert!(

@@ -11,7 +11,7 @@
 //! conflicting write is never lost and never applied twice.
 
 mod mirror;
-mod names;
+pub mod names;
 mod store;
 mod tx;
 mod txid;

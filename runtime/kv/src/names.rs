@@ -1,4 +1,7 @@
-//! Map names and who owns them (SPEC §3).
+//! Map names and who owns them (SPEC §3), and the name of every table the framework keeps
+//! (SPEC §5): one place for all of them. Keys are raw bytes (ids as hex text, a singleton's
+//! key is eight zero bytes); values are JSON, except where CCF keeps raw text (certificates,
+//! module sources, proposals), noted below.
 
 /// Prefixes reserved for the framework; an app may not create maps under them.
 pub const FRAMEWORK_PREFIXES: [&str; 2] = ["ccf.", "public:ccf."];
@@ -48,6 +51,77 @@ impl MapKind {
 pub fn is_public(name: &str) -> bool {
     name.starts_with("public:")
 }
+
+// ---- Governance tables (written by governance only) ----
+
+/// Member id → PEM certificate (raw text).
+pub const MEMBERS_CERTS: &str = "public:ccf.gov.members.certs";
+/// Member id → `{status: "Accepted"|"Active", member_data, recovery_role}`.
+pub const MEMBERS_INFO: &str = "public:ccf.gov.members.info";
+/// Member id → PEM RSA public key (raw text), for recovery shares.
+pub const MEMBERS_ENCRYPTION_KEYS: &str = "public:ccf.gov.members.encryption_public_keys";
+/// Member id → `{state_digest, cose_sign1_req?}`: the digest a member acknowledges to become active.
+pub const MEMBERS_ACKS: &str = "public:ccf.gov.members.acks";
+/// User id → PEM certificate (raw text).
+pub const USERS_CERTS: &str = "public:ccf.gov.users.certs";
+/// User id → `{user_data}`.
+pub const USERS_INFO: &str = "public:ccf.gov.users.info";
+pub const NODES_INFO: &str = "public:ccf.gov.nodes.info";
+/// TEE rules recorded by governance (CCF's tables; Consort runs no TEE, so they decide nothing):
+/// code id / measurement → `"AllowedToJoin"`, host data → its security policy, DID → feed →
+/// `{svn}`, CPUID → minimum TCB version.
+pub const NODES_CODE_IDS: &str = "public:ccf.gov.nodes.code_ids";
+pub const NODES_VIRTUAL_MEASUREMENTS: &str = "public:ccf.gov.nodes.virtual.measurements";
+pub const NODES_VIRTUAL_HOST_DATA: &str = "public:ccf.gov.nodes.virtual.host_data";
+pub const NODES_SNP_MEASUREMENTS: &str = "public:ccf.gov.nodes.snp.measurements";
+pub const NODES_SNP_HOST_DATA: &str = "public:ccf.gov.nodes.snp.host_data";
+pub const NODES_SNP_UVM_ENDORSEMENTS: &str = "public:ccf.gov.nodes.snp.uvm_endorsements";
+pub const NODES_SNP_TCB_VERSIONS: &str = "public:ccf.gov.nodes.snp.tcb_versions";
+/// Node id → the node's certificate (PEM text) endorsed by the service identity, as CCF keeps it.
+pub const NODES_ENDORSED_CERTIFICATES: &str = "public:ccf.gov.nodes.endorsed_certificates";
+/// Singleton: `{status, cert, ...}`.
+pub const SERVICE_INFO: &str = "public:ccf.gov.service.info";
+/// Singleton: service configuration (`recent_cose_proposals_window_size`, `recovery_threshold`, ...).
+pub const SERVICE_CONFIG: &str = "public:ccf.gov.service.config";
+/// Singleton: the constitution's source, as a JSON string.
+pub const CONSTITUTION: &str = "public:ccf.gov.constitution";
+/// Module name (with a leading `/`, as CCF writes it) → source (raw text).
+pub const MODULES: &str = "public:ccf.gov.modules";
+/// `"<METHOD> <path>"` → endpoint definition.
+pub const ENDPOINTS: &str = "public:ccf.gov.endpoints";
+/// Singleton: the JS runtime limits.
+pub const JS_RUNTIME_OPTIONS: &str = "public:ccf.gov.js_runtime_options";
+/// JWT issuer → `{auto_refresh, ca_cert_bundle_name}`.
+pub const JWT_ISSUERS: &str = "public:ccf.gov.jwt.issuers";
+/// Key id → list of `{public_key, issuer, constraint?}` (CCF 6's v2 metadata).
+pub const JWT_PUBLIC_SIGNING_KEYS: &str = "public:ccf.gov.jwt.public_signing_keys_metadata_v2";
+/// Bundle name → PEM certificates (a JSON string), for JWT issuers' key endpoints (CCF's table).
+pub const CA_CERT_BUNDLES: &str = "public:ccf.gov.tls.ca_cert_bundles";
+/// Proposal id → the proposal as submitted (raw JSON text).
+pub const PROPOSALS: &str = "public:ccf.gov.proposals";
+/// Proposal id → [`crate::ProposalInfo`].
+pub const PROPOSALS_INFO: &str = "public:ccf.gov.proposals_info";
+/// `"<created_at, 10 digits>:<request digest hex>"` → proposal id: the replay window.
+pub const COSE_RECENT_PROPOSALS: &str = "public:ccf.gov.cose_recent_proposals";
+/// Member id → the member's last signed governance request (COSE_Sign1 bytes as a JSON array).
+pub const COSE_HISTORY: &str = "public:ccf.gov.cose_history";
+
+// ---- The framework's own tables (written by the node only) ----
+
+/// Singleton: the latest signature's record (CCF's default constitution reads its `root` when
+/// it adds a member).
+pub const SIGNATURES: &str = "public:ccf.internal.signatures";
+/// Node id → the new ledger secret wrapped for that node (`consort_crypto::wrap_secret_for`).
+pub const LEDGER_SECRETS: &str = "public:ccf.internal.ledger_secrets";
+/// Member id → the member's recovery share, encrypted to its RSA key (raw bytes).
+pub const RECOVERY_SHARES: &str = "public:ccf.internal.recovery_shares";
+/// Singleton: the ledger secrets sealed under the recovery key (`consort_gov::recovery`).
+pub const RECOVERY_SECRETS: &str = "public:ccf.internal.recovery_ledger_secrets";
+/// Member id → the share it submitted while the service waits for shares. Private: the
+/// ledger holds it sealed under the new service's ledger secret.
+pub const SUBMITTED_SHARES: &str = "ccf.internal.submitted_recovery_shares";
+/// Previous endorsements of previous service identities, newest first (JSON list of PEMs).
+pub const PREVIOUS_IDENTITY_ENDORSEMENTS: &str = "public:ccf.internal.previous_service_identity_endorsements";
 
 #[cfg(test)]
 mod tests {

@@ -51,15 +51,12 @@ pub struct VerifyFailure {
     pub reason: String,
 }
 
-/// The table whose singleton value names the service certificate (written at genesis).
-pub const SERVICE_INFO_TABLE: &str = "public:ccf.gov.service.info";
-
 fn service_cert_in(public: &[u8]) -> Option<Vec<u8>> {
     let ws = WriteSet::decode(public).ok()?;
-    service_cert_of_info(ws.maps.get(SERVICE_INFO_TABLE)?.get(&SINGLETON_KEY[..])?.as_ref()?)
+    service_cert_of_info(ws.maps.get(consort_kv::names::SERVICE_INFO)?.get(&SINGLETON_KEY[..])?.as_ref()?)
 }
 
-/// The service certificate (DER) that a value of [`SERVICE_INFO_TABLE`] names.
+/// The service certificate (DER) that a value of [`consort_kv::names::SERVICE_INFO`] names.
 pub fn service_cert_of_info(value: &[u8]) -> Option<Vec<u8>> {
     let info: serde_json::Value = serde_json::from_slice(value).ok()?;
     consort_crypto::cert_der_from_pem(info.get("cert")?.as_str()?).ok()

@@ -12,7 +12,7 @@ use hyper::{Response, StatusCode};
 use crate::node::Node;
 use crate::reply::{self, Reply};
 use crate::routes::Call;
-use crate::tables::{ENDPOINTS, MODULES};
+use consort_kv::names::{ENDPOINTS, MODULES};
 
 /// Runs the app endpoint `m` (routed on `state`, in `app`) for `call`.
 pub async fn call(node: &Node, call: &Call<'_>, state: &State, app: &Arc<Bundle>, m: EndpointMatch<'_>) -> Reply {

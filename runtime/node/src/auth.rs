@@ -9,7 +9,7 @@ use consort_crypto::{cert_der_from_pem, cert_pem_from_der, id_of_cert_der};
 use consort_kv::State;
 use serde_json::{json, Value};
 
-use crate::tables::{JWT_PUBLIC_SIGNING_KEYS, MEMBERS_CERTS, MEMBERS_INFO, USERS_CERTS, USERS_INFO};
+use consort_kv::names::{JWT_PUBLIC_SIGNING_KEYS, MEMBERS_CERTS, MEMBERS_INFO, USERS_CERTS, USERS_INFO};
 
 /// A TLS client certificate, with what authentication derives from it (its id, its PEM, its
 /// validity period) worked out at its connection's first request that needs them and kept for

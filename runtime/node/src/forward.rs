@@ -23,7 +23,7 @@ use serde_bytes::ByteBuf;
 use crate::node::Node;
 use crate::reply::{self, Reply};
 use crate::routes::Call;
-use crate::tables::NODES_INFO;
+use consort_kv::names::NODES_INFO;
 
 /// Headers that describe one HTTP connection, not the request or answer: not carried over.
 const HOP_BY_HOP: [&str; 6] = ["connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "te"];

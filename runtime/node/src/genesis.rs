@@ -7,8 +7,8 @@ use consort_kv::{Tx, SINGLETON_KEY};
 
 use crate::config::{IdentityConfig, StartConfig};
 use crate::identity::NodeIdentity;
-use crate::tables::*;
 use consort_gov::put_json;
+use consort_kv::names::*;
 
 fn read_identity(c: &IdentityConfig, what: &str) -> Result<(String, String), String> {
     let pem = std::fs::read_to_string(&c.certificate).map_err(|e| format!("{what} certificate {}: {e}", c.certificate.display()))?;

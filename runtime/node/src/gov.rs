@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use consort_consensus::CommitError;
-use consort_gov::tables::*;
 use consort_gov::{Constitution, Failure, GovError, MemberRequirement, Phase, ProposalInfo, SignedRequest};
 use consort_js::{KvAccess, RuntimeOptions, ScriptError};
+use consort_kv::names::*;
 use consort_kv::{State, Tx, TxId, SINGLETON_KEY};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, StatusCode};
@@ -202,7 +202,7 @@ pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
             reply::ok(&json!({"value": list}))
         }
         (&Method::GET, ["service", "javascript-modules" | "js-modules", name]) => {
-            let name = consort_js::percent_decode(name, false);
+            let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy().into_owned();
             let key = if name.starts_with('/') { name.clone() } else { format!("/{name}") };
             match state.get(MODULES, key.as_bytes()).or_else(|| state.get(MODULES, name.as_bytes())) {
                 Some(src) => raw(src.to_vec(), "application/javascript"),
@@ -439,10 +439,10 @@ fn fresh(node: &Node, req: SignedRequest) -> Result<SignedRequest, GovError> {
 
 /// If the constitution asked for a ledger rekey (`ccf.node.triggerLedgerRekey`), the new
 /// secret goes into this same transaction, wrapped for each trusted node; each node starts
-/// using it when it applies the transaction (`consort_consensus::LEDGER_SECRETS_TABLE`).
+/// using it when it applies the transaction (`consort_kv::names::LEDGER_SECRETS`).
 /// Returns the new secret.
 fn add_rekey_secrets(tx: &mut Tx) -> Result<Option<consort_crypto::LedgerSecret>, GovError> {
-    if tx.write_set().maps.get(consort_js::LEDGER_REKEY_REQUEST_TABLE).is_none_or(|w| w.is_empty()) {
+    if tx.write_set().maps.get(consort_kv::LEDGER_REKEY_REQUESTS).is_none_or(|w| w.is_empty()) {
         return Ok(None);
     }
     let secret = consort_crypto::LedgerSecret::generate();
@@ -462,7 +462,7 @@ fn add_rekey_secrets(tx: &mut Tx) -> Result<Option<consort_crypto::LedgerSecret>
         return Err(GovError::new(500, "InternalError", "a ledger rekey needs at least one trusted node"));
     }
     for (node_id, sealed) in wrapped {
-        tx.put(consort_consensus::LEDGER_SECRETS_TABLE, node_id, sealed);
+        tx.put(consort_kv::names::LEDGER_SECRETS, node_id, sealed);
     }
     Ok(Some(secret))
 }
@@ -505,7 +505,7 @@ async fn recovery_share(node: &Node, call: &Call<'_>, member_id: &str) -> Reply 
                 );
             }
             if let Err(reason) = shares::combine_submitted(&mut tx) {
-                tx.clear(shares::SUBMITTED_SHARES);
+                tx.clear(consort_kv::names::SUBMITTED_SHARES);
                 refused = Some(reason);
             }
         }

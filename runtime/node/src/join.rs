@@ -20,7 +20,7 @@ use crate::identity::{JoinGrant, NodeIdentity};
 use crate::node::Node;
 use crate::reply::{self, Reply};
 use crate::routes::Call;
-use crate::tables::{NODES_ENDORSED_CERTIFICATES, NODES_INFO, SERVICE_INFO};
+use consort_kv::names::{NODES_ENDORSED_CERTIFICATES, NODES_INFO, SERVICE_INFO};
 
 /// Hostnames a joining node may ask to have in its certificate.
 const HOSTNAMES_MAX: usize = 16;

@@ -19,7 +19,6 @@ mod recovery;
 mod reply;
 mod routes;
 mod server;
-mod tables;
 
 pub use bundle_dir::load_app;
 pub use config::NodeConfig;

@@ -14,8 +14,8 @@ use crate::config::{Command, NodeConfig};
 use crate::genesis::write_genesis;
 use crate::historical::{Handle as HistoricalHandle, Historical};
 use crate::identity::NodeIdentity;
-use crate::tables::{ENDPOINTS, JS_RUNTIME_OPTIONS, MODULES, SERVICE_INFO};
 use consort_js::HistoricalState;
+use consort_kv::names::{ENDPOINTS, JS_RUNTIME_OPTIONS, MODULES, SERVICE_INFO};
 
 /// How long a stopping node waits for the requests in flight to be answered.
 const STOP_ANSWER_WAIT: Duration = Duration::from_secs(5);
@@ -309,12 +309,12 @@ async fn follow_endorsed_certificate(node: std::sync::Weak<Node>) {
     while applied.changed().await.is_ok() {
         let Some(node) = node.upgrade() else { return };
         let state = node.consensus.store().snapshot();
-        let version = state.map_version(crate::tables::NODES_ENDORSED_CERTIFICATES);
+        let version = state.map_version(consort_kv::names::NODES_ENDORSED_CERTIFICATES);
         if version == seen {
             continue;
         }
         seen = version;
-        let Some(pem) = state.get(crate::tables::NODES_ENDORSED_CERTIFICATES, node.node_id().as_bytes()) else { continue };
+        let Some(pem) = state.get(consort_kv::names::NODES_ENDORSED_CERTIFICATES, node.node_id().as_bytes()) else { continue };
         let pem = String::from_utf8_lossy(pem).into_owned();
         if pem != node.served_cert.pem() {
             match node.served_cert.replace(&pem) {

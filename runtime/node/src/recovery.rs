@@ -31,13 +31,11 @@ use crate::config::{NodeConfig, RecoverConfig};
 use crate::identity::NodeIdentity;
 use crate::node::Node;
 use crate::reply;
-use crate::tables::{NODES_INFO, SERVICE_INFO};
+use consort_kv::names::{NODES_INFO, SERVICE_INFO};
 
 /// The recovery node's record of the previous files (in its directory), so that it can finish
 /// the recovery after a restart.
 const PREVIOUS_FILES: &str = "recovery_previous.json";
-/// Previous endorsements of previous service identities, newest first (JSON list of PEMs).
-pub const PREVIOUS_IDENTITY_ENDORSEMENTS: &str = "public:ccf.internal.previous_service_identity_endorsements";
 /// Private keys and values written back per transaction of the new service (bounded so that a
 /// transaction, a Raft entry and a ledger record stay small).
 const RESTORE_BATCH_BYTES: usize = 1024 * 1024;
@@ -162,10 +160,12 @@ pub async fn open_recovery(
     }
     let endorsement = consort_crypto::endorse_previous_identity(&previous_cert, &identity.service_cert_pem, &identity.service_key)
         .map_err(|e| format!("endorsing the previous service identity: {e}"))?;
-    let mut endorsements: Vec<String> =
-        tx.get(PREVIOUS_IDENTITY_ENDORSEMENTS, &SINGLETON_KEY).and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or_default();
+    let mut endorsements: Vec<String> = tx
+        .get(consort_kv::names::PREVIOUS_IDENTITY_ENDORSEMENTS, &SINGLETON_KEY)
+        .and_then(|v| serde_json::from_slice(&v).ok())
+        .unwrap_or_default();
     endorsements.insert(0, endorsement);
-    consort_gov::put_json(&mut tx, PREVIOUS_IDENTITY_ENDORSEMENTS, &SINGLETON_KEY, &endorsements);
+    consort_gov::put_json(&mut tx, consort_kv::names::PREVIOUS_IDENTITY_ENDORSEMENTS, &SINGLETON_KEY, &endorsements);
     info["status"] = json!("Recovering");
     info["cert"] = json!(identity.service_cert_pem);
     info["previous_service_identity"] = json!(previous_cert);
@@ -289,7 +289,7 @@ async fn finish(node: &Node) -> Result<Finish, String> {
         info["status"] = json!("Open");
         info["recovery_count"] = json!(info["recovery_count"].as_u64().unwrap_or(0) + 1);
         consort_gov::put_json(&mut tx, SERVICE_INFO, &SINGLETON_KEY, &info);
-        tx.clear(shares::SUBMITTED_SHARES);
+        tx.clear(consort_kv::names::SUBMITTED_SHARES);
         shares::issue_shares(&mut tx, &service_secrets(node, None)).map_err(|e| e.to_string())?;
         match node.consensus.commit(&tx, None).await {
             Ok(txid) => {

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::forward::{Origin, Session};
 use crate::node::Node;
 use crate::reply::{self, Reply};
-use crate::tables::{NODES_INFO, SERVICE_INFO};
+use consort_kv::names::{NODES_INFO, SERVICE_INFO};
 
 /// Parsed request line and body, as the handlers need them.
 pub struct Call<'a> {
@@ -24,12 +24,9 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
+    /// The first value of query parameter `name`, decoded as a form (`%XX` and `+`).
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| consort_js::percent_decode(v, true))
+        form_urlencoded::parse(self.query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
     }
 }
 
@@ -293,7 +290,7 @@ fn node_endpoint(node: &Node, call: &Call<'_>) -> Reply {
             let state = c.store().snapshot();
             let info = service_info(node);
             let endorsements: Vec<String> = state
-                .get(crate::recovery::PREVIOUS_IDENTITY_ENDORSEMENTS, &SINGLETON_KEY)
+                .get(consort_kv::names::PREVIOUS_IDENTITY_ENDORSEMENTS, &SINGLETON_KEY)
                 .and_then(|v| serde_json::from_slice(v).ok())
                 .unwrap_or_default();
             match info["previous_service_identity"].as_str() {

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::proposal::{Failure, ProposalInfo, ProposalState};
 use crate::signed::SignedRequest;
-use crate::tables::{CONSTITUTION, COSE_HISTORY, MEMBERS_ACKS, MEMBERS_INFO, PROPOSALS, PROPOSALS_INFO};
 use crate::{get_json, put_json, GovError};
+use consort_kv::names::{CONSTITUTION, COSE_HISTORY, MEMBERS_ACKS, MEMBERS_INFO, PROPOSALS, PROPOSALS_INFO};
 
 /// What a script may touch (SPEC §3): ballots, `validate` and `resolve` read governance and
 /// framework maps only; `apply` also writes governance maps and public app maps.

@@ -7,7 +7,7 @@ use consort_kv::{Store, Tx, SINGLETON_KEY};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::tables::COSE_RECENT_PROPOSALS;
+use consort_kv::names::COSE_RECENT_PROPOSALS;
 
 /// Where the fake constitution's `apply` writes: proposal id → proposal.
 const APPLIED: &str = "public:applied";

@@ -682,10 +682,6 @@ fn check_constitution(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsRe
     Ok(JsValue::from(true))
 }
 
-/// Where `ccf.node.triggerLedgerRekey()` records its request: the node sees it in the
-/// transaction and adds the new ledger secret, wrapped for each trusted node, before committing.
-pub const LEDGER_REKEY_REQUEST_TABLE: &str = consort_kv::LEDGER_REKEY_REQUESTS;
-
 /// Records a request the node acts on in the same transaction (`ccf.node.triggerLedgerRekey`,
 /// `ccf.node.triggerRecoverySharesRefresh`): only the constitution's `apply` may ask (the one
 /// place a script writes to a framework table, and only these keys).
@@ -698,7 +694,7 @@ fn node_request(ctx: &mut Context, hook: &str, table: &str) -> JsResult<JsValue>
 
 /// `__consort.requestLedgerRekey()`.
 fn request_ledger_rekey(_: &JsValue, _: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
-    node_request(ctx, "ccf.node.triggerLedgerRekey", LEDGER_REKEY_REQUEST_TABLE)
+    node_request(ctx, "ccf.node.triggerLedgerRekey", consort_kv::LEDGER_REKEY_REQUESTS)
 }
 
 /// `__consort.requestSharesRefresh()`.

@@ -419,15 +419,17 @@ async fn isolation_restarts_and_an_unendorsed_node() {
         committed.push(txid.expect("txid"));
     }
     // A write sent to the stopped node waits; once it runs again it cannot commit on its own.
+    // (On a connection of its own: the kernel completes it for the stopped node, whose socket
+    // then holds the client's first TLS message, unread.)
     let stale = {
         let url = net.node(p).url("/app/count/stale");
-        let http = http.clone();
+        let http = client(net.node(p));
         tokio::spawn(async move {
             let r = http.post(&url).send().await;
             r.map(|r| (r.status(), r.headers().get("x-ms-ccf-transaction-id").map(|v| v.to_str().expect("txid").to_owned())))
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("the stale write to wait at the stopped node", async || unread_bytes_at(net.node(p).port)).await;
     net.node(p).signal("CONT");
     let stale = stale.await.expect("task");
     // It converges: it follows the new primary and has every write made while it was away.
@@ -486,7 +488,9 @@ async fn isolation_restarts_and_an_unendorsed_node() {
     for k in 0..5 {
         assert_eq!(increment(net.node(r), &http, &format!("unendorsed-{k}")).await.0, StatusCode::OK);
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // It tries, and the primary refuses its certificate.
+    let refused = |log: String| log.lines().any(|l| l.contains("refused") && l.contains("certificate"));
+    eventually("the primary to refuse the unendorsed node", async || refused(net.node(r).log())).await;
     let still = net.node(r).client(None).get(net.node(r).url("/node/primary")).send().await.expect("primary");
     assert_eq!(still.status(), StatusCode::OK, "the unendorsed node did not disturb the primary");
     net.nodes[b].take().expect("up").stop();
@@ -665,4 +669,17 @@ async fn held_writes_then(stop: Stop) {
         s.stop();
     }
     let _ = std::fs::remove_dir_all(&ws);
+}
+
+/// Whether a connection accepted by the kernel for a listener on 127.0.0.1:`port` holds bytes
+/// its process has not read (`/proc/net/tcp`: an established socket with that local port and
+/// a receive queue).
+fn unread_bytes_at(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table.lines().skip(1).any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let local_port = f.get(1).and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+        let rx_queue = f.get(4).and_then(|q| q.split_once(':')).and_then(|(_, rx)| u64::from_str_radix(rx, 16).ok());
+        local_port == Some(port) && f.get(3) == Some(&"01") && rx_queue.is_some_and(|rx| rx > 0)
+    })
 }

@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 
 /// Retries a request while it answers 202, checking the retry-after header each time.
 async fn until_loaded(req: impl Fn() -> reqwest::RequestBuilder) -> (StatusCode, Value, usize) {
-    for attempt in 0..100 {
+    // (A minute of attempts: a bound on a hang, not on how fast the state loads.)
+    for attempt in 0..1200 {
         let r = req().send().await.expect("request");
         if r.status() != StatusCode::ACCEPTED {
             let status = r.status();
@@ -20,7 +21,7 @@ async fn until_loaded(req: impl Fn() -> reqwest::RequestBuilder) -> (StatusCode,
         assert_eq!(r.headers().get("retry-after").map(|v| v.to_str().expect("ascii")), Some("1"));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("still loading after 100 attempts");
+    panic!("still loading after a minute of attempts");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

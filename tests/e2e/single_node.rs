@@ -1,7 +1,6 @@
 //! Issue 2, end to end: the logging sample over mutual TLS, receipts, restarts, the ledger.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use consort_tests::{consort, repo_root, temp_workspace, Sandbox};
 use reqwest::{Client, StatusCode};
@@ -270,21 +269,26 @@ async fn receipts_restarts_and_the_ledger() {
     assert!(seqno(&after.expect("txid")) > seqno(&txid));
 
     // kill -9 while a client writes: every write that was acknowledged survives.
+    let so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writer = {
-        let user = user.clone();
+        let (user, so_far) = (user.clone(), so_far.clone());
         let url = s2.url("/app/log/private");
         tokio::spawn(async move {
             let mut acked = Vec::new();
             for i in 100..400 {
                 match user.post(&url).json(&json!({"id": i, "msg": format!("m{i}")})).send().await {
-                    Ok(r) if r.status() == StatusCode::OK => acked.push(i),
+                    Ok(r) if r.status() == StatusCode::OK => {
+                        acked.push(i);
+                        so_far.store(acked.len(), std::sync::atomic::Ordering::Relaxed);
+                    }
                     _ => break,
                 }
             }
             acked
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Some writes acknowledged, and the writer still going when the node dies.
+    consort_tests::eventually("acknowledged writes", async || so_far.load(std::sync::atomic::Ordering::Relaxed) >= 20).await;
     let mut s2 = s2;
     s2.kill9();
     let acked = writer.await.expect("writer");

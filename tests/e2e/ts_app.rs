@@ -57,7 +57,7 @@ async fn typescript_app_built_with_ccf_app_runs_unchanged() {
 
     // Consensus queries, once a signature has committed the writes.
     let mut committed = Value::Null;
-    for _ in 0..100 {
+    for _ in 0..1200 {
         committed = user.get(s.url("/app/committed")).send().await.expect("committed").json().await.expect("json");
         let first_seqno = first_txid.split('.').nth(1).and_then(|n| n.parse::<u64>().ok());
         if committed["seqno"].as_u64() > first_seqno {
@@ -69,7 +69,7 @@ async fn typescript_app_built_with_ccf_app_runs_unchanged() {
 
     // Historical query from TypeScript: x1 as its first write left it, 202 while loading.
     let mut historical = Value::Null;
-    for _ in 0..100 {
+    for _ in 0..1200 {
         let r =
             user.get(s.url("/app/items/x1/historical")).header("x-ms-ccf-transaction-id", &first_txid).send().await.expect("historical");
         if r.status() != StatusCode::ACCEPTED {

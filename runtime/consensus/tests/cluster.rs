@@ -22,9 +22,9 @@ fn service(name: &str) -> Service {
     Service { key, pem, secret: LedgerSecret::generate() }
 }
 
+/// A free address below the ephemeral range (see `consort_tests::free_port_run`).
 fn free_address() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").to_string()
+    format!("127.0.0.1:{}", consort_tests::free_port_run(1))
 }
 
 fn node_config(dir: &Path, endorsed_by: &Service, trusts: &Service, join: bool) -> ConsensusConfig {

@@ -1,8 +1,9 @@
 //! How the pool behaves when workers die or the queue is full. One test function, in its own
-//! test binary, because it kills this crate's worker processes by their path.
+//! test binary, because it kills the worker processes this test process started (found as its
+//! children running the worker binary; never another process).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use consort_js::{Bundle, JsPool, JsRequest, KvAccess, PoolError, RuntimeOptions, ScriptError, WorkerCommand};
 use consort_kv::Store;
@@ -23,6 +24,30 @@ fn bundle() -> Arc<Bundle> {
     Arc::new(Bundle::from_json(json.to_string().as_bytes()).expect("bundle"))
 }
 
+/// The worker processes this test process started: its children running the worker binary.
+fn our_workers() -> Vec<u32> {
+    let me = std::process::id();
+    let worker = std::fs::canonicalize(WORKER).expect("the worker binary");
+    let children = std::fs::read_dir("/proc").expect("/proc").filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok());
+    children
+        .filter(|pid| {
+            // `/proc/<pid>/stat`: "pid (comm) state ppid ...", comm may hold spaces and parentheses.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            ppid == Some(me) && std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == worker)
+        })
+        .collect()
+}
+
+/// Waits until `done` holds (the deadline only bounds a hang).
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn call(pool: &JsPool, store: &Store, b: &Arc<Bundle>, name: &str) -> Result<Result<Vec<u8>, ScriptError>, PoolError> {
     let m = b.route("POST", &format!("/{name}")).expect("route");
     let request = JsRequest { method: "POST".into(), path: format!("/{name}"), ..Default::default() };
@@ -39,9 +64,19 @@ async fn idle_worker_death_and_a_full_queue() {
     // A worker killed while idle costs no request: the next job goes to a new worker.
     let pool = JsPool::new(WorkerCommand::new(WORKER), 1, 4, Arc::new(FixedHost));
     assert_eq!(call(&pool, &store, &b, "ok").await.expect("queued").expect("ran"), b"ok");
-    let killed = std::process::Command::new("pkill").args(["-9", "-f", WORKER]).status().expect("pkill");
-    assert!(killed.success(), "a worker process was running");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let workers = our_workers();
+    assert_eq!(workers.len(), 1, "the pool's one worker: {workers:?}");
+    let killed = std::process::Command::new("kill").args(["-9", &workers[0].to_string()]).status().expect("kill");
+    assert!(killed.success(), "the worker was running");
+    // Dead with its pipes closed: a zombie (until the pool reaps it) whose last thread has
+    // let go of its files, so that writing the next job to it fails at once.
+    let pid = workers[0];
+    let dead = || {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return true };
+        let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+        zombie && std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(true, |mut fds| fds.next().is_none())
+    };
+    until("the killed worker to die", dead).await;
     assert_eq!(call(&pool, &store, &b, "ok").await.expect("queued").expect("served by a new worker"), b"ok");
     let m = pool.metrics();
     assert_eq!((m.workers_started, m.worker_crashes), (2, 0), "{m:?}");
@@ -53,12 +88,12 @@ async fn idle_worker_death_and_a_full_queue() {
         let (pool, store, b) = (pool.clone(), store.clone(), b.clone());
         tokio::spawn(async move { call(&pool, &store, &b, "endless").await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until("the endless request to be admitted", || pool.metrics().admitted == 1).await;
     let waiting = {
         let (pool, store, b) = (pool.clone(), store.clone(), b.clone());
         tokio::spawn(async move { call(&pool, &store, &b, "ok").await })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until("the second request to be admitted", || pool.metrics().admitted == 2).await;
     assert!(matches!(call(&pool, &store, &b, "ok").await, Err(PoolError::Busy(1))));
     assert!(matches!(busy.await.expect("join"), Ok(Err(ScriptError::Limit(..)))));
     assert_eq!(waiting.await.expect("join").expect("queued").expect("ran"), b"ok");

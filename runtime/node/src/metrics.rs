@@ -81,7 +81,7 @@ impl Metrics {
             ledger_chunks: gauge("ledger_chunks", "Ledger chunk files in this node's ledger directory")?,
             snapshot_seqno: gauge("snapshot_seqno", "Seqno of the newest committed snapshot this node holds (0: none)")?,
             js_workers: gauge("js_workers", "JS worker processes")?,
-            js_queue_depth: gauge("js_queue_depth", "Requests waiting for a JS worker")?,
+            js_queue_depth: gauge("js_queue_depth", "Requests waiting for a JS worker (admitted beyond one per worker)")?,
             historical_cache_bytes: gauge(
                 "historical_cache_bytes",
                 "Bytes of committed transactions the historical-query cache holds (at most memory.historical_cache_bytes)",
@@ -152,7 +152,7 @@ impl Metrics {
         self.ledger_chunks.set(to_i64(f.ledger_chunks));
         self.snapshot_seqno.set(to_i64(f.snapshot_seqno));
         self.js_workers.set(to_i64(f.js.workers as u64));
-        self.js_queue_depth.set(to_i64(f.js.queue_depth as u64));
+        self.js_queue_depth.set(to_i64(f.js.admitted.saturating_sub(f.js.workers) as u64));
         self.historical_cache_bytes.set(to_i64(f.historical_cache_bytes));
         for (counter, total) in &self.js_totals {
             // The pool counts; the counter follows it (it never goes back).

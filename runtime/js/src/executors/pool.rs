@@ -236,7 +236,10 @@ pub struct PoolMetrics {
     /// Where scripts run: `process` (worker processes) or `threads` (the node's own).
     pub isolation: &'static str,
     pub workers: usize,
+    /// How many requests may wait for a worker (the queue's capacity).
     pub queue_depth: usize,
+    /// Requests admitted and not yet answered: running on a worker or waiting for one.
+    pub admitted: usize,
     pub executions: u64,
     pub interpreters_reused: u64,
     pub interpreters_created: u64,
@@ -308,6 +311,7 @@ impl JsPool {
             isolation: if self.inner.threads.is_some() { "threads" } else { "process" },
             workers: self.inner.workers,
             queue_depth: self.inner.queue_depth,
+            admitted: self.inner.admitted.load(Ordering::Acquire),
             executions,
             interpreters_reused: reused,
             interpreters_created: executions - reused,

@@ -1,64 +1,48 @@
-//! Ledger secrets sealed to one node: ECIES over the node's P-384 key (ephemeral ECDH P-384,
-//! an ANSI X9.63 SHA-256 KDF bound to both public keys, AES-256-GCM). A rekey writes the new
-//! secret so wrapped for each trusted node, so only those nodes can read it from the ledger.
+//! Ledger secrets sealed to one node with HPKE (RFC 9180, base mode) in the suite
+//! DHKEM(P-384, HKDF-SHA384), HKDF-SHA384, AES-256-GCM: rustls' implementation on aws-lc-rs,
+//! checked there against the RFC's test vectors. A rekey writes the new secret so sealed for
+//! each trusted node, so only those nodes can read it from the ledger.
+//!
+//! A wrapped secret is the KEM's encapsulated key (an uncompressed P-384 point, `Nenc` bytes)
+//! followed by the AEAD ciphertext of the 32 secret bytes.
 
-use aws_lc_rs::agreement::{agree, agree_ephemeral, EphemeralPrivateKey, PrivateKey, UnparsedPublicKey, ECDH_P384};
-use aws_lc_rs::rand::SystemRandom;
-use p384::pkcs8::{DecodePublicKey, EncodePrivateKey};
-use sha2::{Digest, Sha256};
+use p384::elliptic_curve::sec1::ToSec1Point;
+use p384::pkcs8::DecodePublicKey;
+use rustls::crypto::aws_lc_rs::hpke::DH_KEM_P384_HKDF_SHA384_AES_256 as SUITE;
+use rustls::crypto::hpke::{EncapsulatedSecret, Hpke, HpkePrivateKey, HpkePublicKey};
 
 use crate::{CryptoError, LedgerSecret, NodeKey};
 
-/// An uncompressed P-384 point: 0x04 ‖ x ‖ y.
-const POINT_BYTES: usize = 97;
-const LABEL: &[u8] = b"consort ledger secret wrap v1";
+/// `Nenc` of DHKEM(P-384): the encapsulated key is an uncompressed point, 0x04 ‖ x ‖ y.
+const ENC_BYTES: usize = 97;
+/// HPKE's `info`: what the key schedule binds the secret to.
+const INFO: &[u8] = b"consort ledger secret wrap v2";
 
-fn kdf(shared: &[u8], ephemeral: &[u8], recipient: &[u8]) -> LedgerSecret {
-    let mut h = Sha256::new();
-    h.update(shared);
-    h.update(1u32.to_be_bytes());
-    h.update(LABEL);
-    h.update(ephemeral);
-    h.update(recipient);
-    LedgerSecret::from_bytes(h.finalize().into())
-}
-
-/// The uncompressed point of a P-384 SubjectPublicKeyInfo (its BIT STRING ends the DER).
-fn point_of_spki(spki_der: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    p384::PublicKey::from_public_key_der(spki_der).map_err(|e| CryptoError::Key(format!("not a P-384 public key: {e}")))?;
-    match spki_der.len().checked_sub(POINT_BYTES).map(|at| &spki_der[at..]) {
-        Some(point) if point[0] == 0x04 => Ok(point.to_vec()),
-        _ => Err(CryptoError::Key("not an uncompressed P-384 public key".into())),
-    }
+/// The recipient's public key as HPKE takes it, decoded from its SubjectPublicKeyInfo.
+fn hpke_public_key(spki_der: &[u8]) -> Result<HpkePublicKey, CryptoError> {
+    let key = p384::PublicKey::from_public_key_der(spki_der).map_err(|e| CryptoError::Key(format!("not a P-384 public key: {e}")))?;
+    Ok(HpkePublicKey(key.to_sec1_point(false).as_bytes().to_vec()))
 }
 
 /// Seals `secret` to the holder of the P-384 key whose SubjectPublicKeyInfo is `spki_der`.
 pub fn wrap_secret_for(spki_der: &[u8], secret: &LedgerSecret) -> Result<Vec<u8>, CryptoError> {
-    let recipient = point_of_spki(spki_der)?;
-    let ephemeral =
-        EphemeralPrivateKey::generate(&ECDH_P384, &SystemRandom::new()).map_err(|_| CryptoError::Key("ECDH key generation".into()))?;
-    let ephemeral_pub = ephemeral.compute_public_key().map_err(|_| CryptoError::Key("ECDH public key".into()))?.as_ref().to_vec();
-    let wrapping = agree_ephemeral(ephemeral, UnparsedPublicKey::new(&ECDH_P384, &recipient), CryptoError::Key("ECDH".into()), |shared| {
-        Ok(kdf(shared, &ephemeral_pub, &recipient))
-    })?;
-    let mut out = ephemeral_pub.clone();
-    out.extend(wrapping.seal(LABEL, secret.as_bytes()));
+    let recipient = hpke_public_key(spki_der)?;
+    let (enc, sealed) = SUITE.seal(INFO, &[], secret.as_bytes(), &recipient).map_err(|e| CryptoError::Key(format!("HPKE seal: {e}")))?;
+    debug_assert_eq!(enc.0.len(), ENC_BYTES);
+    let mut out = enc.0;
+    out.extend(sealed);
     Ok(out)
 }
 
 /// Opens what [`wrap_secret_for`] sealed to `key`.
 pub fn unwrap_secret(key: &NodeKey, wrapped: &[u8]) -> Result<LedgerSecret, CryptoError> {
-    if wrapped.len() < POINT_BYTES {
+    if wrapped.len() < ENC_BYTES {
         return Err(CryptoError::Decrypt);
     }
-    let (ephemeral_pub, sealed) = wrapped.split_at(POINT_BYTES);
-    let der = key.signing_key().to_pkcs8_der().map_err(|e| CryptoError::Key(e.to_string()))?;
-    let private = PrivateKey::from_private_key_der(&ECDH_P384, der.as_bytes()).map_err(|e| CryptoError::Key(e.to_string()))?;
-    let recipient = point_of_spki(&key.public_key_der())?;
-    let wrapping = agree(&private, UnparsedPublicKey::new(&ECDH_P384, ephemeral_pub), CryptoError::Decrypt, |shared| {
-        Ok(kdf(shared, ephemeral_pub, &recipient))
-    })?;
-    let raw: [u8; 32] = wrapping.open(LABEL, sealed)?.try_into().map_err(|_| CryptoError::Decrypt)?;
+    let (enc, sealed) = wrapped.split_at(ENC_BYTES);
+    let private = HpkePrivateKey::from(key.signing_key().to_bytes().to_vec());
+    let opened = SUITE.open(&EncapsulatedSecret(enc.to_vec()), INFO, &[], sealed, &private).map_err(|_| CryptoError::Decrypt)?;
+    let raw: [u8; 32] = opened.try_into().map_err(|_| CryptoError::Decrypt)?;
     Ok(LedgerSecret::from_bytes(raw))
 }
 
@@ -71,12 +55,29 @@ mod tests {
         let (node, other) = (NodeKey::generate(), NodeKey::generate());
         let secret = LedgerSecret::generate();
         let wrapped = wrap_secret_for(&node.public_key_der(), &secret).expect("wrap");
+        assert_eq!(wrapped.len(), ENC_BYTES + 32 + 16, "enc, the secret, the GCM tag");
         assert_eq!(unwrap_secret(&node, &wrapped).expect("unwrap").as_bytes(), secret.as_bytes());
         assert!(unwrap_secret(&other, &wrapped).is_err(), "another node's key");
-        let mut tampered = wrapped.clone();
-        tampered[POINT_BYTES + 20] ^= 1;
-        assert!(unwrap_secret(&node, &tampered).is_err(), "tampered");
-        assert!(unwrap_secret(&node, &wrapped[..50]).is_err(), "truncated");
+        for at in [0, 1, ENC_BYTES - 1, ENC_BYTES, ENC_BYTES + 20, wrapped.len() - 1] {
+            let mut tampered = wrapped.clone();
+            tampered[at] ^= 1;
+            assert!(unwrap_secret(&node, &tampered).is_err(), "byte {at} tampered");
+        }
+        assert!(unwrap_secret(&node, &wrapped[..50]).is_err(), "truncated in the key");
+        assert!(unwrap_secret(&node, &wrapped[..wrapped.len() - 1]).is_err(), "truncated in the ciphertext");
         assert!(wrap_secret_for(b"not a key", &secret).is_err());
+        // Each wrap draws a fresh ephemeral key: the same secret never wraps to the same bytes.
+        assert_ne!(wrap_secret_for(&node.public_key_der(), &secret).expect("wrap"), wrapped);
+    }
+
+    /// What we hand HPKE is what a standard implementation expects: a secret sealed with the
+    /// suite directly (to the key pair HPKE generates) opens through the same calls we make.
+    #[test]
+    fn the_suite_round_trips_with_its_own_key_pair() {
+        let (public, private) = SUITE.generate_key_pair().expect("key pair");
+        assert_eq!((public.0.len(), private.secret_bytes().len()), (ENC_BYTES, 48), "an uncompressed point and a P-384 scalar");
+        let (enc, sealed) = SUITE.seal(INFO, &[], b"thirty-two bytes of ledger secret", &public).expect("seal");
+        assert_eq!(SUITE.open(&enc, INFO, &[], &sealed, &private).expect("open"), b"thirty-two bytes of ledger secret");
+        assert!(SUITE.open(&enc, b"another purpose", &[], &sealed, &private).is_err(), "info binds the secret");
     }
 }

@@ -207,7 +207,7 @@ fn run_node(config: &Path, stop_with_parent: bool) -> Result<(), String> {
     init_logging(config.logging.format == consort_node::config::LogFormat::Json);
     runtime()?.block_on(async {
         let node = tokio::select! {
-            node = Node::start(config) => node?,
+            node = Node::start(config) => node.map_err(|e| e.to_string())?,
             _ = parent_gone(stop_with_parent) => return Err("the process that started this node exited".into()),
         };
         eprintln!("consort: node {} serving on https://{}", node.node_id(), node.rpc_address());

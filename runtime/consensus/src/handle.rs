@@ -83,6 +83,43 @@ pub enum CommitError {
     OutcomeUnknown { reason: String, txid: Option<TxId> },
 }
 
+/// Why consensus could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The ledger, the snapshot it starts from, or Raft's own state could not be opened or
+    /// do not fit together.
+    #[error("{0}")]
+    Storage(String),
+    /// The node's certificate and key, with the service certificate, make no TLS identity.
+    #[error("node-to-node TLS: {0}")]
+    Tls(String),
+    /// The node-to-node address could not be bound (in use, or not this machine's).
+    #[error("binding the node-to-node address {address}: {source}")]
+    Bind { address: String, source: std::io::Error },
+    /// openraft refused the configuration, or failed to start or initialise the network.
+    #[error("Raft: {0}")]
+    Raft(String),
+}
+
+/// The node found no primary, or did not apply its whole ledger, in the time it was given.
+#[derive(Debug, thiserror::Error)]
+#[error("node did not become ready: {0}")]
+pub struct NotReady(String);
+
+/// Why a change to the voters failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MembershipError {
+    /// The node did not catch up as a learner in the time given (it was taken out again): it
+    /// may be unreachable or slow; the change can be tried again.
+    #[error("node {node_id} at {address} did not catch up: {reason}")]
+    NotCaughtUp { node_id: String, address: String, reason: String },
+    /// Raft refused the change (this node is not the primary, or another change is under way).
+    #[error("{what} {node_id}: {reason}")]
+    Refused { what: &'static str, node_id: String, reason: String },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxStatus {
     Unknown,
@@ -282,19 +319,25 @@ async fn break_split_votes(raft: Raft<TypeConfig>, raft_id: u64, election_timeou
 impl Consensus {
     /// Opens the ledger and Raft state in the configured directories and starts Raft. A fresh
     /// directory becomes a one-voter network; an existing one replays its committed ledger.
-    pub async fn start(config: ConsensusConfig) -> Result<Arc<Consensus>, String> {
+    pub async fn start(config: ConsensusConfig) -> Result<Arc<Consensus>, StartError> {
         let commit_secret = CommitSecret::from_ledger_secret(config.ledger_secret.as_bytes());
         let secrets = Arc::new(LedgerSecrets::new(config.ledger_secret.clone(), config.later_ledger_secrets.clone()));
-        let (log, start) = open_log(&config, &commit_secret, &secrets)?;
+        let (log, start) = open_log(&config, &commit_secret, &secrets).map_err(StartError::Storage)?;
         let (applied, _) = tokio::sync::watch::channel(TxId::default());
         let retention = Retention { recent_entries: config.recent_entries, dir: Some(config.ledger_index_dir.clone()) };
         let (store, ledger) = match &start {
-            Some(s) => (Store::new(s.state.clone()), AppliedLedger::from_snapshot(s, &retention)?),
-            None => (Store::default(), AppliedLedger::new(&retention)?),
+            Some(s) => (Store::new(s.state.clone()), AppliedLedger::from_snapshot(s, &retention).map_err(StartError::Storage)?),
+            None => (Store::default(), AppliedLedger::new(&retention).map_err(StartError::Storage)?),
         };
         let shared = Arc::new(Shared { store: Arc::new(store), ledger: RwLock::new(ledger), applied });
         let keep = log.range().0.checked_sub(1);
-        let snapshots = config.snapshots.clone().filter(|c| c.tx_count > 0).map(|c| crate::snapshot::Writer::start(c, keep)).transpose()?;
+        let snapshots = config
+            .snapshots
+            .clone()
+            .filter(|c| c.tx_count > 0)
+            .map(|c| crate::snapshot::Writer::start(c, keep))
+            .transpose()
+            .map_err(StartError::Storage)?;
         let sm = StateMachine::new(
             shared.clone(),
             secrets.clone(),
@@ -319,23 +362,23 @@ impl Consensus {
             ..Default::default()
         }
         .validate()
-        .map_err(|e| format!("raft configuration: {e}"))?;
+        .map_err(|e| StartError::Raft(format!("configuration: {e}")))?;
         let raft_id = crate::raft_node_id(&config.node_id);
         let reader = log.clone();
-        let tls = PeerTls::new(&config.service_cert_pem, &config.node_cert_pem, &config.node_key.to_pem())?;
+        let tls = PeerTls::new(&config.service_cert_pem, &config.node_cert_pem, &config.node_key.to_pem()).map_err(StartError::Tls)?;
         let peers_listener = tokio::net::TcpListener::bind(&config.node_address)
             .await
-            .map_err(|e| format!("binding the node-to-node address {}: {e}", config.node_address))?;
+            .map_err(|source| StartError::Bind { address: config.node_address.clone(), source })?;
         let raft = Raft::new(raft_id, Arc::new(raft_config), Peers { tls: tls.clone() }, log, sm)
             .await
-            .map_err(|e| format!("starting raft: {e}"))?;
+            .map_err(|e| StartError::Raft(format!("starting: {e}")))?;
         let (stop_peers, stopped) = tokio::sync::watch::channel(false);
         let forward_slot = ForwardSlot::default();
         let forwarder = Forwarder::new(&tls);
         tokio::spawn(crate::network::serve(raft.clone(), peers_listener, tls, forward_slot.clone(), stopped));
-        if !config.join && !raft.is_initialized().await.map_err(|e| e.to_string())? {
+        if !config.join && !raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))? {
             let members = BTreeMap::from([(raft_id, BasicNode::new(&config.node_address))]);
-            raft.initialize(members).await.map_err(|e| format!("initialising the network: {e}"))?;
+            raft.initialize(members).await.map_err(|e| StartError::Raft(format!("initialising the network: {e}")))?;
         }
         // The only voter need not wait an election timeout to lead again after a restart.
         let voters: Vec<u64> = raft.metrics().borrow().membership_config.membership().voter_ids().collect();
@@ -363,7 +406,7 @@ impl Consensus {
     /// Waits until the network has a primary and this node has applied everything in its
     /// ledger. A node founding a network becomes that primary; a node joining one waits for the
     /// primary's first message.
-    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), NotReady> {
         let founding = !self.config.join && self.voters() == [self.raft_id];
         self.raft
             .wait(Some(timeout))
@@ -376,7 +419,7 @@ impl Consensus {
             )
             .await
             .map(|_| ())
-            .map_err(|e| format!("node did not become ready: {e}"))
+            .map_err(|e| NotReady(e.to_string()))
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -595,9 +638,16 @@ impl Consensus {
     /// Adds a node as a voter: it first catches up as a learner (within `catch_up`), then joins
     /// the configuration. A node that cannot be reached or does not catch up is removed again
     /// and never becomes a voter.
-    pub async fn add_voter(&self, node_id: &str, node_address: &str, catch_up: Duration) -> Result<(), String> {
+    pub async fn add_voter(&self, node_id: &str, node_address: &str, catch_up: Duration) -> Result<(), MembershipError> {
         let id = crate::raft_node_id(node_id);
-        self.raft.add_learner(id, BasicNode::new(node_address), false).await.map_err(|e| format!("adding {node_id} as a learner: {e}"))?;
+        let refused = |what: &'static str| {
+            move |e: openraft::error::RaftError<u64, _>| MembershipError::Refused {
+                what,
+                node_id: node_id.to_owned(),
+                reason: e.to_string(),
+            }
+        };
+        self.raft.add_learner(id, BasicNode::new(node_address), false).await.map_err(refused("adding as a learner"))?;
         let target = self.raft.metrics().borrow().last_log_index;
         let caught_up = self
             .raft
@@ -609,27 +659,35 @@ impl Consensus {
             .await;
         if let Err(e) = caught_up {
             let _ = self.raft.change_membership(openraft::ChangeMembers::RemoveNodes([id].into()), false).await;
-            return Err(format!("node {node_id} at {node_address} did not catch up: {e}"));
+            return Err(MembershipError::NotCaughtUp {
+                node_id: node_id.to_owned(),
+                address: node_address.to_owned(),
+                reason: e.to_string(),
+            });
         }
         self.raft
             .change_membership(openraft::ChangeMembers::AddVoterIds([id].into()), false)
             .await
-            .map_err(|e| format!("making {node_id} a voter: {e}"))?;
+            .map_err(refused("making a voter of"))?;
         Ok(())
     }
 
     /// Takes a node out of the configuration.
-    pub async fn remove_voter(&self, node_id: &str) -> Result<(), String> {
+    pub async fn remove_voter(&self, node_id: &str) -> Result<(), MembershipError> {
         let id = crate::raft_node_id(node_id);
+        let refused = |what: &'static str| {
+            move |e: openraft::error::RaftError<u64, _>| MembershipError::Refused {
+                what,
+                node_id: node_id.to_owned(),
+                reason: e.to_string(),
+            }
+        };
         self.raft
             .change_membership(openraft::ChangeMembers::RemoveVoters([id].into()), false)
             .await
-            .map_err(|e| format!("removing {node_id} from the voters: {e}"))?;
+            .map_err(refused("removing from the voters"))?;
         // It is a learner now; stop replicating to it at all.
-        self.raft
-            .change_membership(openraft::ChangeMembers::RemoveNodes([id].into()), false)
-            .await
-            .map_err(|e| format!("removing {node_id}: {e}"))?;
+        self.raft.change_membership(openraft::ChangeMembers::RemoveNodes([id].into()), false).await.map_err(refused("removing"))?;
         Ok(())
     }
 

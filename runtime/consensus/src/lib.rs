@@ -28,7 +28,10 @@ mod storage_suite;
 mod types;
 
 pub use applied::{AppliedLedger, Retention, RECENT_ENTRIES};
-pub use handle::{CommitError, Consensus, ConsensusConfig, HistoricalEntry, HistoricalError, RaftFigures, ReceiptError, TxStatus};
+pub use handle::{
+    CommitError, Consensus, ConsensusConfig, HistoricalEntry, HistoricalError, MembershipError, NotReady, RaftFigures, ReceiptError,
+    StartError, TxStatus,
+};
 pub use network::{ForwardError, ForwardHandler};
 pub use types::{Proposal, ProposalKind, TypeConfig};
 

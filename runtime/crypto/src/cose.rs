@@ -12,6 +12,38 @@ use coset::{iana, CborSerializable, CoseSign1, Label, TaggedCborSerializable};
 pub const ES256: i64 = -7;
 pub const ES384: i64 = -35;
 
+/// Why a COSE_Sign1 was refused, or could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoseError {
+    #[error("not a COSE_Sign1: {0}")]
+    NotCoseSign1(String),
+    /// CCF refuses an untagged COSE_Sign1 too.
+    #[error("the COSE_Sign1 is not tagged (CBOR tag 18 expected)")]
+    Untagged,
+    #[error("the protected header has no alg")]
+    NoAlg,
+    #[error("alg {0:?} is not a COSE algorithm number")]
+    TextAlg(String),
+    #[error("the protected header has no kid")]
+    NoKid,
+    #[error("kid is not UTF-8")]
+    KidNotUtf8,
+    #[error("the COSE_Sign1 has no payload (detached content is not supported)")]
+    Detached,
+    #[error("bad signer certificate: {0}")]
+    SignerCertificate(String),
+    #[error("alg {0} does not match the signer's key")]
+    AlgDoesNotMatchKey(i64),
+    #[error("unsupported algorithm {0} (ES256 = -7 or ES384 = -35)")]
+    UnsupportedAlg(i64),
+    #[error("the COSE_Sign1 signature does not verify with the signer's certificate")]
+    BadSignature,
+    /// Building one: a header parameter or the envelope does not encode.
+    #[error("cannot encode the COSE_Sign1: {0}")]
+    Encode(String),
+}
+
 /// A parsed, not yet verified, COSE_Sign1.
 #[derive(Debug)]
 pub struct Sign1 {
@@ -38,23 +70,23 @@ pub enum Param {
 
 impl Sign1 {
     /// Parses a tagged COSE_Sign1 and reads the protected header; errors name what is missing.
-    pub fn parse(bytes: &[u8]) -> Result<Sign1, String> {
+    pub fn parse(bytes: &[u8]) -> Result<Sign1, CoseError> {
         // An untagged COSE_Sign1 is refused by CCF too; say so rather than "bad CBOR".
         let inner = CoseSign1::from_tagged_slice(bytes).map_err(|tagged| match CoseSign1::from_slice(bytes) {
-            Ok(_) => "the COSE_Sign1 is not tagged (CBOR tag 18 expected)".to_string(),
-            Err(_) => format!("not a COSE_Sign1: {tagged}"),
+            Ok(_) => CoseError::Untagged,
+            Err(_) => CoseError::NotCoseSign1(tagged.to_string()),
         })?;
         let header = &inner.protected.header;
         let alg = match &header.alg {
             Some(coset::RegisteredLabelWithPrivate::Assigned(a)) => *a as i64,
             Some(coset::RegisteredLabelWithPrivate::PrivateUse(a)) => *a,
-            Some(coset::RegisteredLabelWithPrivate::Text(t)) => return Err(format!("alg {t:?} is not a COSE algorithm number")),
-            None => return Err("the protected header has no alg".into()),
+            Some(coset::RegisteredLabelWithPrivate::Text(t)) => return Err(CoseError::TextAlg(t.clone())),
+            None => return Err(CoseError::NoAlg),
         };
         if header.key_id.is_empty() {
-            return Err("the protected header has no kid".into());
+            return Err(CoseError::NoKid);
         }
-        let kid = String::from_utf8(header.key_id.clone()).map_err(|_| "kid is not UTF-8".to_string())?;
+        let kid = String::from_utf8(header.key_id.clone()).map_err(|_| CoseError::KidNotUtf8)?;
         let mut params = BTreeMap::new();
         for (label, value) in &header.rest {
             if let Label::Text(name) = label {
@@ -67,7 +99,7 @@ impl Sign1 {
                 params.insert(name.clone(), v);
             }
         }
-        let payload = inner.payload.clone().ok_or("the COSE_Sign1 has no payload (detached content is not supported)")?;
+        let payload = inner.payload.clone().ok_or(CoseError::Detached)?;
         Ok(Sign1 { alg, kid, params, payload, inner })
     }
 
@@ -94,20 +126,18 @@ impl Sign1 {
 
     /// Checks the signature with the public key of a DER certificate: ES256 needs a P-256 key,
     /// ES384 a P-384 key.
-    pub fn verify_with_cert(&self, cert_der: &[u8]) -> Result<(), String> {
-        let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| format!("bad signer certificate: {e}"))?;
+    pub fn verify_with_cert(&self, cert_der: &[u8]) -> Result<(), CoseError> {
+        let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| CoseError::SignerCertificate(e.to_string()))?;
         let spki = cert.public_key();
         use crate::cert::KeyKind;
         let algorithm: &'static aws_lc_rs::signature::EcdsaVerificationAlgorithm = match (self.alg, crate::cert::key_kind(spki)) {
             (ES256, KeyKind::P256) => &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
             (ES384, KeyKind::P384) => &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED,
-            (ES256 | ES384, _) => return Err(format!("alg {} does not match the signer's key", self.alg)),
-            (other, _) => return Err(format!("unsupported algorithm {other} (ES256 = -7 or ES384 = -35)")),
+            (ES256 | ES384, _) => return Err(CoseError::AlgDoesNotMatchKey(self.alg)),
+            (other, _) => return Err(CoseError::UnsupportedAlg(other)),
         };
         let key = aws_lc_rs::signature::UnparsedPublicKey::new(algorithm, spki.subject_public_key.data.to_vec());
-        self.inner
-            .verify_signature(&[], |signature, tbs| key.verify(tbs, signature))
-            .map_err(|_| "the COSE_Sign1 signature does not verify with the signer's certificate".to_string())
+        self.inner.verify_signature(&[], |signature, tbs| key.verify(tbs, signature)).map_err(|_| CoseError::BadSignature)
     }
 }
 
@@ -119,16 +149,16 @@ pub fn sign1(
     params: &[(&str, Param)],
     payload: &[u8],
     sign: impl FnOnce(&[u8]) -> Vec<u8>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, CoseError> {
     let algorithm = match alg {
         ES256 => iana::Algorithm::ES256,
         ES384 => iana::Algorithm::ES384,
-        other => return Err(format!("unsupported algorithm {other}")),
+        other => return Err(CoseError::UnsupportedAlg(other)),
     };
     let mut builder = coset::HeaderBuilder::new().algorithm(algorithm).key_id(kid.as_bytes().to_vec());
     for (name, value) in params {
         let v = match value {
-            Param::Int(i) => coset::cbor::value::Value::Integer(i64::try_from(*i).map_err(|e| e.to_string())?.into()),
+            Param::Int(i) => coset::cbor::value::Value::Integer(i64::try_from(*i).map_err(|e| CoseError::Encode(e.to_string()))?.into()),
             Param::Text(t) => coset::cbor::value::Value::Text(t.clone()),
             Param::Bytes(b) => coset::cbor::value::Value::Bytes(b.clone()),
             Param::Other => coset::cbor::value::Value::Null,
@@ -136,7 +166,7 @@ pub fn sign1(
         builder = builder.text_value((*name).to_owned(), v);
     }
     let signed = coset::CoseSign1Builder::new().protected(builder.build()).payload(payload.to_vec()).create_signature(&[], sign).build();
-    signed.to_tagged_vec().map_err(|e| e.to_string())
+    signed.to_tagged_vec().map_err(|e| CoseError::Encode(e.to_string()))
 }
 
 #[cfg(test)]
@@ -181,21 +211,21 @@ mod tests {
         let (_, key256) = signer(crate::Curve::Secp256r1);
         let mislabelled = sign1(ES384, "k", &[], b"p", |tbs| es_sign(&key256, ES256, tbs)).expect("sign1");
         let (cert, _) = signer(crate::Curve::Secp256r1);
-        assert!(Sign1::parse(&mislabelled).expect("parse").verify_with_cert(&cert).expect_err("alg/key").contains("does not match"));
+        assert_eq!(Sign1::parse(&mislabelled).expect("parse").verify_with_cert(&cert), Err(CoseError::AlgDoesNotMatchKey(ES384)));
     }
 
     #[test]
     fn malformed_bodies_are_named() {
-        assert!(Sign1::parse(b"not cbor").expect_err("garbage").contains("not a COSE_Sign1"));
+        assert!(matches!(Sign1::parse(b"not cbor"), Err(CoseError::NotCoseSign1(_))));
         let tagged = sign1(ES256, "k", &[], b"p", |_| vec![0; 64]).expect("sign1");
         let untagged = coset::CoseSign1::from_tagged_slice(&tagged).expect("tagged").to_vec().expect("untagged");
-        assert!(Sign1::parse(&untagged).expect_err("untagged").contains("not tagged"));
+        assert_eq!(Sign1::parse(&untagged).expect_err("untagged"), CoseError::Untagged);
         let no_kid = coset::CoseSign1Builder::new()
             .protected(coset::HeaderBuilder::new().algorithm(iana::Algorithm::ES256).build())
             .payload(b"p".to_vec())
             .build()
             .to_tagged_vec()
             .expect("cbor");
-        assert!(Sign1::parse(&no_kid).expect_err("no kid").contains("no kid"));
+        assert_eq!(Sign1::parse(&no_kid).expect_err("no kid"), CoseError::NoKid);
     }
 }

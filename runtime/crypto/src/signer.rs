@@ -72,7 +72,7 @@ impl GovSigner {
                 Vec::new()
             }
         })
-        .map_err(CryptoError::Signature)?;
+        .map_err(|e| CryptoError::Signature(e.to_string()))?;
         if failed {
             return Err(CryptoError::Signature("ECDSA signing failed".into()));
         }

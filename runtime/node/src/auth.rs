@@ -143,7 +143,7 @@ fn named(state: &State, name: &str, creds: Credentials<'_>, now: i64) -> Result<
                 Some(_) => return Err("Content type is not set to application/cose".into()),
                 None => return Err("Missing content-type header".into()),
             }
-            let sign1 = Sign1::parse(creds.body)?;
+            let sign1 = Sign1::parse(creds.body).map_err(|e| e.to_string())?;
             if who == Who::Member && (sign1.text("ccf.gov.msg.type").is_none() || sign1.int("ccf.gov.msg.created_at").is_none()) {
                 return Err("Missing ccf.gov.msg.type or ccf.gov.msg.created_at in the protected header".into());
             }

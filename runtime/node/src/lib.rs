@@ -22,7 +22,7 @@ mod server;
 
 pub use bundle_dir::load_app;
 pub use config::NodeConfig;
-pub use node::Node;
+pub use node::{Node, StartError};
 
 /// Version reported by `/node/version` and `consort --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -14,6 +14,7 @@ use crate::config::{Command, NodeConfig};
 use crate::genesis::write_genesis;
 use crate::historical::{Handle as HistoricalHandle, Historical};
 use crate::identity::NodeIdentity;
+use crate::recovery::Recovery;
 use consort_js::HistoricalState;
 use consort_kv::names::{ENDPOINTS, JS_RUNTIME_OPTIONS, MODULES, SERVICE_INFO};
 
@@ -78,7 +79,7 @@ pub struct Node {
     pub(crate) pool: JsPool,
     pub(crate) historical: Arc<Historical>,
     /// The previous service's files, on a node started with `recover`.
-    pub(crate) recovery: crate::recovery::Recovery,
+    pub(crate) recovery: Recovery,
     /// The TLS certificate this node presents (governance may re-issue it).
     pub(crate) served_cert: Arc<crate::server::ServedCert>,
     /// What `/node/metrics` reports.
@@ -92,29 +93,38 @@ pub struct Node {
     pub(crate) local_addr: SocketAddr,
 }
 
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration does not hold together.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The client address could not be bound (in use, or not this machine's).
+    #[error("binding {address}: {source}")]
+    Bind { address: String, source: std::io::Error },
+    /// The node's directory, identity or recovery files could not be read or made, or joining
+    /// or preparing a recovery failed.
+    #[error("{0}")]
+    Identity(String),
+    #[error(transparent)]
+    Consensus(#[from] consort_consensus::StartError),
+    #[error(transparent)]
+    NotReady(#[from] consort_consensus::NotReady),
+    /// The service could not be founded, joined or opened for recovery once consensus ran.
+    #[error("{0}")]
+    Service(String),
+}
+
 impl Node {
     /// Starts (or resumes, if its directory holds a node) and becomes ready to serve.
-    pub async fn start(config: NodeConfig) -> Result<Arc<Node>, String> {
-        config.check()?;
-        let listener = TcpListener::bind(&config.rpc_address).await.map_err(|e| format!("binding {}: {e}", config.rpc_address))?;
-        let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let identity = if NodeIdentity::exists(&config.directory) {
-            if matches!(config.command, Command::Recover(_)) && crate::recovery::Recovery::load(&config.directory)?.files.is_none() {
-                return Err(format!(
-                    "{} holds a node of a running or lost service, not one a recovery started: a recovery starts in a fresh directory",
-                    config.directory.display()
-                ));
-            }
-            NodeIdentity::load(&config.directory)?
-        } else {
-            match &config.command {
-                Command::Start(_) => NodeIdentity::create(&config.directory, &config.hostnames)?,
-                Command::Join(join) => crate::join::join(&config, join, &local_addr.to_string()).await?,
-                Command::Recover(recover) => crate::recovery::prepare(&config, recover, &listener).await?,
-            }
-        };
+    pub async fn start(config: NodeConfig) -> Result<Arc<Node>, StartError> {
+        config.check().map_err(StartError::Config)?;
+        let bind = |source| StartError::Bind { address: config.rpc_address.clone(), source };
+        let listener = TcpListener::bind(&config.rpc_address).await.map_err(bind)?;
+        let local_addr = listener.local_addr().map_err(bind)?;
+        let (identity, recovery) = Node::identity(&config, &listener, local_addr).await.map_err(StartError::Identity)?;
         let joining = matches!(config.command, Command::Join(_));
-        let recovery = crate::recovery::Recovery::load(&config.directory)?;
         let consensus = Consensus::start(ConsensusConfig {
             ledger_dir: config.ledger_dir(),
             raft_dir: config.directory.join("raft"),
@@ -139,7 +149,41 @@ impl Node {
         })
         .await?;
         consensus.wait_ready(READY_TIMEOUT).await?;
-        if joining {
+        Node::found_or_resume(&config, &consensus, &identity, &recovery, local_addr).await.map_err(StartError::Service)?;
+        Node::serving(config, identity, recovery, consensus, listener, local_addr).map_err(StartError::Service)
+    }
+
+    /// This node's identity: its directory's, or a new one (founding a service, joining one, or
+    /// preparing a recovery); and the recovery it is in, if any.
+    async fn identity(config: &NodeConfig, listener: &TcpListener, local_addr: SocketAddr) -> Result<(NodeIdentity, Recovery), String> {
+        let identity = if NodeIdentity::exists(&config.directory) {
+            if matches!(config.command, Command::Recover(_)) && Recovery::load(&config.directory)?.files.is_none() {
+                return Err(format!(
+                    "{} holds a node of a running or lost service, not one a recovery started: a recovery starts in a fresh directory",
+                    config.directory.display()
+                ));
+            }
+            NodeIdentity::load(&config.directory)?
+        } else {
+            match &config.command {
+                Command::Start(_) => NodeIdentity::create(&config.directory, &config.hostnames)?,
+                Command::Join(join) => crate::join::join(config, join, &local_addr.to_string()).await?,
+                Command::Recover(recover) => crate::recovery::prepare(config, recover, listener).await?,
+            }
+        };
+        Ok((identity, Recovery::load(&config.directory)?))
+    }
+
+    /// Once consensus runs: waits for the service a joining node joined, opens a recovery, or
+    /// founds the service with its genesis transaction (a node that resumes has it already).
+    async fn found_or_resume(
+        config: &NodeConfig,
+        consensus: &Arc<Consensus>,
+        identity: &NodeIdentity,
+        recovery: &Recovery,
+        local_addr: SocketAddr,
+    ) -> Result<(), String> {
+        if matches!(config.command, Command::Join(_)) {
             // A joined node serves once it has the service's genesis from the primary.
             let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
             while consensus.store().snapshot().get(SERVICE_INFO, &SINGLETON_KEY).is_none() {
@@ -150,13 +194,13 @@ impl Node {
             }
             tracing::info!("joined the service; applied up to {}", consensus.last_committed());
         } else if recovery.files.is_some() {
-            crate::recovery::open_recovery(&consensus, &identity, (&local_addr.to_string(), &config.node_address)).await?;
+            crate::recovery::open_recovery(consensus, identity, (&local_addr.to_string(), &config.node_address)).await?;
         } else if consensus.store().snapshot().get(SERVICE_INFO, &SINGLETON_KEY).is_none() {
             let Command::Start(start) = &config.command else { unreachable!("joining is handled above") };
             let mut tx = consensus.store().begin();
             write_genesis(
                 &mut tx,
-                &identity,
+                identity,
                 start,
                 (&local_addr.to_string(), &config.node_address, &config.hostnames),
                 &config.js.runtime_options,
@@ -166,6 +210,18 @@ impl Node {
         } else {
             tracing::info!("resumed the service at {}", consensus.last_committed());
         }
+        Ok(())
+    }
+
+    /// The node, serving: its JS executors, metrics and background tasks started.
+    fn serving(
+        config: NodeConfig,
+        identity: NodeIdentity,
+        recovery: Recovery,
+        consensus: Arc<Consensus>,
+        listener: TcpListener,
+        local_addr: SocketAddr,
+    ) -> Result<Arc<Node>, String> {
         let workers =
             if config.js.workers == 0 { 2 * std::thread::available_parallelism().map_or(2, |n| n.get()) } else { config.js.workers };
         // JS runs in worker processes started from this same binary (`consort js-worker`), so a

@@ -159,6 +159,7 @@ fn main() -> ExitCode {
                     r.public_keys,
                 )
             })
+            .map_err(|e| e.to_string())
         }
     };
     match result {
@@ -249,7 +250,7 @@ fn ledger_verify(dir: &Path, service_cert: Option<&Path>, snapshot: Option<&Path
         Some(p) => Some(std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?),
         None => None,
     };
-    let start = snapshot.map(consort_consensus::snapshot::verify_start).transpose()?;
+    let start = snapshot.map(consort_consensus::snapshot::verify_start).transpose().map_err(|e| e.to_string())?;
     let first = start.as_ref().map_or(0, |s| s.snapshot_seqno + 1);
     if start.is_none() {
         if let Some(c) = consort_ledger::files::list_chunks(dir).ok().and_then(|c| c.into_iter().next()).filter(|c| c.first > 0) {

@@ -91,6 +91,9 @@ pub enum StartError {
     /// do not fit together.
     #[error("{0}")]
     Storage(String),
+    /// The snapshot this node starts from could not be read or opened.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// The node's certificate and key, with the service certificate, make no TLS identity.
     #[error("node-to-node TLS: {0}")]
     Tls(String),
@@ -197,6 +200,9 @@ pub struct Consensus {
     /// Sends requests to the primary; the slot holds what answers those sent to this node.
     forwarder: Forwarder,
     forward_slot: ForwardSlot,
+    /// The signature task, which `shutdown` waits for: while it runs it may hold this handle,
+    /// and with it the log's files and Raft state.
+    signer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     pub(crate) config: ConsensusConfig,
 }
 
@@ -234,7 +240,7 @@ fn open_log(
     config: &ConsensusConfig,
     commit: &CommitSecret,
     secrets: &LedgerSecrets,
-) -> Result<(LogStore, Option<crate::snapshot::Loaded>), String> {
+) -> Result<(LogStore, Option<crate::snapshot::Loaded>), StartError> {
     let snapshot_dir = config.snapshots.as_ref().map(|c| c.directory.clone());
     let available = snapshot_dir.as_deref().map(crate::snapshot::list).unwrap_or_default();
     let node = (config.node_id.as_str(), &config.node_key);
@@ -251,7 +257,8 @@ fn open_log(
         config.ledger_durability,
         commit.clone(),
         first_if_empty,
-    )?;
+    )
+    .map_err(StartError::Storage)?;
     let (first, next) = log.range();
     if first > 0 && start.is_none() {
         // The snapshot the ledger starts after: the node replays its whole ledger, as a node
@@ -259,14 +266,14 @@ fn open_log(
         // one its ledger continues only if that file is gone.
         let exact = available.iter().find(|(s, _)| *s + 1 == first);
         let Some((_, path)) = exact.or_else(|| available.iter().rev().find(|(s, _)| *s + 1 >= first && *s < next)) else {
-            return Err(format!(
+            return Err(StartError::Storage(format!(
                 "the ledger in {} starts at seqno {first} (this node joined from a snapshot), and {} holds no snapshot from seqno {} to {}: \
                  put the snapshot it started from there",
                 config.ledger_dir.display(),
                 snapshot_dir.map_or("no snapshot directory".into(), |d| d.display().to_string()),
                 first - 1,
                 next - 1
-            ));
+            )));
         };
         start = Some(crate::snapshot::open(path, secrets, node)?);
     }
@@ -274,7 +281,7 @@ fn open_log(
         log.set_purged(crate::convert::log_id_of(s.txid));
         if config.recover && ledger_empty {
             // Raft's terms are our views: the recovered service's first view is a new one.
-            log.seed_vote(s.txid.view, crate::raft_node_id(&config.node_id))?;
+            log.seed_vote(s.txid.view, crate::raft_node_id(&config.node_id)).map_err(StartError::Storage)?;
         }
     }
     Ok((log, start))
@@ -322,7 +329,7 @@ impl Consensus {
     pub async fn start(config: ConsensusConfig) -> Result<Arc<Consensus>, StartError> {
         let commit_secret = CommitSecret::from_ledger_secret(config.ledger_secret.as_bytes());
         let secrets = Arc::new(LedgerSecrets::new(config.ledger_secret.clone(), config.later_ledger_secrets.clone()));
-        let (log, start) = open_log(&config, &commit_secret, &secrets).map_err(StartError::Storage)?;
+        let (log, start) = open_log(&config, &commit_secret, &secrets)?;
         let (applied, _) = tokio::sync::watch::channel(TxId::default());
         let retention = Retention { recent_entries: config.recent_entries, dir: Some(config.ledger_index_dir.clone()) };
         let (store, ledger) = match &start {
@@ -396,9 +403,11 @@ impl Consensus {
             stop_peers,
             forwarder,
             forward_slot,
+            signer: std::sync::Mutex::new(None),
             config,
         });
-        tokio::spawn(crate::signer::run(Arc::downgrade(&consensus)));
+        let signer = tokio::spawn(crate::signer::run(Arc::downgrade(&consensus), consensus.stop_peers.subscribe()));
+        *consensus.signer.lock().unwrap_or_else(|p| p.into_inner()) = Some(signer);
         tokio::spawn(break_split_votes(consensus.raft.clone(), raft_id, Duration::from_millis(consensus.config.election_timeout_ms)));
         Ok(consensus)
     }
@@ -746,6 +755,11 @@ impl Consensus {
     pub async fn shutdown(&self) {
         let _ = self.stop_peers.send(true);
         let _ = self.raft.shutdown().await;
+        // Once it has ended, nothing but the node's own handles keep this node's state open.
+        let signer = self.signer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(signer) = signer {
+            let _ = signer.await;
+        }
         if let Err(e) = self.log.close() {
             tracing::warn!("closing the ledger: {e}");
         }

@@ -85,7 +85,7 @@ pub fn read_previous(
                     snapshot_dir.map_or("no previous snapshot directory was given".into(), |d| format!("not in {}", d.display()))
                 )
             })?;
-            Some(snapshot::verify_start(path)?)
+            Some(snapshot::verify_start(path).map_err(|e| e.to_string())?)
         }
     };
     let report = consort_ledger::verify::verify_dir_from(ledger_dir, Some(service_cert_pem), verify_start)
@@ -97,7 +97,7 @@ pub fn read_previous(
     let start = snapshots.iter().rev().find(|(at, _)| *at + 1 >= first && *at < report.entries).map(|(_, p)| p.clone());
     let mut replay = match &start {
         Some(path) => {
-            let s = snapshot::open_public(path)?;
+            let s = snapshot::open_public(path).map_err(|e| e.to_string())?;
             Replay {
                 state: s.state,
                 tree: replay_tree(Some((s.txid.seqno + 1, &s.frontier))).map_err(|e| format!("{}: {e}", path.display()))?,
@@ -217,9 +217,9 @@ impl PreviousFiles {
         let mut out = PrivateState::new();
         let mut after = None;
         if let Some(path) = &self.snapshot {
-            let s = snapshot::open_public(path)?;
+            let s = snapshot::open_public(path).map_err(|e| e.to_string())?;
             after = Some(s.txid.seqno);
-            for MapDump { name, entries } in s.open_private(&secrets)? {
+            for MapDump { name, entries } in s.open_private(&secrets).map_err(|e| e.to_string())? {
                 out.entry(name).or_default().extend(entries.into_iter().map(|(k, v, _)| (k.into_vec(), v.into_vec())));
             }
         }
@@ -270,5 +270,5 @@ pub fn write_start_snapshot(dir: &Path, previous: &Previous, node: (u64, &str), 
     };
     let bytes = snapshot::encode(&previous.state, last.seqno, last.view, continuation, (0, secret));
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    snapshot::store_fetched(dir, &bytes)
+    snapshot::store_fetched(dir, &bytes).map_err(|e| e.to_string())
 }

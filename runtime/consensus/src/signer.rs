@@ -11,7 +11,7 @@ use tokio::time::{sleep_until, Instant};
 use crate::handle::Consensus;
 use crate::types::{Proposal, ProposalKind};
 
-pub async fn run(consensus: Weak<Consensus>) {
+pub async fn run(consensus: Weak<Consensus>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let (mut applied, delay, count) = match consensus.upgrade() {
         Some(c) => (c.applied_watch(), Duration::from_millis(c.config.signature_delay_ms.max(1)), c.config.signature_tx_count.max(1)),
         None => return,
@@ -21,6 +21,7 @@ pub async fn run(consensus: Weak<Consensus>) {
         tokio::select! {
             changed = applied.changed() => if changed.is_err() { return },
             _ = sleep_until(deadline) => {},
+            _ = stop.wait_for(|s| *s) => return,
         }
         let Some(c) = consensus.upgrade() else { return };
         let (unsigned, covered, record) = {

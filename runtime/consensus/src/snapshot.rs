@@ -33,6 +33,29 @@ pub const SNAPSHOTS_KEPT: usize = 3;
 const FORMAT: u32 = 2;
 /// A snapshot larger than this is refused (reading one allocates it whole).
 pub const SNAPSHOT_BYTES_MAX: u64 = 4 << 30;
+
+/// Why a snapshot could not be read, opened, stored or checked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {size} bytes, more than the {SNAPSHOT_BYTES_MAX}-byte limit", path.display())]
+    TooLarge { path: PathBuf, size: u64 },
+    /// Not a snapshot, of a format this node does not read, or a part that does not decode.
+    #[error("{}: {reason}", path.display())]
+    Malformed { path: PathBuf, reason: String },
+    /// The private part does not open with this service's ledger secrets (another service's
+    /// snapshot, or a changed one), or a rekey it records does not open with this node's key.
+    #[error("{}: does not open with this service's ledger secrets ({reason}): it was not written by a node of this service, or it was changed", path.display())]
+    NotThisService { path: PathBuf, reason: String },
+    /// Checked against a ledger, the snapshot is not the state that ledger gives.
+    #[error("{0}")]
+    DiffersFromLedger(String),
+    /// The ledger it was checked against could not be read.
+    #[error("the ledger: {0}")]
+    Ledger(String),
+}
 const PREFIX: &str = "snapshot_";
 const SUFFIX: &str = ".committed";
 
@@ -122,15 +145,23 @@ pub(crate) fn encode(
     out
 }
 
-fn read_file(path: &Path) -> Result<File, String> {
-    let size = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.len();
+fn malformed(path: &Path, reason: impl std::fmt::Display) -> SnapshotError {
+    SnapshotError::Malformed { path: path.to_owned(), reason: reason.to_string() }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io { path: path.to_owned(), source }
+}
+
+fn read_file(path: &Path) -> Result<File, SnapshotError> {
+    let size = std::fs::metadata(path).map_err(io(path))?.len();
     if size > SNAPSHOT_BYTES_MAX {
-        return Err(format!("{}: {size} bytes, more than the {SNAPSHOT_BYTES_MAX}-byte limit", path.display()));
+        return Err(SnapshotError::TooLarge { path: path.to_owned(), size });
     }
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let snap: File = ciborium::from_reader(bytes.as_slice()).map_err(|e| format!("{}: not a snapshot: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let snap: File = ciborium::from_reader(bytes.as_slice()).map_err(|e| malformed(path, format!("not a snapshot: {e}")))?;
     if snap.header.format != FORMAT {
-        return Err(format!("{}: snapshot format {} (this node reads {FORMAT})", path.display(), snap.header.format));
+        return Err(malformed(path, format!("snapshot format {} (this node reads {FORMAT})", snap.header.format)));
     }
     Ok(snap)
 }
@@ -177,10 +208,10 @@ pub struct Public {
 }
 
 /// Reads the snapshot at `path` without opening its private part.
-pub fn open_public(path: &Path) -> Result<Public, String> {
+pub fn open_public(path: &Path) -> Result<Public, SnapshotError> {
     let snap = read_file(path)?;
     let Header { seqno, view, .. } = snap.header;
-    let bad = |what: String| format!("{}: {what}", path.display());
+    let bad = |what: String| malformed(path, what);
     let mut state = State::default();
     restore(&mut state, &snap.public);
     let txid = TxId::new(view, seqno);
@@ -206,23 +237,20 @@ pub fn open_public(path: &Path) -> Result<Public, String> {
 impl Public {
     /// The private maps, opened with `secrets`. The sealed part's tag covers the whole file:
     /// a snapshot that opens was written by a node of the service that holds these secrets.
-    pub fn open_private(&self, secrets: &crate::secrets::LedgerSecrets) -> Result<Vec<MapDump>, String> {
+    pub fn open_private(&self, secrets: &crate::secrets::LedgerSecrets) -> Result<Vec<MapDump>, SnapshotError> {
         let f = &self.file;
         let aad = aad(&f.header, &f.continuation, &f.public);
-        let plain = secrets.open(f.header.seqno, &aad, &f.private_sealed).map_err(|e| {
-            format!(
-                "{}: does not open with this service's ledger secrets ({e}): it was not written by a node of this service, or it was changed",
-                self.path.display()
-            )
-        })?;
-        ciborium::from_reader(plain.as_slice()).map_err(|e| format!("{}: the private part: {e}", self.path.display()))
+        let plain = secrets
+            .open(f.header.seqno, &aad, &f.private_sealed)
+            .map_err(|e| SnapshotError::NotThisService { path: self.path.clone(), reason: e.to_string() })?;
+        ciborium::from_reader(plain.as_slice()).map_err(|e| malformed(&self.path, format!("the private part: {e}")))
     }
 }
 
 /// Opens the snapshot at `path` with the ledger secrets this node holds. A rekey recorded in
 /// the snapshot's state (the secret wrapped for `node`) is adopted first, so a node given the
 /// secrets at its join can open a snapshot taken after later rekeys.
-pub(crate) fn open(path: &Path, secrets: &crate::secrets::LedgerSecrets, node: (&str, &NodeKey)) -> Result<Loaded, String> {
+pub(crate) fn open(path: &Path, secrets: &crate::secrets::LedgerSecrets, node: (&str, &NodeKey)) -> Result<Loaded, SnapshotError> {
     let public = open_public(path)?;
     let mut state = public.state.clone();
     if let Some(wrapped) = state.get(consort_kv::names::LEDGER_SECRETS, node.0.as_bytes()) {
@@ -233,7 +261,7 @@ pub(crate) fn open(path: &Path, secrets: &crate::secrets::LedgerSecrets, node: (
             .entry(consort_kv::names::LEDGER_SECRETS.to_owned())
             .or_default()
             .insert(node.0.as_bytes().to_vec(), Some(wrapped.to_vec()));
-        secrets.apply(since, &writes, node.0, node.1).map_err(|e| format!("{}: {e}", path.display()))?;
+        secrets.apply(since, &writes, node.0, node.1).map_err(|reason| SnapshotError::NotThisService { path: path.to_owned(), reason })?;
     }
     restore(&mut state, &public.open_private(secrets)?);
     state.advance(public.txid);
@@ -251,9 +279,9 @@ fn restore(state: &mut State, maps: &[MapDump]) {
 
 /// What `consort ledger verify --snapshot` needs from a snapshot to check a ledger that starts
 /// after it (no secret needed: the ledger's own signatures vouch for the snapshot's tree).
-pub fn verify_start(path: &Path) -> Result<consort_ledger::verify::VerifyStart, String> {
+pub fn verify_start(path: &Path) -> Result<consort_ledger::verify::VerifyStart, SnapshotError> {
     let snap = read_file(path)?;
-    let frontier = frontier_of(&snap.continuation, snap.header.seqno).map_err(|e| format!("{}: {e}", path.display()))?;
+    let frontier = frontier_of(&snap.continuation, snap.header.seqno).map_err(|e| malformed(path, e))?;
     let service_cert_der = snap
         .public
         .iter()
@@ -264,24 +292,23 @@ pub fn verify_start(path: &Path) -> Result<consort_ledger::verify::VerifyStart, 
 }
 
 /// Stores snapshot bytes fetched from another node as `snapshot_<seqno>.committed` in `dir`.
-pub fn store_fetched(dir: &Path, bytes: &[u8]) -> Result<PathBuf, String> {
-    let snap: File = ciborium::from_reader(bytes).map_err(|e| format!("the fetched snapshot: {e}"))?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+pub fn store_fetched(dir: &Path, bytes: &[u8]) -> Result<PathBuf, SnapshotError> {
+    let snap: File = ciborium::from_reader(bytes).map_err(|e| malformed(Path::new("the fetched snapshot"), e))?;
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let path = dir.join(format!("{PREFIX}{}{SUFFIX}", snap.header.seqno));
     write_atomically(&path, bytes)?;
     Ok(path)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
     let tmp = path.with_extension("tmp");
-    let io = |e: std::io::Error| format!("{}: {e}", tmp.display());
     {
         use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
+        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
     }
-    std::fs::rename(&tmp, path).map_err(io)
+    std::fs::rename(&tmp, path).map_err(io(&tmp))
 }
 
 /// The seqno of a snapshot file name, if it is one.
@@ -358,7 +385,7 @@ impl Writer {
 
 fn write(dir: &Path, job: &Job, keep: Option<u64>) -> Result<(), String> {
     let bytes = encode(&job.state, job.seqno, job.view, job.continuation.clone(), (job.secret.0, &job.secret.1));
-    write_atomically(&dir.join(format!("{PREFIX}{}{SUFFIX}", job.seqno)), &bytes)?;
+    write_atomically(&dir.join(format!("{PREFIX}{}{SUFFIX}", job.seqno)), &bytes).map_err(|e| e.to_string())?;
     let all = list(dir);
     for (_, old) in all.iter().take(all.len().saturating_sub(SNAPSHOTS_KEPT)).filter(|(s, _)| Some(*s) != keep) {
         let _ = std::fs::remove_file(old);
@@ -381,23 +408,24 @@ pub struct SnapshotReport {
 
 /// Checks the snapshot in `file` against the ledger in `ledger_dir` (which should itself pass
 /// `consort ledger verify`).
-pub fn verify(file: &Path, ledger_dir: &Path) -> Result<SnapshotReport, String> {
+pub fn verify(file: &Path, ledger_dir: &Path) -> Result<SnapshotReport, SnapshotError> {
     let snap = read_file(file)?;
     let (seqno, view) = (snap.header.seqno, snap.header.view);
     let mut state: BTreeMap<String, ReplayedMap> = BTreeMap::new();
     let mut found = None;
-    let mut tree = consort_ledger::verify::replay_tree(None).map_err(|e| e.to_string())?;
+    let ledger = |e: &dyn std::fmt::Display| SnapshotError::Ledger(e.to_string());
+    let mut tree = consort_ledger::verify::replay_tree(None).map_err(|e| ledger(&e))?;
     let mut views: Vec<(u64, u64)> = Vec::new();
-    let chunks = consort_ledger::files::list_chunks(ledger_dir).map_err(|e| e.to_string())?;
+    let chunks = consort_ledger::files::list_chunks(ledger_dir).map_err(|e| ledger(&e))?;
     'chunks: for chunk in chunks {
-        let (records, _) = consort_ledger::files::read_chunk(&ledger_dir.join(chunk.file_name())).map_err(|e| e.to_string())?;
+        let (records, _) = consort_ledger::files::read_chunk(&ledger_dir.join(chunk.file_name())).map_err(|e| ledger(&e))?;
         for record in records {
             let e = record.entry;
             if e.txid.seqno > seqno {
                 break 'chunks;
             }
             let writes = match e.kind {
-                EntryKind::Tx => Some(WriteSet::decode(&e.public).map_err(|err| format!("public writes of {}: {err}", e.txid))?),
+                EntryKind::Tx => Some(WriteSet::decode(&e.public).map_err(|err| ledger(&format!("public writes of {}: {err}", e.txid)))?),
                 EntryKind::Signature => Some(crate::state_machine::signature_writes(&e.public)),
                 _ => None,
             };
@@ -412,7 +440,7 @@ pub fn verify(file: &Path, ledger_dir: &Path) -> Result<SnapshotReport, String> 
                     }
                 }
             }
-            tree.append(e.leaf()).map_err(|err| format!("the Merkle tree at {}: {err}", e.txid))?;
+            tree.append(e.leaf()).map_err(|err| ledger(&format!("the Merkle tree at {}: {err}", e.txid)))?;
             if views.last().is_none_or(|(_, v)| *v != e.txid.view) {
                 views.push((e.txid.seqno, e.txid.view));
             }
@@ -425,17 +453,30 @@ pub fn verify(file: &Path, ledger_dir: &Path) -> Result<SnapshotReport, String> 
         Some((EntryKind::Signature, v, record)) if v == view => {
             let c = &snap.continuation;
             if c.signature.as_slice() != record.as_slice() {
-                return Err(format!("the snapshot's signature record differs from the ledger's entry {view}.{seqno}"));
+                return Err(SnapshotError::DiffersFromLedger(format!(
+                    "the snapshot's signature record differs from the ledger's entry {view}.{seqno}"
+                )));
             }
-            if frontier_of(c, seqno)? != tree.frontier() {
-                return Err(format!("the snapshot's Merkle tree differs from the ledger's entries 0..={seqno}"));
+            if frontier_of(c, seqno).map_err(|e| malformed(file, e))? != tree.frontier() {
+                return Err(SnapshotError::DiffersFromLedger(format!(
+                    "the snapshot's Merkle tree differs from the ledger's entries 0..={seqno}"
+                )));
             }
             if c.views != views {
-                return Err(format!("the snapshot's views {:?} differ from the ledger's {views:?}", c.views));
+                return Err(SnapshotError::DiffersFromLedger(format!(
+                    "the snapshot's views {:?} differ from the ledger's {views:?}",
+                    c.views
+                )));
             }
         }
-        Some((kind, v, _)) => return Err(format!("the ledger's entry {v}.{seqno} is a {kind:?} entry, not the signature {view}.{seqno}")),
-        None => return Err(format!("the ledger has no entry at seqno {seqno}: it ends before the snapshot")),
+        Some((kind, v, _)) => {
+            return Err(SnapshotError::DiffersFromLedger(format!(
+                "the ledger's entry {v}.{seqno} is a {kind:?} entry, not the signature {view}.{seqno}"
+            )))
+        }
+        None => {
+            return Err(SnapshotError::DiffersFromLedger(format!("the ledger has no entry at seqno {seqno}: it ends before the snapshot")))
+        }
     }
     let expected: Vec<MapDump> = state
         .into_iter()
@@ -452,7 +493,9 @@ pub fn verify(file: &Path, ledger_dir: &Path) -> Result<SnapshotReport, String> 
             .chain(snap.public.iter().map(|m| m.name.as_str()))
             .find(|name| expected.iter().find(|m| m.name == *name) != snap.public.iter().find(|m| m.name == *name))
             .unwrap_or("?");
-        return Err(format!("the snapshot's public map {differs:?} differs from the ledger's state at seqno {seqno}"));
+        return Err(SnapshotError::DiffersFromLedger(format!(
+            "the snapshot's public map {differs:?} differs from the ledger's state at seqno {seqno}"
+        )));
     }
     Ok(SnapshotReport { seqno, view, public_maps: snap.public.len(), public_keys: snap.public.iter().map(|m| m.entries.len()).sum() })
 }

@@ -266,7 +266,7 @@ async fn fetch_snapshot(config: &NodeConfig, client: &reqwest::Client, target: &
             return Err(format!("no length, or more than {} bytes", snapshot::SNAPSHOT_BYTES_MAX));
         }
         let bytes = r.bytes().await.map_err(|e| e.to_string())?;
-        snapshot::store_fetched(&dir, &bytes).map(Some)
+        snapshot::store_fetched(&dir, &bytes).map(Some).map_err(|e| e.to_string())
     };
     match fetched.await {
         Ok(Some(path)) => tracing::info!("fetched the snapshot {} from {target}; starting from it", path.display()),

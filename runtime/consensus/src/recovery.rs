@@ -50,6 +50,31 @@ pub struct Previous {
     pub dropped: u64,
 }
 
+/// Why a lost service's files cannot be recovered from.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecoveryError {
+    /// The previous ledger directory holds no chunk file.
+    #[error("the previous ledger {} holds no ledger chunk file", .0.display())]
+    NoLedger(PathBuf),
+    /// The previous ledger cannot be read, or does not verify under the service certificate
+    /// given (another service's, or a damaged ledger).
+    #[error("{0}")]
+    Ledger(String),
+    /// Nothing in the previous ledger was committed: it holds no signature.
+    #[error("the previous ledger {} holds no signature: nothing in it was committed", .0.display())]
+    NothingCommitted(PathBuf),
+    /// The snapshot the ledger continues from is missing, or does not match the ledger.
+    #[error("{0}")]
+    SnapshotMismatch(String),
+    /// A snapshot could not be read, opened or written.
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
+    /// The private maps do not open with the ledger secrets given.
+    #[error("{0}")]
+    Private(String),
+}
+
 fn verify_failure(dir: &Path, f: consort_ledger::verify::VerifyFailure) -> String {
     let hint = if f.reason.contains("does not verify") {
         " (is the previous service certificate the one this ledger was written under?)"
@@ -67,40 +92,38 @@ pub fn read_previous(
     snapshot_dir: Option<&Path>,
     service_cert_pem: &str,
     progress: &AtomicU64,
-) -> Result<Previous, String> {
-    let chunks = list_chunks(ledger_dir).map_err(|e| format!("the previous ledger {}: {e}", ledger_dir.display()))?;
-    let first = chunks
-        .first()
-        .map(|c| c.first)
-        .ok_or_else(|| format!("the previous ledger {} holds no ledger chunk file", ledger_dir.display()))?;
+) -> Result<Previous, RecoveryError> {
+    let ledger = RecoveryError::Ledger;
+    let chunks = list_chunks(ledger_dir).map_err(|e| ledger(format!("the previous ledger {}: {e}", ledger_dir.display())))?;
+    let first = chunks.first().map(|c| c.first).ok_or_else(|| RecoveryError::NoLedger(ledger_dir.to_owned()))?;
     let snapshots = snapshot_dir.map(snapshot::list).unwrap_or_default();
     // A ledger that starts after a snapshot (its node joined from one) is checked from it.
     let verify_start = match first.checked_sub(1) {
         None => None,
         Some(s) => {
             let (_, path) = snapshots.iter().find(|(at, _)| *at == s).ok_or_else(|| {
-                format!(
+                RecoveryError::SnapshotMismatch(format!(
                     "the previous ledger {} starts at seqno {first}: the snapshot at seqno {s} it continues is needed ({})",
                     ledger_dir.display(),
                     snapshot_dir.map_or("no previous snapshot directory was given".into(), |d| format!("not in {}", d.display()))
-                )
+                ))
             })?;
-            Some(snapshot::verify_start(path).map_err(|e| e.to_string())?)
+            Some(snapshot::verify_start(path)?)
         }
     };
     let report = consort_ledger::verify::verify_dir_from(ledger_dir, Some(service_cert_pem), verify_start)
-        .map_err(|f| verify_failure(ledger_dir, f))?;
+        .map_err(|f| ledger(verify_failure(ledger_dir, f)))?;
     if report.last_signed_seqno.is_none() {
-        return Err(format!("the previous ledger {} holds no signature: nothing in it was committed", ledger_dir.display()));
+        return Err(RecoveryError::NothingCommitted(ledger_dir.to_owned()));
     }
     // The newest snapshot whose seqno the ledger holds (or continues from).
     let start = snapshots.iter().rev().find(|(at, _)| *at + 1 >= first && *at < report.entries).map(|(_, p)| p.clone());
     let mut replay = match &start {
         Some(path) => {
-            let s = snapshot::open_public(path).map_err(|e| e.to_string())?;
+            let s = snapshot::open_public(path)?;
             Replay {
                 state: s.state,
-                tree: replay_tree(Some((s.txid.seqno + 1, &s.frontier))).map_err(|e| format!("{}: {e}", path.display()))?,
+                tree: replay_tree(Some((s.txid.seqno + 1, &s.frontier))).map_err(|e| ledger(format!("{}: {e}", path.display())))?,
                 views: s.views,
                 last: Some((s.txid, s.signature_entry)),
                 pending: Vec::new(),
@@ -108,7 +131,7 @@ pub fn read_previous(
             }
         }
         None => {
-            let tree = replay_tree(None).map_err(|e| e.to_string())?;
+            let tree = replay_tree(None).map_err(|e| ledger(e.to_string()))?;
             Replay { state: State::default(), tree, views: Vec::new(), last: None, pending: Vec::new(), replayed: 0 }
         }
     };
@@ -118,39 +141,39 @@ pub fn read_previous(
     }
     for chunk in chunks {
         let file = ledger_dir.join(chunk.file_name());
-        let (records, _) = read_chunk(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let (records, _) = read_chunk(&file).map_err(|e| ledger(format!("{}: {e}", file.display())))?;
         for record in records {
             if let Some((snapshot_txid, snapshot_signature)) = &after {
                 let e = &record.entry;
                 if e.txid == *snapshot_txid && (e.kind != EntryKind::Signature || e.public != *snapshot_signature) {
-                    return Err(format!(
+                    return Err(RecoveryError::SnapshotMismatch(format!(
                         "the snapshot {} does not match the previous ledger: its signature differs from the entry at {}",
                         start.as_deref().map_or("(none)".into(), |p| p.display().to_string()),
                         e.txid
-                    ));
+                    )));
                 }
                 if e.txid.seqno <= snapshot_txid.seqno {
                     continue;
                 }
             }
-            replay.push(record.entry).map_err(|e| format!("{}: {e}", file.display()))?;
+            replay.push(record.entry).map_err(|e| ledger(format!("{}: {e}", file.display())))?;
             if let Some((t, _)) = &replay.last {
                 progress.store(t.seqno, Ordering::Relaxed);
             }
         }
     }
     let dropped = replay.pending.len() as u64;
-    let (last, signature_entry) = replay.last.ok_or("the previous ledger has no signature entry")?;
+    let (last, signature_entry) = replay.last.ok_or_else(|| RecoveryError::NothingCommitted(ledger_dir.to_owned()))?;
     let signature: SignatureRecord =
-        serde_json::from_slice(&signature_entry).map_err(|e| format!("the signature record at {last}: {e}"))?;
+        serde_json::from_slice(&signature_entry).map_err(|e| ledger(format!("the signature record at {last}: {e}")))?;
     // A signature after the snapshot signs a root over the snapshot's tree and the entries
     // replayed after it (the snapshot's own signature is checked against the ledger above).
     let signed_after_snapshot = after.as_ref().is_none_or(|(t, _)| last.seqno > t.seqno);
     if signed_after_snapshot && replay.tree.root_at(signature.seqno + 1).map(hex::encode).ok().as_deref() != Some(signature.root.as_str()) {
-        return Err(format!(
+        return Err(RecoveryError::SnapshotMismatch(format!(
             "the snapshot {} does not match the previous ledger: the signature at {last} signs another Merkle root",
             start.as_deref().map_or("(none)".into(), |p| p.display().to_string())
-        ));
+        )));
     }
     Ok(Previous {
         files: PreviousFiles { ledger_dir: ledger_dir.to_owned(), snapshot: start, last },
@@ -211,21 +234,21 @@ impl PreviousFiles {
     /// The previous service's private maps as of [`PreviousFiles::last`], opened with its ledger
     /// secrets (`(first seqno, secret)`, ascending, the first from 0): the snapshot's private
     /// part, then every private write of the ledger after it. Blocking (reads the files).
-    pub fn private_state(&self, secrets: &[(u64, LedgerSecret)]) -> Result<PrivateState, String> {
-        let (first, later) = secrets.split_first().ok_or("no ledger secret")?;
+    pub fn private_state(&self, secrets: &[(u64, LedgerSecret)]) -> Result<PrivateState, RecoveryError> {
+        let (first, later) = secrets.split_first().ok_or_else(|| RecoveryError::Private("no ledger secret".into()))?;
         let secrets = LedgerSecrets::new(first.1.clone(), later.to_vec());
         let mut out = PrivateState::new();
         let mut after = None;
         if let Some(path) = &self.snapshot {
-            let s = snapshot::open_public(path).map_err(|e| e.to_string())?;
+            let s = snapshot::open_public(path)?;
             after = Some(s.txid.seqno);
-            for MapDump { name, entries } in s.open_private(&secrets).map_err(|e| e.to_string())? {
+            for MapDump { name, entries } in s.open_private(&secrets)? {
                 out.entry(name).or_default().extend(entries.into_iter().map(|(k, v, _)| (k.into_vec(), v.into_vec())));
             }
         }
-        for chunk in list_chunks(&self.ledger_dir).map_err(|e| e.to_string())? {
+        for chunk in list_chunks(&self.ledger_dir).map_err(|e| RecoveryError::Ledger(e.to_string()))? {
             let file = self.ledger_dir.join(chunk.file_name());
-            let (records, _) = read_chunk(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let (records, _) = read_chunk(&file).map_err(|e| RecoveryError::Ledger(format!("{}: {e}", file.display())))?;
             for record in records {
                 let e = record.entry;
                 if after.is_some_and(|a| e.txid.seqno <= a) || e.kind != EntryKind::Tx || e.private.is_empty() {
@@ -235,7 +258,8 @@ impl PreviousFiles {
                     break;
                 }
                 // Opened as the state machine opens an entry; only the private maps are kept.
-                let writes = crate::state_machine::decode_writes(&e, &secrets).map_err(|err| format!("{}: {err}", file.display()))?;
+                let writes = crate::state_machine::decode_writes(&e, &secrets)
+                    .map_err(|err| RecoveryError::Private(format!("{}: {err}", file.display())))?;
                 for (map, keys) in writes.maps.into_iter().filter(|(map, _)| !consort_kv::is_public(map)) {
                     let m = out.entry(map).or_default();
                     for (k, v) in keys {
@@ -256,7 +280,7 @@ impl PreviousFiles {
 /// service into `dir`: the recovery node starts from it (its ledger starts after it, as a node
 /// that joined from a snapshot), and so does a node that joins it. Raft's membership is the
 /// recovery node alone. Sealed (with no private map) under the new service's first secret.
-pub fn write_start_snapshot(dir: &Path, previous: &Previous, node: (u64, &str), secret: &LedgerSecret) -> Result<PathBuf, String> {
+pub fn write_start_snapshot(dir: &Path, previous: &Previous, node: (u64, &str), secret: &LedgerSecret) -> Result<PathBuf, RecoveryError> {
     use std::collections::{BTreeMap as Map, BTreeSet};
     let voters = BTreeSet::from([node.0]);
     let membership = openraft::Membership::new(vec![voters], Map::from([(node.0, openraft::BasicNode::new(node.1))]));
@@ -269,6 +293,5 @@ pub fn write_start_snapshot(dir: &Path, previous: &Previous, node: (u64, &str), 
         membership: ByteBuf::from(serde_json::to_vec(&stored).expect("membership serialises")),
     };
     let bytes = snapshot::encode(&previous.state, last.seqno, last.view, continuation, (0, secret));
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    snapshot::store_fetched(dir, &bytes).map_err(|e| e.to_string())
+    Ok(snapshot::store_fetched(dir, &bytes)?)
 }

@@ -113,7 +113,8 @@ pub async fn prepare(config: &NodeConfig, r: &RecoverConfig, listener: &tokio::n
     let reply = reading_reply(identity.node_id.clone(), progress);
     let previous = crate::server::answer_while(listener, &identity, &config.limits, reply, reading)
         .await?
-        .map_err(|e| format!("reading the previous ledger: {e}"))??;
+        .map_err(|e| format!("reading the previous ledger: {e}"))?
+        .map_err(|e| e.to_string())?;
     tracing::info!(
         "read the previous ledger in {:.2?}: {} entries replayed{} up to the signature at {}; {} uncommitted entries after it dropped",
         started.elapsed(),
@@ -123,7 +124,8 @@ pub async fn prepare(config: &NodeConfig, r: &RecoverConfig, listener: &tokio::n
         previous.dropped
     );
     let raft_id = consort_consensus::raft_node_id(&identity.node_id);
-    consort_consensus::recovery::write_start_snapshot(&snapshot_dir, &previous, (raft_id, &config.node_address), &identity.ledger_secret)?;
+    consort_consensus::recovery::write_start_snapshot(&snapshot_dir, &previous, (raft_id, &config.node_address), &identity.ledger_secret)
+        .map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&config.directory).map_err(|e| format!("{}: {e}", config.directory.display()))?;
     let record = serde_json::to_vec_pretty(&previous.files).expect("paths serialise");
     std::fs::write(config.directory.join(PREVIOUS_FILES), record).map_err(|e| format!("{}: {e}", config.directory.display()))?;
@@ -265,7 +267,8 @@ async fn finish(node: &Node) -> Result<Finish, String> {
     node.recovery.running.store(true, Ordering::Release);
     tracing::info!("recovery shares open {} ledger secrets of the previous service; reading its private maps", secrets.len());
     let started = std::time::Instant::now();
-    let private = tokio::task::spawn_blocking(move || files.private_state(&secrets)).await.map_err(|e| e.to_string())??;
+    let private =
+        tokio::task::spawn_blocking(move || files.private_state(&secrets)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
     let keys: usize = private.values().map(|m| m.len()).sum();
     tracing::info!("read {keys} private keys in {} maps in {:.2?}; writing them to the new service", private.len(), started.elapsed());
     let mut batch: Vec<(&str, &[u8], &[u8])> = Vec::new();

@@ -222,7 +222,7 @@ pub mod actions {
 
     /// The app in `dir` (app.json and src/, or a bundle.json), checked as the node will check it.
     pub fn set_js_app(dir: &Path) -> Result<Value, String> {
-        let bundle = consort_node::load_app(dir)?;
+        let bundle = consort_node::load_app(dir).map_err(|e| e.to_string())?;
         Ok(json!({"name": "set_js_app", "args": {"bundle": bundle.to_json(), "disable_bytecode_cache": false}}))
     }
 

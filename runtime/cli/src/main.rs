@@ -204,7 +204,7 @@ async fn parent_gone(watch: bool) {
 }
 
 fn run_node(config: &Path, stop_with_parent: bool) -> Result<(), String> {
-    let config = NodeConfig::from_file(config)?;
+    let config = NodeConfig::from_file(config).map_err(|e| e.to_string())?;
     init_logging(config.logging.format == consort_node::config::LogFormat::Json);
     runtime()?.block_on(async {
         let node = tokio::select! {

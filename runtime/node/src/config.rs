@@ -340,76 +340,93 @@ pub enum RecoveryRole {
     Owner,
 }
 
+/// Why a node's configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("reading {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    /// Not TOML or JSON of the configuration's shape (an unknown field, a wrong type).
+    #[error("{}: {reason}", path.display())]
+    Parse { path: PathBuf, reason: String },
+    /// Well-formed, but values that do not hold together.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 impl NodeConfig {
     /// Reads a `.toml` file as TOML and anything else as JSON.
-    pub fn from_file(path: &Path) -> Result<NodeConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    pub fn from_file(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let is_toml = path.extension().is_some_and(|e| e == "toml");
+        let parse = |reason: String| ConfigError::Parse { path: path.to_owned(), reason };
         let config: NodeConfig = if is_toml {
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            toml::from_str(&text).map_err(|e| parse(e.to_string()))?
         } else {
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            serde_json::from_str(&text).map_err(|e| parse(e.to_string()))?
         };
         config.check()?;
         Ok(config)
     }
 
-    pub fn check(&self) -> Result<(), String> {
+    /// Checks what the types cannot: limits above zero, timeouts that fit together, a recovery
+    /// that does not write over the ledger it reads, members' recovery keys, trusted roots.
+    pub fn check(&self) -> Result<(), ConfigError> {
         if self.limits.request_body_bytes_max == 0 || self.limits.connections_max == 0 || self.limits.request_headers_max == 0 {
-            return Err("limits must be above zero".into());
+            return Err(ConfigError::Invalid("limits must be above zero".to_owned()));
         }
         if self.ledger_signatures.tx_count == 0 || self.ledger_signatures.delay_ms == 0 {
-            return Err("ledger_signatures.tx_count and delay_ms must be above zero".into());
+            return Err(ConfigError::Invalid("ledger_signatures.tx_count and delay_ms must be above zero".to_owned()));
         }
         let (election, message) = (self.consensus.election_timeout_ms, self.consensus.message_timeout_ms);
         if message == 0 || election < 4 * message {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "consensus.election_timeout_ms ({election}) must be at least 4 times consensus.message_timeout_ms ({message}), which must be above zero"
-            ));
+            )));
         }
         let members = match &self.command {
             Command::Start(start) => start.members.as_slice(),
             Command::Join(_) => &[],
             Command::Recover(r) => {
                 if same_dir(&r.previous_ledger, &self.ledger_dir()) {
-                    return Err(format!(
+                    return Err(ConfigError::Invalid(format!(
                         "command.previous_ledger {} is this node's own ledger directory: a recovery writes a new ledger elsewhere and only reads the previous one",
                         r.previous_ledger.display()
-                    ));
+                    )));
                 }
                 &[]
             }
         };
         for m in members {
             if m.recovery_role.is_some_and(|r| r != RecoveryRole::NonParticipant) && m.encryption_public_key.is_none() {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "member {}: a recovery role other than NonParticipant needs encryption_public_key",
                     m.certificate.display()
-                ));
+                )));
             }
         }
         let l = &self.limits;
         if l.connections_soft_max > l.connections_max || l.handshakes_max == 0 || l.handshakes_max > l.connections_max {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "limits: connections_soft_max ({}) must be at most connections_max ({}), and handshakes_max ({}) between 1 and connections_max",
                 l.connections_soft_max, l.connections_max, l.handshakes_max
-            ));
+            )));
         }
         if l.connections_per_address_max > l.connections_max {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "limits: connections_per_address_max ({}) must be at most connections_max ({}) (0: no cap)",
                 l.connections_per_address_max, l.connections_max
-            ));
+            )));
         }
         for root in &self.js.snp_trusted_roots {
             if !matches!(root.product.as_str(), "Milan" | "Genoa" | "Turin")
                 || root.fingerprint.len() != 64
                 || hex::decode(&root.fingerprint).is_err()
             {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "js.snp_trusted_roots: {{product: {:?}, fingerprint: {:?}}} needs a product Milan, Genoa or Turin and a SHA-256 in hex",
                     root.product, root.fingerprint
-                ));
+                )));
             }
         }
         Ok(())
@@ -460,16 +477,16 @@ mod tests {
         assert_eq!((c.ledger_signatures.tx_count, c.ledger_dir()), (10, PathBuf::from("n/ledger")));
         assert_eq!(c.ledger.sync, consort_ledger::Durability::EveryAppend);
         std::fs::write(&toml, "[ledger]\nsync = \"never\"\n").expect("write");
-        assert!(NodeConfig::from_file(&toml).expect_err("unknown policy").contains("never"));
+        assert!(matches!(NodeConfig::from_file(&toml), Err(ConfigError::Parse { reason, .. }) if reason.contains("never")));
         std::fs::write(&json, r#"{"command": {"type": "start", "members": [{"certificate": "m.pem", "recovery_role": "Owner"}]}}"#)
             .expect("write");
-        assert!(NodeConfig::from_file(&json).expect_err("no key").contains("needs encryption_public_key"));
+        assert!(matches!(NodeConfig::from_file(&json), Err(ConfigError::Invalid(m)) if m.contains("needs encryption_public_key")));
         std::fs::write(
             &json,
             r#"{"directory": "n", "command": {"type": "recover", "previous_ledger": "n/ledger", "previous_service_identity": "s.pem"}}"#,
         )
         .expect("write");
-        assert!(NodeConfig::from_file(&json).expect_err("own ledger").contains("own ledger directory"));
+        assert!(matches!(NodeConfig::from_file(&json), Err(ConfigError::Invalid(m)) if m.contains("own ledger directory")));
         std::fs::write(
             &json,
             r#"{"directory": "n", "command": {"type": "recover", "previous_ledger": "old/ledger", "previous_service_identity": "s.pem"}}"#,
@@ -485,13 +502,13 @@ mod tests {
             ),
         ] {
             std::fs::write(&json, format!(r#"{{"command": {{"type": "start", "members": []}}, "limits": {limits}}}"#)).expect("write");
-            assert!(NodeConfig::from_file(&json).expect_err(refused).contains(refused), "{limits}");
+            assert!(matches!(NodeConfig::from_file(&json), Err(ConfigError::Invalid(m)) if m.contains(refused)), "{limits}");
         }
         std::fs::write(&json, r#"{"command": {"type": "start", "members": []}, "limits": {"connections_per_address_max": 16}}"#)
             .expect("write");
         assert_eq!(NodeConfig::from_file(&json).expect("a cap per address").limits.connections_per_address_max, 16);
         std::fs::write(&json, r#"{"rpc_adress": "x"}"#).expect("write");
-        assert!(NodeConfig::from_file(&json).expect_err("typo").contains("rpc_adress"));
+        assert!(matches!(NodeConfig::from_file(&json), Err(ConfigError::Parse { reason, .. }) if reason.contains("rpc_adress")));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -20,8 +20,8 @@ mod reply;
 mod routes;
 mod server;
 
-pub use bundle_dir::load_app;
-pub use config::NodeConfig;
+pub use bundle_dir::{load_app, AppError};
+pub use config::{ConfigError, NodeConfig};
 pub use node::{Node, StartError};
 
 /// Version reported by `/node/version` and `consort --version`.

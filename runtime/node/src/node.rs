@@ -99,7 +99,7 @@ pub struct Node {
 pub enum StartError {
     /// The configuration does not hold together.
     #[error("configuration: {0}")]
-    Config(String),
+    Config(#[from] crate::config::ConfigError),
     /// The client address could not be bound (in use, or not this machine's).
     #[error("binding {address}: {source}")]
     Bind { address: String, source: std::io::Error },
@@ -119,7 +119,7 @@ pub enum StartError {
 impl Node {
     /// Starts (or resumes, if its directory holds a node) and becomes ready to serve.
     pub async fn start(config: NodeConfig) -> Result<Arc<Node>, StartError> {
-        config.check().map_err(StartError::Config)?;
+        config.check()?;
         let bind = |source| StartError::Bind { address: config.rpc_address.clone(), source };
         let listener = TcpListener::bind(&config.rpc_address).await.map_err(bind)?;
         let local_addr = listener.local_addr().map_err(bind)?;

@@ -68,13 +68,15 @@ async fn idle_worker_death_and_a_full_queue() {
     assert_eq!(workers.len(), 1, "the pool's one worker: {workers:?}");
     let killed = std::process::Command::new("kill").args(["-9", &workers[0].to_string()]).status().expect("kill");
     assert!(killed.success(), "the worker was running");
-    // Dead with its pipes closed: a zombie (until the pool reaps it) whose last thread has
-    // let go of its files, so that writing the next job to it fails at once.
+    // Dead with its pipes closed, so that writing the next job to it fails at once: a zombie
+    // (until the pool reaps it) with no thread left but the exited main one. (The main thread
+    // turns zombie first; the process's files close when its last thread exits, and a thread
+    // leaves `task/` only after that.)
     let pid = workers[0];
     let dead = || {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return true };
         let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-        zombie && std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(true, |mut fds| fds.next().is_none())
+        zombie && std::fs::read_dir(format!("/proc/{pid}/task")).map_or(true, |tasks| tasks.count() <= 1)
     };
     until("the killed worker to die", dead).await;
     assert_eq!(call(&pool, &store, &b, "ok").await.expect("queued").expect("served by a new worker"), b"ok");

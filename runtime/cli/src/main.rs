@@ -219,6 +219,7 @@ fn run_node(config: &Path, stop_with_parent: bool) -> Result<(), String> {
             }
         })
         .await
+        .map_err(|e| e.to_string())
     })
 }
 

@@ -114,6 +114,17 @@ impl Signatures {
     }
 }
 
+/// Why the applied ledger could not be set up or take an entry: its Merkle tree, or the
+/// signature index it keeps in files.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppliedError {
+    #[error("the Merkle tree{at}: {source}")]
+    Tree { at: String, source: TreeError },
+    #[error("the signature index{at}: {source}")]
+    Signatures { at: String, source: SpillError },
+}
+
 /// The applied ledger. A node that started from a snapshot knows the entries after it only.
 #[derive(Debug)]
 pub struct AppliedLedger {
@@ -135,11 +146,12 @@ pub struct AppliedLedger {
 
 impl AppliedLedger {
     /// An empty ledger from seqno 0 on.
-    pub fn new(retention: &Retention) -> Result<AppliedLedger, String> {
-        AppliedLedger::starting_at(0, MerkleTree::new(retention.keep()).map_err(|e| e.to_string())?, retention)
+    pub fn new(retention: &Retention) -> Result<AppliedLedger, AppliedError> {
+        let tree = MerkleTree::new(retention.keep()).map_err(|source| AppliedError::Tree { at: String::new(), source })?;
+        AppliedLedger::starting_at(0, tree, retention)
     }
 
-    fn starting_at(base: u64, tree: MerkleTree, retention: &Retention) -> Result<AppliedLedger, String> {
+    fn starting_at(base: u64, tree: MerkleTree, retention: &Retention) -> Result<AppliedLedger, AppliedError> {
         Ok(AppliedLedger {
             tree,
             base,
@@ -147,18 +159,20 @@ impl AppliedLedger {
             recent_from: base,
             recent_max: retention.recent_entries.max(1),
             views: Vec::new(),
-            signatures: Signatures::new(retention).map_err(|e| e.to_string())?,
+            signatures: Signatures::new(retention).map_err(|source| AppliedError::Signatures { at: String::new(), source })?,
             last_applied: TxId::default(),
             last_non_signature: None,
         })
     }
 
     /// The ledger of a node that starts from a snapshot.
-    pub fn from_snapshot(s: &crate::snapshot::Loaded, retention: &Retention) -> Result<AppliedLedger, String> {
-        let tree = MerkleTree::from_frontier(s.txid.seqno + 1, &s.frontier, retention.keep()).map_err(|e| e.to_string())?;
+    pub fn from_snapshot(s: &crate::snapshot::Loaded, retention: &Retention) -> Result<AppliedLedger, AppliedError> {
+        let at = format!(" of the snapshot at {}", s.txid);
+        let tree = MerkleTree::from_frontier(s.txid.seqno + 1, &s.frontier, retention.keep())
+            .map_err(|source| AppliedError::Tree { at: at.clone(), source })?;
         let mut ledger = AppliedLedger::starting_at(s.txid.seqno + 1, tree, retention)?;
         ledger.views = s.views.clone();
-        ledger.signatures.push(s.txid.seqno, s.signature.clone()).map_err(|e| e.to_string())?;
+        ledger.signatures.push(s.txid.seqno, s.signature.clone()).map_err(|source| AppliedError::Signatures { at, source })?;
         ledger.last_applied = s.txid;
         Ok(ledger)
     }
@@ -207,8 +221,8 @@ impl AppliedLedger {
     }
 
     /// Adds an applied entry; `signed` is its record when it is a signature entry.
-    pub fn push(&mut self, le: &LedgerEntry, signed: Option<SignatureRecord>) -> Result<(), String> {
-        self.tree.append(le.leaf()).map_err(|e| format!("the Merkle tree at {}: {e}", le.txid))?;
+    pub fn push(&mut self, le: &LedgerEntry, signed: Option<SignatureRecord>) -> Result<(), AppliedError> {
+        self.tree.append(le.leaf()).map_err(|source| AppliedError::Tree { at: format!(" at {}", le.txid), source })?;
         self.recent.push_back(EntryMeta { write_set_digest: le.write_set_digest(), claims_digest: le.claims_digest });
         if self.recent.len() > self.recent_max {
             self.recent.pop_front();
@@ -222,7 +236,9 @@ impl AppliedLedger {
             self.last_non_signature = Some(le.txid.seqno);
         }
         if let Some(record) = signed {
-            self.signatures.push(le.txid.seqno, record).map_err(|e| format!("the signature index at {}: {e}", le.txid))?;
+            self.signatures
+                .push(le.txid.seqno, record)
+                .map_err(|source| AppliedError::Signatures { at: format!(" at {}", le.txid), source })?;
         }
         Ok(())
     }

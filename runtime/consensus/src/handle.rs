@@ -94,6 +94,9 @@ pub enum StartError {
     /// The snapshot this node starts from could not be read or opened.
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),
+    /// The applied ledger (Merkle tree, signature index) could not be set up.
+    #[error(transparent)]
+    Applied(#[from] crate::applied::AppliedError),
     /// The node's certificate and key, with the service certificate, make no TLS identity.
     #[error("node-to-node TLS: {0}")]
     Tls(String),
@@ -333,8 +336,8 @@ impl Consensus {
         let (applied, _) = tokio::sync::watch::channel(TxId::default());
         let retention = Retention { recent_entries: config.recent_entries, dir: Some(config.ledger_index_dir.clone()) };
         let (store, ledger) = match &start {
-            Some(s) => (Store::new(s.state.clone()), AppliedLedger::from_snapshot(s, &retention).map_err(StartError::Storage)?),
-            None => (Store::default(), AppliedLedger::new(&retention).map_err(StartError::Storage)?),
+            Some(s) => (Store::new(s.state.clone()), AppliedLedger::from_snapshot(s, &retention)?),
+            None => (Store::default(), AppliedLedger::new(&retention)?),
         };
         let shared = Arc::new(Shared { store: Arc::new(store), ledger: RwLock::new(ledger), applied });
         let keep = log.range().0.checked_sub(1);

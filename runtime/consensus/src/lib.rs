@@ -27,7 +27,7 @@ mod state_machine;
 mod storage_suite;
 mod types;
 
-pub use applied::{AppliedLedger, Retention, RECENT_ENTRIES};
+pub use applied::{AppliedError, AppliedLedger, Retention, RECENT_ENTRIES};
 pub use handle::{
     CommitError, Consensus, ConsensusConfig, HistoricalEntry, HistoricalError, MembershipError, NotReady, RaftFigures, ReceiptError,
     StartError, TxStatus,

@@ -133,7 +133,7 @@ impl StateMachine {
         }
         let mut ledger = self.shared.ledger.write().unwrap_or_else(|p| p.into_inner());
         let is_signature = signed.is_some();
-        ledger.push(&le, signed).map_err(fail)?;
+        ledger.push(&le, signed).map_err(|e| fail(e.to_string()))?;
         if is_signature {
             // The snapshot covers this signature entry too: taken once it is in the tree.
             let requested = std::mem::take(&mut self.snapshot_requested);

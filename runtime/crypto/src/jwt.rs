@@ -32,6 +32,34 @@ mod b64 {
     }
 }
 
+/// Why a bearer token was refused, in CCF's words (the message of each is what CCF says).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwtError {
+    #[error("Missing authorization header")]
+    MissingHeader,
+    #[error("Authorization header only contains one field")]
+    OneField,
+    #[error("Authorization header does not have Bearer scheme")]
+    NotBearer,
+    /// Not three parts, not base64url JSON objects, or without `alg`, `kid`, `exp` or `iss`.
+    #[error("{0}")]
+    Malformed(String),
+    #[error("JWT algorithm {0:?} is not accepted (RS256, ES256 or ES384)")]
+    Algorithm(String),
+    #[error("JWT signing key not found for kid {0}")]
+    KeyNotFound(String),
+    /// No stored key of the `kid` verifies the signature.
+    #[error("Signature verification failed")]
+    Signature,
+    #[error("Current time {now} is before token's Not Before (nbf) claim {nbf}")]
+    NotYetValid { now: i64, nbf: i64 },
+    #[error("Current time {now} is after token's Expiration Time (exp) claim {exp}")]
+    Expired { now: i64, exp: i64 },
+    #[error("Kid {kid} failed issuer constraint validation {constraint}")]
+    Issuer { kid: String, constraint: String },
+}
+
 /// A token that passed: the shape of `caller.jwt` (SPEC §4).
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedJwt {
@@ -43,59 +71,60 @@ pub struct VerifiedJwt {
 /// Checks the `Authorization` header's bearer token at time `now` (Unix seconds) as CCF's
 /// `jwt` policy does, in CCF's order and with CCF's words for each failure; `keys(kid)`
 /// answers the stored keys of a `kid`.
-pub fn verify_jwt(authorization: Option<&str>, keys: impl Fn(&str) -> Vec<JwtKeyMetadata>, now: i64) -> Result<VerifiedJwt, String> {
-    let header_value = authorization.ok_or("Missing authorization header")?;
-    let (scheme, token) = header_value.split_once(' ').ok_or("Authorization header only contains one field")?;
+pub fn verify_jwt(authorization: Option<&str>, keys: impl Fn(&str) -> Vec<JwtKeyMetadata>, now: i64) -> Result<VerifiedJwt, JwtError> {
+    let malformed = |why: &str| JwtError::Malformed(why.to_owned());
+    let header_value = authorization.ok_or(JwtError::MissingHeader)?;
+    let (scheme, token) = header_value.split_once(' ').ok_or(JwtError::OneField)?;
     if scheme != "Bearer" {
-        return Err("Authorization header does not have Bearer scheme".into());
+        return Err(JwtError::NotBearer);
     }
     let parts: Vec<&str> = token.split('.').collect();
     let [header_b64, payload_b64, signature_b64] = parts.as_slice() else {
-        return Err("Malformed JWT: must contain exactly 3 parts".into());
+        return Err(malformed("Malformed JWT: must contain exactly 3 parts"));
     };
-    let json = |part: &str| -> Result<Value, String> {
+    let json = |part: &str| -> Result<Value, JwtError> {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(part.trim_end_matches('='))
-            .map_err(|e| format!("JWT header or payload is not valid base64url: {e}"))?;
-        serde_json::from_slice(&bytes).map_err(|e| format!("JWT header or payload is not valid JSON: {e}"))
+            .map_err(|e| JwtError::Malformed(format!("JWT header or payload is not valid base64url: {e}")))?;
+        serde_json::from_slice(&bytes).map_err(|e| JwtError::Malformed(format!("JWT header or payload is not valid JSON: {e}")))
     };
     let (header, payload) = (json(header_b64)?, json(payload_b64)?);
     if !header.is_object() || !payload.is_object() {
-        return Err("JWT header or payload is not an object".into());
+        return Err(malformed("JWT header or payload is not an object"));
     }
     let text = |v: &Value, field: &str| v.get(field).and_then(Value::as_str).map(str::to_owned);
     let number = |field: &str| payload.get(field).and_then(Value::as_i64);
     let (Some(alg), Some(kid)) = (text(&header, "alg"), text(&header, "kid")) else {
-        return Err("JWT header does not follow schema: alg and kid are required strings".into());
+        return Err(malformed("JWT header does not follow schema: alg and kid are required strings"));
     };
-    let Some(exp) = number("exp") else { return Err("JWT payload is missing required field: exp".into()) };
-    let Some(iss) = text(&payload, "iss") else { return Err("JWT payload is missing required field: iss".into()) };
+    let Some(exp) = number("exp") else { return Err(malformed("JWT payload is missing required field: exp")) };
+    let Some(iss) = text(&payload, "iss") else { return Err(malformed("JWT payload is missing required field: iss")) };
     let tid = text(&payload, "tid");
     let alg = match alg.as_str() {
         "RS256" => Algorithm::RS256,
         "ES256" => Algorithm::ES256,
         "ES384" => Algorithm::ES384,
-        other => return Err(format!("JWT algorithm {other:?} is not accepted (RS256, ES256 or ES384)")),
+        other => return Err(JwtError::Algorithm(other.to_owned())),
     };
     let candidates = keys(&kid);
     if candidates.is_empty() {
-        return Err(format!("JWT signing key not found for kid {kid}"));
+        return Err(JwtError::KeyNotFound(kid));
     }
     let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
-    let mut last = String::new();
+    let mut last = JwtError::Signature;
     for key in candidates {
         let verified = decoding_key(&key.public_key, alg)
             .and_then(|k| jsonwebtoken::crypto::verify(signature_b64, signed.as_bytes(), &k, alg).map_err(|e| e.to_string()));
         if verified != Ok(true) {
-            last = "Signature verification failed".into();
+            last = JwtError::Signature;
             continue;
         }
         if let Some(nbf) = number("nbf").filter(|nbf| now < *nbf) {
-            last = format!("Current time {now} is before token's Not Before (nbf) claim {nbf}");
+            last = JwtError::NotYetValid { now, nbf };
             continue;
         }
         if now > exp {
-            last = format!("Current time {now} is after token's Expiration Time (exp) claim {exp}");
+            last = JwtError::Expired { now, exp };
             continue;
         }
         // CCF checks a key's constraint; a key stored without one is Consort's stricter case:
@@ -106,7 +135,7 @@ pub fn verify_jwt(authorization: Option<&str>, keys: impl Fn(&str) -> Vec<JwtKey
             None => iss == key.issuer,
         };
         if !issuer_ok {
-            last = format!("Kid {kid} failed issuer constraint validation {constraint}");
+            last = JwtError::Issuer { kid: kid.clone(), constraint: constraint.to_owned() };
             continue;
         }
         return Ok(VerifiedJwt { key_issuer: key.issuer, header, payload });
@@ -209,10 +238,10 @@ mod tests {
             (format!("Basic {good}"), "Authorization header does not have Bearer scheme"),
         ];
         for (header, why) in cases {
-            let err = verify_jwt(Some(&header), lookup, t as i64).expect_err(why);
+            let err = verify_jwt(Some(&header), lookup, t as i64).expect_err(why).to_string();
             assert!(err.contains(why), "{why}: {err}");
         }
-        assert_eq!(verify_jwt(None, lookup, t as i64).expect_err("none"), "Missing authorization header");
+        assert_eq!(verify_jwt(None, lookup, t as i64).expect_err("none"), JwtError::MissingHeader);
         let hs = encode(
             &Header::new(Algorithm::HS256),
             &serde_json::json!({"exp": t + 60, "iss": iss, "kid": "k1"}),
@@ -250,7 +279,7 @@ mod tests {
         // A token naming the other key's kid fails: the stored key does not fit its algorithm.
         header.kid = Some("rsa".into());
         let crossed = encode(&header, &claims, &EncodingKey::from_ec_der(&p384.serialize_der())).expect("es384");
-        assert_eq!(verify_jwt(Some(&bearer(&crossed)), keys, t).expect_err("crossed"), "Signature verification failed");
+        assert_eq!(verify_jwt(Some(&bearer(&crossed)), keys, t).expect_err("crossed"), JwtError::Signature);
     }
 
     #[test]

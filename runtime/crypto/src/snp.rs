@@ -35,14 +35,20 @@ pub enum Product {
     Turin,
 }
 
+/// Why a report was refused, in CCF's words. Callers pass the reason on (a script's
+/// `snp_attestation.verifySnpAttestation` throws it); none tells the cases apart.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SnpError(pub String);
+
 impl Product {
     /// From a CPUID's family and model (CCF's table).
-    pub fn of(family: u8, model: u8) -> Result<Product, String> {
+    pub fn of(family: u8, model: u8) -> Result<Product, SnpError> {
         match (family, model) {
             (0x19, 0x01) => Ok(Product::Milan),
             (0x19, 0x11) => Ok(Product::Genoa),
             (0x1A, 0x01) => Ok(Product::Turin),
-            _ => Err(format!("SEV-SNP: Unsupported CPUID family {family} model {model}")),
+            _ => Err(SnpError(format!("SEV-SNP: Unsupported CPUID family {family} model {model}"))),
         }
     }
 }
@@ -164,9 +170,9 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 impl Report {
     /// Reads a report of exactly [`REPORT_BYTES`].
-    pub fn parse(b: &[u8]) -> Result<Report, String> {
+    pub fn parse(b: &[u8]) -> Result<Report, SnpError> {
         if b.len() != REPORT_BYTES {
-            return Err(format!("Input SEV-SNP attestation report is not of expected size {REPORT_BYTES}: {}", b.len()));
+            return Err(SnpError(format!("Input SEV-SNP attestation report is not of expected size {REPORT_BYTES}: {}", b.len())));
         }
         Ok(Report {
             version: u32_at(b, 0x000),
@@ -237,12 +243,16 @@ pub fn verify(
     endorsements: &[u8],
     endorsed_tcb: Option<&str>,
     trusted_roots: &[(Product, String)],
-) -> Result<Report, String> {
-    let quote = Report::parse(report)?;
+) -> Result<Report, SnpError> {
+    checked(report, endorsements, endorsed_tcb, trusted_roots).map_err(SnpError)
+}
+
+fn checked(report: &[u8], endorsements: &[u8], endorsed_tcb: Option<&str>, trusted_roots: &[(Product, String)]) -> Result<Report, String> {
+    let quote = Report::parse(report).map_err(|e| e.0)?;
     if quote.version < MINIMUM_VERSION {
         return Err(format!("SEV-SNP: Attestation version is {} not >= expected minimum {MINIMUM_VERSION}", quote.version));
     }
-    let product = Product::of(quote.cpuid_fam_id, quote.cpuid_mod_id)?;
+    let product = Product::of(quote.cpuid_fam_id, quote.cpuid_mod_id).map_err(|e| e.0)?;
 
     // ---- the chain: ARK (a pinned AMD root) signs itself and the ASK; the ASK signs the VCEK ----
     let ders = pem_certificates(endorsements)?;

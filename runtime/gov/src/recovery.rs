@@ -73,14 +73,23 @@ impl Share {
         }
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Share, String> {
+    pub fn decode(bytes: &[u8]) -> Result<Share, ShareError> {
         match bytes.split_first() {
             // A Shamir share of a 32-byte key: its x coordinate and 32 bytes.
             Some((&SHARE_PART, rest)) if rest.len() == 33 => Ok(Share::Part(rest.to_vec())),
-            Some((&SHARE_FULL, rest)) => rest.try_into().map(Share::Full).map_err(|_| "a recovery key share of the wrong length".into()),
-            _ => Err(format!("{} bytes that are not a recovery share of this service", bytes.len())),
+            Some((&SHARE_FULL, rest)) => rest.try_into().map(Share::Full).map_err(|_| ShareError::WrongLength),
+            _ => Err(ShareError::NotAShare(bytes.len())),
         }
     }
+}
+
+/// Why submitted bytes are not a recovery share.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShareError {
+    #[error("a recovery key share of the wrong length")]
+    WrongLength,
+    #[error("{0} bytes that are not a recovery share of this service")]
+    NotAShare(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

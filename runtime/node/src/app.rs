@@ -9,9 +9,9 @@ use consort_kv::State;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
+use crate::call::Call;
 use crate::node::Node;
 use crate::reply::{self, Reply};
-use crate::routes::Call;
 use consort_kv::names::{ENDPOINTS, MODULES};
 
 /// Runs the app endpoint `m` (routed on `state`, in `app`) for `call`.

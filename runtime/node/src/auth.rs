@@ -133,7 +133,7 @@ fn named(state: &State, name: &str, creds: Credentials<'_>, now: i64) -> Result<
             let keys = |kid: &str| -> Vec<JwtKeyMetadata> {
                 state.get(JWT_PUBLIC_SIGNING_KEYS, kid.as_bytes()).and_then(|v| serde_json::from_slice(v).ok()).unwrap_or_default()
             };
-            let jwt = verify_jwt(creds.authorization, keys, now)?;
+            let jwt = verify_jwt(creds.authorization, keys, now).map_err(|e| e.to_string())?;
             Ok(json!({"policy": "jwt", "jwt": {"keyIssuer": jwt.key_issuer, "header": jwt.header, "payload": jwt.payload}}))
         }
         "user_cose_sign1" | "member_cose_sign1" => {

@@ -9,7 +9,7 @@
 //! writes on the same connection, as in CCF); never `never` endpoints. Governance writes and
 //! join requests always go to the primary.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -20,30 +20,13 @@ use hyper::{HeaderMap, Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::call::{Call, Origin};
 use crate::node::Node;
 use crate::reply::{self, Reply};
-use crate::routes::Call;
 use consort_kv::names::NODES_INFO;
 
 /// Headers that describe one HTTP connection, not the request or answer: not carried over.
 const HOP_BY_HOP: [&str; 6] = ["connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "te"];
-
-/// One client connection to this node.
-#[derive(Debug, Default)]
-pub struct Session {
-    /// Set once a request of this connection was forwarded.
-    forwarded: AtomicBool,
-}
-
-/// Where a request came from.
-#[derive(Debug, Clone, Copy)]
-pub enum Origin<'a> {
-    /// A client connected to this node.
-    Client(&'a Session),
-    /// A backup forwarded it: it is executed here whatever this node's role (never forwarded
-    /// again; if this node lost its primacy meanwhile, its writes fail and the client retries).
-    Forwarded,
-}
 
 /// A forwarded request, as it travels between nodes (CBOR).
 #[derive(Debug, Serialize, Deserialize)]
@@ -144,14 +127,18 @@ pub async fn to_primary(node: &Node, call: &Call<'_>) -> Reply {
     }
 }
 
-/// What answers requests forwarded to this node: each is executed as if its client had called
-/// this node directly.
-pub fn handler(node: Weak<Node>) -> ForwardHandler {
+/// What answers a request once it is read: the router's, handed in so that forwarding never
+/// reaches back into the router (which forwards through this module).
+pub type Dispatch = for<'a> fn(&'a Node, &'a Call<'a>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send + 'a>>;
+
+/// What answers requests forwarded to this node: each is executed by `dispatch` as if its
+/// client had called this node directly.
+pub fn handler(node: Weak<Node>, dispatch: Dispatch) -> ForwardHandler {
     Arc::new(move |bytes| {
         let node = node.clone();
         Box::pin(async move {
             let answer = match node.upgrade() {
-                Some(node) => execute(&node, &bytes).await,
+                Some(node) => execute(&node, &bytes, dispatch).await,
                 None => reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "the node is stopping"),
             };
             let (parts, body) = answer.into_parts();
@@ -164,7 +151,7 @@ pub fn handler(node: Weak<Node>) -> ForwardHandler {
     })
 }
 
-async fn execute(node: &Node, bytes: &[u8]) -> Reply {
+async fn execute(node: &Node, bytes: &[u8], dispatch: Dispatch) -> Reply {
     let request: Forwarded = match ciborium::from_reader(bytes) {
         Ok(r) => r,
         Err(e) => return reply::error(StatusCode::BAD_REQUEST, "InvalidInput", format!("a forwarded request cannot be read: {e}")),
@@ -187,7 +174,7 @@ async fn execute(node: &Node, bytes: &[u8]) -> Reply {
         peer_cert: caller_cert.as_ref(),
         origin: Origin::Forwarded,
     };
-    crate::routes::dispatch(node, &call).await
+    dispatch(node, &call).await
 }
 
 /// An endpoint's `redirection_strategy`: `to_primary` sends a backup's clients to the primary,

@@ -14,9 +14,9 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::call::Call;
 use crate::node::Node;
 use crate::reply::{self, Reply};
-use crate::routes::Call;
 
 /// The one method each `/gov` path answers (`None`: no such path).
 fn methods(parts: &[&str]) -> Option<&'static Method> {
@@ -48,7 +48,7 @@ pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let allowed = methods(&parts);
     if allowed != Some(&call.method) {
-        return crate::routes::refuse_method(call, allowed.map(|m| m.to_string()));
+        return crate::call::refuse_method(call, allowed.map(|m| m.to_string()));
     }
     match call.query_param("api-version") {
         Some(v) if API_VERSIONS.contains(&v.as_str()) => {}

@@ -15,11 +15,11 @@ use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::call::Call;
 use crate::config::{JoinConfig, NodeConfig};
 use crate::identity::{JoinGrant, NodeIdentity};
 use crate::node::Node;
 use crate::reply::{self, Reply};
-use crate::routes::Call;
 use consort_kv::names::{NODES_ENDORSED_CERTIFICATES, NODES_INFO, SERVICE_INFO};
 
 /// Hostnames a joining node may ask to have in its certificate.

@@ -6,6 +6,7 @@ mod admission;
 mod app;
 mod auth;
 mod bundle_dir;
+mod call;
 pub mod config;
 mod forward;
 mod genesis;
@@ -22,7 +23,7 @@ mod server;
 
 pub use bundle_dir::{load_app, AppError};
 pub use config::{ConfigError, NodeConfig};
-pub use node::{Node, StartError};
+pub use node::{Node, ServeError, StartError};
 
 /// Version reported by `/node/version` and `consort --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

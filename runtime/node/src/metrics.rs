@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use crate::routes::Actor;
+use crate::call::Actor;
 
 /// The role label values of `consort_raft_role`.
 const ROLES: [&str; 5] = ["primary", "backup", "candidate", "learner", "stopped"];

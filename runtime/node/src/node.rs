@@ -116,6 +116,18 @@ pub enum StartError {
     Service(String),
 }
 
+/// Why a node could not serve.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// `serve` was called twice: the listener is already taken.
+    #[error("serve called twice")]
+    AlreadyServing,
+    /// The node's certificate and key make no TLS configuration.
+    #[error("the node's TLS configuration: {0}")]
+    Tls(String),
+}
+
 impl Node {
     /// Starts (or resumes, if its directory holds a node) and becomes ready to serve.
     pub async fn start(config: NodeConfig) -> Result<Arc<Node>, StartError> {
@@ -260,7 +272,7 @@ impl Node {
             listener: std::sync::Mutex::new(Some(listener)),
             local_addr,
         });
-        node.consensus.set_forward_handler(crate::forward::handler(Arc::downgrade(&node)));
+        node.consensus.set_forward_handler(crate::forward::handler(Arc::downgrade(&node), crate::routes::dispatch_boxed));
         tokio::spawn(crate::join::reconcile(Arc::downgrade(&node)));
         tokio::spawn(follow_endorsed_certificate(Arc::downgrade(&node)));
         if node.recovery.files.is_some() {
@@ -282,9 +294,9 @@ impl Node {
     }
 
     /// Serves clients until `shutdown` resolves, then stops consensus cleanly.
-    pub async fn serve(self: &Arc<Self>, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
-        let listener = self.listener.lock().unwrap_or_else(|p| p.into_inner()).take().ok_or("serve called twice")?;
-        let drain = crate::server::serve(self.clone(), listener, shutdown).await?;
+    pub async fn serve(self: &Arc<Self>, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
+        let listener = self.listener.lock().unwrap_or_else(|p| p.into_inner()).take().ok_or(ServeError::AlreadyServing)?;
+        let drain = crate::server::serve(self.clone(), listener, shutdown).await.map_err(ServeError::Tls)?;
         self.consensus.shutdown().await;
         // Requests waiting on consensus now have their answer (a write it held is of unknown
         // outcome): they reach their clients before the process ends.

@@ -7,28 +7,10 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use serde_json::{json, Value};
 
-use crate::forward::{Origin, Session};
+use crate::call::{actor_of, refuse_method, Actor, Call, Origin, Session};
 use crate::node::Node;
 use crate::reply::{self, Reply};
 use consort_kv::names::{NODES_INFO, SERVICE_INFO};
-
-/// Parsed request line and body, as the handlers need them.
-pub struct Call<'a> {
-    pub method: Method,
-    pub path: String,
-    pub query: String,
-    pub headers: &'a hyper::HeaderMap,
-    pub body: Vec<u8>,
-    pub peer_cert: Option<&'a crate::auth::PeerCert>,
-    pub origin: Origin<'a>,
-}
-
-impl Call<'_> {
-    /// The first value of query parameter `name`, decoded as a form (`%XX` and `+`).
-    pub fn query_param(&self, name: &str) -> Option<String> {
-        form_urlencoded::parse(self.query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
-    }
-}
 
 /// After the body limit is passed, up to this many more bytes are read and discarded so the
 /// client can finish sending and read the 413 (closing on unread data makes TCP reset the
@@ -106,26 +88,9 @@ pub async fn handle(node: &Node, req: Request<Incoming>, peer_cert: Option<&crat
     dispatch(node, &call).await
 }
 
-/// Which part of the node answers a path, as CCF picks its front end: `/app/…`, `/gov/…` and
-/// `/node/…` go to their own with the rest of the path; any other path goes to the app whole
-/// (`/foo` is the app's `/foo`, as is `/app/foo`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Actor {
-    App,
-    Gov,
-    Node,
-}
-
-pub fn actor_of(path: &str) -> (Actor, &str) {
-    let Some(slash) = path.strip_prefix('/').and_then(|rest| rest.find('/')).map(|i| i + 1) else {
-        return (Actor::App, path);
-    };
-    match &path[1..slash] {
-        "app" => (Actor::App, &path[slash..]),
-        "gov" => (Actor::Gov, &path[slash..]),
-        "node" => (Actor::Node, &path[slash..]),
-        _ => (Actor::App, path),
-    }
+/// [`dispatch`] as the forwarding handler takes it.
+pub fn dispatch_boxed<'a>(node: &'a Node, call: &'a Call<'a>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send + 'a>> {
+    Box::pin(dispatch(node, call))
 }
 
 /// Answers a request, whether a client sent it to this node or a backup forwarded it.
@@ -221,31 +186,6 @@ async fn app_actor(node: &Node, call: &Call<'_>, path: &str) -> Reply {
         }
     }
     refuse_method(call, allowed)
-}
-
-/// The answer to a method a path does not have, as CCF gives it: `OPTIONS` is a 204 and any
-/// other method a 405, both with `Allow: OPTIONS, <the path's methods>`; a path with no
-/// methods at all is a 404.
-pub fn refuse_method(call: &Call<'_>, allowed: impl IntoIterator<Item = String>) -> Reply {
-    const ORDER: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
-    let mut allowed: Vec<String> = allowed.into_iter().collect();
-    if allowed.is_empty() {
-        return reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("Unknown path: {}", call.path));
-    }
-    allowed.sort_by_key(|m| ORDER.iter().position(|o| o == m).unwrap_or(ORDER.len()));
-    allowed.dedup();
-    allowed.retain(|m| m != "OPTIONS");
-    allowed.insert(0, "OPTIONS".to_owned());
-    let allow = allowed.join(", ");
-    let mut r = if call.method == Method::OPTIONS {
-        reply::empty(StatusCode::NO_CONTENT)
-    } else {
-        reply::error(StatusCode::METHOD_NOT_ALLOWED, "UnsupportedHttpVerb", format!("Allowed methods for '{}' are: {allow}.", call.path))
-    };
-    if let Ok(v) = hyper::header::HeaderValue::from_str(&allow) {
-        r.headers_mut().insert(hyper::header::ALLOW, v);
-    }
-    r
 }
 
 /// The refusal, if the request's `Accept` header does not admit the JSON a built-in endpoint

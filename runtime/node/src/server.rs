@@ -214,14 +214,14 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl std::f
             };
             let peer_cert: Option<Arc<crate::auth::PeerCert>> =
                 tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| Arc::new(crate::auth::PeerCert::new(c.to_vec())));
-            let session = Arc::new(crate::forward::Session::default());
+            let session = Arc::new(crate::call::Session::default());
             let service = service_fn(move |req| {
                 let (node, peer_cert, session) = (node.clone(), peer_cert.clone(), session.clone());
                 async move {
                     if over_soft {
                         return Ok::<_, Infallible>(too_many_sessions());
                     }
-                    let (started, actor) = (std::time::Instant::now(), crate::routes::actor_of(req.uri().path()).0);
+                    let (started, actor) = (std::time::Instant::now(), crate::call::actor_of(req.uri().path()).0);
                     let reply = crate::routes::handle(&node, req, peer_cert.as_deref(), &session).await;
                     node.metrics.answered(actor, reply.status(), started.elapsed());
                     Ok(reply)

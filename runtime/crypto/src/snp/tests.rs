@@ -25,7 +25,7 @@ fn a_report_signed_through_a_trusted_chain_verifies_and_reads_as_ccf_reads_it() 
     verify(&higher, c.pem.as_bytes(), Some("c809000000000104"), &roots(&c, Product::Milan)).expect("the reported TCB, endorsed");
     // AMD's own roots are pinned, and a test root is not one of them.
     let err = verify(&r, c.pem.as_bytes(), None, &amd_roots()).expect_err("not AMD's");
-    assert!(err.contains("was not the expected one for v3 25 1"), "{err}");
+    assert!(err.0.contains("was not the expected one for v3 25 1"), "{err}");
 }
 
 #[test]
@@ -91,7 +91,7 @@ fn every_refusal_is_named_as_ccf_names_it() {
     ];
     for (why, r, pem, roots, endorsed) in cases {
         let err = verify(&r, pem.as_bytes(), endorsed, &roots).expect_err(why);
-        assert!(err.contains(why), "expected {why:?}, got {err:?}");
+        assert!(err.0.contains(why), "expected {why:?}, got {err:?}");
     }
 }
 
@@ -109,5 +109,5 @@ fn turin_reads_its_own_tcb_layout_with_the_fmc_field() {
     low[0x188] = 0x1A;
     sign(&mut low, &c.vcek);
     let err = verify(&low, c.pem.as_bytes(), None, &roots(&c, Product::Turin)).expect_err("fmc below");
-    assert!(err.contains("\"fmc\":0"), "{err}");
+    assert!(err.0.contains("\"fmc\":0"), "{err}");
 }

@@ -550,7 +550,7 @@ fn verify_snp(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsVa
         }
     }
     let q = snp::verify(&evidence, &endorsements, endorsed_tcb.as_deref(), &roots)
-        .map_err(|e| -> JsError { JsNativeError::range().with_message(e).into() })?;
+        .map_err(|e| -> JsError { JsNativeError::range().with_message(e.to_string()).into() })?;
     use base64::Engine;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let bits =

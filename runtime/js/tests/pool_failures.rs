@@ -3,7 +3,6 @@
 //! children running the worker binary; never another process).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use consort_js::{Bundle, JsPool, JsRequest, KvAccess, PoolError, RuntimeOptions, ScriptError, WorkerCommand};
 use consort_kv::Store;
@@ -39,15 +38,6 @@ fn our_workers() -> Vec<u32> {
         .collect()
 }
 
-/// Waits until `done` holds (the deadline only bounds a hang).
-async fn until(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 async fn call(pool: &JsPool, store: &Store, b: &Arc<Bundle>, name: &str) -> Result<Result<Vec<u8>, ScriptError>, PoolError> {
     let m = b.route("POST", &format!("/{name}")).expect("route");
     let request = JsRequest { method: "POST".into(), path: format!("/{name}"), ..Default::default() };
@@ -78,7 +68,7 @@ async fn idle_worker_death_and_a_full_queue() {
         let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
         zombie && std::fs::read_dir(format!("/proc/{pid}/task")).map_or(true, |tasks| tasks.count() <= 1)
     };
-    until("the killed worker to die", dead).await;
+    consort_tests::eventually("the killed worker to die", async || dead()).await;
     assert_eq!(call(&pool, &store, &b, "ok").await.expect("queued").expect("served by a new worker"), b"ok");
     let m = pool.metrics();
     assert_eq!((m.workers_started, m.worker_crashes), (2, 0), "{m:?}");
@@ -90,12 +80,12 @@ async fn idle_worker_death_and_a_full_queue() {
         let (pool, store, b) = (pool.clone(), store.clone(), b.clone());
         tokio::spawn(async move { call(&pool, &store, &b, "endless").await })
     };
-    until("the endless request to be admitted", || pool.metrics().admitted == 1).await;
+    consort_tests::eventually("the endless request to be admitted", async || pool.metrics().admitted == 1).await;
     let waiting = {
         let (pool, store, b) = (pool.clone(), store.clone(), b.clone());
         tokio::spawn(async move { call(&pool, &store, &b, "ok").await })
     };
-    until("the second request to be admitted", || pool.metrics().admitted == 2).await;
+    consort_tests::eventually("the second request to be admitted", async || pool.metrics().admitted == 2).await;
     assert!(matches!(call(&pool, &store, &b, "ok").await, Err(PoolError::Busy(1))));
     assert!(matches!(busy.await.expect("join"), Ok(Err(ScriptError::Limit(..)))));
     assert_eq!(waiting.await.expect("join").expect("queued").expect("ran"), b"ok");

@@ -146,3 +146,91 @@ fn the_check_finds_a_forbidden_library_through_another_crate() {
     assert!(path.contains(&"consort-consensus".to_owned()), "through consensus: {path:?}");
     assert_eq!(g.path_to(&id("consort-kv"), "tokio"), None);
 }
+
+/// The node crate's module order from ARCHITECTURE.md ("Module order in `runtime/node`"), top first.
+fn node_module_order(architecture: &str) -> Vec<String> {
+    let section = architecture.split("### Module order in `runtime/node`").nth(1).expect("ARCHITECTURE.md has the node's module order");
+    let names_only = |l: &str| !l.is_empty() && l.split_whitespace().all(|w| w.len() > 2 && w.starts_with('`') && w.ends_with('`'));
+    let line = section.lines().find(|l| names_only(l)).expect("the order: a line of `module` names only");
+    line.split_whitespace().map(|m| m.trim_matches('`').to_owned()).collect()
+}
+
+/// The crate modules a source file names (`crate::x`, `crate::{x, y::z}`), comments left out.
+fn modules_used(source: &str) -> BTreeSet<String> {
+    let code: String = source.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+    let ident = |s: &str| s.trim_start().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>();
+    let mut used = BTreeSet::new();
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let group = &group[..group.find('}').unwrap_or(group.len())];
+            used.extend(group.split(',').map(ident).filter(|m| !m.is_empty()));
+        } else {
+            used.insert(ident(rest));
+        }
+    }
+    used
+}
+
+/// Each broken rule: a module missing from the order, an order entry with no file, or a module
+/// that uses one at or above its own place.
+fn order_violations(order: &[String], files: &BTreeMap<String, String>) -> Vec<String> {
+    let place = |m: &str| order.iter().position(|o| o == m);
+    let mut broken = Vec::new();
+    for (module, source) in files {
+        let Some(own) = place(module) else {
+            broken.push(format!("{module}.rs is not in the module order"));
+            continue;
+        };
+        for used in modules_used(source) {
+            match place(&used) {
+                Some(p) if p > own => {}
+                Some(_) => broken.push(format!("{module} uses {used}, which the order puts above it")),
+                None if files.contains_key(&used) => {} // reported as missing from the order above
+                None => {}                              // an item of the crate root (a re-export or `VERSION`)
+            }
+        }
+    }
+    broken.extend(order.iter().filter(|m| !files.contains_key(*m)).map(|m| format!("the order names {m}, which has no file")));
+    broken
+}
+
+#[test]
+fn the_node_crates_modules_use_only_those_below_them() {
+    let order = node_module_order(&std::fs::read_to_string(repo_root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md"));
+    let dir = repo_root().join("runtime/node/src");
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).expect("runtime/node/src") {
+        let path = entry.expect("an entry").path();
+        let name = path.file_stem().and_then(|s| s.to_str()).expect("a file name").to_owned();
+        assert!(path.extension().is_some_and(|e| e == "rs"), "{} is not a Rust file: the check reads flat modules only", path.display());
+        if name != "lib" && name != "main" {
+            files.insert(name, std::fs::read_to_string(&path).expect("a source file"));
+        }
+    }
+    let broken = order_violations(&order, &files);
+    assert!(broken.is_empty(), "the node crate's module order (ARCHITECTURE.md) is broken:\n{}", broken.join("\n"));
+}
+
+/// The order check finds a use that runs upwards, a grouped one included, and ignores comments.
+#[test]
+fn the_order_check_finds_a_use_that_runs_upwards() {
+    let order: Vec<String> = ["routes", "app", "context"].map(str::to_owned).to_vec();
+    let file = |s: &str| s.to_owned();
+    let fine = BTreeMap::from([
+        ("routes".to_owned(), file("use crate::app;\nuse crate::{context::Node};")),
+        ("app".to_owned(), file("/// see [`crate::routes`]\nfn f(n: &crate::context::Node) {}")),
+        ("context".to_owned(), file("pub struct Node; fn v() -> &str { crate::VERSION }")),
+    ]);
+    assert_eq!(order_violations(&order, &fine), Vec::<String>::new());
+    let mut upwards = fine.clone();
+    upwards.insert("context".to_owned(), file("use crate::{reply, app::call};"));
+    upwards.insert("reply".to_owned(), file(""));
+    assert_eq!(
+        order_violations(&order, &upwards),
+        vec!["context uses app, which the order puts above it".to_owned(), "reply.rs is not in the module order".to_owned()]
+    );
+    let mut missing = fine;
+    missing.remove("app");
+    assert_eq!(order_violations(&order, &missing), vec!["the order names app, which has no file".to_owned()]);
+}

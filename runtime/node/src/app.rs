@@ -10,9 +10,8 @@ use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
 use crate::call::Call;
-use crate::node::Node;
+use crate::context::Node;
 use crate::reply::{self, Reply};
-use consort_kv::names::{ENDPOINTS, MODULES};
 
 /// Runs the app endpoint `m` (routed on `state`, in `app`) for `call`.
 pub async fn call(node: &Node, call: &Call<'_>, state: &State, app: &Arc<Bundle>, m: EndpointMatch<'_>) -> Reply {
@@ -211,23 +210,4 @@ fn build(r: consort_js::JsResponse) -> Reply {
         }
     }
     out
-}
-
-/// Reads the deployed app back from the store, as the constitution's `set_js_app` writes it
-/// (endpoints keyed `"<METHOD> <path>"`, modules under `/<name>`); `None` if no app is deployed.
-pub fn read_app(state: &State) -> Result<Option<Bundle>, String> {
-    let mut bundle = Bundle::default();
-    for (key, value) in state.iter(ENDPOINTS) {
-        let key = String::from_utf8_lossy(key);
-        let (method, path) = key.split_once(' ').ok_or_else(|| format!("bad endpoint key {key:?}"))?;
-        let mut def: consort_js::EndpointDef = serde_json::from_slice(value).map_err(|e| format!("endpoint {key}: {e}"))?;
-        def.js_module = def.js_module.trim_start_matches('/').to_owned();
-        bundle.metadata.endpoints.entry(path.to_owned()).or_default().insert(method.to_ascii_lowercase(), def);
-    }
-    for (key, value) in state.iter(MODULES) {
-        let name = String::from_utf8_lossy(key);
-        let source = String::from_utf8(value.to_vec()).map_err(|_| format!("module {name}: not UTF-8 text"))?;
-        bundle.modules.insert(name.trim_start_matches('/').to_owned(), source);
-    }
-    Ok((!bundle.metadata.endpoints.is_empty()).then_some(bundle))
 }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::call::{Call, Origin};
-use crate::node::Node;
+use crate::context::Node;
 use crate::reply::{self, Reply};
 use consort_kv::names::NODES_INFO;
 

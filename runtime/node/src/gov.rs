@@ -15,7 +15,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::call::Call;
-use crate::node::Node;
+use crate::context::Node;
 use crate::reply::{self, Reply};
 
 /// The one method each `/gov` path answers (`None`: no such path).

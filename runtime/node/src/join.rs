@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 
 use crate::call::Call;
 use crate::config::{JoinConfig, NodeConfig};
+use crate::context::Node;
 use crate::identity::{JoinGrant, NodeIdentity};
-use crate::node::Node;
 use crate::reply::{self, Reply};
 use consort_kv::names::{NODES_ENDORSED_CERTIFICATES, NODES_INFO, SERVICE_INFO};
 

@@ -8,6 +8,7 @@ mod auth;
 mod bundle_dir;
 mod call;
 pub mod config;
+mod context;
 mod forward;
 mod genesis;
 mod gov;
@@ -16,14 +17,19 @@ mod identity;
 mod join;
 mod metrics;
 mod node;
+mod node_api;
 mod recovery;
+mod recovery_state;
 mod reply;
 mod routes;
 mod server;
+mod standin;
+mod tls;
 
 pub use bundle_dir::{load_app, AppError};
 pub use config::{ConfigError, NodeConfig};
-pub use node::{Node, ServeError, StartError};
+pub use context::Node;
+pub use node::{ServeError, StartError};
 
 /// Version reported by `/node/version` and `consort --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

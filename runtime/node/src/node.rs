@@ -1,22 +1,21 @@
 //! A running node: identity, consensus, the JS pool, and the deployed app.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use consort_consensus::{Consensus, ConsensusConfig};
-use consort_js::{Bundle, JsPool, RuntimeOptions, WorkerCommand};
-use consort_kv::{State, SINGLETON_KEY};
+use consort_js::{HistoricalState, JsPool, WorkerCommand};
+use consort_kv::names::SERVICE_INFO;
+use consort_kv::SINGLETON_KEY;
 use tokio::net::TcpListener;
 
-use crate::app::read_app;
 use crate::config::{Command, NodeConfig};
+use crate::context::{Node, Parts};
 use crate::genesis::write_genesis;
 use crate::historical::{Handle as HistoricalHandle, Historical};
 use crate::identity::NodeIdentity;
-use crate::recovery::Recovery;
-use consort_js::HistoricalState;
-use consort_kv::names::{ENDPOINTS, JS_RUNTIME_OPTIONS, MODULES, SERVICE_INFO};
+use crate::recovery_state::Recovery;
 
 /// How long a stopping node waits for the requests in flight to be answered.
 const STOP_ANSWER_WAIT: Duration = Duration::from_secs(5);
@@ -67,30 +66,6 @@ impl consort_js::JsHost for ConsensusHost {
     fn snp_extra_roots(&self) -> Vec<(String, String)> {
         self.3.clone()
     }
-}
-
-/// The app as last read, keyed by the versions of the endpoints and modules tables.
-type CachedApp = ((u64, u64), Option<Arc<Bundle>>);
-
-pub struct Node {
-    pub(crate) config: NodeConfig,
-    pub(crate) identity: NodeIdentity,
-    pub(crate) consensus: Arc<Consensus>,
-    pub(crate) pool: JsPool,
-    pub(crate) historical: Arc<Historical>,
-    /// The previous service's files, on a node started with `recover`.
-    pub(crate) recovery: Recovery,
-    /// The TLS certificate this node presents (governance may re-issue it).
-    pub(crate) served_cert: Arc<crate::server::ServedCert>,
-    /// What `/node/metrics` reports.
-    pub(crate) metrics: crate::metrics::Metrics,
-    app: RwLock<Option<CachedApp>>,
-    /// The JS limits as last read, keyed by the version of their table.
-    js_options: RwLock<(u64, Arc<RuntimeOptions>)>,
-    /// Whether the service is Open, keyed by the version of the service table.
-    open: RwLock<(u64, bool)>,
-    listener: std::sync::Mutex<Option<TcpListener>>,
-    pub(crate) local_addr: SocketAddr,
 }
 
 /// Why a node could not start.
@@ -255,23 +230,10 @@ impl Node {
             crate::config::Isolation::Process => JsPool::new(WorkerCommand { program, args }, workers, config.js.queue_depth, host),
             crate::config::Isolation::Threads => JsPool::threads(workers, config.js.queue_depth, host),
         };
-        let served_cert = Arc::new(crate::server::ServedCert::new(&identity)?);
+        let served_cert = Arc::new(crate::tls::ServedCert::new(&identity)?);
         let metrics = crate::metrics::Metrics::new().map_err(|e| format!("metrics: {e}"))?;
-        let node = Arc::new(Node {
-            recovery,
-            served_cert,
-            metrics,
-            config,
-            identity,
-            consensus,
-            pool,
-            historical,
-            app: RwLock::new(None),
-            js_options: RwLock::new((u64::MAX, Arc::default())),
-            open: RwLock::new((u64::MAX, false)),
-            listener: std::sync::Mutex::new(Some(listener)),
-            local_addr,
-        });
+        let parts = Parts { config, identity, consensus, pool, historical, recovery, served_cert, metrics, listener, local_addr };
+        let node = Arc::new(Node::new(parts));
         node.consensus.set_forward_handler(crate::forward::handler(Arc::downgrade(&node), crate::routes::dispatch_boxed));
         tokio::spawn(crate::join::reconcile(Arc::downgrade(&node)));
         tokio::spawn(follow_endorsed_certificate(Arc::downgrade(&node)));
@@ -281,89 +243,15 @@ impl Node {
         Ok(node)
     }
 
-    pub fn rpc_address(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    pub fn service_cert_pem(&self) -> &str {
-        &self.identity.service_cert_pem
-    }
-
-    pub fn node_id(&self) -> &str {
-        &self.identity.node_id
-    }
-
     /// Serves clients until `shutdown` resolves, then stops consensus cleanly.
     pub async fn serve(self: &Arc<Self>, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
-        let listener = self.listener.lock().unwrap_or_else(|p| p.into_inner()).take().ok_or(ServeError::AlreadyServing)?;
+        let listener = self.take_listener().ok_or(ServeError::AlreadyServing)?;
         let drain = crate::server::serve(self.clone(), listener, shutdown).await.map_err(ServeError::Tls)?;
         self.consensus.shutdown().await;
         // Requests waiting on consensus now have their answer (a write it held is of unknown
         // outcome): they reach their clients before the process ends.
         drain.finish(STOP_ANSWER_WAIT).await;
         Ok(())
-    }
-
-    /// The deployed app, re-read from the store only when its tables changed.
-    pub(crate) fn app(&self) -> Result<Option<Arc<Bundle>>, String> {
-        self.app_at(&self.consensus.store().snapshot())
-    }
-
-    /// The deployed app as of `state`.
-    pub(crate) fn app_at(&self, state: &State) -> Result<Option<Arc<Bundle>>, String> {
-        let versions = (state.map_version(ENDPOINTS), state.map_version(MODULES));
-        if let Some((v, app)) = self.app.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            if *v == versions {
-                return Ok(app.clone());
-            }
-        }
-        let app = read_app(state)?.map(Arc::new);
-        *self.app.write().unwrap_or_else(|p| p.into_inner()) = Some((versions, app.clone()));
-        Ok(app)
-    }
-
-    /// Whether the service is `Open` as of `state` (app endpoints answer 503 until it is),
-    /// re-read only when the service table changed.
-    pub(crate) fn is_open_at(&self, state: &State) -> bool {
-        let version = state.map_version(SERVICE_INFO);
-        let cached = *self.open.read().unwrap_or_else(|p| p.into_inner());
-        if cached.0 == version {
-            return cached.1;
-        }
-        let open = state
-            .get(SERVICE_INFO, &SINGLETON_KEY)
-            .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
-            .is_some_and(|info| info["status"] == "Open");
-        *self.open.write().unwrap_or_else(|p| p.into_inner()) = (version, open);
-        open
-    }
-
-    /// The service's JS limits, re-read only when their table changed. A missing or invalid
-    /// value falls back to the defaults (and says so in the log).
-    pub(crate) fn js_options(&self) -> Arc<RuntimeOptions> {
-        self.js_options_at(&self.consensus.store().snapshot())
-    }
-
-    /// The JS limits as of `state`.
-    pub(crate) fn js_options_at(&self, state: &State) -> Arc<RuntimeOptions> {
-        let version = state.map_version(JS_RUNTIME_OPTIONS);
-        {
-            let cached = self.js_options.read().unwrap_or_else(|p| p.into_inner());
-            if cached.0 == version {
-                return cached.1.clone();
-            }
-        }
-        let options = match state.get(JS_RUNTIME_OPTIONS, &SINGLETON_KEY).map(|v| serde_json::from_slice::<RuntimeOptions>(v)) {
-            Some(Ok(o)) => o,
-            Some(_) => {
-                tracing::warn!("{JS_RUNTIME_OPTIONS} holds an invalid value; using the defaults");
-                RuntimeOptions::default()
-            }
-            None => RuntimeOptions::default(),
-        };
-        let options = Arc::new(options);
-        *self.js_options.write().unwrap_or_else(|p| p.into_inner()) = (version, options.clone());
-        options
     }
 }
 

@@ -15,11 +15,9 @@
 //! Between 1 and 3 only the recovery node can read the previous files; if it is lost before the
 //! service opens, the recovery starts again from the previous files (never modified).
 
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use consort_consensus::recovery::PreviousFiles;
 use consort_consensus::CommitError;
 use consort_crypto::LedgerSecret;
 use consort_gov::recovery::{self as shares, RecoverySecret};
@@ -28,56 +26,15 @@ use consort_kv::{Tx, SINGLETON_KEY};
 use serde_json::{json, Value};
 
 use crate::config::{NodeConfig, RecoverConfig};
+use crate::context::Node;
 use crate::identity::NodeIdentity;
-use crate::node::Node;
+use crate::recovery_state::PREVIOUS_FILES;
 use crate::reply;
 use consort_kv::names::{NODES_INFO, SERVICE_INFO};
 
-/// The recovery node's record of the previous files (in its directory), so that it can finish
-/// the recovery after a restart.
-const PREVIOUS_FILES: &str = "recovery_previous.json";
 /// Private keys and values written back per transaction of the new service (bounded so that a
 /// transaction, a Raft entry and a ledger record stay small).
 const RESTORE_BATCH_BYTES: usize = 1024 * 1024;
-
-/// What the recovery node knows of its recovery.
-#[derive(Default)]
-pub struct Recovery {
-    /// The previous service's files, on the node that was started with `recover`.
-    pub files: Option<PreviousFiles>,
-    /// Set while the private maps are being restored.
-    running: AtomicBool,
-    /// Why the last attempt to finish failed, if it did.
-    failure: Mutex<Option<String>>,
-    /// Wakes the finisher when a share submission reached the threshold.
-    wake: tokio::sync::Notify,
-}
-
-impl Recovery {
-    /// The recovery node's record in `dir`, if it is one.
-    pub fn load(dir: &Path) -> Result<Recovery, String> {
-        let path = dir.join(PREVIOUS_FILES);
-        let files = match std::fs::read(&path) {
-            Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?),
-            Err(_) => None,
-        };
-        Ok(Recovery { files, ..Recovery::default() })
-    }
-
-    /// `ReadingPrivateLedger` while the private maps are restored (CCF's node state).
-    pub fn reading_private_ledger(&self) -> bool {
-        self.running.load(Ordering::Relaxed)
-    }
-
-    pub fn failure(&self) -> Option<String> {
-        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Asks the finisher to look at the submitted shares now.
-    pub fn kick(&self) {
-        self.wake.notify_one();
-    }
-}
 
 /// Step 1: reads and checks the previous ledger, makes the new identity, and leaves the
 /// previous public state as the snapshot the new ledger starts after. Nothing is written
@@ -111,7 +68,7 @@ pub async fn prepare(config: &NodeConfig, r: &RecoverConfig, listener: &tokio::n
         })
     };
     let reply = reading_reply(identity.node_id.clone(), progress);
-    let previous = crate::server::answer_while(listener, &identity, &config.limits, reply, reading)
+    let previous = crate::standin::answer_while(listener, &identity, &config.limits, reply, reading)
         .await?
         .map_err(|e| format!("reading the previous ledger: {e}"))?
         .map_err(|e| e.to_string())?;
@@ -134,7 +91,7 @@ pub async fn prepare(config: &NodeConfig, r: &RecoverConfig, listener: &tokio::n
 }
 
 /// What the node answers while it reads the previous ledger (CCF's `ReadingPublicLedger`).
-fn reading_reply(node_id: String, progress: Arc<AtomicU64>) -> crate::server::StandInReply {
+fn reading_reply(node_id: String, progress: Arc<AtomicU64>) -> crate::standin::StandInReply {
     Arc::new(move |method, path| {
         let seqno = progress.load(Ordering::Relaxed);
         if method == hyper::Method::GET && path == "/node/state" {

@@ -1,0 +1,177 @@
+//! The context every handler works in: [`Node`], what a running node holds, and the views of
+//! the store it caches (the deployed app, the JS limits, whether the service is open). Starting
+//! and serving a node are in `node.rs`, above everything; this module is below every handler.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use consort_consensus::Consensus;
+use consort_js::{Bundle, JsPool, RuntimeOptions};
+use consort_kv::names::{ENDPOINTS, JS_RUNTIME_OPTIONS, MODULES, SERVICE_INFO};
+use consort_kv::{State, SINGLETON_KEY};
+use tokio::net::TcpListener;
+
+use crate::config::NodeConfig;
+use crate::historical::Historical;
+use crate::identity::NodeIdentity;
+use crate::metrics::Metrics;
+use crate::recovery_state::Recovery;
+use crate::tls::ServedCert;
+
+/// The app as last read, keyed by the versions of the endpoints and modules tables.
+type CachedApp = ((u64, u64), Option<Arc<Bundle>>);
+
+/// The node as the handlers see it: its configuration and identity, consensus (and through it
+/// the store and the ledger), the JS pool, historical state, and what it caches of the store.
+pub struct Node {
+    pub(crate) config: NodeConfig,
+    pub(crate) identity: NodeIdentity,
+    pub(crate) consensus: Arc<Consensus>,
+    pub(crate) pool: JsPool,
+    pub(crate) historical: Arc<Historical>,
+    /// The previous service's files, on a node started with `recover`.
+    pub(crate) recovery: Recovery,
+    /// The TLS certificate this node presents (governance may re-issue it).
+    pub(crate) served_cert: Arc<ServedCert>,
+    /// What `/node/metrics` reports.
+    pub(crate) metrics: Metrics,
+    app: RwLock<Option<CachedApp>>,
+    /// The JS limits as last read, keyed by the version of their table.
+    js_options: RwLock<(u64, Arc<RuntimeOptions>)>,
+    /// Whether the service is Open, keyed by the version of the service table.
+    open: RwLock<(u64, bool)>,
+    listener: std::sync::Mutex<Option<TcpListener>>,
+    pub(crate) local_addr: SocketAddr,
+}
+
+/// What a node is made of once consensus runs ([`Node::new`] adds the caches).
+pub(crate) struct Parts {
+    pub config: NodeConfig,
+    pub identity: NodeIdentity,
+    pub consensus: Arc<Consensus>,
+    pub pool: JsPool,
+    pub historical: Arc<Historical>,
+    pub recovery: Recovery,
+    pub served_cert: Arc<ServedCert>,
+    pub metrics: Metrics,
+    pub listener: TcpListener,
+    pub local_addr: SocketAddr,
+}
+
+impl Node {
+    pub(crate) fn new(p: Parts) -> Node {
+        Node {
+            config: p.config,
+            identity: p.identity,
+            consensus: p.consensus,
+            pool: p.pool,
+            historical: p.historical,
+            recovery: p.recovery,
+            served_cert: p.served_cert,
+            metrics: p.metrics,
+            app: RwLock::new(None),
+            js_options: RwLock::new((u64::MAX, Arc::default())),
+            open: RwLock::new((u64::MAX, false)),
+            listener: std::sync::Mutex::new(Some(p.listener)),
+            local_addr: p.local_addr,
+        }
+    }
+
+    /// The listener [`Node::serve`](crate::Node::serve) takes, once.
+    pub(crate) fn take_listener(&self) -> Option<TcpListener> {
+        self.listener.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    pub fn rpc_address(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn service_cert_pem(&self) -> &str {
+        &self.identity.service_cert_pem
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.identity.node_id
+    }
+
+    /// The deployed app, re-read from the store only when its tables changed.
+    pub(crate) fn app(&self) -> Result<Option<Arc<Bundle>>, String> {
+        self.app_at(&self.consensus.store().snapshot())
+    }
+
+    /// The deployed app as of `state`.
+    pub(crate) fn app_at(&self, state: &State) -> Result<Option<Arc<Bundle>>, String> {
+        let versions = (state.map_version(ENDPOINTS), state.map_version(MODULES));
+        if let Some((v, app)) = self.app.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if *v == versions {
+                return Ok(app.clone());
+            }
+        }
+        let app = read_app(state)?.map(Arc::new);
+        *self.app.write().unwrap_or_else(|p| p.into_inner()) = Some((versions, app.clone()));
+        Ok(app)
+    }
+
+    /// Whether the service is `Open` as of `state` (app endpoints answer 503 until it is),
+    /// re-read only when the service table changed.
+    pub(crate) fn is_open_at(&self, state: &State) -> bool {
+        let version = state.map_version(SERVICE_INFO);
+        let cached = *self.open.read().unwrap_or_else(|p| p.into_inner());
+        if cached.0 == version {
+            return cached.1;
+        }
+        let open = state
+            .get(SERVICE_INFO, &SINGLETON_KEY)
+            .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
+            .is_some_and(|info| info["status"] == "Open");
+        *self.open.write().unwrap_or_else(|p| p.into_inner()) = (version, open);
+        open
+    }
+
+    /// The service's JS limits, re-read only when their table changed. A missing or invalid
+    /// value falls back to the defaults (and says so in the log).
+    pub(crate) fn js_options(&self) -> Arc<RuntimeOptions> {
+        self.js_options_at(&self.consensus.store().snapshot())
+    }
+
+    /// The JS limits as of `state`.
+    pub(crate) fn js_options_at(&self, state: &State) -> Arc<RuntimeOptions> {
+        let version = state.map_version(JS_RUNTIME_OPTIONS);
+        {
+            let cached = self.js_options.read().unwrap_or_else(|p| p.into_inner());
+            if cached.0 == version {
+                return cached.1.clone();
+            }
+        }
+        let options = match state.get(JS_RUNTIME_OPTIONS, &SINGLETON_KEY).map(|v| serde_json::from_slice::<RuntimeOptions>(v)) {
+            Some(Ok(o)) => o,
+            Some(_) => {
+                tracing::warn!("{JS_RUNTIME_OPTIONS} holds an invalid value; using the defaults");
+                RuntimeOptions::default()
+            }
+            None => RuntimeOptions::default(),
+        };
+        let options = Arc::new(options);
+        *self.js_options.write().unwrap_or_else(|p| p.into_inner()) = (version, options.clone());
+        options
+    }
+}
+
+/// Reads the deployed app back from the store, as the constitution's `set_js_app` writes it
+/// (endpoints keyed `"<METHOD> <path>"`, modules under `/<name>`); `None` if no app is deployed.
+pub fn read_app(state: &State) -> Result<Option<Bundle>, String> {
+    let mut bundle = Bundle::default();
+    for (key, value) in state.iter(ENDPOINTS) {
+        let key = String::from_utf8_lossy(key);
+        let (method, path) = key.split_once(' ').ok_or_else(|| format!("bad endpoint key {key:?}"))?;
+        let mut def: consort_js::EndpointDef = serde_json::from_slice(value).map_err(|e| format!("endpoint {key}: {e}"))?;
+        def.js_module = def.js_module.trim_start_matches('/').to_owned();
+        bundle.metadata.endpoints.entry(path.to_owned()).or_default().insert(method.to_ascii_lowercase(), def);
+    }
+    for (key, value) in state.iter(MODULES) {
+        let name = String::from_utf8_lossy(key);
+        let source = String::from_utf8(value.to_vec()).map_err(|_| format!("module {name}: not UTF-8 text"))?;
+        bundle.modules.insert(name.trim_start_matches('/').to_owned(), source);
+    }
+    Ok((!bundle.metadata.endpoints.is_empty()).then_some(bundle))
+}

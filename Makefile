@@ -22,10 +22,12 @@ run: build
 # Unit, property, integration and end-to-end tests (the end-to-end tests start real
 # `consort` processes on loopback ports, so the binary is built first).
 # The TypeScript sample: @microsoft/ccf-app 6.0.1, type-checked and bundled with esbuild; and
-# the test app that bundles jsrsasign from npm next to it, as CCF's tests/npm-app does.
+# the test app that bundles jsrsasign from npm next to it, as CCF's tests/npm-app does; and the
+# one that bundles nanoid, uuid and @noble/hashes, which need the Web APIs.
 ts-sample:
 	cd samples/ts-app && npm ci --no-audit --no-fund && npm run build
 	cd tests/apps/npm-crypto && npm ci --no-audit --no-fund && npm run build
+	cd tests/apps/web-apis && npm ci --no-audit --no-fund && npm run build
 
 # CCF's own member tooling (`ccf_cose_sign1` from the `ccf` Python package), which an
 # end-to-end test uses to govern a Consort service with no Consort tool in the signing path.

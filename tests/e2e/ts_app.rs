@@ -224,3 +224,47 @@ async fn an_npm_app_bundling_jsrsasign_calls_every_ccf_crypto_function() {
     );
     assert!(cross["subject"].as_str().is_some_and(|s| s.contains("CN=")), "{cross}");
 }
+
+/// npm libraries that need the Web APIs (`nanoid` and `uuid` call `crypto.getRandomValues` and
+/// `crypto.randomUUID`, `@noble/hashes` `TextEncoder`), bundled as published, work on a node:
+/// the deterministic answers are those Node.js gives for the same bundle, the random ones are
+/// well formed and differ between calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_libraries_that_need_the_web_apis_work_on_a_node() {
+    let dist = repo_root().join("tests/apps/web-apis/dist");
+    assert!(dist.join("bundle.json").exists(), "build the app first: make ts-sample (make test does)");
+    let ws = temp_workspace("web-apis");
+    let s = Sandbox::start(&ws, Some(&dist));
+    let user = s.client(Some("user0"));
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let r = user.get(s.url("/app/ids?text=h%C3%A9llo+w%C3%B6rld")).send().await.expect("ids");
+        assert_eq!(r.status(), StatusCode::OK);
+        answers.push(r.json::<Value>().await.expect("json"));
+    }
+    let a = &answers[0];
+    // What Node.js 20 answers for the same bundle and text.
+    assert_eq!(a["uuid5"], "4ab80968-3866-5d37-b918-24f91c0e3485", "{a}");
+    assert_eq!(a["sha256"], "a1003f7d04a4115711d0b48a2eaf1359ce565d2d2a6fd65098dfcffadeeef59f", "{a}");
+    assert_eq!(a["blake3"], blake3::hash("héllo wörld".as_bytes()).to_hex().as_str(), "{a}");
+    assert_eq!(a["roundTrip"], "héllo wörld");
+    assert_eq!(a["base64"], "aMOpbGxvIHfDtnJsZA==");
+    assert_eq!(a["cloned"], "1970-01-01T00:00:00.000Z");
+    let shaped = |v: &Value, len: usize, ok: fn(char) -> bool| v.as_str().is_some_and(|s| s.len() == len && s.chars().all(ok));
+    let uuid = |v: &Value, version: char| {
+        let s = v.as_str().unwrap_or_default();
+        let groups: Vec<&str> = s.split('-').collect();
+        groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+            && s.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
+            && groups[2].starts_with(version)
+    };
+    for answer in &answers {
+        assert!(shaped(&answer["nanoid"], 21, |c| c.is_ascii_alphanumeric() || c == '_' || c == '-'), "{answer}");
+        assert!(shaped(&answer["digits"], 12, |c| c.is_ascii_digit()), "{answer}");
+        assert!(shaped(&answer["random"], 32, |c| c.is_ascii_hexdigit()), "{answer}");
+        assert!(uuid(&answer["uuid4"], '4') && uuid(&answer["uuid7"], '7'), "{answer}");
+    }
+    for random in ["nanoid", "uuid4", "random"] {
+        assert_ne!(answers[0][random], answers[1][random], "{random} repeats between calls");
+    }
+}

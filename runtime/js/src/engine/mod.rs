@@ -12,3 +12,4 @@ pub mod limits;
 pub mod nesting;
 pub mod runner;
 pub mod runtime;
+pub mod web;

@@ -720,7 +720,17 @@ fn log(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
     Ok(JsValue::undefined())
 }
 
-type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
+pub(crate) type Native = fn(&JsValue, &[JsValue], &mut Context) -> JsResult<JsValue>;
+
+/// Makes `natives` the methods of a new global object `name` (glue scripts take it and delete it).
+pub(crate) fn register_natives(ctx: &mut Context, name: JsString, natives: &[(&str, Native, usize)]) -> JsResult<()> {
+    let mut init = ObjectInitializer::new(ctx);
+    for &(function, f, len) in natives {
+        init.function(NativeFunction::from_fn_ptr(f), JsString::from(function), len);
+    }
+    let object = init.build();
+    ctx.register_global_property(name, object, Attribute::all())
+}
 
 fn install_globals(ctx: &mut Context) -> JsResult<()> {
     let natives: [(&str, Native, usize); 34] = [
@@ -759,13 +769,9 @@ fn install_globals(ctx: &mut Context) -> JsResult<()> {
         ("checkConstitution", check_constitution, 1),
         ("verifySnp", verify_snp, 3),
     ];
-    let mut init = ObjectInitializer::new(ctx);
-    for (name, f, len) in natives {
-        init.function(NativeFunction::from_fn_ptr(f), JsString::from(name), len);
-    }
-    let natives = init.build();
-    ctx.register_global_property(js_string!("__consort"), natives, Attribute::all())?;
+    register_natives(ctx, js_string!("__consort"), &natives)?;
     crate::engine::json::install(ctx)?;
+    crate::engine::web::install(ctx)?;
     ctx.eval(Source::from_bytes(PRELUDE))?;
     Ok(())
 }

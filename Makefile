@@ -8,7 +8,7 @@ RPC_PORT ?= 8000
 
 CCF_VENV ?= target/ccf-venv
 
-.PHONY: build run test lint fmt clean bench soak ts-sample ccf-tools
+.PHONY: build run test lint fmt clean bench soak sdk template ts-sample ccf-tools
 
 # One debug build (dependencies optimised, see Cargo.toml) serves `make run` and every test.
 build:
@@ -21,10 +21,20 @@ run: build
 
 # Unit, property, integration and end-to-end tests (the end-to-end tests start real
 # `consort` processes on loopback ports, so the binary is built first).
+# The npm SDK (js-sdk/, package consort-sdk): its dependencies, and its own tests (some start
+# real nodes with the binary built here).
+sdk: build
+	@mkdir -p target && rm -f target/npm-test.log
+	cd js-sdk && npm ci --no-audit --no-fund && set -o pipefail && npm test 2>&1 | tee -a ../target/npm-test.log
+
+# The TypeScript template an app starts from: built with the SDK, tested against a real node.
+template: sdk
+	cd samples/ts-template && npm ci --no-audit --no-fund && set -o pipefail && npm test 2>&1 | tee -a ../../target/npm-test.log
+
 # The TypeScript sample: @microsoft/ccf-app 6.0.1, type-checked and bundled with esbuild; and
 # the test app that bundles jsrsasign from npm next to it, as CCF's tests/npm-app does; and the
 # one that bundles nanoid, uuid and @noble/hashes, which need the Web APIs.
-ts-sample:
+ts-sample: sdk
 	cd samples/ts-app && npm ci --no-audit --no-fund && npm run build
 	cd tests/apps/npm-crypto && npm ci --no-audit --no-fund && npm run build
 	cd tests/apps/web-apis && npm ci --no-audit --no-fund && npm run build
@@ -36,11 +46,12 @@ $(CCF_VENV)/bin/ccf_cose_sign1:
 	python3 -m venv $(CCF_VENV)
 	$(CCF_VENV)/bin/pip install --quiet --disable-pip-version-check ccf==6.0.28
 
-# Ends with one totals line ("tests: N passed, N failed") and cargo's exit status.
-test: build ts-sample ccf-tools
+# Ends with one totals line ("tests: N passed, N failed": cargo's tests and the npm packages'
+# node:test tests, which ran first) and cargo's exit status.
+test: build sdk template ts-sample ccf-tools
 	@mkdir -p target; status=0; \
 	set -o pipefail; $(CARGO) test --workspace --lib --bins --tests 2>&1 | tee target/test.log || status=$$?; \
-	awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log; \
+	awk '/^test result:/ {p += $$4; f += $$6} /^# pass / {p += $$3} /^# fail / {f += $$3} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log target/npm-test.log; \
 	exit $$status
 
 # Load and latency of the logging sample on a release build, and the bare-engine baseline.

@@ -208,15 +208,16 @@ fn flip_hex(receipt: &Value, path: &[String], at: usize) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_restarts_and_the_ledger() {
     let ws = temp_workspace("durability");
-    // This network deploys the bundle.json that js-sdk/build_bundle.mjs makes (as ccf-build-bundle).
+    // This network deploys the bundle.json the SDK's consort-build-bundle makes (as ccf-build-bundle).
+    let bundle = ws.join("bundle.json");
     let out = std::process::Command::new("node")
-        .arg(repo_root().join("js-sdk/build_bundle.mjs"))
+        .arg(repo_root().join("js-sdk/bin/consort-build-bundle.js"))
         .arg(logging_app())
+        .arg("--out")
+        .arg(&bundle)
         .output()
         .expect("node is installed");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let bundle = ws.join("bundle.json");
-    std::fs::write(&bundle, &out.stdout).expect("write bundle");
     let mut s = Sandbox::start(&ws, Some(&bundle));
     let user = s.client(Some("user0"));
     let private_text = "the-private-needle-5f1c";

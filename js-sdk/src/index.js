@@ -1,0 +1,2 @@
+// consort-sdk: what Consort adds for app authors next to @microsoft/ccf-app.
+export { verifyReceipt, ReceiptError } from "./receipt.js";

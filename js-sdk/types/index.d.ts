@@ -1,0 +1,1 @@
+export { verifyReceipt, ReceiptError, Receipt, VerifiedTransaction } from "./receipt";

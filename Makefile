@@ -8,7 +8,7 @@ RPC_PORT ?= 8000
 
 CCF_VENV ?= target/ccf-venv
 
-.PHONY: build run test lint fmt clean bench soak sdk template ts-sample ccf-tools
+.PHONY: build run test lint fmt clean bench soak sdk sdk-deps template ts-sample ccf-tools
 
 # One debug build (dependencies optimised, see Cargo.toml) serves `make run` and every test.
 build:
@@ -23,9 +23,12 @@ run: build
 # `consort` processes on loopback ports, so the binary is built first).
 # The npm SDK (js-sdk/, package consort-sdk): its dependencies, and its own tests (some start
 # real nodes with the binary built here).
-sdk: build
+sdk: build sdk-deps
 	@mkdir -p target && rm -f target/npm-test.log
-	cd js-sdk && npm ci --no-audit --no-fund && set -o pipefail && npm test 2>&1 | tee -a ../target/npm-test.log
+	cd js-sdk && set -o pipefail && npm test 2>&1 | tee -a ../target/npm-test.log
+
+sdk-deps:
+	cd js-sdk && npm ci --no-audit --no-fund
 
 # The TypeScript template an app starts from: built with the SDK, tested against a real node.
 template: sdk
@@ -60,7 +63,7 @@ test: build sdk template ts-sample ccf-tools
 # installed, so that no system service is started.
 ETCD_BIN := target/etcd/usr/bin/etcd
 
-bench: $(ETCD_BIN)
+bench: $(ETCD_BIN) sdk-deps
 	$(CARGO) build --release --workspace --bins
 	CONSORT_BIN=$(CURDIR)/target/release/consort ETCD_BIN=$(CURDIR)/$(ETCD_BIN) ./target/release/consort-bench
 

@@ -4,7 +4,7 @@
 //!
 //! Uses the binary named by `CONSORT_BIN` (make bench builds and names the release one).
 //! `BENCH_SECONDS` sets the length of each measurement (default 5), `BENCH_ONLY` picks rows
-//! (`POST64`, `GET1`, …, `SYNC`, `THREADS`, `ETCD`, `ATTACK`, `FAILOVER`, `RECOVERY`), and
+//! (`POST64`, `GET1`, …, `SYNC`, `THREADS`, `ETCD`, `ATTACK`, `FAILOVER`, `RECOVERY`, `SDK`), and
 //! `BENCH_NODE_ARGS` adds `consort sandbox` arguments to the first table's node (to profile one
 //! row: `BENCH_ONLY=POST64 BENCH_NODE_ARGS="--js-isolation threads"`).
 
@@ -423,6 +423,10 @@ async fn main() {
         println!("{}", recovery().await);
         return;
     }
+    if std::env::var("BENCH_ONLY").is_ok_and(|o| o == "SDK") {
+        println!("{}", sdk_startup());
+        return;
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let ws = temp_workspace("bench");
     let node_args = std::env::var("BENCH_NODE_ARGS").unwrap_or_default();
@@ -512,5 +516,32 @@ async fn main() {
     if only.is_empty() {
         println!();
         println!("{}", recovery().await);
+        println!();
+        println!("{}", sdk_startup());
     }
+}
+
+/// How long the npm SDK's `startNetwork` takes to give an app's tests a one-node network with
+/// the app deployed and the service open (issue 22's target: under 2 s), over ten runs of
+/// `js-sdk/bench/startup.js` on this build's binary.
+fn sdk_startup() -> String {
+    const RUNS: usize = 10;
+    let out = std::process::Command::new("node")
+        .arg(repo_root().join("js-sdk/bench/startup.js"))
+        .arg(RUNS.to_string())
+        .env("CONSORT_BIN", consort_tests::consort_bin())
+        .output()
+        .expect("node runs (make sdk installs the SDK)");
+    assert!(out.status.success(), "js-sdk/bench/startup.js: {}", String::from_utf8_lossy(&out.stderr));
+    let runs: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let figures = |key: &str| {
+        let mut v: Vec<f64> = runs.iter().map(|r| r[key].as_f64().expect("a number")).collect();
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[v.len() - 1])
+    };
+    let ((start50, start_max), (call50, _), (stop50, _)) = (figures("startMs"), figures("firstCallMs"), figures("stopMs"));
+    format!(
+        "SDK startNetwork over {RUNS} runs: ready in {start50:.0} ms (median; slowest {start_max:.0} ms), first write {call50:.0} ms, stop {stop50:.0} ms."
+    )
 }

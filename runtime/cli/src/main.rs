@@ -2,6 +2,7 @@
 //! offline tools that members, users and auditors run (key generation, ledger and receipt
 //! verification).
 
+mod dev;
 mod gov;
 mod gov_client;
 mod sandbox;
@@ -37,6 +38,9 @@ enum Command {
     /// Start a one-node network whose member0 opens it by governance (adds user0, deploys the
     /// app, opens the service), and print how to call it.
     Sandbox(sandbox::SandboxArgs),
+    /// The inner loop for an app: a one-node network with the app deployed, rebuilt (npm run
+    /// build) and redeployed by governance on every change, its console output shown here.
+    Dev(dev::DevArgs),
     /// Sign governance requests with a member's key and send them to a node.
     Gov(gov::GovArgs),
     /// Write NAME_privk.pem and NAME_cert.pem: a member's or user's identity.
@@ -132,8 +136,10 @@ fn main() -> ExitCode {
             nodes: 1,
             recover: false,
             js_isolation: "process".into(),
+            json_logs: false,
         }),
         Command::Sandbox(args) => sandbox::run(args),
+        Command::Dev(args) => dev::run(args),
         Command::Gov(args) => gov::run(args),
         Command::Keygen { name, curve, dir, gen_enc_key } => keygen(&dir, &name, curve).and_then(|(k, c)| {
             println!("wrote {} and {}", k.display(), c.display());

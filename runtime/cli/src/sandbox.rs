@@ -39,6 +39,9 @@ pub struct SandboxArgs {
     /// Where the nodes run scripts: `process` (worker processes) or `threads` (`js.isolation`).
     #[arg(long, default_value = "process", value_parser = ["process", "threads"])]
     pub js_isolation: String,
+    /// The nodes log JSON lines (what `consort dev` reads back).
+    #[arg(skip)]
+    pub json_logs: bool,
 }
 
 /// `--ledger-sync`, read as the node configuration's `ledger.sync` is.
@@ -75,6 +78,11 @@ struct Child {
 }
 
 pub fn run(args: SandboxArgs) -> Result<(), String> {
+    run_with(args, None)
+}
+
+/// [`run`], with `consort dev`'s watch ticked while the sandbox runs.
+pub fn run_with(args: SandboxArgs, mut dev: Option<crate::dev::Watch>) -> Result<(), String> {
     crate::init_logging(false);
     // Read and check the app before anything starts, so a bad bundle is reported at once.
     let app = match &args.app {
@@ -105,20 +113,22 @@ pub fn run(args: SandboxArgs) -> Result<(), String> {
     let resuming = node0_cert.exists();
     crate::runtime()?.block_on(async {
         let mut children = Vec::new();
-        let result = supervise(&args, &common, command, &node0_cert, resuming, app, &mut children).await;
+        let result = supervise(&args, &common, (command, resuming), &node0_cert, app, &mut children, dev.as_mut()).await;
         stop_children(children).await;
         result
     })
 }
 
+/// Starts the nodes (node 0 with `command`; the others with it when `resuming` a network that
+/// ran, else once node 0 serves), opens the service with `app`, and runs until stopped.
 async fn supervise(
     args: &SandboxArgs,
     common: &Path,
-    command: Value,
+    (command, resuming): (Value, bool),
     node0_cert: &Path,
-    resuming: bool,
     app: Value,
     children: &mut Vec<Child>,
+    mut dev: Option<&mut crate::dev::Watch>,
 ) -> Result<(), String> {
     children.push(spawn_node(args, 0, command)?);
     if resuming {
@@ -151,6 +161,9 @@ async fn supervise(
             _ = &mut shutdown => return Ok(()),
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
+        if let Some(watch) = dev.as_deref_mut() {
+            watch.tick(&member).await;
+        }
         for (c, up) in children.iter_mut().zip(running.iter_mut()) {
             if *up {
                 if let Ok(Some(status)) = c.process.try_wait() {
@@ -175,6 +188,7 @@ fn node_config(args: &SandboxArgs, i: u16, command: Value) -> Result<Value, Stri
         "ledger": {"sync": args.ledger_sync},
         // The sandbox is for developing: exceptions are logged and answered with their details.
         "js": {"isolation": args.js_isolation, "runtime_options": {"return_exception_details": true, "log_exception_details": true}},
+        "logging": {"format": if args.json_logs { "json" } else { "text" }},
         "command": command,
     }))
 }

@@ -147,6 +147,9 @@ pub trait KvBackend {
 }
 
 struct Session {
+    /// What runs: `METHOD /path` of a request, or the module function governance called; the
+    /// scripts' `console` lines name it.
+    what: String,
     kv: Box<dyn KvBackend>,
     access: KvAccess,
     apply_writes: Cell<Option<bool>>,
@@ -708,14 +711,17 @@ fn pem_to_id(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsVa
     Ok(JsString::from(consort_crypto::id_of_cert_der(&der).as_str()).into())
 }
 
-fn log(_: &JsValue, args: &[JsValue], _ctx: &mut Context) -> JsResult<JsValue> {
+/// `console.*`: a line in the node's log (target `consort::app`) naming what ran, the request
+/// (`request="GET /app/x"`) or the governance function.
+fn log(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let level = arg_string(args, 0, "level")?;
     let msg = arg_string(args, 1, "message")?;
+    let what = ctx.get_data::<Session>().map_or("", |s| s.what.as_str()).to_owned();
     match level.as_str() {
-        "error" => tracing::error!(target: "consort::app", "{msg}"),
-        "warn" => tracing::warn!(target: "consort::app", "{msg}"),
-        "debug" => tracing::debug!(target: "consort::app", "{msg}"),
-        _ => tracing::info!(target: "consort::app", "{msg}"),
+        "error" => tracing::error!(target: "consort::app", request = %what, "{msg}"),
+        "warn" => tracing::warn!(target: "consort::app", request = %what, "{msg}"),
+        "debug" => tracing::debug!(target: "consort::app", request = %what, "{msg}"),
+        _ => tracing::info!(target: "consort::app", request = %what, "{msg}"),
     }
     Ok(JsValue::undefined())
 }
@@ -973,7 +979,8 @@ impl Interpreter {
         access: KvAccess,
         kv: Box<dyn KvBackend>,
     ) -> (RunOutcome, bool) {
-        let (response, session) = self.with_session(access, kv, |i, watch| i.invoke(target, request, body, historical, watch));
+        let what = format!("{} {}", request.method, request.url);
+        let (response, session) = self.with_session(what, access, kv, |i, watch| i.invoke(target, request, body, historical, watch));
         let sound = !matches!(response, Err(ScriptError::Limit(..)));
         (RunOutcome { response, apply_writes: session.apply_writes.get(), claims_digest: session.claims_digest.get() }, sound)
     }
@@ -982,12 +989,13 @@ impl Interpreter {
     /// session (what the script set through `ccf.rpc`).
     fn with_session<T>(
         &mut self,
+        what: String,
         access: KvAccess,
         kv: Box<dyn KvBackend>,
         f: impl FnOnce(&mut Self, &Watch) -> Result<T, ScriptError>,
     ) -> (Result<T, ScriptError>, Box<Session>) {
         let watch = Watch::start(&self.options);
-        self.ctx.insert_data(Session { kv, access, apply_writes: Cell::new(None), claims_digest: Cell::new(None) });
+        self.ctx.insert_data(Session { what, kv, access, apply_writes: Cell::new(None), claims_digest: Cell::new(None) });
         let result = f(self, &watch);
         let session = self.ctx.remove_data::<Session>().expect("session inserted above");
         (result, session)
@@ -1013,7 +1021,8 @@ impl Interpreter {
         access: KvAccess,
         kv: Box<dyn KvBackend>,
     ) -> (Result<String, ScriptError>, bool) {
-        let (result, _) = self.with_session(access, kv, |i, watch| i.call_function((module, function), args, watch));
+        let (result, _) =
+            self.with_session(format!("{module}:{function}"), access, kv, |i, watch| i.call_function((module, function), args, watch));
         let sound = !matches!(result, Err(ScriptError::Limit(..)));
         (result, sound)
     }

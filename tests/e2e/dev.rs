@@ -182,9 +182,23 @@ async fn consort_dev_builds_a_typescript_package_with_npm() {
     assert!(missing().await.contains("no note nope"));
 
     let source = std::fs::read_to_string(app.join("src/app.ts")).expect("app.ts");
-    std::fs::write(app.join("src/app.ts"), source.replace("`no note ${", "`there is no note ${")).expect("app.ts");
+    let source = source.replace("`no note ${", "`there is no note ${");
+    std::fs::write(app.join("src/app.ts"), &source).expect("app.ts");
     dev.wait_for("the redeploy", |l| l.starts_with("consort dev: deployed the app"));
     assert!(missing().await.contains("there is no note nope"));
+
+    // An exception's position is shown in the TypeScript source, through the bundle's source map.
+    let throwing = source.replace(
+        "  const note = notes.get(request.params.id);",
+        "  if (request.params.id === \"boom\") fail(\"boom\");\n  const note = notes.get(request.params.id);",
+    ) + "\nfunction fail(id: string): never {\n  throw new Error(`cannot read ${id}`);\n}\n";
+    let call_line = throwing.lines().position(|l| l.contains("fail(\"boom\")")).expect("the call") + 1;
+    std::fs::write(app.join("src/app.ts"), &throwing).expect("app.ts");
+    dev.wait_for("the redeploy", |l| l.starts_with("consort dev: deployed the app"));
+    let r = user.get(format!("https://127.0.0.1:{port}/app/notes/boom")).send().await.expect("a reply");
+    assert_eq!(r.status().as_u16(), 500);
+    let line = dev.wait_for("the exception", |l| l.starts_with("[app] WARN GET /app/notes/boom"));
+    assert!(line.contains("cannot read boom") && line.contains(&format!("(src/app.ts:{call_line}:")), "line {call_line}: {line}");
 
     std::fs::write(app.join("src/app.ts"), format!("{source}\nconst wrong: number = \"a string\";\n")).expect("app.ts");
     let refused = dev.wait_for("the failed build", |l| l.starts_with("consort dev: not deployed"));

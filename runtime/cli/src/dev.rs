@@ -185,7 +185,7 @@ impl Watch {
             }
             self.log_offset += line.len() as u64;
             if let Some(shown) = app_line(&line) {
-                println!("{shown}");
+                println!("{}", original_positions(&shown, &self.deploy, &self.app));
             }
             line.clear();
         }
@@ -208,6 +208,57 @@ pub fn app_line(json: &str) -> Option<String> {
     }
 }
 
+/// `text` with each `(<module>:<line>:<column>)` of the deployed app's modules mapped to the
+/// source it was built from, through the module's source map (inline, as esbuild's
+/// `--sourcemap=inline` writes it, or `<module>.map` beside it); positions without a map stay.
+pub fn original_positions(text: &str, deploy: &Path, app: &Path) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('(') {
+        let Some(close) = rest[open..].find(')').map(|c| open + c) else { break };
+        out.push_str(&rest[..=open]);
+        let inside = &rest[open + 1..close];
+        out.push_str(&map_position(inside, deploy, app).unwrap_or_else(|| inside.to_owned()));
+        out.push(')');
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `src/app.ts:12:9` for `app.js:5:31`, if the module has a source map that covers it.
+fn map_position(position: &str, deploy: &Path, app: &Path) -> Option<String> {
+    let mut parts = position.rsplitn(3, ':');
+    let (column, line, module) = (parts.next()?.parse::<u32>().ok()?, parts.next()?.parse::<u32>().ok()?, parts.next()?);
+    let file = deploy.join("src").join(module.trim_start_matches('/'));
+    let source = std::fs::read_to_string(&file).ok()?;
+    let map = source_map_of(&source, &file)?;
+    let token = map.lookup_token(line.checked_sub(1)?, column.checked_sub(1)?)?;
+    // The source's path as the map names it, relative to the module; shown from the app's root.
+    let mut original = PathBuf::new();
+    for part in file.parent()?.join(token.get_source()?).components() {
+        match part {
+            std::path::Component::ParentDir => {
+                original.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => original.push(other),
+        }
+    }
+    let shown = original.strip_prefix(app).unwrap_or(&original);
+    Some(format!("{}:{}:{}", shown.display(), token.get_src_line() + 1, token.get_src_col() + 1))
+}
+
+fn source_map_of(source: &str, file: &Path) -> Option<sourcemap::SourceMap> {
+    use base64::Engine;
+    let url = source.rsplit_once("//# sourceMappingURL=")?.1.trim();
+    let bytes = match url.strip_prefix("data:application/json;base64,") {
+        Some(inline) => base64::engine::general_purpose::STANDARD.decode(inline).ok()?,
+        None => std::fs::read(file.parent()?.join(url)).ok()?,
+    };
+    sourcemap::SourceMap::from_slice(&bytes).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +272,21 @@ mod tests {
         assert_eq!(app_line(failure).as_deref(), Some("[app] WARN GET /app/x: Error: boom: at f (app.js:3:9)"));
         assert_eq!(app_line(r#"{"level":"INFO","fields":{"message":"elected"},"target":"openraft::core"}"#), None);
         assert_eq!(app_line("not json"), None);
+    }
+
+    #[test]
+    fn positions_are_mapped_through_the_modules_source_map() {
+        use base64::Engine;
+        let dir = std::env::temp_dir().join(format!("consort-dev-map-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("dist/src")).expect("dir");
+        // Line 2 column 3 of app.js comes from line 10 column 5 of ../../src/app.ts.
+        let map = r#"{"version":3,"sources":["../../src/app.ts"],"names":[],"mappings":";EASI"}"#;
+        let inline = base64::engine::general_purpose::STANDARD.encode(map);
+        std::fs::write(dir.join("dist/src/app.js"), format!("x\n  y\n//# sourceMappingURL=data:application/json;base64,{inline}\n"))
+            .expect("write");
+        let shown = original_positions("Error: e: at f (app.js:2:3)\n at g (other.js:1:1) (no position)", &dir.join("dist"), &dir);
+        assert_eq!(shown, "Error: e: at f (src/app.ts:10:5)\n at g (other.js:1:1) (no position)");
+        std::fs::remove_dir_all(&dir).expect("clean");
     }
 
     #[test]

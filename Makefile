@@ -8,7 +8,7 @@ RPC_PORT ?= 8000
 
 CCF_VENV ?= target/ccf-venv
 
-.PHONY: build run test lint fmt clean bench soak sdk sdk-deps template ts-sample ccf-tools
+.PHONY: build run test lint fmt clean bench soak sdk sdk-deps sdk-runners template ts-sample ccf-tools
 
 # One debug build (dependencies optimised, see Cargo.toml) serves `make run` and every test.
 build:
@@ -29,6 +29,12 @@ sdk: build sdk-deps
 
 sdk-deps:
 	cd js-sdk && npm ci --no-audit --no-fund
+
+# startNetwork under vitest and jest, as app authors' runners load it. Not part of `make test`:
+# their dependency trees are large and change daily, and the registry's abbreviated metadata
+# has been seen to lag behind a lock file (npm ci: "No matching version").
+sdk-runners: build sdk-deps
+	cd js-sdk/test/runners && npm install --no-audit --no-fund && npm test
 
 # The TypeScript template an app starts from: built with the SDK, tested against a real node.
 template: sdk

@@ -82,6 +82,8 @@ export class Client {
       payload = JSON.stringify(body);
       sent["content-type"] ??= "application/json";
     }
+    // The body is whole in memory: sent with its length rather than in chunks.
+    if (payload !== undefined) sent["content-length"] = String(Buffer.byteLength(payload));
     let url = new URL(path, this.url);
     let pause = this.backoffMs;
     let redirects = 0;

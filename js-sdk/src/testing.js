@@ -83,8 +83,8 @@ export async function startNetwork({ app = "./", consort, workspace, env = {} } 
         resolveUrl(line.slice("READY ".length).trim());
       }
     });
-  }).catch((e) => {
-    stopProcesses(child, nodePids);
+  }).catch(async (e) => {
+    await stopProcesses(child, nodePids);
     throw e;
   });
   child.removeAllListeners("exit");

@@ -2,7 +2,9 @@
 // or $CONSORT_BIN): the logging sample deployed, a write followed to its verified receipt.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startNetwork } from "../src/testing.js";
 import { ClientError } from "../src/client.js";
@@ -57,4 +59,13 @@ test("stop() stops every process it started", async () => {
   assert.deepEqual(running, [], "no process of the network is left");
   assert.ok(!existsSync(second.workspace), "the temporary workspace is removed");
   await assert.rejects(second.user0.get("/app/commit"));
+});
+
+test("an app that would not deploy fails startNetwork with the reason, and leaves nothing running", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "consort-sdk-bad-"));
+  mkdirSync(join(dir, "src"));
+  writeFileSync(join(dir, "src", "app.js"), "export function a() {}");
+  writeFileSync(join(dir, "app.json"), JSON.stringify({ endpoints: { "/b": { get: { js_module: "app.js", js_function: "b", authn_policies: [], forwarding_required: "never", mode: "readonly" } } } }));
+  await assert.rejects(startNetwork({ app: dir }), (e) => /does not export a function "b"/.test(e.message));
+  await assert.rejects(startNetwork({ app: join(dir, "nowhere") }), /no app at/);
 });

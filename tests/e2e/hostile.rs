@@ -159,6 +159,14 @@ async fn slow_connections_cannot_starve_well_behaved_clients() {
         for attempt in 1..=5 {
             let user = s.client(None);
             match user.get(s.url("/node/commit")).send().await {
+                // Evicted handshakes give their slots back when their tasks next run: on a
+                // loaded machine the user may arrive while the attacker's closed connections
+                // still count past the soft cap, and is told at once to come back (503).
+                Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE && attempt < 5 => {
+                    let body: Value = r.json().await.expect("json");
+                    assert_eq!(body["error"]["code"], "SessionCapExceeded", "{body}");
+                    resets += 1;
+                }
                 Ok(r) => {
                     assert_eq!(r.status(), StatusCode::OK);
                     served += 1;
@@ -170,7 +178,7 @@ async fn slow_connections_cannot_starve_well_behaved_clients() {
         }
     }
     attack.stop();
-    assert_eq!(served, 30, "({resets} attempts were closed during their handshake)");
+    assert_eq!(served, 30, "({resets} attempts were closed during their handshake or told to come back)");
 
     // Past the soft cap a new connection gets one 503 and is closed; past the hard cap, closed.
     // (Connections of the attack may still be closing on the node's side: the cap is reached at

@@ -79,9 +79,19 @@ impl Dev {
         self.seen.iter().filter_map(|l| l.strip_prefix("PID node")?.split_whitespace().nth(1)?.parse().ok()).collect()
     }
 
-    fn stop(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
+    fn stop(self) {
+        drop(self);
+    }
+}
+
+/// `consort dev` is stopped (SIGTERM, by its pid; it stops its node) however the test ends, a
+/// failed assertion included.
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+            let _ = self.child.wait();
+        }
     }
 }
 

@@ -95,6 +95,18 @@ impl Drop for Dev {
     }
 }
 
+/// A client as user0 of the network whose identities are in `certs`.
+fn user0(certs: &Path) -> reqwest::Client {
+    let pem = |name: &str| std::fs::read(certs.join(name)).expect("a certificate");
+    let mut identity = pem("user0_cert.pem");
+    identity.extend(pem("user0_privk.pem"));
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem("service_cert.pem")).expect("ca")])
+        .identity(reqwest::Identity::from_pem(&identity).expect("identity"))
+        .build()
+        .expect("client")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consort_dev_redeploys_on_change_and_shows_the_apps_console() {
     let ws = temp_workspace("dev");
@@ -105,15 +117,7 @@ async fn consort_dev_redeploys_on_change_and_shows_the_apps_console() {
     let port = Sandbox::free_port();
     let mut dev = Dev::start(&app, &ws.join("network"), port);
     dev.wait_for("READY", |l| l.starts_with("READY "));
-    let certs = ws.join("network/sandbox_common");
-    let pem = |name: &str| std::fs::read(certs.join(name)).expect("a certificate");
-    let mut identity = pem("user0_cert.pem");
-    identity.extend(pem("user0_privk.pem"));
-    let user = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&pem("service_cert.pem")).expect("ca")])
-        .identity(reqwest::Identity::from_pem(&identity).expect("identity"))
-        .build()
-        .expect("client");
+    let user = user0(&ws.join("network/sandbox_common"));
     let call = |path: &str| {
         let (user, url) = (user.clone(), format!("https://127.0.0.1:{port}/app{path}"));
         async move {
@@ -176,15 +180,7 @@ async fn consort_dev_builds_a_typescript_package_with_npm() {
     let mut dev = Dev::start(&app, &ws.join("network"), port);
     dev.wait_for("READY", |l| l.starts_with("READY "));
     assert!(app.join("dist/bundle.json").exists(), "npm run build wrote dist/");
-    let certs = ws.join("network/sandbox_common");
-    let pem = |name: &str| std::fs::read(certs.join(name)).expect("a certificate");
-    let mut identity = pem("user0_cert.pem");
-    identity.extend(pem("user0_privk.pem"));
-    let user = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&pem("service_cert.pem")).expect("ca")])
-        .identity(reqwest::Identity::from_pem(&identity).expect("identity"))
-        .build()
-        .expect("client");
+    let user = user0(&ws.join("network/sandbox_common"));
     let missing = || {
         let (user, url) = (user.clone(), format!("https://127.0.0.1:{port}/app/notes/nope"));
         async move { user.get(url).send().await.expect("a reply").text().await.expect("text") }

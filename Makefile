@@ -8,7 +8,7 @@ RPC_PORT ?= 8000
 
 CCF_VENV ?= target/ccf-venv
 
-.PHONY: build run test lint fmt clean bench soak sdk sdk-deps sdk-runners template ts-sample ccf-tools
+.PHONY: build run test lint fmt clean bench soak sdk sdk-deps sdk-runners template ts-sample ccf-tools browser-tests
 
 # One debug build (dependencies optimised, see Cargo.toml) serves `make run` and every test.
 build:
@@ -48,6 +48,15 @@ ts-sample: sdk
 	cd tests/apps/npm-crypto && npm ci --no-audit --no-fund && npm run build
 	cd tests/apps/web-apis && npm ci --no-audit --no-fund && npm run build
 
+# Tests in a real browser: Debian's Chromium, driven by playwright-core (tests/browser). The
+# browser is installed from Debian's packages when missing (as root, or through sudo).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser-tests: sdk $(CHROMIUM)
+	cd tests/browser && npm ci --no-audit --no-fund && set -o pipefail && npm test 2>&1 | tee -a ../../target/npm-test.log
+$(CHROMIUM):
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium || ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
 # CCF's own member tooling (`ccf_cose_sign1` from the `ccf` Python package), which an
 # end-to-end test uses to govern a Consort service with no Consort tool in the signing path.
 ccf-tools: $(CCF_VENV)/bin/ccf_cose_sign1
@@ -57,7 +66,7 @@ $(CCF_VENV)/bin/ccf_cose_sign1:
 
 # Ends with one totals line ("tests: N passed, N failed": cargo's tests and the npm packages'
 # node:test tests, which ran first) and cargo's exit status.
-test: build sdk template ts-sample ccf-tools
+test: build sdk template ts-sample ccf-tools browser-tests
 	@mkdir -p target; status=0; \
 	set -o pipefail; $(CARGO) test --workspace --lib --bins --tests 2>&1 | tee target/test.log || status=$$?; \
 	awk '/^test result:/ {p += $$4; f += $$6} /^# pass / {p += $$3} /^# fail / {f += $$3} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log target/npm-test.log; \

@@ -1,0 +1,28 @@
+// One headless Chromium for a test file: Debian's /usr/bin/chromium (or CHROMIUM), driven by
+// playwright-core. Nothing is downloaded; a missing browser is a clear failure, not a skip.
+import { existsSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+/** Starts the browser; the caller closes it (`await browser.close()`). */
+export async function launch() {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`no browser at ${CHROMIUM}: \`make browser-tests\` installs Debian's chromium (or set CHROMIUM)`);
+  }
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
+}
+
+/** A page that loads nothing from anywhere: every request it makes fails, and is recorded. */
+export async function offlinePage(browser) {
+  const context = await browser.newContext();
+  const requests = [];
+  await context.route("**/*", (route) => {
+    requests.push(route.request().url());
+    return route.abort();
+  });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  return { page, requests, errors };
+}

@@ -138,9 +138,10 @@ async fn consort_dev_redeploys_on_change_and_shows_the_apps_console() {
     let (status, _) = call("/boom").await;
     assert_eq!(status, 500);
     let line = dev.wait_for("the exception", |l| l.starts_with("[app] WARN GET /boom") || l.starts_with("[app] WARN GET /app/boom"));
-    // Boa's trace names the frames that called the one which made the error (app.js:5, the
-    // handler's call of check), not that frame itself.
-    assert!(line.contains("boom in v2") && line.contains("at boom (app.js:5:"), "{line}");
+    // The trace starts where the error was made (check, line 3); its caller's frame is the
+    // next line.
+    assert!(line.contains("boom in v2") && line.ends_with("at check (app.js:3:9)"), "{line}");
+    dev.wait_for("the caller's frame", |l| l.trim_start().starts_with("at boom (app.js:5:"));
 
     // A change that would not deploy is refused with the deploy's reason; v2 keeps answering.
     std::fs::write(app.join("src/app.js"), "export function other() {}\n").expect("app.js");
@@ -198,13 +199,15 @@ async fn consort_dev_builds_a_typescript_package_with_npm() {
         "  const note = notes.get(request.params.id);",
         "  if (request.params.id === \"boom\") fail(\"boom\");\n  const note = notes.get(request.params.id);",
     ) + "\nfunction fail(id: string): never {\n  throw new Error(`cannot read ${id}`);\n}\n";
-    let call_line = throwing.lines().position(|l| l.contains("fail(\"boom\")")).expect("the call") + 1;
+    let line_of = |text: &str| throwing.lines().position(|l| l.contains(text)).expect("the line") + 1;
+    let (throw_line, call_line) = (line_of("throw new Error(`cannot read"), line_of("fail(\"boom\")"));
     std::fs::write(app.join("src/app.ts"), &throwing).expect("app.ts");
     dev.wait_for("the redeploy", |l| l.starts_with("consort dev: deployed the app"));
     let r = user.get(format!("https://127.0.0.1:{port}/app/notes/boom")).send().await.expect("a reply");
     assert_eq!(r.status().as_u16(), 500);
     let line = dev.wait_for("the exception", |l| l.starts_with("[app] WARN GET /app/notes/boom"));
-    assert!(line.contains("cannot read boom") && line.contains(&format!("(src/app.ts:{call_line}:")), "line {call_line}: {line}");
+    assert!(line.contains("cannot read boom") && line.contains(&format!("at fail (src/app.ts:{throw_line}:")), "line {throw_line}: {line}");
+    dev.wait_for("the caller's frame", |l| l.trim_start().starts_with("at ") && l.contains(&format!("(src/app.ts:{call_line}:")));
 
     std::fs::write(app.join("src/app.ts"), format!("{source}\nconst wrong: number = \"a string\";\n")).expect("app.ts");
     let refused = dev.wait_for("the failed build", |l| l.starts_with("consort dev: not deployed"));

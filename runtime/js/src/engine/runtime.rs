@@ -789,15 +789,21 @@ fn describe(err: &JsError, ctx: &mut Context) -> String {
     }
 }
 
-/// The stack trace of a thrown error object (its `stack`, without the first line, which
-/// repeats the message, and without the framework's frames), if it has one.
+/// The stack trace of a thrown error object (the frames of its `stack`, innermost first,
+/// without the framework's), if it has one.
 fn trace_of(err: &JsError, ctx: &mut Context) -> Option<String> {
     let thrown = err.clone().into_opaque(ctx).ok()?;
     let stack = thrown.as_object()?.get(boa_engine::js_string!("stack"), ctx).ok()?;
-    let stack = stack.as_string()?.to_std_string_escaped();
-    // Frames of the framework's own glue (the prelude and the call into the handler) have no
-    // module name; the app's frames name theirs.
-    let frames: Vec<&str> = stack.lines().skip(1).filter(|line| !line.contains("(unknown at ")).collect();
+    app_frames(&stack.as_string()?.to_std_string_escaped())
+}
+
+/// The app's frames of a `stack` string. Boa's has only `    at <function> (<module>:<line>:
+/// <column>)` lines, the innermost first (no message line, unlike V8's, so none is skipped); a
+/// `stack` the script set itself may hold anything, and only its frame lines are kept. Frames
+/// of the framework's own glue (the prelude and the call into the handler) have no module name.
+fn app_frames(stack: &str) -> Option<String> {
+    let frames: Vec<&str> =
+        stack.lines().filter(|line| line.trim_start().starts_with("at ") && !line.contains("(unknown at ")).collect();
     (!frames.is_empty()).then(|| frames.join("\n"))
 }
 
@@ -1299,6 +1305,25 @@ mod tests {
         }
         let why = KvAccess::AppReadOnly.refusal("records", true).expect("refused");
         assert!(why.contains("readonly"), "{why}");
+    }
+
+    /// A trace starts at the frame that made the error and goes outwards, naming the module,
+    /// line and column of each; a `stack` the script replaced keeps only its frame lines.
+    #[test]
+    fn traces_start_at_the_innermost_frame() {
+        let mut ctx = Context::builder().instructions_remaining(usize::MAX).build().expect("context");
+        let code = "function check() {\n  throw new Error('boom');\n}\nfunction handler() { check(); }\nhandler();\n";
+        let source = Source::from_bytes(code).with_path(std::path::Path::new("app.js"));
+        let err = ctx.eval(source).expect_err("it throws");
+        let trace = trace_of(&err, &mut ctx).expect("a trace");
+        let frames: Vec<&str> = trace.lines().map(str::trim).collect();
+        assert_eq!(frames.first(), Some(&"at check (app.js:2:9)"), "{trace}");
+        assert!(frames.get(1).is_some_and(|f| f.starts_with("at handler (app.js:4:")), "{trace}");
+        assert!(frames.iter().all(|f| !f.contains("unknown at ")), "{trace}");
+
+        assert_eq!(app_frames("Error: boom\n    at f (app.js:1:2)\n    at <main> (unknown at 3:4)"), Some("    at f (app.js:1:2)".into()));
+        assert_eq!(app_frames("replaced by the script"), None);
+        assert_eq!(app_frames(""), None);
     }
 
     /// The request object built directly is the one its JSON gives: same keys, order, values.

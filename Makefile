@@ -30,11 +30,9 @@ sdk: build sdk-deps
 sdk-deps:
 	cd js-sdk && npm ci --no-audit --no-fund
 
-# startNetwork under vitest and jest, as app authors' runners load it. Not part of `make test`:
-# their dependency trees are large and change daily, and the registry's abbreviated metadata
-# has been seen to lag behind a lock file (npm ci: "No matching version").
-sdk-runners: build sdk-deps
-	cd js-sdk/test/runners && npm install --no-audit --no-fund && npm test
+# startNetwork under vitest and jest, as app authors' runners load it (pinned by the lock file).
+sdk-runners: sdk
+	cd js-sdk/test/runners && npm ci --no-audit --no-fund && set -o pipefail && NO_COLOR=1 npm test 2>&1 | tee -a ../../../target/npm-test.log
 
 # The TypeScript template an app starts from: built with the SDK, tested against a real node.
 template: sdk
@@ -65,11 +63,12 @@ $(CCF_VENV)/bin/ccf_cose_sign1:
 	$(CCF_VENV)/bin/pip install --quiet --disable-pip-version-check ccf==6.0.28
 
 # Ends with one totals line ("tests: N passed, N failed": cargo's tests and the npm packages'
-# node:test tests, which ran first) and cargo's exit status.
-test: build sdk template ts-sample ccf-tools browser-tests
+# node:test, vitest and jest tests, which ran first) and cargo's exit status.
+test: build sdk sdk-runners template ts-sample ccf-tools browser-tests
 	@mkdir -p target; status=0; \
 	set -o pipefail; $(CARGO) test --workspace --lib --bins --tests 2>&1 | tee target/test.log || status=$$?; \
-	awk '/^test result:/ {p += $$4; f += $$6} /^# pass / {p += $$3} /^# fail / {f += $$3} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log target/npm-test.log; \
+	awk '/^test result:/ {p += $$4; f += $$6} /^# pass / {p += $$3} /^# fail / {f += $$3} \
+	  /^ *Tests:? / {for (i = 2; i <= NF; i++) {if ($$i ~ /^passed/) p += $$(i-1); if ($$i ~ /^failed/) f += $$(i-1)}} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log target/npm-test.log; \
 	exit $$status
 
 # Load and latency of the logging sample on a release build, and the bare-engine baseline.

@@ -107,13 +107,14 @@ pub fn run_with(args: SandboxArgs, mut dev: Option<crate::dev::Watch>) -> Result
         json!({"type": "start", "members": [{"certificate": common.join("member0_cert.pem"),
                "encryption_public_key": common.join("member0_enc_pubk.pem")}]})
     };
+    let hints = Hints { endpoints: endpoints_of(&app), app_dir: args.app.clone() };
     let node0_cert = args.workspace.join("node0").join("service_cert.pem");
     // A network that already ran needs a majority of its nodes to elect a primary, so all its
     // nodes start together; new ones join once node 0 serves.
     let resuming = node0_cert.exists();
     crate::runtime()?.block_on(async {
         let mut children = Vec::new();
-        let result = supervise(&args, &common, (command, resuming), &node0_cert, app, &mut children, dev.as_mut()).await;
+        let result = supervise(&args, &common, (command, resuming), &node0_cert, (app, &hints), &mut children, dev.as_mut()).await;
         stop_children(children).await;
         result
     })
@@ -126,7 +127,7 @@ async fn supervise(
     common: &Path,
     (command, resuming): (Value, bool),
     node0_cert: &Path,
-    app: Value,
+    (app, hints): (Value, &Hints),
     children: &mut Vec<Child>,
     mut dev: Option<&mut crate::dev::Watch>,
 ) -> Result<(), String> {
@@ -151,7 +152,7 @@ async fn supervise(
     // A given app is deployed whenever the sandbox starts; the default one only with a new service.
     let app = (args.app.is_some() || member.service_status().await? != "Open").then_some(app);
     open_by_governance(&member, common, &service_cert, app).await.map_err(|e| format!("opening the sandbox by governance: {e}"))?;
-    print_instructions(common, &url, children);
+    print_instructions(common, &url, children, hints);
     // Until Ctrl-C (or SIGTERM): a node that exits is reported, and may be restarted by hand.
     let shutdown = crate::shutdown_signal();
     tokio::pin!(shutdown);
@@ -368,7 +369,46 @@ async fn open_by_governance(
     }
 }
 
-fn print_instructions(common: &Path, url: &str, children: &[Child]) {
+/// What the closing lines suggest calling: the deployed app's endpoints (method, path) and the
+/// directory it came from (None: the built-in logging sample).
+struct Hints {
+    endpoints: Vec<(String, String)>,
+    app_dir: Option<PathBuf>,
+}
+
+/// The endpoints of a `set_js_app` action's bundle, as (upper-case method, path), sorted.
+fn endpoints_of(set_js_app: &Value) -> Vec<(String, String)> {
+    let Some(endpoints) = set_js_app["args"]["bundle"]["metadata"]["endpoints"].as_object() else { return Vec::new() };
+    let mut all: Vec<(String, String)> = endpoints
+        .iter()
+        .flat_map(|(path, methods)| {
+            methods.as_object().into_iter().flatten().map(move |(method, _)| (method.to_ascii_uppercase(), path.clone()))
+        })
+        .collect();
+    all.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    all
+}
+
+/// Whether an app serves every endpoint of the logging sample (the tour below is written for it).
+fn serves_the_logging_sample(endpoints: &[(String, String)]) -> bool {
+    let sample: Value = serde_json::from_str(LOGGING_SAMPLE_METADATA).unwrap_or_default();
+    let sample = endpoints_of(&json!({"args": {"bundle": {"metadata": sample}}}));
+    !sample.is_empty() && sample.iter().all(|e| endpoints.contains(e))
+}
+
+/// One call of each endpoint of an app that is not the logging sample, with user0's identity.
+fn endpoint_calls(curl: &str, url: &str, endpoints: &[(String, String)]) -> Vec<String> {
+    endpoints
+        .iter()
+        .map(|(method, path)| match method.as_str() {
+            "GET" => format!("  {curl} '{url}/app{path}'"),
+            "DELETE" | "HEAD" | "OPTIONS" => format!("  {curl} -X {method} '{url}/app{path}'"),
+            _ => format!("  {curl} -X {method} '{url}/app{path}' -H 'content-type: application/json' --data '{{}}'"),
+        })
+        .collect()
+}
+
+fn print_instructions(common: &Path, url: &str, children: &[Child], hints: &Hints) {
     let c = common.display();
     let curl = format!("curl --cacert {c}/service_cert.pem --cert {c}/user0_cert.pem --key {c}/user0_privk.pem");
     println!("Consort sandbox is running at {url} (Ctrl-C to stop). Identities and the service certificate are in {c}/");
@@ -379,6 +419,27 @@ fn print_instructions(common: &Path, url: &str, children: &[Child]) {
     if children.len() > 1 {
         println!("Any node answers (backups forward writes to the primary); kill one (kill -9 <pid>) to try a failover.");
     }
+    if !serves_the_logging_sample(&hints.endpoints) {
+        println!("Call the app as user0 (path parameters in braces are yours to fill; the app's OpenAPI: {url}/app/api):");
+        endpoint_calls(&curl, url, &hints.endpoints).iter().for_each(|line| println!("{line}"));
+        println!("  {curl} -i {url}/app/commit");
+    } else {
+        print_logging_tour(&curl, url, &c.to_string());
+    }
+    let app = hints.app_dir.as_deref().map_or("samples/logging".to_owned(), |d| d.display().to_string());
+    println!("Govern it as member0 (`consort gov --help` lists the commands):");
+    println!("  consort gov --url {url} --service-cert {c}/service_cert.pem --member {c}/member0 info");
+    println!("  consort gov --url {url} --service-cert {c}/service_cert.pem --member {c}/member0 propose --set-js-app {app} --accept");
+    for child in children {
+        if let Some(pid) = child.process.id() {
+            println!("PID node{} {pid}", child.index);
+        }
+    }
+    println!("READY {url}");
+}
+
+/// The logging sample's calls: writes, reads, a receipt and its offline check.
+fn print_logging_tour(curl: &str, url: &str, c: &str) {
     println!("Try the logging sample:");
     println!(
         "  {curl} -X POST {url}/app/log/private -H 'content-type: application/json' --data '{{\"id\": 1, \"msg\": \"a private message\"}}'"
@@ -392,15 +453,41 @@ fn print_instructions(common: &Path, url: &str, children: &[Child]) {
     println!("  {curl} -i {url}/app/commit");
     println!("  {curl} '{url}/app/receipt?transaction_id=<the x-ms-ccf-transaction-id of a POST>' > receipt.json");
     println!("  consort receipt verify --service-cert {c}/service_cert.pem receipt.json");
-    println!("Govern it as member0 (`consort gov --help` lists the commands):");
-    println!("  consort gov --url {url} --service-cert {c}/service_cert.pem --member {c}/member0 info");
-    println!(
-        "  consort gov --url {url} --service-cert {c}/service_cert.pem --member {c}/member0 propose --set-js-app samples/logging --accept"
-    );
-    for child in children {
-        if let Some(pid) = child.process.id() {
-            println!("PID node{} {pid}", child.index);
-        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app_with(endpoints: Value) -> Value {
+        json!({"name": "set_js_app", "args": {"bundle": {"metadata": {"endpoints": endpoints}, "modules": []}}})
     }
-    println!("READY {url}");
+
+    #[test]
+    fn the_closing_lines_follow_the_deployed_apps_endpoints() {
+        let notes = app_with(json!({"/notes/{id}": {"get": {}, "delete": {}}, "/notes": {"post": {}}}));
+        let endpoints = endpoints_of(&notes);
+        let pairs = |v: &[(&str, &str)]| v.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect::<Vec<_>>();
+        assert_eq!(endpoints, pairs(&[("POST", "/notes"), ("DELETE", "/notes/{id}"), ("GET", "/notes/{id}")]));
+        assert!(!serves_the_logging_sample(&endpoints));
+        assert_eq!(
+            endpoint_calls("curl", "https://h", &endpoints),
+            [
+                "  curl -X POST 'https://h/app/notes' -H 'content-type: application/json' --data '{}'",
+                "  curl -X DELETE 'https://h/app/notes/{id}'",
+                "  curl 'https://h/app/notes/{id}'",
+            ]
+        );
+
+        // The built-in sample, and an app that serves all of its endpoints and more, get its tour.
+        let logging = logging_sample().expect("the sample");
+        let mut more = endpoints_of(&logging);
+        assert!(more.contains(&("POST".to_owned(), "/log/private".to_owned())), "{more:?}");
+        assert!(serves_the_logging_sample(&more));
+        more.push(("GET".to_owned(), "/extra".to_owned()));
+        assert!(serves_the_logging_sample(&more));
+        more.retain(|(_, path)| path != "/log/public");
+        assert!(!serves_the_logging_sample(&more));
+        assert!(endpoints_of(&json!({"name": "set_js_app"})).is_empty());
+    }
 }

@@ -436,3 +436,21 @@ async fn receipts_for_old_transactions_come_from_files_and_survive_a_restart() {
     s.stop();
     let _ = std::fs::remove_dir_all(&ws);
 }
+
+/// A one-shot command whose reader has gone (`consort ... | head`) ends as a program killed by
+/// SIGPIPE would, status 141, with no panic; what it was asked to do is done.
+#[test]
+fn a_command_whose_output_is_not_read_stops_quietly() {
+    let ws = temp_workspace("closed-stdout");
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = std::process::Command::new(consort_tests::consort_bin())
+        .args(["keygen", "--name", "piped", "--dir", ws.to_str().expect("utf8")])
+        .stdout(writer)
+        .output()
+        .expect("consort runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(ws.join("piped_privk.pem").exists() && ws.join("piped_cert.pem").exists());
+}

@@ -48,7 +48,7 @@ impl Answer {
         eprintln!("HTTP {}", self.status);
         let body = self.body_text();
         if !body.is_empty() {
-            println!("{body}");
+            out!("{body}");
         }
     }
 }

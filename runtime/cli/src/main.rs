@@ -2,6 +2,14 @@
 //! offline tools that members, users and auditors run (key generation, ledger and receipt
 //! verification).
 
+/// `println!` for what a one-shot command prints: a reader that has gone (`consort ... | head`)
+/// ends the process quietly, with the status a shell gives a program killed by SIGPIPE.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::print_out(format_args!($($arg)*))
+    };
+}
+
 mod dev;
 mod gov;
 mod gov_client;
@@ -121,6 +129,17 @@ enum ReceiptCommand {
     },
 }
 
+fn print_out(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        panic!("writing to stdout: {e}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -142,10 +161,10 @@ fn main() -> ExitCode {
         Command::Dev(args) => dev::run(args),
         Command::Gov(args) => gov::run(args),
         Command::Keygen { name, curve, dir, gen_enc_key } => keygen(&dir, &name, curve).and_then(|(k, c)| {
-            println!("wrote {} and {}", k.display(), c.display());
+            out!("wrote {} and {}", k.display(), c.display());
             if gen_enc_key {
                 let (k, p) = keygen_encryption(&dir, &name)?;
-                println!("wrote {} and {}", k.display(), p.display());
+                out!("wrote {} and {}", k.display(), p.display());
             }
             Ok(())
         }),
@@ -157,7 +176,7 @@ fn main() -> ExitCode {
         }
         Command::Snapshot { command: SnapshotCommand::Verify { snapshot, ledger } } => {
             consort_consensus::snapshot::verify(&snapshot, &ledger).map(|r| {
-                println!(
+                out!(
                     "snapshot OK: the state at {}.{} ({} public maps, {} public keys; private maps sealed), its Merkle tree, signature and views match the ledger",
                     r.view,
                     r.seqno,
@@ -278,7 +297,7 @@ fn ledger_verify(dir: &Path, service_cert: Option<&Path>, snapshot: Option<&Path
             report.entries - first
         ));
     }
-    println!(
+    out!(
         "ledger OK: {} entries (seqnos {first} to {}) in {} chunk files, {} signatures, last signed seqno {}, {} entries after it not yet signed",
         report.entries - first,
         report.entries.saturating_sub(1),
@@ -304,6 +323,6 @@ fn receipt_verify(service_cert: &Path, endorsements: Option<&Path>, receipt: &Pa
     let text = std::fs::read_to_string(receipt).map_err(|e| format!("reading {}: {e}", receipt.display()))?;
     let receipt: consort_ledger::Receipt = serde_json::from_str(&text).map_err(|e| format!("{}: not a receipt: {e}", receipt.display()))?;
     let txid = receipt.verify_with_endorsements(&der, &chain).map_err(|e| format!("receipt REJECTED: {e}"))?;
-    println!("receipt OK: transaction {txid} is in the ledger signed by node {}", receipt.node_id);
+    out!("receipt OK: transaction {txid} is in the ledger signed by node {}", receipt.node_id);
     Ok(())
 }

@@ -802,8 +802,7 @@ fn trace_of(err: &JsError, ctx: &mut Context) -> Option<String> {
 /// `stack` the script set itself may hold anything, and only its frame lines are kept. Frames
 /// of the framework's own glue (the prelude and the call into the handler) have no module name.
 fn app_frames(stack: &str) -> Option<String> {
-    let frames: Vec<&str> =
-        stack.lines().filter(|line| line.trim_start().starts_with("at ") && !line.contains("(unknown at ")).collect();
+    let frames: Vec<&str> = stack.lines().filter(|line| line.trim_start().starts_with("at ") && !line.contains("(unknown at ")).collect();
     (!frames.is_empty()).then(|| frames.join("\n"))
 }
 

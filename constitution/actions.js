@@ -160,6 +160,27 @@ function validateBundle(bundle) {
   ccf.consort.validateJsApp(bundle);
 }
 
+// Replaces the deployed app by `bundle` (modules stored under "/<name>", as CCF stores them).
+function deployApp(bundle) {
+  clearApp();
+  for (const m of bundle.modules) {
+    ccf.kv["public:ccf.gov.modules"].set(enc("/" + m.name.replace(/^\/+/, "")), enc(m.module));
+  }
+  for (const [path, methods] of Object.entries(bundle.metadata.endpoints)) {
+    for (const [method, def] of Object.entries(methods)) {
+      const stored = Object.assign({}, def, { js_module: "/" + def.js_module.replace(/^\/+/, "") });
+      writeJson("public:ccf.gov.endpoints", enc(`${method.toUpperCase()} ${path}`), stored);
+    }
+  }
+}
+
+// An earlier app version's record ({version, bundle_digest, proposal_id, bundle}).
+function appVersion(version) {
+  const record = readJson("public:ccf.internal.app_versions", enc(String(version)));
+  if (record === undefined) throw new Error(`there is no app version ${version}`);
+  return record;
+}
+
 function clearApp() {
   ccf.kv["public:ccf.gov.modules"].clear();
   ccf.kv["public:ccf.gov.endpoints"].clear();
@@ -331,18 +352,18 @@ const actions = new Map([
       validateBundle(args.bundle);
       expect(args.disable_bytecode_cache, "boolean?", "disable_bytecode_cache");
     },
-    apply: (args) => {
-      clearApp();
-      for (const m of args.bundle.modules) {
-        ccf.kv["public:ccf.gov.modules"].set(enc("/" + m.name.replace(/^\/+/, "")), enc(m.module));
-      }
-      for (const [path, methods] of Object.entries(args.bundle.metadata.endpoints)) {
-        for (const [method, def] of Object.entries(methods)) {
-          const stored = Object.assign({}, def, { js_module: "/" + def.js_module.replace(/^\/+/, "") });
-          writeJson("public:ccf.gov.endpoints", enc(`${method.toUpperCase()} ${path}`), stored);
-        }
-      }
+    apply: (args) => deployApp(args.bundle),
+  }],
+  // Consort's: deploys again the bundle of an earlier app version (GET
+  // /gov/service/javascript-app/versions); the node records it as the next version.
+  ["rollback_js_app", {
+    validate: (args) => {
+      expect(args, "object", "args");
+      expect(args.version, "integer", "version");
+      for (const k of Object.keys(args)) if (k !== "version") throw new Error(`unknown argument ${JSON.stringify(k)} (rollback_js_app takes only version)`);
+      appVersion(args.version);
     },
+    apply: (args) => deployApp(appVersion(args.version).bundle),
   }],
   ["remove_js_app", {
     validate: (args) => expectNoArgs(args),

@@ -42,6 +42,9 @@ pub enum GovCommand {
         set_js_app: Option<PathBuf>,
         #[arg(long)]
         remove_js_app: bool,
+        /// rollback_js_app: deploy again the app of this version (`consort gov app-versions`).
+        #[arg(long)]
+        rollback_js_app: Option<u64>,
         /// transition_service_to_open, naming the --service-cert as the next service identity.
         #[arg(long)]
         open_service: bool,
@@ -82,6 +85,9 @@ pub enum GovCommand {
     Show { proposal_id: String },
     /// Show the service's status, members and nodes.
     Info,
+    /// List the app's versions (number, bundle digest, proposal, seqno); with a number, print
+    /// that version's bundle.
+    AppVersions { version: Option<u64> },
 }
 
 /// `consort gov ...`: prints each answer; fails if the service refused.
@@ -97,6 +103,7 @@ pub fn run(args: GovArgs) -> Result<(), String> {
                 set_member,
                 set_js_app,
                 remove_js_app,
+                rollback_js_app,
                 open_service,
                 previous_service_cert,
                 accept,
@@ -126,6 +133,9 @@ pub fn run(args: GovArgs) -> Result<(), String> {
                 }
                 if remove_js_app {
                     actions.push(gov_client::actions::remove_js_app());
+                }
+                if let Some(version) = rollback_js_app {
+                    actions.push(serde_json::json!({"name": "rollback_js_app", "args": {"version": version}}));
                 }
                 if open_service {
                     let previous = match &previous_service_cert {
@@ -167,6 +177,10 @@ pub fn run(args: GovArgs) -> Result<(), String> {
                 let info = client.get(&format!("/members/proposals/{proposal_id}")).await?.success()?;
                 let actions = client.get(&format!("/members/proposals/{proposal_id}/actions")).await?.success()?;
                 gov_client::Answer { status: info.status, body: serde_json::json!({"proposal": info.body, "actions": actions.body}) }
+            }
+            GovCommand::AppVersions { version: None } => client.get("/service/javascript-app/versions").await?.success()?,
+            GovCommand::AppVersions { version: Some(n) } => {
+                client.get(&format!("/service/javascript-app/versions/{n}")).await?.success()?
             }
             GovCommand::Info => {
                 let mut all = serde_json::Map::new();

@@ -5,12 +5,14 @@
 //! The constitution and ballots are JavaScript; this crate runs them through the
 //! [`Constitution`] trait, which the node implements over its JS worker pool.
 
+pub mod app_versions;
 mod engine;
 mod proposal;
 pub mod recovery;
 mod replay;
 mod signed;
 
+pub use app_versions::AppVersion;
 pub use engine::{
     ack_state_digest, create_proposal, signed_by, submit_ballot, update_state_digest, withdraw_proposal, Constitution, Phase,
 };

@@ -122,6 +122,10 @@ pub const RECOVERY_SECRETS: &str = "public:ccf.internal.recovery_ledger_secrets"
 pub const SUBMITTED_SHARES: &str = "ccf.internal.submitted_recovery_shares";
 /// Previous endorsements of previous service identities, newest first (JSON list of PEMs).
 pub const PREVIOUS_IDENTITY_ENDORSEMENTS: &str = "public:ccf.internal.previous_service_identity_endorsements";
+/// App version number (decimal text) → `consort_gov::AppVersion` (JSON): every app a proposal
+/// left deployed, with its bundle (SPEC §10). Written once per key, so a key's version is the
+/// seqno at which that app took effect.
+pub const APP_VERSIONS: &str = "public:ccf.internal.app_versions";
 
 #[cfg(test)]
 mod tests {

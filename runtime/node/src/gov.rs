@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use consort_consensus::CommitError;
-use consort_gov::{Constitution, Failure, GovError, MemberRequirement, Phase, ProposalInfo, SignedRequest};
+use consort_gov::{app_versions, Constitution, Failure, GovError, MemberRequirement, Phase, ProposalInfo, SignedRequest};
 use consort_js::{KvAccess, RuntimeOptions, ScriptError};
 use consort_kv::names::*;
 use consort_kv::{State, Tx, TxId, SINGLETON_KEY};
@@ -35,7 +35,9 @@ fn methods(parts: &[&str]) -> Option<&'static Method> {
         | ["recovery", "encrypted-shares", _]
         | ["service", "info" | "constitution" | "members" | "nodes" | "javascript-app" | "users" | "jwk" | "join-policy" | "javascript-modules"
         | "js-modules"]
-        | ["service", "members" | "nodes" | "users" | "javascript-modules" | "js-modules" | "transactions", _] => Some(&Method::GET),
+        | ["service", "members" | "nodes" | "users" | "javascript-modules" | "js-modules" | "transactions", _]
+        | ["service", "javascript-app", "versions"]
+        | ["service", "javascript-app", "versions", _] => Some(&Method::GET),
         _ => None,
     }
 }
@@ -186,6 +188,18 @@ pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
             }
             reply::ok(&json!({"endpoints": endpoints}))
         }
+        (&Method::GET, ["service", "javascript-app", "versions"]) => {
+            let mut tx = Tx::new(state.clone());
+            let list: Vec<Value> = app_versions::versions(&mut tx).iter().map(|v| version_view(node, &state, v)).collect();
+            reply::ok(&json!({"value": list}))
+        }
+        (&Method::GET, ["service", "javascript-app", "versions", n]) => {
+            let record = n.parse::<u64>().ok().and_then(|n| app_versions::version(&mut Tx::new(state.clone()), n));
+            match record {
+                Some(v) => reply::ok(&v.bundle),
+                None => reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("App version {n} does not exist.")),
+            }
+        }
         (&Method::GET, ["service", "users"]) => {
             let list: Vec<Value> = state.iter(USERS_CERTS).map(|(k, c)| user_view(&state, &String::from_utf8_lossy(k), c)).collect();
             reply::ok(&json!({"value": list}))
@@ -219,6 +233,14 @@ pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
         },
         (_, _) => not_found(path),
     }
+}
+
+/// An app version in the versions list: its number, bundle digest, proposal, and the
+/// transaction at which it took effect.
+fn version_view(node: &Node, state: &State, v: &consort_gov::AppVersion) -> Value {
+    let seqno = state.version_of(APP_VERSIONS, v.version.to_string().as_bytes());
+    let txid = node.consensus.ledger().view_of(seqno).map(|view| TxId::new(view, seqno).to_string());
+    json!({"version": v.version, "bundleDigest": v.bundle_digest, "proposalId": v.proposal_id, "seqno": seqno, "transactionId": txid})
 }
 
 fn not_found(path: &str) -> Reply {

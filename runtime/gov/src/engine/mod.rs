@@ -287,7 +287,10 @@ async fn resolve(tx: &mut Tx, js: &impl Constitution, proposal_id: &str, proposa
     if info.state == ProposalState::Accepted {
         let mut applied = tx.clone();
         match js.run(&mut applied, constitution, "apply", vec![json!(proposal), json!(proposal_id)], Phase::Apply).await {
-            Ok(_) => *tx = applied,
+            Ok(_) => {
+                crate::app_versions::record_if_changed(&mut applied, proposal_id);
+                *tx = applied;
+            }
             Err(f) => {
                 info.state = ProposalState::Failed;
                 info.failure = Some(Failure { reason: format!("Failed to apply(): {}", f.reason), trace: f.trace });

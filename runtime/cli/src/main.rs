@@ -204,16 +204,27 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())
 }
 
-pub(crate) async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled: a signal that comes in between is kept for it, instead of taking
+/// the default action (ending the process at once, leaving its children behind).
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    async fn received(signal: Option<Signal>) {
+        match signal {
+            Some(mut s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
     }
-    tracing::info!("stopping");
+    let (interrupt, terminate) = (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok());
+    async move {
+        tokio::select! {
+            _ = received(interrupt) => {},
+            _ = received(terminate) => {},
+        }
+        tracing::info!("stopping");
+    }
 }
 
 /// Resolves when this process's parent has exited (it was re-parented); never if `watch` is off.
@@ -236,10 +247,11 @@ fn run_node(config: &Path, stop_with_parent: bool) -> Result<(), String> {
             node = Node::start(config) => node.map_err(|e| e.to_string())?,
             _ = parent_gone(stop_with_parent) => return Err("the process that started this node exited".into()),
         };
+        let shutdown = shutdown_signal();
         eprintln!("consort: node {} serving on https://{}", node.node_id(), node.rpc_address());
         node.serve(async {
             tokio::select! {
-                _ = shutdown_signal() => {}
+                _ = shutdown => {}
                 _ = parent_gone(stop_with_parent) => {}
             }
         })

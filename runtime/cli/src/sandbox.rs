@@ -131,6 +131,9 @@ async fn supervise(
     children: &mut Vec<Child>,
     mut dev: Option<&mut crate::dev::Watch>,
 ) -> Result<(), String> {
+    // Caught from now on: a stop asked for while the network starts ends it once it has started,
+    // with its nodes stopped, rather than killing the sandbox and orphaning them.
+    let shutdown = crate::shutdown_signal();
     children.push(spawn_node(args, 0, command)?);
     if resuming {
         for i in 1..args.nodes {
@@ -153,8 +156,8 @@ async fn supervise(
     let app = (args.app.is_some() || member.service_status().await? != "Open").then_some(app);
     open_by_governance(&member, common, &service_cert, app).await.map_err(|e| format!("opening the sandbox by governance: {e}"))?;
     print_instructions(common, &url, children, hints);
-    // Until Ctrl-C (or SIGTERM): a node that exits is reported, and may be restarted by hand.
-    let shutdown = crate::shutdown_signal();
+    // Until Ctrl-C (or SIGTERM, caught since the sandbox started): a node that exits is
+    // reported, and may be restarted by hand.
     tokio::pin!(shutdown);
     let mut running: Vec<bool> = children.iter().map(|_| true).collect();
     loop {

@@ -87,10 +87,27 @@ function txidOf(evidence) {
   return { view: Number(m[1]), seqno: Number(m[2]), txid: `${m[1]}.${m[2]}` };
 }
 
+/** `BLAKE3(entry_digest ‖ version as u64 LE ‖ bundle_digest)`: the write-set digest of an entry
+ * that names the app version which ran it (Rust: `AppRef::bind`). */
+function boundToApp(app) {
+  fields(app, "app_version", { version: "number", bundle_digest: "string", entry_digest: "string" });
+  if (!Number.isSafeInteger(app.version) || app.version < 0) throw malformed("app_version.version must be a non-negative integer");
+  const version = new Uint8Array(8);
+  new DataView(version.buffer).setBigUint64(0, BigInt(app.version), true);
+  const bundle = digest("app_version.bundle_digest", app.bundle_digest);
+  const entry = digest("app_version.entry_digest", app.entry_digest);
+  const input = new Uint8Array(72);
+  input.set(entry, 0);
+  input.set(version, 32);
+  input.set(bundle, 40);
+  return bytesToHex(blake3(input));
+}
+
 /**
  * Verifies `receipt` (the JSON object `/app/receipt` answers, or its text) against the service
- * certificate (PEM). Returns `{view, seqno, txid}` of the transaction it proves; throws a
- * ReceiptError saying why not.
+ * certificate (PEM). Returns `{view, seqno, txid}` of the transaction it proves, with
+ * `appVersion: {version, bundleDigest}` when the app ran it (the version is bound into the
+ * signed leaf); throws a ReceiptError saying why not.
  */
 export function verifyReceipt(receipt, serviceCertPem) {
   if (typeof receipt === "string") {
@@ -100,9 +117,16 @@ export function verifyReceipt(receipt, serviceCertPem) {
       throw malformed(`not JSON: ${e.message}`);
     }
   }
-  fields(receipt, "receipt", { cert: "string", node_id: "string", signature: "string", proof: "array", leaf_components: "object" });
+  if (receipt === null || typeof receipt !== "object" || Array.isArray(receipt)) throw malformed("receipt must be an object");
+  const { app_version: app, ...rest } = receipt;
+  fields(rest, "receipt", { cert: "string", node_id: "string", signature: "string", proof: "array", leaf_components: "object" });
   const lc = fields(receipt.leaf_components, "leaf_components", { write_set_digest: "string", commit_evidence: "string", claims_digest: "string" });
   const tx = txidOf(lc.commit_evidence);
+  digest("write_set_digest", lc.write_set_digest);
+  if (app !== undefined) {
+    if (boundToApp(app) !== lc.write_set_digest) throw malformed("app_version does not match write_set_digest");
+    tx.appVersion = { version: app.version, bundleDigest: app.bundle_digest };
+  }
   const concat = (...parts) => {
     const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
     parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);

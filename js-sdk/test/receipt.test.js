@@ -14,6 +14,23 @@ test("a receipt a node issued verifies against its service certificate", () => {
   assert.deepEqual(verifyReceipt(JSON.stringify(receipt), serviceCert).txid, "1.9", "the receipt's text works too");
 });
 
+test("a receipt of a transaction the app ran names the app version, bound into the signed leaf", () => {
+  const appReceipt = JSON.parse(fixture("app/receipt.json"));
+  const appCert = fixture("app/service_cert.pem");
+  const verified = verifyReceipt(appReceipt, appCert);
+  assert.deepEqual(verified, { view: 1, seqno: 8, txid: "1.8", appVersion: { version: 1, bundleDigest: appReceipt.app_version.bundle_digest } });
+  // A receipt from before app versions (or of a governance transaction) names none.
+  assert.equal(verifyReceipt(receipt, serviceCert).appVersion, undefined);
+  const cases = tampered(appReceipt, otherCert).filter(([name]) => name.startsWith("app_version"));
+  assert.equal(cases.length, 6);
+  for (const [name, copy] of cases) {
+    assert.throws(() => verifyReceipt(copy, appCert), (e) => e instanceof ReceiptError && e.kind === "malformed", name);
+  }
+  const other = structuredClone(appReceipt);
+  other.app_version.version = 2;
+  assert.throws(() => verifyReceipt(other, appCert), { message: "malformed receipt: app_version does not match write_set_digest" });
+});
+
 test("every tampered copy is refused, with a reason", () => {
   const cases = tampered(receipt, otherCert);
   assert.ok(cases.length >= 15, `${cases.length} cases`);

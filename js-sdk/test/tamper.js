@@ -44,5 +44,15 @@ export function tampered(receipt, otherCertPem) {
       }),
     );
   }
+  if (receipt.app_version) {
+    cases.push(
+      change("app_version.version changed", (r) => (r.app_version.version += 1)),
+      change("app_version.bundle_digest changed", (r) => (r.app_version.bundle_digest = flipHex(r.app_version.bundle_digest))),
+      change("app_version.entry_digest changed", (r) => (r.app_version.entry_digest = flipHex(r.app_version.entry_digest))),
+      change("app_version.version not an integer", (r) => (r.app_version.version = "1")),
+      change("app_version with an unknown field", (r) => (r.app_version.extra = 1)),
+      change("app_version.entry_digest missing", (r) => delete r.app_version.entry_digest),
+    );
+  }
   return cases;
 }

@@ -14,6 +14,9 @@ export interface Receipt {
     commit_evidence: string;
     claims_digest: string;
   };
+  /** For a transaction the app ran: the app version, which `write_set_digest` binds
+   * (`BLAKE3(entry_digest ‖ version as u64 LE ‖ bundle_digest)`). */
+  app_version?: { version: number; bundle_digest: string; entry_digest: string };
 }
 
 /** The transaction a receipt proves. */
@@ -22,6 +25,8 @@ export interface VerifiedTransaction {
   seqno: number;
   /** `"<view>.<seqno>"` */
   txid: string;
+  /** The app version that ran it, when the receipt names one (checked against the signed leaf). */
+  appVersion?: { version: number; bundleDigest: string };
 }
 
 /** Why a receipt does not verify. */

@@ -1,5 +1,6 @@
 //! Issue 23, item 1: every app a proposal deploys is a version with its bundle, digest,
-//! proposal and seqno; `rollback_js_app` brings an earlier one back in one proposal.
+//! proposal and seqno; `rollback_js_app` brings an earlier one back in one proposal; each
+//! transaction's receipt names the version that ran it.
 
 use consort_tests::{temp_workspace, Gov, Member};
 use reqwest::StatusCode;
@@ -36,11 +37,20 @@ async fn versions_are_listed_with_their_bundles_and_a_rollback_restores_one() {
         let (c, url) = (c.clone(), s.url("/app/which"));
         async move { c.get(url).send().await.expect("a reply").text().await.expect("text") }
     };
+    let put = || {
+        let (c, url) = (c.clone(), s.url("/app/put"));
+        async move {
+            let r = c.post(url).send().await.expect("put");
+            assert_eq!(r.status(), StatusCode::OK);
+            r.headers()["x-ms-ccf-transaction-id"].to_str().expect("txid").to_owned()
+        }
+    };
     assert_eq!(which().await, "v1");
-    assert_eq!(c.post(s.url("/app/put")).send().await.expect("put").status(), StatusCode::OK);
+    let by_v1 = put().await;
 
     let deployed = gov.pass(&[&m0], set_js_app(&v2)).await;
     assert_eq!(which().await, "v2");
+    let by_v2 = put().await;
 
     let list = gov.get("/service/javascript-app/versions").await["value"].as_array().cloned().expect("a list");
     assert_eq!(list.iter().map(|v| v["version"].as_u64().expect("number")).collect::<Vec<_>>(), [1, 2], "{list:?}");
@@ -57,6 +67,35 @@ async fn versions_are_listed_with_their_bundles_and_a_rollback_restores_one() {
         assert_eq!(list[n - 1]["bundleDigest"], json!(digest), "version {n}");
     }
     assert_ne!(list[0]["bundleDigest"], list[1]["bundleDigest"]);
+
+    // Each write's receipt names the version that ran it, and verifies offline with that name.
+    let cert = ws.join("node/service_cert.pem");
+    for (txid, n) in [(&by_v1, 1), (&by_v2, 2)] {
+        s.wait_committed(&c, txid).await;
+        let receipt: Value =
+            c.get(s.url(&format!("/app/receipt?transaction_id={txid}"))).send().await.expect("receipt").json().await.expect("json");
+        assert_eq!(receipt["app_version"]["version"], n, "{receipt}");
+        assert_eq!(receipt["app_version"]["bundle_digest"], list[n - 1]["bundleDigest"], "{receipt}");
+        let file = ws.join(format!("receipt-{n}.json"));
+        std::fs::write(&file, receipt.to_string()).expect("write");
+        let (ok, out) =
+            consort_tests::consort(&["receipt", "verify", "--service-cert", cert.to_str().expect("utf8"), file.to_str().expect("utf8")]);
+        let digest = list[n - 1]["bundleDigest"].as_str().expect("digest");
+        assert!(ok && out.contains(&format!("run by app version {n} (bundle digest {digest})")), "{out}");
+        // Claiming the other version breaks the receipt.
+        let mut forged = receipt.clone();
+        forged["app_version"]["version"] = json!(3 - n);
+        forged["app_version"]["bundle_digest"] = list[2 - n]["bundleDigest"].clone();
+        std::fs::write(&file, forged.to_string()).expect("write");
+        let (ok, out) =
+            consort_tests::consort(&["receipt", "verify", "--service-cert", cert.to_str().expect("utf8"), file.to_str().expect("utf8")]);
+        assert!(!ok && out.contains("app_version does not match write_set_digest"), "{out}");
+    }
+    // A governance transaction was not run by the app: its receipt names no version.
+    let gov_txid = list[1]["transactionId"].as_str().expect("txid");
+    let receipt: Value =
+        c.get(s.url(&format!("/app/receipt?transaction_id={gov_txid}"))).send().await.expect("receipt").json().await.expect("json");
+    assert!(receipt["leaf_components"].is_object() && receipt.get("app_version").is_none(), "{receipt}");
 
     // One proposal brings version 1 back; it is recorded as version 3, with version 1's digest.
     let rolled_back = gov.pass(&[&m0], json!([{"name": "rollback_js_app", "args": {"version": 1}}])).await;
@@ -81,7 +120,7 @@ async fn versions_are_listed_with_their_bundles_and_a_rollback_restores_one() {
     assert_eq!(which().await, "v1");
 
     // The same from the command line: a rollback to version 2, then the list.
-    let (url, cert, member) = (s.url(""), ws.join("node/service_cert.pem"), ws.join("member0"));
+    let (url, member) = (s.url(""), ws.join("member0"));
     let gov_cli = |args: &[&str]| {
         let base = ["gov", "--url", &url, "--service-cert", cert.to_str().expect("utf8"), "--member", member.to_str().expect("utf8")];
         consort_tests::consort(&[&base[..], args].concat())

@@ -336,5 +336,8 @@ fn receipt_verify(service_cert: &Path, endorsements: Option<&Path>, receipt: &Pa
     let receipt: consort_ledger::Receipt = serde_json::from_str(&text).map_err(|e| format!("{}: not a receipt: {e}", receipt.display()))?;
     let txid = receipt.verify_with_endorsements(&der, &chain).map_err(|e| format!("receipt REJECTED: {e}"))?;
     out!("receipt OK: transaction {txid} is in the ledger signed by node {}", receipt.node_id);
+    if let Some(app) = &receipt.app_version {
+        out!("run by app version {} (bundle digest {})", app.version, app.bundle_digest);
+    }
     Ok(())
 }

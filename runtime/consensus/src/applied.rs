@@ -10,13 +10,26 @@ use std::path::PathBuf;
 
 use consort_kv::TxId;
 use consort_ledger::spill::{SpillError, SpillVec};
-use consort_ledger::{Digest, EntryKind, Keep, LedgerEntry, MerkleTree, SignatureRecord, TreeError};
+use consort_ledger::{AppRef, Digest, EntryKind, Keep, LedgerEntry, MerkleTree, SignatureRecord, TreeError};
 
-/// The facts of an entry a receipt needs besides the tree: its leaf's two digests.
+/// The facts of an entry a receipt needs besides the tree: the digests its leaf is made of,
+/// and the app version that ran it.
 #[derive(Debug, Clone, Copy)]
 pub struct EntryMeta {
-    pub write_set_digest: [u8; 32],
+    pub entry_digest: [u8; 32],
     pub claims_digest: [u8; 32],
+    pub app: Option<AppRef>,
+}
+
+impl EntryMeta {
+    pub fn of(le: &LedgerEntry) -> EntryMeta {
+        EntryMeta { entry_digest: le.entry_digest(), claims_digest: le.claims_digest, app: le.app }
+    }
+
+    /// The leaf's first component ([`LedgerEntry::write_set_digest`]).
+    pub fn write_set_digest(&self) -> [u8; 32] {
+        self.app.map_or(self.entry_digest, |app| app.bind(&self.entry_digest))
+    }
 }
 
 /// How many recent entries' facts and tree nodes a node keeps in memory unless configured
@@ -223,7 +236,7 @@ impl AppliedLedger {
     /// Adds an applied entry; `signed` is its record when it is a signature entry.
     pub fn push(&mut self, le: &LedgerEntry, signed: Option<SignatureRecord>) -> Result<(), AppliedError> {
         self.tree.append(le.leaf()).map_err(|source| AppliedError::Tree { at: format!(" at {}", le.txid), source })?;
-        self.recent.push_back(EntryMeta { write_set_digest: le.write_set_digest(), claims_digest: le.claims_digest });
+        self.recent.push_back(EntryMeta::of(le));
         if self.recent.len() > self.recent_max {
             self.recent.pop_front();
             self.recent_from += 1;
@@ -256,6 +269,7 @@ mod tests {
             claims_digest: [seqno as u8; 32],
             public: vec![seqno as u8; 10],
             private: vec![],
+            app: (kind == EntryKind::Tx && seqno.is_multiple_of(3)).then_some(AppRef { version: seqno, bundle_digest: [1; 32] }),
         }
     }
 
@@ -280,7 +294,7 @@ mod tests {
         for s in 4..7 {
             let meta = ledger.meta(s).expect("recent");
             let e = entry(ledger.view_of(s).expect("view"), s, EntryKind::Tx);
-            assert_eq!((meta.claims_digest, meta.write_set_digest), (e.claims_digest, e.write_set_digest()));
+            assert_eq!((meta.claims_digest, meta.write_set_digest()), (e.claims_digest, e.write_set_digest()));
         }
         assert!(ledger.meta(7).is_none());
         assert_eq!(ledger.tree.len(), 7, "the tree has every leaf");

@@ -18,21 +18,21 @@ pub fn log_id_of(txid: TxId) -> LogId {
 
 pub fn to_ledger(entry: &Entry, commit: &CommitSecret) -> LedgerEntry {
     let txid = txid_of(&entry.log_id);
-    let (kind, claims_digest, public, private) = match &entry.payload {
-        EntryPayload::Blank => (EntryKind::Blank, ZERO_DIGEST, Vec::new(), Vec::new()),
+    let (kind, claims_digest, public, private, app) = match &entry.payload {
+        EntryPayload::Blank => (EntryKind::Blank, ZERO_DIGEST, Vec::new(), Vec::new(), None),
         EntryPayload::Normal(p) => {
             let kind = match p.kind {
                 ProposalKind::Tx => EntryKind::Tx,
                 ProposalKind::Signature => EntryKind::Signature,
             };
-            (kind, p.claims_digest, p.public.clone(), p.private.clone())
+            (kind, p.claims_digest, p.public.clone(), p.private.clone(), p.app)
         }
         EntryPayload::Membership(m) => {
             let json = serde_json::to_vec(m).expect("membership serialises");
-            (EntryKind::Membership, ZERO_DIGEST, json, Vec::new())
+            (EntryKind::Membership, ZERO_DIGEST, json, Vec::new(), None)
         }
     };
-    LedgerEntry { txid, kind, commit_evidence_digest: commit.evidence_digest(txid), claims_digest, public, private }
+    LedgerEntry { txid, kind, commit_evidence_digest: commit.evidence_digest(txid), claims_digest, public, private, app }
 }
 
 pub fn from_ledger(e: LedgerEntry) -> Result<Entry, String> {
@@ -44,6 +44,7 @@ pub fn from_ledger(e: LedgerEntry) -> Result<Entry, String> {
             claims_digest: e.claims_digest,
             public: e.public,
             private: e.private,
+            app: e.app,
         }),
         EntryKind::Membership => {
             EntryPayload::Membership(serde_json::from_slice(&e.public).map_err(|err| format!("membership entry {}: {err}", e.txid))?)

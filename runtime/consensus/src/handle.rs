@@ -489,7 +489,19 @@ impl Consensus {
 
     /// Commits a transaction's writes: reserve (may conflict), seal, order, replicate, apply.
     pub async fn commit(&self, tx: &Tx, claims_digest: Option<[u8; 32]>) -> Result<TxId, CommitError> {
-        let proposal = Proposal::transaction(tx.write_set().clone(), claims_digest, &self.secrets.current());
+        self.commit_app(tx, claims_digest, None).await
+    }
+
+    /// [`Handle::commit`] for a transaction the app ran: its ledger entry names `app`, the
+    /// version that ran it.
+    pub async fn commit_app(
+        &self,
+        tx: &Tx,
+        claims_digest: Option<[u8; 32]>,
+        app: Option<consort_ledger::AppRef>,
+    ) -> Result<TxId, CommitError> {
+        let mut proposal = Proposal::transaction(tx.write_set().clone(), claims_digest, &self.secrets.current());
+        proposal.app = app;
         let guard = self.sequencer.lock().await;
         let reservation = self.shared.store.reserve(tx)?;
         // Entries this node appends after this point are where the write may land.
@@ -606,10 +618,11 @@ impl Consensus {
             Some(meta) => meta,
             None => {
                 let le = self.log.read_entry(txid.seqno).map_err(|e| ReceiptError::Read(txid, e))?;
-                crate::applied::EntryMeta { write_set_digest: le.write_set_digest(), claims_digest: le.claims_digest }
+                crate::applied::EntryMeta::of(&le)
             }
         };
-        Ok(Receipt::new(&sig, &proof, &meta.write_set_digest, self.commit_secret.evidence(txid), &meta.claims_digest))
+        let app = meta.app.as_ref().map(|app| (app, &meta.entry_digest));
+        Ok(Receipt::new(&sig, &proof, &meta.write_set_digest(), self.commit_secret.evidence(txid), &meta.claims_digest, app))
     }
 
     /// The writes and receipt of committed transaction `txid`, read back from the ledger.

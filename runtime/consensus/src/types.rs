@@ -2,7 +2,7 @@ use std::io::Cursor;
 
 use consort_crypto::LedgerSecret;
 use consort_kv::WriteSet;
-use consort_ledger::{LedgerEntry, ZERO_DIGEST};
+use consort_ledger::{AppRef, LedgerEntry, ZERO_DIGEST};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +21,9 @@ pub struct Proposal {
     pub public: Vec<u8>,
     #[serde(with = "serde_bytes")]
     pub private: Vec<u8>,
+    /// For a transaction the app ran: which version of it.
+    #[serde(default)]
+    pub app: Option<AppRef>,
 }
 
 impl std::fmt::Display for Proposal {
@@ -40,7 +43,7 @@ impl Proposal {
         } else {
             secret.seal(&LedgerEntry::private_aad(&claims_digest, &public), &private.encode())
         };
-        Proposal { kind: ProposalKind::Tx, claims_digest, public, private }
+        Proposal { kind: ProposalKind::Tx, claims_digest, public, private, app: None }
     }
 }
 

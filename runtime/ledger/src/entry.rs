@@ -1,20 +1,47 @@
-//! One ledger entry and its byte format (version 1).
+//! One ledger entry and its byte format (versions 1 and 2).
 //!
 //! ```text
 //! format:u8=1 kind:u8 view:u64 seqno:u64 commit_evidence_digest:[32] claims_digest:[32]
 //! public_len:u32 public  private_len:u32 private
+//! format:u8=2 ... claims_digest:[32] app_version:u64 bundle_digest:[32] public_len:u32 ...
 //! ```
 //! Integers are little-endian. `public` is the encoded public write set (or, for signature and
 //! membership entries, their JSON record); `private` is `nonce ‖ AES-256-GCM(private write set)
 //! ‖ tag` sealed under the ledger secret with `claims_digest ‖ public` as associated data.
+//! Format 2 is a transaction run by the app: it names the app version that ran it (issue 23),
+//! and its write-set digest binds that version (see [`LedgerEntry::write_set_digest`]).
 
 use consort_kv::TxId;
 
 use crate::Digest;
 
 pub const FORMAT_VERSION: u8 = 1;
+/// The format of an entry that names the app version which ran it.
+pub const FORMAT_WITH_APP: u8 = 2;
 pub const ZERO_DIGEST: Digest = [0; 32];
 const HEADER_BYTES: usize = 1 + 1 + 8 + 8 + 32 + 32;
+const APP_BYTES: usize = 8 + 32;
+
+/// The app version that ran a transaction: its number and the BLAKE3 digest of its bundle
+/// (`consort_gov::app_versions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AppRef {
+    pub version: u64,
+    pub bundle_digest: Digest,
+}
+
+impl AppRef {
+    /// The write-set digest of an entry whose other contents digest to `entry_digest`:
+    /// `BLAKE3(entry_digest ‖ version:u64 LE ‖ bundle_digest)`. A receipt carries the three
+    /// inputs, so a verifier recomputes it and learns which code ran.
+    pub fn bind(&self, entry_digest: &Digest) -> Digest {
+        let mut h = blake3::Hasher::new();
+        h.update(entry_digest);
+        h.update(&self.version.to_le_bytes());
+        h.update(&self.bundle_digest);
+        *h.finalize().as_bytes()
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EntryKind {
@@ -67,17 +94,31 @@ pub struct LedgerEntry {
     pub claims_digest: Digest,
     pub public: Vec<u8>,
     pub private: Vec<u8>,
+    /// For a transaction the app ran: which version of it (format 2).
+    pub app: Option<AppRef>,
 }
 
 impl LedgerEntry {
+    fn format(&self) -> u8 {
+        if self.app.is_some() {
+            FORMAT_WITH_APP
+        } else {
+            FORMAT_VERSION
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_BYTES + 8 + self.public.len() + self.private.len());
-        out.push(FORMAT_VERSION);
+        let mut out = Vec::with_capacity(HEADER_BYTES + APP_BYTES + 8 + self.public.len() + self.private.len());
+        out.push(self.format());
         out.push(self.kind as u8);
         out.extend_from_slice(&self.txid.view.to_le_bytes());
         out.extend_from_slice(&self.txid.seqno.to_le_bytes());
         out.extend_from_slice(&self.commit_evidence_digest);
         out.extend_from_slice(&self.claims_digest);
+        if let Some(app) = &self.app {
+            out.extend_from_slice(&app.version.to_le_bytes());
+            out.extend_from_slice(&app.bundle_digest);
+        }
         for part in [&self.public, &self.private] {
             let len = u32::try_from(part.len()).expect("entry part above 4 GiB");
             out.extend_from_slice(&len.to_le_bytes());
@@ -90,14 +131,24 @@ impl LedgerEntry {
         if bytes.len() < HEADER_BYTES {
             return Err(EntryError::Truncated("header"));
         }
-        if bytes[0] != FORMAT_VERSION {
-            return Err(EntryError::Version(bytes[0]));
-        }
+        let with_app = match bytes[0] {
+            FORMAT_VERSION => false,
+            FORMAT_WITH_APP => true,
+            other => return Err(EntryError::Version(other)),
+        };
         let kind = EntryKind::from_u8(bytes[1]).ok_or(EntryError::Kind(bytes[1]))?;
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
         let digest_at = |at: usize| -> Digest { bytes[at..at + 32].try_into().expect("32 bytes") };
         let txid = TxId::new(u64_at(2), u64_at(10));
-        let mut rest = &bytes[HEADER_BYTES..];
+        let app = if with_app {
+            if bytes.len() < HEADER_BYTES + APP_BYTES {
+                return Err(EntryError::Truncated("app version"));
+            }
+            Some(AppRef { version: u64_at(HEADER_BYTES), bundle_digest: digest_at(HEADER_BYTES + 8) })
+        } else {
+            None
+        };
+        let mut rest = &bytes[HEADER_BYTES + if with_app { APP_BYTES } else { 0 }..];
         let mut part = |what: &'static str| -> Result<Vec<u8>, EntryError> {
             if rest.len() < 4 {
                 return Err(EntryError::Truncated(what));
@@ -115,7 +166,7 @@ impl LedgerEntry {
         if !rest.is_empty() {
             return Err(EntryError::Trailing(rest.len()));
         }
-        Ok(LedgerEntry { txid, kind, commit_evidence_digest: digest_at(18), claims_digest: digest_at(50), public, private })
+        Ok(LedgerEntry { txid, kind, commit_evidence_digest: digest_at(18), claims_digest: digest_at(50), public, private, app })
     }
 
     /// The associated data that private writes are sealed with.
@@ -127,10 +178,11 @@ impl LedgerEntry {
     }
 
     /// Digest of everything the entry records except the two digests that the leaf holds
-    /// separately: format, kind, `view.seqno`, public and (sealed) private parts.
-    pub fn write_set_digest(&self) -> Digest {
+    /// separately and the app version: format, kind, `view.seqno`, public and (sealed) private
+    /// parts. For an entry without an app version this is its write-set digest.
+    pub fn entry_digest(&self) -> Digest {
         let mut h = blake3::Hasher::new();
-        h.update(&[FORMAT_VERSION, self.kind as u8]);
+        h.update(&[self.format(), self.kind as u8]);
         h.update(&self.txid.view.to_le_bytes());
         h.update(&self.txid.seqno.to_le_bytes());
         for part in [&self.public, &self.private] {
@@ -138,6 +190,13 @@ impl LedgerEntry {
             h.update(part);
         }
         *h.finalize().as_bytes()
+    }
+
+    /// The leaf's first component: [`LedgerEntry::entry_digest`], bound to the app version by
+    /// [`AppRef::bind`] when the entry has one.
+    pub fn write_set_digest(&self) -> Digest {
+        let entry = self.entry_digest();
+        self.app.map_or(entry, |app| app.bind(&entry))
     }
 
     /// `BLAKE3(write_set_digest ‖ BLAKE3(commit_evidence) ‖ claims_digest)` (SPEC §7).
@@ -163,13 +222,14 @@ mod tests {
         #[test]
         fn round_trip(view in any::<u64>(), seqno in any::<u64>(), kind in 1u8..=4,
                       public in proptest::collection::vec(any::<u8>(), 0..64),
-                      private in proptest::collection::vec(any::<u8>(), 0..64)) {
+                      private in proptest::collection::vec(any::<u8>(), 0..64), app in any::<bool>()) {
             let e = LedgerEntry {
                 txid: TxId::new(view, seqno),
                 kind: EntryKind::from_u8(kind).expect("kind"),
                 commit_evidence_digest: [7; 32],
                 claims_digest: [9; 32],
                 public, private,
+                app: app.then_some(AppRef { version: view ^ 5, bundle_digest: [3; 32] }),
             };
             let bytes = e.encode();
             prop_assert_eq!(LedgerEntry::decode(&bytes).expect("decodes"), e.clone());
@@ -188,17 +248,44 @@ mod tests {
             claims_digest: ZERO_DIGEST,
             public: b"pub".to_vec(),
             private: b"priv".to_vec(),
+            app: Some(AppRef { version: 3, bundle_digest: [4; 32] }),
         };
         let leaf = e.leaf();
-        let mut variants = vec![e.clone(); 6];
+        let mut variants = vec![e.clone(); 9];
         variants[0].txid.seqno = 18;
         variants[1].kind = EntryKind::Signature;
         variants[2].commit_evidence_digest[0] = 2;
         variants[3].claims_digest[31] = 1;
         variants[4].public.push(0);
         variants[5].private[0] ^= 1;
+        variants[6].app = None;
+        variants[7].app = Some(AppRef { version: 4, bundle_digest: [4; 32] });
+        variants[8].app = Some(AppRef { version: 3, bundle_digest: [5; 32] });
         for v in variants {
             assert_ne!(v.leaf(), leaf, "{v:?}");
         }
+    }
+
+    #[test]
+    fn an_entry_without_an_app_version_keeps_format_1_and_its_digest() {
+        let e = LedgerEntry {
+            txid: TxId::new(1, 2),
+            kind: EntryKind::Tx,
+            commit_evidence_digest: [1; 32],
+            claims_digest: ZERO_DIGEST,
+            public: b"pub".to_vec(),
+            private: Vec::new(),
+            app: None,
+        };
+        assert_eq!(e.encode()[0], 1);
+        assert_eq!(e.write_set_digest(), e.entry_digest());
+        let with = LedgerEntry { app: Some(AppRef { version: 1, bundle_digest: [2; 32] }), ..e.clone() };
+        let bytes = with.encode();
+        assert_eq!((bytes[0], bytes.len()), (2, e.encode().len() + 40));
+        assert_eq!(with.write_set_digest(), AppRef { version: 1, bundle_digest: [2; 32] }.bind(&with.entry_digest()));
+        assert_eq!(LedgerEntry::decode(&bytes[..HEADER_BYTES + 20]), Err(EntryError::Truncated("app version")));
+        let mut v3 = bytes.clone();
+        v3[0] = 3;
+        assert_eq!(LedgerEntry::decode(&v3), Err(EntryError::Version(3)));
     }
 }

@@ -738,6 +738,8 @@ mod tests {
             claims_digest: [0; 32],
             public: vec![seqno as u8; 100],
             private: vec![],
+            // Both entry formats, side by side in the same files.
+            app: (seqno % 2 == 1).then_some(crate::AppRef { version: seqno, bundle_digest: [7; 32] }),
         }
     }
 

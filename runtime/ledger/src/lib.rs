@@ -12,7 +12,7 @@ pub mod signature;
 pub mod spill;
 pub mod verify;
 
-pub use entry::{EntryError, EntryKind, LedgerEntry, ZERO_DIGEST};
+pub use entry::{AppRef, EntryError, EntryKind, LedgerEntry, ZERO_DIGEST};
 pub use evidence::CommitSecret;
 pub use files::{Durability, LedgerFiles, LedgerFilesError};
 pub use merkle::{Keep, MerkleTree, ProofStep, TreeError};

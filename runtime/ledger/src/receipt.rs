@@ -5,7 +5,7 @@ use consort_crypto::CryptoError;
 use consort_kv::TxId;
 use serde::{Deserialize, Serialize};
 
-use crate::entry::leaf_of;
+use crate::entry::{leaf_of, AppRef};
 use crate::evidence::{evidence_digest, evidence_txid};
 use crate::merkle::{root_from_proof, ProofStep};
 use crate::{Digest, SignatureRecord};
@@ -38,6 +38,21 @@ pub struct Receipt {
     pub signature: String,
     pub proof: Vec<ProofElement>,
     pub leaf_components: LeafComponents,
+    /// For a transaction the app ran: the app version, which `write_set_digest` binds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<ReceiptAppVersion>,
+}
+
+/// Which app version ran the transaction: `leaf_components.write_set_digest` is
+/// `BLAKE3(entry_digest ‖ version:u64 LE ‖ bundle_digest)` ([`crate::AppRef::bind`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptAppVersion {
+    pub version: u64,
+    /// Hex BLAKE3 of the version's bundle (as `GET /gov/service/javascript-app/versions` lists it).
+    pub bundle_digest: String,
+    /// Hex digest of the rest of the ledger entry.
+    pub entry_digest: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +78,7 @@ impl Receipt {
         write_set_digest: &Digest,
         commit_evidence: String,
         claims_digest: &Digest,
+        app: Option<(&AppRef, &Digest)>,
     ) -> Self {
         Receipt {
             cert: sig.cert.clone(),
@@ -80,6 +96,11 @@ impl Receipt {
                 commit_evidence,
                 claims_digest: hex::encode(claims_digest),
             },
+            app_version: app.map(|(app, entry_digest)| ReceiptAppVersion {
+                version: app.version,
+                bundle_digest: hex::encode(app.bundle_digest),
+                entry_digest: hex::encode(entry_digest),
+            }),
         }
     }
 
@@ -93,11 +114,15 @@ impl Receipt {
     pub fn verify(&self, service_cert_der: &[u8]) -> Result<TxId, ReceiptError> {
         let lc = &self.leaf_components;
         let txid = self.txid().ok_or_else(|| ReceiptError::Malformed("commit_evidence is not ce:<view>.<seqno>:<64 hex>".into()))?;
-        let leaf = leaf_of(
-            &digest_from_hex("write_set_digest", &lc.write_set_digest)?,
-            &evidence_digest(&lc.commit_evidence),
-            &digest_from_hex("claims_digest", &lc.claims_digest)?,
-        );
+        let write_set_digest = digest_from_hex("write_set_digest", &lc.write_set_digest)?;
+        if let Some(app) = &self.app_version {
+            let bound = AppRef { version: app.version, bundle_digest: digest_from_hex("app_version.bundle_digest", &app.bundle_digest)? }
+                .bind(&digest_from_hex("app_version.entry_digest", &app.entry_digest)?);
+            if bound != write_set_digest {
+                return Err(ReceiptError::Malformed("app_version does not match write_set_digest".into()));
+            }
+        }
+        let leaf = leaf_of(&write_set_digest, &evidence_digest(&lc.commit_evidence), &digest_from_hex("claims_digest", &lc.claims_digest)?);
         let steps = self
             .proof
             .iter()

@@ -67,6 +67,8 @@ pub async fn call(node: &Node, call: &Call<'_>, state: &State, app: &Arc<Bundle>
     let endpoint = m.endpoint;
     let retries = node.config.js.conflict_retries_max;
     let options = node.js_options_at(state);
+    // The version of `app`, which the ledger entry names (and the receipt proves).
+    let version = node.app_version_at(state);
     for _ in 0..=retries {
         let tx = node.consensus.store().begin();
         let ex = match node.pool.execute(Arc::clone(app), endpoint, request.clone(), tx, access, options.clone()).await {
@@ -79,7 +81,7 @@ pub async fn call(node: &Node, call: &Call<'_>, state: &State, app: &Arc<Bundle>
         };
         let apply = ex.apply_writes.unwrap_or((200..300).contains(&response.status));
         let txid = if apply && !ex.tx.write_set().is_empty() {
-            match node.consensus.commit(&ex.tx, ex.claims_digest).await {
+            match node.consensus.commit_app(&ex.tx, ex.claims_digest, version).await {
                 Ok(txid) => txid,
                 Err(CommitError::Conflict(_)) => continue,
                 Err(e) => return reply::commit_failure(e),

@@ -7,8 +7,9 @@ use std::sync::{Arc, RwLock};
 
 use consort_consensus::Consensus;
 use consort_js::{Bundle, JsPool, RuntimeOptions};
-use consort_kv::names::{ENDPOINTS, JS_RUNTIME_OPTIONS, MODULES, SERVICE_INFO};
+use consort_kv::names::{APP_VERSIONS, ENDPOINTS, JS_RUNTIME_OPTIONS, MODULES, SERVICE_INFO};
 use consort_kv::{State, SINGLETON_KEY};
+use consort_ledger::AppRef;
 use tokio::net::TcpListener;
 
 use crate::config::NodeConfig;
@@ -18,8 +19,9 @@ use crate::metrics::Metrics;
 use crate::recovery_state::Recovery;
 use crate::tls::ServedCert;
 
-/// The app as last read, keyed by the versions of the endpoints and modules tables.
-type CachedApp = ((u64, u64), Option<Arc<Bundle>>);
+/// The app as last read, and the app version it is, keyed by the versions of the endpoints,
+/// modules and app-versions tables.
+type CachedApp = ((u64, u64, u64), Option<Arc<Bundle>>, Option<AppRef>);
 
 /// The node as the handlers see it: its configuration and identity, consensus (and through it
 /// the store and the ledger), the JS pool, historical state, and what it caches of the store.
@@ -101,15 +103,26 @@ impl Node {
 
     /// The deployed app as of `state`.
     pub(crate) fn app_at(&self, state: &State) -> Result<Option<Arc<Bundle>>, String> {
-        let versions = (state.map_version(ENDPOINTS), state.map_version(MODULES));
-        if let Some((v, app)) = self.app.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        self.cached_app(state).map(|(app, _)| app)
+    }
+
+    /// Which app version is deployed as of `state` (none before the first, or on a ledger from
+    /// before versions were recorded).
+    pub(crate) fn app_version_at(&self, state: &State) -> Option<AppRef> {
+        self.cached_app(state).ok().and_then(|(_, version)| version)
+    }
+
+    fn cached_app(&self, state: &State) -> Result<(Option<Arc<Bundle>>, Option<AppRef>), String> {
+        let versions = (state.map_version(ENDPOINTS), state.map_version(MODULES), state.map_version(APP_VERSIONS));
+        if let Some((v, app, version)) = self.app.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
             if *v == versions {
-                return Ok(app.clone());
+                return Ok((app.clone(), *version));
             }
         }
         let app = read_app(state)?.map(Arc::new);
-        *self.app.write().unwrap_or_else(|p| p.into_inner()) = Some((versions, app.clone()));
-        Ok(app)
+        let version = latest_app_version(state);
+        *self.app.write().unwrap_or_else(|p| p.into_inner()) = Some((versions, app.clone(), version));
+        Ok((app, version))
     }
 
     /// Whether the service is `Open` as of `state` (app endpoints answer 503 until it is),
@@ -155,6 +168,18 @@ impl Node {
         *self.js_options.write().unwrap_or_else(|p| p.into_inner()) = (version, options.clone());
         options
     }
+}
+
+/// The newest recorded app version (`consort_gov::app_versions`), as the ledger names it.
+fn latest_app_version(state: &State) -> Option<AppRef> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        version: u64,
+        bundle_digest: String,
+    }
+    let newest = state.iter(APP_VERSIONS).filter_map(|(_, v)| serde_json::from_slice::<Head>(v).ok()).max_by_key(|h| h.version)?;
+    let digest = hex::decode(&newest.bundle_digest).ok()?.try_into().ok()?;
+    Some(AppRef { version: newest.version, bundle_digest: digest })
 }
 
 /// Reads the deployed app back from the store, as the constitution's `set_js_app` writes it

@@ -90,6 +90,10 @@ test("a receipt fetched from a network started now verifies in the browser", asy
     assert.equal(reply.status, 200);
     const receipt = await net.user0.receipt(reply.txid);
     assert.equal(await inBrowser(receipt, net.serviceCert), "ok");
+    // It names the app version that ran the write (the sandbox deployed version 1).
+    const verified = await page.evaluate(([r, cert]) => consortSdk.verifyReceipt(r, cert), [receipt, net.serviceCert]);
+    assert.equal(verified.appVersion?.version, 1);
+    assert.match(verified.appVersion.bundleDigest, /^[0-9a-f]{64}$/);
     receipt.leaf_components.write_set_digest = receipt.leaf_components.write_set_digest.replace(/^./, (c) => (c === "0" ? "1" : "0"));
     assert.match(await inBrowser(receipt, net.serviceCert), /^refused: /);
   } finally {

@@ -53,8 +53,11 @@ pub enum GovCommand {
         #[arg(long, requires = "open_service")]
         previous_service_cert: Option<PathBuf>,
         /// Vote for the proposal right after creating it.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "dry_run")]
         accept: bool,
+        /// Do not propose: show what the proposal would write if it were accepted now.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Submit a ballot on a proposal.
     Vote {
@@ -107,6 +110,7 @@ pub fn run(args: GovArgs) -> Result<(), String> {
                 open_service,
                 previous_service_cert,
                 accept,
+                dry_run,
             } => {
                 let mut proposal = match file {
                     Some(f) => {
@@ -147,13 +151,17 @@ pub fn run(args: GovArgs) -> Result<(), String> {
                 if actions.is_empty() {
                     return Err("nothing to propose: give a proposal file or at least one action flag".into());
                 }
-                let created = client.propose(&proposal).await?;
-                if !accept {
-                    created
+                if dry_run {
+                    client.dry_run(&proposal).await?
                 } else {
-                    created.print();
-                    let id = created.body["proposalId"].as_str().ok_or("the answer has no proposalId")?.to_owned();
-                    client.vote(&id, gov_client::ACCEPT_BALLOT).await?
+                    let created = client.propose(&proposal).await?;
+                    if !accept {
+                        created
+                    } else {
+                        created.print();
+                        let id = created.body["proposalId"].as_str().ok_or("the answer has no proposalId")?.to_owned();
+                        client.vote(&id, gov_client::ACCEPT_BALLOT).await?
+                    }
                 }
             }
             GovCommand::Vote { proposal_id, accept, reject, ballot } => {

@@ -141,6 +141,12 @@ impl GovClient {
         self.post("/members/proposals:create", "proposal", None, &body).await?.success()
     }
 
+    /// What the proposal would write if it were accepted now; nothing is stored.
+    pub async fn dry_run(&self, proposal: &Value) -> Result<Answer, String> {
+        let body = serde_json::to_vec(proposal).map_err(|e| e.to_string())?;
+        self.post("/members/proposals:dry-run", "proposal", None, &body).await?.success()
+    }
+
     pub async fn vote(&self, proposal_id: &str, ballot: &str) -> Result<Answer, String> {
         let body = serde_json::to_vec(&json!({"ballot": ballot})).map_err(|e| e.to_string())?;
         let path = format!("/members/proposals/{proposal_id}/ballots/{}:submit", self.member_id());

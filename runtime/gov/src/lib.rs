@@ -6,6 +6,7 @@
 //! [`Constitution`] trait, which the node implements over its JS worker pool.
 
 pub mod app_versions;
+pub mod dry_run;
 mod engine;
 mod proposal;
 pub mod recovery;
@@ -14,7 +15,8 @@ mod signed;
 
 pub use app_versions::AppVersion;
 pub use engine::{
-    ack_state_digest, create_proposal, signed_by, submit_ballot, update_state_digest, withdraw_proposal, Constitution, Phase,
+    ack_state_digest, create_proposal, dry_run_proposal, signed_by, submit_ballot, update_state_digest, withdraw_proposal, Constitution,
+    Phase,
 };
 pub use proposal::{Failure, ProposalInfo, ProposalState};
 pub use signed::{check_created_at, verify_signed_request, MemberRequirement, SignedRequest, MSG_TYPES};

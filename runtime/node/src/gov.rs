@@ -22,7 +22,7 @@ use crate::reply::{self, Reply};
 fn methods(parts: &[&str]) -> Option<&'static Method> {
     let action = |segment: &str, verbs: &[&str]| segment.split_once(':').is_some_and(|(_, verb)| verbs.contains(&verb));
     match parts {
-        ["members", "proposals:create"] => Some(&Method::POST),
+        ["members", "proposals:create" | "proposals:dry-run"] => Some(&Method::POST),
         ["members", "proposals", a] if action(a, &["withdraw"]) => Some(&Method::POST),
         ["members", "proposals", _, "ballots", a] if action(a, &["submit"]) => Some(&Method::POST),
         ["recovery", "members", a] if action(a, &["recover"]) => Some(&Method::POST),
@@ -72,6 +72,7 @@ pub async fn handle(node: &Node, call: &Call<'_>) -> Reply {
     let state = node.consensus.store().snapshot();
     match (&call.method, parts.as_slice()) {
         (&Method::POST, ["members", "proposals:create"]) => write(node, call, Write::Create).await,
+        (&Method::POST, ["members", "proposals:dry-run"]) => dry_run(node, call).await,
         (&Method::POST, ["members", "proposals", action]) => match action.split_once(':') {
             Some((id, "withdraw")) => write(node, call, Write::Withdraw { proposal_id: id.to_owned() }).await,
             _ => not_found(path),
@@ -450,6 +451,35 @@ async fn write(node: &Node, call: &Call<'_>, op: Write) -> Reply {
         "TransactionConflict",
         format!("the governance transaction conflicted with concurrent writes {} times; retry", retries + 1),
     )
+}
+
+/// `POST /gov/members/proposals:dry-run`: the same signed body as `:create`, from an active
+/// member; the proposal is validated and applied on a transaction that is then dropped, and the
+/// answer lists the writes it would have made. Nothing is committed or stored (not even the
+/// request in the replay window), so it runs on whichever node is asked, on that node's state.
+async fn dry_run(node: &Node, call: &Call<'_>) -> Reply {
+    if let Some(refused) = not_cose(call) {
+        return refused;
+    }
+    let mut tx = node.consensus.store().begin();
+    let req =
+        match consort_gov::verify_signed_request(&mut tx, &call.body, "proposal", MemberRequirement::Active).and_then(|r| fresh(node, r)) {
+            Ok(r) => r,
+            Err(e) => return gov_error(e),
+        };
+    let js = GovJs::new(node, node.js_options_at(tx.snapshot()));
+    let marker = tx.read_txid().to_string();
+    let outcome = consort_gov::dry_run_proposal(&mut tx, &js, &req, marker.as_bytes()).await;
+    if js.broken.load(Ordering::Relaxed) {
+        return reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "the JS workers are busy or stopped; retry");
+    }
+    match outcome {
+        Ok(mut answer) => {
+            answer["stateAt"] = json!(tx.read_txid().to_string());
+            reply::ok(&answer)
+        }
+        Err(e) => gov_error(e),
+    }
 }
 
 /// The request, if its `created_at` is within the configured skew of this node's clock.

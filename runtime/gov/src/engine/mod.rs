@@ -108,6 +108,33 @@ pub async fn create_proposal(tx: &mut Tx, js: &impl Constitution, req: &SignedRe
     Ok(info.to_api(&proposal_id))
 }
 
+/// `POST /gov/members/proposals:dry-run`: what `:create` would check (the signed proposal, the
+/// constitution's `validate`), then the constitution's `apply` as if the proposal were accepted
+/// now, on `tx`, and the writes it would make. Nothing of the proposal is stored and the caller
+/// discards `tx`: the answer is all there is.
+pub async fn dry_run_proposal(tx: &mut Tx, js: &impl Constitution, req: &SignedRequest, read_marker: &[u8]) -> Result<Value, GovError> {
+    let proposal = text(&req.content, "proposal")?;
+    let proposal_id = hex::encode(Sha256::new().chain_update(read_marker).chain_update(req.request_digest).finalize());
+    let constitution = constitution(tx)?;
+    let validity = js
+        .run(tx, &constitution, "validate", vec![json!(proposal)], Phase::ReadOnly)
+        .await
+        .map_err(|f| internal(format!("Failed to execute validation: {}", f.reason)))?;
+    if validity.get("valid") != Some(&Value::Bool(true)) {
+        let description = validity.get("description").and_then(Value::as_str).unwrap_or("");
+        return Err(GovError::new(400, "ProposalFailedToValidate", format!("Proposal failed to validate: {description}")));
+    }
+    let failure = match js.run(tx, &constitution, "apply", vec![json!(proposal), json!(proposal_id)], Phase::Apply).await {
+        Ok(_) => {
+            crate::app_versions::record_if_changed(tx, &proposal_id);
+            None
+        }
+        Err(f) => Some(json!({"reason": format!("Failed to apply(): {}", f.reason), "trace": f.trace})),
+    };
+    let writes = if failure.is_some() { Vec::new() } else { crate::dry_run::writes_of(tx) };
+    Ok(json!({"valid": true, "applied": failure.is_none(), "failure": failure, "writes": writes}))
+}
+
 /// `POST /gov/members/proposals/{proposal_id}/ballots/{member_id}:submit`.
 pub async fn submit_ballot(
     tx: &mut Tx,

@@ -12,4 +12,5 @@ pub mod limits;
 pub mod nesting;
 pub mod runner;
 pub mod runtime;
+pub mod sources;
 pub mod web;

@@ -369,10 +369,12 @@
       json: () => N.bodyJson(currentBody),
       arrayBuffer: () => currentBody,
     };
-    const started = Date.now();
+    // The framework's own timing reads a monotonic clock, not the app's Date, so it takes
+    // nothing from the handler's recorded time values.
+    const started = N.monotonicMs();
     const r = handler(request);
     if (metricsLogging) {
-      N.log("info", `JS execution metrics: ${request.method} ${request.path}: ${Date.now() - started} ms`);
+      N.log("info", `JS execution metrics: ${request.method} ${request.path}: ${N.monotonicMs() - started} ms`);
     }
     if (r === null || typeof r !== "object" || Array.isArray(r)) {
       throw new TypeError("handler must return an object {statusCode?, headers?, body?}, got " + (r === null ? "null" : Array.isArray(r) ? "an array" : typeof r));

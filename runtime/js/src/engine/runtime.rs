@@ -18,6 +18,7 @@ use consort_kv::MapKind;
 use crate::engine::bundle::{normalise_module_name, Bundle, EndpointDef};
 use crate::engine::host::{HistoricalState, HostAnswer, HostQuery, KvOp, KvReply};
 use crate::engine::limits::{Limit, RuntimeOptions, Watch};
+use crate::engine::sources::{Drawn, SourceMode, Sources, SourcesClock};
 
 const PRELUDE: &str = include_str!("prelude.js");
 
@@ -739,7 +740,7 @@ pub(crate) fn register_natives(ctx: &mut Context, name: JsString, natives: &[(&s
 }
 
 fn install_globals(ctx: &mut Context) -> JsResult<()> {
-    let natives: [(&str, Native, usize); 34] = [
+    let natives: [(&str, Native, usize); 35] = [
         ("kvHas", kv_has, 2),
         ("kvGet", kv_get, 2),
         ("kvVersion", kv_version, 2),
@@ -758,6 +759,7 @@ fn install_globals(ctx: &mut Context) -> JsResult<()> {
         ("setApplyWrites", set_apply_writes, 1),
         ("setClaimsDigest", set_claims_digest, 1),
         ("log", log, 2),
+        ("monotonicMs", |_, _, ctx| Ok(JsValue::from(ctx.clock().now().millis_since_epoch() as f64)), 0),
         ("lastCommitted", consensus_last_committed, 0),
         ("txStatus", consensus_status, 2),
         ("viewOf", consensus_view, 1),
@@ -911,23 +913,32 @@ impl boa_engine::context::HostHooks for Hooks {
     }
 }
 
-fn new_context(bundle: &Bundle, options: &RuntimeOptions, instruction_budget: usize) -> Result<(Context, Rc<BundleLoader>), ScriptError> {
+/// A context for `bundle`: its module loader, and the sources of time and randomness it draws
+/// from (kept as context data, for the natives).
+fn new_context(
+    bundle: &Bundle,
+    options: &RuntimeOptions,
+    instruction_budget: usize,
+) -> Result<(Context, Rc<BundleLoader>, Rc<Sources>), ScriptError> {
     if options.recursion_limit() < MIN_RECURSION_LIMIT {
         return Err(ScriptError::Limit(Limit::Stack, Limit::Stack.describe(options)));
     }
     let loader = Rc::new(BundleLoader { modules: bundle.modules.clone(), cache: RefCell::new(HashMap::new()) });
+    let sources = Rc::new(Sources::default());
     let mut ctx = Context::builder()
         .host_hooks(Rc::new(Hooks))
+        .clock(Rc::new(SourcesClock(sources.clone())))
         .module_loader(loader.clone())
         .instructions_remaining(instruction_budget)
         .build()
         .map_err(|e| ScriptError::Load(e.to_string()))?;
+    ctx.insert_data(sources.clone());
     // The framework's globals are installed under Boa's own limits; the service's limits,
     // however small, hold for the app's code from its first module on.
     install_globals(&mut ctx).map_err(|e| ScriptError::Load(format!("installing the ccf global: {e}")))?;
     ctx.runtime_limits_mut().set_recursion_limit(options.recursion_limit());
     ctx.runtime_limits_mut().set_stack_size_limit(options.vm_stack_values());
-    Ok((ctx, loader))
+    Ok((ctx, loader, sources))
 }
 
 /// A reused interpreter may run this many requests' worth of instructions before it is
@@ -948,12 +959,14 @@ pub(crate) struct Interpreter {
     options: RuntimeOptions,
     /// Whether `ccf.historicalState` is set (cleared by the next non-historical request).
     historical_set: bool,
+    /// Where `Date`, `Math.random()` and `crypto`'s random bytes come from.
+    sources: Rc<Sources>,
 }
 
 impl Interpreter {
     pub fn new(bundle: &Bundle, options: &RuntimeOptions, reused: bool) -> Result<Interpreter, ScriptError> {
         let budget = if reused { options.instruction_budget().saturating_mul(REUSE_BUDGET_FACTOR) } else { options.instruction_budget() };
-        let (mut ctx, loader) = new_context(bundle, options, budget)?;
+        let (mut ctx, loader, sources) = new_context(bundle, options, budget)?;
         let invoke = Script::parse(Source::from_bytes("__consort_invoke(...__consort_args)"), None, &mut ctx)
             .map_err(|e| ScriptError::Load(e.to_string()))?;
         Ok(Interpreter {
@@ -964,6 +977,7 @@ impl Interpreter {
             handlers: HashMap::new(),
             options: options.clone(),
             historical_set: false,
+            sources,
         })
     }
 
@@ -984,10 +998,29 @@ impl Interpreter {
         access: KvAccess,
         kv: Box<dyn KvBackend>,
     ) -> (RunOutcome, bool) {
+        let (outcome, _, sound) = self.run_drawing(target, request, body, historical, access, kv, SourceMode::Live);
+        (outcome, sound)
+    }
+
+    /// [`Interpreter::run`] with the time and random values drawn as `sources` says (recorded,
+    /// or given back from a recording); returns what was drawn too.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_drawing(
+        &mut self,
+        target: (&str, &str),
+        request: &JsRequest,
+        body: &[u8],
+        historical: Option<&HistoricalState>,
+        access: KvAccess,
+        kv: Box<dyn KvBackend>,
+        sources: SourceMode,
+    ) -> (RunOutcome, Drawn, bool) {
         let what = format!("{} {}", request.method, request.url);
+        self.sources.start(sources);
         let (response, session) = self.with_session(what, access, kv, |i, watch| i.invoke(target, request, body, historical, watch));
+        let drawn = self.sources.finish();
         let sound = !matches!(response, Err(ScriptError::Limit(..)));
-        (RunOutcome { response, apply_writes: session.apply_writes.get(), claims_digest: session.claims_digest.get() }, sound)
+        (RunOutcome { response, apply_writes: session.apply_writes.get(), claims_digest: session.claims_digest.get() }, drawn, sound)
     }
 
     /// Runs `f` under this request's time watch with `ccf.kv` bound to `kv`; hands back the
@@ -1164,7 +1197,7 @@ fn validate_bundle_within(bundle: &Bundle, time_ms: u64) -> Result<(), crate::Bu
     let options = RuntimeOptions { max_execution_time_ms: time_ms, max_heap_bytes: VALIDATION_HEAP_BYTES, ..RuntimeOptions::default() };
     // One context for the whole bundle: each module compiles and runs once, however many
     // endpoints name it (a bundled npm library can be half a megabyte).
-    let (mut ctx, loader) =
+    let (mut ctx, loader, _) =
         new_context(bundle, &options, options.instruction_budget()).map_err(|e| crate::BundleError::Invalid(e.to_string()))?;
     for (path, methods) in &bundle.metadata.endpoints {
         for (method, def) in methods {
@@ -1195,7 +1228,7 @@ pub fn validate_constitution(source: &str) -> Result<(), String> {
     bundle.modules.insert("constitution.js".into(), source.to_owned());
     let options = RuntimeOptions::default();
     for (name, required, optional) in specs {
-        let (mut ctx, loader) = new_context(&bundle, &options, options.instruction_budget()).map_err(|e| e.to_string())?;
+        let (mut ctx, loader, _) = new_context(&bundle, &options, options.instruction_budget()).map_err(|e| e.to_string())?;
         let f = load_handler(&mut ctx, &loader, ("constitution.js", name), &options)
             .map_err(|e| format!("{PATH} does not export a function named {name}: {e}"))?;
         let length =
@@ -1356,6 +1389,51 @@ mod tests {
             assert!(direct.starts_with(r#"{"caller":"#), "{direct}");
             assert_eq!(direct, via_json);
         }
+    }
+
+    /// A handler that reads the clock and draws random values, run once recording and once
+    /// replaying the recording: the same answer; run live: another.
+    #[test]
+    fn a_recorded_run_replays_to_the_same_answer() {
+        let json = serde_json::json!({
+            "metadata": {"endpoints": {"/f": {"get": {"js_module": "m.js", "js_function": "f", "authn_policies": []}}}},
+            "modules": [{"name": "m.js", "module": "export function f() {
+                const bytes = crypto.getRandomValues(new Uint8Array(4));
+                return { body: JSON.stringify([Date.now(), new Date().toISOString(), Math.random(), Array.from(bytes), crypto.randomUUID()]) };
+            }"}],
+        });
+        let bundle = Bundle::from_json(json.to_string().as_bytes()).expect("bundle");
+        let target = ("m.js", "f");
+        let request = JsRequest { method: "GET".into(), path: "/app/f".into(), ..Default::default() };
+        let store = consort_kv::Store::default();
+        let options = RuntimeOptions::default();
+        let mut interpreter = Interpreter::new(&bundle, &options, true).expect("interpreter");
+        let mut run = |mode: SourceMode| {
+            let kv = Box::new(LocalKv(RefCell::new(store.begin())));
+            let (outcome, drawn, _) = interpreter.run_drawing(target, &request, &[], None, KvAccess::AppReadOnly, kv, mode);
+            (String::from_utf8(outcome.response.expect("response").body).expect("text"), drawn)
+        };
+        let (recorded, drawn) = run(SourceMode::Record);
+        assert_eq!((drawn.draws.time_ms.len(), drawn.draws.random.len(), drawn.draws.bytes.len()), (2, 1, 2), "{recorded}");
+        let (replayed, again) = run(SourceMode::Replay(drawn.draws.clone()));
+        assert_eq!(replayed, recorded);
+        assert_eq!((again.draws, again.beyond_recording), (drawn.draws, 0));
+        let (live, nothing) = run(SourceMode::Live);
+        assert_ne!(live, recorded);
+        assert_eq!(nothing, Drawn::default());
+        // Math.random is still a plain function of Math.
+        let (shape, _) = {
+            let json = serde_json::json!({
+                "metadata": {"endpoints": {"/g": {"get": {"js_module": "g.js", "js_function": "g", "authn_policies": []}}}},
+                "modules": [{"name": "g.js", "module": "export function g() { const d = Object.getOwnPropertyDescriptor(Math, 'random'); return { body: [Math.random.name, Math.random.length, d.enumerable, d.writable, typeof Math.random()].join() }; }"}],
+            });
+            let bundle = Bundle::from_json(json.to_string().as_bytes()).expect("bundle");
+            let mut i = Interpreter::new(&bundle, &options, false).expect("interpreter");
+            let kv = Box::new(LocalKv(RefCell::new(store.begin())));
+            let (outcome, drawn, _) = i.run_drawing(("g.js", "g"), &request, &[], None, KvAccess::AppReadOnly, kv, SourceMode::Live);
+            (String::from_utf8(outcome.response.expect("response").body).expect("text"), drawn)
+        };
+        assert_eq!(shape, "random,0,false,true,number");
     }
 
     /// A fresh interpreter per request must give all its memory back: Boa 0.22 keeps a whole

@@ -123,6 +123,10 @@
     return out;
   });
 
+  // --- Math.random(), through the same sources (so a replay can give its values back) ---
+  const { random } = { random() { return W.random(); } };
+  Object.defineProperty(Math, "random", { value: random, writable: true, configurable: true, enumerable: false });
+
   // --- crypto.getRandomValues / crypto.randomUUID, from the operating system's CSPRNG ---
   const INTEGER_ARRAYS = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, BigInt64Array, BigUint64Array];
   const RANDOM_MAX = W.randomBytesMax();

@@ -109,9 +109,22 @@ fn random_bytes(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<Js
     if !(0.0..=RANDOM_BYTES_MAX as f64).contains(&n) {
         return Err(type_err(format!("at most {RANDOM_BYTES_MAX} random bytes at once")));
     }
-    let mut bytes = vec![0; n as usize];
-    getrandom::fill(&mut bytes).map_err(|e| type_err(format!("the operating system's random source: {e}")))?;
+    let drawn = match ctx.get_data::<std::rc::Rc<crate::engine::sources::Sources>>() {
+        Some(sources) => sources.bytes(n as usize),
+        None => {
+            let mut bytes = vec![0; n as usize];
+            getrandom::fill(&mut bytes).map(|()| bytes)
+        }
+    };
+    let bytes = drawn.map_err(|e| type_err(format!("the operating system's random source: {e}")))?;
     buffer(&bytes, ctx)
+}
+
+/// `random()`: `Math.random()`, through the interpreter's sources (recorded or replayed).
+fn random(_: &JsValue, _: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let sources =
+        ctx.get_data::<std::rc::Rc<crate::engine::sources::Sources>>().ok_or_else(|| type_err("Math.random has no source here"))?;
+    Ok(JsValue::from(sources.random()))
 }
 
 /// The components `URL` shows, in the order `web.js` reads them.
@@ -216,7 +229,8 @@ fn form_serialize(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<
 
 /// Installs the Web APIs as globals (the natives are handed to `web.js` and then removed).
 pub fn install(ctx: &mut Context) -> JsResult<()> {
-    let natives: [(&str, crate::engine::runtime::Native, usize); 10] = [
+    let natives: [(&str, crate::engine::runtime::Native, usize); 11] = [
+        ("random", random, 0),
         ("utf8Encode", utf8_encode, 1),
         ("utf8Decode", utf8_decode_native, 3),
         ("base64Encode", base64_encode_native, 1),

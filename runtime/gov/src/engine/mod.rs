@@ -81,9 +81,17 @@ pub fn signed_by(req: &SignedRequest, member_id: &str) -> Result<(), GovError> {
 
 /// `POST /gov/members/proposals:create`. `read_marker` identifies the state the proposal was
 /// read at (its id binds the request to it). Returns the proposal's API view.
-pub async fn create_proposal(tx: &mut Tx, js: &impl Constitution, req: &SignedRequest, read_marker: &[u8]) -> Result<Value, GovError> {
+/// A proposal the constitution's `validate` accepted: its text, the id it gets (from the state
+/// it was read at and the signed request), and the constitution that judged it.
+struct Validated {
+    proposal: String,
+    id: String,
+    constitution: String,
+}
+
+async fn validated(tx: &mut Tx, js: &impl Constitution, req: &SignedRequest, read_marker: &[u8]) -> Result<Validated, GovError> {
     let proposal = text(&req.content, "proposal")?;
-    let proposal_id = hex::encode(Sha256::new().chain_update(read_marker).chain_update(req.request_digest).finalize());
+    let id = hex::encode(Sha256::new().chain_update(read_marker).chain_update(req.request_digest).finalize());
     let constitution = constitution(tx)?;
     let validity = js
         .run(tx, &constitution, "validate", vec![json!(proposal)], Phase::ReadOnly)
@@ -96,6 +104,11 @@ pub async fn create_proposal(tx: &mut Tx, js: &impl Constitution, req: &SignedRe
         let description = validity.get("description").and_then(Value::as_str).unwrap_or("");
         return Err(GovError::new(400, "ProposalFailedToValidate", format!("Proposal failed to validate: {description}")));
     }
+    Ok(Validated { proposal, id, constitution })
+}
+
+pub async fn create_proposal(tx: &mut Tx, js: &impl Constitution, req: &SignedRequest, read_marker: &[u8]) -> Result<Value, GovError> {
+    let Validated { proposal, id: proposal_id, constitution } = validated(tx, js, req, read_marker).await?;
     if tx.has(PROPOSALS, proposal_id.as_bytes()) {
         return Err(internal("Proposal ID collision."));
     }
@@ -113,17 +126,7 @@ pub async fn create_proposal(tx: &mut Tx, js: &impl Constitution, req: &SignedRe
 /// now, on `tx`, and the writes it would make. Nothing of the proposal is stored and the caller
 /// discards `tx`: the answer is all there is.
 pub async fn dry_run_proposal(tx: &mut Tx, js: &impl Constitution, req: &SignedRequest, read_marker: &[u8]) -> Result<Value, GovError> {
-    let proposal = text(&req.content, "proposal")?;
-    let proposal_id = hex::encode(Sha256::new().chain_update(read_marker).chain_update(req.request_digest).finalize());
-    let constitution = constitution(tx)?;
-    let validity = js
-        .run(tx, &constitution, "validate", vec![json!(proposal)], Phase::ReadOnly)
-        .await
-        .map_err(|f| internal(format!("Failed to execute validation: {}", f.reason)))?;
-    if validity.get("valid") != Some(&Value::Bool(true)) {
-        let description = validity.get("description").and_then(Value::as_str).unwrap_or("");
-        return Err(GovError::new(400, "ProposalFailedToValidate", format!("Proposal failed to validate: {description}")));
-    }
+    let Validated { proposal, id: proposal_id, constitution } = validated(tx, js, req, read_marker).await?;
     let failure = match js.run(tx, &constitution, "apply", vec![json!(proposal), json!(proposal_id)], Phase::Apply).await {
         Ok(_) => {
             crate::app_versions::record_if_changed(tx, &proposal_id);

@@ -346,3 +346,47 @@ async fn a_member_acknowledges_the_digest_it_was_given_and_becomes_active() {
     put_json(&mut tx, MEMBERS_ACKS, b"m9", &json!({"state_digest": "aa"}));
     assert_eq!(refused(ack_state_digest(&mut tx, &request("m9", &digest("aa"), None, 9), "m9")).0, 500);
 }
+
+#[tokio::test]
+async fn a_dry_run_validates_applies_and_shows_the_writes_storing_nothing_of_the_proposal() {
+    let (mut tx, js) = (governed(), Fake::default());
+    let answer = dry_run_proposal(&mut tx, &js, &request("m0", "{}", None, 1), b"state").await.expect("dry-run");
+    assert_eq!((&answer["valid"], &answer["applied"], &answer["failure"]), (&json!(true), &json!(true), &Value::Null));
+    let writes = answer["writes"].as_array().expect("writes");
+    assert_eq!(writes.len(), 2, "the constitution (set up by the test) and apply's write: {writes:?}");
+    assert!(writes.iter().any(|w| w["table"] == APPLIED && w["new"] == json!({})), "{writes:?}");
+    // It runs validate then apply, as create and an accepting ballot would, and stores no proposal,
+    // no proposal info, no history, nothing in the replay window.
+    assert_eq!(
+        js.calls().iter().map(|(f, p)| (f.as_str(), *p)).collect::<Vec<_>>(),
+        [("validate", Phase::ReadOnly), ("apply", Phase::Apply)]
+    );
+    for table in [PROPOSALS, PROPOSALS_INFO, COSE_HISTORY, COSE_RECENT_PROPOSALS] {
+        assert!(tx.write_set().maps.get(table).is_none_or(|w| w.is_empty()), "{table} written");
+    }
+
+    // Refused as create refuses; an apply that throws is reported, with no writes.
+    assert_eq!(
+        refused(dry_run_proposal(&mut governed(), &js, &request("m0", "invalid", None, 2), b"state").await).1,
+        "ProposalFailedToValidate"
+    );
+    assert_eq!(refused(dry_run_proposal(&mut governed(), &js, &request("m0", "odd-validate", None, 3), b"state").await).0, 500);
+    let answer = dry_run_proposal(&mut governed(), &js, &request("m0", "apply-throws", None, 4), b"state").await.expect("dry-run");
+    assert_eq!(
+        (&answer["applied"], &answer["failure"]["reason"], &answer["writes"]),
+        (&json!(false), &json!("Failed to apply(): apply broke"), &json!([]))
+    );
+}
+
+#[tokio::test]
+async fn an_accepted_proposal_that_changes_the_app_records_a_version() {
+    let (mut tx, js) = (governed(), Fake::default());
+    // The fake's apply writes only its own table: no version.
+    propose(&mut tx, &js, "accept-now", 1).await;
+    assert!(crate::app_versions::versions(&mut tx).is_empty());
+    // One whose apply wrote the modules table (as set_js_app does): version 1, naming it.
+    tx.put(consort_kv::names::MODULES, b"/app.js".to_vec(), b"export function f() {}".to_vec());
+    let id = propose(&mut tx, &js, "accept-now", 2).await;
+    let versions = crate::app_versions::versions(&mut tx);
+    assert_eq!(versions.iter().map(|v| (v.version, v.proposal_id.as_str())).collect::<Vec<_>>(), [(1, id.as_str())]);
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use consort_consensus::CommitError;
 use consort_js::{Bundle, EndpointMatch, JsRequest, KvAccess, Limit, Mode, RuntimeOptions, ScriptError};
 use consort_kv::State;
+use consort_ledger::AppRef;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
@@ -13,8 +14,14 @@ use crate::call::Call;
 use crate::context::Node;
 use crate::reply::{self, Reply};
 
-/// Runs the app endpoint `m` (routed on `state`, in `app`) for `call`.
-pub async fn call(node: &Node, call: &Call<'_>, state: &State, app: &Arc<Bundle>, m: EndpointMatch<'_>) -> Reply {
+/// Runs the app endpoint `m` (routed on `state`, in `app`, of app version `version`) for `call`.
+pub async fn call(
+    node: &Node,
+    call: &Call<'_>,
+    state: &State,
+    (app, version): (&Arc<Bundle>, Option<AppRef>),
+    m: EndpointMatch<'_>,
+) -> Reply {
     if !node.is_open_at(state) {
         return reply::error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -67,8 +74,6 @@ pub async fn call(node: &Node, call: &Call<'_>, state: &State, app: &Arc<Bundle>
     let endpoint = m.endpoint;
     let retries = node.config.js.conflict_retries_max;
     let options = node.js_options_at(state);
-    // The version of `app`, which the ledger entry names (and the receipt proves).
-    let version = node.app_version_at(state);
     for _ in 0..=retries {
         let tx = node.consensus.store().begin();
         let ex = match node.pool.execute(Arc::clone(app), endpoint, request.clone(), tx, access, options.clone()).await {
@@ -81,6 +86,7 @@ pub async fn call(node: &Node, call: &Call<'_>, state: &State, app: &Arc<Bundle>
         };
         let apply = ex.apply_writes.unwrap_or((200..300).contains(&response.status));
         let txid = if apply && !ex.tx.write_set().is_empty() {
+            // The ledger entry names the version that ran it (and the receipt proves it).
             match node.consensus.commit_app(&ex.tx, ex.claims_digest, version).await {
                 Ok(txid) => txid,
                 Err(CommitError::Conflict(_)) => continue,

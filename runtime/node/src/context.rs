@@ -103,16 +103,12 @@ impl Node {
 
     /// The deployed app as of `state`.
     pub(crate) fn app_at(&self, state: &State) -> Result<Option<Arc<Bundle>>, String> {
-        self.cached_app(state).map(|(app, _)| app)
+        self.app_and_version_at(state).map(|(app, _)| app)
     }
 
-    /// Which app version is deployed as of `state` (none before the first, or on a ledger from
-    /// before versions were recorded).
-    pub(crate) fn app_version_at(&self, state: &State) -> Option<AppRef> {
-        self.cached_app(state).ok().and_then(|(_, version)| version)
-    }
-
-    fn cached_app(&self, state: &State) -> Result<(Option<Arc<Bundle>>, Option<AppRef>), String> {
+    /// The deployed app as of `state`, and which app version it is (none before the first, or
+    /// on a ledger from before versions were recorded).
+    pub(crate) fn app_and_version_at(&self, state: &State) -> Result<(Option<Arc<Bundle>>, Option<AppRef>), String> {
         let versions = (state.map_version(ENDPOINTS), state.map_version(MODULES), state.map_version(APP_VERSIONS));
         if let Some((v, app, version)) = self.app.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
             if *v == versions {

@@ -142,10 +142,14 @@ async fn node_actor(node: &Node, call: &Call<'_>) -> Reply {
 /// `/commit` answers `GET /app/commit` itself).
 async fn app_actor(node: &Node, call: &Call<'_>, path: &str) -> Reply {
     let state = node.consensus.store().snapshot();
-    let app = node.app_at(&state);
+    // The app and its version, read together (one look at the cache per request).
+    let (app, version) = match node.app_and_version_at(&state) {
+        Ok((app, version)) => (Ok(app), version),
+        Err(e) => (Err(e), None),
+    };
     if let Ok(Some(app)) = &app {
         match app.route(call.method.as_str(), path) {
-            Ok(m) => return crate::app::call(node, call, &state, app, m).await,
+            Ok(m) => return crate::app::call(node, call, &state, (app, version), m).await,
             Err(consort_js::RouteError::Ambiguous(templates)) => {
                 return reply::error(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -477,13 +477,14 @@ const actions = new Map([
   ["set_service_configuration", {
     validate: (args) => {
       expect(args, "object", "args");
-      const known = ["reconfiguration_type", "recovery_threshold", "recent_cose_proposals_window_size"];
+      const known = ["reconfiguration_type", "recovery_threshold", "recent_cose_proposals_window_size", "record_inputs"];
       for (const k of Object.keys(args)) if (!known.includes(k)) throw new Error(`${k} cannot be changed by set_service_configuration (only ${known.join(", ")})`);
       if (args.reconfiguration_type !== undefined) expectOneOf(args.reconfiguration_type, ["OneTransaction", "TwoTransaction"], "reconfiguration_type");
       expect(args.recovery_threshold, "integer?", "recovery_threshold");
       if (args.recovery_threshold !== undefined) expectRange(args.recovery_threshold, 1, 254, "recovery_threshold");
       expect(args.recent_cose_proposals_window_size, "integer?", "recent_cose_proposals_window_size");
       if (args.recent_cose_proposals_window_size !== undefined) expectRange(args.recent_cose_proposals_window_size, 1, 10000, "recent_cose_proposals_window_size");
+      expect(args.record_inputs, "boolean?", "record_inputs");
     },
     apply: (args) => {
       const config = serviceConfig();
@@ -495,6 +496,8 @@ const actions = new Map([
       // setting is recorded as CCF records it.
       if (args.reconfiguration_type !== undefined) config.reconfiguration_type = args.reconfiguration_type;
       if (args.recent_cose_proposals_window_size !== undefined) config.recent_cose_proposals_window_size = args.recent_cose_proposals_window_size;
+      // Consort: whether app transactions carry their inputs, sealed, for replay (on unless false).
+      if (args.record_inputs !== undefined) config.record_inputs = args.record_inputs;
       writeJson("public:ccf.gov.service.config", SINGLETON(), config);
       if (args.recovery_threshold !== undefined && args.recovery_threshold !== config.recovery_threshold) setRecoveryThreshold(args.recovery_threshold);
     },

@@ -270,6 +270,7 @@ mod tests {
             public: vec![seqno as u8; 10],
             private: vec![],
             app: (kind == EntryKind::Tx && seqno.is_multiple_of(3)).then_some(AppRef { version: seqno, bundle_digest: [1; 32] }),
+            inputs: Vec::new(),
         }
     }
 

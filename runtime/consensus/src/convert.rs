@@ -18,21 +18,21 @@ pub fn log_id_of(txid: TxId) -> LogId {
 
 pub fn to_ledger(entry: &Entry, commit: &CommitSecret) -> LedgerEntry {
     let txid = txid_of(&entry.log_id);
-    let (kind, claims_digest, public, private, app) = match &entry.payload {
-        EntryPayload::Blank => (EntryKind::Blank, ZERO_DIGEST, Vec::new(), Vec::new(), None),
+    let (kind, claims_digest, public, private, app, inputs) = match &entry.payload {
+        EntryPayload::Blank => (EntryKind::Blank, ZERO_DIGEST, Vec::new(), Vec::new(), None, Vec::new()),
         EntryPayload::Normal(p) => {
             let kind = match p.kind {
                 ProposalKind::Tx => EntryKind::Tx,
                 ProposalKind::Signature => EntryKind::Signature,
             };
-            (kind, p.claims_digest, p.public.clone(), p.private.clone(), p.app)
+            (kind, p.claims_digest, p.public.clone(), p.private.clone(), p.app, p.inputs.clone())
         }
         EntryPayload::Membership(m) => {
             let json = serde_json::to_vec(m).expect("membership serialises");
-            (EntryKind::Membership, ZERO_DIGEST, json, Vec::new(), None)
+            (EntryKind::Membership, ZERO_DIGEST, json, Vec::new(), None, Vec::new())
         }
     };
-    LedgerEntry { txid, kind, commit_evidence_digest: commit.evidence_digest(txid), claims_digest, public, private, app }
+    LedgerEntry { txid, kind, commit_evidence_digest: commit.evidence_digest(txid), claims_digest, public, private, app, inputs }
 }
 
 pub fn from_ledger(e: LedgerEntry) -> Result<Entry, String> {
@@ -45,6 +45,7 @@ pub fn from_ledger(e: LedgerEntry) -> Result<Entry, String> {
             public: e.public,
             private: e.private,
             app: e.app,
+            inputs: e.inputs,
         }),
         EntryKind::Membership => {
             EntryPayload::Membership(serde_json::from_slice(&e.public).map_err(|err| format!("membership entry {}: {err}", e.txid))?)

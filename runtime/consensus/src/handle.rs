@@ -493,15 +493,19 @@ impl Consensus {
     }
 
     /// [`Handle::commit`] for a transaction the app ran: its ledger entry names `app`, the
-    /// version that ran it.
+    /// version that ran it, and carries `inputs` (what the handler was given and drew, encoded by
+    /// the caller), sealed under the current ledger secret.
     pub async fn commit_app(
         &self,
         tx: &Tx,
         claims_digest: Option<[u8; 32]>,
-        app: Option<consort_ledger::AppRef>,
+        app: Option<(consort_ledger::AppRef, Option<&[u8]>)>,
     ) -> Result<TxId, CommitError> {
-        let mut proposal = Proposal::transaction(tx.write_set().clone(), claims_digest, &self.secrets.current());
-        proposal.app = app;
+        let secret = self.secrets.current();
+        let mut proposal = Proposal::transaction(tx.write_set().clone(), claims_digest, &secret);
+        if let Some((app, inputs)) = app {
+            proposal = proposal.ran_by(app, inputs, &secret);
+        }
         let guard = self.sequencer.lock().await;
         let reservation = self.shared.store.reserve(tx)?;
         // Entries this node appends after this point are where the write may land.

@@ -48,7 +48,8 @@ pub async fn run(consensus: Weak<Consensus>, mut stop: tokio::sync::watch::Recei
             cert: c.config.node_cert_pem.clone(),
         };
         let public = serde_json::to_vec(&record).expect("signature record serialises");
-        let proposal = Proposal { kind: ProposalKind::Signature, claims_digest: [0; 32], public, private: Vec::new(), app: None };
+        let proposal =
+            Proposal { kind: ProposalKind::Signature, claims_digest: [0; 32], public, private: Vec::new(), app: None, inputs: Vec::new() };
         if let Err(e) = c.submit(proposal).await {
             tracing::warn!("signature transaction failed: {e}");
         }

@@ -24,6 +24,9 @@ pub struct Proposal {
     /// For a transaction the app ran: which version of it.
     #[serde(default)]
     pub app: Option<AppRef>,
+    /// For a transaction the app ran with its inputs recorded: the inputs, sealed.
+    #[serde(default, with = "serde_bytes")]
+    pub inputs: Vec<u8>,
 }
 
 impl std::fmt::Display for Proposal {
@@ -43,7 +46,15 @@ impl Proposal {
         } else {
             secret.seal(&LedgerEntry::private_aad(&claims_digest, &public), &private.encode())
         };
-        Proposal { kind: ProposalKind::Tx, claims_digest, public, private, app: None }
+        Proposal { kind: ProposalKind::Tx, claims_digest, public, private, app: None, inputs: Vec::new() }
+    }
+
+    /// Names the app version that ran the transaction and, when given, seals its recorded
+    /// inputs under `secret` (bound to this entry's claims digest and public writes).
+    pub fn ran_by(mut self, app: AppRef, inputs: Option<&[u8]>, secret: &LedgerSecret) -> Proposal {
+        self.app = Some(app);
+        self.inputs = inputs.map_or_else(Vec::new, |plain| secret.seal(&LedgerEntry::inputs_aad(&self.claims_digest, &self.public), plain));
+        self
     }
 }
 

@@ -738,8 +738,9 @@ mod tests {
             claims_digest: [0; 32],
             public: vec![seqno as u8; 100],
             private: vec![],
-            // Both entry formats, side by side in the same files.
+            // All three entry formats, side by side in the same files.
             app: (seqno % 2 == 1).then_some(crate::AppRef { version: seqno, bundle_digest: [7; 32] }),
+            inputs: if seqno % 4 == 1 { vec![seqno as u8; 5] } else { Vec::new() },
         }
     }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use consort_consensus::CommitError;
-use consort_js::{Bundle, EndpointMatch, JsRequest, KvAccess, Limit, Mode, RuntimeOptions, ScriptError};
+use consort_js::{Bundle, EndpointMatch, JsRequest, KvAccess, Limit, Mode, RecordedInputs, RuntimeOptions, ScriptError, SourceMode};
 use consort_kv::State;
 use consort_ledger::AppRef;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
@@ -74,9 +74,13 @@ pub async fn call(
     let endpoint = m.endpoint;
     let retries = node.config.js.conflict_retries_max;
     let options = node.js_options_at(state);
+    // A transaction's inputs are recorded when its entry can name the app version that ran it.
+    let record = version.is_some() && access == KvAccess::AppReadWrite && node.records_inputs_at(state);
+    let sources = if record { SourceMode::Record } else { SourceMode::Live };
     for _ in 0..=retries {
         let tx = node.consensus.store().begin();
-        let ex = match node.pool.execute(Arc::clone(app), endpoint, request.clone(), tx, access, options.clone()).await {
+        let run = node.pool.execute_drawing(Arc::clone(app), endpoint, request.clone(), tx, access, options.clone(), sources.clone());
+        let ex = match run.await {
             Ok(ex) => ex,
             Err(e) => return reply::error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string()),
         };
@@ -86,8 +90,10 @@ pub async fn call(
         };
         let apply = ex.apply_writes.unwrap_or((200..300).contains(&response.status));
         let txid = if apply && !ex.tx.write_set().is_empty() {
-            // The ledger entry names the version that ran it (and the receipt proves it).
-            match node.consensus.commit_app(&ex.tx, ex.claims_digest, version).await {
+            // The ledger entry names the version that ran it (and the receipt proves it), and
+            // carries what it was given and drew, sealed, for `consort replay`.
+            let inputs = record.then(|| RecordedInputs::new(&request, ex.drawn.draws, &response).encode());
+            match node.consensus.commit_app(&ex.tx, ex.claims_digest, version.map(|v| (v, inputs.as_deref()))).await {
                 Ok(txid) => txid,
                 Err(CommitError::Conflict(_)) => continue,
                 Err(e) => return reply::commit_failure(e),

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use consort_consensus::Consensus;
 use consort_js::{Bundle, JsPool, RuntimeOptions};
-use consort_kv::names::{APP_VERSIONS, ENDPOINTS, JS_RUNTIME_OPTIONS, MODULES, SERVICE_INFO};
+use consort_kv::names::{APP_VERSIONS, ENDPOINTS, JS_RUNTIME_OPTIONS, MODULES, SERVICE_CONFIG, SERVICE_INFO};
 use consort_kv::{State, SINGLETON_KEY};
 use consort_ledger::AppRef;
 use tokio::net::TcpListener;
@@ -42,6 +42,9 @@ pub struct Node {
     js_options: RwLock<(u64, Arc<RuntimeOptions>)>,
     /// Whether the service is Open, keyed by the version of the service table.
     open: RwLock<(u64, bool)>,
+    /// Whether app transactions record their inputs, keyed by the version of the service
+    /// configuration table.
+    records_inputs: RwLock<(u64, bool)>,
     listener: std::sync::Mutex<Option<TcpListener>>,
     pub(crate) local_addr: SocketAddr,
 }
@@ -74,6 +77,7 @@ impl Node {
             app: RwLock::new(None),
             js_options: RwLock::new((u64::MAX, Arc::default())),
             open: RwLock::new((u64::MAX, false)),
+            records_inputs: RwLock::new((u64::MAX, true)),
             listener: std::sync::Mutex::new(Some(p.listener)),
             local_addr: p.local_addr,
         }
@@ -119,6 +123,22 @@ impl Node {
         let version = latest_app_version(state);
         *self.app.write().unwrap_or_else(|p| p.into_inner()) = Some((versions, app.clone(), version));
         Ok((app, version))
+    }
+
+    /// Whether app transactions record their inputs in their ledger entries as of `state`: the
+    /// service configuration's `record_inputs` (set by governance), true unless set to false.
+    pub(crate) fn records_inputs_at(&self, state: &State) -> bool {
+        let version = state.map_version(SERVICE_CONFIG);
+        let cached = *self.records_inputs.read().unwrap_or_else(|p| p.into_inner());
+        if cached.0 == version {
+            return cached.1;
+        }
+        let records = state
+            .get(SERVICE_CONFIG, &SINGLETON_KEY)
+            .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
+            .is_none_or(|config| config["record_inputs"] != false);
+        *self.records_inputs.write().unwrap_or_else(|p| p.into_inner()) = (version, records);
+        records
     }
 
     /// Whether the service is `Open` as of `state` (app endpoints answer 503 until it is),

@@ -2,7 +2,9 @@
 //! global (`runtime.rs`, `prelude.js`, `crypto/`), bundles and routing (`bundle.rs`), the
 //! limits (`limits.rs`) and the bounds on what Boa would recurse through without a stack check
 //! (`nesting.rs` for sources, `json.rs` for `JSON.stringify`, the prelude for the rest), what
-//! the host gives a script (`host.rs`), and how an executor thread runs a job (`runner.rs`).
+//! the host gives a script (`host.rs`), how an executor thread runs a job (`runner.rs`), and
+//! the time and random values a script draws (`sources.rs`), recorded with the request as a
+//! transaction's inputs (`recorded.rs`) so it can be replayed.
 
 pub mod bundle;
 pub mod crypto;
@@ -10,6 +12,7 @@ pub mod host;
 pub mod json;
 pub mod limits;
 pub mod nesting;
+pub mod recorded;
 pub mod runner;
 pub mod runtime;
 pub mod sources;

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use crate::engine::bundle::Bundle;
 use crate::engine::host::{Handler, HistoricalState};
 use crate::engine::runtime::{Interpreter, KvBackend, RunOutcome, ScriptError};
+use crate::engine::sources::SourceMode;
 use crate::{KvAccess, RuntimeOptions};
 
 /// The name the one module of a governance call is loaded under.
@@ -25,7 +26,8 @@ impl Runner {
     }
 
     /// Runs a request's handler of `bundle`, on a kept interpreter when the endpoint reuses
-    /// one and it is still usable; returns the outcome and whether an interpreter was reused.
+    /// one and it is still usable, its time and random values drawn as `sources` says; returns
+    /// the outcome and whether an interpreter was reused.
     #[allow(clippy::too_many_arguments)]
     pub fn request(
         &mut self,
@@ -37,6 +39,7 @@ impl Runner {
         access: KvAccess,
         kv: Box<dyn KvBackend>,
         options: &RuntimeOptions,
+        sources: SourceMode,
     ) -> Result<(RunOutcome, bool), ScriptError> {
         // A historical request gets a fresh interpreter: modules read ccf.historicalState when
         // they load (`export const historicalState` in @microsoft/ccf-app).
@@ -46,7 +49,7 @@ impl Runner {
             None => (Interpreter::new(bundle, options, key.is_some())?, false),
         };
         let target = (handler.js_module.as_str(), handler.js_function.as_str());
-        let (outcome, sound) = interpreter.run(target, request, body, historical, access, kv);
+        let (outcome, sound) = interpreter.run(target, request, body, historical, access, kv, sources);
         if let (Some(key), true) = (key, sound) {
             if self.kept.len() >= options.max_cached_interpreters.max(1) as usize {
                 // Keep the cache bounded: drop some other interpreter.

@@ -162,6 +162,8 @@ pub(crate) struct RunOutcome {
     pub response: Result<JsResponse, ScriptError>,
     pub apply_writes: Option<bool>,
     pub claims_digest: Option<[u8; 32]>,
+    /// The time and random values drawn (kept when recording or replaying).
+    pub drawn: Drawn,
 }
 
 struct BundleLoader {
@@ -986,9 +988,11 @@ impl Interpreter {
         self.options == *options && self.ctx.instructions_remaining() >= options.instruction_budget()
     }
 
-    /// Runs one request on `target` (module, function) with `ccf.kv` going to `kv`. The second
-    /// value says whether the interpreter is still sound (a script stopped by a limit leaves it
-    /// mid-execution).
+    /// Runs one request on `target` (module, function) with `ccf.kv` going to `kv`, and the time
+    /// and random values drawn as `sources` says (live, recorded, or given back from a
+    /// recording). The second value says whether the interpreter is still sound (a script
+    /// stopped by a limit leaves it mid-execution).
+    #[allow(clippy::too_many_arguments)]
     pub fn run(
         &mut self,
         target: (&str, &str),
@@ -997,30 +1001,15 @@ impl Interpreter {
         historical: Option<&HistoricalState>,
         access: KvAccess,
         kv: Box<dyn KvBackend>,
-    ) -> (RunOutcome, bool) {
-        let (outcome, _, sound) = self.run_drawing(target, request, body, historical, access, kv, SourceMode::Live);
-        (outcome, sound)
-    }
-
-    /// [`Interpreter::run`] with the time and random values drawn as `sources` says (recorded,
-    /// or given back from a recording); returns what was drawn too.
-    #[allow(clippy::too_many_arguments)]
-    pub fn run_drawing(
-        &mut self,
-        target: (&str, &str),
-        request: &JsRequest,
-        body: &[u8],
-        historical: Option<&HistoricalState>,
-        access: KvAccess,
-        kv: Box<dyn KvBackend>,
         sources: SourceMode,
-    ) -> (RunOutcome, Drawn, bool) {
+    ) -> (RunOutcome, bool) {
         let what = format!("{} {}", request.method, request.url);
         self.sources.start(sources);
         let (response, session) = self.with_session(what, access, kv, |i, watch| i.invoke(target, request, body, historical, watch));
         let drawn = self.sources.finish();
         let sound = !matches!(response, Err(ScriptError::Limit(..)));
-        (RunOutcome { response, apply_writes: session.apply_writes.get(), claims_digest: session.claims_digest.get() }, drawn, sound)
+        let outcome = RunOutcome { response, apply_writes: session.apply_writes.get(), claims_digest: session.claims_digest.get(), drawn };
+        (outcome, sound)
     }
 
     /// Runs `f` under this request's time watch with `ccf.kv` bound to `kv`; hands back the
@@ -1293,7 +1282,7 @@ pub fn bench_direct_calls(
         }
         let kv = Box::new(LocalKv(RefCell::new(store.begin())));
         let target = (endpoint.js_module.as_str(), endpoint.js_function.as_str());
-        let (outcome, _) = interpreter.run(target, request, &request.body, None, KvAccess::AppReadOnly, kv);
+        let (outcome, _) = interpreter.run(target, request, &request.body, None, KvAccess::AppReadOnly, kv, SourceMode::Live);
         outcome.response?;
     }
     Ok(started.elapsed())
@@ -1410,8 +1399,8 @@ mod tests {
         let mut interpreter = Interpreter::new(&bundle, &options, true).expect("interpreter");
         let mut run = |mode: SourceMode| {
             let kv = Box::new(LocalKv(RefCell::new(store.begin())));
-            let (outcome, drawn, _) = interpreter.run_drawing(target, &request, &[], None, KvAccess::AppReadOnly, kv, mode);
-            (String::from_utf8(outcome.response.expect("response").body).expect("text"), drawn)
+            let (outcome, _) = interpreter.run(target, &request, &[], None, KvAccess::AppReadOnly, kv, mode);
+            (String::from_utf8(outcome.response.expect("response").body).expect("text"), outcome.drawn)
         };
         let (recorded, drawn) = run(SourceMode::Record);
         assert_eq!((drawn.draws.time_ms.len(), drawn.draws.random.len(), drawn.draws.bytes.len()), (2, 1, 2), "{recorded}");
@@ -1430,8 +1419,8 @@ mod tests {
             let bundle = Bundle::from_json(json.to_string().as_bytes()).expect("bundle");
             let mut i = Interpreter::new(&bundle, &options, false).expect("interpreter");
             let kv = Box::new(LocalKv(RefCell::new(store.begin())));
-            let (outcome, drawn, _) = i.run_drawing(("g.js", "g"), &request, &[], None, KvAccess::AppReadOnly, kv, SourceMode::Live);
-            (String::from_utf8(outcome.response.expect("response").body).expect("text"), drawn)
+            let (outcome, _) = i.run(("g.js", "g"), &request, &[], None, KvAccess::AppReadOnly, kv, SourceMode::Live);
+            (String::from_utf8(outcome.response.expect("response").body).expect("text"), outcome.drawn)
         };
         assert_eq!(shape, "random,0,false,true,number");
     }
@@ -1454,7 +1443,7 @@ mod tests {
         let run = || {
             let mut interpreter = Interpreter::new(&bundle, &options, false).expect("interpreter");
             let kv = Box::new(LocalKv(RefCell::new(store.begin())));
-            let (outcome, _) = interpreter.run(target, &request, &[], None, KvAccess::AppReadOnly, kv);
+            let (outcome, _) = interpreter.run(target, &request, &[], None, KvAccess::AppReadOnly, kv, SourceMode::Live);
             assert_eq!(outcome.response.expect("response").body, b"0");
         };
         for _ in 0..20 {

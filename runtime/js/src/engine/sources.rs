@@ -25,7 +25,7 @@ pub struct Draws {
 }
 
 /// How the sources behave for the run in progress.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub enum SourceMode {
     /// Live values, not kept (governance, tools).
     #[default]
@@ -57,7 +57,7 @@ pub struct Sources {
 }
 
 /// What a run drew, and for a replay, how many draws went beyond the recording.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Drawn {
     pub draws: Draws,
     pub beyond_recording: usize,

@@ -36,6 +36,7 @@ use crate::engine::bundle::{Bundle, EndpointDef};
 use crate::engine::host::{Handler, JsHost};
 use crate::engine::limits::{Limit, RuntimeOptions};
 use crate::engine::runtime::{JsRequest, JsResponse, KvAccess, ScriptError};
+use crate::engine::sources::{Drawn, SourceMode};
 use crate::executors::protocol::{read_frame_async, write_frame_async, FromWorker, JobKv, ToWorker};
 
 /// How far past `max_execution_time_ms` a worker may run before the watchdog kills it. The
@@ -72,6 +73,8 @@ pub struct Execution {
     /// `ccf.rpc.setApplyWrites`, if the handler called it.
     pub apply_writes: Option<bool>,
     pub claims_digest: Option<[u8; 32]>,
+    /// The time and random values the handler drew (kept when recording or replaying).
+    pub drawn: Drawn,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,8 +91,8 @@ pub enum PoolError {
 /// large variant buys nothing.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Work {
-    /// An app endpoint's handler.
-    Request { bundle: Arc<Bundle>, handler: Handler, request: JsRequest },
+    /// An app endpoint's handler, its time and random values drawn as `sources` says.
+    Request { bundle: Arc<Bundle>, handler: Handler, request: JsRequest, sources: SourceMode },
     /// A function of a one-module script, in a fresh interpreter (governance).
     Call { source: Arc<str>, function: String, args: Vec<serde_json::Value> },
 }
@@ -336,7 +339,7 @@ impl JsPool {
         self
     }
 
-    /// Runs the handler on a free worker.
+    /// Runs the handler on a free worker, with live time and random values.
     pub async fn execute(
         &self,
         bundle: Arc<Bundle>,
@@ -346,13 +349,36 @@ impl JsPool {
         access: KvAccess,
         options: Arc<RuntimeOptions>,
     ) -> Result<Execution, PoolError> {
-        let job = Job { work: Work::Request { bundle, handler: Handler::of(endpoint), request }, tx, access, options };
+        self.execute_drawing(bundle, endpoint, request, tx, access, options, SourceMode::Live).await
+    }
+
+    /// [`JsPool::execute`] with the handler's time and random values drawn as `sources` says:
+    /// recorded (they come back in [`Execution::drawn`]) or given back from a recording.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn execute_drawing(
+        &self,
+        bundle: Arc<Bundle>,
+        endpoint: &EndpointDef,
+        request: JsRequest,
+        tx: Tx,
+        access: KvAccess,
+        options: Arc<RuntimeOptions>,
+        sources: SourceMode,
+    ) -> Result<Execution, PoolError> {
+        let job = Job { work: Work::Request { bundle, handler: Handler::of(endpoint), request, sources }, tx, access, options };
         let (finished, tx) = self.submit(job).await?;
-        let (response, apply_writes, claims_digest) = match finished {
-            Finished::Request((response, apply_writes, claims_digest, _)) => (response, apply_writes, claims_digest),
-            Finished::Call(_) => (Err(ScriptError::Crashed("internal: a request was answered as a call".into())), None, None),
-        };
-        Ok(Execution { response, tx, apply_writes, claims_digest })
+        Ok(match finished {
+            Finished::Request(Done { response, apply_writes, claims_digest, drawn, .. }) => {
+                Execution { response, tx, apply_writes, claims_digest, drawn }
+            }
+            Finished::Call(_) => Execution {
+                response: Err(ScriptError::Crashed("internal: a request was answered as a call".into())),
+                tx,
+                apply_writes: None,
+                claims_digest: None,
+                drawn: Drawn::default(),
+            },
+        })
     }
 
     /// Calls `function` exported by the one-module script `source` with `args`, in a fresh
@@ -372,7 +398,7 @@ impl JsPool {
         let result = match finished {
             Finished::Call(Ok(json)) => serde_json::from_str(&json)
                 .map_err(|e| ScriptError::exception(format!("internal: the result of {function} is not JSON: {e}"))),
-            Finished::Call(Err(e)) | Finished::Request((Err(e), ..)) => Err(e),
+            Finished::Call(Err(e)) | Finished::Request(Done { response: Err(e), .. }) => Err(e),
             Finished::Request(_) => Err(ScriptError::Crashed("internal: a call was answered as a request".into())),
         };
         Ok(CallOutcome { result, tx })
@@ -411,7 +437,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-type Done = (Result<JsResponse, ScriptError>, Option<bool>, Option<[u8; 32]>, bool);
+/// How a request's handler ended.
+pub(crate) struct Done {
+    pub response: Result<JsResponse, ScriptError>,
+    pub apply_writes: Option<bool>,
+    pub claims_digest: Option<[u8; 32]>,
+    /// Whether it ran on an interpreter kept from an earlier request.
+    pub reused: bool,
+    pub drawn: Drawn,
+}
+
+impl Done {
+    /// A job that did not run its handler.
+    pub fn failed(e: ScriptError) -> Done {
+        Done { response: Err(e), apply_writes: None, claims_digest: None, reused: false, drawn: Drawn::default() }
+    }
+}
 
 /// How one attempt to run a job on a worker ended.
 enum Attempt {
@@ -497,7 +538,7 @@ impl Inner {
         };
         let m = &self.metrics;
         let (outcome, reused) = match &finished {
-            Finished::Request((r, _, _, reused)) => (r.as_ref().err(), *reused),
+            Finished::Request(done) => (done.response.as_ref().err(), done.reused),
             Finished::Call(r) => (r.as_ref().err(), false),
         };
         m.executions.fetch_add(1, Ordering::Relaxed);
@@ -528,14 +569,14 @@ impl Inner {
                 self.place(&mut msg, job).await
             }
         }
-        .unwrap_or_else(|e| Finished::Request((Err(e), None, None, false)));
+        .unwrap_or_else(|e| Finished::Request(Done::failed(e)));
         (finished, tx)
     }
 
     /// The message for `work`, without what depends on the worker it goes to (see `send`).
     fn message(&self, work: Work, access: KvAccess) -> Result<(Option<AppId>, ToWorker), ScriptError> {
         Ok(match work {
-            Work::Request { bundle, handler, mut request } => {
+            Work::Request { bundle, handler, mut request, sources } => {
                 let (id, json) = self.bundle_id(&bundle);
                 let (body, historical) = (std::mem::take(&mut request.body), request.historical.take());
                 let msg = ToWorker::Job {
@@ -549,6 +590,7 @@ impl Inner {
                     options: None,
                     historical: historical.as_deref().cloned(),
                     kv: JobKv::Node,
+                    sources,
                 };
                 (Some((id, json)), msg)
             }
@@ -937,8 +979,8 @@ impl Inner {
                     lock(&p.meta).retire = true;
                     continue;
                 }
-                FromWorker::Done { response, apply_writes, claims_digest, reused, effects } => {
-                    return Ok((Finished::Request((response, apply_writes, claims_digest, reused)), effects))
+                FromWorker::Done { response, apply_writes, claims_digest, reused, effects, drawn } => {
+                    return Ok((Finished::Request(Done { response, apply_writes, claims_digest, reused, drawn }), effects))
                 }
                 FromWorker::Returned(value) => return Ok((Finished::Call(value), None)),
             };

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::host::{Handler, HistoricalState, HostAnswer, HostQuery, KvOp, KvReply};
 use crate::engine::limits::RuntimeOptions;
 use crate::engine::runtime::{JsResponse, KvAccess, ScriptError};
+use crate::engine::sources::{Drawn, SourceMode};
 
 /// Bounds what a corrupt or hostile length prefix can make either side allocate.
 pub const FRAME_BYTES_MAX: usize = 512 * 1024 * 1024;
@@ -37,6 +38,8 @@ pub enum ToWorker {
         historical: Option<HistoricalState>,
         /// Where the request's `ccf.kv` operations run.
         kv: JobKv,
+        /// How the handler's time and random values are drawn.
+        sources: SourceMode,
     },
     /// Call `function` exported by the one-module script `source` with `args` in a fresh
     /// interpreter (governance: the constitution's functions and ballots).
@@ -68,6 +71,8 @@ pub enum JobKv {
     Copy { snapshot: consort_kv::TxId, whole: Option<consort_kv::StateDelta>, current: bool },
 }
 
+// Built once per message and sent at once, like `ToWorker`: boxing the outcome buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromWorker {
     Kv(KvOp),
@@ -82,6 +87,8 @@ pub enum FromWorker {
         reused: bool,
         /// For a job run on the worker's copy of the state: what its transaction read and wrote.
         effects: Option<consort_kv::TxEffects>,
+        /// The time and random values drawn, when recording or replaying.
+        drawn: Drawn,
     },
     /// The outcome of a `Call`: the function's result as JSON text.
     Returned(Result<String, ScriptError>),

@@ -25,7 +25,7 @@ use crate::engine::host::{HostAnswer, HostQuery, JsHost, KvOp, KvReply};
 use crate::engine::limits::{Limit, RuntimeOptions};
 use crate::engine::runner::Runner;
 use crate::engine::runtime::{KvAccess, KvBackend, ScriptError};
-use crate::executors::pool::{Finished, Work};
+use crate::executors::pool::{Done, Finished, Work};
 
 /// A job for a thread, and where its end goes.
 struct ThreadJob {
@@ -136,7 +136,7 @@ impl Drop for Threads {
 fn failed(is_call: bool, e: ScriptError) -> Finished {
     match is_call {
         true => Finished::Call(Err(e)),
-        false => Finished::Request((Err(e), None, None, false)),
+        false => Finished::Request(Done::failed(e)),
     }
 }
 
@@ -183,17 +183,19 @@ fn serve(shared: Arc<Shared>, stack_bytes: u64) {
         let tx = Rc::new(RefCell::new(tx));
         let kv = Box::new(InPlace { tx: tx.clone(), host: shared.host.clone() });
         let finished = match work {
-            Work::Request { bundle, handler, request } => {
+            Work::Request { bundle, handler, request, sources } => {
                 if !app.as_ref().is_some_and(|a| Arc::ptr_eq(a, &bundle)) {
                     runner.clear();
                     app = Some(bundle.clone());
                 }
-                let outcome =
-                    runner.request(&bundle, &handler, &request, &request.body, request.historical.as_deref(), access, kv, &options);
-                match outcome {
-                    Ok((o, reused)) => Finished::Request((o.response, o.apply_writes, o.claims_digest, reused)),
-                    Err(e) => Finished::Request((Err(e), None, None, false)),
-                }
+                let historical = request.historical.as_deref();
+                let outcome = runner.request(&bundle, &handler, &request, &request.body, historical, access, kv, &options, sources);
+                Finished::Request(match outcome {
+                    Ok((o, reused)) => {
+                        Done { response: o.response, apply_writes: o.apply_writes, claims_digest: o.claims_digest, reused, drawn: o.drawn }
+                    }
+                    Err(e) => Done::failed(e),
+                })
             }
             Work::Call { source, function, args } => {
                 Finished::Call(crate::engine::runner::call(&source, &function, &args, access, &options, kv))

@@ -227,7 +227,7 @@ fn ask_retirement_if_stuck(pipe: &Rc<RefCell<Pipe>>) -> bool {
 
 /// The outcome of a job that did not run its handler.
 fn failed(e: ScriptError) -> FromWorker {
-    FromWorker::Done { response: Err(e), apply_writes: None, claims_digest: None, reused: false, effects: None }
+    FromWorker::Done { response: Err(e), apply_writes: None, claims_digest: None, reused: false, effects: None, drawn: Default::default() }
 }
 
 fn serve() -> ExitCode {
@@ -253,12 +253,24 @@ fn serve() -> ExitCode {
     let mut options = crate::RuntimeOptions::default();
     loop {
         let msg = pipe.borrow_mut().next_job();
-        let (bundle_id, bundle_json, handler, request, body, access, historical, kv) = match msg {
-            Ok(ToWorker::Job { seq: _, bundle_id, bundle, handler, request, body, access, options: new_options, historical, kv }) => {
+        let (bundle_id, bundle_json, handler, request, body, access, historical, kv, sources) = match msg {
+            Ok(ToWorker::Job {
+                seq: _,
+                bundle_id,
+                bundle,
+                handler,
+                request,
+                body,
+                access,
+                options: new_options,
+                historical,
+                kv,
+                sources,
+            }) => {
                 if let Some(o) = new_options {
                     options = o;
                 }
-                (bundle_id, bundle, handler, request, body, access, historical, kv)
+                (bundle_id, bundle, handler, request, body, access, historical, kv, sources)
             }
             Ok(ToWorker::Call { seq: _, source, function, args, access, options: new_options }) => {
                 if let Some(o) = new_options {
@@ -317,13 +329,14 @@ fn serve() -> ExitCode {
         };
         let done = match &current {
             Some((id, bundle)) if *id == bundle_id => {
-                match runner.request(bundle, &handler, &request, &body, historical.as_ref(), access, backend, &options) {
+                match runner.request(bundle, &handler, &request, &body, historical.as_ref(), access, backend, &options, sources) {
                     Ok((outcome, reused)) => FromWorker::Done {
                         response: outcome.response,
                         apply_writes: outcome.apply_writes,
                         claims_digest: outcome.claims_digest,
                         reused,
                         effects: on_copy.then(|| mirror.borrow().effects()),
+                        drawn: outcome.drawn,
                     },
                     Err(e) => failed(e),
                 }

@@ -1,6 +1,6 @@
 //! `consort`: run a node, a one-node sandbox, members' governance tool (`consort gov`), and the
 //! offline tools that members, users and auditors run (key generation, ledger and receipt
-//! verification).
+//! verification, replay of a transaction).
 
 /// `println!` for what a one-shot command prints: a reader that has gone (`consort ... | head`)
 /// ends the process quietly, with the status a shell gives a program killed by SIGPIPE.
@@ -13,6 +13,7 @@ macro_rules! out {
 mod dev;
 mod gov;
 mod gov_client;
+mod replay;
 mod sandbox;
 
 use std::path::{Path, PathBuf};
@@ -79,6 +80,9 @@ enum Command {
         #[command(subcommand)]
         command: ReceiptCommand,
     },
+    /// Run a committed app transaction again from a ledger, on its recorded inputs, and show
+    /// its console output, its response and its write set next to the recorded one.
+    Replay(replay::ReplayArgs),
     /// A JS worker process; the node starts these itself.
     #[command(hide = true)]
     JsWorker {
@@ -160,6 +164,7 @@ fn main() -> ExitCode {
         Command::Sandbox(args) => sandbox::run(args),
         Command::Dev(args) => dev::run(args),
         Command::Gov(args) => gov::run(args),
+        Command::Replay(args) => replay::run(args),
         Command::Keygen { name, curve, dir, gen_enc_key } => keygen(&dir, &name, curve).and_then(|(k, c)| {
             out!("wrote {} and {}", k.display(), c.display());
             if gen_enc_key {

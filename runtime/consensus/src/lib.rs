@@ -19,6 +19,7 @@ mod handle;
 mod log_store;
 mod network;
 pub mod recovery;
+pub mod replay;
 mod secrets;
 mod signer;
 pub mod snapshot;

@@ -269,7 +269,7 @@ pub(crate) fn open(path: &Path, secrets: &crate::secrets::LedgerSecrets, node: (
     Ok(Loaded { path, txid, state, frontier, signature, views, membership })
 }
 
-fn restore(state: &mut State, maps: &[MapDump]) {
+pub(crate) fn restore(state: &mut State, maps: &[MapDump]) {
     for m in maps {
         for (k, v, at) in &m.entries {
             state.restore(&m.name, k.to_vec(), v, *at);

@@ -36,7 +36,7 @@ pub fn writes_of(tx: &Tx) -> Vec<Value> {
 }
 
 /// A key as text when it is UTF-8 without control characters, else base64 (and which).
-fn shown(bytes: &[u8]) -> (Value, Option<&'static str>) {
+pub fn shown(bytes: &[u8]) -> (Value, Option<&'static str>) {
     match std::str::from_utf8(bytes) {
         Ok(text) if !text.chars().any(char::is_control) => (json!(text), None),
         _ => (json!(base64::engine::general_purpose::STANDARD.encode(bytes)), Some("base64")),
@@ -45,7 +45,7 @@ fn shown(bytes: &[u8]) -> (Value, Option<&'static str>) {
 
 /// A value as the table holds it: JSON (governance tables), else text (certificates, module
 /// sources), else `{"base64": ...}`.
-fn value_of(bytes: &[u8]) -> Value {
+pub fn value_of(bytes: &[u8]) -> Value {
     if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
         return v;
     }

@@ -25,7 +25,7 @@ pub use names::{
 pub use store::{Conflict, Reservation, State, Store};
 pub use tx::{Tx, TxError};
 pub use txid::{TxId, TxIdParseError};
-pub use write_set::{DecodeError, MapWrites, WriteSet};
+pub use write_set::{DecodeError, MapWrites, WriteDifference, WriteSet};
 
 /// A key or a value: opaque bytes.
 pub type Bytes = Vec<u8>;

@@ -17,6 +17,16 @@ pub struct WriteSet {
     pub maps: BTreeMap<String, MapWrites>,
 }
 
+/// A key two write sets write differently ([`WriteSet::differences`]): what each wrote, `None`
+/// when it did not write the key, `Some(None)` when it removed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteDifference {
+    pub map: String,
+    pub key: Bytes,
+    pub left: Option<Option<Bytes>>,
+    pub right: Option<Option<Bytes>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
@@ -56,6 +66,26 @@ impl WriteSet {
     pub fn merge(mut self, other: WriteSet) -> WriteSet {
         self.maps.extend(other.maps);
         self
+    }
+
+    /// Every key that this write set and `other` write differently, in map and key order:
+    /// written by one only, or put with different values, or put by one and removed by the
+    /// other. Empty maps count as absent.
+    pub fn differences(&self, other: &WriteSet) -> Vec<WriteDifference> {
+        let none = MapWrites::new();
+        let names: std::collections::BTreeSet<&String> = self.maps.keys().chain(other.maps.keys()).collect();
+        let mut out = Vec::new();
+        for map in names {
+            let (left, right) = (self.maps.get(map).unwrap_or(&none), other.maps.get(map).unwrap_or(&none));
+            let keys: std::collections::BTreeSet<&Bytes> = left.keys().chain(right.keys()).collect();
+            for key in keys {
+                let (l, r) = (left.get(key), right.get(key));
+                if l != r {
+                    out.push(WriteDifference { map: map.clone(), key: key.clone(), left: l.cloned(), right: r.cloned() });
+                }
+            }
+        }
+        out
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -157,6 +187,39 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn differences_name_every_key_written_otherwise() {
+        let mut a = WriteSet::default();
+        a.put("m", b"same".to_vec(), b"1".to_vec());
+        a.put("m", b"changed".to_vec(), b"old".to_vec());
+        a.put("m", b"only-a".to_vec(), b"x".to_vec());
+        a.remove("m", b"removed-by-a".to_vec());
+        a.maps.entry("empty".to_owned()).or_default();
+        let mut b = WriteSet::default();
+        b.put("m", b"same".to_vec(), b"1".to_vec());
+        b.put("m", b"changed".to_vec(), b"new".to_vec());
+        b.put("m", b"removed-by-a".to_vec(), b"kept".to_vec());
+        b.put("n", b"only-b".to_vec(), b"y".to_vec());
+        assert!(a.differences(&a.clone()).is_empty());
+        let d = a.differences(&b);
+        type Seen<'a> = (&'a str, &'a [u8], Option<Option<&'a [u8]>>, Option<Option<&'a [u8]>>);
+        let seen: Vec<Seen<'_>> = d
+            .iter()
+            .map(|w| (w.map.as_str(), w.key.as_slice(), w.left.as_ref().map(|v| v.as_deref()), w.right.as_ref().map(|v| v.as_deref())))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("m", &b"changed"[..], Some(Some(&b"old"[..])), Some(Some(&b"new"[..]))),
+                ("m", &b"only-a"[..], Some(Some(&b"x"[..])), None),
+                ("m", &b"removed-by-a"[..], Some(None), Some(Some(&b"kept"[..]))),
+                ("n", &b"only-b"[..], None, Some(Some(&b"y"[..]))),
+            ]
+        );
+        assert_eq!(b.differences(&a).len(), 4, "the same keys the other way round");
+    }
+
     use super::*;
     use proptest::prelude::*;
 

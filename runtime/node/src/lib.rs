@@ -20,6 +20,7 @@ mod node;
 mod node_api;
 mod recovery;
 mod recovery_state;
+pub mod replay;
 mod reply;
 mod routes;
 mod server;

@@ -1,0 +1,256 @@
+//! Running a committed app transaction again (issue 23): the state just before it, read back
+//! from the ledger ([`consort_consensus::replay`]), its recorded inputs, and the app that ran
+//! it (or another recorded version, or a bundle from a directory), run once in the same engine
+//! with the recorded time and random values; what it answers and writes, next to what the
+//! ledger recorded. The files are only read; nothing is written anywhere.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use consort_consensus::replay::{self, Before, Keys, ReplayError};
+use consort_js::{
+    Bundle, HistoricalState, JsHost, JsPool, JsResponse, KvAccess, RecordedInputs, ResponseSummary, RuntimeOptions, ScriptError, SourceMode,
+};
+use consort_kv::names::{APP_VERSIONS, JS_RUNTIME_OPTIONS};
+use consort_kv::{State, Store, TxId, WriteDifference, WriteSet, SINGLETON_KEY};
+use consort_ledger::AppRef;
+
+use crate::identity::NodeIdentity;
+
+/// Which app to run the transaction with.
+pub enum AppChoice {
+    /// The version that ran it, as its ledger entry names it.
+    Recorded,
+    /// Another recorded version (earlier or later).
+    Version(u64),
+    /// A bundle from outside the ledger (`--app DIR`): a fix tried on the old inputs.
+    Bundle { bundle: Bundle, from: String },
+}
+
+/// Which transaction to replay, and where its ledger is.
+pub struct ReplayJob {
+    pub ledger: PathBuf,
+    pub snapshots: Option<PathBuf>,
+    /// The directory of a node of the service: its key and ledger secrets open the ledger.
+    pub node_dir: PathBuf,
+    pub txid: TxId,
+}
+
+/// A transaction run again.
+pub struct Replayed {
+    pub txid: TxId,
+    /// The app version the ledger says ran the transaction.
+    pub recorded_app: AppRef,
+    /// What ran now: `app version N (bundle digest …)` or the directory the bundle came from.
+    pub ran: String,
+    pub response: Result<JsResponse, ScriptError>,
+    pub recorded_response: ResponseSummary,
+    /// What the run wrote (it is not committed), and what the ledger recorded.
+    pub writes: WriteSet,
+    pub recorded_writes: WriteSet,
+    /// Keys the two write differently (left: recorded, right: this run).
+    pub differences: Vec<WriteDifference>,
+    /// Time and random values the run drew beyond the recording (a modified app drawing more).
+    pub beyond_recording: usize,
+    /// Where the state came from: the snapshot (if any) and entries applied after it.
+    pub snapshot: Option<PathBuf>,
+    pub replayed_entries: u64,
+}
+
+impl Replayed {
+    /// Whether the run answered as recorded (status and body).
+    pub fn same_response(&self) -> bool {
+        self.response.as_ref().is_ok_and(|r| ResponseSummary::of(r) == self.recorded_response)
+    }
+}
+
+/// Why a transaction cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayFailure {
+    /// The node directory does not hold a node's key and secrets.
+    #[error("the node directory {0}: {1}")]
+    NodeDir(PathBuf, String),
+    #[error(transparent)]
+    Ledger(#[from] ReplayError),
+    /// The transaction ran with input recording off (or before it existed).
+    #[error("transaction {0} has no recorded inputs (recording was off when it ran, or it predates recording): it cannot be replayed")]
+    NotRecorded(TxId),
+    #[error("{0}")]
+    Inputs(String),
+    /// The app asked for is not a recorded version, or cannot run.
+    #[error("{0}")]
+    App(String),
+}
+
+/// Reads the ledger up to the transaction `job` names, with the secrets of the node directory
+/// it names (blocking: reads and checks the whole ledger).
+pub fn read(job: &ReplayJob) -> Result<Before, ReplayFailure> {
+    let identity = NodeIdentity::load(&job.node_dir).map_err(|e| ReplayFailure::NodeDir(job.node_dir.clone(), e))?;
+    let keys = Keys {
+        first: identity.ledger_secret.clone(),
+        later: identity.later_ledger_secrets.clone(),
+        node: Some((identity.node_id.clone(), identity.node_key.clone())),
+    };
+    Ok(replay::read_before(&job.ledger, job.snapshots.as_deref(), &identity.service_cert_pem, keys, job.txid)?)
+}
+
+/// Runs the transaction `before` holds again, with the app `choice` names, on the state
+/// before it: one run on a JS thread of this process.
+pub async fn run(before: Before, choice: AppChoice) -> Result<Replayed, ReplayFailure> {
+    let txid = before.entry.txid;
+    let recorded_app = before.entry.app.ok_or(ReplayError::NotAnAppTransaction(txid, "no app version"))?;
+    let inputs = before.inputs.as_deref().ok_or(ReplayFailure::NotRecorded(txid))?;
+    let inputs = RecordedInputs::decode(inputs).map_err(|e| ReplayFailure::Inputs(format!("transaction {txid}: {e}")))?;
+    let (bundle, ran) = match choice {
+        AppChoice::Recorded => (version_bundle(&before, recorded_app.version, Some(&recorded_app))?, describe(&recorded_app)),
+        AppChoice::Version(n) => {
+            let bundle = version_bundle(&before, n, None)?;
+            (bundle, format!("app version {n}"))
+        }
+        AppChoice::Bundle { bundle, from } => (bundle, format!("the app in {from}")),
+    };
+    let options = js_options(&before.state);
+    let state = before.state;
+    let host = Arc::new(ReplayHost { last: TxId::new(state_view(&state, txid), txid.seqno.saturating_sub(1)) });
+    let pool = JsPool::threads(1, 1, host);
+    let request = inputs.to_request();
+    let path = request.path.strip_prefix("/app").unwrap_or(&request.path).to_owned();
+    let bundle = Arc::new(bundle);
+    let m = bundle.route(&request.method, &path).map_err(|e| {
+        ReplayFailure::App(format!("{ran} has no endpoint for {} {} ({e:?}): it cannot run this transaction", request.method, request.path))
+    })?;
+    // The route's template and parameters as the app run now sees them.
+    let mut request = request;
+    request.route = format!("/app{}", m.route);
+    request.params = m.params.clone();
+    let store = Store::new(state);
+    let ex = pool
+        .execute_drawing(
+            bundle.clone(),
+            m.endpoint,
+            request,
+            store.begin(),
+            KvAccess::AppReadWrite,
+            Arc::new(options),
+            SourceMode::Replay(inputs.draws),
+        )
+        .await
+        .map_err(|e| ReplayFailure::App(format!("running the handler: {e}")))?;
+    let writes = ex.tx.write_set().clone();
+    let differences = before.writes.differences(&writes);
+    Ok(Replayed {
+        txid,
+        recorded_app,
+        ran,
+        response: ex.response,
+        recorded_response: inputs.response,
+        writes,
+        recorded_writes: before.writes,
+        differences,
+        beyond_recording: ex.drawn.beyond_recording,
+        snapshot: before.snapshot,
+        replayed_entries: before.replayed,
+    })
+}
+
+/// A key as text, or base64 when it is not (then prefixed `base64:`).
+pub fn show_key(bytes: &[u8]) -> String {
+    match consort_gov::dry_run::shown(bytes) {
+        (serde_json::Value::String(s), None) => format!("{s:?}"),
+        (v, _) => format!("base64:{}", v.as_str().unwrap_or_default()),
+    }
+}
+
+/// A value as JSON when it is JSON, else text, else `{"base64": ...}`.
+pub fn show_value(bytes: &[u8]) -> String {
+    consort_gov::dry_run::value_of(bytes).to_string()
+}
+
+fn describe(app: &AppRef) -> String {
+    format!("app version {} (bundle digest {})", app.version, hex::encode(app.bundle_digest))
+}
+
+/// The bundle of app version `n`, as recorded before the transaction or after it; when
+/// `expected` is given, its digest must be the one the transaction's entry names.
+fn version_bundle(before: &Before, n: u64, expected: Option<&AppRef>) -> Result<Bundle, ReplayFailure> {
+    let key = n.to_string().into_bytes();
+    let raw = before
+        .state
+        .get(APP_VERSIONS, &key)
+        .map(|v| v.to_vec())
+        .or_else(|| before.later_app_versions.get(&key).cloned())
+        .ok_or_else(|| ReplayFailure::App(format!("app version {n} is not recorded in this ledger")))?;
+    let version: consort_gov::app_versions::AppVersion =
+        serde_json::from_slice(&raw).map_err(|e| ReplayFailure::App(format!("the record of app version {n}: {e}")))?;
+    if let Some(app) = expected {
+        if version.bundle_digest != hex::encode(app.bundle_digest) {
+            return Err(ReplayFailure::App(format!(
+                "the record of app version {n} has bundle digest {}, but the transaction names {}",
+                version.bundle_digest,
+                hex::encode(app.bundle_digest)
+            )));
+        }
+    }
+    let json = serde_json::to_vec(&version.bundle).expect("JSON serialises");
+    Bundle::from_json(&json).map_err(|e| ReplayFailure::App(format!("the bundle of app version {n}: {e}")))
+}
+
+/// The JS limits as the state sets them (the defaults if unset or unreadable).
+fn js_options(state: &State) -> RuntimeOptions {
+    state.get(JS_RUNTIME_OPTIONS, &SINGLETON_KEY).and_then(|v| serde_json::from_slice(v).ok()).unwrap_or_default()
+}
+
+/// The view of the state's last transaction (the transaction's own view if the state says none).
+fn state_view(state: &State, txid: TxId) -> u64 {
+    let last = state.txid();
+    if last.seqno == 0 {
+        txid.view
+    } else {
+        last.view
+    }
+}
+
+/// What a replayed script learns of consensus: the transaction before it is the last one
+/// committed. Historical state and the service identity's key are not there to give.
+struct ReplayHost {
+    last: TxId,
+}
+
+impl JsHost for ReplayHost {
+    fn last_committed(&self) -> (u64, u64) {
+        (self.last.view, self.last.seqno)
+    }
+
+    fn status(&self, _view: u64, seqno: u64) -> &'static str {
+        if seqno <= self.last.seqno {
+            "Committed"
+        } else {
+            "Unknown"
+        }
+    }
+
+    fn view_of(&self, seqno: u64) -> Option<u64> {
+        (seqno <= self.last.seqno).then_some(self.last.view)
+    }
+
+    fn state_range(&self, _: u64, _: u64, _: u64, _: u64) -> Result<Option<Vec<HistoricalState>>, String> {
+        Err("historical state is not available in a replay".into())
+    }
+
+    fn drop_states(&self, _: u64) -> bool {
+        false
+    }
+
+    fn latest_ledger_secret_seqno(&self) -> u64 {
+        0
+    }
+
+    fn endorse_csr(&self, _: &str, _: &str, _: u64) -> Result<String, String> {
+        Err("the service identity's key is not available in a replay".into())
+    }
+
+    fn renew_service_cert(&self, _: &str, _: u64) -> Result<String, String> {
+        Err("the service identity's key is not available in a replay".into())
+    }
+}

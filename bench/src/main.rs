@@ -4,7 +4,7 @@
 //!
 //! Uses the binary named by `CONSORT_BIN` (make bench builds and names the release one).
 //! `BENCH_SECONDS` sets the length of each measurement (default 5), `BENCH_ONLY` picks rows
-//! (`POST64`, `GET1`, …, `SYNC`, `THREADS`, `ETCD`, `ATTACK`, `FAILOVER`, `RECOVERY`, `SDK`), and
+//! (`POST64`, `GET1`, …, `SYNC`, `THREADS`, `RECORD`, `ETCD`, `ATTACK`, `FAILOVER`, `RECOVERY`, `SDK`), and
 //! `BENCH_NODE_ARGS` adds `consort sandbox` arguments to the first table's node (to profile one
 //! row: `BENCH_ONLY=POST64 BENCH_NODE_ARGS="--js-isolation threads"`).
 
@@ -121,6 +121,36 @@ async fn on_threads(seconds: f64) -> Vec<Row> {
     }
     rows
 }
+
+/// POSTs with the inputs of each transaction recorded in its ledger entry (the default) and
+/// with recording turned off by governance, on one node, in alternating rounds.
+async fn recording_inputs(seconds: f64) -> Vec<Row> {
+    let ws = temp_workspace("bench-recording");
+    let port = consort_tests::cluster::free_ports(2);
+    let s = Sandbox::start_with(&ws, Some(&repo_root().join("samples/logging")), port, &[]);
+    let base = format!("https://127.0.0.1:{port}");
+    let common = ws.join("sandbox_common");
+    let read = |name: &str| std::fs::read_to_string(common.join(name)).expect("member0's identity");
+    let member = consort_tests::Member::from_pem(&read("member0_privk.pem"), &read("member0_cert.pem"));
+    let gov = consort_tests::Gov::new(&s);
+    let _ = load(&s, &base, "", "POST", 16, 1.0).await; // warm-up
+    let mut rows = Vec::new();
+    for _round in 0..2 {
+        for (record, label) in [(true, RECORDED_ROW), (false, UNRECORDED_ROW)] {
+            let config = serde_json::json!([{"name": "set_service_configuration", "args": {"record_inputs": record}}]);
+            gov.pass(&[&member], config).await;
+            for clients in [16, 64] {
+                rows.push(measure(&s, &base, label, "POST", clients, seconds).await);
+            }
+        }
+    }
+    drop(s);
+    let _ = std::fs::remove_dir_all(&ws);
+    rows
+}
+
+const RECORDED_ROW: &str = "POST /app/log/private, inputs recorded";
+const UNRECORDED_ROW: &str = "POST /app/log/private, recording off";
 
 const ETCD_ROW: &str = "PUT, etcd 3.4, 3 members, via the leader";
 const CONSORT_ROW: &str = "POST, 3 nodes via the primary, threads";
@@ -464,6 +494,9 @@ async fn main() {
     if only.is_empty() || only == "THREADS" {
         rows.extend(on_threads(seconds).await);
     }
+    if only.is_empty() || only == "RECORD" {
+        rows.extend(recording_inputs(seconds).await);
+    }
     if only.is_empty() || only == "ETCD" {
         rows.extend(beside_etcd(seconds).await);
     }
@@ -498,6 +531,19 @@ async fn main() {
     let rate = |label: &str| -> Vec<f64> {
         rows.iter().filter(|r| r.label == label && r.clients == 64).map(|r| r.requests as f64 / r.seconds).collect()
     };
+    for clients in [16, 64] {
+        let mean = |label: &str| {
+            let v: Vec<f64> =
+                rows.iter().filter(|r| r.label == label && r.clients == clients).map(|r| r.requests as f64 / r.seconds).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        if let (Some(on), Some(off)) = (mean(RECORDED_ROW), mean(UNRECORDED_ROW)) {
+            println!(
+                "Recording inputs at {clients} clients: {on:.0} POST/s recorded against {off:.0} with recording off (mean of the rounds): {:+.1}%.",
+                (on / off - 1.0) * 100.0
+            );
+        }
+    }
     let etcd = rate(ETCD_ROW);
     for (consort, what) in [(CONSORT_ROW, "committed POST/s"), (CONSORT_SYNCED_ROW, "committed POST/s synced each")] {
         for (round, (consort, etcd)) in rate(consort).iter().zip(&etcd).enumerate() {

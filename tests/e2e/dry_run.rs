@@ -45,6 +45,17 @@ async fn dry_runs_show_the_writes_and_change_nothing() {
         let gov = &gov;
         async move { gov.post("/members/proposals:dry-run", signed).await }
     };
+    // Three app transactions, their inputs recorded: what a proposed app is tried on.
+    let writer = Member::create(&ws, "user2");
+    gov.pass(&[&m0], json!([{"name": "set_user", "args": {"cert": writer.cert_pem}}])).await;
+    let app = s.client(Some(ws.join("user2").to_str().expect("utf8")));
+    let mut last = String::new();
+    for (path, id, msg) in [("/app/log/public", 1, "a"), ("/app/log/public", 2, "b"), ("/app/log/private", 3, "c")] {
+        let r = app.post(s.url(path)).json(&json!({"id": id, "msg": msg})).send().await.expect("post");
+        assert_eq!(r.status(), StatusCode::OK);
+        last = r.headers()["x-ms-ccf-transaction-id"].to_str().expect("txid").to_owned();
+    }
+    s.wait_committed(&app, &last).await;
     let ledger = ws.join("node/ledger");
     let entries_before = non_signature_entries(&ledger);
     let proposals_before = gov.get("/members/proposals").await;
@@ -82,6 +93,35 @@ async fn dry_runs_show_the_writes_and_change_nothing() {
     assert_eq!((versions[0].0.as_str(), &versions[0].1, &versions[0].2["version"]), ("2", &Value::Null, &json!(2)));
     let listed = gov.get("/service/javascript-app/versions").await;
     assert_eq!(listed["value"].as_array().map(Vec::len), Some(1), "{listed}");
+    // The recorded transactions, run by the proposed app: none of them would differ.
+    assert_eq!(answer["appReplay"], json!({"window": 100, "replayed": 3, "differing": []}), "{answer}");
+
+    // An app that would record messages in capitals: each recorded transaction differs, the
+    // public ones value by value, the private one by key only.
+    let mut bundle = app_bundle(&logging);
+    let module = bundle["modules"].as_array_mut().expect("modules").iter_mut().find(|m| m["name"] == "logging.js").expect("logging.js");
+    let source = module["module"].as_str().expect("source").to_owned();
+    let changed = source.replace("ccf.strToBuf(body.msg)", "ccf.strToBuf(body.msg.toUpperCase())");
+    assert_ne!(changed, source);
+    module["module"] = json!(changed);
+    let (status, answer, _) = dry_run(json!([{"name": "set_js_app", "args": {"bundle": bundle}}])).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let replay = &answer["appReplay"];
+    assert_eq!((&replay["replayed"], replay["differing"].as_array().map(Vec::len)), (&json!(3), Some(3)), "{answer}");
+    for (i, (table, key, recorded, proposed)) in [
+        ("public:records", "1", json!({"value": "a"}), json!({"value": "A"})),
+        ("public:records", "2", json!({"value": "b"}), json!({"value": "B"})),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let d = &replay["differing"][i];
+        assert_eq!(d["response"], json!({"recorded": {"status": 200}, "proposed": {"status": 200, "sameBody": true}}), "{d}");
+        assert_eq!(d["ranBy"], json!(1));
+        assert_eq!(d["writes"], json!([{"table": table, "key": key, "recorded": recorded, "proposed": proposed}]), "{d}");
+    }
+    assert_eq!(replay["differing"][2]["writes"], json!([{"table": "records", "key": "3", "private": true}]), "{answer}");
+    assert_eq!(replay["differing"][2]["transactionId"], json!(last));
 
     // A proposal whose apply throws (its first action would write, its second fails): the
     // answer says why, with no writes.

@@ -43,7 +43,7 @@ pub fn run(args: ReplayArgs) -> Result<(), String> {
         (Some(n), _) => AppChoice::Version(n),
         (None, Some(dir)) => {
             let bundle = consort_node::load_app(&dir).map_err(|e| format!("--app {}: {e}", dir.display()))?;
-            AppChoice::Bundle { bundle, from: dir.display().to_string() }
+            AppChoice::Bundle { bundle: std::sync::Arc::new(bundle), from: dir.display().to_string() }
         }
         (None, None) => AppChoice::Recorded,
     };
@@ -59,7 +59,7 @@ pub fn run(args: ReplayArgs) -> Result<(), String> {
     let before = replay::read(&job).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     out!("console (the handler's output, as it runs):");
-    let replayed = runtime.block_on(replay::run(before, app)).map_err(|e| e.to_string())?;
+    let replayed = runtime.block_on(async { replay::Replayer::default().run(before, &app).await }).map_err(|e| e.to_string())?;
     print(&replayed);
     Ok(())
 }

@@ -476,10 +476,36 @@ async fn dry_run(node: &Node, call: &Call<'_>) -> Reply {
     match outcome {
         Ok(mut answer) => {
             answer["stateAt"] = json!(tx.read_txid().to_string());
+            // An app change is tried on the transactions the app ran last.
+            if answer["applied"] == true && tx.write_set().maps.get(APP_VERSIONS).is_some_and(|w| !w.is_empty()) {
+                answer["appReplay"] = proposed_app_replay(node, &mut tx).await;
+            }
             reply::ok(&answer)
         }
         Err(e) => gov_error(e),
     }
+}
+
+/// The app a dry-run's transaction would leave deployed, run on the last recorded app
+/// transactions of this node's ledger (`replay::try_proposed_app`).
+async fn proposed_app_replay(node: &Node, tx: &mut Tx) -> Value {
+    let bundle = app_versions::deployed_bundle(tx);
+    let bundle = match consort_js::Bundle::from_json(bundle.to_string().as_bytes()) {
+        Ok(b) => Arc::new(b),
+        Err(e) => return json!({"error": format!("the proposed app: {e}")}),
+    };
+    let identity = &node.identity;
+    let source = crate::replay::LedgerSource {
+        ledger: node.config.ledger_dir(),
+        snapshots: Some(node.config.snapshots().directory).filter(|d| d.is_dir()),
+        service_cert_pem: identity.service_cert_pem.clone(),
+        keys: consort_consensus::replay::Keys {
+            first: identity.ledger_secret.clone(),
+            later: identity.later_ledger_secrets.clone(),
+            node: Some((identity.node_id.clone(), identity.node_key.clone())),
+        },
+    };
+    crate::replay::try_proposed_app(source, bundle, crate::replay::PROPOSED_APP_REPLAYS).await
 }
 
 /// The request, if its `created_at` is within the configured skew of this node's clock.

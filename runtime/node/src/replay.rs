@@ -23,8 +23,9 @@ pub enum AppChoice {
     Recorded,
     /// Another recorded version (earlier or later).
     Version(u64),
-    /// A bundle from outside the ledger (`--app DIR`): a fix tried on the old inputs.
-    Bundle { bundle: Bundle, from: String },
+    /// A bundle from outside the ledger (`--app DIR`, a proposed app): a fix tried on the old
+    /// inputs.
+    Bundle { bundle: Arc<Bundle>, from: String },
 }
 
 /// Which transaction to replay, and where its ledger is.
@@ -95,63 +96,157 @@ pub fn read(job: &ReplayJob) -> Result<Before, ReplayFailure> {
     Ok(replay::read_before(&job.ledger, job.snapshots.as_deref(), &identity.service_cert_pem, keys, job.txid)?)
 }
 
-/// Runs the transaction `before` holds again, with the app `choice` names, on the state
-/// before it: one run on a JS thread of this process.
-pub async fn run(before: Before, choice: AppChoice) -> Result<Replayed, ReplayFailure> {
-    let txid = before.entry.txid;
-    let recorded_app = before.entry.app.ok_or(ReplayError::NotAnAppTransaction(txid, "no app version"))?;
-    let inputs = before.inputs.as_deref().ok_or(ReplayFailure::NotRecorded(txid))?;
-    let inputs = RecordedInputs::decode(inputs).map_err(|e| ReplayFailure::Inputs(format!("transaction {txid}: {e}")))?;
-    let (bundle, ran) = match choice {
-        AppChoice::Recorded => (version_bundle(&before, recorded_app.version, Some(&recorded_app))?, describe(&recorded_app)),
-        AppChoice::Version(n) => {
-            let bundle = version_bundle(&before, n, None)?;
-            (bundle, format!("app version {n}"))
-        }
-        AppChoice::Bundle { bundle, from } => (bundle, format!("the app in {from}")),
+/// Runs recorded transactions again, one at a time, on a JS thread of this process.
+pub struct Replayer {
+    pool: JsPool,
+    host: Arc<ReplayHost>,
+}
+
+impl Default for Replayer {
+    fn default() -> Self {
+        let host = Arc::new(ReplayHost { last: std::sync::Mutex::new(TxId::default()) });
+        Replayer { pool: JsPool::threads(1, 1, host.clone()), host }
+    }
+}
+
+impl Replayer {
+    /// Runs the transaction `before` holds again, with the app `choice` names, on the state
+    /// before it.
+    pub async fn run(&self, before: Before, choice: &AppChoice) -> Result<Replayed, ReplayFailure> {
+        let txid = before.entry.txid;
+        let recorded_app = before.entry.app.ok_or(ReplayError::NotAnAppTransaction(txid, "no app version"))?;
+        let inputs = before.inputs.as_deref().ok_or(ReplayFailure::NotRecorded(txid))?;
+        let inputs = RecordedInputs::decode(inputs).map_err(|e| ReplayFailure::Inputs(format!("transaction {txid}: {e}")))?;
+        let (bundle, ran) = match choice {
+            AppChoice::Recorded => (Arc::new(version_bundle(&before, recorded_app.version, Some(&recorded_app))?), describe(&recorded_app)),
+            AppChoice::Version(n) => (Arc::new(version_bundle(&before, *n, None)?), format!("app version {n}")),
+            AppChoice::Bundle { bundle, from } => (bundle.clone(), format!("the app in {from}")),
+        };
+        let options = js_options(&before.state);
+        let state = before.state;
+        *self.host.last.lock().unwrap_or_else(|p| p.into_inner()) = TxId::new(state_view(&state, txid), txid.seqno.saturating_sub(1));
+        let request = inputs.to_request();
+        let path = request.path.strip_prefix("/app").unwrap_or(&request.path).to_owned();
+        let m = bundle.route(&request.method, &path).map_err(|e| {
+            ReplayFailure::App(format!(
+                "{ran} has no endpoint for {} {} ({e:?}): it cannot run this transaction",
+                request.method, request.path
+            ))
+        })?;
+        // The route's template and parameters as the app run now sees them.
+        let mut request = request;
+        request.route = format!("/app{}", m.route);
+        request.params = m.params.clone();
+        let store = Store::new(state);
+        let ex = self
+            .pool
+            .execute_drawing(
+                bundle.clone(),
+                m.endpoint,
+                request,
+                store.begin(),
+                KvAccess::AppReadWrite,
+                Arc::new(options),
+                SourceMode::Replay(inputs.draws),
+            )
+            .await
+            .map_err(|e| ReplayFailure::App(format!("running the handler: {e}")))?;
+        let writes = ex.tx.write_set().clone();
+        let differences = before.writes.differences(&writes);
+        Ok(Replayed {
+            txid,
+            recorded_app,
+            ran,
+            response: ex.response,
+            recorded_response: inputs.response,
+            writes,
+            recorded_writes: before.writes,
+            differences,
+            beyond_recording: ex.drawn.beyond_recording,
+            snapshot: before.snapshot,
+            replayed_entries: before.replayed,
+        })
+    }
+}
+
+/// Where a node's own ledger is, and what opens it.
+pub struct LedgerSource {
+    pub ledger: PathBuf,
+    pub snapshots: Option<PathBuf>,
+    pub service_cert_pem: String,
+    pub keys: Keys,
+}
+
+/// How many recorded transactions a proposed app is tried on.
+pub const PROPOSED_APP_REPLAYS: usize = 100;
+
+/// The proposed app `bundle` run on the last `count` recorded app transactions of the ledger,
+/// each on the state before it, as the dry-run of an app change answers it: how many were
+/// replayed, and those whose response or write set would differ (public values shown, private
+/// ones by key only) or that the proposed app could not run.
+pub async fn try_proposed_app(source: LedgerSource, bundle: Arc<Bundle>, count: usize) -> serde_json::Value {
+    use serde_json::json;
+    let LedgerSource { ledger, snapshots, service_cert_pem, keys } = source;
+    let read =
+        tokio::task::spawn_blocking(move || replay::read_recorded(&ledger, snapshots.as_deref(), &service_cert_pem, keys, count)).await;
+    let befores = match read {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return json!({"window": count, "error": e.to_string()}),
+        Err(e) => return json!({"window": count, "error": format!("internal: reading the ledger stopped: {e}")}),
     };
-    let options = js_options(&before.state);
-    let state = before.state;
-    let host = Arc::new(ReplayHost { last: TxId::new(state_view(&state, txid), txid.seqno.saturating_sub(1)) });
-    let pool = JsPool::threads(1, 1, host);
-    let request = inputs.to_request();
-    let path = request.path.strip_prefix("/app").unwrap_or(&request.path).to_owned();
-    let bundle = Arc::new(bundle);
-    let m = bundle.route(&request.method, &path).map_err(|e| {
-        ReplayFailure::App(format!("{ran} has no endpoint for {} {} ({e:?}): it cannot run this transaction", request.method, request.path))
-    })?;
-    // The route's template and parameters as the app run now sees them.
-    let mut request = request;
-    request.route = format!("/app{}", m.route);
-    request.params = m.params.clone();
-    let store = Store::new(state);
-    let ex = pool
-        .execute_drawing(
-            bundle.clone(),
-            m.endpoint,
-            request,
-            store.begin(),
-            KvAccess::AppReadWrite,
-            Arc::new(options),
-            SourceMode::Replay(inputs.draws),
-        )
-        .await
-        .map_err(|e| ReplayFailure::App(format!("running the handler: {e}")))?;
-    let writes = ex.tx.write_set().clone();
-    let differences = before.writes.differences(&writes);
-    Ok(Replayed {
-        txid,
-        recorded_app,
-        ran,
-        response: ex.response,
-        recorded_response: inputs.response,
-        writes,
-        recorded_writes: before.writes,
-        differences,
-        beyond_recording: ex.drawn.beyond_recording,
-        snapshot: before.snapshot,
-        replayed_entries: before.replayed,
-    })
+    let replayer = Replayer::default();
+    let choice = AppChoice::Bundle { bundle, from: "the proposal".into() };
+    let (mut replayed, mut differing) = (0, Vec::new());
+    for before in befores {
+        let txid = before.entry.txid.to_string();
+        let version = before.entry.app.map(|a| a.version);
+        match replayer.run(before, &choice).await {
+            Ok(r) => {
+                replayed += 1;
+                if r.same_response() && r.differences.is_empty() {
+                    continue;
+                }
+                let proposed = match &r.response {
+                    Ok(resp) => {
+                        json!({"status": resp.status, "sameBody": ResponseSummary::of(resp).body_digest == r.recorded_response.body_digest})
+                    }
+                    Err(e) => json!({"error": e.to_string()}),
+                };
+                let writes: Vec<_> = r.differences.iter().map(shown_difference).collect();
+                differing.push(json!({
+                    "transactionId": txid,
+                    "ranBy": version,
+                    "response": {"recorded": {"status": r.recorded_response.status}, "proposed": proposed},
+                    "writes": writes,
+                }));
+            }
+            Err(e) => differing.push(json!({"transactionId": txid, "ranBy": version, "failure": e.to_string()})),
+        }
+    }
+    json!({"window": count, "replayed": replayed, "differing": differing})
+}
+
+/// One differing key as the dry-run shows it: public values as the table holds them, private
+/// ones not at all.
+fn shown_difference(d: &WriteDifference) -> serde_json::Value {
+    use serde_json::json;
+    let (key, encoding) = consort_gov::dry_run::shown(&d.key);
+    let mut out = json!({"table": d.map, "key": key});
+    if let Some(e) = encoding {
+        out["keyEncoding"] = json!(e);
+    }
+    if !consort_kv::is_public(&d.map) {
+        out["private"] = json!(true);
+        return out;
+    }
+    let value = |w: &Option<Option<Vec<u8>>>| match w {
+        None => json!({"written": false}),
+        Some(None) => json!({"removed": true}),
+        Some(Some(v)) => json!({"value": consort_gov::dry_run::value_of(v)}),
+    };
+    out["recorded"] = value(&d.left);
+    out["proposed"] = value(&d.right);
+    out
 }
 
 /// A key as text, or base64 when it is not (then prefixed `base64:`).
@@ -214,16 +309,24 @@ fn state_view(state: &State, txid: TxId) -> u64 {
 /// What a replayed script learns of consensus: the transaction before it is the last one
 /// committed. Historical state and the service identity's key are not there to give.
 struct ReplayHost {
-    last: TxId,
+    /// The transaction before the one being replayed.
+    last: std::sync::Mutex<TxId>,
+}
+
+impl ReplayHost {
+    fn last(&self) -> TxId {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl JsHost for ReplayHost {
     fn last_committed(&self) -> (u64, u64) {
-        (self.last.view, self.last.seqno)
+        let last = self.last();
+        (last.view, last.seqno)
     }
 
     fn status(&self, _view: u64, seqno: u64) -> &'static str {
-        if seqno <= self.last.seqno {
+        if seqno <= self.last().seqno {
             "Committed"
         } else {
             "Unknown"
@@ -231,7 +334,8 @@ impl JsHost for ReplayHost {
     }
 
     fn view_of(&self, seqno: u64) -> Option<u64> {
-        (seqno <= self.last.seqno).then_some(self.last.view)
+        let last = self.last();
+        (seqno <= last.seqno).then_some(last.view)
     }
 
     fn state_range(&self, _: u64, _: u64, _: u64, _: u64) -> Result<Option<Vec<HistoricalState>>, String> {

@@ -8,12 +8,13 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 /// An app whose `POST /draw` reads a counter, draws time and random values and writes them,
-/// in a private table, with a console line. `bump` is what the counter grows by.
+/// in a private table, with a console line and (`/draw/{name}`, for users) who called.
+/// `bump` is what the counter grows by.
 fn app(bump: u32) -> Value {
     json!({
         "metadata": {"endpoints": {
             "/draw": {"post": {"js_module": "app.js", "js_function": "draw", "authn_policies": [], "mode": "readwrite"}},
-            "/draw/{name}": {"post": {"js_module": "app.js", "js_function": "draw", "authn_policies": [], "mode": "readwrite"}},
+            "/draw/{name}": {"post": {"js_module": "app.js", "js_function": "draw", "authn_policies": ["user_cert"], "mode": "readwrite"}},
         }},
         "modules": [{"name": "app.js", "module": format!(r#"
             const table = ccf.kv["draws"];
@@ -22,7 +23,7 @@ fn app(bump: u32) -> Value {
                 const before = table.has(key) ? Number(ccf.bufToStr(table.get(key))) : 0;
                 const n = before + {bump};
                 const drawn = {{
-                    n, name: request.params.name ?? null, body: request.body.text(),
+                    n, name: request.params.name ?? null, body: request.body.text(), caller: request.caller ?? null,
                     random: Math.random(), now: Date.now(), iso: new Date().toISOString(),
                     uuid: crypto.randomUUID(), bytes: Array.from(crypto.getRandomValues(new Uint8Array(8))),
                 }};
@@ -42,13 +43,16 @@ fn set_js_app(bundle: &Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_replays_identically_and_a_modified_app_shows_the_diff() {
     let ws = temp_workspace("replay");
-    let (s, _) = consort_tests::open_node(&ws, json!({}), vec![set_js_app(&app(1))[0].clone()]).await;
+    let user = Member::create(&ws, "user1");
+    let actions = vec![set_js_app(&app(1))[0].clone(), json!({"name": "set_user", "args": {"cert": user.cert_pem}})];
+    let (s, _) = consort_tests::open_node(&ws, json!({}), actions).await;
     let read = |name: &str| std::fs::read_to_string(ws.join(name)).expect("member0's identity");
     let m0 = Member::from_pem(&read("member0_privk.pem"), &read("member0_cert.pem"));
     let gov = Gov::new(&s);
     let c = s.client(None);
+    let as_user = s.client(Some(ws.join("user1").to_str().expect("utf8")));
     let draw = |path: &'static str| {
-        let (c, url) = (c.clone(), s.url(path));
+        let (c, url) = (if path.contains("alice") { as_user.clone() } else { c.clone() }, s.url(path));
         async move {
             let r = c.post(url).body("hello").send().await.expect("draw");
             assert_eq!(r.status(), StatusCode::OK);
@@ -59,6 +63,12 @@ async fn a_transaction_replays_identically_and_a_modified_app_shows_the_diff() {
     let (first, _) = draw("/app/draw").await;
     let (second, drawn) = draw("/app/draw/alice").await;
     assert_eq!((drawn["n"].as_u64(), drawn["name"].as_str(), drawn["body"].as_str()), (Some(2), Some("alice"), Some("hello")));
+    // The caller, certificate included, is part of what the handler wrote: the replay must give
+    // it back exactly (the record keeps the certificate by the caller's id).
+    assert_eq!(
+        (drawn["caller"]["id"].as_str(), drawn["caller"]["cert"].as_str().map(|c| c.contains("BEGIN CERTIFICATE"))),
+        (Some(user.id.as_str()), Some(true))
+    );
     s.wait_committed(&c, &second).await;
     let ledger = ws.join("node/ledger");
     let replay = |txid: &str, extra: &[&str]| {

@@ -92,7 +92,11 @@ pub async fn call(
         let txid = if apply && !ex.tx.write_set().is_empty() {
             // The ledger entry names the version that ran it (and the receipt proves it), and
             // carries what it was given and drew, sealed, for `consort replay`.
-            let inputs = record.then(|| RecordedInputs::new(&request, ex.drawn.draws, &response).encode());
+            let inputs = record.then(|| {
+                let mut inputs = RecordedInputs::new(&request, ex.drawn.draws, &response);
+                inputs.request.caller = inputs.request.caller.as_ref().map(crate::auth::recorded_caller);
+                inputs.encode()
+            });
             match node.consensus.commit_app(&ex.tx, ex.claims_digest, version.map(|v| (v, inputs.as_deref()))).await {
                 Ok(txid) => txid,
                 Err(CommitError::Conflict(_)) => continue,

@@ -163,6 +163,44 @@ fn named(state: &State, name: &str, creds: Credentials<'_>, now: i64) -> Result<
     }
 }
 
+/// Policies whose caller carries the certificate the governance tables hold under its id.
+fn cert_from_tables(caller: &Value) -> Option<(Who, bool)> {
+    match caller.get("policy")?.as_str()? {
+        "user_cert" => Some((Who::User, true)),
+        "member_cert" => Some((Who::Member, true)),
+        "user_cose_sign1" => Some((Who::User, false)),
+        "member_cose_sign1" => Some((Who::Member, false)),
+        _ => None,
+    }
+}
+
+/// The caller as a transaction's recorded inputs keep it: without the certificate when it is
+/// the one the users' or members' table holds under the caller's id ([`restored_caller`] puts
+/// it back), so that a recorded entry does not carry a PEM each time.
+pub fn recorded_caller(caller: &Value) -> Value {
+    let mut out = caller.clone();
+    if cert_from_tables(caller).is_some() && caller.get("id").is_some_and(Value::is_string) {
+        if let Some(o) = out.as_object_mut() {
+            o.remove("cert");
+        }
+    }
+    out
+}
+
+/// A recorded caller with its certificate back, from `state`'s tables, as authentication gave it
+/// (a client certificate's PEM as derived from its DER, a COSE signer's as stored).
+pub fn restored_caller(state: &State, caller: &Value) -> Value {
+    let mut out = caller.clone();
+    let (Some((who, derived)), Some(id)) = (cert_from_tables(caller), caller.get("id").and_then(Value::as_str)) else { return out };
+    if caller.get("cert").is_some() {
+        return out;
+    }
+    let Some(stored) = state.get(who.certs(), id.as_bytes()).and_then(|v| String::from_utf8(v.to_vec()).ok()) else { return out };
+    let pem = if derived { cert_der_from_pem(&stored).map(|der| cert_pem_from_der(&der)).unwrap_or(stored) } else { stored };
+    out["cert"] = json!(pem);
+    out
+}
+
 #[derive(PartialEq, Eq)]
 enum Who {
     User,
@@ -201,4 +239,38 @@ impl Who {
 /// A content type without its parameters (`application/cose; charset=x` → `application/cose`).
 pub(crate) fn media_type(content_type: Option<&str>) -> Option<&str> {
     content_type.map(|c| c.split(';').next().unwrap_or("").trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_caller_leaves_out_the_certificate_the_tables_hold_and_gets_it_back() {
+        let (_, pem) = consort_crypto::identity_cert("user1", consort_crypto::Curve::Secp384r1).expect("identity");
+        // Stored as a member would send it (CRLF line ends), not as authentication derives it.
+        let stored = pem.replace('\n', "\r\n");
+        let der = cert_der_from_pem(&pem).expect("der");
+        let id = id_of_cert_der(&der);
+        let mut state = State::default();
+        let mut writes = consort_kv::WriteSet::default();
+        writes.put(USERS_CERTS, id.as_bytes().to_vec(), stored.clone().into_bytes());
+        state.apply(consort_kv::TxId::new(1, 1), &writes);
+
+        let tls = json!({"policy": "user_cert", "id": id, "data": {"team": "a"}, "cert": cert_pem_from_der(&der)});
+        let recorded = recorded_caller(&tls);
+        assert_eq!(recorded, json!({"policy": "user_cert", "id": id, "data": {"team": "a"}}));
+        assert_eq!(restored_caller(&state, &recorded), tls, "the PEM authentication derived from the DER");
+
+        let cose = json!({"policy": "user_cose_sign1", "id": id, "data": null, "cert": stored, "cose": {"content": ""}});
+        assert_eq!(restored_caller(&state, &recorded_caller(&cose)), cose, "the PEM as stored");
+
+        // Callers whose certificate is not in the tables keep it; nothing is made up.
+        let any = json!({"policy": "any_cert", "cert": pem});
+        assert_eq!(recorded_caller(&any), any);
+        let unknown = json!({"policy": "member_cert", "id": "00", "data": null});
+        assert_eq!(restored_caller(&state, &unknown), unknown);
+        let jwt = json!({"policy": "jwt", "jwt": {}});
+        assert_eq!(restored_caller(&state, &recorded_caller(&jwt)), jwt);
+    }
 }

@@ -133,10 +133,12 @@ impl Replayer {
                 request.method, request.path
             ))
         })?;
-        // The route's template and parameters as the app run now sees them.
+        // The route's template and parameters as the app run now sees them; the caller's
+        // certificate as authentication gave it (the record leaves out what the state holds).
         let mut request = request;
         request.route = format!("/app{}", m.route);
         request.params = m.params.clone();
+        request.caller = request.caller.map(|c| crate::auth::restored_caller(&state, &c));
         let store = Store::new(state);
         let ex = self
             .pool

@@ -157,3 +157,46 @@ async fn a_transaction_replays_identically_and_a_modified_app_shows_the_diff() {
         "{out}"
     );
 }
+
+/// Without any node's directory: the members' recovery keys open the shares the ledger holds,
+/// which give every ledger secret (what `--recovery-key` reads), so an auditor holding the
+/// shares can replay a transaction from a copy of the ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_keys_open_a_ledger_without_a_node_directory() {
+    let ws = temp_workspace("replay-shares");
+    let port = consort_tests::cluster::free_ports(2);
+    let s = consort_tests::Sandbox::start_with(&ws, None, port, &[]);
+    let c = s.client(Some("user0"));
+    let r = c.post(s.url("/app/log/private")).json(&json!({"id": 7, "msg": "kept private"})).send().await.expect("post");
+    assert_eq!(r.status(), StatusCode::OK);
+    let txid = r.headers()["x-ms-ccf-transaction-id"].to_str().expect("txid").to_owned();
+    s.wait_committed(&c, &txid).await;
+    // A copy of the ledger, away from the node's directory.
+    let copy = ws.join("copy");
+    std::fs::create_dir_all(&copy).expect("mkdir");
+    for e in std::fs::read_dir(ws.join("node0/ledger")).expect("ledger") {
+        let p = e.expect("entry").path();
+        std::fs::copy(&p, copy.join(p.file_name().expect("name"))).expect("copy");
+    }
+    let common = ws.join("sandbox_common");
+    let path = |p: std::path::PathBuf| p.to_str().expect("utf8").to_owned();
+    let (ledger, cert) = (path(copy.clone()), path(common.join("service_cert.pem")));
+    let replay = |key: &str| {
+        consort_tests::consort(&["replay", "--ledger", &ledger, "--txid", &txid, "--service-cert", &cert, "--recovery-key", key])
+    };
+    let (ok, out) = replay(&path(common.join("member0_enc_privk.pem")));
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("response: 200 (the same as recorded") && out.contains("write set: identical to the recorded one (1 keys)"),
+        "{out}"
+    );
+
+    // A key that holds no share of this service, and none at all.
+    let (ok, out) = consort_tests::consort(&["keygen", "--name", "stranger", "--gen-enc-key", "--dir", &path(ws.clone())]);
+    assert!(ok, "{out}");
+    let (ok, out) = replay(&path(ws.join("stranger_enc_privk.pem")));
+    assert!(!ok && out.contains("recovery key 1 opens none of the shares this ledger holds"), "{out}");
+    let (ok, out) = consort_tests::consort(&["replay", "--ledger", &ledger, "--txid", &txid]);
+    assert!(!ok && out.contains("node_privk.pem"), "a copy of the ledger has no node directory beside it: {out}");
+    drop(s);
+}

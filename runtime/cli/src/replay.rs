@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use consort_node::replay::{self, AppChoice, ReplayJob, Replayed};
+use consort_node::replay::{self, AppChoice, ReplayJob, Replayed, SecretsFrom};
 
 #[derive(Args)]
 pub struct ReplayArgs {
@@ -18,8 +18,16 @@ pub struct ReplayArgs {
     txid: consort_kv::TxId,
     /// A node's directory (its key and ledger secrets open the ledger); by default the
     /// ledger directory's parent.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "recovery_key")]
     node_dir: Option<PathBuf>,
+    /// Instead of a node's directory: a recovery member's RSA encryption private key
+    /// (`NAME_enc_privk.pem`); give as many as the recovery threshold. Their shares in the
+    /// ledger give every ledger secret. Needs --service-cert.
+    #[arg(long, requires = "service_cert")]
+    recovery_key: Vec<PathBuf>,
+    /// The service certificate the ledger is checked under (with --recovery-key).
+    #[arg(long)]
+    service_cert: Option<PathBuf>,
     /// Where the node keeps snapshots (read from the newest one before the transaction); by
     /// default the node directory's `snapshots/`.
     #[arg(long)]
@@ -39,6 +47,14 @@ pub fn run(args: ReplayArgs) -> Result<(), String> {
         None => args.ledger.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
     };
     let snapshots = args.snapshots.or_else(|| Some(node_dir.join("snapshots")).filter(|d| d.is_dir()));
+    let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+    let secrets = match (&args.service_cert, args.recovery_key.is_empty()) {
+        (Some(cert), false) => SecretsFrom::RecoveryKeys {
+            service_cert_pem: read(cert)?,
+            encryption_keys: args.recovery_key.iter().map(read).collect::<Result<_, _>>()?,
+        },
+        _ => SecretsFrom::NodeDir(node_dir),
+    };
     let app = match (args.app_version, args.app) {
         (Some(n), _) => AppChoice::Version(n),
         (None, Some(dir)) => {
@@ -55,7 +71,7 @@ pub fn run(args: ReplayArgs) -> Result<(), String> {
         .without_time()
         .with_target(false)
         .try_init();
-    let job = ReplayJob { ledger: args.ledger, snapshots, node_dir, txid: args.txid };
+    let job = ReplayJob { ledger: args.ledger, snapshots, secrets, txid: args.txid };
     let before = replay::read(&job).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     out!("console (the handler's output, as it runs):");

@@ -4,7 +4,7 @@
 //! with the recorded time and random values; what it answers and writes, next to what the
 //! ledger recorded. The files are only read; nothing is written anywhere.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use consort_consensus::replay::{self, Before, Keys, ReplayError};
@@ -32,9 +32,18 @@ pub enum AppChoice {
 pub struct ReplayJob {
     pub ledger: PathBuf,
     pub snapshots: Option<PathBuf>,
-    /// The directory of a node of the service: its key and ledger secrets open the ledger.
-    pub node_dir: PathBuf,
+    pub secrets: SecretsFrom,
     pub txid: TxId,
+}
+
+/// What opens the ledger.
+pub enum SecretsFrom {
+    /// The directory of a node of the service: its key and ledger secrets (and its copy of the
+    /// service certificate, which the ledger is checked under).
+    NodeDir(PathBuf),
+    /// Members' RSA encryption keys (PEM), whose shares in the ledger give every ledger secret;
+    /// the ledger is checked under `service_cert_pem`.
+    RecoveryKeys { service_cert_pem: String, encryption_keys: Vec<String> },
 }
 
 /// A transaction run again.
@@ -79,6 +88,9 @@ pub enum ReplayFailure {
     NotRecorded(TxId),
     #[error("{0}")]
     Inputs(String),
+    /// The recovery keys given do not give the ledger secrets.
+    #[error("recovery shares: {0}")]
+    Shares(String),
     /// The app asked for is not a recorded version, or cannot run.
     #[error("{0}")]
     App(String),
@@ -87,13 +99,56 @@ pub enum ReplayFailure {
 /// Reads the ledger up to the transaction `job` names, with the secrets of the node directory
 /// it names (blocking: reads and checks the whole ledger).
 pub fn read(job: &ReplayJob) -> Result<Before, ReplayFailure> {
-    let identity = NodeIdentity::load(&job.node_dir).map_err(|e| ReplayFailure::NodeDir(job.node_dir.clone(), e))?;
-    let keys = Keys {
-        first: identity.ledger_secret.clone(),
-        later: identity.later_ledger_secrets.clone(),
-        node: Some((identity.node_id.clone(), identity.node_key.clone())),
+    let (keys, service_cert_pem) = match &job.secrets {
+        SecretsFrom::NodeDir(dir) => {
+            let identity = NodeIdentity::load(dir).map_err(|e| ReplayFailure::NodeDir(dir.clone(), e))?;
+            let keys = Keys {
+                first: identity.ledger_secret.clone(),
+                later: identity.later_ledger_secrets.clone(),
+                node: Some((identity.node_id.clone(), identity.node_key.clone())),
+            };
+            (keys, identity.service_cert_pem)
+        }
+        SecretsFrom::RecoveryKeys { service_cert_pem, encryption_keys } => {
+            (keys_from_recovery(&job.ledger, job.snapshots.as_deref(), service_cert_pem, encryption_keys)?, service_cert_pem.clone())
+        }
     };
-    Ok(replay::read_before(&job.ledger, job.snapshots.as_deref(), &identity.service_cert_pem, keys, job.txid)?)
+    Ok(replay::read_before(&job.ledger, job.snapshots.as_deref(), &service_cert_pem, keys, job.txid)?)
+}
+
+/// The ledger secrets that members' recovery keys open (instead of a node's directory): the
+/// ledger's public state at its last signature holds the shares issued last, each encrypted to
+/// a member's RSA key, and the sealed list of every ledger secret the service has had. Each
+/// `encryption_keys` PEM opens its member's share; together they must reach the threshold (or
+/// include an Owner's whole key). Blocking: reads and checks the whole ledger.
+pub fn keys_from_recovery(
+    ledger: &Path,
+    snapshots: Option<&Path>,
+    service_cert_pem: &str,
+    encryption_keys: &[String],
+) -> Result<Keys, ReplayFailure> {
+    let shares = |e: String| ReplayFailure::Shares(e);
+    let progress = std::sync::atomic::AtomicU64::new(0);
+    let public = consort_consensus::recovery::read_previous(ledger, snapshots, service_cert_pem, &progress)
+        .map_err(|e| ReplayFailure::Ledger(ReplayError::Ledger(e.to_string())))?;
+    let store = Store::new(public.state);
+    let mut tx = store.begin();
+    let issued: Vec<(Vec<u8>, Vec<u8>)> =
+        tx.entries(consort_kv::names::RECOVERY_SHARES).into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+    if issued.is_empty() {
+        return Err(shares("this ledger holds no recovery shares (its service had no active recovery member)".into()));
+    }
+    for (n, pem) in encryption_keys.iter().enumerate() {
+        let opened =
+            issued.iter().find_map(|(member, encrypted)| Some((member, consort_crypto::recovery::decrypt_share(pem, encrypted).ok()?)));
+        let (member, plain) = opened.ok_or_else(|| shares(format!("recovery key {} opens none of the shares this ledger holds", n + 1)))?;
+        let share =
+            consort_gov::recovery::Share::decode(&plain).map_err(|e| shares(format!("the share recovery key {} opens: {e}", n + 1)))?;
+        tx.put(consort_kv::names::SUBMITTED_SHARES, member.clone(), share.encode());
+    }
+    let mut secrets = consort_gov::recovery::combine_submitted(&mut tx).map_err(shares)?.into_iter();
+    let (_, first) = secrets.next().ok_or_else(|| shares("the shares open an empty list of ledger secrets".into()))?;
+    Ok(Keys { first, later: secrets.collect(), node: None })
 }
 
 /// Runs recorded transactions again, one at a time, on a JS thread of this process.

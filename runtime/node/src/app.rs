@@ -93,9 +93,8 @@ pub async fn call(
             // The ledger entry names the version that ran it (and the receipt proves it), and
             // carries what it was given and drew, sealed, for `consort replay`.
             let inputs = record.then(|| {
-                let mut inputs = RecordedInputs::new(&request, ex.drawn.draws, &response);
-                inputs.request.caller = inputs.request.caller.as_ref().map(crate::auth::recorded_caller);
-                inputs.encode()
+                let caller = request.caller.as_ref().map(crate::auth::recorded_caller);
+                RecordedInputs::encode_run(&request, caller.as_deref(), &ex.drawn.draws, &response)
             });
             match node.consensus.commit_app(&ex.tx, ex.claims_digest, version.map(|v| (v, inputs.as_deref()))).await {
                 Ok(txid) => txid,

@@ -177,14 +177,14 @@ fn cert_from_tables(caller: &Value) -> Option<(Who, bool)> {
 /// The caller as a transaction's recorded inputs keep it: without the certificate when it is
 /// the one the users' or members' table holds under the caller's id ([`restored_caller`] puts
 /// it back), so that a recorded entry does not carry a PEM each time.
-pub fn recorded_caller(caller: &Value) -> Value {
-    let mut out = caller.clone();
-    if cert_from_tables(caller).is_some() && caller.get("id").is_some_and(Value::is_string) {
-        if let Some(o) = out.as_object_mut() {
-            o.remove("cert");
+pub fn recorded_caller(caller: &Value) -> std::borrow::Cow<'_, Value> {
+    use std::borrow::Cow;
+    match caller.as_object() {
+        Some(o) if cert_from_tables(caller).is_some() && o.get("id").is_some_and(Value::is_string) => {
+            Cow::Owned(Value::Object(o.iter().filter(|(k, _)| *k != "cert").map(|(k, v)| (k.clone(), v.clone())).collect()))
         }
+        _ => Cow::Borrowed(caller),
     }
-    out
 }
 
 /// A recorded caller with its certificate back, from `state`'s tables, as authentication gave it
@@ -258,7 +258,7 @@ mod tests {
         state.apply(consort_kv::TxId::new(1, 1), &writes);
 
         let tls = json!({"policy": "user_cert", "id": id, "data": {"team": "a"}, "cert": cert_pem_from_der(&der)});
-        let recorded = recorded_caller(&tls);
+        let recorded = recorded_caller(&tls).into_owned();
         assert_eq!(recorded, json!({"policy": "user_cert", "id": id, "data": {"team": "a"}}));
         assert_eq!(restored_caller(&state, &recorded), tls, "the PEM authentication derived from the DER");
 
@@ -267,7 +267,7 @@ mod tests {
 
         // Callers whose certificate is not in the tables keep it; nothing is made up.
         let any = json!({"policy": "any_cert", "cert": pem});
-        assert_eq!(recorded_caller(&any), any);
+        assert_eq!(*recorded_caller(&any), any);
         let unknown = json!({"policy": "member_cert", "id": "00", "data": null});
         assert_eq!(restored_caller(&state, &unknown), unknown);
         let jwt = json!({"policy": "jwt", "jwt": {}});

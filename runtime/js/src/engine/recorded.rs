@@ -53,17 +53,46 @@ impl ResponseSummary {
     }
 }
 
+/// [`RecordedInputs`] over borrowed fields: what the node encodes on each app transaction,
+/// without copying the request (same fields, same order, so it decodes as `RecordedInputs`).
+#[derive(Serialize)]
+struct RecordView<'a> {
+    version: u8,
+    request: RequestView<'a>,
+    #[serde(with = "serde_bytes")]
+    body: &'a [u8],
+    draws: &'a Draws,
+    response: ResponseSummary,
+}
+
+#[derive(Serialize)]
+struct RequestView<'a> {
+    method: &'a str,
+    path: &'a str,
+    url: &'a str,
+    route: &'a str,
+    query: &'a str,
+    hostname: &'a str,
+    headers: &'a std::collections::BTreeMap<String, String>,
+    params: &'a std::collections::BTreeMap<String, String>,
+    caller: Option<&'a serde_json::Value>,
+}
+
 impl RecordedInputs {
-    /// The record of a run of `request` (with its body) that drew `draws` and answered `response`.
-    pub fn new(request: &JsRequest, draws: Draws, response: &JsResponse) -> RecordedInputs {
-        let JsRequest { method, path, url, route, query, hostname, headers, params, caller, body, historical: _ } = request.clone();
-        RecordedInputs {
+    /// The encoded record of a run of `request` (with its body) as `caller` (the request's own
+    /// caller, or what the record keeps of it) that drew `draws` and answered `response`.
+    pub fn encode_run(request: &JsRequest, caller: Option<&serde_json::Value>, draws: &Draws, response: &JsResponse) -> Vec<u8> {
+        let JsRequest { method, path, url, route, query, hostname, headers, params, body, .. } = request;
+        let view = RecordView {
             version: RECORD_VERSION,
-            request: RecordedRequest { method, path, url, route, query, hostname, headers, params, caller },
+            request: RequestView { method, path, url, route, query, hostname, headers, params, caller },
             body,
             draws,
             response: ResponseSummary::of(response),
-        }
+        };
+        let mut out = Vec::with_capacity(256 + body.len());
+        ciborium::into_writer(&view, &mut out).expect("writing CBOR to memory does not fail");
+        out
     }
 
     /// The request to run the handler with again.
@@ -72,7 +101,7 @@ impl RecordedInputs {
         JsRequest { method, path, url, route, query, hostname, headers, params, caller, body: self.body.clone(), historical: None }
     }
 
-    /// CBOR.
+    /// CBOR (as [`RecordedInputs::encode_run`] writes it).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         ciborium::into_writer(self, &mut out).expect("writing CBOR to memory does not fail");
@@ -112,12 +141,12 @@ mod tests {
     fn a_record_round_trips_and_gives_the_request_back() {
         let response = JsResponse { status: 200, headers: Vec::new(), content_type: None, body: b"ok".to_vec() };
         let draws = Draws { time_ms: vec![1_700_000_000_000], random: vec![0.5], bytes: vec![serde_bytes::ByteBuf::from(vec![9; 16])] };
-        let record = RecordedInputs::new(&request(), draws.clone(), &response);
-        assert_eq!(record.response, ResponseSummary { status: 200, body_digest: *blake3::hash(b"ok").as_bytes() });
-        let back = RecordedInputs::decode(&record.encode()).expect("decodes");
-        assert_eq!(back, record);
-        let again = back.to_request();
         let original = request();
+        let bytes = RecordedInputs::encode_run(&original, original.caller.as_ref(), &draws, &response);
+        let back = RecordedInputs::decode(&bytes).expect("decodes");
+        assert_eq!(back.response, ResponseSummary { status: 200, body_digest: *blake3::hash(b"ok").as_bytes() });
+        assert_eq!(back.encode(), bytes, "the owned and the borrowed encodings are the same bytes");
+        let again = back.to_request();
         assert_eq!(
             (again.method, again.url, again.query, again.headers, again.params, again.caller, again.body),
             (original.method, original.url, original.query, original.headers, original.params, original.caller, original.body)
@@ -128,8 +157,9 @@ mod tests {
     #[test]
     fn damaged_or_future_records_are_refused() {
         let response = JsResponse { status: 201, headers: Vec::new(), content_type: None, body: Vec::new() };
-        let mut record = RecordedInputs::new(&request(), Draws::default(), &response);
-        let bytes = record.encode();
+        let bytes = RecordedInputs::encode_run(&request(), None, &Draws::default(), &response);
+        let mut record = RecordedInputs::decode(&bytes).expect("decodes");
+        assert_eq!(record.request.caller, None, "the caller the record keeps");
         assert!(RecordedInputs::decode(&bytes[..bytes.len() - 3]).is_err());
         assert!(RecordedInputs::decode(b"not cbor").is_err());
         record.version = 2;

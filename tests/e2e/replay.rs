@@ -116,6 +116,7 @@ async fn a_transaction_replays_identically_and_a_modified_app_shows_the_diff() {
     assert!(!ok && out.contains(&format!("is not in this ledger: the transaction at seqno {} is {second}", &second[2..])), "{out}");
     let versions = gov.get("/service/javascript-app/versions").await;
     let deploy = versions["value"][1]["transactionId"].as_str().expect("the deploy's txid").to_owned();
+    s.wait_committed(&c, &deploy).await;
     let (ok, out) = replay(&deploy, &[]);
     assert!(!ok && out.contains("was not run by the app (a governance or internal transaction)"), "{out}");
     let (ok, out) = replay(&first, &["--app-version", "9"]);

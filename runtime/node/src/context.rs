@@ -128,33 +128,17 @@ impl Node {
     /// Whether app transactions record their inputs in their ledger entries as of `state`: the
     /// service configuration's `record_inputs` (set by governance), true unless set to false.
     pub(crate) fn records_inputs_at(&self, state: &State) -> bool {
-        let version = state.map_version(SERVICE_CONFIG);
-        let cached = *self.records_inputs.read().unwrap_or_else(|p| p.into_inner());
-        if cached.0 == version {
-            return cached.1;
-        }
-        let records = state
-            .get(SERVICE_CONFIG, &SINGLETON_KEY)
-            .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
-            .is_none_or(|config| config["record_inputs"] != false);
-        *self.records_inputs.write().unwrap_or_else(|p| p.into_inner()) = (version, records);
-        records
+        cached(&self.records_inputs, state.map_version(SERVICE_CONFIG), || {
+            singleton_json(state, SERVICE_CONFIG).is_none_or(|config| config["record_inputs"] != false)
+        })
     }
 
     /// Whether the service is `Open` as of `state` (app endpoints answer 503 until it is),
     /// re-read only when the service table changed.
     pub(crate) fn is_open_at(&self, state: &State) -> bool {
-        let version = state.map_version(SERVICE_INFO);
-        let cached = *self.open.read().unwrap_or_else(|p| p.into_inner());
-        if cached.0 == version {
-            return cached.1;
-        }
-        let open = state
-            .get(SERVICE_INFO, &SINGLETON_KEY)
-            .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
-            .is_some_and(|info| info["status"] == "Open");
-        *self.open.write().unwrap_or_else(|p| p.into_inner()) = (version, open);
-        open
+        cached(&self.open, state.map_version(SERVICE_INFO), || {
+            singleton_json(state, SERVICE_INFO).is_some_and(|info| info["status"] == "Open")
+        })
     }
 
     /// The service's JS limits, re-read only when their table changed. A missing or invalid
@@ -165,24 +149,16 @@ impl Node {
 
     /// The JS limits as of `state`.
     pub(crate) fn js_options_at(&self, state: &State) -> Arc<RuntimeOptions> {
-        let version = state.map_version(JS_RUNTIME_OPTIONS);
-        {
-            let cached = self.js_options.read().unwrap_or_else(|p| p.into_inner());
-            if cached.0 == version {
-                return cached.1.clone();
-            }
-        }
-        let options = match state.get(JS_RUNTIME_OPTIONS, &SINGLETON_KEY).map(|v| serde_json::from_slice::<RuntimeOptions>(v)) {
-            Some(Ok(o)) => o,
-            Some(_) => {
-                tracing::warn!("{JS_RUNTIME_OPTIONS} holds an invalid value; using the defaults");
-                RuntimeOptions::default()
-            }
-            None => RuntimeOptions::default(),
-        };
-        let options = Arc::new(options);
-        *self.js_options.write().unwrap_or_else(|p| p.into_inner()) = (version, options.clone());
-        options
+        cached(&self.js_options, state.map_version(JS_RUNTIME_OPTIONS), || {
+            Arc::new(match state.get(JS_RUNTIME_OPTIONS, &SINGLETON_KEY).map(|v| serde_json::from_slice::<RuntimeOptions>(v)) {
+                Some(Ok(o)) => o,
+                Some(_) => {
+                    tracing::warn!("{JS_RUNTIME_OPTIONS} holds an invalid value; using the defaults");
+                    RuntimeOptions::default()
+                }
+                None => RuntimeOptions::default(),
+            })
+        })
     }
 }
 
@@ -196,6 +172,25 @@ fn latest_app_version(state: &State) -> Option<AppRef> {
     let newest = state.iter(APP_VERSIONS).filter_map(|(_, v)| serde_json::from_slice::<Head>(v).ok()).max_by_key(|h| h.version)?;
     let digest = hex::decode(&newest.bundle_digest).ok()?.try_into().ok()?;
     Some(AppRef { version: newest.version, bundle_digest: digest })
+}
+
+/// What `cell` holds for `version` of the table it is read from, else `read()` (kept for that
+/// version): a view of the store re-read only when its table changed.
+fn cached<T: Clone>(cell: &RwLock<(u64, T)>, version: u64, read: impl FnOnce() -> T) -> T {
+    {
+        let held = cell.read().unwrap_or_else(|p| p.into_inner());
+        if held.0 == version {
+            return held.1.clone();
+        }
+    }
+    let value = read();
+    *cell.write().unwrap_or_else(|p| p.into_inner()) = (version, value.clone());
+    value
+}
+
+/// The singleton value of `table` as JSON, if it is.
+fn singleton_json(state: &State, table: &str) -> Option<serde_json::Value> {
+    state.get(table, &SINGLETON_KEY).and_then(|v| serde_json::from_slice(v).ok())
 }
 
 /// Reads the deployed app back from the store, as the constitution's `set_js_app` writes it

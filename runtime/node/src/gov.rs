@@ -505,7 +505,7 @@ async fn proposed_app_replay(node: &Node, tx: &mut Tx) -> Value {
             node: Some((identity.node_id.clone(), identity.node_key.clone())),
         },
     };
-    crate::replay::try_proposed_app(source, bundle, crate::replay::PROPOSED_APP_REPLAYS).await
+    crate::replay::try_proposed_app(source, bundle, crate::replay::PROPOSED_APP_REPLAYS, &node.pool).await
 }
 
 /// The request, if its `created_at` is within the configured skew of this node's clock.

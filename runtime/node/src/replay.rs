@@ -151,20 +151,35 @@ pub fn keys_from_recovery(
     Ok(Keys { first, later: secrets.collect(), node: None })
 }
 
-/// Runs recorded transactions again, one at a time, on a JS thread of this process.
-pub struct Replayer {
-    pool: JsPool,
-    host: Arc<ReplayHost>,
+/// Runs recorded transactions again, one at a time: on a JS thread of this process (`consort
+/// replay`), or in a node's own JS pool (a dry-run, so that the proposed app runs where the
+/// node's scripts run: in worker processes by default).
+pub struct Replayer<'a> {
+    pool: Pool<'a>,
 }
 
-impl Default for Replayer {
+enum Pool<'a> {
+    /// A pool of one thread whose host answers for the ledger being replayed.
+    Own(JsPool, Arc<ReplayHost>),
+    /// A node's pool: its host answers for the node (`ccf.consensus` sees the node as it is).
+    Node(&'a JsPool),
+}
+
+impl Default for Replayer<'_> {
     fn default() -> Self {
         let host = Arc::new(ReplayHost { last: std::sync::Mutex::new(TxId::default()) });
-        Replayer { pool: JsPool::threads(1, 1, host.clone()), host }
+        Replayer { pool: Pool::Own(JsPool::threads(1, 1, host.clone()), host) }
     }
 }
 
-impl Replayer {
+impl<'a> Replayer<'a> {
+    /// Runs in `pool`, a node's.
+    pub fn on(pool: &'a JsPool) -> Replayer<'a> {
+        Replayer { pool: Pool::Node(pool) }
+    }
+}
+
+impl Replayer<'_> {
     /// Runs the transaction `before` holds again, with the app `choice` names, on the state
     /// before it.
     pub async fn run(&self, before: Before, choice: &AppChoice) -> Result<Replayed, ReplayFailure> {
@@ -179,7 +194,13 @@ impl Replayer {
         };
         let options = js_options(&before.state);
         let state = before.state;
-        *self.host.last.lock().unwrap_or_else(|p| p.into_inner()) = TxId::new(state_view(&state, txid), txid.seqno.saturating_sub(1));
+        let pool = match &self.pool {
+            Pool::Own(pool, host) => {
+                *host.last.lock().unwrap_or_else(|p| p.into_inner()) = TxId::new(state_view(&state, txid), txid.seqno.saturating_sub(1));
+                pool
+            }
+            Pool::Node(pool) => *pool,
+        };
         let request = inputs.to_request();
         let path = request.path.strip_prefix("/app").unwrap_or(&request.path).to_owned();
         let m = bundle.route(&request.method, &path).map_err(|e| {
@@ -195,8 +216,7 @@ impl Replayer {
         request.params = m.params.clone();
         request.caller = request.caller.map(|c| crate::auth::restored_caller(&state, &c));
         let store = Store::new(state);
-        let ex = self
-            .pool
+        let ex = pool
             .execute_drawing(
                 bundle.clone(),
                 m.endpoint,
@@ -237,11 +257,11 @@ pub struct LedgerSource {
 /// How many recorded transactions a proposed app is tried on.
 pub const PROPOSED_APP_REPLAYS: usize = 100;
 
-/// The proposed app `bundle` run on the last `count` recorded app transactions of the ledger,
-/// each on the state before it, as the dry-run of an app change answers it: how many were
+/// The proposed app `bundle` run in `pool` (the node's) on the last `count` recorded app
+/// transactions of the ledger, each on the state before it, as the dry-run of an app change answers it: how many were
 /// replayed, and those whose response or write set would differ (public values shown, private
 /// ones by key only) or that the proposed app could not run.
-pub async fn try_proposed_app(source: LedgerSource, bundle: Arc<Bundle>, count: usize) -> serde_json::Value {
+pub async fn try_proposed_app(source: LedgerSource, bundle: Arc<Bundle>, count: usize, pool: &JsPool) -> serde_json::Value {
     use serde_json::json;
     let LedgerSource { ledger, snapshots, service_cert_pem, keys } = source;
     let read =
@@ -251,7 +271,7 @@ pub async fn try_proposed_app(source: LedgerSource, bundle: Arc<Bundle>, count: 
         Ok(Err(e)) => return json!({"window": count, "error": e.to_string()}),
         Err(e) => return json!({"window": count, "error": format!("internal: reading the ledger stopped: {e}")}),
     };
-    let replayer = Replayer::default();
+    let replayer = Replayer::on(pool);
     let choice = AppChoice::Bundle { bundle, from: "the proposal".into() };
     let (mut replayed, mut differing) = (0, Vec::new());
     for before in befores {

@@ -2,12 +2,15 @@
 // from the file named on the command line and prints, as JSON,
 // - for {receipts, serviceCert, otherCert}: each receipt and its tampered copies with this
 //   verifier's verdict ({name, receipt, verdict: "ok" | "malformed" | "signature"});
-// - for {bundles: true}: each bundle case with the bundler's refusal ({name, bundle, words}).
+// - for {bundles: true}: each bundle case with the bundler's refusal ({name, bundle, words});
+// - for {sign: [{key, cert, msgType, proposalId, createdAt, payload}]}: each signed by
+//   memberSigner ({cose: hex}).
 import { readFileSync } from "node:fs";
 import { verifyReceipt } from "../src/index.js";
 import { checkBundle } from "../src/bundle.js";
 import { tampered } from "./tamper.js";
 import { cases } from "./bundle-cases.js";
+import { memberSigner } from "../src/gov.js";
 
 const request = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const verdict = (receipt) => {
@@ -20,7 +23,12 @@ const verdict = (receipt) => {
   }
 };
 const out = [];
-if (request.bundles) {
+if (request.sign) {
+  for (const { key, cert, msgType, proposalId, createdAt, payload } of request.sign) {
+    const signer = await memberSigner({ key, cert });
+    out.push({ cose: Buffer.from(await signer.sign(msgType, payload, { proposalId, createdAt })).toString("hex") });
+  }
+} else if (request.bundles) {
   for (const [name, bundle] of cases) {
     let words = null;
     try {

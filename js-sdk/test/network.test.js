@@ -7,7 +7,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startNetwork } from "../src/testing.js";
-import { ClientError } from "../src/client.js";
+import { Client, ClientError } from "../src/client.js";
+import { memberSigner } from "../src/gov.js";
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 
 const app = fileURLToPath(new URL("../../samples/logging", import.meta.url));
 const net = await startNetwork({ app });
@@ -41,6 +44,35 @@ test("member0 governs: consort gov as member0, and member0's own HTTPS calls", a
   assert.ok(Object.keys(members.json().value ?? members.json()).length >= 1);
   const info = await net.gov("info");
   assert.match(info, /member/i);
+});
+
+test("a proposal and a ballot signed by memberSigner are accepted: the new user calls the app", async () => {
+  const common = join(net.workspace, "sandbox_common");
+  const read = (name) => readFileSync(join(common, name), "utf8");
+  const member0 = await memberSigner({ key: read("member0_privk.pem"), cert: read("member0_cert.pem") });
+  const dir = mkdtempSync(join(tmpdir(), "consort-sdk-user-"));
+  const [key, cert] = [join(dir, "key.pem"), join(dir, "cert.pem")];
+  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-keyout", key, "-out", cert, "-nodes", "-subj", "/CN=alice", "-days", "2"], { stdio: "pipe" });
+  const anyone = net.client();
+  const cose = { "content-type": "application/cose" };
+  const actions = { actions: [{ name: "set_user", args: { cert: readFileSync(cert, "utf8") } }] };
+  const created = await anyone.post("/gov/members/proposals:create?api-version=2024-07-01", await member0.sign("proposal", JSON.stringify(actions)), { headers: cose });
+  assert.equal(created.status, 200, created.text());
+  const { proposalId, proposalState } = created.json();
+  assert.equal(proposalState, "Open", created.text());
+  const ballot = JSON.stringify({ ballot: "export function vote(proposal, proposerId) { return true; }" });
+  const path = `/gov/members/proposals/${proposalId}/ballots/${member0.id}:submit?api-version=2024-07-01`;
+  const voted = await anyone.post(path, await member0.sign("ballot", ballot, { proposalId }), { headers: cose });
+  assert.equal(voted.status, 200, voted.text());
+  assert.equal(voted.json().proposalState, "Accepted", voted.text());
+  const alice = new Client({ url: net.url, serviceCert: net.serviceCert, cert: readFileSync(cert, "utf8"), key: readFileSync(key, "utf8") });
+  const wrote = await alice.post("/app/log/public", { id: 7, msg: "from alice" });
+  alice.close();
+  assert.equal(wrote.status, 200, wrote.text());
+  // A ballot signed for another proposal id is refused by the node.
+  const again = await anyone.post("/gov/members/proposals:create?api-version=2024-07-01", await member0.sign("proposal", JSON.stringify(actions)), { headers: cose });
+  const wrongId = await anyone.post(`/gov/members/proposals/${again.json().proposalId}/ballots/${member0.id}:submit?api-version=2024-07-01`, await member0.sign("ballot", ballot, { proposalId }), { headers: cose });
+  assert.equal(wrongId.status, 400, wrongId.text());
 });
 
 test("stop() stops every process it started", async () => {

@@ -95,3 +95,43 @@ fn the_bundler_refuses_what_a_deploy_refuses_in_the_same_words() {
         }
     }
 }
+
+/// A member's requests signed by the SDK's `memberSigner` (WebCrypto) are the bytes `consort
+/// gov`'s signer writes, up to the ECDSA signature (which is randomised), and verify as the
+/// node verifies them, on both curves and for messages with and without a proposal id.
+#[test]
+fn member_requests_signed_in_js_are_the_bytes_consort_gov_signs() {
+    use consort_crypto::cose::Sign1;
+    use consort_crypto::{Curve, GovMessage, GovSigner};
+    let ws = temp_workspace("sdk-gov-signing");
+    let mut cases = Vec::new();
+    for curve in [Curve::Secp256r1, Curve::Secp384r1] {
+        let (key, cert) = consort_crypto::identity_cert("member", curve).expect("identity");
+        for (msg_type, proposal_id) in [("proposal", None), ("ballot", Some("7f3e")), ("ack", None)] {
+            let payload = format!("{{\"from\": \"{msg_type}\"}}");
+            cases.push((key.clone(), cert.clone(), msg_type, proposal_id, payload));
+        }
+    }
+    let request: Vec<Value> = cases
+        .iter()
+        .map(|(key, cert, msg_type, proposal_id, payload)| {
+            json!({"key": key, "cert": cert, "msgType": msg_type, "proposalId": proposal_id, "createdAt": 1_764_000_000u64, "payload": payload})
+        })
+        .collect();
+    let signed = sdk_cross_check(&ws, &json!({"sign": request}));
+    assert_eq!(signed.len(), cases.len());
+    for ((key, cert, msg_type, proposal_id, payload), js) in cases.iter().zip(&signed) {
+        let js = hex::decode(js["cose"].as_str().expect("hex")).expect("hex");
+        let rust = GovSigner::from_pem(key, cert)
+            .expect("signer")
+            .sign(&GovMessage { msg_type, proposal_id: *proposal_id, created_at: 1_764_000_000 }, payload.as_bytes())
+            .expect("sign");
+        // The signature is the last bytes: r ‖ s, 32 or 48 bytes each.
+        let signature = if Sign1::parse(&rust).expect("parse").alg == consort_crypto::cose::ES384 { 96 } else { 64 };
+        assert_eq!(js.len(), rust.len(), "{msg_type}");
+        assert_eq!(js[..js.len() - signature], rust[..rust.len() - signature], "{msg_type}: all but the signature");
+        let parsed = Sign1::parse(&js).expect("the node parses it");
+        parsed.verify_with_cert(&consort_crypto::cert_der_from_pem(cert).expect("der")).expect("and it verifies");
+        assert_eq!(parsed.payload, payload.as_bytes());
+    }
+}

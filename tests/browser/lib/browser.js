@@ -26,3 +26,24 @@ export async function offlinePage(browser) {
   page.on("pageerror", (e) => errors.push(e.message));
   return { page, requests, errors };
 }
+
+/** The address a page opened by [`securePage`] has: HTTPS, so that it is a secure context
+ * (WebCrypto's `crypto.subtle` exists only in one), though nothing is fetched from it. */
+export const SECURE_PAGE_URL = "https://consort.invalid/";
+
+/** An [`offlinePage`] at [`SECURE_PAGE_URL`], showing `html` (the one request answered, from
+ * here; every other request fails and is recorded). */
+export async function securePage(browser, html) {
+  const context = await browser.newContext();
+  const requests = [];
+  await context.route("**/*", (route) => {
+    if (route.request().url() === SECURE_PAGE_URL) return route.fulfill({ status: 200, contentType: "text/html", body: html });
+    requests.push(route.request().url());
+    return route.abort();
+  });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(SECURE_PAGE_URL);
+  return { page, requests, errors };
+}

@@ -8,11 +8,16 @@ RPC_PORT ?= 8000
 
 CCF_VENV ?= target/ccf-venv
 
-.PHONY: build run test lint fmt clean bench soak sdk sdk-deps sdk-runners template ts-sample ccf-tools browser-tests
+.PHONY: build run test lint fmt clean bench soak sdk sdk-deps sdk-runners template ts-sample ccf-tools browser-tests console
 
 # One debug build (dependencies optimised, see Cargo.toml) serves `make run` and every test.
-build:
+# The web console is built first: the node embeds console/dist/ (runtime/node/build.rs).
+build: console
 	$(CARGO) build --workspace --bins
+
+# The web console every node serves at /console (TypeScript and preact, bundled by esbuild).
+console:
+	cd console && npm ci --no-audit --no-fund && npm run build
 
 # A one-node network with the logging sample, in ./workspace; Ctrl-C stops it, and running it
 # again resumes the same network from its ledger.
@@ -77,7 +82,7 @@ test: build sdk sdk-runners template ts-sample ccf-tools browser-tests
 # installed, so that no system service is started.
 ETCD_BIN := target/etcd/usr/bin/etcd
 
-bench: $(ETCD_BIN) sdk-deps
+bench: $(ETCD_BIN) sdk-deps console
 	$(CARGO) build --release --workspace --bins
 	CONSORT_BIN=$(CURDIR)/target/release/consort ETCD_BIN=$(CURDIR)/$(ETCD_BIN) ./target/release/consort-bench
 
@@ -87,7 +92,7 @@ $(ETCD_BIN):
 
 # Memory under a long run: a node's resident memory must not grow with its ledger (issue 19).
 # Not part of `make test`: a million writes take minutes. SOAK_WRITES sets the count.
-soak:
+soak: console
 	$(CARGO) build --release --workspace --bins
 	CONSORT_BIN=$(CURDIR)/target/release/consort ./target/release/consort-soak
 

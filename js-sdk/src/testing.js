@@ -48,17 +48,21 @@ const alive = (pid) => {
 
 /**
  * Starts `consort sandbox` with `app` (a directory with `app.json` and `src/`, or a
- * `bundle.json`) deployed and the service open. Resolves with the network once it answers:
+ * `bundle.json`) deployed and the service open, on `nodes` nodes (1 by default; node i
+ * serves clients on the first node's port + 2i). Resolves with the network once it answers:
  * `{url, serviceCert, workspace, user0, member0, client(identity), gov(...args), stop()}`.
  * Call `stop()` (or `await using`) when the tests are done: it stops every process it started.
  */
-export async function startNetwork({ app = "./", consort, workspace, env = {} } = {}) {
+export async function startNetwork({ app = "./", consort, workspace, env = {}, nodes = 1 } = {}) {
   const appPath = resolve(app);
   if (!existsSync(appPath)) throw new Error(`startNetwork: no app at ${appPath}`);
   const binary = consortBinary(consort);
   const ws = workspace ? resolve(workspace) : mkdtempSync(join(tmpdir(), "consort-network-"));
   const port = await freePort();
-  const child = spawn(binary, ["sandbox", "--workspace", ws, "--rpc-port", String(port), "--app", appPath], {
+  const args = ["sandbox", "--workspace", ws, "--rpc-port", String(port), "--app", appPath];
+  // Node i serves clients on port + 2i (and peers on port + 2i + 1).
+  if (nodes > 1) args.push("--nodes", String(nodes));
+  const child = spawn(binary, args, {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...env },
   });

@@ -8,6 +8,8 @@ export interface NetworkOptions {
   /** Where the network keeps its files (default: a temporary directory, removed by `stop()`). */
   workspace?: string;
   env?: Record<string, string>;
+  /** How many nodes (default 1); node i serves clients on the first node's port + 2i. */
+  nodes?: number;
 }
 
 export interface Network {

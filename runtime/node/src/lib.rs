@@ -8,6 +8,7 @@ mod auth;
 mod bundle_dir;
 mod call;
 pub mod config;
+mod console;
 mod context;
 mod forward;
 mod genesis;

@@ -93,6 +93,9 @@ pub fn dispatch_boxed<'a>(node: &'a Node, call: &'a Call<'a>) -> std::pin::Pin<B
 
 /// Answers a request, whether a client sent it to this node or a backup forwarded it.
 pub async fn dispatch(node: &Node, call: &Call<'_>) -> Reply {
+    if crate::console::is_console(&call.path) {
+        return crate::console::serve(call);
+    }
     match actor_of(&call.path) {
         (Actor::Node, _) => node_actor(node, call).await,
         (Actor::Gov, _) => crate::gov::handle(node, call).await,

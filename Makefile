@@ -15,8 +15,9 @@ CCF_VENV ?= target/ccf-venv
 build: console
 	$(CARGO) build --workspace --bins
 
-# The web console every node serves at /console (TypeScript and preact, bundled by esbuild).
-console:
+# The web console every node serves at /console (TypeScript and preact, bundled by esbuild;
+# members sign with the SDK's memberSigner, so the SDK's dependencies come first).
+console: sdk-deps
 	cd console && npm ci --no-audit --no-fund && npm run build
 
 # A one-node network with the logging sample, in ./workspace; Ctrl-C stops it, and running it

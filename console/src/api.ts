@@ -45,3 +45,36 @@ export async function fingerprint(pem: string): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", der));
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0").toUpperCase()).join(":");
 }
+
+/** What a write answered: its status and its body (JSON when it is). */
+export interface Answer {
+  status: number;
+  body: any;
+}
+
+/** POSTs a COSE_Sign1 `body` (signed in this page) to `path` on this node. */
+export async function postCose(path: string, body: Uint8Array): Promise<Answer> {
+  let reply: Response;
+  try {
+    reply = await fetch(path, { method: "POST", headers: { "content-type": "application/cose" }, body: body as BodyInit });
+  } catch (e) {
+    throw new ReadError(`${path}: the node cannot be reached (${(e as Error).message}); is it down?`);
+  }
+  const text = await reply.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    // kept as text
+  }
+  return { status: reply.status, body: parsed };
+}
+
+/** The message of an error answer, or the answer itself. */
+export function describe(a: Answer): string {
+  const e = a.body?.error;
+  return e ? `${a.status} ${e.code}: ${e.message}` : `${a.status}: ${typeof a.body === "string" ? a.body : JSON.stringify(a.body)}`;
+}
+
+/** `path` under the governance API version this console speaks. */
+export const gov = (path: string) => `/gov${path}${path.includes("?") ? "&" : "?"}api-version=2024-07-01`;

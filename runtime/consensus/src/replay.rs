@@ -103,7 +103,7 @@ pub fn read_recorded(
     count: usize,
 ) -> Result<Vec<Before>, ReplayError> {
     let ledger = Checked::read(ledger_dir, snapshot_dir, service_cert_pem)?;
-    let Some(last_signed) = ledger.last_signed() else { return Ok(Vec::new()) };
+    let Some(last_signed) = ledger.last_signed().filter(|_| count > 0) else { return Ok(Vec::new()) };
     let mut recorded = std::collections::VecDeque::new();
     for file in &ledger.files {
         let (records, _) = read_chunk(file).map_err(|e| ReplayError::Ledger(format!("{}: {e}", file.display())))?;

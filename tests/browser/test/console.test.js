@@ -1,10 +1,15 @@
 // The web console (/console) in Chromium against a real three-node network: the page is served
 // by a node over its TLS, loads nothing from anywhere else, and its service view lists the
-// three nodes and which is primary, as /node/network says. Screenshots go to
+// three nodes and which is primary, as /node/network says; in its governance view two members,
+// each with its key loaded in a page, propose and accept set_user and the user calls the app;
+// bad key files get a message and send nothing. Screenshots go to
 // target/console-screenshots/ (docs/console/ with UPDATE_SCREENSHOTS=1).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startNetwork } from "consort-sdk/testing";
 import { launch } from "../lib/browser.js";
@@ -75,4 +80,81 @@ test("a file the console does not have is a 404, and the page is sent with a pol
   const index = await page.goto(`${net.url}/console/`);
   assert.equal(index.status(), 200);
   assert.match(index.headers()["content-security-policy"], /default-src 'none'; script-src 'self'/);
+});
+
+/** Loads a member's key and certificate files into the page's member panel. */
+async function loadMember(page, key, cert) {
+  await page.setInputFiles("#member-key", key);
+  await page.setInputFiles("#member-cert", cert);
+  await page.click("#load-member");
+}
+
+/** Waits until the proposal's row says `state`, refreshing the list. */
+async function waitForState(page, id, state) {
+  for (;;) {
+    await page.click("#refresh");
+    const now = await page.textContent(`#proposals tr[data-proposal="${id}"] .state`).catch(() => null);
+    if (now === state) return;
+    await page.waitForTimeout(100);
+  }
+}
+
+test("members govern in the page: a key loaded, set_user proposed, a second member votes, the user calls the app", async () => {
+  const common = join(net.workspace, "sandbox_common");
+  const consort = process.env.CONSORT_BIN ?? repo("target/debug/consort");
+  const dir = mkdtempSync(join(tmpdir(), "consort-console-"));
+  execFileSync(consort, ["keygen", "--name", "member1", "--dir", dir]);
+  execFileSync(consort, ["keygen", "--name", "alice", "--curve", "secp256r1", "--dir", dir]);
+  // member1 is added by member0 with consort gov; it acknowledges its membership in the page.
+  await net.gov("propose", "--set-member", join(dir, "member1_cert.pem"), "--accept");
+
+  const second = await consolePage(`${net.url}/console#governance`);
+  await loadMember(second.page, join(dir, "member1_privk.pem"), join(dir, "member1_cert.pem"));
+  await second.page.click("#ack");
+  await second.page.waitForSelector("#member-message");
+  const member1 = await second.page.textContent("#member-id");
+  const members = (await net.user0.get("/gov/service/members?api-version=2024-07-01")).json().value;
+  assert.equal(members.find((m) => m.memberId === member1)?.status, "Active", JSON.stringify(members));
+
+  const first = await consolePage(`${net.url}/console#governance`);
+  await loadMember(first.page, join(common, "member0_privk.pem"), join(common, "member0_cert.pem"));
+  await first.page.setInputFiles("#user-cert", join(dir, "alice_cert.pem"));
+  await first.page.waitForFunction(() => document.querySelector("#proposal-text").value.includes("set_user"));
+  await first.page.click("#propose");
+  await first.page.waitForSelector("#gov-message");
+  const proposalId = /Proposed ([0-9a-f]+)/.exec(await first.page.textContent("#gov-message"))[1];
+  // Its actions, readably.
+  await first.page.click(`#proposals tr[data-proposal="${proposalId}"] a`);
+  await first.page.waitForSelector("tr.actions .action");
+  assert.match(await first.page.textContent("tr.actions"), /set_user[\s\S]*BEGIN CERTIFICATE/);
+  await first.page.click(`#proposals tr[data-proposal="${proposalId}"] .vote-for`);
+  await waitForState(first.page, proposalId, "Open");
+
+  await second.page.click("#refresh");
+  await second.page.click(`#proposals tr[data-proposal="${proposalId}"] .vote-for`);
+  await waitForState(second.page, proposalId, "Accepted");
+  await waitForState(first.page, proposalId, "Accepted");
+  await first.page.screenshot({ path: `${shots}/governance.png`, fullPage: true });
+
+  const { Client } = await import("consort-sdk/client");
+  const alice = new Client({ url: net.url, serviceCert: net.serviceCert, cert: readFileSync(join(dir, "alice_cert.pem"), "utf8"), key: readFileSync(join(dir, "alice_privk.pem"), "utf8") });
+  const wrote = await alice.post("/app/log/public", { id: 9, msg: "from alice" });
+  alice.close();
+  assert.equal(wrote.status, 200, wrote.text());
+  for (const p of [first, second]) {
+    assert.deepEqual(p.elsewhere, []);
+    assert.deepEqual(p.errors, []);
+  }
+});
+
+test("a wrong key file, or a key that is not the certificate's: a clear message and nothing sent", async () => {
+  const common = join(net.workspace, "sandbox_common");
+  const { page } = await consolePage(`${net.url}/console#governance`);
+  const posts = [];
+  page.on("request", (r) => r.method() === "POST" && posts.push(r.url()));
+  await loadMember(page, join(common, "service_cert.pem"), join(common, "member0_cert.pem"));
+  assert.match(await page.textContent("#member-error"), /Not loaded: the private key is not a PEM PRIVATE KEY.*Nothing was sent/);
+  await loadMember(page, join(common, "user0_privk.pem"), join(common, "member0_cert.pem"));
+  assert.match(await page.textContent("#member-error"), /Not loaded: the private key does not belong to the certificate/);
+  assert.deepEqual(posts, []);
 });

@@ -1,6 +1,8 @@
 // One headless Chromium for a test file: Debian's /usr/bin/chromium (or CHROMIUM), driven by
 // playwright-core. Nothing is downloaded; a missing browser is a clear failure, not a skip.
 import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
 import { chromium } from "playwright-core";
 
 export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
@@ -46,4 +48,19 @@ export async function securePage(browser, html) {
   page.on("pageerror", (e) => errors.push(e.message));
   await page.goto(SECURE_PAGE_URL);
   return { page, requests, errors };
+}
+
+/** `source` (export statements over consort-sdk's modules) bundled for the browser, as a script
+ * that makes them the global `consortSdk`. A Node.js import in them would fail the build. */
+export async function bundleForBrowser(source) {
+  const bundled = await build({
+    stdin: { contents: source, resolveDir: fileURLToPath(new URL(".", import.meta.url)) },
+    bundle: true,
+    platform: "browser",
+    format: "iife",
+    globalName: "consortSdk",
+    write: false,
+    logLevel: "silent",
+  });
+  return bundled.outputFiles[0].text;
 }

@@ -10,16 +10,15 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { X509Certificate, createHash } from "node:crypto";
-import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
 import { decode, encode } from "cborg";
-import { launch, securePage } from "../lib/browser.js";
+import { bundleForBrowser, launch, securePage } from "../lib/browser.js";
 
 const dir = mkdtempSync(join(tmpdir(), "consort-browser-gov-"));
 let browser;
 let page;
 let requests;
 let errors;
+let script;
 
 function identity(name, curve) {
   const [key, cert] = [join(dir, `${name}_key.pem`), join(dir, `${name}_cert.pem`)];
@@ -28,19 +27,11 @@ function identity(name, curve) {
 }
 
 before(async () => {
-  const bundled = await build({
-    stdin: { contents: 'export { memberSigner } from "consort-sdk/gov";', resolveDir: fileURLToPath(new URL(".", import.meta.url)) },
-    bundle: true,
-    platform: "browser",
-    format: "iife",
-    globalName: "consortSdk",
-    write: false,
-    logLevel: "silent",
-  });
+  script = await bundleForBrowser('export { memberSigner } from "consort-sdk/gov";');
   browser = await launch();
   // WebCrypto's subtle API exists only in a secure context: an HTTPS page (answered here).
   ({ page, requests, errors } = await securePage(browser, "<!doctype html><title>memberSigner</title>"));
-  await page.addScriptTag({ content: bundled.outputFiles[0].text });
+  await page.addScriptTag({ content: script });
 });
 
 after(async () => {
@@ -95,7 +86,7 @@ test("in the page, a key that is not the certificate's is refused, and nothing l
   // A page that is not a secure context has no WebCrypto: said so, not a TypeError.
   const insecure = await browser.newPage();
   await insecure.setContent("<!doctype html><title>insecure</title>");
-  await insecure.addScriptTag({ content: await page.evaluate(() => document.scripts[document.scripts.length - 1]?.text ?? "") });
+  await insecure.addScriptTag({ content: script });
   const plain = await insecure.evaluate(async (w) => {
     try {
       await consortSdk.memberSigner(w);

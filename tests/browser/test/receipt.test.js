@@ -7,11 +7,10 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
 import { verifyReceipt } from "consort-sdk";
 import { startNetwork } from "consort-sdk/testing";
 import { tampered } from "../../../js-sdk/test/tamper.js";
-import { launch, offlinePage } from "../lib/browser.js";
+import { bundleForBrowser, launch, offlinePage } from "../lib/browser.js";
 
 const sdk = (p) => fileURLToPath(new URL(`../../../js-sdk/${p}`, import.meta.url));
 const fixture = (name) => readFileSync(sdk(`test/fixtures/${name}`), "utf8");
@@ -22,19 +21,11 @@ let requests;
 let errors;
 
 before(async () => {
-  const bundled = await build({
-    stdin: { contents: 'export { verifyReceipt } from "consort-sdk/receipt";', resolveDir: fileURLToPath(new URL(".", import.meta.url)) },
-    bundle: true,
-    platform: "browser",
-    format: "iife",
-    globalName: "consortSdk",
-    write: false,
-    logLevel: "silent",
-  });
+  const script = await bundleForBrowser('export { verifyReceipt } from "consort-sdk/receipt";');
   browser = await launch();
   ({ page, requests, errors } = await offlinePage(browser));
   await page.setContent("<!doctype html><title>verifyReceipt</title>");
-  await page.addScriptTag({ content: bundled.outputFiles[0].text });
+  await page.addScriptTag({ content: script });
 });
 
 after(async () => {

@@ -158,3 +158,16 @@ test("a wrong key file, or a key that is not the certificate's: a clear message 
   assert.match(await page.textContent("#member-error"), /Not loaded: the private key does not belong to the certificate/);
   assert.deepEqual(posts, []);
 });
+
+test("the node a page came from goes down: the page says it cannot reach it", async () => {
+  // Node 2 serves clients on the first node's port + 4; the page is its.
+  const url = new URL(net.url);
+  url.port = String(Number(url.port) + 4);
+  const { page } = await consolePage(`${url.origin}/console#governance`);
+  await page.waitForSelector("#proposals");
+  const pid = net.pids()[3];
+  process.kill(pid, "SIGKILL");
+  await page.click("#refresh");
+  await page.waitForSelector("#gov-error");
+  assert.match(await page.textContent("#gov-error"), /cannot be reached.*is it down\?/);
+});

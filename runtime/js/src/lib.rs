@@ -15,7 +15,7 @@ pub use engine::bundle::{AppMetadata, Bundle, BundleError, EndpointDef, Endpoint
 pub use engine::crypto::jwk_public_key_der;
 pub use engine::host::{HistoricalMap, HistoricalState, JsHost};
 pub use engine::limits::{instructions_per_ms, Limit, RuntimeOptions};
-pub use engine::recorded::{RecordedInputs, RecordedRequest, ResponseSummary};
+pub use engine::recorded::{RecordedInputs, ResponseSummary};
 pub use engine::runtime::{bench_direct_calls, validate_bundle, JsRequest, JsResponse, KvAccess, KvBackend, ScriptError};
 pub use engine::sources::{Drawn, Draws, SourceMode};
 pub use executors::pool::{CallOutcome, Execution, JsPool, PoolError, PoolMetrics, WorkerCommand};

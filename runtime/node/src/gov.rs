@@ -499,11 +499,7 @@ async fn proposed_app_replay(node: &Node, tx: &mut Tx) -> Value {
         ledger: node.config.ledger_dir(),
         snapshots: Some(node.config.snapshots().directory).filter(|d| d.is_dir()),
         service_cert_pem: identity.service_cert_pem.clone(),
-        keys: consort_consensus::replay::Keys {
-            first: identity.ledger_secret.clone(),
-            later: identity.later_ledger_secrets.clone(),
-            node: Some((identity.node_id.clone(), identity.node_key.clone())),
-        },
+        keys: crate::replay::node_keys(identity),
     };
     crate::replay::try_proposed_app(source, bundle, crate::replay::PROPOSED_APP_REPLAYS, &node.pool).await
 }

@@ -102,12 +102,7 @@ pub fn read(job: &ReplayJob) -> Result<Before, ReplayFailure> {
     let (keys, service_cert_pem) = match &job.secrets {
         SecretsFrom::NodeDir(dir) => {
             let identity = NodeIdentity::load(dir).map_err(|e| ReplayFailure::NodeDir(dir.clone(), e))?;
-            let keys = Keys {
-                first: identity.ledger_secret.clone(),
-                later: identity.later_ledger_secrets.clone(),
-                node: Some((identity.node_id.clone(), identity.node_key.clone())),
-            };
-            (keys, identity.service_cert_pem)
+            (node_keys(&identity), identity.service_cert_pem)
         }
         SecretsFrom::RecoveryKeys { service_cert_pem, encryption_keys } => {
             (keys_from_recovery(&job.ledger, job.snapshots.as_deref(), service_cert_pem, encryption_keys)?, service_cert_pem.clone())
@@ -243,6 +238,16 @@ impl Replayer<'_> {
             snapshot: before.snapshot,
             replayed_entries: before.replayed,
         })
+    }
+}
+
+/// What opens a node's ledger: its secrets, and its key for those of later rekeys (as a
+/// restart opens it).
+pub(crate) fn node_keys(identity: &NodeIdentity) -> Keys {
+    Keys {
+        first: identity.ledger_secret.clone(),
+        later: identity.later_ledger_secrets.clone(),
+        node: Some((identity.node_id.clone(), identity.node_key.clone())),
     }
 }
 

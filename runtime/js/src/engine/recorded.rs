@@ -13,30 +13,16 @@ use crate::engine::sources::Draws;
 const RECORD_VERSION: u8 = 1;
 
 /// A transaction's inputs, as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecordedInputs {
     pub version: u8,
-    /// Method, path, query, headers, route parameters and caller, as the handler saw them.
-    pub request: RecordedRequest,
+    /// Method, path, query, headers, route parameters and caller, as the handler saw them (the
+    /// body is beside it: a `JsRequest` serialises without its body and historical state).
+    pub request: JsRequest,
     #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     pub draws: Draws,
     pub response: ResponseSummary,
-}
-
-/// The request fields a handler reads ([`JsRequest`] without the body and historical state,
-/// which do not serialise with it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecordedRequest {
-    pub method: String,
-    pub path: String,
-    pub url: String,
-    pub route: String,
-    pub query: String,
-    pub hostname: String,
-    pub headers: std::collections::BTreeMap<String, String>,
-    pub params: std::collections::BTreeMap<String, String>,
-    pub caller: Option<serde_json::Value>,
 }
 
 /// What the handler answered: enough to say whether another run answers the same.
@@ -54,7 +40,8 @@ impl ResponseSummary {
 }
 
 /// [`RecordedInputs`] over borrowed fields: what the node encodes on each app transaction,
-/// without copying the request (same fields, same order, so it decodes as `RecordedInputs`).
+/// without copying the request (the fields `JsRequest` serialises, in its order, with the caller
+/// the record keeps, so it decodes as `RecordedInputs`).
 #[derive(Serialize)]
 struct RecordView<'a> {
     version: u8,
@@ -97,8 +84,7 @@ impl RecordedInputs {
 
     /// The request to run the handler with again.
     pub fn to_request(&self) -> JsRequest {
-        let RecordedRequest { method, path, url, route, query, hostname, headers, params, caller } = self.request.clone();
-        JsRequest { method, path, url, route, query, hostname, headers, params, caller, body: self.body.clone(), historical: None }
+        JsRequest { body: self.body.clone(), ..self.request.clone() }
     }
 
     /// CBOR (as [`RecordedInputs::encode_run`] writes it).

@@ -1,6 +1,7 @@
 //! Historical queries against a real node: `mode: "historical"` endpoints of the logging
 //! sample (202 + retry-after while loading, then the record as that transaction wrote it, with a
-//! receipt that verifies offline), `ccf.historical.getStateRange`, and the refusals.
+//! receipt that verifies offline), `ccf.historical.getStateRange`, and the refusals; and the
+//! ledger explorer's `/node/ledger/entries` (what each caller may see of the ledger).
 
 use std::time::Duration;
 
@@ -136,4 +137,92 @@ async fn the_historical_cache_stays_within_its_configured_bytes() {
     let scrape = c.get(s.url("/node/metrics")).send().await.expect("metrics").text().await.expect("text");
     assert_eq!(metric(&scrape), held, "the refused state was not kept");
     let _ = std::fs::remove_dir_all(&ws);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_entries_show_public_app_writes_to_members_only_and_private_writes_to_no_one() {
+    let ws = temp_workspace("ledger-entries");
+    let s = Sandbox::start(&ws, Some(&repo_root().join("samples/logging")));
+    let user = s.client(Some("user0"));
+    let mut written = Vec::new();
+    for (map, id, msg) in [("public", 5, "visible to members"), ("private", 6, "secret words")] {
+        let r = user.post(s.url(&format!("/app/log/{map}"))).json(&json!({"id": id, "msg": msg})).send().await.expect("post");
+        assert_eq!(r.status(), StatusCode::OK);
+        written.push(r.headers()["x-ms-ccf-transaction-id"].to_str().expect("txid").to_owned());
+    }
+    s.wait_committed(&user, &written[1]).await;
+    let seqno = |t: &str| t.split('.').nth(1).and_then(|s| s.parse::<u64>().ok()).expect("seqno");
+    let query = format!("/node/ledger/entries?from={}&to={}", seqno(&written[0]), seqno(&written[1]));
+    let read = |client: reqwest::Client, path: String| {
+        let url = s.url(&path);
+        async move {
+            let r = client.get(url).send().await.expect("get");
+            (r.status(), r.json::<Value>().await.expect("json"))
+        }
+    };
+    let entry = |answer: &Value, txid: &str| {
+        answer["entries"].as_array().expect("entries").iter().find(|e| e["transactionId"] == txid).cloned().expect("the entry")
+    };
+
+    // Anyone (no certificate, or a user's): the entries, the app's public table withheld.
+    for client in [s.client(None), user.clone()] {
+        let (status, answer) = read(client, query.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["reader"], "anyone");
+        let public = entry(&answer, &written[0]);
+        assert_eq!(public["kind"], "transaction");
+        assert_eq!(public["status"], "Committed");
+        assert_eq!(public["appVersion"], 1);
+        assert_eq!(public["inputsRecorded"], true);
+        assert_eq!(public["privateWrites"], false);
+        assert_eq!(public["tables"], json!([]));
+        assert_eq!(public["withheld"], json!({"tables": 1, "writes": 1}));
+        assert!(!answer.to_string().contains("visible to members"), "{answer}");
+    }
+    // A member: every public write; the private one still sealed.
+    let (status, answer) = read(s.client(Some("member0")), query.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer["reader"]["member"].is_string(), "{answer}");
+    let public = entry(&answer, &written[0]);
+    assert_eq!(public["tables"], json!([{"name": "public:records", "writes": [{"key": "5", "value": "visible to members"}], "more": 0}]));
+    assert!(public.get("withheld").is_none());
+    let private = entry(&answer, &written[1]);
+    assert_eq!(private["privateWrites"], true);
+    assert_eq!(private["tables"], json!([]));
+    assert!(!answer.to_string().contains("secret words"), "{answer}");
+
+    // The receipt's leaf carries the digest the explorer shows for the entry.
+    let receipt: Value =
+        user.get(s.url(&format!("/app/receipt?transaction_id={}", written[0]))).send().await.expect("get").json().await.expect("json");
+    assert_eq!(receipt["leaf_components"]["write_set_digest"], public["writeSetDigest"]);
+
+    // By default the newest entries, signatures among them; what the node holds is said.
+    let (_, newest) = read(s.client(None), "/node/ledger/entries".into()).await;
+    let entries = newest["entries"].as_array().expect("entries");
+    assert!(!entries.is_empty() && entries.len() <= 20, "{newest}");
+    assert_eq!(entries.last().expect("one")["seqno"], newest["last"]);
+    assert_eq!(newest["first"], 0);
+    let signature = entries.iter().find(|e| e["kind"] == "signature").expect("a signature among the newest");
+    assert!(signature["signature"]["coversTo"].as_u64().expect("covers") < signature["seqno"].as_u64().expect("seqno"));
+    let seqnos: Vec<u64> = entries.iter().map(|e| e["seqno"].as_u64().expect("seqno")).collect();
+    assert!(seqnos.windows(2).all(|w| w[1] == w[0] + 1), "consecutive, ascending: {seqnos:?}");
+
+    // Refusals, each a prompt 400 or 406 that says why.
+    for (path, code, says) in [
+        ("/node/ledger/entries?from=x", "InvalidQueryParameterValue", "from must be a seqno"),
+        ("/node/ledger/entries?from=1&to=500", "InvalidQueryParameterValue", "at most 100"),
+        ("/node/ledger/entries?from=9&to=3", "InvalidQueryParameterValue", "after"),
+    ] {
+        let (status, body) = read(s.client(None), path.into()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["error"]["code"], code);
+        assert!(body["error"]["message"].as_str().expect("message").contains(says), "{body}");
+    }
+    let r = s.client(None).get(s.url("/node/ledger/entries")).header("accept", "text/plain").send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE);
+    let r = s.client(None).post(s.url("/node/ledger/entries")).send().await.expect("post");
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    // Past the end: an empty list, not an error.
+    let (status, past) = read(s.client(None), "/node/ledger/entries?from=1000000".into()).await;
+    assert_eq!((status, past["entries"].clone()), (StatusCode::OK, json!([])));
 }

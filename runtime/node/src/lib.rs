@@ -16,6 +16,7 @@ mod gov;
 mod historical;
 mod identity;
 mod join;
+mod ledger_view;
 mod metrics;
 mod node;
 mod node_api;

@@ -1,5 +1,5 @@
-//! The built-in endpoints: `/node/*` (state, network, consensus, metrics, readiness, snapshots)
-//! and the app's `/commit`, `/tx`, `/receipt` and `/api`.
+//! The built-in endpoints: `/node/*` (state, network, consensus, metrics, readiness, snapshots,
+//! ledger entries) and the app's `/commit`, `/tx`, `/receipt` and `/api`.
 
 use consort_kv::{TxId, SINGLETON_KEY};
 use hyper::{Method, StatusCode};
@@ -196,6 +196,45 @@ pub(crate) async fn snapshot(node: &Node, call: &Call<'_>) -> Reply {
         }
         Err(_) => not_found(format!("this node has no snapshot {name} (it keeps the newest {})", snapshot::SNAPSHOTS_KEPT)),
     }
+}
+
+/// `GET /node/ledger/entries[?from=S][&to=S]`: the node's applied ledger entries `from..=to`
+/// (at most [`ledger_view::ENTRIES_MAX`]; the newest by default), shaped for the caller by
+/// [`ledger_view::describe`]: a member (by its TLS client certificate) sees every public
+/// write, anyone else the governance tables' (docs/decisions.md).
+pub(crate) async fn ledger_entries(node: &Node, call: &Call<'_>) -> Reply {
+    use crate::ledger_view::{self, Reader};
+    let state = node.consensus.store().snapshot();
+    let creds = crate::auth::Credentials { cert: call.peer_cert, ..Default::default() };
+    let member = match crate::auth::authenticate(&state, &[json!("member_cert")], creds) {
+        Ok(Some(caller)) => caller["id"].as_str().map(str::to_owned),
+        _ => None,
+    };
+    let reader = if member.is_some() { Reader::Member } else { Reader::Anyone };
+    let held = {
+        let ledger = node.consensus.ledger();
+        (ledger.base, ledger.last_applied.seqno)
+    };
+    let (from, to) = match ledger_view::range(call.query_param("from").as_deref(), call.query_param("to").as_deref(), held) {
+        Ok(r) => r,
+        Err(e) => return bad_query(e),
+    };
+    let consensus = node.consensus.clone();
+    let read = tokio::task::spawn_blocking(move || consensus.applied_entries(from, to)).await;
+    let (entries, (first, last)) = match read {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", format!("the ledger cannot be read: {e}")),
+        Err(e) => return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", format!("reading the ledger failed: {e}")),
+    };
+    let described: Vec<Value> =
+        entries.iter().map(|le| ledger_view::describe(le, node.consensus.status(le.txid).as_str(), reader)).collect();
+    reply::ok(&json!({
+        "first": first,
+        "last": last,
+        "committed": node.consensus.committed_txid().to_string(),
+        "reader": match &member { Some(id) => json!({"member": id}), None => json!("anyone") },
+        "entries": described,
+    }))
 }
 
 fn service_info(node: &Node) -> Value {

@@ -121,6 +121,7 @@ fn node_methods(path: &str) -> &'static [&'static str] {
         "/node/ready/gov",
         "/node/ready/app",
         "/node/snapshot",
+        "/node/ledger/entries",
     ];
     match path {
         "/node/join" => &["POST"],
@@ -137,6 +138,10 @@ async fn node_actor(node: &Node, call: &Call<'_>) -> Reply {
     match call.path.as_str() {
         "/node/join" => crate::join::handle(node, call).await,
         p if p == "/node/snapshot" || p.starts_with("/node/snapshot/") => crate::node_api::snapshot(node, call).await,
+        "/node/ledger/entries" => match crate::node_api::json_refused(call) {
+            Some(refusal) => refusal,
+            None => crate::node_api::ledger_entries(node, call).await,
+        },
         _ => crate::node_api::json_refused(call).unwrap_or_else(|| crate::node_api::node_endpoint(node, call)),
     }
 }

@@ -1,7 +1,12 @@
 // Reading the node the page came from: the same endpoints, with the same access, as any client.
 
-/** A request that did not answer what the page needs: the path, and why. */
-export class ReadError extends Error {}
+/** A request that did not answer what the page needs: the path, and why (with the node's
+ * status and error code when it answered). */
+export class ReadError extends Error {
+  constructor(message: string, readonly status?: number, readonly code?: string) {
+    super(message);
+  }
+}
 
 /** GET `path` on this node, as JSON. */
 export async function getJson<T = unknown>(path: string): Promise<T> {
@@ -27,13 +32,15 @@ async function fetchOrExplain(path: string): Promise<Response> {
   }
   if (!reply.ok) {
     let message = `${reply.status} ${reply.statusText}`;
+    let code: string | undefined;
     try {
       const body = await reply.json();
       if (body?.error?.message) message = `${reply.status}: ${body.error.message}`;
+      code = body?.error?.code;
     } catch {
       // not JSON: the status says it
     }
-    throw new ReadError(`${path}: ${message}`);
+    throw new ReadError(`${path}: ${message}`, reply.status, code);
   }
   return reply;
 }
@@ -46,10 +53,12 @@ export async function fingerprint(pem: string): Promise<string> {
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0").toUpperCase()).join(":");
 }
 
-/** What a write answered: its status and its body (JSON when it is). */
+/** What a write answered: its status, its body (JSON when it is), and the transaction it ran
+ * as, when it ran one. */
 export interface Answer {
   status: number;
   body: any;
+  transactionId?: string;
 }
 
 /** POSTs a COSE_Sign1 `body` (signed in this page) to `path` on this node. */
@@ -67,7 +76,7 @@ export async function postCose(path: string, body: Uint8Array): Promise<Answer> 
   } catch {
     // kept as text
   }
-  return { status: reply.status, body: parsed };
+  return { status: reply.status, body: parsed, transactionId: reply.headers.get("x-ms-ccf-transaction-id") ?? undefined };
 }
 
 /** The message of an error answer, or the answer itself. */

@@ -57,7 +57,10 @@ function ActionView({ action }: { action: Action }) {
   );
 }
 
-function ProposalRow({ p, signer, onChange }: { p: Proposal; signer: MemberSigner | null; onChange: (message: string) => void }) {
+/** What a write did: a message, and the transaction it ran as (the ledger explorer links to it). */
+type Changed = (message: string, transactionId?: string) => void;
+
+function ProposalRow({ p, signer, onChange }: { p: Proposal; signer: MemberSigner | null; onChange: Changed }) {
   const [actions, setActions] = useState<Action[] | null>(null);
   const [open, setOpen] = useState(false);
   async function toggle() {
@@ -71,12 +74,12 @@ function ProposalRow({ p, signer, onChange }: { p: Proposal; signer: MemberSigne
     if (!signer) return;
     const body = JSON.stringify({ ballot });
     const a = await postCose(gov(`/members/proposals/${p.proposalId}/ballots/${signer.id}:submit`), await signer.sign("ballot", body, { proposalId: p.proposalId }));
-    onChange(a.status === 200 ? `Voted on ${p.proposalId}: it is ${a.body.proposalState}.` : `The vote was refused: ${describe(a)}`);
+    onChange(a.status === 200 ? `Voted on ${p.proposalId}: it is ${a.body.proposalState}.` : `The vote was refused: ${describe(a)}`, a.transactionId);
   }
   async function withdraw() {
     if (!signer) return;
     const a = await postCose(gov(`/members/proposals/${p.proposalId}:withdraw`), await signer.sign("withdrawal", "", { proposalId: p.proposalId }));
-    onChange(a.status === 200 ? `Withdrew ${p.proposalId}.` : `The withdrawal was refused: ${describe(a)}`);
+    onChange(a.status === 200 ? `Withdrew ${p.proposalId}.` : `The withdrawal was refused: ${describe(a)}`, a.transactionId);
   }
   const votes = p.finalVotes ? Object.entries(p.finalVotes).map(([m, v]) => `${m.slice(0, 8)}…: ${v ? "for" : "against"}`).join(", ") : `${p.ballotCount} ballot(s)`;
   return (
@@ -103,7 +106,7 @@ function ProposalRow({ p, signer, onChange }: { p: Proposal; signer: MemberSigne
   );
 }
 
-function NewProposal({ signer, onChange }: { signer: MemberSigner; onChange: (message: string) => void }) {
+function NewProposal({ signer, onChange }: { signer: MemberSigner; onChange: Changed }) {
   const [text, setText] = useState('{"actions": []}');
   const [error, setError] = useState<string | null>(null);
   async function addUser(input: HTMLInputElement) {
@@ -127,7 +130,7 @@ function NewProposal({ signer, onChange }: { signer: MemberSigner; onChange: (me
       return;
     }
     const a = await postCose(gov("/members/proposals:create"), await signer.sign("proposal", text));
-    if (a.status === 200) onChange(`Proposed ${a.body.proposalId}: it is ${a.body.proposalState}.`);
+    if (a.status === 200) onChange(`Proposed ${a.body.proposalId}: it is ${a.body.proposalState}.`, a.transactionId);
     else setError(`The proposal was refused: ${describe(a)}`);
   }
   return (
@@ -145,7 +148,7 @@ export function GovView() {
   const [signer, setSigner] = useState<MemberSigner | null>(null);
   const [proposals, setProposals] = useState<Proposal[] | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const [message, setMessage] = useState<string | null>(null);
+  const [message, setMessage] = useState<{ text: string; transactionId?: string } | null>(null);
   async function reload() {
     try {
       const list = await getJson<{ value: Proposal[] }>(gov("/members/proposals"));
@@ -158,14 +161,19 @@ export function GovView() {
   useEffect(() => {
     reload();
   }, []);
-  const changed = (m: string) => {
-    setMessage(m);
+  const changed: Changed = (text, transactionId) => {
+    setMessage({ text, transactionId });
     reload();
   };
   return (
     <div id="governance">
       <MemberPanel signer={signer} onSigner={setSigner} onChange={reload} />
-      {message && <p id="gov-message">{message}</p>}
+      {message && (
+        <p id="gov-message">
+          {message.text}
+          {message.transactionId && <> Transaction <a id="gov-message-tx" href={`#ledger/${message.transactionId}`}>{message.transactionId}</a>.</>}
+        </p>
+      )}
       {signer && <NewProposal signer={signer} onChange={changed} />}
       <section>
         <h2>Proposals</h2>

@@ -2,6 +2,8 @@
 // by a node over its TLS, loads nothing from anywhere else, and its service view lists the
 // three nodes and which is primary, as /node/network says; in its governance view two members,
 // each with its key loaded in a page, propose and accept set_user and the user calls the app;
+// its ledger explorer shows the accepting transaction, verifies its receipt in the page and
+// refuses a tampered copy, and shows the app's public writes only to a member's certificate;
 // bad key files get a message and send nothing. Screenshots go to
 // target/console-screenshots/ (docs/console/ with UPDATE_SCREENSHOTS=1).
 import { after, before, test } from "node:test";
@@ -34,8 +36,8 @@ after(async () => {
 /** A page of the console at `url`, where every request to another origin fails and is recorded.
  * The service certificate is the node's issuer, which this test browser is not given: it skips
  * the TLS check instead (README says how to trust the service certificate in a real browser). */
-async function consolePage(url) {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1200, height: 900 } });
+async function consolePage(url, options = {}) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1200, height: 900 }, ...options });
   const origin = new URL(url).origin;
   const elsewhere = [];
   await context.route("**/*", (route) => {
@@ -99,6 +101,10 @@ async function waitForState(page, id, state) {
   }
 }
 
+/** What the governance test leaves for the ledger explorer's: the transaction that accepted
+ * set_user (from the page's own message), alice's user id, and member1's page. */
+let accepted;
+
 test("members govern in the page: a key loaded, set_user proposed, a second member votes, the user calls the app", async () => {
   const common = join(net.workspace, "sandbox_common");
   const consort = process.env.CONSORT_BIN ?? repo("target/debug/consort");
@@ -142,6 +148,71 @@ test("members govern in the page: a key loaded, set_user proposed, a second memb
   alice.close();
   assert.equal(wrote.status, 200, wrote.text());
   for (const p of [first, second]) {
+    assert.deepEqual(p.elsewhere, []);
+    assert.deepEqual(p.errors, []);
+  }
+  const { X509Certificate } = await import("node:crypto");
+  const aliceId = new X509Certificate(readFileSync(join(dir, "alice_cert.pem"))).fingerprint256.replaceAll(":", "").toLowerCase();
+  accepted = { page: second, transactionId: await second.page.textContent("#gov-message-tx"), aliceId, wroteAt: wrote.txid };
+});
+
+test("the ledger explorer shows the accepting transaction and verifies its receipt in the page; a tampered copy fails", async () => {
+  assert.ok(accepted, "the governance test ran first");
+  const { page, elsewhere, errors } = accepted.page;
+  assert.match(accepted.transactionId, /^\d+\.\d+$/);
+  // The vote's message links to its transaction in the explorer.
+  await page.click("#gov-message-tx");
+  const row = `#entries tr[data-txid="${accepted.transactionId}"]`;
+  await page.waitForSelector(`${row} + tr.details`);
+  assert.match(await page.textContent(`${row} .tables`), /public:ccf\.gov\.users\.certs/);
+  const details = `[data-details="${accepted.transactionId}"]`;
+  const certs = await page.textContent(`${details} table[data-table="public:ccf.gov.users.certs"]`);
+  assert.ok(certs.includes(accepted.aliceId) && certs.includes("BEGIN CERTIFICATE"), certs);
+  assert.match(await page.textContent(`${details} table[data-table="public:ccf.gov.proposals_info"]`), /Accepted/);
+  // Signature transactions are marked.
+  await page.waitForSelector("#entries tr.signature");
+  assert.match(await page.textContent("#entries tr.signature .kind"), /signature/);
+  // The receipt, fetched once a signature covers the transaction, verified here.
+  await page.waitForSelector("#receipt-verdict", { timeout: 60_000 });
+  const verdict = await page.textContent("#receipt-verdict");
+  assert.match(verdict, new RegExp(`^✔ Verified in this page: transaction ${accepted.transactionId.replace(".", "\\.")}, signed by node`), verdict);
+  await page.screenshot({ path: `${shots}/ledger.png`, fullPage: true });
+  // A tampered copy: one digit of its claims digest changed.
+  const receipt = JSON.parse(await page.inputValue("#receipt-text"));
+  const digest = receipt.leaf_components.claims_digest;
+  receipt.leaf_components.claims_digest = (digest[0] === "0" ? "1" : "0") + digest.slice(1);
+  await page.fill("#receipt-text", JSON.stringify(receipt, null, 2));
+  await page.click("#receipt-verify");
+  await page.waitForFunction(() => document.querySelector("#receipt-verdict").textContent.startsWith("✘"));
+  assert.match(await page.textContent("#receipt-verdict"), /Does not verify: receipt does not verify: the signature over the Merkle root does not verify/);
+  // Not JSON at all.
+  await page.fill("#receipt-text", "{not json");
+  await page.click("#receipt-verify");
+  await page.waitForFunction(() => /malformed receipt: not JSON/.test(document.querySelector("#receipt-verdict").textContent));
+  assert.deepEqual(elsewhere, []);
+  assert.deepEqual(errors, []);
+});
+
+test("the app's public writes are shown to a member's certificate only; private writes never", async () => {
+  assert.ok(accepted, "the governance test ran first");
+  const common = join(net.workspace, "sandbox_common");
+  const at = `${net.url}/console#ledger/${accepted.wroteAt}`;
+  const anyone = await consolePage(at);
+  const row = `#entries tr[data-txid="${accepted.wroteAt}"]`;
+  await anyone.page.waitForSelector(`${row} + tr.details`);
+  assert.match(await anyone.page.textContent("#ledger-info"), /You read as anyone/);
+  assert.match(await anyone.page.textContent(`${row} .tables`), /1 table\(s\) only members see/);
+  assert.doesNotMatch(await anyone.page.textContent("#entries"), /from alice/);
+
+  const member = await consolePage(at, {
+    clientCertificates: [{ origin: new URL(net.url).origin, certPath: join(common, "member0_cert.pem"), keyPath: join(common, "member0_privk.pem") }],
+  });
+  await member.page.waitForSelector(`${row} + tr.details`);
+  assert.match(await member.page.textContent("#ledger-info"), /You read as member/);
+  const records = await member.page.textContent(`[data-details="${accepted.wroteAt}"] table[data-table="public:records"]`);
+  assert.match(records, /from alice/);
+  assert.match(await member.page.textContent(`${row} .kind`), /app v\d+/);
+  for (const p of [anyone, member]) {
     assert.deepEqual(p.elsewhere, []);
     assert.deepEqual(p.errors, []);
   }

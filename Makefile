@@ -52,14 +52,20 @@ ts-sample: sdk
 	cd tests/apps/npm-crypto && npm ci --no-audit --no-fund && npm run build
 	cd tests/apps/web-apis && npm ci --no-audit --no-fund && npm run build
 
-# Tests in a real browser: Debian's Chromium, driven by playwright-core (tests/browser). The
-# browser is installed from Debian's packages when missing (as root, or through sudo).
+# Tests in a real browser: Debian's Chromium, driven by playwright-core (tests/browser), with
+# NSS's certutil/pk12util to put the service certificate (and a member's identity) in the
+# browser's certificate store. Installed from Debian's packages when missing (as root, or
+# through sudo).
 CHROMIUM := /usr/bin/chromium
+CERTUTIL := /usr/bin/certutil
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-browser-tests: sdk $(CHROMIUM)
+APT_INSTALL = $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $(1) || ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $(1))
+browser-tests: sdk $(CHROMIUM) $(CERTUTIL)
 	cd tests/browser && npm ci --no-audit --no-fund && set -o pipefail && npm test 2>&1 | tee -a ../../target/npm-test.log
 $(CHROMIUM):
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium || ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+	$(call APT_INSTALL,chromium)
+$(CERTUTIL):
+	$(call APT_INSTALL,libnss3-tools openssl)
 
 # CCF's own member tooling (`ccf_cose_sign1` from the `ccf` Python package), which an
 # end-to-end test uses to govern a Consort service with no Consort tool in the signing path.

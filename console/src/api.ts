@@ -79,6 +79,13 @@ export async function postCose(path: string, body: Uint8Array): Promise<Answer> 
   return { status: reply.status, body: parsed, transactionId: reply.headers.get("x-ms-ccf-transaction-id") ?? undefined };
 }
 
+/** What the page says when a write could not be sent or answered (`e` from [`postCose`] or
+ * from signing): the node may not have received it, or may have and not answered. */
+export function unsent(what: string, e: unknown): string {
+  const why = (e as Error).message;
+  return e instanceof ReadError ? `${what}: ${why}. If it reached the node, Refresh shows whether it took effect.` : `${what}: ${why}. Nothing was sent.`;
+}
+
 /** The message of an error answer, or the answer itself. */
 export function describe(a: Answer): string {
   const e = a.body?.error;

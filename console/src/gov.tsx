@@ -1,9 +1,9 @@
-// The governance view: proposals with their actions rendered readably, their ballots and final
-// state; with a member's key loaded, a new proposal, votes for or against, and withdrawal, each
-// a COSE_Sign1 request signed in this page.
+// The governance view: proposals with their actions rendered readably, each member's ballot and
+// the final state; with a member's key loaded, a new proposal (or its dry-run), votes for or
+// against, and withdrawal, each a COSE_Sign1 request signed in this page.
 import { useEffect, useState } from "preact/hooks";
 import type { MemberSigner } from "consort-sdk/gov";
-import { describe, getJson, gov, postCose } from "./api";
+import { describe, getJson, gov, postCose, unsent } from "./api";
 import { MemberPanel } from "./member";
 
 const ACCEPT = "export function vote (proposal, proposerId) { return true; }";
@@ -60,26 +60,53 @@ function ActionView({ action }: { action: Action }) {
 /** What a write did: a message, and the transaction it ran as (the ledger explorer links to it). */
 type Changed = (message: string, transactionId?: string) => void;
 
+/** Each member's ballot on a proposal: its source, or null when the member has not voted. */
+type Ballots = [string, string | null][];
+
+async function ballotsOf(proposalId: string): Promise<Ballots> {
+  const members = await getJson<{ value: { memberId: string }[] }>(gov("/service/members"));
+  return Promise.all(
+    members.value.map(async ({ memberId }): Promise<[string, string | null]> => {
+      const reply = await fetch(gov(`/members/proposals/${proposalId}/ballots/${memberId}`));
+      return [memberId, reply.ok ? await reply.text() : null];
+    }),
+  );
+}
+
 function ProposalRow({ p, signer, onChange }: { p: Proposal; signer: MemberSigner | null; onChange: Changed }) {
-  const [actions, setActions] = useState<Action[] | null>(null);
+  const [details, setDetails] = useState<{ actions: Action[]; ballots: Ballots } | null>(null);
+  const [error, setError] = useState<string | null>(null);
   const [open, setOpen] = useState(false);
-  async function toggle() {
-    if (!open && !actions) {
-      const body = await getJson<{ actions: Action[] }>(gov(`/members/proposals/${p.proposalId}/actions`));
-      setActions(body.actions ?? []);
-    }
-    setOpen(!open);
-  }
+  const toggle = () => setOpen(!open);
+  // Read when opened, and again when a refresh shows new ballots or a new state.
+  useEffect(() => {
+    if (!open) return;
+    Promise.all([getJson<{ actions: Action[] }>(gov(`/members/proposals/${p.proposalId}/actions`)), ballotsOf(p.proposalId)]).then(
+      ([body, ballots]) => {
+        setDetails({ actions: body.actions ?? [], ballots });
+        setError(null);
+      },
+      (e: Error) => setError(e.message),
+    );
+  }, [open, p.ballotCount, p.proposalState]);
   async function vote(ballot: string) {
     if (!signer) return;
-    const body = JSON.stringify({ ballot });
-    const a = await postCose(gov(`/members/proposals/${p.proposalId}/ballots/${signer.id}:submit`), await signer.sign("ballot", body, { proposalId: p.proposalId }));
-    onChange(a.status === 200 ? `Voted on ${p.proposalId}: it is ${a.body.proposalState}.` : `The vote was refused: ${describe(a)}`, a.transactionId);
+    try {
+      const body = JSON.stringify({ ballot });
+      const a = await postCose(gov(`/members/proposals/${p.proposalId}/ballots/${signer.id}:submit`), await signer.sign("ballot", body, { proposalId: p.proposalId }));
+      onChange(a.status === 200 ? `Voted on ${p.proposalId}: it is ${a.body.proposalState}.` : `The vote was refused: ${describe(a)}`, a.transactionId);
+    } catch (e) {
+      onChange(unsent(`Could not vote on ${p.proposalId}`, e));
+    }
   }
   async function withdraw() {
     if (!signer) return;
-    const a = await postCose(gov(`/members/proposals/${p.proposalId}:withdraw`), await signer.sign("withdrawal", "", { proposalId: p.proposalId }));
-    onChange(a.status === 200 ? `Withdrew ${p.proposalId}.` : `The withdrawal was refused: ${describe(a)}`, a.transactionId);
+    try {
+      const a = await postCose(gov(`/members/proposals/${p.proposalId}:withdraw`), await signer.sign("withdrawal", "", { proposalId: p.proposalId }));
+      onChange(a.status === 200 ? `Withdrew ${p.proposalId}.` : `The withdrawal was refused: ${describe(a)}`, a.transactionId);
+    } catch (e) {
+      onChange(unsent(`Could not withdraw ${p.proposalId}`, e));
+    }
   }
   const votes = p.finalVotes ? Object.entries(p.finalVotes).map(([m, v]) => `${m.slice(0, 8)}…: ${v ? "for" : "against"}`).join(", ") : `${p.ballotCount} ballot(s)`;
   return (
@@ -99,8 +126,25 @@ function ProposalRow({ p, signer, onChange }: { p: Proposal; signer: MemberSigne
           )}
         </td>
       </tr>
-      {open && actions && (
-        <tr class="actions"><td colSpan={5}>{actions.map((a, i) => <ActionView key={i} action={a} />)}</td></tr>
+      {open && (error || details) && (
+        <tr class="actions">
+          <td colSpan={5}>
+            {error && <p class="error">{error}</p>}
+            {details?.actions.map((a, i) => <ActionView key={i} action={a} />)}
+            {details && (
+              <table class="ballots">
+                <tr><th>Member</th><th>Ballot</th><th>Final vote</th></tr>
+                {details.ballots.map(([member, source]) => (
+                  <tr key={member} data-member={member}>
+                    <td class="id">{member}</td>
+                    <td>{source === null ? <em>no ballot</em> : <pre>{source}</pre>}</td>
+                    <td>{p.finalVotes && member in p.finalVotes ? (p.finalVotes[member] ? "for" : "against") : ""}</td>
+                  </tr>
+                ))}
+              </table>
+            )}
+          </td>
+        </tr>
       )}
     </>
   );
@@ -121,26 +165,86 @@ function NewProposal({ signer, onChange }: { signer: MemberSigner; onChange: Cha
     proposal.actions = [...(proposal.actions ?? []), { name: "set_user", args: { cert } }];
     setText(JSON.stringify(proposal, null, 2));
   }
-  async function propose() {
+  const [dryRun, setDryRun] = useState<DryRun | null>(null);
+  /** Sends the proposal in the box, signed, to `:create` or `:dry-run`; null if not sent. */
+  async function send(path: string) {
     setError(null);
+    setDryRun(null);
     try {
       JSON.parse(text);
     } catch (e) {
       setError(`The proposal is not JSON: ${(e as Error).message}. Nothing was sent.`);
-      return;
+      return null;
     }
-    const a = await postCose(gov("/members/proposals:create"), await signer.sign("proposal", text));
+    try {
+      return await postCose(gov(path), await signer.sign("proposal", text));
+    } catch (e) {
+      setError(unsent(path.endsWith(":create") ? "Could not propose" : "Could not dry-run", e));
+      return null;
+    }
+  }
+  async function propose() {
+    const a = await send("/members/proposals:create");
+    if (!a) return;
     if (a.status === 200) onChange(`Proposed ${a.body.proposalId}: it is ${a.body.proposalState}.`, a.transactionId);
     else setError(`The proposal was refused: ${describe(a)}`);
+  }
+  async function tryIt() {
+    const a = await send("/members/proposals:dry-run");
+    if (!a) return;
+    if (a.status === 200) setDryRun(a.body as DryRun);
+    else setError(`The dry-run was refused: ${describe(a)}`);
   }
   return (
     <section id="new-proposal">
       <h2>New proposal</h2>
       <p><label>Add set_user for a certificate <input type="file" id="user-cert" onChange={(e) => addUser(e.currentTarget)} /></label></p>
       <textarea id="proposal-text" rows={8} cols={100} value={text} onInput={(e) => setText(e.currentTarget.value)} />
-      <p><button id="propose" onClick={propose}>Propose</button></p>
+      <p><button id="dry-run" onClick={tryIt}>Dry-run</button> <button id="propose" onClick={propose}>Propose</button></p>
       {error && <p class="error" id="proposal-error">{error}</p>}
+      {dryRun && <DryRunView result={dryRun} />}
     </section>
+  );
+}
+
+/** What `:dry-run` answers (docs/decisions.md, "App versions"). */
+interface DryRun {
+  valid: boolean;
+  applied: boolean;
+  failure?: { reason: string } | string | null;
+  stateAt: string;
+  writes: { table: string; key: string; old?: unknown; new?: unknown; private?: boolean; removed?: boolean }[];
+  appReplay?: { window: number; replayed: number; differing: { transactionId: string }[]; error?: string };
+}
+
+const shown = (v: unknown) => (v === null || v === undefined ? "—" : typeof v === "string" ? v : JSON.stringify(v));
+
+function DryRunView({ result }: { result: DryRun }) {
+  const failure = typeof result.failure === "string" ? result.failure : result.failure?.reason;
+  return (
+    <div id="dry-run-result">
+      <p>
+        Dry-run on the state at {result.stateAt}: {result.applied ? "it would apply" : `it would not apply${failure ? `: ${failure}` : ""}`}. Nothing
+        was stored.
+      </p>
+      <table class="writes">
+        <tr><th>Table</th><th>Key</th><th>Before</th><th>After</th></tr>
+        {result.writes.map((w) => (
+          <tr key={`${w.table} ${w.key}`}>
+            <td>{w.table}</td>
+            <td class="id">{w.key}</td>
+            {w.private ? <td colSpan={2}><em>private: {w.removed ? "removed" : "written"}</em></td> : [<td key="o"><pre>{shown(w.old)}</pre></td>, <td key="n"><pre>{w.new === null ? "(removed)" : shown(w.new)}</pre></td>]}
+          </tr>
+        ))}
+      </table>
+      {result.appReplay && (
+        <p id="dry-run-replay">
+          {result.appReplay.error
+            ? `The proposed app could not be tried on recorded transactions: ${result.appReplay.error}`
+            : `The proposed app, run on the last ${result.appReplay.replayed} recorded app transaction(s): ${result.appReplay.differing.length} would answer or write differently${result.appReplay.differing.length ? ` (${result.appReplay.differing.map((d) => d.transactionId).join(", ")})` : ""}.`}
+        </p>
+      )}
+    </div>
   );
 }
 

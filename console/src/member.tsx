@@ -3,7 +3,7 @@
 // are sent.
 import { useState } from "preact/hooks";
 import { memberSigner, type MemberSigner } from "consort-sdk/gov";
-import { describe, gov, postCose } from "./api";
+import { describe, gov, postCose, unsent } from "./api";
 
 async function readFile(input: HTMLInputElement | null): Promise<string | null> {
   const file = input?.files?.[0];
@@ -32,15 +32,19 @@ export function MemberPanel({ signer, onSigner, onChange }: { signer: MemberSign
   async function ack() {
     if (!signer) return;
     setError(null);
-    const update = await postCose(gov(`/members/state-digests/${signer.id}:update`), await signer.sign("state_digest", ""));
-    if (update.status !== 200) {
-      setError(`Could not read the state digest: ${describe(update)}`);
-      return;
+    try {
+      const update = await postCose(gov(`/members/state-digests/${signer.id}:update`), await signer.sign("state_digest", ""));
+      if (update.status !== 200) {
+        setError(`Could not read the state digest: ${describe(update)}`);
+        return;
+      }
+      const body = JSON.stringify({ stateDigest: update.body.stateDigest });
+      const acked = await postCose(gov(`/members/state-digests/${signer.id}:ack`), await signer.sign("ack", body));
+      if (acked.status >= 300) setError(`Not acknowledged: ${describe(acked)}`);
+      else setMessage("Membership acknowledged: this member is now Active.");
+    } catch (e) {
+      setError(unsent("Could not acknowledge membership", e));
     }
-    const body = JSON.stringify({ stateDigest: update.body.stateDigest });
-    const acked = await postCose(gov(`/members/state-digests/${signer.id}:ack`), await signer.sign("ack", body));
-    if (acked.status >= 300) setError(`Not acknowledged: ${describe(acked)}`);
-    else setMessage("Membership acknowledged: this member is now Active.");
     onChange();
   }
   return (

@@ -1,11 +1,13 @@
-// The web console (/console) in Chromium against a real three-node network: the page is served
-// by a node over its TLS, loads nothing from anywhere else, and its service view lists the
-// three nodes and which is primary, as /node/network says; in its governance view two members,
-// each with its key loaded in a page, propose and accept set_user and the user calls the app;
-// its ledger explorer shows the accepting transaction, verifies its receipt in the page and
-// refuses a tampered copy, and shows the app's public writes only to a member's certificate;
-// bad key files get a message and send nothing. Screenshots go to
-// target/console-screenshots/ (docs/console/ with UPDATE_SCREENSHOTS=1).
+// The web console (/console) in Chromium against a real three-node network. The browser trusts
+// the service certificate as a user's does (an NSS store, no certificate error ignored); the
+// page is served by a node over its TLS and loads nothing from anywhere else. Its service view
+// lists the three nodes and which is primary, as /node/network says; in its governance view two
+// members, each with its key loaded in a page, dry-run, propose and accept set_user (each
+// member's ballot shown) and the user calls the app; its ledger explorer shows the accepting
+// transaction, verifies its receipt in the page and refuses a tampered copy, and shows the
+// app's public writes only to a member's certificate; bad key files get a message and send
+// nothing; a node that goes down is said to be down, to a read and to a write. Screenshots go
+// to target/console-screenshots/ (docs/console/ with UPDATE_SCREENSHOTS=1).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -14,17 +16,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startNetwork } from "consort-sdk/testing";
-import { launch } from "../lib/browser.js";
+import { launchTrusting, launchWithIdentity } from "../lib/browser.js";
 
 const repo = (p) => fileURLToPath(new URL(`../../../${p}`, import.meta.url));
 const shots = process.env.UPDATE_SCREENSHOTS === "1" ? repo("docs/console") : repo("target/console-screenshots");
 
+const VIEWPORT = { width: 1200, height: 900 };
 let net;
 let browser;
 
 before(async () => {
   net = await startNetwork({ app: repo("samples/logging"), nodes: 3 });
-  browser = await launch();
+  browser = await launchTrusting(net.serviceCert);
   mkdirSync(shots, { recursive: true });
 });
 
@@ -34,10 +37,10 @@ after(async () => {
 });
 
 /** A page of the console at `url`, where every request to another origin fails and is recorded.
- * The service certificate is the node's issuer, which this test browser is not given: it skips
- * the TLS check instead (README says how to trust the service certificate in a real browser). */
-async function consolePage(url, options = {}) {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1200, height: 900 }, ...options });
+ * The browser trusts the service certificate, which issued the nodes' (as README tells a user
+ * to): the page is over TLS that verifies, with no certificate error ignored. */
+async function consolePage(url, context = null) {
+  context ??= await browser.newContext({ viewport: VIEWPORT });
   const origin = new URL(url).origin;
   const elsewhere = [];
   await context.route("**/*", (route) => {
@@ -76,7 +79,7 @@ test("the service view lists the three nodes and the primary", async () => {
 });
 
 test("a file the console does not have is a 404, and the page is sent with a policy that keeps it to its node", async () => {
-  const page = await (await browser.newContext({ ignoreHTTPSErrors: true })).newPage();
+  const page = await (await browser.newContext()).newPage();
   const missing = await page.goto(`${net.url}/console/nowhere.js`);
   assert.equal(missing.status(), 404);
   const index = await page.goto(`${net.url}/console/`);
@@ -105,7 +108,7 @@ async function waitForState(page, id, state) {
  * set_user (from the page's own message), alice's user id, and member1's page. */
 let accepted;
 
-test("members govern in the page: a key loaded, set_user proposed, a second member votes, the user calls the app", async () => {
+test("members govern in the page: a key loaded, set_user dry-run then proposed, a second member votes (each ballot shown), the user calls the app", async () => {
   const common = join(net.workspace, "sandbox_common");
   const consort = process.env.CONSORT_BIN ?? repo("target/debug/consort");
   const dir = mkdtempSync(join(tmpdir(), "consort-console-"));
@@ -126,6 +129,14 @@ test("members govern in the page: a key loaded, set_user proposed, a second memb
   await loadMember(first.page, join(common, "member0_privk.pem"), join(common, "member0_cert.pem"));
   await first.page.setInputFiles("#user-cert", join(dir, "alice_cert.pem"));
   await first.page.waitForFunction(() => document.querySelector("#proposal-text").value.includes("set_user"));
+  // A dry-run first: the writes it would make, nothing stored.
+  const before = (await net.user0.get("/gov/members/proposals?api-version=2024-07-01")).json().value.length;
+  await first.page.click("#dry-run");
+  await first.page.waitForSelector("#dry-run-result");
+  const dryRun = await first.page.textContent("#dry-run-result");
+  assert.match(dryRun, /it would apply\. Nothing\s+was stored/);
+  assert.match(dryRun, /public:ccf\.gov\.users\.certs/);
+  assert.equal((await net.user0.get("/gov/members/proposals?api-version=2024-07-01")).json().value.length, before);
   await first.page.click("#propose");
   await first.page.waitForSelector("#gov-message");
   const proposalId = /Proposed ([0-9a-f]+)/.exec(await first.page.textContent("#gov-message"))[1];
@@ -136,10 +147,21 @@ test("members govern in the page: a key loaded, set_user proposed, a second memb
   await first.page.click(`#proposals tr[data-proposal="${proposalId}"] .vote-for`);
   await waitForState(first.page, proposalId, "Open");
 
+  // Each member's ballot: member0's source, member1's none yet.
   await second.page.click("#refresh");
+  await second.page.click(`#proposals tr[data-proposal="${proposalId}"] a`);
+  await second.page.waitForSelector("tr.actions table.ballots");
+  const member0 = await first.page.textContent("#member-id");
+  assert.match(await second.page.textContent(`table.ballots tr[data-member="${member0}"]`), /export function vote \(proposal, proposerId\) \{ return true; \}/);
+  assert.match(await second.page.textContent(`table.ballots tr[data-member="${member1}"]`), /no ballot/);
   await second.page.click(`#proposals tr[data-proposal="${proposalId}"] .vote-for`);
   await waitForState(second.page, proposalId, "Accepted");
   await waitForState(first.page, proposalId, "Accepted");
+  // Both ballots and the final votes, in the page where the proposal's details are still open.
+  await first.page.waitForSelector(`table.ballots tr[data-member="${member1}"] pre`);
+  for (const m of [member0, member1]) {
+    assert.match(await first.page.textContent(`table.ballots tr[data-member="${m}"]`), /return true;[\s\S]*for$/);
+  }
   await first.page.screenshot({ path: `${shots}/governance.png`, fullPage: true });
 
   const { Client } = await import("consort-sdk/client");
@@ -204,9 +226,10 @@ test("the app's public writes are shown to a member's certificate only; private 
   assert.match(await anyone.page.textContent(`${row} .tables`), /1 table\(s\) only members see/);
   assert.doesNotMatch(await anyone.page.textContent("#entries"), /from alice/);
 
-  const member = await consolePage(at, {
-    clientCertificates: [{ origin: new URL(net.url).origin, certPath: join(common, "member0_cert.pem"), keyPath: join(common, "member0_privk.pem") }],
-  });
+  // A browser with member0's certificate and key imported, which it presents to the node.
+  const identity = { certPath: join(common, "member0_cert.pem"), keyPath: join(common, "member0_privk.pem"), origin: new URL(net.url).origin };
+  const withIdentity = await launchWithIdentity(net.serviceCert, identity, { viewport: VIEWPORT });
+  const member = await consolePage(at, withIdentity);
   await member.page.waitForSelector(`${row} + tr.details`);
   assert.match(await member.page.textContent("#ledger-info"), /You read as member/);
   const records = await member.page.textContent(`[data-details="${accepted.wroteAt}"] table[data-table="public:records"]`);
@@ -216,6 +239,7 @@ test("the app's public writes are shown to a member's certificate only; private 
     assert.deepEqual(p.elsewhere, []);
     assert.deepEqual(p.errors, []);
   }
+  await withIdentity.close();
 });
 
 test("a wrong key file, or a key that is not the certificate's: a clear message and nothing sent", async () => {
@@ -230,15 +254,22 @@ test("a wrong key file, or a key that is not the certificate's: a clear message 
   assert.deepEqual(posts, []);
 });
 
-test("the node a page came from goes down: the page says it cannot reach it", async () => {
+test("the node a page came from goes down: the page says it cannot reach it, to a read and to a write", async () => {
   // Node 2 serves clients on the first node's port + 4; the page is its.
   const url = new URL(net.url);
   url.port = String(Number(url.port) + 4);
   const { page } = await consolePage(`${url.origin}/console#governance`);
   await page.waitForSelector("#proposals");
+  const common = join(net.workspace, "sandbox_common");
+  await loadMember(page, join(common, "member0_privk.pem"), join(common, "member0_cert.pem"));
+  await page.waitForSelector("#propose");
   const pid = net.pids()[3];
   process.kill(pid, "SIGKILL");
   await page.click("#refresh");
   await page.waitForSelector("#gov-error");
   assert.match(await page.textContent("#gov-error"), /cannot be reached.*is it down\?/);
+  // A write to it: the page says it could not be sent, and how to learn whether it took effect.
+  await page.click("#propose");
+  await page.waitForSelector("#proposal-error");
+  assert.match(await page.textContent("#proposal-error"), /^Could not propose: .*cannot be reached.*is it down\?.*Refresh shows whether it took effect/);
 });

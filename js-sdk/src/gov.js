@@ -110,16 +110,17 @@ export async function memberSigner({ key, cert }) {
   async function sign(msgType, payload, { proposalId, createdAt } = {}) {
     const at = createdAt ?? Math.floor(Date.now() / 1000);
     if (!Number.isSafeInteger(at) || at < 0) throw new TypeError("createdAt must be whole seconds since the epoch");
+    // The order CCF's ccf_cose_sign1 (and `consort gov`) write them in: alg, kid, type, the
+    // proposal id if any, created_at. Not CBOR's canonical order (which would put created_at
+    // before proposal_id), so cborg is told not to sort the keys.
     const params = new Map([
       [1, alg],
       [4, utf8ToBytes(id)],
       ["ccf.gov.msg.type", String(msgType)],
-      ["ccf.gov.msg.created_at", at],
     ]);
     if (proposalId !== undefined && proposalId !== null) params.set("ccf.gov.msg.proposal_id", String(proposalId));
-    // cborg orders map keys as CBOR's canonical form does (shorter first): alg, kid, then the
-    // ccf.gov.msg.* names by length, the order `consort gov` and CCF's tooling write them in.
-    const protectedHeader = encode(params);
+    params.set("ccf.gov.msg.created_at", at);
+    const protectedHeader = encode(params, { mapSorter: null });
     const body = typeof payload === "string" ? utf8ToBytes(payload) : new Uint8Array(payload);
     const toBeSigned = encode(["Signature1", protectedHeader, new Uint8Array(0), body]);
     const signature = new Uint8Array(await crypto.subtle.sign({ name: "ECDSA", hash }, signing, toBeSigned));

@@ -289,3 +289,52 @@ async fn governance_changes_runtime_options_and_the_constitution() {
 
     let _ = std::fs::remove_dir_all(&ws);
 }
+
+/// The COSE_Sign1 requests `consort gov` signs (and the SDK's `memberSigner`, which
+/// `tests/e2e/sdk.rs` checks against these) are the bytes CCF's `ccf_cose_sign1` writes for the
+/// same member, message and time, up to the ECDSA signature (randomised): headers, their order
+/// and encoding, payload. On both curves, with and without a proposal id.
+#[test]
+fn consort_gov_signs_the_bytes_ccf_cose_sign1_signs() {
+    use consort_crypto::cose::{Sign1, ES384};
+    use consort_crypto::{Curve, GovMessage, GovSigner};
+    let ws = temp_workspace("ccf-cose-bytes");
+    const CREATED_AT: u64 = 1_764_000_000;
+    // 2025-11-24T16:00:00Z, as ccf_cose_sign1 takes it.
+    let created_at = "2025-11-24T16:00:00+00:00";
+    for (i, curve) in [Curve::Secp256r1, Curve::Secp384r1].into_iter().enumerate() {
+        let (key, cert) = consort_crypto::identity_cert("member", curve).expect("identity");
+        let prefix = ws.join(format!("member{i}"));
+        std::fs::write(format!("{}_privk.pem", prefix.display()), &key).expect("key");
+        std::fs::write(format!("{}_cert.pem", prefix.display()), &cert).expect("cert");
+        for (msg_type, proposal_id) in [("proposal", None), ("ballot", Some("7f3e")), ("ack", None), ("withdrawal", Some("9a"))] {
+            let payload = format!("{{\"from\": \"{msg_type}\"}}");
+            let content = ws.join("content");
+            std::fs::write(&content, &payload).expect("content");
+            let mut command = Command::new(ccf_cose_sign1());
+            command.arg("--content").arg(&content);
+            command.arg("--signing-key").arg(format!("{}_privk.pem", prefix.display()));
+            command.arg("--signing-cert").arg(format!("{}_cert.pem", prefix.display()));
+            command.args(["--ccf-gov-msg-type", msg_type, "--ccf-gov-msg-created_at", created_at]);
+            if let Some(id) = proposal_id {
+                command.args(["--ccf-gov-msg-proposal_id", id]);
+            }
+            let out = command.output().expect("run ccf_cose_sign1");
+            assert!(out.status.success(), "ccf_cose_sign1: {}", String::from_utf8_lossy(&out.stderr));
+            let ccf = out.stdout;
+            let ours = GovSigner::from_pem(&key, &cert)
+                .expect("signer")
+                .sign(&GovMessage { msg_type, proposal_id, created_at: CREATED_AT }, payload.as_bytes())
+                .expect("sign");
+            let signature = if Sign1::parse(&ours).expect("parse").alg == ES384 { 96 } else { 64 };
+            assert_eq!(ccf.len(), ours.len(), "{curve:?} {msg_type}: {} vs {}", hex::encode(&ccf), hex::encode(&ours));
+            assert_eq!(
+                hex::encode(&ccf[..ccf.len() - signature]),
+                hex::encode(&ours[..ours.len() - signature]),
+                "{curve:?} {msg_type}: all but the signature"
+            );
+            // And CCF's signature holds for the node's verifier.
+            Sign1::parse(&ccf).expect("parse").verify_with_cert(&consort_crypto::cert_der_from_pem(&cert).expect("der")).expect("verifies");
+        }
+    }
+}

@@ -59,11 +59,13 @@ impl GovSigner {
 
     /// Signs `payload` but names `kid` as the signer (tests use this to impersonate).
     pub fn sign_as(&self, kid: &str, msg: &GovMessage<'_>, payload: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let mut params =
-            vec![("ccf.gov.msg.type", Param::Text(msg.msg_type.into())), ("ccf.gov.msg.created_at", Param::Int(msg.created_at.into()))];
+        // In the order CCF's `ccf_cose_sign1` writes them (not CBOR's canonical order, which
+        // would put `created_at` before `proposal_id`), so that the bytes are the same.
+        let mut params = vec![("ccf.gov.msg.type", Param::Text(msg.msg_type.into()))];
         if let Some(p) = msg.proposal_id {
             params.push(("ccf.gov.msg.proposal_id", Param::Text(p.into())));
         }
+        params.push(("ccf.gov.msg.created_at", Param::Int(msg.created_at.into())));
         let mut failed = false;
         let signed = sign1(self.alg, kid, &params, payload, |tbs| match self.key.sign(&SystemRandom::new(), tbs) {
             Ok(sig) => sig.as_ref().to_vec(),

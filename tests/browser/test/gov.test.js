@@ -65,8 +65,8 @@ for (const [curve, hash] of [["P-256", "SHA-256"], ["P-384", "SHA-384"]]) {
       [1, curve === "P-256" ? -7 : -35],
       [4, signed.id],
       ["ccf.gov.msg.type", "ballot"],
-      ["ccf.gov.msg.created_at", 1_764_000_000],
       ["ccf.gov.msg.proposal_id", "abc"],
+      ["ccf.gov.msg.created_at", 1_764_000_000],
     ]);
     assert.equal(Buffer.from(body).toString(), payload);
     const spki = new X509Certificate(who.cert).publicKey.export({ type: "spki", format: "der" });

@@ -3,11 +3,12 @@
 // page is served by a node over its TLS and loads nothing from anywhere else. Its service view
 // lists the three nodes and which is primary, as /node/network says; in its governance view two
 // members, each with its key loaded in a page, dry-run, propose and accept set_user (each
-// member's ballot shown) and the user calls the app; its ledger explorer shows the accepting
-// transaction, verifies its receipt in the page and refuses a tampered copy, and shows the
-// app's public writes only to a member's certificate; bad key files get a message and send
-// nothing; a node that goes down is said to be down, to a read and to a write. Screenshots go
-// to target/console-screenshots/ (docs/console/ with UPDATE_SCREENSHOTS=1).
+// member's ballot shown) and the user calls the app, and a member withdraws a proposal; its
+// ledger explorer shows the accepting transaction, verifies its receipt in the page and refuses
+// a tampered copy, and shows the app's public writes only to a member's certificate; bad key
+// files get a message and send nothing; a node that goes down is said to be down, to a read and
+// to a write. Screenshots go to target/console-screenshots/ (docs/console/ with
+// UPDATE_SCREENSHOTS=1).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -240,6 +241,25 @@ test("the app's public writes are shown to a member's certificate only; private 
     assert.deepEqual(p.errors, []);
   }
   await withIdentity.close();
+});
+
+test("a member withdraws its own open proposal in the page", async () => {
+  const common = join(net.workspace, "sandbox_common");
+  const { page, elsewhere, errors } = await consolePage(`${net.url}/console#governance`);
+  await loadMember(page, join(common, "member0_privk.pem"), join(common, "member0_cert.pem"));
+  await page.fill("#proposal-text", JSON.stringify({ actions: [{ name: "set_recovery_threshold", args: { recovery_threshold: 1 } }] }));
+  await page.click("#propose");
+  await page.waitForSelector("#gov-message");
+  const proposalId = /Proposed ([0-9a-f]+): it is Open/.exec(await page.textContent("#gov-message"))?.[1];
+  assert.ok(proposalId, await page.textContent("#gov-message"));
+  await page.waitForSelector(`#proposals tr[data-proposal="${proposalId}"] .withdraw`);
+  await page.click(`#proposals tr[data-proposal="${proposalId}"] .withdraw`);
+  await waitForState(page, proposalId, "Withdrawn");
+  assert.match(await page.textContent("#gov-message"), new RegExp(`^Withdrew ${proposalId}\\. Transaction \\d+\\.\\d+\\.$`));
+  const info = (await net.user0.get(`/gov/members/proposals/${proposalId}?api-version=2024-07-01`)).json();
+  assert.equal(info.proposalState, "Withdrawn");
+  assert.deepEqual(elsewhere, []);
+  assert.deepEqual(errors, []);
 });
 
 test("a wrong key file, or a key that is not the certificate's: a clear message and nothing sent", async () => {

@@ -10,6 +10,8 @@ import { fingerprint, getJson, ReadError } from "./api";
 interface Write {
   key: string;
   keyEncoding?: string;
+  keyTruncated?: boolean;
+  keyBytes?: number;
   value?: unknown;
   removed?: boolean;
   truncated?: boolean;
@@ -31,6 +33,7 @@ export interface Entry {
   privateWrites?: boolean;
   inputsRecorded?: boolean;
   tables?: Table[];
+  moreTables?: number;
   withheld?: { tables: number; writes: number };
   signature?: { node: string; root: string; coversTo: number };
   configuration?: unknown;
@@ -184,13 +187,14 @@ function EntryDetails({ entry }: { entry: Entry }) {
           <tr><th colSpan={2}>{t.name}</th></tr>
           {t.writes.map((w) => (
             <tr key={w.key}>
-              <td class="id key">{w.key}{w.keyEncoding ? ` (${w.keyEncoding})` : ""}</td>
+              <td class="id key">{w.key}{w.keyTruncated ? `… (${w.keyBytes} bytes, cut)` : ""}{w.keyEncoding ? ` (${w.keyEncoding})` : ""}</td>
               <td><pre>{shown(w)}</pre></td>
             </tr>
           ))}
           {t.more > 0 && <tr><td colSpan={2}>… and {t.more} more write(s)</td></tr>}
         </table>
       ))}
+      {entry.moreTables !== undefined && <p>… and {entry.moreTables} more table(s).</p>}
       {entry.withheld && <p>{entry.withheld.writes} write(s) to {entry.withheld.tables} other public table(s): only members see them.</p>}
       <ReceiptCheck entry={entry} />
     </div>

@@ -629,18 +629,24 @@ impl Consensus {
         Ok(Receipt::new(&sig, &proof, &meta.write_set_digest(), self.commit_secret.evidence(txid), &meta.claims_digest, app))
     }
 
-    /// The applied entries `from..=to` as this node's ledger files hold them (private writes
-    /// and inputs still sealed), and the seqnos it can give: `(first, last applied)`.
-    /// `to` past the last applied entry is cut to it; nothing before `first` (a node that
-    /// started from a snapshot) can be read. Blocking: call it off the async threads.
-    pub fn applied_entries(&self, from: u64, to: u64) -> Result<(Vec<consort_ledger::LedgerEntry>, (u64, u64)), String> {
+    /// Each applied entry `from..=to` as this node's ledger files hold them (private writes and
+    /// inputs still sealed), given to `view` one at a time (so that only one is in memory), and
+    /// the seqnos this node can give: `(first, last applied)`. `to` past the last applied entry
+    /// is cut to it; nothing before `first` (a node that started from a snapshot) can be read.
+    /// Blocking: call it off the async threads.
+    pub fn applied_entries<T>(
+        &self,
+        from: u64,
+        to: u64,
+        mut view: impl FnMut(consort_ledger::LedgerEntry) -> T,
+    ) -> Result<(Vec<T>, (u64, u64)), String> {
         let (first, last) = {
             let ledger = self.shared.ledger();
             (ledger.base, ledger.last_applied.seqno)
         };
         let (from, to) = (from.max(first), to.min(last));
-        let entries = (from..=to).map(|seqno| self.log.read_entry(seqno)).collect::<Result<_, _>>()?;
-        Ok((entries, (first, last)))
+        let viewed = (from..=to).map(|seqno| self.log.read_entry(seqno).map(&mut view)).collect::<Result<_, _>>()?;
+        Ok((viewed, (first, last)))
     }
 
     /// The writes and receipt of committed transaction `txid`, read back from the ledger.

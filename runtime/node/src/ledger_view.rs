@@ -18,10 +18,17 @@ use serde_json::{json, Map, Value};
 pub const ENTRIES_MAX: u64 = 100;
 /// How many entries an answer holds when the query does not say.
 pub const ENTRIES_DEFAULT: u64 = 20;
-/// At most this many writes shown per table of an entry (the rest are counted).
-pub const WRITES_SHOWN_MAX: usize = 20;
+/// At most this many writes shown per entry, over all its tables, in order (the rest of each
+/// table's are counted in its `more`).
+pub const WRITES_SHOWN_MAX: usize = 50;
+/// At most this many tables listed per entry (the rest are counted in `moreTables`).
+pub const TABLES_SHOWN_MAX: usize = 50;
 /// A value longer than this is shown cut to it (as text), with its length.
 pub const VALUE_SHOWN_BYTES: usize = 1024;
+/// A key longer than this is shown cut to it, with its length.
+pub const KEY_SHOWN_BYTES: usize = 256;
+// So an answer holds at most ENTRIES_MAX × WRITES_SHOWN_MAX shown writes of at most
+// KEY_SHOWN_BYTES + VALUE_SHOWN_BYTES each (~6.5 MB before JSON escaping), whatever the entries.
 
 /// Who is reading, as far as what they may see goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,10 +85,13 @@ pub fn describe(le: &LedgerEntry, status: &str, reader: Reader) -> Value {
             out.insert("inputsRecorded".into(), json!(!le.inputs.is_empty()));
             match WriteSet::decode(&le.public) {
                 Ok(writes) => {
-                    let (tables, withheld) = tables(&writes, reader);
-                    out.insert("tables".into(), Value::Array(tables));
-                    if withheld.0 > 0 {
-                        out.insert("withheld".into(), json!({"tables": withheld.0, "writes": withheld.1}));
+                    let shown = tables(&writes, reader);
+                    out.insert("tables".into(), Value::Array(shown.tables));
+                    if shown.more_tables > 0 {
+                        out.insert("moreTables".into(), json!(shown.more_tables));
+                    }
+                    if shown.withheld.0 > 0 {
+                        out.insert("withheld".into(), json!({"tables": shown.withheld.0, "writes": shown.withheld.1}));
                     }
                 }
                 Err(e) => {
@@ -117,28 +127,45 @@ fn kind_name(kind: EntryKind) -> &'static str {
     }
 }
 
-/// The tables `reader` sees, each with its first writes, and `(tables, writes)` withheld.
-fn tables(writes: &WriteSet, reader: Reader) -> (Vec<Value>, (usize, usize)) {
-    let mut shown = Vec::new();
-    let mut withheld = (0, 0);
+/// What [`tables`] shows of an entry's public writes.
+struct Shown {
+    /// The first [`TABLES_SHOWN_MAX`] tables the reader sees, with their first writes.
+    tables: Vec<Value>,
+    /// Tables the reader sees past those.
+    more_tables: usize,
+    /// `(tables, writes)` the reader may not see.
+    withheld: (usize, usize),
+}
+
+fn tables(writes: &WriteSet, reader: Reader) -> Shown {
+    let mut shown = Shown { tables: Vec::new(), more_tables: 0, withheld: (0, 0) };
+    let mut budget = WRITES_SHOWN_MAX;
     for (name, map) in &writes.maps {
         if !reader.sees(name) {
-            withheld.0 += 1;
-            withheld.1 += map.len();
-            continue;
+            shown.withheld.0 += 1;
+            shown.withheld.1 += map.len();
+        } else if shown.tables.len() == TABLES_SHOWN_MAX {
+            shown.more_tables += 1;
+        } else {
+            let n = budget.min(map.len());
+            budget -= n;
+            let writes: Vec<Value> = map.iter().take(n).map(|(k, v)| write(k, v.as_deref())).collect();
+            shown.tables.push(json!({"name": name, "writes": writes, "more": map.len() - n}));
         }
-        let writes: Vec<Value> = map.iter().take(WRITES_SHOWN_MAX).map(|(k, v)| write(k, v.as_deref())).collect();
-        shown.push(json!({"name": name, "writes": writes, "more": map.len().saturating_sub(WRITES_SHOWN_MAX)}));
     }
-    (shown, withheld)
+    shown
 }
 
 fn write(key: &[u8], value: Option<&[u8]>) -> Value {
-    let (shown_key, encoding) = consort_gov::dry_run::shown(key);
     let mut w = Map::new();
+    let (shown_key, encoding) = consort_gov::dry_run::shown(&key[..key.len().min(KEY_SHOWN_BYTES)]);
     w.insert("key".into(), shown_key);
     if let Some(encoding) = encoding {
         w.insert("keyEncoding".into(), json!(encoding));
+    }
+    if key.len() > KEY_SHOWN_BYTES {
+        w.insert("keyTruncated".into(), json!(true));
+        w.insert("keyBytes".into(), json!(key.len()));
     }
     match value {
         None => {
@@ -243,20 +270,35 @@ mod tests {
     }
 
     #[test]
-    fn long_tables_and_values_are_cut_and_counted() {
+    fn long_tables_keys_and_values_are_cut_and_counted() {
         let mut w = WriteSet::default();
-        for i in 0..(WRITES_SHOWN_MAX + 5) {
+        w.put("public:ccf.gov.modules", b"big".to_vec(), vec![b'a'; VALUE_SHOWN_BYTES + 1]);
+        w.put("public:ccf.gov.modules", vec![b'k'; KEY_SHOWN_BYTES + 1], b"1".to_vec());
+        for i in 0..WRITES_SHOWN_MAX {
             w.put("public:ccf.gov.nodes.info", format!("n{i:02}").into_bytes(), b"{}".to_vec());
         }
-        w.put("public:ccf.gov.modules", b"big".to_vec(), vec![b'a'; VALUE_SHOWN_BYTES + 1]);
+        w.put("public:ccf.gov.users.info", b"u".to_vec(), b"{}".to_vec());
         let d = describe(&entry(EntryKind::Tx, w.encode()), "Committed", Reader::Anyone);
         let modules = &d["tables"][0];
         assert_eq!(modules["writes"][0]["truncated"], true);
         assert_eq!(modules["writes"][0]["bytes"], VALUE_SHOWN_BYTES + 1);
         assert_eq!(modules["writes"][0]["value"].as_str().expect("there").len(), VALUE_SHOWN_BYTES);
+        assert_eq!(modules["writes"][1]["key"].as_str().expect("there").len(), KEY_SHOWN_BYTES);
+        assert_eq!((&modules["writes"][1]["keyTruncated"], &modules["writes"][1]["keyBytes"]), (&json!(true), &json!(KEY_SHOWN_BYTES + 1)));
+        // The budget of writes is per entry: the modules' two, then 48 of the nodes' 50.
         let nodes = &d["tables"][1];
-        assert_eq!(nodes["writes"].as_array().expect("there").len(), WRITES_SHOWN_MAX);
-        assert_eq!(nodes["more"], 5);
+        assert_eq!(nodes["writes"].as_array().expect("there").len(), WRITES_SHOWN_MAX - 2);
+        assert_eq!(nodes["more"], 2);
+        let users = &d["tables"][2];
+        assert_eq!((users["writes"].as_array().expect("there").len(), &users["more"]), (0, &json!(1)), "listed, its write counted");
+
+        let mut many = WriteSet::default();
+        for i in 0..(TABLES_SHOWN_MAX + 3) {
+            many.put(&format!("public:ccf.gov.t{i:03}"), b"k".to_vec(), b"v".to_vec());
+        }
+        let d = describe(&entry(EntryKind::Tx, many.encode()), "Committed", Reader::Anyone);
+        assert_eq!(d["tables"].as_array().expect("there").len(), TABLES_SHOWN_MAX);
+        assert_eq!(d["moreTables"], 3);
     }
 
     #[test]

@@ -220,14 +220,16 @@ pub(crate) async fn ledger_entries(node: &Node, call: &Call<'_>) -> Reply {
         Err(e) => return bad_query(e),
     };
     let consensus = node.consensus.clone();
-    let read = tokio::task::spawn_blocking(move || consensus.applied_entries(from, to)).await;
-    let (entries, (first, last)) = match read {
+    let read = tokio::task::spawn_blocking(move || {
+        let status = consensus.clone();
+        consensus.applied_entries(from, to, |le| ledger_view::describe(&le, status.status(le.txid).as_str(), reader))
+    })
+    .await;
+    let (described, (first, last)) = match read {
         Ok(Ok(read)) => read,
         Ok(Err(e)) => return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", format!("the ledger cannot be read: {e}")),
         Err(e) => return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", format!("reading the ledger failed: {e}")),
     };
-    let described: Vec<Value> =
-        entries.iter().map(|le| ledger_view::describe(le, node.consensus.status(le.txid).as_str(), reader)).collect();
     reply::ok(&json!({
         "first": first,
         "last": last,

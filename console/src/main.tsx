@@ -1,6 +1,6 @@
 // The console's page: what the node this page came from says about its service, its
-// governance, and its ledger. Every read and write goes to the same endpoints, with the same access, as any
-// client's; members' writes are signed in this page.
+// governance, and its ledger. Every read and write goes to the same endpoints, with the same
+// access, as any client's; members' writes are signed in this page.
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { ServiceView } from "./service";

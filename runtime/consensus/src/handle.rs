@@ -629,6 +629,13 @@ impl Consensus {
         Ok(Receipt::new(&sig, &proof, &meta.write_set_digest(), self.commit_secret.evidence(txid), &meta.claims_digest, app))
     }
 
+    /// The first and last applied seqnos whose entries this node's ledger files hold (the first
+    /// is 0, or one after the snapshot the node started from).
+    pub fn applied_seqnos(&self) -> (u64, u64) {
+        let ledger = self.shared.ledger();
+        (ledger.base, ledger.last_applied.seqno)
+    }
+
     /// Each applied entry `from..=to` as this node's ledger files hold them (private writes and
     /// inputs still sealed), given to `view` one at a time (so that only one is in memory), and
     /// the seqnos this node can give: `(first, last applied)`. `to` past the last applied entry
@@ -640,10 +647,7 @@ impl Consensus {
         to: u64,
         mut view: impl FnMut(consort_ledger::LedgerEntry) -> T,
     ) -> Result<(Vec<T>, (u64, u64)), String> {
-        let (first, last) = {
-            let ledger = self.shared.ledger();
-            (ledger.base, ledger.last_applied.seqno)
-        };
+        let (first, last) = self.applied_seqnos();
         let (from, to) = (from.max(first), to.min(last));
         let viewed = (from..=to).map(|seqno| self.log.read_entry(seqno).map(&mut view)).collect::<Result<_, _>>()?;
         Ok((viewed, (first, last)))

@@ -211,10 +211,7 @@ pub(crate) async fn ledger_entries(node: &Node, call: &Call<'_>) -> Reply {
         _ => None,
     };
     let reader = if member.is_some() { Reader::Member } else { Reader::Anyone };
-    let held = {
-        let ledger = node.consensus.ledger();
-        (ledger.base, ledger.last_applied.seqno)
-    };
+    let held = node.consensus.applied_seqnos();
     let (from, to) = match ledger_view::range(call.query_param("from").as_deref(), call.query_param("to").as_deref(), held) {
         Ok(r) => r,
         Err(e) => return bad_query(e),

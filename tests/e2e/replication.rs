@@ -121,6 +121,13 @@ async fn nodes_join_by_governance_and_everything_replicates() {
     let s3 = joining.join().expect("the fourth node starts once trusted");
     let startup = get_json(&s3, "/node/state").await["startup_seqno"].as_u64().expect("startup_seqno");
     assert!(startup > 0, "the fourth node started from a snapshot");
+    // Its ledger explorer starts after the snapshot: entries before it are not there to show.
+    let held = get_json(&s3, "/node/ledger/entries").await;
+    assert_eq!(held["first"], startup + 1, "{held}");
+    let shown: Vec<u64> = held["entries"].as_array().expect("entries").iter().map(|e| e["seqno"].as_u64().expect("seqno")).collect();
+    assert!(!shown.is_empty() && shown.iter().all(|s| *s > startup), "{shown:?}");
+    let before = get_json(&s3, &format!("/node/ledger/entries?to={startup}")).await;
+    assert_eq!(before["entries"], json!([]), "{before}");
     let r = user_client(&s3).get(s3.url("/app/log/private?id=100")).send().await.expect("get");
     assert_eq!(r.json::<Value>().await.expect("json")["msg"], "via 0", "private state written before the snapshot");
     eventually("four voters", async || get_json(&s0, "/node/consensus").await["voters"].as_array().expect("voters").len() == 4).await;

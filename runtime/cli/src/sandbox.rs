@@ -433,6 +433,8 @@ fn print_instructions(common: &Path, url: &str, children: &[Child], hints: &Hint
     println!("Govern it as member0 (`consort gov --help` lists the commands):");
     println!("  consort gov --url {url} --service-cert {c}/service_cert.pem --member {c}/member0 info");
     println!("  consort gov --url {url} --service-cert {c}/service_cert.pem --member {c}/member0 propose --set-js-app {app} --accept");
+    println!("Or in a browser that trusts {c}/service_cert.pem as a certificate authority (README, \"The web console\"):");
+    println!("  {url}/console");
     for child in children {
         if let Some(pid) = child.process.id() {
             println!("PID node{} {pid}", child.index);

@@ -95,15 +95,30 @@ async function loadMember(page, key, cert) {
   await page.click("#load-member");
 }
 
-/** Waits until the proposal's row says `state`, refreshing the list. */
-async function waitForState(page, id, state) {
+/** Waits until the proposal's row has a cell (`selector` in it) whose text `wanted` accepts,
+ * refreshing the list: the node a page reads may apply a write after another answered it. */
+async function waitForRow(page, id, selector, wanted) {
   for (;;) {
     await page.click("#refresh");
-    const now = await page.textContent(`#proposals tr[data-proposal="${id}"] .state`).catch(() => null);
-    if (now === state) return;
+    const now = await page.textContent(`#proposals tr[data-proposal="${id}"] ${selector}`, { timeout: 1000 }).catch(() => null);
+    if (now !== null && wanted(now)) return;
     await page.waitForTimeout(100);
   }
 }
+
+/** Waits until `check` holds (a bound on a hang, not on speed: 600 tries 100 ms apart). */
+async function waitUntil(check, what) {
+  for (let tries = 0; tries < 600; tries++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail(`gave up waiting for ${what}`);
+}
+
+/** Waits until the proposal's row says `state`. */
+const waitForState = (page, id, state) => waitForRow(page, id, ".state", (now) => now === state);
+/** Waits until the proposal's row counts `n` ballots. */
+const waitForBallots = (page, id, n) => waitForRow(page, id, "td:nth-child(4)", (now) => now.startsWith(`${n} ballot(s)`));
 
 /** What the governance test leaves for the ledger explorer's: the transaction that accepted
  * set_user (from the page's own message), alice's user id, and member1's page. */
@@ -123,8 +138,11 @@ test("members govern in the page: a key loaded, set_user dry-run then proposed, 
   await second.page.click("#ack");
   await second.page.waitForSelector("#member-message");
   const member1 = await second.page.textContent("#member-id");
-  const members = (await net.user0.get("/gov/service/members?api-version=2024-07-01")).json().value;
-  assert.equal(members.find((m) => m.memberId === member1)?.status, "Active", JSON.stringify(members));
+  // Node 0 (which the pages read) may apply the ack after the node that ran it answered.
+  await waitUntil(async () => {
+    const members = (await net.user0.get("/gov/service/members?api-version=2024-07-01")).json().value;
+    return members.find((m) => m.memberId === member1)?.status === "Active";
+  }, "member1 Active on node 0");
 
   const first = await consolePage(`${net.url}/console#governance`);
   await loadMember(first.page, join(common, "member0_privk.pem"), join(common, "member0_cert.pem"));
@@ -141,15 +159,16 @@ test("members govern in the page: a key loaded, set_user dry-run then proposed, 
   await first.page.click("#propose");
   await first.page.waitForSelector("#gov-message");
   const proposalId = /Proposed ([0-9a-f]+)/.exec(await first.page.textContent("#gov-message"))[1];
+  await waitForState(first.page, proposalId, "Open");
   // Its actions, readably.
   await first.page.click(`#proposals tr[data-proposal="${proposalId}"] a`);
   await first.page.waitForSelector("tr.actions .action");
   assert.match(await first.page.textContent("tr.actions"), /set_user[\s\S]*BEGIN CERTIFICATE/);
   await first.page.click(`#proposals tr[data-proposal="${proposalId}"] .vote-for`);
-  await waitForState(first.page, proposalId, "Open");
+  await first.page.waitForFunction((id) => document.querySelector("#gov-message")?.textContent.startsWith(`Voted on ${id}: it is Open.`), proposalId);
 
   // Each member's ballot: member0's source, member1's none yet.
-  await second.page.click("#refresh");
+  await waitForBallots(second.page, proposalId, 1);
   await second.page.click(`#proposals tr[data-proposal="${proposalId}"] a`);
   await second.page.waitForSelector("tr.actions table.ballots");
   const member0 = await first.page.textContent("#member-id");
@@ -170,6 +189,8 @@ test("members govern in the page: a key loaded, set_user dry-run then proposed, 
   const wrote = await alice.post("/app/log/public", { id: 9, msg: "from alice" });
   alice.close();
   assert.equal(wrote.status, 200, wrote.text());
+  // Committed on node 0, which the explorer's pages read.
+  await net.user0.waitForCommit(wrote.txid);
   for (const p of [first, second]) {
     assert.deepEqual(p.elsewhere, []);
     assert.deepEqual(p.errors, []);
@@ -252,10 +273,11 @@ test("a member withdraws its own open proposal in the page", async () => {
   await page.waitForSelector("#gov-message");
   const proposalId = /Proposed ([0-9a-f]+): it is Open/.exec(await page.textContent("#gov-message"))?.[1];
   assert.ok(proposalId, await page.textContent("#gov-message"));
-  await page.waitForSelector(`#proposals tr[data-proposal="${proposalId}"] .withdraw`);
+  await waitForState(page, proposalId, "Open");
   await page.click(`#proposals tr[data-proposal="${proposalId}"] .withdraw`);
-  await waitForState(page, proposalId, "Withdrawn");
+  await page.waitForFunction(() => document.querySelector("#gov-message")?.textContent.startsWith("Withdrew"));
   assert.match(await page.textContent("#gov-message"), new RegExp(`^Withdrew ${proposalId}\\. Transaction \\d+\\.\\d+\\.$`));
+  await waitForState(page, proposalId, "Withdrawn");
   const info = (await net.user0.get(`/gov/members/proposals/${proposalId}?api-version=2024-07-01`)).json();
   assert.equal(info.proposalState, "Withdrawn");
   assert.deepEqual(elsewhere, []);

@@ -3,7 +3,7 @@
 // against, and withdrawal, each a COSE_Sign1 request signed in this page.
 import { useEffect, useState } from "preact/hooks";
 import type { MemberSigner } from "consort-sdk/gov";
-import { describe, getJson, gov, postCose, unsent } from "./api";
+import { describe, getJson, getText, gov, postCose, ReadError, unsent } from "./api";
 import { MemberPanel } from "./member";
 
 const ACCEPT = "export function vote (proposal, proposerId) { return true; }";
@@ -67,8 +67,12 @@ async function ballotsOf(proposalId: string): Promise<Ballots> {
   const members = await getJson<{ value: { memberId: string }[] }>(gov("/service/members"));
   return Promise.all(
     members.value.map(async ({ memberId }): Promise<[string, string | null]> => {
-      const reply = await fetch(gov(`/members/proposals/${proposalId}/ballots/${memberId}`));
-      return [memberId, reply.ok ? await reply.text() : null];
+      try {
+        return [memberId, await getText(gov(`/members/proposals/${proposalId}/ballots/${memberId}`))];
+      } catch (e) {
+        if (e instanceof ReadError && e.status === 404) return [memberId, null];
+        throw e;
+      }
     }),
   );
 }

@@ -218,8 +218,7 @@ pub(crate) async fn ledger_entries(node: &Node, call: &Call<'_>) -> Reply {
     };
     let consensus = node.consensus.clone();
     let read = tokio::task::spawn_blocking(move || {
-        let status = consensus.clone();
-        consensus.applied_entries(from, to, |le| ledger_view::describe(&le, status.status(le.txid).as_str(), reader))
+        consensus.applied_entries(from, to, |le| ledger_view::describe(&le, consensus.status(le.txid).as_str(), reader))
     })
     .await;
     let (described, (first, last)) = match read {

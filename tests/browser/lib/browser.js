@@ -11,12 +11,18 @@ import { chromium } from "playwright-core";
 
 export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
-/** Starts the browser; the caller closes it (`await browser.close()`). */
-export async function launch() {
+/** How every test browser is launched (`env`, a profile, ... added by the caller); a missing
+ * browser is a clear failure. */
+function launchOptions(more = {}) {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`no browser at ${CHROMIUM}: \`make browser-tests\` installs Debian's chromium (or set CHROMIUM)`);
   }
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
+  return { executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"], ...more };
+}
+
+/** Starts the browser; the caller closes it (`await browser.close()`). */
+export async function launch() {
+  return chromium.launch(launchOptions());
 }
 
 /** NSS's certutil (Debian's libnss3-tools), which writes the certificate store Chromium reads. */
@@ -27,7 +33,7 @@ export const CERTUTIL = process.env.CERTUTIL ?? "/usr/bin/certutil";
  * error is ignored. */
 export async function launchTrusting(caPem) {
   const home = certificateStore(caPem);
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"], env: { ...process.env, HOME: home } });
+  const browser = await chromium.launch(launchOptions({ env: { ...process.env, HOME: home } }));
   browser.on("disconnected", () => removeStore(home));
   return browser;
 }
@@ -44,13 +50,7 @@ export async function launchWithIdentity(caPem, { certPath, keyPath, origin }, o
   // policy sets): any certificate the store holds, for this origin.
   const autoSelect = { [`${origin},*`]: { setting: { filters: [{}] } } };
   writeFileSync(join(profile, "Default", "Preferences"), JSON.stringify({ profile: { content_settings: { exceptions: { auto_select_certificate: autoSelect } } } }));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--no-sandbox"],
-    env: { ...process.env, HOME: home },
-    ...options,
-  });
+  const context = await chromium.launchPersistentContext(profile, launchOptions({ env: { ...process.env, HOME: home }, ...options }));
   context.on("close", () => removeStore(home));
   return context;
 }
@@ -65,9 +65,6 @@ function removeStore(home) {
 /** A home directory whose NSS database (Chromium's certificate store on Linux) trusts `caPem`
  * as a certificate authority and, if given, holds the identity in `certPath` and `keyPath`. */
 function certificateStore(caPem, identity) {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`no browser at ${CHROMIUM}: \`make browser-tests\` installs Debian's chromium (or set CHROMIUM)`);
-  }
   if (!existsSync(CERTUTIL)) {
     throw new Error(`no certutil at ${CERTUTIL}: \`make browser-tests\` installs Debian's libnss3-tools (or set CERTUTIL)`);
   }
